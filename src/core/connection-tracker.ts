@@ -1,0 +1,60 @@
+import { MESSAGES } from '../pushlet.messages.js';
+import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import { PushletLimitError } from './errors.js';
+
+export interface ConnectionLimits {
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
+}
+
+/** A slot taken by one open connection; release it exactly once when the connection ends. */
+export interface ConnectionSlot {
+  release(): void;
+}
+
+/** Counts open connections per transport and per client address, and enforces the limits. */
+export class ConnectionTracker {
+  private readonly open = { sse: 0, ws: 0 };
+  private readonly perAddress = new Map<string, number>();
+  private slowConsumers = 0;
+
+  constructor(private readonly limits: ConnectionLimits) {}
+
+  /** Takes a slot, or throws a {@link PushletLimitError} when a limit is reached. */
+  acquire(transport: PushletTransport, address: string): ConnectionSlot {
+    if (this.open.sse + this.open.ws >= this.limits.maxConnections) {
+      throw new PushletLimitError(MESSAGES.tooManyConnections);
+    }
+    const fromAddress = this.perAddress.get(address) ?? 0;
+    if (fromAddress >= this.limits.maxConnectionsPerAddress) {
+      throw new PushletLimitError(MESSAGES.tooManyConnectionsFromAddress);
+    }
+    this.perAddress.set(address, fromAddress + 1);
+    this.open[transport] += 1;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.open[transport] -= 1;
+        const left = (this.perAddress.get(address) ?? 1) - 1;
+        if (left > 0) this.perAddress.set(address, left);
+        else this.perAddress.delete(address);
+      },
+    };
+  }
+
+  countSlowConsumer(): void {
+    this.slowConsumers += 1;
+  }
+
+  snapshot() {
+    return {
+      sse: this.open.sse,
+      ws: this.open.ws,
+      total: this.open.sse + this.open.ws,
+      addresses: this.perAddress.size,
+      slowConsumersDisconnected: this.slowConsumers,
+    };
+  }
+}

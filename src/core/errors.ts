@@ -1,0 +1,16 @@
+/** Base class of every error the module throws on purpose. */
+export class PushletError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A topic, event or payload that breaks the wire contract. Answered 400 on HTTP, `pushlet:error` on WebSocket. */
+export class PushletValidationError extends PushletError {}
+
+/** A subscription the `authorize` option refused. Answered 403 on HTTP, `pushlet:error` on WebSocket. */
+export class PushletForbiddenError extends PushletError {}
+
+/** A connection refused by a limit. Answered 503 on HTTP, close 1013 on WebSocket. */
+export class PushletLimitError extends PushletError {}

@@ -1,0 +1,23 @@
+export { PushletModule } from './pushlet.module.js';
+export { PUSHLET_MODULE_OPTIONS } from './pushlet.module-definition.js';
+export { PushletService, type PushletStreamOptions, type PushletSubscribeOptions } from './pushlet.service.js';
+export { PushletPublish, type PushletTopicResolver } from './decorators/pushlet-publish.decorator.js';
+export { PushletPublishInterceptor } from './decorators/pushlet-publish.interceptor.js';
+export { PUSHLET_OPTIONS } from './pushlet.constants.js';
+export { PUSHLET_BROKER, type PushletBroker, type ReplayResult } from './interfaces/broker.interface.js';
+export type { PushletMessage } from './interfaces/message.interface.js';
+export type { PushletStats } from './interfaces/stats.interface.js';
+export type {
+  PushletAuthorizeContext,
+  PushletHistoryOptions,
+  PushletLimitOptions,
+  PushletModuleOptions,
+  PushletSseOptions,
+  PushletTransport,
+  PushletWsOptions,
+  ResolvedPushletOptions,
+} from './interfaces/pushlet-options.interface.js';
+export { PushletError, PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
+export { Envelope } from './core/envelope.js';
+export { MemoryBroker } from './core/memory-broker.js';
+export { PushletErrorFilter } from './pushlet-error.filter.js';

@@ -1,0 +1,81 @@
+import type { LoggerService } from '@nestjs/common';
+import type { PushletBroker } from './broker.interface.js';
+
+/** Which endpoint asks for a topic. */
+export type PushletTransport = 'sse' | 'ws';
+
+/** What the `authorize` option is asked about. */
+export interface PushletAuthorizeContext {
+  readonly topic: string;
+  readonly transport: PushletTransport;
+  /** The HTTP request of the SSE stream or of the WebSocket upgrade. */
+  readonly request: import('node:http').IncomingMessage;
+}
+
+export interface PushletSseOptions {
+  /** Path of the built-in SSE route. Default `/events`. */
+  path?: string;
+}
+
+export interface PushletWsOptions {
+  /** Path of the built-in WebSocket endpoint. Default `/ws`. */
+  path?: string;
+  /** Frame type of server-to-client messages. Default `binary` (as the Go original). */
+  frame?: 'binary' | 'text';
+  /** Largest accepted client frame in bytes; larger ones close with 1009. Default 64 KiB. */
+  maxPayload?: number;
+  /** When set, upgrades from any other `Origin` are refused with 403. */
+  allowedOrigins?: readonly string[];
+  /** Commands a connection may send per second before it is closed with 1008. Default 50. */
+  commandsPerSecond?: number;
+}
+
+export interface PushletLimitOptions {
+  /** Topics one connection may subscribe to. Default 50. */
+  topicsPerConnection?: number;
+  /** Open connections (SSE and WebSocket together). Default unlimited. */
+  maxConnections?: number;
+  /** Open connections from one client address. Default unlimited. */
+  maxConnectionsPerAddress?: number;
+  /** Bytes queued for one slow client before it is disconnected. Default 1 MiB. */
+  bufferBytes?: number;
+}
+
+export interface PushletHistoryOptions {
+  /** Messages kept per topic for resume. Default 1000. */
+  maxCount?: number;
+  /** How long a message stays replayable, in milliseconds. Default 5 minutes. */
+  maxAgeMs?: number;
+  /** Topics whose history is kept at once (in-memory broker). Default 1000. */
+  maxTopics?: number;
+}
+
+/** Options of `PushletModule.forRoot` / `forRootAsync`. */
+export interface PushletModuleOptions {
+  /** Heartbeat interval in milliseconds, for SSE comments and WebSocket pings. Default 30 000. */
+  heartbeatInterval?: number;
+  /** The built-in SSE route, or `false` to mount none (use `PushletService.stream` in your own). */
+  sse?: PushletSseOptions | false;
+  /** The built-in WebSocket endpoint, or `false` to leave it out. */
+  ws?: PushletWsOptions | false;
+  /** Any Nest `LoggerService`. Default: Nest's `Logger` with the context `Pushlet`. */
+  logger?: LoggerService;
+  limits?: PushletLimitOptions;
+  history?: PushletHistoryOptions;
+  /** Asked for every SSE topic and WebSocket subscription; a no is 403 / `pushlet:error`. */
+  authorize?: (context: PushletAuthorizeContext) => boolean | Promise<boolean>;
+  /** A broker of your own (replaces the in-memory default). */
+  broker?: PushletBroker;
+}
+
+/** Options with every default filled in. */
+export interface ResolvedPushletOptions {
+  readonly heartbeatInterval: number;
+  readonly sse: Required<PushletSseOptions> | false;
+  readonly ws: (Required<Omit<PushletWsOptions, 'allowedOrigins'>> & { allowedOrigins?: readonly string[] }) | false;
+  readonly logger: LoggerService;
+  readonly limits: Required<PushletLimitOptions>;
+  readonly history: Required<PushletHistoryOptions>;
+  readonly authorize?: PushletModuleOptions['authorize'];
+  readonly broker?: PushletBroker;
+}

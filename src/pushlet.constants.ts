@@ -1,0 +1,18 @@
+/** Injection token of the options with defaults filled in ({@link ResolvedPushletOptions}). */
+export const PUSHLET_OPTIONS = Symbol('PUSHLET_OPTIONS');
+/** Metadata key of `@PushletPublish`. */
+export const PUSHLET_PUBLISH_METADATA = 'pushlet:publish';
+
+export const DEFAULTS = {
+  heartbeatInterval: 30_000,
+  ssePath: '/events',
+  wsPath: '/ws',
+  wsFrame: 'binary',
+  wsMaxPayload: 64 * 1024,
+  wsCommandsPerSecond: 50,
+  topicsPerConnection: 50,
+  bufferBytes: 1024 * 1024,
+  historyMaxCount: 1000,
+  historyMaxAgeMs: 5 * 60_000,
+  historyMaxTopics: 1000,
+} as const;
