@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { SseClient } from './support/sse-client.js';
+import { request, startApp, type TestApp } from './support/app.js';
+
+describe('SSE endpoint (PROTOCOL.md, Server-Sent Events)', () => {
+  let t: TestApp;
+  const clients: SseClient[] = [];
+  const open = async (path: string, headers?: Record<string, string>) => {
+    const client = await SseClient.open(t.url + path, headers);
+    clients.push(client);
+    return client;
+  };
+
+  before(async () => {
+    t = await startApp({ heartbeatInterval: 60_000 });
+  });
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.close();
+  });
+  after(async () => {
+    await t.close();
+  });
+
+  it('answers with the contract headers and a pushlet:connected first frame naming the topics', async () => {
+    const client = await open('/events?topic=a&topic=b');
+    assert.equal(client.status, 200);
+    assert.equal(client.headers['content-type'], 'text/event-stream');
+    assert.equal(client.headers['cache-control'], 'no-cache');
+    assert.equal(client.headers['connection'], 'keep-alive');
+    assert.equal(client.headers['x-accel-buffering'], 'no');
+    const [first] = await client.waitForEvents(1);
+    assert.equal(first!.event, 'pushlet:connected');
+    assert.deepEqual(JSON.parse(first!.data), { topics: ['a', 'b'] });
+  });
+
+  it('delivers id, event and data of a published message', async () => {
+    const client = await open('/events?topic=orders/1');
+    await client.waitForEvents(1, 5_000, 'pushlet:connected');
+    const published = await t.pushlet.publish('orders/1', 'shipped', { id: 1 });
+    const [message] = await client.waitForEvents(1, 5_000, 'shipped');
+    assert.equal(message!.id, published.id);
+    assert.equal(message!.data, '{"id":1}');
+    assert.match(published.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(published.topic, 'orders/1');
+  });
+
+  it('uses the topic "default" when none is named', async () => {
+    const client = await open('/events');
+    const [connected] = await client.waitForEvents(1);
+    assert.deepEqual(JSON.parse(connected!.data), { topics: ['default'] });
+    await t.pushlet.publish('default', 'message', 'hello');
+    const [message] = await client.waitForEvents(1, 5_000, 'message');
+    assert.equal(message!.data, 'hello');
+  });
+
+  it('splits data on CRLF, CR and LF so that no payload can forge a field or end a frame', async () => {
+    const client = await open('/events?topic=lines');
+    await client.waitForEvents(1);
+    const data = 'one\r\ntwo\rthree\nfour\n\nevent: forged\nid: 999-0\n\ndata: x';
+    await t.pushlet.publish('lines', 'message', data);
+    await t.pushlet.publish('lines', 'after', 'still framed');
+    const [message] = await client.waitForEvents(1, 5_000, 'message');
+    assert.equal(message!.data, 'one\ntwo\nthree\nfour\n\nevent: forged\nid: 999-0\n\ndata: x');
+    const [afterEvent] = await client.waitForEvents(1, 5_000, 'after');
+    assert.equal(afterEvent!.data, 'still framed');
+    assert.equal(client.events.filter((e) => e.event === 'forged').length, 0);
+  });
+
+  it('subscribes one connection to several topics and delivers only those', async () => {
+    const client = await open('/events?topic=x&topic=y');
+    await client.waitForEvents(1);
+    await t.pushlet.publish('x', 'message', 'to x');
+    await t.pushlet.publish('z', 'message', 'to z');
+    await t.pushlet.publish('y', 'message', 'to y');
+    const messages = await client.waitForEvents(2, 5_000, 'message');
+    assert.deepEqual(
+      messages.map((m) => m.data),
+      ['to x', 'to y'],
+    );
+  });
+
+  it('delivers publishToAll once per connection, whatever it subscribes to', async () => {
+    const one = await open('/events?topic=p&topic=q&topic=r');
+    const two = await open('/events?topic=other');
+    await one.waitForEvents(1);
+    await two.waitForEvents(1);
+    const sent = await t.pushlet.publishToAll('announce', 'to everyone');
+    await t.pushlet.publish('p', 'marker', 'end');
+    await one.waitForEvents(1, 5_000, 'marker');
+    await two.waitForEvents(1, 5_000, 'announce');
+    assert.equal(sent.topic, '*');
+    assert.equal(one.events.filter((e) => e.event === 'announce').length, 1);
+    assert.equal(two.events.filter((e) => e.event === 'announce').length, 1);
+  });
+
+  it('answers 400 with {statusCode, message} for a bad topic, before any stream starts', async () => {
+    for (const query of ['topic=', 'topic=a%20b', 'topic=pushlet:x', 'topic=a%0Ab', `topic=${'t'.repeat(201)}`, 'topic=a*']) {
+      const response = await request(`${t.url}/events?${query}`);
+      assert.equal(response.status, 400, query);
+      assert.equal(response.headers.get('content-type'), 'application/json; charset=utf-8');
+      const body = JSON.parse(response.body);
+      assert.equal(body.statusCode, 400);
+      assert.equal(typeof body.message, 'string');
+    }
+  });
+
+  it('answers 400 for more topics than the per-connection limit', async () => {
+    const query = Array.from({ length: 51 }, (_, i) => `topic=t${i}`).join('&');
+    const response = await request(`${t.url}/events?${query}`);
+    assert.equal(response.status, 400);
+    assert.match(JSON.parse(response.body).message, /too many topics/);
+  });
+
+  it('rejects bad events and topics on publish with a clear error', async () => {
+    await assert.rejects(t.pushlet.publish('a', 'pushlet:connected', 'x'), /control events/);
+    await assert.rejects(t.pushlet.publish('a', 'bad\nevent', 'x'), /CR, LF or NUL/);
+    await assert.rejects(t.pushlet.publish('a', '', 'x'), /1 to 100/);
+    await assert.rejects(t.pushlet.publish('a/#', 'message', 'x'), /reserved for subscription patterns/);
+    await assert.rejects(t.pushlet.publish('a', 'message', () => 1), /JSON-serialisable/);
+    await assert.rejects(t.pushlet.publishToAll('pushlet:x', 'x'), /control events/);
+  });
+
+  it('releases the topic when the client goes away', async () => {
+    const client = await open('/events?topic=ephemeral');
+    await client.waitForEvents(1);
+    assert.ok(t.pushlet.stats().topics >= 1);
+    assert.equal(t.pushlet.stats().connections.sse, 1);
+    client.close();
+    const { until } = await import('./support/wait.js');
+    await until(() => t.pushlet.stats().connections.sse === 0 && t.pushlet.stats().topics === 0, 5_000, 'the topic is released');
+  });
+});
+
+describe('SSE heartbeat', () => {
+  it('writes a comment heartbeat every interval, and setHeartbeatInterval changes it', async () => {
+    const t = await startApp({ heartbeatInterval: 50 });
+    const client = await SseClient.open(`${t.url}/events?topic=hb`);
+    try {
+      const comments = await client.waitForComments(2, 5_000);
+      assert.match(comments[0]!, /^heartbeat \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      t.pushlet.setHeartbeatInterval(60_000);
+      assert.equal(t.pushlet.stats().heartbeatInterval, 60_000);
+      assert.equal(t.pushlet.heartbeatInterval, 60_000);
+    } finally {
+      client.close();
+      await t.close();
+    }
+  });
+});
