@@ -353,6 +353,8 @@ export async function steadyPhase(options: {
   topics: string[];
   rate: number;
   durationMs: number;
+  /** Messages published back to back in one event-loop turn. */
+  burst?: number;
   drainMs?: number;
   extra?: Array<{ name: string; pid: number }>;
 }): Promise<PhaseResult> {
@@ -365,7 +367,7 @@ export async function steadyPhase(options: {
   const startedUs = nowUs();
   const published = await publisher.call<{ sent: number; totals: number[]; startUs: number; publishErrors: number }>(
     'steady',
-    { topics: options.topics, rate: options.rate, durationMs: options.durationMs },
+    { topics: options.topics, rate: options.rate, durationMs: options.durationMs, burst: options.burst },
     options.durationMs + 60_000,
   );
   const totals = Object.fromEntries(options.topics.map((topic, i) => [topic, published.totals[i]!]));

@@ -1,18 +1,32 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { ConnectionSlot } from '../core/connection-tracker.js';
 import type { Envelope } from '../core/envelope.js';
 import type { Feed, FeedSink } from '../core/feed.js';
 import { MESSAGES } from '../pushlet.messages.js';
-import { encodeFrame, messageFrame } from './sse-encoder.js';
+import { encodeFrame, httpChunk, messageChunk, messageFrame } from './sse-encoder.js';
+import type { BatchedWriter, SseWriteBatch } from './sse-write-batch.js';
 
 /**
- * One open event stream. Writes go straight to the response; what the client has not read yet
- * is bounded by `bufferBytes`, past which the client is disconnected (it resumes from its last
- * id) rather than letting the server's memory grow.
+ * One open event stream. What the client has not read yet is bounded by `bufferBytes`, past
+ * which the client is disconnected (it resumes from its last id) rather than letting the
+ * server's memory grow.
+ *
+ * Once the headers are out, frames go straight to the socket when nothing wraps the response
+ * (see {@link directSocket}): each message is encoded once, already framed as an HTTP chunk, and
+ * every subscriber costs one `socket.write` of those shared bytes, instead of the four writes,
+ * cork and next-tick uncork that `ServerResponse.write` spends per chunk. The socket stays corked
+ * until the end of the event-loop turn ({@link SseWriteBatch}), so a burst goes out in one write.
  */
-export class SseConnection implements FeedSink {
+export class SseConnection implements FeedSink, BatchedWriter {
   feed: Feed | undefined;
   private closed = false;
+  /** Set when frames are written to the socket directly. */
+  private socket: Socket | undefined;
+  /** Whether the body is `Transfer-Encoding: chunked` (HTTP/1.1), so direct writes need chunk framing. */
+  private chunked = false;
+  /** Whether the socket is corked until the batch flushes it. */
+  private corked = false;
 
   constructor(
     readonly request: IncomingMessage,
@@ -21,14 +35,23 @@ export class SseConnection implements FeedSink {
     private readonly bufferBytes: number,
     private readonly resumeId: string | undefined,
     private readonly onSlow: (connection: SseConnection) => void,
+    private readonly batch: SseWriteBatch,
   ) {}
 
   get isClosed(): boolean {
     return this.closed;
   }
 
+  /** Sends the status line and `headers` now, and picks the write path for everything after. */
+  open(headers: Record<string, string>): void {
+    this.response.writeHead(200, headers);
+    this.response.flushHeaders();
+    this.socket = directSocket(this.response);
+    this.chunked = this.response.chunkedEncoding;
+  }
+
   deliver(envelope: Envelope): void {
-    this.write(messageFrame(envelope));
+    this.send(this.socket && this.chunked ? messageChunk(envelope) : messageFrame(envelope));
   }
 
   reset(topics: readonly string[]): void {
@@ -37,21 +60,33 @@ export class SseConnection implements FeedSink {
     this.write(encodeFrame('pushlet:reset', data, this.resumeId));
   }
 
-  write(chunk: Buffer | string): void {
-    if (this.closed) return;
-    if (this.response.writableLength + chunk.length > this.bufferBytes) {
-      this.onSlow(this);
-      this.destroy();
-      return;
-    }
-    this.response.write(chunk);
+  /** Writes one SSE frame. */
+  write(frame: Buffer | string): void {
+    if (this.socket && this.chunked) this.send(httpChunk(typeof frame === 'string' ? Buffer.from(frame) : frame));
+    else this.send(frame);
+  }
+
+  /**
+   * Writes a frame that is shared by many connections, given both as a bare frame and framed as
+   * an HTTP chunk, so that neither is encoded once per connection (heartbeats).
+   */
+  writeShared(frame: Buffer, chunk: Buffer): void {
+    this.send(this.socket && this.chunked ? chunk : frame);
+  }
+
+  /** Sends what the socket holds corked (called by the batch at the end of the turn). */
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket?.uncork();
   }
 
   /** Ends the stream gracefully (shutdown); a client that cannot take the rest is cut off. */
   end(): void {
     if (this.closed) return;
+    this.flush();
     this.response.end();
-    if (this.response.writableLength > 0) this.response.destroy();
+    if (this.queuedBytes() > 0) this.response.destroy();
     this.dispose();
   }
 
@@ -69,4 +104,43 @@ export class SseConnection implements FeedSink {
     this.feed?.close();
     this.slot.release();
   }
+
+  /** Bytes written but not yet taken by the kernel (the client is not reading fast enough). */
+  private queuedBytes(): number {
+    return this.socket ? this.socket.writableLength : this.response.writableLength;
+  }
+
+  /** Writes bytes already in their final wire form for this connection's write path. */
+  private send(bytes: Buffer | string): void {
+    if (this.closed) return;
+    if (this.queuedBytes() + bytes.length > this.bufferBytes) {
+      this.onSlow(this);
+      this.destroy();
+      return;
+    }
+    const socket = this.socket;
+    if (!socket) {
+      this.response.write(bytes);
+      return;
+    }
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      this.batch.add(this);
+    }
+    socket.write(bytes);
+  }
+}
+
+/**
+ * The socket under `response` when the rest of the body may be written to it directly: an
+ * HTTP/1.x response whose headers are out and whose `write` nobody has wrapped (compression
+ * middleware, for one, replaces it and must see every byte). Otherwise `undefined`, and frames
+ * go through `response.write`.
+ */
+function directSocket(response: ServerResponse): Socket | undefined {
+  const socket = response.socket;
+  if (!socket || !response.headersSent || response.write !== ServerResponse.prototype.write) return undefined;
+  if (response.getHeader('content-encoding') !== undefined) return undefined;
+  return socket;
 }

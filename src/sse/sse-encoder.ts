@@ -1,7 +1,9 @@
 import type { Envelope } from '../core/envelope.js';
 
 const SSE_FRAME = Symbol('pushlet:sse-frame');
+const SSE_CHUNK = Symbol('pushlet:sse-chunk');
 const LINE_BREAK = /\r\n|\r|\n/;
+const CRLF = Buffer.from('\r\n');
 
 /** Headers of every event stream (PROTOCOL.md, "Server-Sent Events"). */
 export const SSE_HEADERS = {
@@ -30,6 +32,19 @@ export function encodeFrame(event: string, data: string, id?: string): string {
 /** The frame of a published message, encoded once per message and shared by every SSE client. */
 export function messageFrame(envelope: Envelope): Buffer {
   return envelope.encoded(SSE_FRAME, ({ message }) => Buffer.from(encodeFrame(message.event, message.data, message.id)));
+}
+
+/**
+ * The frame of a published message as one HTTP/1.1 chunk (`<size>\r\n<frame>\r\n`), also encoded
+ * once per message, for connections that write chunked responses straight to their socket.
+ */
+export function messageChunk(envelope: Envelope): Buffer {
+  return envelope.encoded(SSE_CHUNK, (e) => httpChunk(messageFrame(e)));
+}
+
+/** `frame` framed as one chunk of a `Transfer-Encoding: chunked` body. */
+export function httpChunk(frame: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${frame.length.toString(16)}\r\n`, 'latin1'), frame, CRLF]);
 }
 
 export function heartbeatFrame(now: Date): Buffer {
