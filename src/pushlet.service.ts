@@ -31,6 +31,8 @@ export interface PushletStreamOptions {
 export interface PushletSubscribeOptions {
   /** Replay the messages published after this id first. */
   lastEventId?: string;
+  /** Also receive `publishToAll` messages (topic `*`). Default false. */
+  broadcasts?: boolean;
 }
 
 /** Publish to topics, and read them from server-side code or your own `@Sse()` routes. */
@@ -123,8 +125,8 @@ export class PushletService {
   }
 
   /**
-   * Messages of `topics` for server-side consumers (including broadcasts). With `lastEventId`,
-   * missed messages come first. Unsubscribing releases the topics.
+   * Messages of `topics` for server-side consumers. With `lastEventId`, missed messages come
+   * first. Unsubscribing releases the topics.
    */
   subscribe(topics: string | readonly string[], options: PushletSubscribeOptions = {}): Observable<PushletMessage> {
     const list = typeof topics === 'string' ? [topics] : [...topics];
@@ -134,7 +136,8 @@ export class PushletService {
         deliver: (envelope) => subscriber.next(envelope.message),
         reset: () => undefined,
       });
-      feed.add([...list, BROADCAST_TOPIC], options.lastEventId).catch((error: unknown) => subscriber.error(error));
+      const topicsToAdd = options.broadcasts ? [...list, BROADCAST_TOPIC] : list;
+      feed.add(topicsToAdd, options.lastEventId).catch((error: unknown) => subscriber.error(error));
       return () => feed.close();
     });
   }
