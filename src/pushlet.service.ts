@@ -104,6 +104,18 @@ export class PushletService {
           }
           subscriber.next(toMessageEvent(envelope));
         },
+        whenWritable: () => {
+          if (!socket || socket.writableLength < bufferBytes / 2) return undefined;
+          return new Promise<void>((resolve) => {
+            const done = () => {
+              socket.off('drain', done);
+              socket.off('close', done);
+              resolve();
+            };
+            socket.on('drain', done);
+            socket.on('close', done);
+          });
+        },
         reset: (resetTopics) =>
           subscriber.next({ id: lastEventId, type: 'pushlet:reset', data: JSON.stringify({ topics: resetTopics, reason: MESSAGES.resetUnknownId }) }),
       });

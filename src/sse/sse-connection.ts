@@ -37,6 +37,19 @@ export class SseConnection implements FeedSink {
     this.write(encodeFrame('pushlet:reset', data, this.resumeId));
   }
 
+  whenWritable(): Promise<void> | undefined {
+    if (this.closed || this.response.writableLength < this.bufferBytes / 2) return undefined;
+    return new Promise((resolve) => {
+      const done = () => {
+        this.response.off('drain', done);
+        this.response.off('close', done);
+        resolve();
+      };
+      this.response.on('drain', done);
+      this.response.on('close', done);
+    });
+  }
+
   write(chunk: Buffer | string): void {
     if (this.closed) return;
     if (this.response.writableLength + chunk.length > this.bufferBytes) {
