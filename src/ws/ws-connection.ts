@@ -176,7 +176,12 @@ export class WsConnection implements FeedSink {
       this.close(CLOSE_CODES.policyViolation, MESSAGES.wsTooManyCommands);
       return;
     }
-    this.handlers.frame(this, data);
+    try {
+      this.handlers.frame(this, data);
+    } catch (error) {
+      this.handlers.failed(this, error);
+      this.close(CLOSE_CODES.internalError, MESSAGES.wsInternalError);
+    }
   }
 
   /** Releases everything the connection holds; runs once, when the socket has closed. */

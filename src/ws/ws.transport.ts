@@ -29,6 +29,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
   private mounted: MountedWsServer | undefined;
   private stopHeartbeat: (() => void) | undefined;
   private shuttingDown = false;
+  private settings!: WsConnectionSettings;
   private readonly handlers: WsConnectionHandlers = {
     createFeed: (sink) => this.hub.createFeed(sink),
     frame: (connection, data) => this.receive(connection, data),
@@ -55,11 +56,14 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
       this.hub.logger.warn('no HTTP server: the WebSocket endpoint is not mounted');
       return;
     }
+    this.settings = {
+      binary: options.frame !== 'text',
+      bufferBytes: this.hub.options.limits.bufferBytes,
+      commandsPerSecond: options.commandsPerSecond,
+    };
     this.mounted = await mountWsServer(options, httpServer, this.applicationConfig?.getIoAdapter());
     this.mounted.server.on('connection', (socket: WebSocket, request: IncomingMessage) => this.accept(socket, request));
-    this.stopHeartbeat = this.hub.heartbeat.onTick(() => {
-      for (const connection of this.connections) connection.heartbeat();
-    });
+    this.stopHeartbeat = this.hub.heartbeat.onTick(() => this.heartbeat());
   }
 
   /** Closes every client with 1001, waits briefly for the handshakes, then cuts the stragglers. */
@@ -86,9 +90,31 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     this.mounted = undefined;
   }
 
+  /** One tick for every connection (the timer is shared by both transports: nothing may throw out of it). */
+  private heartbeat(): void {
+    for (const connection of this.connections) {
+      try {
+        connection.heartbeat();
+      } catch (error) {
+        this.hub.logger.warn(`WebSocket heartbeat failed for ${connection.address}: ${String(error)}`);
+        connection.terminate();
+      }
+    }
+  }
+
+  /** Runs inside the `ws` server's event: whatever goes wrong, the socket is dropped, never the process. */
   private accept(socket: WebSocket, request: IncomingMessage): void {
     // A protocol error (bad frame, frame over maxPayload) is followed by a close; never a crash.
     socket.on('error', (error) => this.hub.logger.debug?.(`WebSocket client error: ${error.message}`));
+    try {
+      this.takeOn(socket, request);
+    } catch (error) {
+      this.hub.logger.error(`WebSocket connection could not be set up: ${String(error)}`);
+      socket.terminate();
+    }
+  }
+
+  private takeOn(socket: WebSocket, request: IncomingMessage): void {
     if (this.shuttingDown) {
       refuse(socket, CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
       return;
@@ -101,18 +127,9 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
       refuse(socket, CLOSE_CODES.tryAgainLater, error.message);
       return;
     }
-    const connection = new WsConnection(socket, request, slot, this.settings(), this.handlers);
+    const connection = new WsConnection(socket, request, slot, this.settings, this.handlers);
     this.connections.add(connection);
     connection.run(() => this.open(connection));
-  }
-
-  private settings(): WsConnectionSettings {
-    const ws = this.hub.options.ws;
-    return {
-      binary: ws === false || ws.frame !== 'text',
-      bufferBytes: this.hub.options.limits.bufferBytes,
-      commandsPerSecond: ws === false ? 1 : ws.commandsPerSecond,
-    };
   }
 
   /**
