@@ -3,6 +3,7 @@ import type { Server as HttpServer } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
+import { WsTransport } from '../src/ws/ws.transport.js';
 import { startApp, type TestApp } from './support/app.js';
 import { onceWithin, until } from './support/wait.js';
 import { WsClient } from './support/ws-client.js';
@@ -83,6 +84,7 @@ describe('WebSocket under load', () => {
     assert.equal(stats.topics, 0);
     assert.equal(stats.subscribers, 0);
     assert.equal(stats.connections.total, 0);
+    assert.equal(t.app.get(WsTransport).openConnections, 0);
     assert.equal(server.listenerCount('upgrade'), upgradeListeners);
   });
 

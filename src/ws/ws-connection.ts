@@ -74,10 +74,6 @@ export class WsConnection implements FeedSink {
     socket.on('message', (data) => this.receive(data));
   }
 
-  get isOpen(): boolean {
-    return this.state === 'open';
-  }
-
   /** The topics the client subscribed to (broadcasts not included). */
   get topics(): string[] {
     return this.feed.topics.filter((topic) => topic !== BROADCAST_TOPIC);
