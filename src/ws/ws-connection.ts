@@ -102,6 +102,21 @@ export class WsConnection implements FeedSink {
     }
   }
 
+  /** Paces replays: waits while half the buffer is taken (the upgraded socket drains it). */
+  whenWritable(): Promise<void> | undefined {
+    if (this.state !== 'open' || this.socket.bufferedAmount < this.settings.bufferBytes / 2) return undefined;
+    const raw = this.request.socket;
+    return new Promise((resolve) => {
+      const done = () => {
+        raw.off('drain', done);
+        raw.off('close', done);
+        resolve();
+      };
+      raw.on('drain', done);
+      raw.on('close', done);
+    });
+  }
+
   /** Writes one frame, unless the client has fallen too far behind; then it is disconnected. */
   send(frame: Buffer): void {
     if (this.state !== 'open') return;
