@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { PushletModule } from '../src/index.js';
 import { DemoController } from './demo.controller.js';
@@ -7,6 +8,17 @@ export interface SampleConfig {
   /** `redis://host:port` switches on distributed mode. */
   redisUrl?: string;
   heartbeatMs?: number;
+  /** Token that unlocks `private/*` topics (default `demo-token`). */
+  token?: string;
+}
+
+/**
+ * Topics under `private/` need the token, as an `x-pushlet-token` header (server-side clients)
+ * or a `token` query parameter (browsers: EventSource and WebSocket cannot set headers).
+ */
+function hasToken(request: IncomingMessage, token: string): boolean {
+  const fromQuery = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token');
+  return request.headers['x-pushlet-token'] === token || fromQuery === token;
 }
 
 /** The sample app: the module used exactly as an application would use it. */
@@ -18,6 +30,7 @@ export class AppModule {
       imports: [
         PushletModule.forRoot({
           heartbeatInterval: config.heartbeatMs ?? 30_000,
+          authorize: ({ topic, request }) => !topic.startsWith('private/') || hasToken(request, config.token ?? 'demo-token'),
         }),
       ],
       controllers: [DemoController, SendController],

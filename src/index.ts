@@ -21,3 +21,5 @@ export { PushletError, PushletForbiddenError, PushletLimitError, PushletValidati
 export { Envelope } from './core/envelope.js';
 export { MemoryBroker } from './core/memory-broker.js';
 export { PushletErrorFilter } from './pushlet-error.filter.js';
+export type { WsCommand, WsRef } from './ws/ws-commands.js';
+export type { WsNotice, WsNoticeEvent } from './ws/ws-encoder.js';

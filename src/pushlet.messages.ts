@@ -18,4 +18,12 @@ export const MESSAGES = {
   resetUnknownId: 'the last event id is unknown or older than the history window; messages may have been missed',
   slowConsumer: 'the client did not read fast enough; its outgoing buffer overflowed',
   shuttingDown: 'server shutting down',
+  wsCommandNotJson: 'a command must be JSON text',
+  wsCommandNotObject: 'a command must be a JSON object such as {"action":"subscribe","topic":"a"}',
+  wsActionUnknown: 'action must be "subscribe", "unsubscribe" or "ping"',
+  wsRefType: 'ref must be a string or a number',
+  wsLastEventIdType: 'lastEventId must be a string',
+  wsTooManyCommands: 'too many commands; send fewer per second',
+  wsOriginForbidden: 'this origin may not open a WebSocket here',
+  wsInternalError: 'internal error',
 } as const;

@@ -5,6 +5,7 @@ import { PushletConfigurableModule } from './pushlet.module-definition.js';
 import { brokerProvider, optionsProvider } from './pushlet.providers.js';
 import { PushletService } from './pushlet.service.js';
 import { SseTransport } from './sse/sse.transport.js';
+import { WsTransport } from './ws/ws.transport.js';
 
 /**
  * `PushletModule.forRoot(options)` or `forRootAsync({ imports, inject, useFactory | useClass |
@@ -12,7 +13,7 @@ import { SseTransport } from './sse/sse.transport.js';
  * `isGlobal: false` to opt out).
  */
 @Module({
-  providers: [optionsProvider, brokerProvider, PushletHub, PushletService, SseTransport, PushletPublishInterceptor],
+  providers: [optionsProvider, brokerProvider, PushletHub, PushletService, SseTransport, WsTransport, PushletPublishInterceptor],
   exports: [PushletService, PushletPublishInterceptor],
 })
 export class PushletModule extends PushletConfigurableModule {}

@@ -31,6 +31,8 @@ export interface PushletStreamOptions {
 export interface PushletSubscribeOptions {
   /** Replay the messages published after this id first. */
   lastEventId?: string;
+  /** Also receive `publishToAll` messages (topic `*`). Default false. */
+  broadcasts?: boolean;
 }
 
 /** Publish to topics, and read them from server-side code or your own `@Sse()` routes. */
@@ -102,6 +104,18 @@ export class PushletService {
           }
           subscriber.next(toMessageEvent(envelope));
         },
+        whenWritable: () => {
+          if (!socket || socket.writableLength < bufferBytes / 2) return undefined;
+          return new Promise<void>((resolve) => {
+            const done = () => {
+              socket.off('drain', done);
+              socket.off('close', done);
+              resolve();
+            };
+            socket.on('drain', done);
+            socket.on('close', done);
+          });
+        },
         reset: (resetTopics) =>
           subscriber.next({ id: lastEventId, type: 'pushlet:reset', data: JSON.stringify({ topics: resetTopics, reason: MESSAGES.resetUnknownId }) }),
       });
@@ -123,8 +137,8 @@ export class PushletService {
   }
 
   /**
-   * Messages of `topics` for server-side consumers (including broadcasts). With `lastEventId`,
-   * missed messages come first. Unsubscribing releases the topics.
+   * Messages of `topics` for server-side consumers. With `lastEventId`, missed messages come
+   * first. Unsubscribing releases the topics.
    */
   subscribe(topics: string | readonly string[], options: PushletSubscribeOptions = {}): Observable<PushletMessage> {
     const list = typeof topics === 'string' ? [topics] : [...topics];
@@ -134,7 +148,8 @@ export class PushletService {
         deliver: (envelope) => subscriber.next(envelope.message),
         reset: () => undefined,
       });
-      feed.add([...list, BROADCAST_TOPIC], options.lastEventId).catch((error: unknown) => subscriber.error(error));
+      const topicsToAdd = options.broadcasts ? [...list, BROADCAST_TOPIC] : list;
+      feed.add(topicsToAdd, options.lastEventId).catch((error: unknown) => subscriber.error(error));
       return () => feed.close();
     });
   }

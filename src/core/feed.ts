@@ -9,6 +9,12 @@ export interface FeedSink {
   deliver(envelope: Envelope): void;
   /** Messages after the client's id may be missing; sent before any replayed or live message. */
   reset(topics: readonly string[]): void;
+  /**
+   * Backpressure for replays: a promise that resolves once the sink can take more, or
+   * `undefined` when it can now. A replay may be far larger than a connection's buffer, so it is
+   * written at the pace the client reads, not all at once.
+   */
+  whenWritable?(): Promise<void> | undefined;
 }
 
 /** One topic of one feed: its live subscription and the newest position delivered from it. */
@@ -78,14 +84,13 @@ export class Feed {
       await Promise.all(added.map((cursor) => cursor.ready));
       if (afterId !== undefined && !this.closed) await this.replay(added, afterId, announceReset);
     } finally {
-      const pending = buffer;
-      buffer = undefined;
-      if (!this.closed) {
-        for (const envelope of pending) {
-          const cursor = this.cursors.get(envelope.topic);
-          if (cursor) this.pass(cursor, envelope);
-        }
+      // Live messages that arrived meanwhile, in arrival order; more may arrive while this waits.
+      for (let i = 0; buffer && i < buffer.length && !this.closed; i++) {
+        const envelope = buffer[i]!;
+        const cursor = this.cursors.get(envelope.topic);
+        if (cursor) await this.passPaced(cursor, envelope);
       }
+      buffer = undefined;
     }
   }
 
@@ -117,9 +122,17 @@ export class Feed {
     if (this.closed) return;
     if (result.reset && announceReset) this.sink.reset(topics);
     for (const envelope of result.envelopes) {
+      if (this.closed) return;
       const cursor = this.cursors.get(envelope.topic);
-      if (cursor) this.pass(cursor, envelope);
+      if (cursor) await this.passPaced(cursor, envelope);
     }
+  }
+
+  /** Delivers, then waits while the sink is full. */
+  private async passPaced(cursor: TopicCursor, envelope: Envelope): Promise<void> {
+    this.pass(cursor, envelope);
+    const writable = this.sink.whenWritable?.();
+    if (writable) await writable;
   }
 
   private pass(cursor: TopicCursor, envelope: Envelope): void {

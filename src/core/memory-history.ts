@@ -66,13 +66,14 @@ class TopicHistory {
 export class MemoryHistory {
   private readonly topics = new Map<string, TopicHistory>();
   private horizon: ParsedId;
-  private newest: ParsedId | undefined;
+  private newest: ParsedId;
 
   constructor(
     private readonly limits: HistoryLimits,
     start: ParsedId,
   ) {
     this.horizon = start;
+    this.newest = start;
   }
 
   get topicCount(): number {
@@ -96,7 +97,7 @@ export class MemoryHistory {
 
   replay(topics: readonly string[], afterId: string, now = Date.now()): ReplayResult {
     const after = parseId(afterId);
-    if (!after || (this.newest && compareIds(after, this.newest) > 0)) {
+    if (!after || compareIds(after, this.newest) > 0) {
       return { envelopes: [], reset: true };
     }
     const cutoff = now - this.limits.maxAgeMs;

@@ -24,7 +24,11 @@ export interface PushletWsOptions {
   frame?: 'binary' | 'text';
   /** Largest accepted client frame in bytes; larger ones close with 1009. Default 64 KiB. */
   maxPayload?: number;
-  /** When set, upgrades from any other `Origin` are refused with 403. */
+  /**
+   * When set, upgrades from any other `Origin` are refused with 403 (before upgrading). Compared
+   * case-insensitively. Upgrades without an `Origin` header (not from a browser page, such as the
+   * Go client) are let through: such clients can send any `Origin` they like anyway.
+   */
   allowedOrigins?: readonly string[];
   /** Commands a connection may send per second before it is closed with 1008. Default 50. */
   commandsPerSecond?: number;

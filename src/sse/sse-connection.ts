@@ -4,7 +4,7 @@ import type { ConnectionSlot } from '../core/connection-tracker.js';
 import type { Envelope } from '../core/envelope.js';
 import type { Feed, FeedSink } from '../core/feed.js';
 import { MESSAGES } from '../pushlet.messages.js';
-import { encodeFrame, httpChunk, messageChunk, messageFrame } from './sse-encoder.js';
+import { encodeFrame, httpChunk, messageEncoding } from './sse-encoder.js';
 import type { BatchedWriter, SseWriteBatch } from './sse-write-batch.js';
 
 /**
@@ -51,13 +51,32 @@ export class SseConnection implements FeedSink, BatchedWriter {
   }
 
   deliver(envelope: Envelope): void {
-    this.send(this.socket && this.chunked ? messageChunk(envelope) : messageFrame(envelope));
+    const encoding = messageEncoding(envelope);
+    this.send(this.socket && this.chunked ? encoding.chunk : encoding.frame);
   }
 
   reset(topics: readonly string[]): void {
     const data = JSON.stringify({ topics: topics.filter((t) => t !== '*'), reason: MESSAGES.resetUnknownId });
     // Keeps the client's id: a reconnect after this frame resumes from the same place.
     this.write(encodeFrame('pushlet:reset', data, this.resumeId));
+  }
+
+  /**
+   * Paces replays: a promise that resolves once half the buffer has drained, or `undefined` when
+   * there is room now.
+   */
+  whenWritable(): Promise<void> | undefined {
+    if (this.closed || this.queuedBytes() < this.bufferBytes / 2) return undefined;
+    const stream = this.socket ?? this.response;
+    return new Promise((resolve) => {
+      const done = () => {
+        stream.off('drain', done);
+        stream.off('close', done);
+        resolve();
+      };
+      stream.on('drain', done);
+      stream.on('close', done);
+    });
   }
 
   /** Writes one SSE frame. */

@@ -1,7 +1,6 @@
 import type { Envelope } from '../core/envelope.js';
 
 const SSE_FRAME = Symbol('pushlet:sse-frame');
-const SSE_CHUNK = Symbol('pushlet:sse-chunk');
 const LINE_BREAK = /\r\n|\r|\n/;
 const CRLF = Buffer.from('\r\n');
 
@@ -29,17 +28,22 @@ export function encodeFrame(event: string, data: string, id?: string): string {
   return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\n${dataLines(data)}\n`;
 }
 
-/** The frame of a published message, encoded once per message and shared by every SSE client. */
-export function messageFrame(envelope: Envelope): Buffer {
-  return envelope.encoded(SSE_FRAME, ({ message }) => Buffer.from(encodeFrame(message.event, message.data, message.id)));
+/** A published message's SSE frame, bare and as one HTTP/1.1 chunk (`<size>\r\n<frame>\r\n`). */
+export interface SseMessageEncoding {
+  readonly frame: Buffer;
+  readonly chunk: Buffer;
 }
 
 /**
- * The frame of a published message as one HTTP/1.1 chunk (`<size>\r\n<frame>\r\n`), also encoded
- * once per message, for connections that write chunked responses straight to their socket.
+ * The frame of a published message, encoded once per message and shared by every SSE client:
+ * bare for responses written through `ServerResponse.write`, and already framed as an HTTP
+ * chunk for connections that write chunked responses straight to their socket.
  */
-export function messageChunk(envelope: Envelope): Buffer {
-  return envelope.encoded(SSE_CHUNK, (e) => httpChunk(messageFrame(e)));
+export function messageEncoding(envelope: Envelope): SseMessageEncoding {
+  return envelope.encoded(SSE_FRAME, ({ message }) => {
+    const frame = Buffer.from(encodeFrame(message.event, message.data, message.id));
+    return { frame, chunk: httpChunk(frame) };
+  });
 }
 
 /** `frame` framed as one chunk of a `Transfer-Encoding: chunked` body. */

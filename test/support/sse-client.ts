@@ -8,8 +8,6 @@ export interface SseEvent {
   data: string;
 }
 
-type Item = { kind: 'event'; value: SseEvent } | { kind: 'comment'; value: string };
-
 /**
  * A real SSE reader over a real socket: parses the raw `text/event-stream` bytes field by field,
  * keeping comments (heartbeats) that `EventSource` hides.
@@ -24,6 +22,7 @@ export class SseClient {
   /** The id a browser would send as Last-Event-ID on reconnect. */
   lastEventId = '';
   private request: http.ClientRequest | undefined;
+  private response: http.IncomingMessage | undefined;
   private buffer = '';
   private current: { id?: string; event?: string; data: string[] } = { data: [] };
   private waiters: Array<() => void> = [];
@@ -37,6 +36,7 @@ export class SseClient {
   private connect(url: string, headers: Record<string, string>): Promise<void> {
     return new Promise((resolve, reject) => {
       const request = http.get(url, { headers: { Accept: 'text/event-stream', ...headers } }, (response) => {
+        this.response = response;
         this.status = response.statusCode ?? 0;
         this.headers = response.headers;
         response.setEncoding('utf8');
@@ -79,6 +79,15 @@ export class SseClient {
   /** Messages only (no `pushlet:*` control events). */
   get messages(): SseEvent[] {
     return this.events.filter((e) => !e.event.startsWith('pushlet:'));
+  }
+
+  /** Stops reading from the socket, as a stalled client would. */
+  pause(): void {
+    this.response?.pause();
+  }
+
+  resume(): void {
+    this.response?.resume();
   }
 
   close(): void {
@@ -153,7 +162,6 @@ export class SseClient {
     this.current = { data: [] };
     if (id !== undefined) this.lastEventId = id;
     if (data.length === 0) return;
-    const item: Item = { kind: 'event', value: { id, event: event || 'message', data: data.join('\n') } };
-    this.events.push(item.value);
+    this.events.push({ id, event: event || 'message', data: data.join('\n') });
   }
 }

@@ -1,0 +1,122 @@
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type ServerOptions, type VerifyClientCallbackAsync } from 'ws';
+import { MESSAGES } from '../pushlet.messages.js';
+
+export interface WsServerOptions {
+  readonly path: string;
+  readonly maxPayload: number;
+  readonly allowedOrigins?: readonly string[];
+}
+
+/** A `ws` server that receives the upgrades of one path of the app's HTTP server. */
+export interface MountedWsServer {
+  readonly server: WebSocketServer;
+  /** How it gets its upgrades: through the app's `WsAdapter`, or an `upgrade` listener of its own. */
+  readonly via: 'WsAdapter' | 'upgrade listener';
+  /** Stops taking upgrades (open connections are the caller's to close). */
+  unmount(): void;
+}
+
+/** The part of `@nestjs/platform-ws`'s `WsAdapter` used here. */
+interface WsAdapterLike {
+  create(port: number, options: Record<string, unknown>): unknown;
+  readonly httpServer?: unknown;
+}
+
+/**
+ * Mounts the endpoint on the app's HTTP server. `WsAdapter` destroys every upgrade to a path it
+ * does not know, so when the app uses one on this server the endpoint registers through it
+ * (`create(0, { path })`, as a gateway would). Otherwise it listens to `upgrade` for its own path
+ * and leaves other paths to the other listeners.
+ */
+export async function mountWsServer(options: WsServerOptions, httpServer: HttpServer, ioAdapter: unknown): Promise<MountedWsServer> {
+  const serverOptions: ServerOptions = {
+    noServer: true,
+    maxPayload: options.maxPayload,
+    clientTracking: false,
+    perMessageDeflate: false,
+    ...(options.allowedOrigins ? { verifyClient: originVerifier(options.allowedOrigins) } : {}),
+  };
+  const wsAdapter = await wsAdapterOf(ioAdapter, httpServer);
+  if (wsAdapter) return mountThroughAdapter(wsAdapter, options.path, serverOptions);
+  return mountOnUpgrade(httpServer, options.path, serverOptions);
+}
+
+function mountThroughAdapter(adapter: WsAdapterLike, path: string, serverOptions: ServerOptions): MountedWsServer {
+  // The adapter's `ws` may be another copy than this module's: check the shape, not the class.
+  const server = adapter.create(0, { ...serverOptions, path });
+  if (!isWsServer(server)) throw new TypeError('WsAdapter.create did not return a ws WebSocketServer');
+  // The adapter keeps routing to the server until it is disposed; a closed server answers 503.
+  return { server, via: 'WsAdapter', unmount: () => server.close() };
+}
+
+function mountOnUpgrade(httpServer: HttpServer, path: string, serverOptions: ServerOptions): MountedWsServer {
+  const server = new WebSocketServer(serverOptions);
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (pathnameOf(request) !== path) {
+      // Alone on the server, nobody else will answer: say 404 rather than leave the socket hanging.
+      if (httpServer.listenerCount('upgrade') === 1) refuseUpgrade(socket, 404);
+      return;
+    }
+    server.handleUpgrade(request, socket, head, (ws) => server.emit('connection', ws, request));
+  };
+  httpServer.on('upgrade', onUpgrade);
+  return {
+    server,
+    via: 'upgrade listener',
+    unmount: () => {
+      httpServer.off('upgrade', onUpgrade);
+      server.close();
+    },
+  };
+}
+
+function isWsServer(value: unknown): value is WebSocketServer {
+  const server = value as Partial<WebSocketServer> | null;
+  return typeof server?.handleUpgrade === 'function' && typeof server.on === 'function' && typeof server.close === 'function';
+}
+
+/** The app's adapter if it is a `WsAdapter` serving `httpServer`. */
+async function wsAdapterOf(adapter: unknown, httpServer: HttpServer): Promise<WsAdapterLike | undefined> {
+  if (!adapter || typeof adapter !== 'object') return undefined;
+  const WsAdapter = await loadWsAdapterClass();
+  if (WsAdapter === undefined || !(adapter instanceof WsAdapter)) return undefined;
+  return adapter.httpServer === httpServer ? adapter : undefined;
+}
+
+/** `@nestjs/platform-ws` is needed only by apps that use it, so it is loaded only if present. */
+async function loadWsAdapterClass(): Promise<(abstract new (...args: never[]) => WsAdapterLike) | undefined> {
+  try {
+    const platformWs = await import('@nestjs/platform-ws');
+    return platformWs.WsAdapter as unknown as abstract new (...args: never[]) => WsAdapterLike;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Refuses upgrades whose `Origin` is not listed, with 403 before upgrading. An upgrade without
+ * `Origin` is not from a browser page (browsers always send it) and is let through: any other
+ * client can send whatever `Origin` it likes, so refusing those would protect nothing.
+ */
+function originVerifier(allowedOrigins: readonly string[]): VerifyClientCallbackAsync {
+  const allowed = new Set(allowedOrigins.map((origin) => origin.toLowerCase()));
+  return ({ origin }, done) => {
+    if (origin === undefined || allowed.has(String(origin).toLowerCase())) done(true);
+    else done(false, 403, MESSAGES.wsOriginForbidden);
+  };
+}
+
+function pathnameOf(request: IncomingMessage): string | undefined {
+  try {
+    return new URL(request.url ?? '/', 'http://localhost').pathname;
+  } catch {
+    return undefined;
+  }
+}
+
+function refuseUpgrade(socket: Duplex, status: 404): void {
+  socket.on('error', () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status} Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
+}
