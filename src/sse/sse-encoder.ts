@@ -37,13 +37,25 @@ export interface SseMessageEncoding {
 /**
  * The frame of a published message, encoded once per message and shared by every SSE client:
  * bare for responses written through `ServerResponse.write`, and already framed as an HTTP
- * chunk for connections that write chunked responses straight to their socket.
+ * chunk for connections that write chunked responses straight to their socket. One buffer holds
+ * both (the bare frame is a view into the chunk), so history keeps one copy.
  */
 export function messageEncoding(envelope: Envelope): SseMessageEncoding {
   return envelope.encoded(SSE_FRAME, ({ message }) => {
-    const frame = Buffer.from(encodeFrame(message.event, message.data, message.id));
-    return { frame, chunk: httpChunk(frame) };
+    const text = encodeFrame(message.event, message.data, message.id);
+    const length = Buffer.byteLength(text);
+    const head = `${length.toString(16)}\r\n`;
+    const chunk = Buffer.allocUnsafe(head.length + length + 2);
+    chunk.write(head, 0, 'latin1');
+    chunk.write(text, head.length, 'utf8');
+    chunk.write('\r\n', head.length + length, 'latin1');
+    return { chunk, frame: chunk.subarray(head.length, head.length + length) };
   });
+}
+
+/** The bare frame of a published message (see {@link messageEncoding}). */
+export function messageFrame(envelope: Envelope): Buffer {
+  return messageEncoding(envelope).frame;
 }
 
 /** `frame` framed as one chunk of a `Transfer-Encoding: chunked` body. */
