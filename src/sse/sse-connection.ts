@@ -5,7 +5,7 @@ import type { Envelope } from '../core/envelope.js';
 import type { Feed, FeedSink } from '../core/feed.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { encodeFrame, httpChunk, messageEncoding } from './sse-encoder.js';
-import type { BatchedWriter, SseWriteBatch } from './sse-write-batch.js';
+import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 
 /**
  * One open event stream. What the client has not read yet is bounded by `bufferBytes`, past
@@ -15,18 +15,16 @@ import type { BatchedWriter, SseWriteBatch } from './sse-write-batch.js';
  * Once the headers are out, frames go straight to the socket when nothing wraps the response
  * (see {@link directSocket}): each message is encoded once, already framed as an HTTP chunk, and
  * every subscriber costs one `socket.write` of those shared bytes, instead of the four writes,
- * cork and next-tick uncork that `ServerResponse.write` spends per chunk. The socket stays corked
- * until the end of the event-loop turn ({@link SseWriteBatch}), so a burst goes out in one write.
+ * cork and next-tick uncork that `ServerResponse.write` spends per chunk. A burst within one
+ * event-loop turn is corked and goes out in one write ({@link SocketWriter}).
  */
-export class SseConnection implements FeedSink, BatchedWriter {
+export class SseConnection implements FeedSink {
   feed: Feed | undefined;
   private closed = false;
   /** Set when frames are written to the socket directly. */
-  private socket: Socket | undefined;
+  private socket: SocketWriter | undefined;
   /** Whether the body is `Transfer-Encoding: chunked` (HTTP/1.1), so direct writes need chunk framing. */
   private chunked = false;
-  /** Whether the socket is corked until the batch flushes it. */
-  private corked = false;
 
   constructor(
     readonly request: IncomingMessage,
@@ -35,7 +33,7 @@ export class SseConnection implements FeedSink, BatchedWriter {
     private readonly bufferBytes: number,
     private readonly resumeId: string | undefined,
     private readonly onSlow: (connection: SseConnection) => void,
-    private readonly batch: SseWriteBatch,
+    private readonly batch: WriteBatch,
   ) {}
 
   get isClosed(): boolean {
@@ -46,7 +44,8 @@ export class SseConnection implements FeedSink, BatchedWriter {
   open(headers: Record<string, string>): void {
     this.response.writeHead(200, headers);
     this.response.flushHeaders();
-    this.socket = directSocket(this.response);
+    const socket = directSocket(this.response);
+    this.socket = socket && new SocketWriter(socket, this.batch);
     this.chunked = this.response.chunkedEncoding;
   }
 
@@ -67,7 +66,7 @@ export class SseConnection implements FeedSink, BatchedWriter {
    */
   whenWritable(): Promise<void> | undefined {
     if (this.closed || this.queuedBytes() < this.bufferBytes / 2) return undefined;
-    const stream = this.socket ?? this.response;
+    const stream = this.socket?.socket ?? this.response;
     return new Promise((resolve) => {
       const done = () => {
         stream.off('drain', done);
@@ -93,17 +92,10 @@ export class SseConnection implements FeedSink, BatchedWriter {
     this.send(this.socket && this.chunked ? chunk : frame);
   }
 
-  /** Sends what the socket holds corked (called by the batch at the end of the turn). */
-  flush(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.socket?.uncork();
-  }
-
   /** Ends the stream gracefully (shutdown); a client that cannot take the rest is cut off. */
   end(): void {
     if (this.closed) return;
-    this.flush();
+    this.socket?.flush();
     this.response.end();
     if (this.queuedBytes() > 0) this.response.destroy();
     this.dispose();
@@ -126,7 +118,7 @@ export class SseConnection implements FeedSink, BatchedWriter {
 
   /** Bytes written but not yet taken by the kernel (the client is not reading fast enough). */
   private queuedBytes(): number {
-    return this.socket ? this.socket.writableLength : this.response.writableLength;
+    return this.socket ? this.socket.queuedBytes : this.response.writableLength;
   }
 
   /** Writes bytes already in their final wire form for this connection's write path. */
@@ -137,17 +129,8 @@ export class SseConnection implements FeedSink, BatchedWriter {
       this.destroy();
       return;
     }
-    const socket = this.socket;
-    if (!socket) {
-      this.response.write(bytes);
-      return;
-    }
-    if (!this.corked) {
-      this.corked = true;
-      socket.cork();
-      this.batch.add(this);
-    }
-    socket.write(bytes);
+    if (this.socket) this.socket.write(bytes);
+    else this.response.write(bytes);
   }
 }
 

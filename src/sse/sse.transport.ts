@@ -4,10 +4,10 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { ConnectionSlot } from '../core/connection-tracker.js';
 import { PushletError, PushletForbiddenError, PushletLimitError } from '../core/errors.js';
 import { BROADCAST_TOPIC, DEFAULT_TOPIC } from '../core/topic.js';
+import { WriteBatch } from '../core/write-batch.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { SseConnection } from './sse-connection.js';
 import { encodeFrame, heartbeatFrame, httpChunk, SSE_HEADERS } from './sse-encoder.js';
-import { SseWriteBatch } from './sse-write-batch.js';
 
 /** Express hands over Node's objects; Fastify wraps them (`raw`) and wants the reply hijacked. */
 interface AdapterRequest {
@@ -27,7 +27,7 @@ interface AdapterResponse {
 @Injectable()
 export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   private readonly connections = new Set<SseConnection>();
-  private readonly batch = new SseWriteBatch();
+  private readonly batch = new WriteBatch();
   private stopHeartbeat: (() => void) | undefined;
 
   constructor(
@@ -68,7 +68,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     this.stopHeartbeat?.();
     for (const connection of this.connections) connection.end();
     this.connections.clear();
-    this.batch.dispose();
+    this.batch.flushAll();
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
