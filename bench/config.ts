@@ -68,7 +68,7 @@ function defaults(quick: boolean): BenchConfig {
     profile: false,
     payloadBytes: 100,
     preheatMs: quick ? 700 : 1_500,
-    rounds: quick ? 1 : 3,
+    rounds: quick ? 1 : 5,
 
     fanoutSubs: quick ? 500 : 2_000,
     steadyRate: 20,

@@ -144,7 +144,8 @@ export class WsConnection implements FeedSink {
   /** Writes a complete frame to the upgraded socket (see the class comment). */
   private sendFramed(frame: Buffer): void {
     if (this.state !== 'open' || this.socket.readyState !== WebSocket.OPEN) return;
-    if (this.socket.bufferedAmount + frame.length > this.settings.bufferBytes) {
+    // The socket's own queue is all of `bufferedAmount` here: `ws` queues nothing without extensions.
+    if (this.raw!.queuedBytes + frame.length > this.settings.bufferBytes) {
       this.handlers.slow(this);
       this.close(CLOSE_CODES.tryAgainLater, MESSAGES.slowConsumer);
       return;
