@@ -101,13 +101,23 @@ export class RedisBroker implements PushletBroker {
   private healer: NodeJS.Timeout | undefined;
   private stopped = false;
   private outage: { flushed: number; recovered: number; resets: number; dropped: number } | undefined;
+  // ioredis neither answers nor fails a command in flight when its connection closes (it drops or
+  // resends it after reconnecting): these fail such commands at once instead.
+  private readonly commandClosed = new ClosedSignal();
+  private readonly subscriberClosed = new ClosedSignal();
   private readonly counts = { received: 0, receivedUnwatched: 0, delivered: 0, duplicatesDropped: 0, provisional: 0, recovered: 0, resets: 0 };
 
   private readonly link: RedisLinkListener = {
     commandReady: () => void this.bringCommandUp(),
-    commandLost: () => this.commandDown(),
+    commandLost: () => {
+      this.commandClosed.trip();
+      this.commandDown();
+    },
     subscriberReady: () => void this.bringSubscriberUp(),
-    subscriberLost: () => this.subscriberDown(),
+    subscriberLost: () => {
+      this.subscriberClosed.trip();
+      this.subscriberDown();
+    },
     shardSubscriberLost: () => {
       this.shardLost = true;
     },
@@ -160,7 +170,7 @@ export class RedisBroker implements PushletBroker {
     const history = this.history;
     if (this.commandUp && history) {
       // Sent now (in publication order on the one connection), settled in the same order.
-      const attempt = withTimeout(history.append(this.wire(pending)), this.options.commandTimeoutMs, 'a publication');
+      const attempt = this.onCommand(history.append(this.wire(pending)), 'a publication');
       return this.inOrder(async () => {
         try {
           const position = parseId(await attempt)!;
@@ -181,7 +191,7 @@ export class RedisBroker implements PushletBroker {
     if (!this.topics.has(topic)) this.topics.set(topic, this.newTopicState());
     if (!this.subscriberUp || !this.connections) return;
     try {
-      await withTimeout(this.connections.subscribe([this.keys.channel(topic)]), this.options.commandTimeoutMs, 'a subscription');
+      await this.onSubscriber(this.connections.subscribe([this.keys.channel(topic)]), 'a subscription');
     } catch {
       // Not subscribed for sure: subscribe again and recover the topic's history once Redis answers.
       this.needsRecovery = true;
@@ -201,9 +211,8 @@ export class RedisBroker implements PushletBroker {
     // A provisional id is unknown to the shared history: replay from its millisecond, and say so.
     const provisional = isProvisional(after);
     const from = provisional ? { ms: after.ms, seq: 0 } : after;
-    const replays = await withTimeout(
+    const replays = await this.onCommand(
       this.history.read(topics.map((topic) => ({ topic, after: from }))),
-      this.options.commandTimeoutMs,
       'a history read',
     );
     const envelopes = mergeInOrder(replays).map((received) => received.envelope);
@@ -213,7 +222,7 @@ export class RedisBroker implements PushletBroker {
   async position(): Promise<string> {
     if (this.commandUp && this.history) {
       try {
-        this.noteSeen(await withTimeout(this.history.position(), this.options.commandTimeoutMs, 'a position'));
+        this.noteSeen(await this.onCommand(this.history.position(), 'a position'));
       } catch {
         // The newest id seen is still at or before every message Redis will hand out.
       }
@@ -288,7 +297,7 @@ export class RedisBroker implements PushletBroker {
     this.queue = [];
     if (this.outage) this.outage.flushed += items.length;
     for (const item of items) {
-      const attempt = withTimeout(history.append(this.wire(item)), this.options.commandTimeoutMs, 'a queued publication');
+      const attempt = this.onCommand(history.append(this.wire(item)), 'a queued publication');
       void this.inOrder(async () => {
         try {
           this.noteSeen(parseId(await attempt)!);
@@ -382,10 +391,9 @@ export class RedisBroker implements PushletBroker {
     const connections = this.connections;
     const history = this.history;
     if (this.stopped || this.commandUp || !connections?.commandReady || !history) return;
-    const timeout = this.options.commandTimeoutMs;
-    const runIds = await withTimeout(connections.runIds(), timeout, 'INFO');
-    const epoch = await withTimeout(history.checkEpoch(runIds), timeout, 'the run marker check');
-    const position = await withTimeout(history.position(), timeout, 'a position');
+    const runIds = await this.onCommand(connections.runIds(), 'INFO');
+    const epoch = await this.onCommand(history.checkEpoch(runIds), 'the run marker check');
+    const position = await this.onCommand(history.position(), 'a position');
     if (this.stopped) return;
     if (!this.everConnected) this.adoptStartPosition(position);
     else this.noteSeen(position);
@@ -413,7 +421,7 @@ export class RedisBroker implements PushletBroker {
       this.held ??= [];
     }
     // A fresh connection holds no subscriptions: take the broadcast channel and every watched topic.
-    await withTimeout(connections.subscribe(this.wantedChannels()), this.options.commandTimeoutMs, 'the subscriptions');
+    await this.onSubscriber(connections.subscribe(this.wantedChannels()), 'the subscriptions');
     if (this.stopped) return;
     this.subscriberUp = true;
     this.everSubscribed = true;
@@ -453,13 +461,12 @@ export class RedisBroker implements PushletBroker {
     this.needsRecovery = false;
     this.recovering = true;
     this.held ??= [];
-    const timeout = this.options.commandTimeoutMs;
     const requests = [...this.topics].map(([topic, state]) => ({ topic, after: state.last ?? state.since }));
     let replays: TopicReplay[] | undefined;
     try {
       // Subscribing again is harmless and repairs a subscription that failed or timed out.
-      await withTimeout(connections.subscribe(this.wantedChannels()), timeout, 'the subscriptions');
-      replays = await withTimeout(history.read(requests), timeout, 'a history read');
+      await this.onSubscriber(connections.subscribe(this.wantedChannels()), 'the subscriptions');
+      replays = await this.onCommand(history.read(requests), 'a history read');
     } catch {
       replays = undefined;
     }
@@ -476,6 +483,15 @@ export class RedisBroker implements PushletBroker {
     for (const received of held) this.accept(received);
     this.recovering = false;
     if (this.needsRecovery) void this.recoverIfReady();
+  }
+
+  /** A command's answer, or a failure once it times out or its connection closes. */
+  private onCommand<T>(command: Promise<T>, what: string): Promise<T> {
+    return this.commandClosed.race(withTimeout(command, this.options.commandTimeoutMs, what));
+  }
+
+  private onSubscriber<T>(command: Promise<T>, what: string): Promise<T> {
+    return this.subscriberClosed.race(withTimeout(command, this.options.commandTimeoutMs, what));
   }
 
   private wantedChannels(): string[] {
@@ -526,4 +542,25 @@ function mergeInOrder(replays: readonly TopicReplay[]): Received[] {
 function reason(error: unknown): string {
   if (error instanceof AggregateError && error.errors.length > 0) return reason(error.errors[0]);
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Fails whatever races it when a connection closes; then arms itself again for the next one. */
+class ClosedSignal {
+  private reject: ((error: Error) => void) | undefined;
+  private closed = this.arm();
+
+  race<T>(promise: Promise<T>): Promise<T> {
+    return Promise.race([promise, this.closed]);
+  }
+
+  trip(): void {
+    this.reject?.(new Error('the Redis connection closed'));
+    this.closed = this.arm();
+  }
+
+  private arm(): Promise<never> {
+    const closed = new Promise<never>((_, reject) => (this.reject = reject));
+    closed.catch(() => undefined);
+    return closed;
+  }
 }
