@@ -18,6 +18,8 @@ export class AppModule {
       imports: [
         PushletModule.forRoot({
           heartbeatInterval: config.heartbeatMs ?? 30_000,
+          // Distributed mode: every sample instance on the same Redis shares topics and history.
+          ...(config.redisUrl ? { redis: { url: config.redisUrl } } : {}),
         }),
       ],
       controllers: [DemoController, SendController],

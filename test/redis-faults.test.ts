@@ -116,6 +116,7 @@ describe('distributed mode under Redis faults', () => {
       (error: Error) => {
         assert.equal(error.name, 'PushletRedisUnavailableError');
         assert.match(error.message, new RegExp(`cannot connect to Redis at 127\\.0\\.0\\.1:${port}`));
+        assert.match(error.message, /ECONNREFUSED/);
         assert.match(error.message, /startWithoutRedis/);
         return true;
       },

@@ -86,6 +86,11 @@ export class RedisBroker implements PushletBroker {
   private settled: Promise<unknown> = Promise.resolve();
   private counter = 0;
   private provisionalSeq = 0;
+  /**
+   * The newest position known to be at or before every message Redis has yet to hand out: the
+   * newest id seen (single server only: in a cluster, ids of different shards do not compare)
+   * and the newest position read from Redis's clock.
+   */
   private lastSeen: ParsedId = { ms: Date.now(), seq: 0 };
   private commandUp = false;
   private subscriberUp = false;
@@ -151,12 +156,13 @@ export class RedisBroker implements PushletBroker {
       await this.bringSubscriberUp(true);
       if (!this.commandUp || !this.subscriberUp) throw new Error('the connection closed while starting');
     } catch (error) {
+      const cause = reason(connections.lastError ?? error);
       if (!this.options.startWithoutRedis) {
         this.stopped = true;
         await connections.close(this.options.commandTimeoutMs);
-        throw new PushletRedisUnavailableError(MESSAGES.redisUnavailable(this.address, reason(error)));
+        throw new PushletRedisUnavailableError(MESSAGES.redisUnavailable(this.address, cause));
       }
-      this.logger.warn(`Redis at ${this.address} is unreachable (${reason(error)}): starting local-only; joining the other instances as soon as it answers`);
+      this.logger.warn(`Redis at ${this.address} is unreachable (${cause}): starting local-only; joining the other instances as soon as it answers`);
       this.outage = { flushed: 0, recovered: 0, resets: 0, dropped: 0 };
       // Whatever other instances publish until then is read from history on joining.
       this.needsRecovery = true;
@@ -222,7 +228,7 @@ export class RedisBroker implements PushletBroker {
   async position(): Promise<string> {
     if (this.commandUp && this.history) {
       try {
-        this.noteSeen(await this.onCommand(this.history.position(), 'a position'));
+        this.noteClock(await this.onCommand(this.history.position(), 'a position'));
       } catch {
         // The newest id seen is still at or before every message Redis will hand out.
       }
@@ -396,7 +402,7 @@ export class RedisBroker implements PushletBroker {
     const position = await this.onCommand(history.position(), 'a position');
     if (this.stopped) return;
     if (!this.everConnected) this.adoptStartPosition(position);
-    else this.noteSeen(position);
+    else this.noteClock(position);
     if (epoch.state !== 'same' && this.everConnected) this.needsRecovery = true;
     this.commandUp = true;
     if (!this.everConnected && !this.outage) this.logger.log(`distributed mode on Redis at ${this.address} (instance ${this.instanceId})`);
@@ -510,7 +516,13 @@ export class RedisBroker implements PushletBroker {
     }
   }
 
+  /** Notes the id of a message from Redis. */
   private noteSeen(position: ParsedId): void {
+    if (!this.connections?.cluster) this.noteClock(position);
+  }
+
+  /** Notes a position read from Redis's clock. */
+  private noteClock(position: ParsedId): void {
     if (compareIds(position, this.lastSeen) > 0) this.lastSeen = position;
   }
 

@@ -33,6 +33,8 @@ export class RedisConnections {
   readonly cluster: boolean;
   readonly command: Redis | Cluster;
   readonly subscriber: Redis | Cluster;
+  /** The last connection error, which says more than "Connection is closed". */
+  lastError: Error | undefined;
   private readonly ownsCommand: boolean;
   private readonly detachers: Array<() => void> = [];
 
@@ -175,8 +177,11 @@ export class RedisConnections {
     const listener = this.listener;
     this.on(this.command, 'ready', () => listener.commandReady());
     this.on(this.command, 'close', () => listener.commandLost());
-    if (this.ownsCommand) this.on(this.command, 'error', () => undefined);
-    this.on(this.subscriber, 'error', () => undefined);
+    const remember = (error: Error) => {
+      this.lastError = error;
+    };
+    if (this.ownsCommand) this.on(this.command, 'error', remember);
+    this.on(this.subscriber, 'error', remember);
     if (this.subscriber instanceof Cluster) {
       this.on(this.subscriber, 'smessage', (channel: string, payload: string) => listener.message(channel, payload));
       this.on(this.subscriber, '-subscriber', () => listener.shardSubscriberLost());
