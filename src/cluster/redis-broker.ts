@@ -85,6 +85,10 @@ export class RedisBroker implements PushletBroker {
   /** Publications settle (deliver locally, queue) in the order they were made. */
   private settled: Promise<unknown> = Promise.resolve();
   private counter = 0;
+  /** Publications sent and not yet settled: bring-up lets them settle before sending the queue. */
+  private sending = 0;
+  /** This instance's publications that Redis accepted and that have not come back yet. */
+  private readonly unechoed = new Map<number, Envelope>();
   private provisionalSeq = 0;
   /**
    * The newest position known to be at or before every message Redis has yet to hand out: the
@@ -176,21 +180,28 @@ export class RedisBroker implements PushletBroker {
     const history = this.history;
     if (this.commandUp && history) {
       // Sent now (in publication order on the one connection), settled in the same order.
+      this.sending += 1;
       const attempt = this.onCommand(history.append(this.wire(pending)), 'a publication');
       return this.inOrder(async () => {
         try {
           const position = parseId(await attempt)!;
           this.noteSeen(position);
-          return Envelope.create(position, topic, event, data);
+          const envelope = Envelope.create(position, topic, event, data);
+          this.awaitEcho(pending.counter, envelope);
+          return envelope;
         } catch (error) {
           if (!isTransient(error)) throw new PushletRedisError(MESSAGES.redisPublishFailed(reason(error)));
           // Unknown whether Redis ran it: deliver and queue it; a second copy is dropped on arrival.
           this.commandDown();
-          return this.publishLocally(pending);
+          this.enqueue(pending);
+          return this.deliverProvisionally(pending);
+        } finally {
+          this.sending -= 1;
         }
       });
     }
-    return this.inOrder(async () => this.publishLocally(pending));
+    this.enqueue(pending);
+    return this.inOrder(async () => this.deliverProvisionally(pending));
   }
 
   async watch(topic: string): Promise<void> {
@@ -269,19 +280,43 @@ export class RedisBroker implements PushletBroker {
     return result;
   }
 
-  /** Delivers to this instance's subscribers now, with a provisional id, and queues for Redis. */
-  private publishLocally(pending: Pending): Envelope {
-    this.enqueue(pending);
+  /** Delivers a queued publication to this instance's subscribers now, with a provisional id. */
+  private deliverProvisionally(pending: Pending): Envelope {
     this.provisionalSeq += 1;
     const position = { ms: Math.max(Date.now(), this.lastSeen.ms), seq: PROVISIONAL_SEQ_BASE + this.provisionalSeq };
     const envelope = Envelope.create(position, pending.topic, pending.event, pending.data, 'provisional');
-    const state = this.topics.get(pending.topic);
-    if (state && !this.seenBefore(state, this.instanceId, pending.counter)) {
-      this.counts.provisional += 1;
-      this.counts.delivered += 1;
-      this.deliver?.(envelope);
-    }
+    this.deliverOwn(pending.counter, envelope);
     return envelope;
+  }
+
+  /** Delivers one of this instance's publications locally unless it was delivered already. */
+  private deliverOwn(counter: number, envelope: Envelope): void {
+    const state = this.topics.get(envelope.topic);
+    if (!state || this.seenBefore(state, this.instanceId, counter)) return;
+    this.counts.provisional += 1;
+    this.counts.delivered += 1;
+    this.deliver?.(envelope);
+  }
+
+  /**
+   * Redis accepted a publication of a topic watched here: it is delivered here when it comes back
+   * over pub/sub. Should the link fail first (Redis may die between answering and publishing),
+   * it is delivered locally instead, under its real id but without moving resume positions.
+   */
+  private awaitEcho(counter: number, envelope: Envelope): void {
+    const state = this.topics.get(envelope.topic);
+    if (!state) return;
+    const echoed = state.origins.get(this.instanceId);
+    if (echoed !== undefined && echoed >= counter) return;
+    const own = Envelope.create(envelope.position, envelope.topic, envelope.message.event, envelope.message.data, 'provisional');
+    if (this.subscriberUp && this.commandUp) this.unechoed.set(counter, own);
+    else this.deliverOwn(counter, own);
+  }
+
+  private deliverUnechoed(): void {
+    const waiting = [...this.unechoed].sort(([a], [b]) => a - b);
+    this.unechoed.clear();
+    for (const [counter, envelope] of waiting) this.deliverOwn(counter, envelope);
   }
 
   private enqueue(pending: Pending): void {
@@ -303,6 +338,7 @@ export class RedisBroker implements PushletBroker {
     this.queue = [];
     if (this.outage) this.outage.flushed += items.length;
     for (const item of items) {
+      this.sending += 1;
       const attempt = this.onCommand(history.append(this.wire(item)), 'a queued publication');
       void this.inOrder(async () => {
         try {
@@ -314,6 +350,8 @@ export class RedisBroker implements PushletBroker {
           }
           this.queue.push(item);
           this.commandDown();
+        } finally {
+          this.sending -= 1;
         }
       });
     }
@@ -364,6 +402,7 @@ export class RedisBroker implements PushletBroker {
     if (state.last && compareIds(envelope.position, state.last) <= 0) return false;
     state.last = envelope.position;
     this.noteSeen(envelope.position);
+    if (origin === this.instanceId) this.unechoed.delete(counter);
     if (this.seenBefore(state, origin, counter)) {
       this.counts.duplicatesDropped += 1;
       return false;
@@ -400,7 +439,12 @@ export class RedisBroker implements PushletBroker {
     const runIds = await this.onCommand(connections.runIds(), 'INFO');
     const epoch = await this.onCommand(history.checkEpoch(runIds), 'the run marker check');
     const position = await this.onCommand(history.position(), 'a position');
-    if (this.stopped) return;
+    // After a restart Redis has no scripts cached: load them first, or the NOSCRIPT fallback of
+    // the first publications would let later ones overtake them.
+    await this.onCommand(history.loadScripts(), 'SCRIPT LOAD');
+    // Publications sent before the link failed settle first (answered, or queued in order).
+    for (let rounds = 0; this.sending > 0 && rounds < 100; rounds += 1) await this.settled;
+    if (this.stopped || this.commandUp) return;
     if (!this.everConnected) this.adoptStartPosition(position);
     else this.noteClock(position);
     if (epoch.state !== 'same' && this.everConnected) this.needsRecovery = true;
@@ -438,12 +482,14 @@ export class RedisBroker implements PushletBroker {
   private commandDown(): void {
     if (!this.commandUp) return;
     this.commandUp = false;
+    this.deliverUnechoed();
     this.reportLost();
   }
 
   private subscriberDown(): void {
     if (!this.subscriberUp) return;
     this.subscriberUp = false;
+    this.deliverUnechoed();
     this.needsRecovery = true;
     this.reportLost();
   }

@@ -4,6 +4,8 @@ import { encodeBody, idText, receive, type Received, type WireMessage } from './
 import type { RedisKeys } from './redis-keys.js';
 import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT } from './redis-scripts.js';
 
+const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT];
+
 /** An id more than this far ahead of Redis's clock was not handed out by it: unknown, so reset. */
 const FUTURE_TOLERANCE_MS = 1_000;
 
@@ -35,6 +37,12 @@ export class RedisHistory {
     private readonly cluster: boolean,
     private readonly limits: RedisHistoryLimits,
   ) {}
+
+  /** Loads every script into the script cache of every server (every master of a cluster). */
+  async loadScripts(): Promise<void> {
+    const servers: Array<Redis | Cluster> = this.cluster ? (this.client as Cluster).nodes('master') : [this.client];
+    await Promise.all(servers.flatMap((server) => SCRIPTS.map((script) => server.script('LOAD', script.source))));
+  }
 
   /** Records and publishes a message in one atomic script; resolves to its id. */
   async append(message: WireMessage): Promise<string> {
