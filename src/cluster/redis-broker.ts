@@ -7,6 +7,7 @@ import type { PushletBroker, ReplayResult } from '../interfaces/broker.interface
 import { MESSAGES } from '../pushlet.messages.js';
 import { isProvisional, PROVISIONAL_SEQ_BASE, receivePublication, type Received } from './redis-codec.js';
 import { RedisConnections, type RedisLinkListener } from './redis-connections.js';
+import { RecentPublications } from './redis-dedupe.js';
 import { isTransient, PushletRedisError, PushletRedisUnavailableError, withTimeout } from './redis-errors.js';
 import { RedisHistory, type RedisHistoryLimits, type TopicReplay } from './redis-history.js';
 import { RedisKeys } from './redis-keys.js';
@@ -14,6 +15,8 @@ import { describeSource, type ResolvedRedisOptions } from './redis-options.js';
 
 /** How often a broker cut off from Redis checks whether it can reconnect its state. */
 const HEAL_INTERVAL_MS = 250;
+/** History reads tried after a reconnection before subscribers are told `pushlet:reset` instead. */
+const MAX_RECOVERY_ATTEMPTS = 4;
 
 /** What this instance knows about one topic it has subscribers of (or the broadcast topic). */
 interface TopicState {
@@ -21,8 +24,6 @@ interface TopicState {
   last: ParsedId | undefined;
   /** Where recovery reads from while nothing has been delivered yet. */
   since: ParsedId;
-  /** Newest publication counter delivered, per origin instance: drops a publication sent twice. */
-  readonly origins: Map<string, number>;
 }
 
 /** A publication waiting for Redis. */
@@ -89,6 +90,8 @@ export class RedisBroker implements PushletBroker {
   private sending = 0;
   /** This instance's publications that Redis accepted and that have not come back yet. */
   private readonly unechoed = new Map<number, Envelope>();
+  /** Publications delivered here lately: a second copy of one is dropped. */
+  private readonly recent: RecentPublications;
   private provisionalSeq = 0;
   /**
    * The newest position known to be at or before every message Redis has yet to hand out: the
@@ -103,6 +106,7 @@ export class RedisBroker implements PushletBroker {
   private shardLost = false;
   private needsRecovery = false;
   private recovering = false;
+  private recoveryFailures = 0;
   /** Live messages held back while history is being recovered. */
   private held: Received[] | undefined;
   private bringingUp: Promise<void> | undefined;
@@ -145,6 +149,7 @@ export class RedisBroker implements PushletBroker {
     private readonly logger: LoggerService,
   ) {
     this.keys = new RedisKeys(options.keyPrefix);
+    this.recent = new RecentPublications(Math.max(20_000, 2 * options.maxQueued));
     this.address = describeSource(options.source);
   }
 
@@ -181,7 +186,7 @@ export class RedisBroker implements PushletBroker {
     if (this.commandUp && history) {
       // Sent now (in publication order on the one connection), settled in the same order.
       this.sending += 1;
-      const attempt = this.onCommand(history.append(this.wire(pending)), 'a publication');
+      const attempt = this.attempt(history, pending, 'a publication');
       return this.inOrder(async () => {
         try {
           const position = parseId(await attempt)!;
@@ -274,6 +279,16 @@ export class RedisBroker implements PushletBroker {
     return { topic: pending.topic, event: pending.event, data: pending.data, origin: this.instanceId, counter: pending.counter };
   }
 
+  /**
+   * Sends a publication now. Its outcome is awaited later, in publication order; until then a
+   * failure must not count as an unhandled rejection.
+   */
+  private attempt(history: RedisHistory, pending: Pending, what: string): Promise<string> {
+    const attempt = this.onCommand(history.append(this.wire(pending)), what);
+    attempt.catch(() => undefined);
+    return attempt;
+  }
+
   private inOrder<T>(settle: () => Promise<T>): Promise<T> {
     const result = this.settled.then(settle);
     this.settled = result.catch(() => undefined);
@@ -292,7 +307,7 @@ export class RedisBroker implements PushletBroker {
   /** Delivers one of this instance's publications locally unless it was delivered already. */
   private deliverOwn(counter: number, envelope: Envelope): void {
     const state = this.topics.get(envelope.topic);
-    if (!state || this.seenBefore(state, this.instanceId, counter)) return;
+    if (!state || !this.recent.add(this.instanceId, counter)) return;
     this.counts.provisional += 1;
     this.counts.delivered += 1;
     this.deliver?.(envelope);
@@ -306,8 +321,7 @@ export class RedisBroker implements PushletBroker {
   private awaitEcho(counter: number, envelope: Envelope): void {
     const state = this.topics.get(envelope.topic);
     if (!state) return;
-    const echoed = state.origins.get(this.instanceId);
-    if (echoed !== undefined && echoed >= counter) return;
+    if (this.recent.has(this.instanceId, counter)) return;
     const own = Envelope.create(envelope.position, envelope.topic, envelope.message.event, envelope.message.data, 'provisional');
     if (this.subscriberUp && this.commandUp) this.unechoed.set(counter, own);
     else this.deliverOwn(counter, own);
@@ -339,7 +353,7 @@ export class RedisBroker implements PushletBroker {
     if (this.outage) this.outage.flushed += items.length;
     for (const item of items) {
       this.sending += 1;
-      const attempt = this.onCommand(history.append(this.wire(item)), 'a queued publication');
+      const attempt = this.attempt(history, item, 'a queued publication');
       void this.inOrder(async () => {
         try {
           this.noteSeen(parseId(await attempt)!);
@@ -377,6 +391,7 @@ export class RedisBroker implements PushletBroker {
    */
   private abandonRecovery(): void {
     this.needsRecovery = false;
+    this.recoveryFailures = 0;
     this.announceLost([...this.topics.keys()]);
     const held = this.held ?? [];
     this.held = undefined;
@@ -403,25 +418,13 @@ export class RedisBroker implements PushletBroker {
     state.last = envelope.position;
     this.noteSeen(envelope.position);
     if (origin === this.instanceId) this.unechoed.delete(counter);
-    if (this.seenBefore(state, origin, counter)) {
+    if (!this.recent.add(origin, counter)) {
       this.counts.duplicatesDropped += 1;
       return false;
     }
     this.counts.delivered += 1;
     this.deliver?.(envelope);
     return true;
-  }
-
-  /**
-   * Records `counter` for `origin` and tells whether it was delivered already. An origin's
-   * publications reach every instance in counter order (one connection, sent in order, resent
-   * in order), so a counter at or below the newest one seen is a second copy.
-   */
-  private seenBefore(state: TopicState, origin: string, counter: number): boolean {
-    const newest = state.origins.get(origin);
-    if (newest !== undefined && counter <= newest) return true;
-    state.origins.set(origin, counter);
-    return false;
   }
 
   // ---- link state ------------------------------------------------------------------------
@@ -514,21 +517,33 @@ export class RedisBroker implements PushletBroker {
     this.recovering = true;
     this.held ??= [];
     const requests = [...this.topics].map(([topic, state]) => ({ topic, after: state.last ?? state.since }));
-    let replays: TopicReplay[] | undefined;
+    let replays: TopicReplay[];
     try {
       // Subscribing again is harmless and repairs a subscription that failed or timed out.
       await this.onSubscriber(connections.subscribe(this.wantedChannels()), 'the subscriptions');
       replays = await this.onCommand(history.read(requests), 'a history read');
     } catch {
-      replays = undefined;
+      this.recovering = false;
+      if (this.stopped) return;
+      // Keep holding live messages and try again shortly; after a few failures, give up loudly.
+      this.recoveryFailures += 1;
+      if (this.recoveryFailures < MAX_RECOVERY_ATTEMPTS) this.needsRecovery = true;
+      else this.abandonRecovery();
+      return;
     }
+    this.recoveryFailures = 0;
     if (this.stopped) return;
-    this.announceLost(replays ? replays.filter((r) => r.reset).map((r) => r.topic) : requests.map((r) => r.topic));
-    for (const received of replays ? mergeInOrder(replays) : []) {
+    this.announceLost(replays.filter((r) => r.reset).map((r) => r.topic));
+    for (const received of mergeInOrder(replays)) {
       if (this.accept(received)) {
         this.counts.recovered += 1;
         if (this.outage) this.outage.recovered += 1;
       }
+    }
+    // Everything up to the read is delivered or announced lost: start from there next time.
+    for (const replay of replays) {
+      const state = this.topics.get(replay.topic);
+      if (state && (!state.last || compareIds(state.last, replay.readAt) < 0)) state.last = replay.readAt;
     }
     const held = this.held ?? [];
     this.held = undefined;
@@ -536,6 +551,7 @@ export class RedisBroker implements PushletBroker {
     this.recovering = false;
     if (this.needsRecovery) void this.recoverIfReady();
   }
+
 
   /** A command's answer, or a failure once it times out or its connection closes. */
   private onCommand<T>(command: Promise<T>, what: string): Promise<T> {
@@ -551,7 +567,7 @@ export class RedisBroker implements PushletBroker {
   }
 
   private newTopicState(): TopicState {
-    return { last: undefined, since: this.lastSeen, origins: new Map() };
+    return { last: undefined, since: this.lastSeen };
   }
 
   /** First contact with Redis: positions so far came from the local clock; prefer Redis's. */

@@ -21,6 +21,8 @@ export interface TopicReplay {
   readonly reset: boolean;
   /** Messages after the id, oldest first, each publication once. */
   readonly received: Received[];
+  /** Redis's clock when it was read: every message at or before it is in `received` or gone. */
+  readonly readAt: ParsedId;
 }
 
 export type EpochState = 'created' | 'restarted' | 'same';
@@ -101,7 +103,7 @@ export class RedisHistory {
         (floor !== undefined && compareIds(after, floor) < 0) ||
         (horizon !== undefined && compareIds(after, horizon) < 0) ||
         after.ms > now + FUTURE_TOLERANCE_MS;
-      return { topic: request.topic, reset, received: readEntries(entries) };
+      return { topic: request.topic, reset, received: readEntries(entries), readAt: { ms: now, seq: 0 } };
     });
   }
 }
