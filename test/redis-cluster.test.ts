@@ -81,4 +81,29 @@ describe('distributed mode on a three-master Redis Cluster', () => {
     await instances.closeAll();
     await eventually(async () => (await counts()).every((count, i) => count === baseline[i]), 5_000, 'every connection to close');
   });
+
+  // Last: it restarts a master. ioredis must resubscribe the shard's SSUBSCRIBE channels.
+  it('keeps delivering when a master restarts: resubscribed, recovered or reset, no duplicate', async (t) => {
+    const [a, b] = await instances.start(2, { cluster: { nodes: cluster.nodes }, commandTimeoutMs: 500 });
+    const topics = await topicsOnEveryMaster(a!);
+    const client = instances.track(await TRANSPORTS[0]!.open(a!, topics));
+    const victimPort = await cluster.masterOfSlot(await cluster.keySlot(brokerOf(a!).keys.stream(topics[1]!)));
+    const server = cluster.servers.find((s) => s.port === victimPort)!;
+    for (let i = 0; i < 6; i += 1) await b!.pushlet.publish(topics[i % 3]!, 'message', `before ${i}`);
+    await client.waitForMessages(6);
+    await server.kill();
+    const during: string[] = [];
+    for (let i = 0; i < 6; i += 1) during.push((await b!.pushlet.publish(topics[i % 3]!, 'message', `during ${i}`)).data);
+    await server.restart();
+    await eventually(() => cluster.stateOk(), 20_000, 'the cluster to recover');
+    await eventually(async () => [a!, b!].every((app) => brokerOf(app).stats().state === 'connected'), 10_000, 'both instances to reconnect');
+    const afterwards: string[] = [];
+    for (let i = 0; i < 6; i += 1) afterwards.push((await b!.pushlet.publish(topics[i % 3]!, 'message', `after ${i}`)).data);
+    for (const data of afterwards) await client.waitForMessage((m) => m.data === data, 10_000, data);
+    const seen = dataOf(client.messages);
+    t.diagnostic(`received ${seen.length} of 18, resets ${client.resets}: ${seen.join(', ')}`);
+    assert.equal(new Set(seen).size, seen.length, 'no message twice');
+    const missing = during.filter((data) => !seen.includes(data));
+    if (missing.length > 0) assert.ok(client.resets > 0, `missed ${missing.join(', ')} without a pushlet:reset`);
+  });
 });
