@@ -409,6 +409,7 @@ export class RedisBroker implements PushletBroker {
 
   /** Delivers a message from Redis unless this instance has already delivered it. */
   private accept({ envelope, origin, counter }: Received): boolean {
+    if (origin === this.instanceId) this.unechoed.delete(counter);
     const state = this.topics.get(envelope.topic);
     if (!state) {
       this.counts.receivedUnwatched += 1;
@@ -417,7 +418,6 @@ export class RedisBroker implements PushletBroker {
     if (state.last && compareIds(envelope.position, state.last) <= 0) return false;
     state.last = envelope.position;
     this.noteSeen(envelope.position);
-    if (origin === this.instanceId) this.unechoed.delete(counter);
     if (!this.recent.add(origin, counter)) {
       this.counts.duplicatesDropped += 1;
       return false;
