@@ -14,10 +14,20 @@ import { eventually, within } from './wait.js';
 
 const live = new Set<ChildProcess>();
 const dirs = new Set<string>();
-process.once('exit', () => {
+function cleanUp(): void {
   for (const child of live) child.kill('SIGKILL');
+  live.clear();
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+  dirs.clear();
+}
+process.once('exit', cleanUp);
+// Interrupted (Ctrl-C, a runner's timeout): clean up, then die of the same signal.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    cleanUp();
+    process.kill(process.pid, signal);
+  });
+}
 
 /** A free TCP port on 127.0.0.1: listen on port 0, read the port, close. Never 6379. */
 export async function freePort(): Promise<number> {
