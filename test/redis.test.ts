@@ -120,6 +120,9 @@ describe('distributed mode on one Redis server', () => {
         assert.deepEqual(dataOf(await garbage.waitForMessages(1)), ['after garbage']);
         assert.equal(garbage.resets, 1);
         const future = await open(a!, ['t'], `${Date.now() + 3_600_000}-0`);
+        await future.waitForResets(1);
+        await a!.pushlet.publish('t', 'message', 'after the future');
+        assert.deepEqual(dataOf(await future.waitForMessages(1)), ['after the future']);
         assert.equal(future.resets, 1, 'an id Redis never handed out is unknown');
       });
     });

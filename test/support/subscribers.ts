@@ -23,6 +23,8 @@ export interface TestSubscriber {
   readonly lastEventId: string;
   /** Waits until `count` messages have arrived; resolves to all of them. */
   waitForMessages(count: number, ms?: number): Promise<readonly SeenMessage[]>;
+  /** Waits until `count` `pushlet:reset` notices have arrived. */
+  waitForResets(count: number, ms?: number): Promise<void>;
   /** Waits until a message satisfies `predicate`. */
   waitForMessage(predicate: (message: SeenMessage) => boolean, ms?: number, what?: string): Promise<SeenMessage>;
   close(): void;
@@ -59,6 +61,10 @@ class SseSubscriber implements TestSubscriber {
   async waitForMessages(count: number, ms = 5_000): Promise<readonly SeenMessage[]> {
     await this.client.waitFor(() => this.client.messages.length >= count, ms, `${count} messages (have ${this.client.messages.length})`);
     return this.messages;
+  }
+
+  async waitForResets(count: number, ms = 5_000): Promise<void> {
+    await this.client.waitFor(() => this.resets >= count, ms, `${count} pushlet:reset`);
   }
 
   async waitForMessage(predicate: (message: SeenMessage) => boolean, ms = 5_000, what = 'a message'): Promise<SeenMessage> {
