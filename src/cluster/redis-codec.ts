@@ -70,7 +70,7 @@ export function isProvisional(position: ParsedId): boolean {
   return position.seq >= PROVISIONAL_SEQ_BASE;
 }
 
-/** The position just after `id` in text form, for `XRANGE (id`. */
+/** A position in the text form Redis takes (`XRANGE key (<id> +` reads after it). */
 export function idText(position: ParsedId): string {
   return formatId(position.ms, position.seq);
 }
