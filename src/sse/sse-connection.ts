@@ -13,6 +13,7 @@ import { encodeFrame, messageFrame } from './sse-encoder.js';
 export class SseConnection implements FeedSink {
   feed: Feed | undefined;
   private closed = false;
+  private delivered = false;
 
   constructor(
     readonly request: IncomingMessage,
@@ -28,13 +29,16 @@ export class SseConnection implements FeedSink {
   }
 
   deliver(envelope: Envelope): void {
+    this.delivered = true;
     this.write(messageFrame(envelope));
   }
 
   reset(topics: readonly string[]): void {
     const data = JSON.stringify({ topics: topics.filter((t) => t !== '*'), reason: MESSAGES.resetUnknownId });
-    // Keeps the client's id: a reconnect after this frame resumes from the same place.
-    this.write(encodeFrame('pushlet:reset', data, this.resumeId));
+    // Keeps the client's id: a reconnect after this frame resumes from the same place. Once
+    // messages have gone out (a reset from the broker mid-stream), the frame carries no id at all,
+    // so that the client keeps the id of the last message it got.
+    this.write(encodeFrame('pushlet:reset', data, this.delivered ? undefined : this.resumeId));
   }
 
   whenWritable(): Promise<void> | undefined {
