@@ -20,7 +20,9 @@ export type EnvelopeKind = 'message' | 'provisional' | 'reset';
  */
 export class Envelope {
   private jsonText: string | undefined;
-  private readonly encodings = new Map<symbol, unknown>();
+  // Created on first use and dropped once live delivery is done: an envelope kept in history for
+  // replays then costs only its message, not every protocol's bytes.
+  private encodings: Map<symbol, unknown> | undefined;
 
   private constructor(
     readonly message: PushletMessage,
@@ -83,13 +85,20 @@ export class Envelope {
 
   /** The encoding registered under `key`, computed on first use. */
   encoded<T>(key: symbol, encode: (envelope: Envelope) => T): T {
-    let value = this.encodings.get(key) as T | undefined;
+    const encodings = (this.encodings ??= new Map());
+    let value = encodings.get(key) as T | undefined;
     if (value === undefined) {
       value = encode(this);
-      this.encodings.set(key, value);
+      encodings.set(key, value);
     }
     return value;
   }
+
+  /** Forgets the cached encodings (they are rebuilt on demand, e.g. for a replay). */
+  releaseEncodings(): void {
+    this.encodings = undefined;
+  }
+
 }
 
 function isMessage(value: unknown): value is PushletMessage {
