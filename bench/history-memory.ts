@@ -1,5 +1,6 @@
 // Measures what the in-memory history costs per topic at the default window (1,000 messages),
-// for a few payload sizes, with and without the per-protocol encodings cached on each envelope.
+// for a few payload sizes. Live delivery drops each envelope's cached encodings once every
+// subscriber has written them; the last column shows what keeping them would cost instead.
 // Run: npm run build:all && node --expose-gc build/bench/history-memory.js
 import { MemoryBroker } from '../src/core/memory-broker.js';
 import { messageFrame } from '../src/sse/sse-encoder.js';
@@ -16,7 +17,7 @@ function heap(): number {
 
 const topics = 20;
 const count = DEFAULTS.historyMaxCount;
-console.log(`| payload | per message | per topic (${count} messages) | per topic, SSE frame cached |`);
+console.log(`| payload | per message | per topic (${count} messages) | per topic if the SSE frame were kept |`);
 console.log('| ---: | ---: | ---: | ---: |');
 for (const size of [16, 100, 1000]) {
   const results: number[] = [];

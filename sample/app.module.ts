@@ -31,6 +31,8 @@ export class AppModule {
         PushletModule.forRoot({
           heartbeatInterval: config.heartbeatMs ?? 30_000,
           authorize: ({ topic, request }) => !topic.startsWith('private/') || hasToken(request, config.token ?? 'demo-token'),
+          // Distributed mode: every sample instance on the same Redis shares topics and history.
+          ...(config.redisUrl ? { redis: { url: config.redisUrl } } : {}),
         }),
       ],
       controllers: [DemoController, SendController],

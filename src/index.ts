@@ -20,6 +20,9 @@ export type {
 export { PushletError, PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
 export { Envelope } from './core/envelope.js';
 export { MemoryBroker } from './core/memory-broker.js';
+export { RedisBroker, type RedisBrokerStats } from './cluster/redis-broker.js';
+export type { PushletRedisClusterOptions, PushletRedisOptions } from './cluster/redis-options.js';
+export { PushletRedisError, PushletRedisUnavailableError } from './cluster/redis-errors.js';
 export { PushletErrorFilter } from './pushlet-error.filter.js';
 export type { WsCommand, WsRef } from './ws/ws-commands.js';
 export type { WsNotice, WsNoticeEvent } from './ws/ws-encoder.js';

@@ -26,4 +26,15 @@ export const MESSAGES = {
   wsTooManyCommands: 'too many commands; send fewer per second',
   wsOriginForbidden: 'this origin may not open a WebSocket here',
   wsInternalError: 'internal error',
+  redisUnavailable: (address: string, cause: string) =>
+    `cannot connect to Redis at ${address} (${cause}); start Redis or fix the redis option, or set redis.startWithoutRedis: true to start local-only and join when Redis is up`,
+  redisOneSource: 'the redis option takes exactly one of url, host, cluster or client',
+  redisWithBroker: 'the redis and broker options cannot be combined: the redis option selects the Redis broker',
+  redisKeyPrefix: 'redis.keyPrefix must be a non-empty string without "{" or "}" (those mark hash tags in Redis Cluster)',
+  redisClusterNodes: 'redis.cluster.nodes must list at least one node',
+  redisClient: 'redis.client must be an ioredis Redis or Cluster instance',
+  redisUrl: (url: string) => `redis.url must be a redis:// or rediss:// URL, got "${url}"`,
+  redisNotConnected: 'Redis is not connected; history cannot be read right now',
+  redisTimeout: (what: string, ms: number) => `Redis did not answer ${what} within ${ms} ms`,
+  redisPublishFailed: (reason: string) => `Redis refused the publication: ${reason}`,
 } as const;

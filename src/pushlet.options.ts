@@ -1,6 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { DEFAULTS } from './pushlet.constants.js';
 import type { PushletModuleOptions, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
+import { resolveRedisOptions } from './cluster/redis-options.js';
+import { MESSAGES } from './pushlet.messages.js';
 
 function positive(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
@@ -31,6 +33,7 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
   if (sse && ws && sse.path === ws.path) {
     throw new RangeError(`Pushlet options sse.path and ws.path must differ (both are ${sse.path})`);
   }
+  if (options.redis && options.broker) throw new RangeError(MESSAGES.redisWithBroker);
   const limits = options.limits ?? {};
   const history = options.history ?? {};
   return {
@@ -51,5 +54,6 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
     },
     authorize: options.authorize,
     broker: options.broker,
+    redis: options.redis ? resolveRedisOptions(options.redis) : undefined,
   };
 }

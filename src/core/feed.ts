@@ -136,8 +136,15 @@ export class Feed {
   }
 
   private pass(cursor: TopicCursor, envelope: Envelope): void {
-    if (cursor.last && compareIds(envelope.position, cursor.last) <= 0) return;
-    cursor.last = envelope.position;
+    if (envelope.kind === 'reset') {
+      this.sink.reset([cursor.topic]);
+      return;
+    }
+    // A provisional id is local to one instance: deliver, but do not resume from it.
+    if (envelope.kind === 'message') {
+      if (cursor.last && compareIds(envelope.position, cursor.last) <= 0) return;
+      cursor.last = envelope.position;
+    }
     this.sink.deliver(envelope);
   }
 

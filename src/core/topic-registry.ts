@@ -32,6 +32,8 @@ export class TopicRegistry {
   readonly dispatch = (envelope: Envelope): void => {
     if (envelope.topic === BROADCAST_TOPIC) this.broadcast.next(envelope);
     else this.channels.get(envelope.topic)?.subject.next(envelope);
+    // Every live subscriber has written it by now (delivery is synchronous).
+    envelope.releaseEncodings();
   };
 
   /** Takes a hold on `topic`'s channel, creating it on first hold. Pair with {@link release}. */

@@ -1,4 +1,5 @@
 import type { LoggerService } from '@nestjs/common';
+import type { PushletRedisOptions, ResolvedRedisOptions } from '../cluster/redis-options.js';
 import type { PushletBroker } from './broker.interface.js';
 
 /** Which endpoint asks for a topic. */
@@ -70,6 +71,12 @@ export interface PushletModuleOptions {
   authorize?: (context: PushletAuthorizeContext) => boolean | Promise<boolean>;
   /** A broker of your own (replaces the in-memory default). */
   broker?: PushletBroker;
+  /**
+   * Distributed mode: instances naming the same Redis share topics, history and ids, so that a
+   * message published on any instance reaches every subscriber on every instance, and a client
+   * may resume on another instance. See {@link PushletRedisOptions}.
+   */
+  redis?: PushletRedisOptions;
 }
 
 /** Options with every default filled in. */
@@ -82,4 +89,5 @@ export interface ResolvedPushletOptions {
   readonly history: Required<PushletHistoryOptions>;
   readonly authorize?: PushletModuleOptions['authorize'];
   readonly broker?: PushletBroker;
+  readonly redis?: ResolvedRedisOptions;
 }

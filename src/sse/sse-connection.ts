@@ -21,6 +21,7 @@ import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 export class SseConnection implements FeedSink {
   feed: Feed | undefined;
   private closed = false;
+  private delivered = false;
   /** Set when frames are written to the socket directly. */
   private socket: SocketWriter | undefined;
   /** Whether the body is `Transfer-Encoding: chunked` (HTTP/1.1), so direct writes need chunk framing. */
@@ -50,14 +51,17 @@ export class SseConnection implements FeedSink {
   }
 
   deliver(envelope: Envelope): void {
+    this.delivered = true;
     const encoding = messageEncoding(envelope);
     this.send(this.socket && this.chunked ? encoding.chunk : encoding.frame);
   }
 
   reset(topics: readonly string[]): void {
     const data = JSON.stringify({ topics: topics.filter((t) => t !== '*'), reason: MESSAGES.resetUnknownId });
-    // Keeps the client's id: a reconnect after this frame resumes from the same place.
-    this.write(encodeFrame('pushlet:reset', data, this.resumeId));
+    // Keeps the client's id: a reconnect after this frame resumes from the same place. Once
+    // messages have gone out (a reset from the broker mid-stream), the frame carries no id at all,
+    // so that the client keeps the id of the last message it got.
+    this.write(encodeFrame('pushlet:reset', data, this.delivered ? undefined : this.resumeId));
   }
 
   /**

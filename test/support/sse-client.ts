@@ -72,6 +72,11 @@ export class SseClient {
     return this.comments;
   }
 
+  /** Waits (event-driven, bounded) until `check` holds after some input arrived. */
+  async waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
+    await this.waitUntil(check, ms, what);
+  }
+
   async waitForEnd(ms = 5_000): Promise<void> {
     await this.waitUntil(() => this.ended, ms, 'end of stream');
   }

@@ -30,3 +30,15 @@ export async function until(check: () => boolean, ms: number, what: string): Pro
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+/**
+ * Polls an asynchronous `check` (a Redis query, say) until it resolves true. Bounded: rejects
+ * after `ms`. For state that can only be asked for, never awaited as an event.
+ */
+export async function eventually(check: () => Promise<boolean>, ms: number, what: string, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}

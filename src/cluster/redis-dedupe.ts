@@ -1,0 +1,49 @@
+/**
+ * The publications delivered on this instance most recently, by origin broker and publication
+ * counter. A publication can reach an instance twice: sent again after a lost connection left
+ * its fate unknown, resent by ioredis, retried by a cluster client, or recovered from history
+ * after it came live. Checking the exact pair (not the newest counter per origin) keeps this
+ * right however such copies interleave.
+ *
+ * Bounded: the oldest pairs are forgotten first. `capacity` should exceed the number of
+ * publications that can pass between two copies of one (the offline queue, plus some).
+ */
+export class RecentPublications {
+  private readonly origins = new Map<string, number>();
+  private readonly seen = new Set<number>();
+  private readonly order: number[] = [];
+  private head = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  /** Records the publication; false if it was recorded already (a copy). */
+  add(origin: string, counter: number): boolean {
+    const key = this.key(origin, counter);
+    if (this.seen.has(key)) return false;
+    this.seen.add(key);
+    this.order.push(key);
+    if (this.order.length - this.head > this.capacity) {
+      this.seen.delete(this.order[this.head]!);
+      this.head += 1;
+      if (this.head > 1_024 && this.head * 2 > this.order.length) {
+        this.order.splice(0, this.head);
+        this.head = 0;
+      }
+    }
+    return true;
+  }
+
+  has(origin: string, counter: number): boolean {
+    return this.seen.has(this.key(origin, counter));
+  }
+
+  /** One number per pair: a small index per origin, above the counter's low 32 bits. */
+  private key(origin: string, counter: number): number {
+    let index = this.origins.get(origin);
+    if (index === undefined) {
+      index = this.origins.size;
+      this.origins.set(origin, index);
+    }
+    return index * 2 ** 32 + (counter % 2 ** 32);
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Names of the module's Redis keys and channels. Every key and channel of one topic carries the
+ * topic as its hash tag (`{topic}`), so that in a Redis Cluster a topic's stream and channel live
+ * in one slot and one script can append and publish atomically. Braces and `%` in a topic are
+ * percent-encoded inside the tag, so that a topic can never end the tag early.
+ */
+export class RedisKeys {
+  /** Single server: the last id handed out, shared by every topic (ids totally ordered). */
+  readonly lastId: string;
+  /** Run marker: the history horizon and the run id of every Redis server seen. */
+  readonly epoch: string;
+
+  constructor(readonly prefix: string) {
+    this.lastId = `${prefix}id`;
+    this.epoch = `${prefix}epoch`;
+  }
+
+  /** The stream holding `topic`'s history. */
+  stream(topic: string): string {
+    return `${this.prefix}s:{${tag(topic)}}`;
+  }
+
+  /** The pub/sub channel of `topic`. */
+  channel(topic: string): string {
+    return `${this.prefix}c:{${tag(topic)}}`;
+  }
+}
+
+function tag(topic: string): string {
+  return topic.replace(/[%{}]/g, (c) => encodeURIComponent(c));
+}

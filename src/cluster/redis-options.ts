@@ -1,0 +1,164 @@
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { MESSAGES } from '../pushlet.messages.js';
+
+/** A Redis Cluster to join: seed nodes (any of its masters will do) and ioredis Cluster options. */
+export interface PushletRedisClusterOptions {
+  /** `{ host, port }` objects or `host:port` strings. */
+  nodes: ReadonlyArray<{ host: string; port: number } | string>;
+  /** Passed to ioredis `Cluster` (its `redisOptions` reach every node connection). */
+  options?: ClusterOptions;
+}
+
+/**
+ * Distributed mode (`PushletModule.forRoot({ redis: … })`): every instance that names the same
+ * Redis (and `keyPrefix`) shares topics, history and ids. Give exactly one of `url`, `host`,
+ * `cluster` or `client`.
+ */
+export interface PushletRedisOptions {
+  /** `redis://[[user]:password@]host[:port][/db]` or `rediss://…`. */
+  url?: string;
+  host?: string;
+  /** Default 6379. */
+  port?: number;
+  username?: string;
+  password?: string;
+  /** Database number (single server only). Default 0. */
+  db?: number;
+  /** A Redis Cluster; messages travel over sharded pub/sub (SSUBSCRIBE / SPUBLISH). */
+  cluster?: PushletRedisClusterOptions;
+  /**
+   * A connected (or connecting) ioredis `Redis` or `Cluster` of your own. The module runs its
+   * commands on it, subscribes on a `duplicate()`, and never quits it: you close it yourself.
+   */
+  client?: Redis | Cluster;
+  /** Prefix of every key and channel. Default `pushlet:`. Instances must agree on it. */
+  keyPrefix?: string;
+  /**
+   * When Redis cannot be reached at start-up: `false` (default) fails the start with an error
+   * naming the address; `true` starts local-only (this instance's subscribers get this
+   * instance's publications) and joins the others as soon as Redis answers.
+   */
+  startWithoutRedis?: boolean;
+  /** How long start-up waits for Redis before failing (or starting local-only). Default 5000 ms. */
+  connectTimeoutMs?: number;
+  /**
+   * How long a Redis command may take before the module treats Redis as unreachable: a
+   * publication is then delivered locally and queued for Redis. Default 2000 ms.
+   */
+  commandTimeoutMs?: number;
+  /** Publications kept while Redis is unreachable, sent when it is back; the oldest go first. Default 10 000. */
+  maxQueued?: number;
+  /** Extra ioredis options for the connections the module creates (ignored with `client`). */
+  options?: RedisOptions;
+}
+
+/** Where the module's connections come from. */
+export type RedisSource =
+  | { readonly kind: 'url'; readonly url: string }
+  | { readonly kind: 'host'; readonly host: string; readonly port: number; readonly username?: string; readonly password?: string; readonly db?: number }
+  | { readonly kind: 'cluster'; readonly nodes: ReadonlyArray<{ host: string; port: number }>; readonly options?: ClusterOptions }
+  | { readonly kind: 'client'; readonly client: Redis | Cluster };
+
+/** {@link PushletRedisOptions} with defaults filled in. */
+export interface ResolvedRedisOptions {
+  readonly source: RedisSource;
+  readonly keyPrefix: string;
+  readonly startWithoutRedis: boolean;
+  readonly connectTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly maxQueued: number;
+  readonly redisOptions: RedisOptions;
+}
+
+export const REDIS_DEFAULTS = {
+  keyPrefix: 'pushlet:',
+  port: 6379,
+  connectTimeoutMs: 5_000,
+  commandTimeoutMs: 2_000,
+  maxQueued: 10_000,
+} as const;
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) {
+    throw new RangeError(`Pushlet option redis.${name} must be a positive number, got ${String(value)}`);
+  }
+  return value;
+}
+
+function parseNode(node: { host: string; port: number } | string): { host: string; port: number } {
+  if (typeof node !== 'string') return { host: node.host, port: Number(node.port) };
+  const colon = node.lastIndexOf(':');
+  if (colon < 0) return { host: node, port: REDIS_DEFAULTS.port };
+  return { host: node.slice(0, colon), port: Number(node.slice(colon + 1)) };
+}
+
+function resolveSource(options: PushletRedisOptions): RedisSource {
+  const given = [options.url !== undefined, options.host !== undefined, options.cluster !== undefined, options.client !== undefined];
+  if (given.filter(Boolean).length !== 1) throw new RangeError(MESSAGES.redisOneSource);
+  if (options.url !== undefined) {
+    if (typeof options.url !== 'string' || !/^rediss?:\/\//.test(options.url)) throw new RangeError(MESSAGES.redisUrl(String(options.url)));
+    return { kind: 'url', url: options.url };
+  }
+  if (options.host !== undefined) {
+    return {
+      kind: 'host',
+      host: options.host,
+      port: positive(options.port, REDIS_DEFAULTS.port, 'port'),
+      username: options.username,
+      password: options.password,
+      db: options.db,
+    };
+  }
+  if (options.cluster !== undefined) {
+    const nodes = (options.cluster.nodes ?? []).map(parseNode);
+    if (nodes.length === 0) throw new RangeError(MESSAGES.redisClusterNodes);
+    return { kind: 'cluster', nodes, options: options.cluster.options };
+  }
+  const client = options.client;
+  if (!(client instanceof Redis) && !(client instanceof Cluster)) throw new TypeError(MESSAGES.redisClient);
+  return { kind: 'client', client };
+}
+
+/** Fills in the defaults of the `redis` option and rejects nonsense at start-up. */
+export function resolveRedisOptions(options: PushletRedisOptions): ResolvedRedisOptions {
+  const keyPrefix = options.keyPrefix ?? REDIS_DEFAULTS.keyPrefix;
+  if (typeof keyPrefix !== 'string' || keyPrefix.length === 0 || /[{}]/.test(keyPrefix)) {
+    throw new RangeError(MESSAGES.redisKeyPrefix);
+  }
+  return {
+    source: resolveSource(options),
+    keyPrefix,
+    startWithoutRedis: options.startWithoutRedis === true,
+    connectTimeoutMs: positive(options.connectTimeoutMs, REDIS_DEFAULTS.connectTimeoutMs, 'connectTimeoutMs'),
+    commandTimeoutMs: positive(options.commandTimeoutMs, REDIS_DEFAULTS.commandTimeoutMs, 'commandTimeoutMs'),
+    maxQueued: positive(options.maxQueued, REDIS_DEFAULTS.maxQueued, 'maxQueued'),
+    redisOptions: options.options ?? {},
+  };
+}
+
+/** `host:port` (or a list of them) for messages and logs; never a password. */
+export function describeSource(source: RedisSource): string {
+  switch (source.kind) {
+    case 'url': {
+      try {
+        const url = new URL(source.url);
+        return `${url.hostname || 'localhost'}:${url.port || REDIS_DEFAULTS.port}`;
+      } catch {
+        return source.url.replace(/\/\/[^@/]*@/, '//');
+      }
+    }
+    case 'host':
+      return `${source.host}:${source.port}`;
+    case 'cluster':
+      return source.nodes.map((n) => `${n.host}:${n.port}`).join(',');
+    case 'client': {
+      const client = source.client;
+      if (client instanceof Cluster) {
+        const nodes = (client as unknown as { startupNodes?: Array<{ host?: string; port?: number } | string> }).startupNodes ?? [];
+        return nodes.map((n) => (typeof n === 'string' ? n : `${n.host ?? 'localhost'}:${n.port ?? REDIS_DEFAULTS.port}`)).join(',');
+      }
+      return `${client.options.host ?? 'localhost'}:${client.options.port ?? REDIS_DEFAULTS.port}`;
+    }
+  }
+}
