@@ -72,7 +72,7 @@ function defaults(quick: boolean): BenchConfig {
 
     fanoutSubs: quick ? 500 : 2_000,
     steadyRate: 20,
-    steadyMs: quick ? 3_000 : 10_000,
+    steadyMs: quick ? 3_000 : 15_000,
     floodMs: quick ? 3_000 : 10_000,
     floodWindow: 32,
 
@@ -93,7 +93,7 @@ function defaults(quick: boolean): BenchConfig {
 
     clusterSubs: quick ? 200 : 1_000,
     clusterRate: 20,
-    clusterMs: quick ? 3_000 : 10_000,
+    clusterMs: quick ? 3_000 : 15_000,
 
     churnMs: quick ? 2_000 : 8_000,
     churnConcurrency: 32,

@@ -333,6 +333,8 @@ export interface PhaseResult {
   clientCpuUs: number;
   collected: Collected;
   publishErrors: number;
+  /** Merged phases: the median over the slices of each slice's p99 (robust to a burst of outside load in one slice). */
+  p99SliceMedianMs?: number;
   /** Saturation only: how often the publisher waited for credit, and how busy its event loop was. */
   flow?: { stalls: number; eventLoopUtilization: number };
 }
@@ -466,7 +468,7 @@ export async function probeWebSocket(port: number, path = '/ws?topic=probe'): Pr
 
 /** Several phases of the same kind (interleaved rounds) as one: sums, and latencies from the merged histograms. */
 export function mergePhases(phases: PhaseResult[]): PhaseResult {
-  if (phases.length === 1) return phases[0]!;
+  if (phases.length === 1) return { ...phases[0]!, p99SliceMedianMs: phases[0]!.latency.p99Ms };
   const last = phases[phases.length - 1]!;
   const histogram = new Histogram();
   for (const phase of phases) histogram.merge(phase.collected.histogram);
@@ -495,6 +497,7 @@ export function mergePhases(phases: PhaseResult[]): PhaseResult {
     // Integrity and error counters are cumulative per connection: the last phase holds them all.
     collected: { ...last.collected, histogram: histogram.toJSON(), latency: histogram.summary(), negativeLatencies: histogram.negative },
     publishErrors: Math.max(...phases.map((p) => p.publishErrors)),
+    p99SliceMedianMs: medianOf(phases.map((p) => p.latency.p99Ms)),
     flow: last.flow
       ? {
           stalls: sum(phases.map((p) => p.flow?.stalls ?? 0)),
@@ -502,4 +505,11 @@ export function mergePhases(phases: PhaseResult[]): PhaseResult {
         }
       : undefined,
   };
+}
+
+export function medianOf(values: number[]): number {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
