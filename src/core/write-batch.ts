@@ -13,14 +13,21 @@ export interface BatchedWriter {
 }
 
 /**
- * Releases the writers that wrote in this event-loop turn, all together once the turn's work is
- * done (`setImmediate`, so an awaited publishing loop counts as one turn): one scheduled callback
- * per turn for all the connections of a transport, not one per socket as `ServerResponse.write`
- * spends.
+ * Marks event-loop turns for the writers of a transport and releases, once per turn, the ones
+ * that corked (`setImmediate`, so an awaited publishing loop counts as one turn): one scheduled
+ * callback per turn for all connections, not one per socket as `ServerResponse.write` spends.
  */
 export class WriteBatch {
+  /** Advances every time the batch flushes: writes that see the same value share a turn. */
+  turn = 0;
   private pending: BatchedWriter[] = [];
   private scheduled: NodeJS.Immediate | undefined;
+
+  /** The current turn, making sure it ends (and the next one starts) after this one's work. */
+  current(): number {
+    this.scheduled ??= setImmediate(this.flushAll);
+    return this.turn;
+  }
 
   /** Flushes `writer` at the end of this turn. */
   add(writer: BatchedWriter): void {
@@ -28,10 +35,11 @@ export class WriteBatch {
     this.scheduled ??= setImmediate(this.flushAll);
   }
 
-  /** Flushes everything now. */
+  /** Ends the turn: flushes every corked writer now. */
   readonly flushAll = (): void => {
     if (this.scheduled) clearImmediate(this.scheduled);
     this.scheduled = undefined;
+    this.turn += 1;
     const writers = this.pending;
     this.pending = [];
     for (const writer of writers) writer.flush();
@@ -40,12 +48,12 @@ export class WriteBatch {
 
 /**
  * Writes whole frames to one socket. The first write of a turn goes out at once, exactly like a
- * plain `socket.write`; if more follow in the same turn (a burst), the socket is corked and they
- * leave together in one system call when the batch flushes it.
+ * plain `socket.write` and at no extra cost; if more follow in the same turn (a burst), the
+ * socket is corked and they leave together in one system call when the batch ends the turn.
  */
 export class SocketWriter implements BatchedWriter {
-  /** 0: nothing written this turn; 1: written, not corked; 2: corked. */
-  private turn: 0 | 1 | 2 = 0;
+  private lastTurn = -1;
+  private corked = false;
 
   constructor(
     readonly socket: Writable,
@@ -59,23 +67,25 @@ export class SocketWriter implements BatchedWriter {
 
   write(bytes: Buffer | string): void {
     const socket = this.socket;
-    if (this.turn === 0) {
-      this.turn = 1;
-      this.batch.add(this);
+    const turn = this.batch.current();
+    if (this.lastTurn !== turn) {
+      this.lastTurn = turn;
       socket.write(bytes);
       return;
     }
-    if (this.turn === 1) {
-      this.turn = 2;
+    if (!this.corked) {
+      this.corked = true;
       socket.cork();
+      this.batch.add(this);
     }
     socket.write(bytes);
     if (socket.writableLength >= EARLY_FLUSH_BYTES) this.flush();
   }
 
-  /** Sends what is corked; the next write starts a new turn. */
+  /** Sends what is corked. */
   flush(): void {
-    if (this.turn === 2) this.socket.uncork();
-    this.turn = 0;
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
   }
 }
