@@ -262,6 +262,8 @@ function fanout(transport: 'ws' | 'sse'): Scenario {
               satCpuUs: flood.cpuUsPerDelivery,
               satServerCpuPct: flood.serverCpuPct,
               satP99Ms: flood.latency.p99Ms,
+              satElu: flood.flow?.eventLoopUtilization ?? NaN,
+              satStalls: flood.flow?.stalls ?? NaN,
               clientCpuPct: flood.clientCpuPct,
               rssMB: round(stats.rssBytes / MB, 1),
               ...integrity(final),
@@ -282,7 +284,8 @@ function fanout(transport: 'ws' | 'sse'): Scenario {
         title: `Fan-out, ${transport === 'ws' ? 'WebSocket' : 'SSE'}: ${subs.toLocaleString('en')} subscribers on one topic`,
         description:
           `Steady: ${config.steadyRate} msg/s for ${config.steadyMs / 1000} s (latency, CPU per delivery). ` +
-          `Saturation: published as fast as the server delivers, at most ${config.floodWindow} messages ahead of the slowest client, for ${config.floodMs / 1000} s. ` +
+          `Saturation: published as fast as the server delivers, at most ${config.floodWindow} messages ahead of the slowest client, for ${config.floodMs / 1000} s ` +
+          `(the server is the bottleneck when its event loop is busy all the time and the publisher never waits for the clients). ` +
           `Peers run side by side, each measurement in ${rounds} interleaved slices.`,
         params: { subscribers: subs, steadyRate: config.steadyRate, steadyMs: config.steadyMs, floodMs: config.floodMs, floodWindow: config.floodWindow, payloadBytes: config.payloadBytes, rounds },
         columns: [
@@ -294,7 +297,9 @@ function fanout(transport: 'ws' | 'sse'): Scenario {
           { key: 'satCpuUs', label: 'CPU µs/delivery @saturation', digits: 2, better: 'lower' },
           { key: 'satServerCpuPct', label: 'server CPU % @saturation', digits: 0 },
           { key: 'satP99Ms', label: 'p99 ms @saturation', digits: 1 },
-          { key: 'clientCpuPct', label: 'load-client CPU %', digits: 0 },
+          { key: 'satElu', label: 'server event-loop use @saturation', digits: 2 },
+          { key: 'satStalls', label: 'waits for slow clients', digits: 0 },
+          { key: 'clientCpuPct', label: 'load-client CPU % (all processes)', digits: 0 },
           { key: 'rssMB', label: 'RSS MB', digits: 0, better: 'lower' },
           ...INTEGRITY_COLUMNS,
         ],
