@@ -41,7 +41,7 @@ function combine(runs: ScenarioResult[]): ScenarioResult {
 function gitCommit(): string {
   try {
     const hash = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'sample', 'bench'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'sample', 'bench', ':!bench/results'], { encoding: 'utf8' }).trim();
     return dirty ? `${hash}+changes` : hash;
   } catch {
     return 'unknown';
