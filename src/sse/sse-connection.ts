@@ -1,19 +1,31 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { ConnectionSlot } from '../core/connection-tracker.js';
 import type { Envelope } from '../core/envelope.js';
 import type { Feed, FeedSink } from '../core/feed.js';
 import { MESSAGES } from '../pushlet.messages.js';
-import { encodeFrame, messageFrame } from './sse-encoder.js';
+import { encodeFrame, httpChunk, messageEncoding } from './sse-encoder.js';
+import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 
 /**
- * One open event stream. Writes go straight to the response; what the client has not read yet
- * is bounded by `bufferBytes`, past which the client is disconnected (it resumes from its last
- * id) rather than letting the server's memory grow.
+ * One open event stream. What the client has not read yet is bounded by `bufferBytes`, past
+ * which the client is disconnected (it resumes from its last id) rather than letting the
+ * server's memory grow.
+ *
+ * Once the headers are out, frames go straight to the socket when nothing wraps the response
+ * (see {@link directSocket}): each message is encoded once, already framed as an HTTP chunk, and
+ * every subscriber costs one `socket.write` of those shared bytes, instead of the four writes,
+ * cork and next-tick uncork that `ServerResponse.write` spends per chunk. A burst within one
+ * event-loop turn is corked and goes out in one write ({@link SocketWriter}).
  */
 export class SseConnection implements FeedSink {
   feed: Feed | undefined;
   private closed = false;
   private delivered = false;
+  /** Set when frames are written to the socket directly. */
+  private socket: SocketWriter | undefined;
+  /** Whether the body is `Transfer-Encoding: chunked` (HTTP/1.1), so direct writes need chunk framing. */
+  private chunked = false;
 
   constructor(
     readonly request: IncomingMessage,
@@ -22,15 +34,26 @@ export class SseConnection implements FeedSink {
     private readonly bufferBytes: number,
     private readonly resumeId: string | undefined,
     private readonly onSlow: (connection: SseConnection) => void,
+    private readonly batch: WriteBatch,
   ) {}
 
   get isClosed(): boolean {
     return this.closed;
   }
 
+  /** Sends the status line and `headers` now, and picks the write path for everything after. */
+  open(headers: Record<string, string>): void {
+    this.response.writeHead(200, headers);
+    this.response.flushHeaders();
+    const socket = directSocket(this.response);
+    this.socket = socket && new SocketWriter(socket, this.batch);
+    this.chunked = this.response.chunkedEncoding;
+  }
+
   deliver(envelope: Envelope): void {
     this.delivered = true;
-    this.write(messageFrame(envelope));
+    const encoding = messageEncoding(envelope);
+    this.send(this.socket && this.chunked ? encoding.chunk : encoding.frame);
   }
 
   reset(topics: readonly string[]): void {
@@ -41,34 +64,44 @@ export class SseConnection implements FeedSink {
     this.write(encodeFrame('pushlet:reset', data, this.delivered ? undefined : this.resumeId));
   }
 
+  /**
+   * Paces replays: a promise that resolves once half the buffer has drained, or `undefined` when
+   * there is room now.
+   */
   whenWritable(): Promise<void> | undefined {
-    if (this.closed || this.response.writableLength < this.bufferBytes / 2) return undefined;
+    if (this.closed || this.queuedBytes() < this.bufferBytes / 2) return undefined;
+    const stream = this.socket?.socket ?? this.response;
     return new Promise((resolve) => {
       const done = () => {
-        this.response.off('drain', done);
-        this.response.off('close', done);
+        stream.off('drain', done);
+        stream.off('close', done);
         resolve();
       };
-      this.response.on('drain', done);
-      this.response.on('close', done);
+      stream.on('drain', done);
+      stream.on('close', done);
     });
   }
 
-  write(chunk: Buffer | string): void {
-    if (this.closed) return;
-    if (this.response.writableLength + chunk.length > this.bufferBytes) {
-      this.onSlow(this);
-      this.destroy();
-      return;
-    }
-    this.response.write(chunk);
+  /** Writes one SSE frame. */
+  write(frame: Buffer | string): void {
+    if (this.socket && this.chunked) this.send(httpChunk(typeof frame === 'string' ? Buffer.from(frame) : frame));
+    else this.send(frame);
+  }
+
+  /**
+   * Writes a frame that is shared by many connections, given both as a bare frame and framed as
+   * an HTTP chunk, so that neither is encoded once per connection (heartbeats).
+   */
+  writeShared(frame: Buffer, chunk: Buffer): void {
+    this.send(this.socket && this.chunked ? chunk : frame);
   }
 
   /** Ends the stream gracefully (shutdown); a client that cannot take the rest is cut off. */
   end(): void {
     if (this.closed) return;
+    this.socket?.flush();
     this.response.end();
-    if (this.response.writableLength > 0) this.response.destroy();
+    if (this.queuedBytes() > 0) this.response.destroy();
     this.dispose();
   }
 
@@ -86,4 +119,34 @@ export class SseConnection implements FeedSink {
     this.feed?.close();
     this.slot.release();
   }
+
+  /** Bytes written but not yet taken by the kernel (the client is not reading fast enough). */
+  private queuedBytes(): number {
+    return this.socket ? this.socket.queuedBytes : this.response.writableLength;
+  }
+
+  /** Writes bytes already in their final wire form for this connection's write path. */
+  private send(bytes: Buffer | string): void {
+    if (this.closed) return;
+    if (this.queuedBytes() + bytes.length > this.bufferBytes) {
+      this.onSlow(this);
+      this.destroy();
+      return;
+    }
+    if (this.socket) this.socket.write(bytes);
+    else this.response.write(bytes);
+  }
+}
+
+/**
+ * The socket under `response` when the rest of the body may be written to it directly: an
+ * HTTP/1.x response whose headers are out and whose `write` nobody has wrapped (compression
+ * middleware, for one, replaces it and must see every byte). Otherwise `undefined`, and frames
+ * go through `response.write`.
+ */
+function directSocket(response: ServerResponse): Socket | undefined {
+  const socket = response.socket;
+  if (!socket || !response.headersSent || response.write !== ServerResponse.prototype.write) return undefined;
+  if (response.getHeader('content-encoding') !== undefined) return undefined;
+  return socket;
 }

@@ -2,6 +2,7 @@ import type { Envelope } from '../core/envelope.js';
 
 const SSE_FRAME = Symbol('pushlet:sse-frame');
 const LINE_BREAK = /\r\n|\r|\n/;
+const CRLF = Buffer.from('\r\n');
 
 /** Headers of every event stream (PROTOCOL.md, "Server-Sent Events"). */
 export const SSE_HEADERS = {
@@ -27,9 +28,39 @@ export function encodeFrame(event: string, data: string, id?: string): string {
   return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\n${dataLines(data)}\n`;
 }
 
-/** The frame of a published message, encoded once per message and shared by every SSE client. */
+/** A published message's SSE frame, bare and as one HTTP/1.1 chunk (`<size>\r\n<frame>\r\n`). */
+export interface SseMessageEncoding {
+  readonly frame: Buffer;
+  readonly chunk: Buffer;
+}
+
+/**
+ * The frame of a published message, encoded once per message and shared by every SSE client:
+ * bare for responses written through `ServerResponse.write`, and already framed as an HTTP
+ * chunk for connections that write chunked responses straight to their socket. One buffer holds
+ * both (the bare frame is a view into the chunk), so history keeps one copy.
+ */
+export function messageEncoding(envelope: Envelope): SseMessageEncoding {
+  return envelope.encoded(SSE_FRAME, ({ message }) => {
+    const text = encodeFrame(message.event, message.data, message.id);
+    const length = Buffer.byteLength(text);
+    const head = `${length.toString(16)}\r\n`;
+    const chunk = Buffer.allocUnsafe(head.length + length + 2);
+    chunk.write(head, 0, 'latin1');
+    chunk.write(text, head.length, 'utf8');
+    chunk.write('\r\n', head.length + length, 'latin1');
+    return { chunk, frame: chunk.subarray(head.length, head.length + length) };
+  });
+}
+
+/** The bare frame of a published message (see {@link messageEncoding}). */
 export function messageFrame(envelope: Envelope): Buffer {
-  return envelope.encoded(SSE_FRAME, ({ message }) => Buffer.from(encodeFrame(message.event, message.data, message.id)));
+  return messageEncoding(envelope).frame;
+}
+
+/** `frame` framed as one chunk of a `Transfer-Encoding: chunked` body. */
+export function httpChunk(frame: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${frame.length.toString(16)}\r\n`, 'latin1'), frame, CRLF]);
 }
 
 export function heartbeatFrame(now: Date): Buffer {

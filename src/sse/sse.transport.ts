@@ -4,9 +4,10 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { ConnectionSlot } from '../core/connection-tracker.js';
 import { PushletError, PushletForbiddenError, PushletLimitError } from '../core/errors.js';
 import { BROADCAST_TOPIC, DEFAULT_TOPIC } from '../core/topic.js';
+import { WriteBatch } from '../core/write-batch.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { SseConnection } from './sse-connection.js';
-import { encodeFrame, heartbeatFrame, SSE_HEADERS } from './sse-encoder.js';
+import { encodeFrame, heartbeatFrame, httpChunk, SSE_HEADERS } from './sse-encoder.js';
 
 /** Express hands over Node's objects; Fastify wraps them (`raw`) and wants the reply hijacked. */
 interface AdapterRequest {
@@ -26,6 +27,7 @@ interface AdapterResponse {
 @Injectable()
 export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   private readonly connections = new Set<SseConnection>();
+  private readonly batch = new WriteBatch();
   private stopHeartbeat: (() => void) | undefined;
 
   constructor(
@@ -57,7 +59,8 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     });
     this.stopHeartbeat = this.hub.heartbeat.onTick((now) => {
       const frame = heartbeatFrame(now);
-      for (const connection of this.connections) connection.write(frame);
+      const chunk = httpChunk(frame);
+      for (const connection of this.connections) connection.writeShared(frame, chunk);
     });
   }
 
@@ -65,6 +68,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     this.stopHeartbeat?.();
     for (const connection of this.connections) connection.end();
     this.connections.clear();
+    this.batch.flushAll();
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -91,8 +95,14 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
       return;
     }
 
-    const connection = new SseConnection(request, response, slot, this.hub.options.limits.bufferBytes, lastEventId, (c) =>
-      this.hub.reportSlowConsumer('sse', c.request.socket.remoteAddress),
+    const connection = new SseConnection(
+      request,
+      response,
+      slot,
+      this.hub.options.limits.bufferBytes,
+      lastEventId,
+      (c) => this.hub.reportSlowConsumer('sse', c.request.socket.remoteAddress),
+      this.batch,
     );
     this.connections.add(connection);
     response.on('close', () => {
@@ -102,7 +112,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     request.socket.setNoDelay(true);
     request.socket.setKeepAlive(true);
     request.socket.setTimeout(0);
-    response.writeHead(200, SSE_HEADERS);
+    connection.open(SSE_HEADERS);
 
     const from = lastEventId ?? (await this.hub.broker.position());
     if (connection.isClosed) return;

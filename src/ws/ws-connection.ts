@@ -3,10 +3,11 @@ import { WebSocket, type RawData } from 'ws';
 import type { ConnectionSlot } from '../core/connection-tracker.js';
 import type { Envelope } from '../core/envelope.js';
 import type { Feed, FeedSink } from '../core/feed.js';
+import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { BROADCAST_TOPIC } from '../core/topic.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CommandBudget, type WsRef } from './ws-commands.js';
-import { messageFrame, resetFrame } from './ws-encoder.js';
+import { messageFrame, messageWireFrame, resetFrame } from './ws-encoder.js';
 
 /** How long a closing handshake may take before the socket is cut. */
 export const CLOSE_GRACE_MS = 1_000;
@@ -26,6 +27,8 @@ export interface WsConnectionSettings {
   /** Unsent bytes allowed before the client counts as too slow. */
   readonly bufferBytes: number;
   readonly commandsPerSecond: number;
+  /** Uncorks the sockets that messages were written to, once per event-loop turn. */
+  readonly writeBatch: WriteBatch;
 }
 
 /** What the transport does with a connection's events. */
@@ -43,6 +46,12 @@ export interface WsConnectionHandlers {
  * One open WebSocket. Commands run one at a time, in arrival order, so that replies come in the
  * order of the commands. What the client has not read yet is bounded by `bufferBytes`, past
  * which it is disconnected (it resumes from its last id) rather than letting memory grow.
+ *
+ * Published messages skip `WebSocket.send` when no extension is negotiated: each message is
+ * framed once for all clients ({@link messageWireFrame}) and written to the upgraded socket in
+ * one write; a burst within one event-loop turn is corked and leaves in one system call
+ * ({@link SocketWriter}). `ws` writes its own frames (replies, pings, close) synchronously to the
+ * same socket, so frames never interleave.
  */
 export class WsConnection implements FeedSink {
   readonly feed: Feed;
@@ -57,6 +66,8 @@ export class WsConnection implements FeedSink {
   private resuming: { lastEventId: string; ref?: WsRef } | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private markEnded!: () => void;
+  /** The upgraded socket, when messages may be written to it directly (no extension negotiated). */
+  private readonly raw: SocketWriter | undefined;
 
   constructor(
     private readonly socket: WebSocket,
@@ -67,6 +78,7 @@ export class WsConnection implements FeedSink {
   ) {
     this.address = request.socket.remoteAddress ?? 'unknown';
     this.budget = new CommandBudget(settings.commandsPerSecond);
+    this.raw = socket.extensions === '' ? new SocketWriter(request.socket, settings.writeBatch) : undefined;
     this.ended = new Promise((resolve) => (this.markEnded = resolve));
     this.feed = handlers.createFeed(this);
     socket.on('close', () => this.dispose());
@@ -80,7 +92,8 @@ export class WsConnection implements FeedSink {
   }
 
   deliver(envelope: Envelope): void {
-    this.send(messageFrame(envelope));
+    if (this.raw) this.sendFramed(messageWireFrame(envelope, this.settings.binary));
+    else this.send(messageFrame(envelope));
   }
 
   reset(topics: readonly string[]): void {
@@ -126,6 +139,18 @@ export class WsConnection implements FeedSink {
       return;
     }
     this.socket.send(frame, { binary: this.settings.binary });
+  }
+
+  /** Writes a complete frame to the upgraded socket (see the class comment). */
+  private sendFramed(frame: Buffer): void {
+    if (this.state !== 'open' || this.socket.readyState !== WebSocket.OPEN) return;
+    // The socket's own queue is all of `bufferedAmount` here: `ws` queues nothing without extensions.
+    if (this.raw!.queuedBytes + frame.length > this.settings.bufferBytes) {
+      this.handlers.slow(this);
+      this.close(CLOSE_CODES.tryAgainLater, MESSAGES.slowConsumer);
+      return;
+    }
+    this.raw!.write(frame);
   }
 
   /**

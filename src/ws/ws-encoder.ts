@@ -39,9 +39,62 @@ export interface WsNotice {
   readonly ref?: WsRef;
 }
 
-/** The frame of a published message, encoded once per message and shared by every WebSocket client. */
+/**
+ * A published message, encoded once per message and shared by every WebSocket client: as a
+ * complete server frame (header and payload in one buffer, for connections that write to their
+ * socket directly), and its payload alone, a view into that buffer (for `WebSocket.send`).
+ */
+class MessageEncoding {
+  readonly payload: Buffer;
+  private readonly frames: Partial<Record<number, Buffer>> = {};
+
+  constructor(json: string, opcode: number) {
+    const frame = serverFrame(Buffer.from(json), opcode);
+    this.frames[opcode] = frame;
+    this.payload = frame.subarray(frame.length - Buffer.byteLength(json));
+  }
+
+  frame(opcode: number): Buffer {
+    return (this.frames[opcode] ??= serverFrame(this.payload, opcode));
+  }
+}
+
+const OPCODE_TEXT = 0x1;
+const OPCODE_BINARY = 0x2;
+
+function messageEncoding(envelope: Envelope, opcode = OPCODE_BINARY): MessageEncoding {
+  return envelope.encoded(WS_FRAME, (e) => new MessageEncoding(e.json, opcode));
+}
+
+/** The payload of a published message (the message JSON as UTF-8). */
 export function messageFrame(envelope: Envelope): Buffer {
-  return envelope.encoded(WS_FRAME, (e) => Buffer.from(e.json));
+  return messageEncoding(envelope).payload;
+}
+
+/** The published message as a whole final, unmasked WebSocket frame, binary or text. */
+export function messageWireFrame(envelope: Envelope, binary: boolean): Buffer {
+  const opcode = binary ? OPCODE_BINARY : OPCODE_TEXT;
+  return messageEncoding(envelope, opcode).frame(opcode);
+}
+
+/** RFC 6455 section 5.2: FIN, opcode, payload length (7, 7+16 or 7+64 bits), no mask. */
+function serverFrame(payload: Buffer, opcode: number): Buffer {
+  const length = payload.length;
+  const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(header + length);
+  frame[0] = 0x80 | opcode;
+  if (header === 2) {
+    frame[1] = length;
+  } else if (header === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+    frame.writeUInt32BE(length >>> 0, 6);
+  }
+  payload.copy(frame, header);
+  return frame;
 }
 
 export function noticeFrame({ id, topic, event, data, ref }: WsNotice, now = new Date()): Buffer {

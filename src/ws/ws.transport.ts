@@ -5,6 +5,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { ConnectionSlot } from '../core/connection-tracker.js';
 import { PushletError, PushletLimitError } from '../core/errors.js';
 import { BROADCAST_TOPIC } from '../core/topic.js';
+import { WriteBatch } from '../core/write-batch.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { parseCommand, type WsCommand, type WsRef } from './ws-commands.js';
@@ -60,6 +61,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
       binary: options.frame !== 'text',
       bufferBytes: this.hub.options.limits.bufferBytes,
       commandsPerSecond: options.commandsPerSecond,
+      writeBatch: new WriteBatch(),
     };
     this.mounted = await mountWsServer(options, httpServer, this.applicationConfig?.getIoAdapter());
     this.mounted.server.on('connection', (socket: WebSocket, request: IncomingMessage) => this.accept(socket, request));
@@ -70,6 +72,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
   async beforeApplicationShutdown(): Promise<void> {
     this.shuttingDown = true;
     this.stopHeartbeat?.();
+    this.settings?.writeBatch.flushAll();
     const open = [...this.connections];
     for (const connection of open) connection.close(CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
     await settleWithin(
