@@ -8,6 +8,7 @@ import {
 } from '@nestjs/common';
 import { Observable } from 'rxjs';
 import type { Envelope } from './core/envelope.js';
+import { drained } from './core/drain.js';
 import { PushletError, PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
 import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT, DEFAULT_TOPIC } from './core/topic.js';
 import type { PushletMessage } from './interfaces/message.interface.js';
@@ -106,15 +107,7 @@ export class PushletService {
         },
         whenWritable: () => {
           if (!socket || socket.writableLength < bufferBytes / 2) return undefined;
-          return new Promise<void>((resolve) => {
-            const done = () => {
-              socket.off('drain', done);
-              socket.off('close', done);
-              resolve();
-            };
-            socket.on('drain', done);
-            socket.on('close', done);
-          });
+          return drained(socket);
         },
         reset: (resetTopics) =>
           subscriber.next({ id: lastEventId, type: 'pushlet:reset', data: JSON.stringify({ topics: resetTopics, reason: MESSAGES.resetUnknownId }) }),

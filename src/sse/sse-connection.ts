@@ -2,6 +2,7 @@ import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ConnectionSlot } from '../core/connection-tracker.js';
 import type { Envelope } from '../core/envelope.js';
+import { drained } from '../core/drain.js';
 import type { Feed, FeedSink } from '../core/feed.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { encodeFrame, httpChunk, messageEncoding } from './sse-encoder.js';
@@ -70,16 +71,7 @@ export class SseConnection implements FeedSink {
    */
   whenWritable(): Promise<void> | undefined {
     if (this.closed || this.queuedBytes() < this.bufferBytes / 2) return undefined;
-    const stream = this.socket?.socket ?? this.response;
-    return new Promise((resolve) => {
-      const done = () => {
-        stream.off('drain', done);
-        stream.off('close', done);
-        resolve();
-      };
-      stream.on('drain', done);
-      stream.on('close', done);
-    });
+    return drained(this.socket?.socket ?? this.response);
   }
 
   /** Writes one SSE frame. */

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import type { ConnectionSlot } from '../core/connection-tracker.js';
 import type { Envelope } from '../core/envelope.js';
+import { drained } from '../core/drain.js';
 import type { Feed, FeedSink } from '../core/feed.js';
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { BROADCAST_TOPIC } from '../core/topic.js';
@@ -118,16 +119,8 @@ export class WsConnection implements FeedSink {
   /** Paces replays: waits while half the buffer is taken (the upgraded socket drains it). */
   whenWritable(): Promise<void> | undefined {
     if (this.state !== 'open' || this.socket.bufferedAmount < this.settings.bufferBytes / 2) return undefined;
-    const raw = this.request.socket;
-    return new Promise((resolve) => {
-      const done = () => {
-        raw.off('drain', done);
-        raw.off('close', done);
-        resolve();
-      };
-      raw.on('drain', done);
-      raw.on('close', done);
-    });
+    // The upgraded socket: `ws` itself emits no drain event.
+    return drained(this.request.socket);
   }
 
   /** Writes one frame, unless the client has fallen too far behind; then it is disconnected. */
