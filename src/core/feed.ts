@@ -1,8 +1,7 @@
-import type { Subscription } from 'rxjs';
 import type { PushletBroker } from '../interfaces/broker.interface.js';
 import type { Envelope } from './envelope.js';
 import { compareIds, type ParsedId } from './message-id.js';
-import type { TopicRegistry } from './topic-registry.js';
+import type { ChannelListener, TopicRegistry } from './topic-registry.js';
 
 /** Where a feed hands its messages: a transport's connection or a server-side observer. */
 export interface FeedSink {
@@ -18,11 +17,20 @@ export interface FeedSink {
 }
 
 /** One topic of one feed: its live subscription and the newest position delivered from it. */
-class TopicCursor {
-  subscription: Subscription | undefined;
+class TopicCursor implements ChannelListener {
   ready: Promise<void> = Promise.resolve();
   last: ParsedId | undefined;
-  constructor(readonly topic: string) {}
+  /** Live messages held while the feed replays; undefined once live. */
+  buffer: Envelope[] | undefined;
+  constructor(
+    readonly topic: string,
+    private readonly feed: Feed,
+  ) {}
+
+  receive(envelope: Envelope): void {
+    if (this.buffer) this.buffer.push(envelope);
+    else this.feed.deliverLive(this, envelope);
+  }
 }
 
 /**
@@ -66,18 +74,16 @@ export class Feed {
    */
   async add(topics: readonly string[], afterId?: string, announceReset = true): Promise<void> {
     const added: TopicCursor[] = [];
-    let buffer: Envelope[] | undefined = [];
+    // One buffer shared by the topics added together, so that their live messages keep their
+    // arrival order across topics.
+    const buffer: Envelope[] = [];
     for (const topic of topics) {
       if (this.closed || this.cursors.has(topic)) continue;
-      const cursor = new TopicCursor(topic);
+      const cursor = new TopicCursor(topic, this);
+      cursor.buffer = buffer;
       this.cursors.set(topic, cursor);
       added.push(cursor);
-      const channel = this.registry.acquire(topic);
-      cursor.ready = channel.ready;
-      cursor.subscription = channel.subject.subscribe((envelope) => {
-        if (buffer) buffer.push(envelope);
-        else this.pass(cursor, envelope);
-      });
+      cursor.ready = this.registry.acquire(topic, cursor).ready;
     }
     if (added.length === 0) return;
     try {
@@ -85,12 +91,12 @@ export class Feed {
       if (afterId !== undefined && !this.closed) await this.replay(added, afterId, announceReset);
     } finally {
       // Live messages that arrived meanwhile, in arrival order; more may arrive while this waits.
-      for (let i = 0; buffer && i < buffer.length && !this.closed; i++) {
+      for (let i = 0; i < buffer.length && !this.closed; i++) {
         const envelope = buffer[i]!;
         const cursor = this.cursors.get(envelope.topic);
         if (cursor) await this.passPaced(cursor, envelope);
       }
-      buffer = undefined;
+      for (const cursor of added) cursor.buffer = undefined;
     }
   }
 
@@ -135,6 +141,11 @@ export class Feed {
     if (writable) await writable;
   }
 
+  /** A live message for `cursor` (called by the registry through the cursor). */
+  deliverLive(cursor: TopicCursor, envelope: Envelope): void {
+    this.pass(cursor, envelope);
+  }
+
   private pass(cursor: TopicCursor, envelope: Envelope): void {
     if (envelope.kind === 'reset') {
       this.sink.reset([cursor.topic]);
@@ -149,7 +160,6 @@ export class Feed {
   }
 
   private detach(cursor: TopicCursor): void {
-    cursor.subscription?.unsubscribe();
-    this.registry.release(cursor.topic);
+    this.registry.release(cursor.topic, cursor);
   }
 }
