@@ -2,24 +2,21 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { INestApplication } from '@nestjs/common';
 import type { Browser } from 'playwright-core';
-import { createSampleApp } from '../sample/app.js';
 import { PushletService } from '../src/index.js';
-import { launchChromium } from './support/browser.js';
+import { startSampleInBrowser } from './support/browser.js';
 
 describe('sample page in headless Chromium: SSE', () => {
   let app: INestApplication;
   let url: string;
   let browser: Browser;
+  let sample: Awaited<ReturnType<typeof startSampleInBrowser>>;
 
   before(async () => {
-    app = await createSampleApp({ heartbeatMs: 60_000 }, { logger: false });
-    await app.listen(0, '127.0.0.1');
-    url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
-    browser = await launchChromium();
+    sample = await startSampleInBrowser();
+    ({ app, url, browser } = sample);
   });
   after(async () => {
-    await browser?.close();
-    await app?.close();
+    await sample?.close();
   });
 
   it('shows a message published through /send, delivered by the README\'s EventSource client', async () => {

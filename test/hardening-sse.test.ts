@@ -1,26 +1,10 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
-import { SseClient } from './support/sse-client.js';
-import { request, startApp, type TestApp } from './support/app.js';
+import { describe, it } from 'node:test';
+import { perTestApps, request } from './support/app.js';
 import { until } from './support/wait.js';
 
 describe('SSE hardening: slow consumers, authorisation, limits', () => {
-  const apps: TestApp[] = [];
-  const clients: SseClient[] = [];
-  const app = async (options = {}) => {
-    const t = await startApp({ heartbeatInterval: 60_000, ...options });
-    apps.push(t);
-    return t;
-  };
-  const open = async (t: TestApp, path: string, headers?: Record<string, string>) => {
-    const client = await SseClient.open(t.url + path, headers);
-    clients.push(client);
-    return client;
-  };
-  afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    for (const t of apps.splice(0)) await t.close();
-  });
+  const { app, open } = perTestApps();
 
   it('disconnects a client that stops reading, keeps everyone else whole, and lets it resume the rest', async () => {
     const bufferBytes = 256 * 1024;

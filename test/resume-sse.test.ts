@@ -1,26 +1,11 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { MemoryBroker } from '../src/index.js';
-import { SseClient, type SseEvent } from './support/sse-client.js';
-import { startApp, type TestApp } from './support/app.js';
+import type { SseEvent } from './support/sse-client.js';
+import { perTestApps } from './support/app.js';
 
 describe('resume over SSE (PROTOCOL.md, Resume)', () => {
-  const apps: TestApp[] = [];
-  const clients: SseClient[] = [];
-  const app = async (options = {}) => {
-    const t = await startApp({ heartbeatInterval: 60_000, ...options });
-    apps.push(t);
-    return t;
-  };
-  const open = async (t: TestApp, path: string, headers?: Record<string, string>) => {
-    const client = await SseClient.open(t.url + path, headers);
-    clients.push(client);
-    return client;
-  };
-  afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    for (const t of apps.splice(0)) await t.close();
-  });
+  const { app, open } = perTestApps();
 
   it('replays every missed message in order, once, before live ones, with a publisher running during the reconnect', async () => {
     const t = await app();

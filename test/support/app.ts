@@ -1,7 +1,9 @@
 import 'reflect-metadata';
+import { afterEach } from 'node:test';
 import type { INestApplication, ModuleMetadata } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { PushletModule, PushletService, type PushletModuleOptions } from '../../src/index.js';
+import { SseClient } from './sse-client.js';
 
 export interface TestApp {
   app: INestApplication;
@@ -43,4 +45,29 @@ export async function startApp(
 export async function request(url: string, init: RequestInit = {}): Promise<{ status: number; body: string; headers: Headers }> {
   const response = await fetch(url, { ...init, signal: AbortSignal.timeout(5_000) });
   return { status: response.status, body: await response.text(), headers: response.headers };
+}
+
+/**
+ * Apps and SSE clients that a suite opens per test, all closed after each test. Call inside
+ * `describe`: it registers the `afterEach`.
+ */
+export function perTestApps(defaults: PushletModuleOptions = { heartbeatInterval: 60_000 }) {
+  const apps: TestApp[] = [];
+  const clients: SseClient[] = [];
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    for (const t of apps.splice(0)) await t.close();
+  });
+  return {
+    app: async (options: PushletModuleOptions = {}) => {
+      const t = await startApp({ ...defaults, ...options });
+      apps.push(t);
+      return t;
+    },
+    open: async (t: TestApp, path: string, headers?: Record<string, string>) => {
+      const client = await SseClient.open(t.url + path, headers);
+      clients.push(client);
+      return client;
+    },
+  };
 }
