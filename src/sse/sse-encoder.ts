@@ -38,7 +38,8 @@ export interface SseMessageEncoding {
  * The frame of a published message, encoded once per message and shared by every SSE client:
  * bare for responses written through `ServerResponse.write`, and already framed as an HTTP
  * chunk for connections that write chunked responses straight to their socket. One buffer holds
- * both (the bare frame is a view into the chunk), so history keeps one copy.
+ * both (the bare frame is a view into the chunk); it is dropped once live delivery is done
+ * ({@link Envelope.releaseEncodings}), and rebuilt only if a replay needs it.
  */
 export function messageEncoding(envelope: Envelope): SseMessageEncoding {
   return envelope.encoded(SSE_FRAME, ({ message }) => {
