@@ -4,7 +4,8 @@ export { PushletService, type PushletStreamOptions, type PushletSubscribeOptions
 export { PushletPublish, type PushletTopicResolver } from './decorators/pushlet-publish.decorator.js';
 export { PushletPublishInterceptor } from './decorators/pushlet-publish.interceptor.js';
 export { PUSHLET_OPTIONS } from './pushlet.constants.js';
-export { PUSHLET_BROKER, type PushletBroker, type ReplayResult } from './interfaces/broker.interface.js';
+export { PUSHLET_BROKER, type BrokerEventHandler, type PushletBroker, type ReplayRequest, type ReplayResult } from './interfaces/broker.interface.js';
+export type { Position } from './protocol/ids.js';
 export type { PushletMessage } from './interfaces/message.interface.js';
 export type { PushletStats } from './interfaces/stats.interface.js';
 export type {
@@ -24,5 +25,5 @@ export { RedisBroker, type RedisBrokerStats } from './cluster/redis-broker.js';
 export type { PushletRedisClusterOptions, PushletRedisOptions } from './cluster/redis-options.js';
 export { PushletRedisError, PushletRedisUnavailableError } from './cluster/redis-errors.js';
 export { PushletErrorFilter } from './pushlet-error.filter.js';
-export type { WsCommand, WsRef } from './ws/ws-commands.js';
-export type { WsNotice, WsNoticeEvent } from './ws/ws-encoder.js';
+export type { Command as WsCommand, CommandRef as WsRef, ControlEvent, Notice, ResetData } from './protocol/index.js';
+export { CLOSE_CODES, EVENTS } from './protocol/frames.js';

@@ -1,28 +1,43 @@
 import type { IncomingMessage } from 'node:http';
-import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  type BeforeApplicationShutdown,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
 import { PUSHLET_BROKER, type PushletBroker } from './interfaces/broker.interface.js';
 import type { PushletTransport, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
-import { ConnectionTracker } from './core/connection-tracker.js';
+import { ConnectionTracker, type ConnectionSlot } from './core/connection-tracker.js';
 import { PushletForbiddenError, PushletValidationError } from './core/errors.js';
-import { Feed, type FeedSink } from './core/feed.js';
+import { Feed } from './core/feed.js';
 import { Heartbeat } from './core/heartbeat.js';
+import { Session, type SessionContext, type SessionOutput } from './core/session.js';
+import { SlowConsumerReporter } from './core/slow-consumers.js';
 import { assertSubscribableTopic } from './core/topic.js';
 import { TopicRegistry } from './core/topic-registry.js';
 import { PUSHLET_OPTIONS } from './pushlet.constants.js';
 import { MESSAGES } from './pushlet.messages.js';
 
+/** How long `app.close()` waits for the broker to stop before giving up on it. */
+const BROKER_STOP_MS = 5_000;
+const NO_SLOT: ConnectionSlot = { release: () => undefined };
+
 /**
  * The module's runtime, shared by the service and the transports: options, broker, topic
- * registry, heartbeat and connection counts. Internal: applications use `PushletService`.
+ * registry, heartbeat, connection counts and every open session. Internal: applications use
+ * `PushletService`.
  */
 @Injectable()
-export class PushletHub implements OnModuleInit, OnApplicationShutdown {
+export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   readonly registry: TopicRegistry;
   readonly heartbeat: Heartbeat;
   readonly connections: ConnectionTracker;
+  readonly slowConsumers: SlowConsumerReporter;
+  /** Every open session, whatever its transport: all of them end at shutdown. */
+  readonly sessions = new Set<Session>();
   published = 0;
-  private slowLoggedAt = 0;
-  private slowUnlogged = 0;
+  private readonly sessionContext: SessionContext;
 
   constructor(
     @Inject(PUSHLET_OPTIONS) readonly options: ResolvedPushletOptions,
@@ -31,6 +46,19 @@ export class PushletHub implements OnModuleInit, OnApplicationShutdown {
     this.registry = new TopicRegistry(broker);
     this.heartbeat = new Heartbeat(options.heartbeatInterval);
     this.connections = new ConnectionTracker(options.limits);
+    this.slowConsumers = new SlowConsumerReporter(options.logger);
+    this.sessionContext = {
+      feedOf: (sink) => new Feed(this.registry, this.broker, sink),
+      ordering: broker.ordering,
+      bufferBytes: options.limits.bufferBytes,
+      validateTopics: (topics, already) => this.validateTopics(topics, already),
+      authorize: (topics, transport, request) => this.authorize(topics, transport, request),
+      slowConsumer: (transport, address) => {
+        this.connections.countSlowConsumer();
+        this.slowConsumers.report(transport, address);
+      },
+      closed: (session) => this.sessions.delete(session),
+    };
   }
 
   get logger() {
@@ -38,34 +66,44 @@ export class PushletHub implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onModuleInit(): Promise<void> {
-    await this.broker.start(this.registry.dispatch);
+    await this.broker.start(this.registry);
     this.heartbeat.start();
+  }
+
+  /** Ends every session still open (the transports end theirs first, each its own way). */
+  beforeApplicationShutdown(): void {
+    for (const session of [...this.sessions]) session.end('shutdown');
+    this.slowConsumers.flush();
   }
 
   async onApplicationShutdown(): Promise<void> {
     this.heartbeat.stop();
     this.registry.close();
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), BROKER_STOP_MS);
+      timer.unref();
+    });
     try {
-      await this.broker.stop();
+      const outcome = await Promise.race([this.broker.stop(), giveUp]);
+      if (outcome === 'timeout') this.logger.warn(`the broker did not stop within ${BROKER_STOP_MS} ms; shutting down without it`);
     } catch (error) {
       this.logger.error(`broker did not stop cleanly: ${String(error)}`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
-  /** Counts a client disconnected for reading too slowly, and logs it (at most once a second). */
-  reportSlowConsumer(transport: PushletTransport, address: string | undefined): void {
-    this.connections.countSlowConsumer();
-    this.slowUnlogged += 1;
-    const now = Date.now();
-    if (now - this.slowLoggedAt < 1_000) return;
-    const more = this.slowUnlogged > 1 ? ` (and ${this.slowUnlogged - 1} more since the last report)` : '';
-    this.logger.warn(`disconnected a slow ${transport} client ${address ?? ''}: ${MESSAGES.slowConsumer}${more}`);
-    this.slowLoggedAt = now;
-    this.slowUnlogged = 0;
-  }
-
-  createFeed(sink: FeedSink): Feed {
-    return new Feed(this.registry, this.broker, sink);
+  /**
+   * Opens a session for a new connection: takes a slot (with a `request`: counted against the
+   * limits and in `stats()`), or throws a `PushletLimitError`.
+   */
+  openSession(output: SessionOutput, transport: PushletTransport, request?: IncomingMessage): Session {
+    const address = request?.socket.remoteAddress ?? 'unknown';
+    const slot = request ? this.connections.acquire(transport, address) : NO_SLOT;
+    const session = new Session(this.sessionContext, output, transport, address, slot, request);
+    this.sessions.add(session);
+    return session;
   }
 
   /**

@@ -1,28 +1,15 @@
-/** Every error text the module produces, in one place. */
+import { PROTOCOL_TEXTS } from './protocol/texts.js';
+
+/** Every error text the module produces, in one place (the wire contract's own texts included). */
 export const MESSAGES = {
-  topicType: 'topic must be a string',
-  topicLength: 'topic must be 1 to 200 characters long',
-  topicChars: 'topic must not contain whitespace or control characters',
-  topicReserved: 'topic must not start with "pushlet:"; that prefix is reserved for the module',
-  topicPattern: 'topic must not contain "*" or "#" when publishing; those characters are reserved for subscription patterns',
-  patternUnsupported: 'subscription patterns ("*" and "#") are reserved and not supported yet; subscribe to exact topics',
-  eventType: 'event must be a string',
-  eventLength: 'event must be 1 to 100 characters long',
-  eventChars: 'event must not contain CR, LF or NUL',
-  eventReserved: 'event names starting with "pushlet:" are the module\'s control events and cannot be published',
+  ...PROTOCOL_TEXTS,
   dataUnserializable: 'data must be a string or a JSON-serialisable value',
   tooManyTopics: (limit: number) => `too many topics for one connection (limit ${limit})`,
   tooManyConnections: 'too many connections; try again later',
   tooManyConnectionsFromAddress: 'too many connections from this address; try again later',
   forbiddenTopic: (topic: string) => `not allowed to subscribe to "${topic}"`,
-  resetUnknownId: 'the last event id is unknown or older than the history window; messages may have been missed',
   slowConsumer: 'the client did not read fast enough; its outgoing buffer overflowed',
   shuttingDown: 'server shutting down',
-  wsCommandNotJson: 'a command must be JSON text',
-  wsCommandNotObject: 'a command must be a JSON object such as {"action":"subscribe","topic":"a"}',
-  wsActionUnknown: 'action must be "subscribe", "unsubscribe" or "ping"',
-  wsRefType: 'ref must be a string or a number',
-  wsLastEventIdType: 'lastEventId must be a string',
   wsTooManyCommands: 'too many commands; send fewer per second',
   wsOriginForbidden: 'this origin may not open a WebSocket here',
   wsInternalError: 'internal error',
@@ -37,4 +24,6 @@ export const MESSAGES = {
   redisNotConnected: 'Redis is not connected; history cannot be read right now',
   redisTimeout: (what: string, ms: number) => `Redis did not answer ${what} within ${ms} ms`,
   redisPublishFailed: (reason: string) => `Redis refused the publication: ${reason}`,
+  redisQueueFull: (max: number) => `${max} publications are already waiting for Redis (redis.maxQueued); try again once Redis is back`,
+  redisStopped: 'the module stopped before Redis recorded this publication; it was not published',
 } as const;

@@ -7,14 +7,14 @@ import {
   type MessageEvent,
 } from '@nestjs/common';
 import { Observable } from 'rxjs';
-import type { Envelope } from './core/envelope.js';
-import { drained } from './core/drain.js';
+import { EventEmitter } from 'node:events';
+import type { WriteQueue } from './core/bounded-writer.js';
+import type { Session, SessionOutput } from './core/session.js';
 import { PushletError, PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
 import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT, DEFAULT_TOPIC } from './core/topic.js';
 import type { PushletMessage } from './interfaces/message.interface.js';
 import type { PushletStats } from './interfaces/stats.interface.js';
 import { PushletHub } from './pushlet.hub.js';
-import { MESSAGES } from './pushlet.messages.js';
 
 /** Options of {@link PushletService.stream}. */
 export interface PushletStreamOptions {
@@ -92,39 +92,35 @@ export class PushletService {
     }
     const { lastEventId, request } = options;
     return new Observable<MessageEvent>((subscriber) => {
-      const slot = request ? this.takeSlot(request) : undefined;
       const socket = request?.socket;
-      const bufferBytes = this.hub.options.limits.bufferBytes;
-      const overflowing = () => socket !== undefined && socket.writableLength > bufferBytes;
-      const feed = this.hub.createFeed({
-        deliver: (envelope) => {
-          if (overflowing()) {
-            this.hub.connections.countSlowConsumer();
-            subscriber.complete();
-            return;
+      let session: Session | undefined;
+      const output: SessionOutput = {
+        message: (envelope, id) => {
+          // Nest encodes the frame; its size is about the payload's.
+          if (session?.writer.admit(envelope.message.data.length + 64)) {
+            subscriber.next({ id: id ?? envelope.id, type: envelope.message.event, data: envelope.message.data });
           }
-          subscriber.next(toMessageEvent(envelope));
         },
-        whenWritable: () => {
-          if (!socket || socket.writableLength < bufferBytes / 2) return undefined;
-          return drained(socket);
-        },
-        reset: (resetTopics) =>
-          subscriber.next({ id: lastEventId, type: 'pushlet:reset', data: JSON.stringify({ topics: resetTopics, reason: MESSAGES.resetUnknownId }) }),
-      });
-      const stopHeartbeat = this.hub.heartbeat.onTick((now) => subscriber.next({ comment: `heartbeat ${now.toISOString()}` }));
+        notice: (notice) => subscriber.next({ id: notice.id, type: notice.event, data: notice.data }),
+        queue: socket ? { queuedBytes: () => socket.writableLength, drainSource: socket } : UNBOUNDED,
+        end: () => subscriber.complete(),
+      };
+      try {
+        session = this.hub.openSession(output, 'sse', request);
+      } catch (error) {
+        subscriber.error(toHttpException(error));
+        return undefined;
+      }
+      const opened = session;
+      const stopHeartbeat = this.hub.heartbeat.onTick((now) => subscriber.next({ comment: `heartbeat ${now.toISOString()}` } as MessageEvent));
       const start = async () => {
-        if (request) await this.hub.authorize(list, 'sse', request);
-        const from = lastEventId ?? (await this.hub.broker.position());
-        if (subscriber.closed) return;
-        subscriber.next({ id: from, type: 'pushlet:connected', data: JSON.stringify({ topics: list }) });
-        await feed.add([...list, BROADCAST_TOPIC], from, lastEventId !== undefined);
+        await opened.admitAll(list);
+        if (!subscriber.closed) await opened.start(list, lastEventId);
       };
       start().catch((error: unknown) => subscriber.error(toHttpException(error)));
       return () => {
         stopHeartbeat();
-        feed.close();
-        slot?.release();
+        opened.dispose();
       };
     });
   }
@@ -137,13 +133,17 @@ export class PushletService {
     const list = typeof topics === 'string' ? [topics] : [...topics];
     this.hub.validateTopics(list);
     return new Observable<PushletMessage>((subscriber) => {
-      const feed = this.hub.createFeed({
-        deliver: (envelope) => subscriber.next(envelope.message),
-        reset: () => undefined,
-      });
+      const output: SessionOutput = {
+        // With ids ordered per topic, `id` is the resume id to hand back as `lastEventId`.
+        message: (envelope, id) => subscriber.next(id === undefined ? envelope.message : { ...envelope.message, id }),
+        notice: () => undefined,
+        queue: UNBOUNDED,
+        end: () => subscriber.complete(),
+      };
+      const session = this.hub.openSession(output, 'sse');
       const topicsToAdd = options.broadcasts ? [...list, BROADCAST_TOPIC] : list;
-      feed.add(topicsToAdd, options.lastEventId).catch((error: unknown) => subscriber.error(error));
-      return () => feed.close();
+      session.subscribe(topicsToAdd, options.lastEventId, undefined).catch((error: unknown) => subscriber.error(error));
+      return () => session.dispose();
     });
   }
 
@@ -166,13 +166,6 @@ export class PushletService {
     return envelope.message;
   }
 
-  private takeSlot(request: IncomingMessage) {
-    try {
-      return this.hub.connections.acquire('sse', request.socket.remoteAddress ?? 'unknown');
-    } catch (error) {
-      throw toHttpException(error);
-    }
-  }
 }
 
 function normaliseTopics(topics: string | readonly string[] | undefined): string[] {
@@ -181,10 +174,8 @@ function normaliseTopics(topics: string | readonly string[] | undefined): string
   return list.length === 0 ? [DEFAULT_TOPIC] : list;
 }
 
-function toMessageEvent(envelope: Envelope): MessageEvent {
-  const { id, event, data } = envelope.message;
-  return { id, type: event, data };
-}
+/** The queue of a session with no socket of its own to bound (server-side consumers). */
+const UNBOUNDED: WriteQueue = { queuedBytes: () => 0, drainSource: new EventEmitter() };
 
 /** Maps the module's errors onto Nest's HTTP exceptions; anything else passes through. */
 export function toHttpException(error: unknown): unknown {

@@ -20,7 +20,7 @@ import { firstValueFrom, take, toArray } from 'rxjs';
 import { PushletModule, PushletPublish, PushletService, type PushletMessage } from '../src/index.js';
 import { SseClient } from './support/sse-client.js';
 import { request, startApp, type TestApp } from './support/app.js';
-import { until, within } from './support/wait.js';
+import { eventually, until, within } from './support/wait.js';
 
 /** An async guard that decides only after the test lets it (the Nest issue where SSE headers go out first). */
 @Injectable()
@@ -184,6 +184,8 @@ describe('public API: stream() in a user route, @PushletPublish, subscribe()', (
       subscription.unsubscribe();
     }
     const held = Array.from({ length: 50 }, (_, i) => t.pushlet.subscribe('churn/held').subscribe());
+    // A subscription reads the broker's position before it joins the topic's Subject.
+    await eventually(async () => t.pushlet.stats().subscribers === before.subscribers + 50, 5_000, 'the fifty subscriptions');
     assert.equal(t.pushlet.stats().topics, before.topics + 1, 'fifty subscribers of one topic share one Subject');
     for (const subscription of held) subscription.unsubscribe();
     const after = t.pushlet.stats();

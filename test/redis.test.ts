@@ -158,7 +158,7 @@ describe('distributed mode on one Redis server', () => {
     const seen: PushletMessage[] = [];
     const subscription = a!.pushlet.subscribe('jobs').subscribe((message) => seen.push(message));
     try {
-      await eventually(async () => brokerOf(a!).stats().state === 'connected' && (await a!.pushlet.stats().topics) === 1, 5_000, 'the subscription');
+      await eventually(async () => brokerOf(a!).stats().state === 'ready' && (await a!.pushlet.stats().topics) === 1, 5_000, 'the subscription');
       const first = await b!.pushlet.publish('jobs', 'done', 'job 1');
       await eventually(async () => seen.length === 1, 5_000, 'the first message');
       await b!.pushlet.publish('jobs', 'done', 'job 2');

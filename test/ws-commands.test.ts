@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CommandBudget, parseCommand } from '../src/ws/ws-commands.js';
+import { CommandBudget, parseCommandFrame as parseCommand } from '../src/ws/ws-commands.js';
 
 const frame = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value));
 
@@ -9,18 +9,18 @@ describe('WebSocket commands', () => {
     assert.deepEqual(parseCommand(frame({ action: 'ping' })), { ok: true, command: { action: 'ping', ref: undefined } });
     assert.deepEqual(parseCommand(frame({ action: 'subscribe', topic: 'a', lastEventId: '1-0', ref: 'x', extra: true })), {
       ok: true,
-      command: { action: 'subscribe', topic: 'a', lastEventId: '1-0', ref: 'x' },
+      command: { action: 'subscribe', topics: ['a'], lastEventId: '1-0', ref: 'x' },
     });
     assert.deepEqual(parseCommand(frame({ action: 'unsubscribe', topic: 'users/1', ref: 3 })), {
       ok: true,
-      command: { action: 'unsubscribe', topic: 'users/1', ref: 3 },
+      command: { action: 'unsubscribe', topics: ['users/1'], ref: 3 },
     });
   });
 
   it('reads null as absent for the optional fields, and fragmented frames as one', () => {
     assert.deepEqual(parseCommand(frame({ action: 'subscribe', topic: 'a', lastEventId: null, ref: null })), {
       ok: true,
-      command: { action: 'subscribe', topic: 'a', lastEventId: undefined, ref: undefined },
+      command: { action: 'subscribe', topics: ['a'], lastEventId: undefined, ref: undefined },
     });
     const text = JSON.stringify({ action: 'ping', ref: 1 });
     assert.deepEqual(parseCommand([Buffer.from(text.slice(0, 5)), Buffer.from(text.slice(5))]), {
@@ -30,8 +30,8 @@ describe('WebSocket commands', () => {
   });
 
   it('says what is wrong, echoing what could be read', () => {
-    assert.deepEqual(parseCommand(frame({ action: 'ping', ref: [1] })), { ok: false, error: { reason: 'ref must be a string or a number' } });
-    assert.deepEqual(parseCommand(frame({ action: 'ping', ref: true })), { ok: false, error: { reason: 'ref must be a string or a number' } });
+    assert.deepEqual(parseCommand(frame({ action: 'ping', ref: [1] })), { ok: false, error: { reason: 'ref must be a string of at most 64 characters or a finite number' } });
+    assert.deepEqual(parseCommand(frame({ action: 'ping', ref: true })), { ok: false, error: { reason: 'ref must be a string of at most 64 characters or a finite number' } });
     const bad = parseCommand(frame({ action: 'subscribe', topic: 'a b', ref: 2 }));
     assert.equal(bad.ok, false);
     if (!bad.ok) {

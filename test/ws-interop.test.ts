@@ -5,7 +5,7 @@ import { WsAdapter } from '@nestjs/platform-ws';
 import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { WebSocket } from 'ws';
 import { createSampleApp } from '../sample/app.js';
-import { Envelope, MemoryBroker, PushletModule } from '../src/index.js';
+import { Envelope, MemoryBroker, PushletModule, type BrokerEventHandler } from '../src/index.js';
 import { request, startApp, type TestApp } from './support/app.js';
 import { SseClient } from './support/sse-client.js';
 import { onceWithin } from './support/wait.js';
@@ -24,10 +24,13 @@ class ChatGateway {
 class CountingBroker extends MemoryBroker {
   readonly encodings = new Map<string, Map<symbol, number>>();
 
-  override start(deliver: (envelope: Envelope) => void): Promise<void> {
-    return super.start((envelope) => {
-      this.count(envelope);
-      deliver(envelope);
+  override start(handler: BrokerEventHandler): Promise<void> {
+    return super.start({
+      message: (envelope) => {
+        this.count(envelope);
+        handler.message(envelope);
+      },
+      gap: (topic) => handler.gap(topic),
     });
   }
 

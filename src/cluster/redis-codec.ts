@@ -59,17 +59,6 @@ export function receivePublication(payload: string): Received | undefined {
   return receive(payload.slice(0, space), payload.slice(space + 1));
 }
 
-/**
- * Ids handed out locally while Redis is unreachable have a sequence at or above this base.
- * Redis ids never get there (it would take 10^14 messages in one millisecond), so every
- * instance recognises such an id as unknown to the shared history.
- */
-export const PROVISIONAL_SEQ_BASE = 100_000_000_000_000;
-
-export function isProvisional(position: ParsedId): boolean {
-  return position.seq >= PROVISIONAL_SEQ_BASE;
-}
-
 /** A position in the text form Redis takes (`XRANGE key (<id> +` reads after it). */
 export function idText(position: ParsedId): string {
   return formatId(position.ms, position.seq);

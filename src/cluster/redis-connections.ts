@@ -184,6 +184,9 @@ export class RedisConnections {
     this.on(this.subscriber, 'error', remember);
     if (this.subscriber instanceof Cluster) {
       this.on(this.subscriber, 'smessage', (channel: string, payload: string) => listener.message(channel, payload));
+      // A shard's subscriber connection ended ('-node' from the subscriber group, at once), or was
+      // replaced ('-subscriber', at the next slots refresh): its subscriptions are gone.
+      this.on(this.subscriber, '-node', () => listener.shardSubscriberLost());
       this.on(this.subscriber, '-subscriber', () => listener.shardSubscriberLost());
       this.on(this.subscriber, 'subscribersReady', () => listener.subscriptionsRestored());
       this.on(this.subscriber, 'ready', () => listener.subscriberReady());

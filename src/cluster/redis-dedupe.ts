@@ -1,9 +1,9 @@
 /**
  * The publications delivered on this instance most recently, by origin broker and publication
- * counter. A publication can reach an instance twice: sent again after a lost connection left
- * its fate unknown, resent by ioredis, retried by a cluster client, or recovered from history
- * after it came live. Checking the exact pair (not the newest counter per origin) keeps this
- * right however such copies interleave.
+ * counter. The publish script records a publication once however often it is sent; a second
+ * record with another id exists only if Redis lost the first one's marker with its data before
+ * the copy arrived. Checking the exact pair (not the newest counter per origin) keeps this right
+ * however such copies interleave.
  *
  * Bounded: the oldest pairs are forgotten first. `capacity` should exceed the number of
  * publications that can pass between two copies of one (the offline queue, plus some).

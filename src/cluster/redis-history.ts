@@ -6,20 +6,24 @@ import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT } from './
 
 const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT];
 
-/** An id more than this far ahead of Redis's clock was not handed out by it: unknown, so reset. */
+/** An id more than this far ahead of Redis's clock was not handed out by it: unknown. */
 const FUTURE_TOLERANCE_MS = 1_000;
+/** How long a topic's marker outlives its last use (at least): a day, or twice the history window. */
+const MARKER_MIN_LIFETIME_MS = 24 * 60 * 60_000;
 
 export interface RedisHistoryLimits {
   readonly maxCount: number;
   readonly maxAgeMs: number;
 }
 
-/** What one topic's history holds after an id. */
+/** What one topic's history holds after a position. */
 export interface TopicReplay {
   readonly topic: string;
-  /** Something after the id may be gone (trimmed, expired, lost with a Redis restart) or the id is unknown. */
-  readonly reset: boolean;
-  /** Messages after the id, oldest first, each publication once. */
+  /** Something after the position may be gone (trimmed, expired, lost with Redis's data). */
+  readonly incomplete: boolean;
+  /** The position is ahead of Redis's clock: not one Redis handed out. */
+  readonly unknown: boolean;
+  /** Messages after the position, oldest first. */
   readonly received: Received[];
   /** Redis's clock when it was read: every message at or before it is in `received` or gone. */
   readonly readAt: ParsedId;
@@ -28,17 +32,21 @@ export interface TopicReplay {
 export type EpochState = 'created' | 'restarted' | 'same';
 
 /**
- * The shared history in Redis Streams, one stream per topic, and the scripts that keep ids,
- * history and live delivery consistent (see `redis-scripts.ts`). Stateless apart from its
- * client: every instance reads the same history.
+ * The shared history in Redis Streams, one stream and one marker hash per topic, and the scripts
+ * that keep ids, history and live delivery consistent (see `redis-scripts.ts`). Stateless apart
+ * from its client: every instance reads the same history.
  */
 export class RedisHistory {
+  private readonly markerLifetimeMs: number;
+
   constructor(
     private readonly client: Redis | Cluster,
     private readonly keys: RedisKeys,
     private readonly cluster: boolean,
     private readonly limits: RedisHistoryLimits,
-  ) {}
+  ) {
+    this.markerLifetimeMs = Math.max(MARKER_MIN_LIFETIME_MS, 2 * limits.maxAgeMs);
+  }
 
   /** Loads every script into the script cache of every server (every master of a cluster). */
   async loadScripts(): Promise<void> {
@@ -46,22 +54,39 @@ export class RedisHistory {
     await Promise.all(servers.flatMap((server) => SCRIPTS.map((script) => server.script('LOAD', script.source))));
   }
 
-  /** Records and publishes a message in one atomic script; resolves to its id. */
+  /** Records and publishes a message in one atomic, idempotent script; resolves to its id. */
   async append(message: WireMessage): Promise<string> {
-    const keys = this.cluster ? [this.keys.stream(message.topic)] : [this.keys.stream(message.topic), this.keys.lastId];
-    const args = [this.keys.channel(message.topic), encodeBody(message), this.limits.maxCount, this.limits.maxAgeMs, this.cluster ? '1' : '0'];
+    const { topic } = message;
+    const keys = [this.keys.stream(topic), this.keys.meta(topic)];
+    if (!this.cluster) keys.push(this.keys.lastId);
+    const args = [
+      this.keys.channel(topic),
+      encodeBody(message),
+      this.limits.maxCount,
+      this.limits.maxAgeMs,
+      this.cluster ? '1' : '0',
+      message.origin,
+      message.counter,
+      this.markerLifetimeMs,
+    ];
     return String(await PUBLISH_SCRIPT.run(this.client, keys, args));
   }
 
-  /** A position at or before every message not yet published. */
-  async position(): Promise<ParsedId> {
-    const keys = this.cluster ? [] : [this.keys.lastId];
-    const position = parseId(String(await POSITION_SCRIPT.run(this.client, keys, [])));
-    if (!position) throw new Error('Redis answered an unreadable position');
-    return position;
+  /**
+   * For each topic, a position at or before every message not yet published. On a single server
+   * one read serves every topic (ids are global); on a Cluster each topic is read on its shard.
+   */
+  async positions(topics: readonly string[]): Promise<ParsedId[]> {
+    if (!this.cluster) {
+      const position = readPosition(await POSITION_SCRIPT.run(this.client, [this.keys.lastId], []));
+      return topics.map(() => position);
+    }
+    return Promise.all(
+      topics.map(async (topic) => readPosition(await POSITION_SCRIPT.run(this.client, [this.keys.meta(topic)], [this.markerLifetimeMs]))),
+    );
   }
 
-  /** Checks the run marker against the run ids of the servers (see `EPOCH_SCRIPT`). */
+  /** Checks the run marker against the run ids of the server (single server; see `EPOCH_SCRIPT`). */
   async checkEpoch(runIds: ReadonlyArray<readonly [string, string]>): Promise<{ state: EpochState; horizon: ParsedId }> {
     const reply = (await EPOCH_SCRIPT.run(this.client, [this.keys.epoch], runIds.flat())) as [EpochState, string];
     const horizon = parseId(reply[1]);
@@ -69,59 +94,52 @@ export class RedisHistory {
     return { state: reply[0], horizon };
   }
 
-  /** Reads each topic's history after its own id. */
+  /** Reads each topic's history after its own position. */
   async read(requests: ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>): Promise<TopicReplay[]> {
     if (requests.length === 0) return [];
-    if (!this.cluster) {
-      const streams = requests.map((r) => this.keys.stream(r.topic));
-      const reply = await this.runReplay([...streams, this.keys.epoch], requests.length, requests.map((r) => r.after));
-      return this.interpret(requests, reply);
-    }
-    // In a cluster each stream lives on its own slot: one script per topic, the epoch on its own.
-    const [epoch, ...perTopic] = await Promise.all([
-      this.runReplay([this.keys.epoch], 0, []),
-      ...requests.map((r) => this.runReplay([this.keys.stream(r.topic)], 1, [r.after])),
-    ]);
-    return requests.map((request, i) => {
-      const reply = perTopic[i]!;
-      return this.interpret([request], [reply[0], epoch![1], reply[2]!])[0]!;
-    });
+    if (!this.cluster) return this.interpret(requests, await this.runReplay(requests, [this.keys.epoch]));
+    // In a cluster each topic lives in its own slot: one script per topic, on its shard.
+    const perTopic = await Promise.all(requests.map((request) => this.runReplay([request], [])));
+    return requests.map((request, i) => this.interpret([request], perTopic[i]!)[0]!);
   }
 
-  private async runReplay(keys: string[], count: number, after: readonly ParsedId[]): Promise<ReplayReply> {
-    return (await REPLAY_SCRIPT.run(this.client, keys, [count, this.limits.maxAgeMs, ...after.map(idText)])) as ReplayReply;
+  private async runReplay(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, extraKeys: string[]): Promise<ReplayReply> {
+    const keys = [...requests.map((r) => this.keys.stream(r.topic)), ...requests.map((r) => this.keys.meta(r.topic)), ...extraKeys];
+    const args = [requests.length, this.cluster ? '1' : '0', this.limits.maxAgeMs, this.markerLifetimeMs, ...requests.map((r) => idText(r.after))];
+    return (await REPLAY_SCRIPT.run(this.client, keys, args)) as ReplayReply;
   }
 
   private interpret(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, reply: ReplayReply): TopicReplay[] {
     const now = Number(reply[0]);
-    const horizon = reply[1] ? parseId(reply[1]) : undefined;
     return requests.map((request, i) => {
-      const [floorText, entries] = reply[2 + i] as [string, Array<[string, string[]]>];
-      const floor = parseId(floorText);
-      const after = request.after;
-      const reset =
-        (floor !== undefined && compareIds(after, floor) < 0) ||
-        (horizon !== undefined && compareIds(after, horizon) < 0) ||
-        after.ms > now + FUTURE_TOLERANCE_MS;
-      return { topic: request.topic, reset, received: readEntries(entries), readAt: { ms: now, seq: 0 } };
+      const [incomplete, entries] = reply[1 + i] as [number, Array<[string, string[]]>];
+      const unknown = request.after.ms > now + FUTURE_TOLERANCE_MS;
+      return {
+        topic: request.topic,
+        incomplete: !unknown && incomplete === 1,
+        unknown,
+        received: unknown ? [] : readEntries(entries),
+        readAt: { ms: now, seq: 0 },
+      };
     });
   }
 }
 
-type ReplayReply = [string, string | null, ...Array<[string, Array<[string, string[]]>]>];
+type ReplayReply = [string, ...Array<[number, Array<[string, string[]]>]>];
 
-/** Stream entries as received messages, dropping any publication stored twice (a resend). */
+function readPosition(reply: unknown): ParsedId {
+  const position = parseId(String(reply));
+  if (!position) throw new Error('Redis answered an unreadable position');
+  return position;
+}
+
+/** Stream entries as received messages. */
 function readEntries(entries: ReadonlyArray<[string, string[]]>): Received[] {
   const out: Received[] = [];
-  const seen = new Set<string>();
   for (const [id, fields] of entries) {
     const body = fieldValue(fields, 'm');
     const received = body === undefined ? undefined : receive(id, body);
-    if (!received) continue;
-    const key = `${received.origin}:${received.counter}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push(received);
+    if (received) out.push(received);
   }
   return out;
 }
@@ -129,4 +147,11 @@ function readEntries(entries: ReadonlyArray<[string, string[]]>): Received[] {
 function fieldValue(fields: readonly string[], name: string): string | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
   return undefined;
+}
+
+/** Every topic's messages: merged in id order where ids are global, each topic's in its order otherwise. */
+export function inOrder(replays: readonly TopicReplay[], global: boolean): Received[] {
+  const all = replays.flatMap((r) => r.received);
+  if (global && replays.length > 1) all.sort((a, b) => compareIds(a.envelope.position, b.envelope.position));
+  return all;
 }

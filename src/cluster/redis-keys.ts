@@ -7,7 +7,7 @@
 export class RedisKeys {
   /** Single server: the last id handed out, shared by every topic (ids totally ordered). */
   readonly lastId: string;
-  /** Run marker: the history horizon and the run id of every Redis server seen. */
+  /** Single server: the history horizon and the run id of the server (a restart may lose data). */
   readonly epoch: string;
 
   constructor(readonly prefix: string) {
@@ -18,6 +18,14 @@ export class RedisKeys {
   /** The stream holding `topic`'s history. */
   stream(topic: string): string {
     return `${this.prefix}s:{${tag(topic)}}`;
+  }
+
+  /**
+   * `topic`'s marker hash: `l` the last id published, `h` (Cluster) the horizon before which its
+   * history may have been lost, `o:<origin>` each publisher's last publication (counter and id).
+   */
+  meta(topic: string): string {
+    return `${this.prefix}m:{${tag(topic)}}`;
   }
 
   /** The pub/sub channel of `topic`. */

@@ -36,29 +36,63 @@ end
 local function format_id(ms, seq)
   return string.format('%d-%d', ms, seq)
 end
+local function id_lt(a, b)
+  local ams, aseq = parse_id(a)
+  local bms, bseq = parse_id(b)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
 `;
 
 /**
  * Appends a message to its topic's stream and publishes it, atomically, so that history and live
- * delivery agree on ids and order.
+ * delivery agree on ids and order. Idempotent per publication: a publication sent again (after a
+ * lost reply) is recognised by its origin and counter (the origin's newest one on the topic, or
+ * one of the topic's last 1,000 entries) and answered with the id it got the first time, without
+ * recording or publishing it twice. A lower counter that is not found was overtaken (a client
+ * library's retry can reorder commands during a failover) and is recorded now.
  *
- * KEYS[1] the topic's stream; KEYS[2] (single server only) the global last-id key.
+ * KEYS[1] the topic's stream; KEYS[2] its marker hash; KEYS[3] (single server only) the global
+ * last-id key.
  * ARGV[1] channel, ARGV[2] body, ARGV[3] history max count, ARGV[4] history max age (ms),
- * ARGV[5] '1' to publish with SPUBLISH (Redis Cluster).
+ * ARGV[5] '1' on a Cluster (SPUBLISH, per-topic horizon), ARGV[6] origin, ARGV[7] counter,
+ * ARGV[8] the marker's lifetime (ms).
  *
  * Ids are `<ms>-<seq>` with `ms` from Redis's clock, never going back, and `seq` starting at 1
  * within a millisecond (so `<ms>-0` is a position before every message of that millisecond).
  * On a single server the last id is global, which orders ids of all topics by publication; in a
- * cluster it is the stream's own last id.
+ * cluster it is the topic's own last id.
  *
- * Each entry records in field `p` the id of the entry before it in the topic (or, for the first
- * entry of a new stream, the age cutoff): once older entries are trimmed, the `p` of the oldest
- * entry left says exactly up to where history is gone.
+ * Each entry records in field `p` the id of the message before it in the topic (for the first
+ * entry of a stream, the topic's last id from its marker, else the age cutoff): once older
+ * entries are trimmed, the `p` of the oldest entry left says exactly up to where history is gone.
  */
 export const PUBLISH_SCRIPT = new RedisScript(
   'publish',
   `${LUA_HELPERS}
-local stream = KEYS[1]
+local stream, meta = KEYS[1], KEYS[2]
+local cluster = ARGV[5] == '1'
+local origin_field = 'o:' .. ARGV[6]
+local counter = tonumber(ARGV[7])
+local marks = redis.call('HMGET', meta, origin_field, 'l', 'h')
+local recorded_counter = -1
+if marks[1] then
+  local sep = string.find(marks[1], ' ', 1, true)
+  recorded_counter = tonumber(string.sub(marks[1], 1, sep - 1))
+  if counter == recorded_counter then return string.sub(marks[1], sep + 1) end
+  if counter < recorded_counter then
+    -- An earlier publication of this origin: recorded already if it is among the recent entries.
+    local entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1000)
+    for i = 1, #entries do
+      local fields = entries[i][2]
+      for j = 1, #fields, 2 do
+        if fields[j] == 'm' then
+          local ok, body = pcall(cjson.decode, fields[j + 1])
+          if ok and body[4] == ARGV[6] and body[5] == counter then return entries[i][1] end
+        end
+      end
+    end
+  end
+end
 local now = now_ms()
 local max_age = tonumber(ARGV[4])
 local cutoff = format_id(now - max_age, 0)
@@ -67,10 +101,12 @@ local prev = cutoff
 local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
 if top then
   prev = top[1]
-  last_ms, last_seq = parse_id(prev)
+elseif marks[2] then
+  prev = marks[2]
 end
-if KEYS[2] then
-  local last = redis.call('GET', KEYS[2])
+if top or marks[2] then last_ms, last_seq = parse_id(prev) end
+if KEYS[3] then
+  local last = redis.call('GET', KEYS[3])
   if last then
     local ms, seq = parse_id(last)
     if ms > last_ms or (ms == last_ms and seq > last_seq) then last_ms, last_seq = ms, seq end
@@ -82,8 +118,15 @@ local id = format_id(ms, seq)
 redis.call('XADD', stream, 'MINID', '=', cutoff, id, 'm', ARGV[2], 'p', prev)
 redis.call('XTRIM', stream, 'MAXLEN', '=', tonumber(ARGV[3]))
 redis.call('PEXPIRE', stream, max_age)
-if KEYS[2] then redis.call('SET', KEYS[2], id) end
-if ARGV[5] == '1' then
+if KEYS[3] then redis.call('SET', KEYS[3], id) end
+if counter > recorded_counter then redis.call('HSET', meta, origin_field, ARGV[7] .. ' ' .. id) end
+if cluster and not marks[3] then
+  redis.call('HSET', meta, 'l', id, 'h', format_id(now, 0))
+else
+  redis.call('HSET', meta, 'l', id)
+end
+redis.call('PEXPIRE', meta, tonumber(ARGV[8]))
+if cluster then
   redis.call('SPUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
 else
   redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
@@ -93,53 +136,70 @@ return id
 );
 
 /**
- * Reads history after given ids, per topic.
+ * Reads history after given ids, per topic, and says per topic whether it is complete.
  *
- * KEYS[1..n] streams; KEYS[n+1] (single server only) the epoch hash.
- * ARGV[1] n, ARGV[2] history max age (ms), ARGV[3..n+2] the exclusive id to read after, per stream.
+ * KEYS[1..n] streams; KEYS[n+1..2n] their marker hashes; KEYS[2n+1] (single server only) the
+ * epoch hash. ARGV[1] n, ARGV[2] '1' on a Cluster, ARGV[3] history max age (ms), ARGV[4] the
+ * markers' lifetime (ms), ARGV[5..n+4] the exclusive id to read after, per stream.
  *
- * Returns { now, horizon | nil, { floor, entries } per stream }: `floor` is the id up to which the
- * stream's history may be gone (the `p` of its oldest entry, or the age cutoff when it holds
- * nothing); entries are `{ id, { field, value, ... } }`. Expired entries are trimmed first, so
- * that nothing older than the max age is replayed. An epoch hash found missing (data lost, not
- * yet noticed by any instance) is recreated with the horizon at now.
+ * History after an id is incomplete when the id is before: the horizon (single server: the epoch,
+ * recreated at now when Redis lost it; Cluster: the topic's own, likewise), the `p` of the
+ * stream's oldest entry, or, for a stream with no entries, the topic's last id. A topic whose
+ * marker expired (idle for the marker's lifetime) is incomplete for ids older than that lifetime.
+ * Expired entries are trimmed first, so nothing older than the max age is replayed.
+ *
+ * Returns { now, { incomplete (0/1), entries } per stream }; entries are `{ id, { field, value, ... } }`.
  */
 export const REPLAY_SCRIPT = new RedisScript(
   'replay',
   `${LUA_HELPERS}
 local n = tonumber(ARGV[1])
+local cluster = ARGV[2] == '1'
 local now = now_ms()
-local cutoff = format_id(now - tonumber(ARGV[2]), 0)
+local cutoff = format_id(now - tonumber(ARGV[3]), 0)
+local meta_ttl = tonumber(ARGV[4])
 local horizon = false
-if KEYS[n + 1] then
-  horizon = redis.call('HGET', KEYS[n + 1], 'horizon')
+if not cluster then
+  horizon = redis.call('HGET', KEYS[2 * n + 1], 'horizon')
   if not horizon then
     horizon = format_id(now, 0)
-    redis.call('HSET', KEYS[n + 1], 'horizon', horizon)
+    redis.call('HSET', KEYS[2 * n + 1], 'horizon', horizon)
   end
 end
-local out = { string.format('%d', now), horizon }
+local out = { string.format('%d', now) }
 for i = 1, n do
-  local stream = KEYS[i]
+  local stream, meta, after = KEYS[i], KEYS[n + i], ARGV[4 + i]
+  local incomplete = horizon and id_lt(after, horizon)
+  local marks = redis.call('HMGET', meta, 'l', 'h')
+  if cluster and not marks[2] then
+    marks[2] = format_id(now, 0)
+    redis.call('HSET', meta, 'h', marks[2])
+  end
+  if cluster and id_lt(after, marks[2]) then incomplete = true end
+  redis.call('PEXPIRE', meta, meta_ttl)
   redis.call('XTRIM', stream, 'MINID', '=', cutoff)
-  local floor = cutoff
   local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
   if first then
     local fields = first[2]
     for j = 1, #fields, 2 do
-      if fields[j] == 'p' then floor = fields[j + 1] end
+      if fields[j] == 'p' and id_lt(after, fields[j + 1]) then incomplete = true end
     end
+  elseif marks[1] then
+    if id_lt(after, marks[1]) then incomplete = true end
+  elseif id_lt(after, format_id(now - meta_ttl, 0)) then
+    incomplete = true
   end
-  out[#out + 1] = { floor, redis.call('XRANGE', stream, '(' .. ARGV[2 + i], '+') }
+  out[#out + 1] = { incomplete and 1 or 0, redis.call('XRANGE', stream, '(' .. after, '+') }
 end
 return out
 `,
 );
 
 /**
- * Checks the run marker when an instance (re)connects: the horizon (the id from which history is
- * complete) moves to now when the marker is missing (a new or emptied Redis) or when a server's
- * run id changed (it restarted: whatever it held since its last save may be lost).
+ * Checks the run marker when an instance (re)connects to a single server: the horizon (the id
+ * from which history is complete) moves to now when the marker is missing (a new or emptied
+ * Redis) or when the server's run id changed (it restarted: whatever it held since its last save
+ * may be lost).
  *
  * KEYS[1] the epoch hash; ARGV pairs of (server name, run id).
  * Returns { 'created' | 'restarted' | 'same', horizon }.
@@ -170,20 +230,29 @@ return { state, horizon }
 );
 
 /**
- * A position at or before every message not yet published: `<now>-0`, or the last id handed out
- * if Redis's clock is behind it. KEYS[1] (single server only) the global last-id key.
+ * A position at or before every message not yet published, and after every one published:
+ * `<now>-0`, or the last id handed out if Redis's clock is behind it.
+ * Single server: KEYS[1] the global last-id key. Cluster: KEYS[1] the topic's marker hash (its
+ * horizon is set if missing, so that a position handed out now is known to be complete), ARGV[1]
+ * the marker's lifetime (ms).
  */
 export const POSITION_SCRIPT = new RedisScript(
   'position',
   `${LUA_HELPERS}
 local now = now_ms()
 local position = format_id(now, 0)
-if KEYS[1] then
-  local last = redis.call('GET', KEYS[1])
-  if last then
-    local ms, seq = parse_id(last)
-    if ms >= now then position = last end
-  end
+local last
+if ARGV[1] then
+  local marks = redis.call('HMGET', KEYS[1], 'l', 'h')
+  last = marks[1]
+  if not marks[2] then redis.call('HSET', KEYS[1], 'h', position) end
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+else
+  last = redis.call('GET', KEYS[1])
+end
+if last then
+  local ms = parse_id(last)
+  if ms >= now then position = last end
 end
 return position
 `,

@@ -1,21 +1,23 @@
-import type { PushletBroker, ReplayResult } from '../interfaces/broker.interface.js';
+import type { BrokerEventHandler, PushletBroker, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
+import type { Position } from '../protocol/ids.js';
 import { Envelope } from './envelope.js';
 import { MemoryHistory, type HistoryLimits } from './memory-history.js';
-import { formatId, IdGenerator } from './message-id.js';
+import { IdGenerator } from './message-id.js';
 
-/** The default broker: one process, history in memory. */
+/** The default broker: one process, history in memory, ids ordered across topics. */
 export class MemoryBroker implements PushletBroker {
+  readonly ordering = 'total';
   private readonly ids = new IdGenerator();
   private readonly history: MemoryHistory;
-  private deliver: ((envelope: Envelope) => void) | undefined;
+  private handler: BrokerEventHandler | undefined;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly limits: HistoryLimits) {
     this.history = new MemoryHistory(limits, this.ids.next());
   }
 
-  async start(deliver: (envelope: Envelope) => void): Promise<void> {
-    this.deliver = deliver;
+  async start(handler: BrokerEventHandler): Promise<void> {
+    this.handler = handler;
     const every = Math.max(1_000, Math.min(this.limits.maxAgeMs, 60_000));
     this.sweeper = setInterval(() => this.history.sweep(), every);
     this.sweeper.unref();
@@ -29,21 +31,22 @@ export class MemoryBroker implements PushletBroker {
   publishNow(topic: string, event: string, data: string): Envelope {
     const envelope = Envelope.create(this.ids.next(), topic, event, data);
     this.history.append(envelope);
-    this.deliver?.(envelope);
+    this.handler?.message(envelope);
     return envelope;
   }
 
-  async position(): Promise<string> {
-    const { ms, seq } = this.ids.current();
-    return formatId(ms, seq);
+  /** Everything published so far has been delivered: the last id is every topic's position. */
+  async positions(topics: readonly string[]): Promise<Position[]> {
+    const current = this.ids.current();
+    return topics.map(() => current);
   }
 
   async watch(): Promise<void> {}
 
   unwatch(): void {}
 
-  async replay(topics: readonly string[], afterId: string): Promise<ReplayResult> {
-    return this.history.replay(topics, afterId);
+  async replay(requests: readonly ReplayRequest[]): Promise<ReplayResult> {
+    return this.history.replay(requests);
   }
 
   /** Topics that currently hold history (for stats and tests). */
@@ -53,7 +56,7 @@ export class MemoryBroker implements PushletBroker {
 
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
-    this.deliver = undefined;
+    this.handler = undefined;
     this.history.clear();
   }
 }

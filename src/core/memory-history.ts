@@ -1,6 +1,6 @@
-import type { ReplayResult } from '../interfaces/broker.interface.js';
+import type { ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
 import type { Envelope } from './envelope.js';
-import { compareIds, parseId, type ParsedId } from './message-id.js';
+import { compareIds, type ParsedId } from './message-id.js';
 
 export interface HistoryLimits {
   /** Messages kept per topic. */
@@ -95,23 +95,32 @@ export class MemoryHistory {
     this.newest = envelope.position;
   }
 
-  replay(topics: readonly string[], afterId: string, now = Date.now()): ReplayResult {
-    const after = parseId(afterId);
-    if (!after || compareIds(after, this.newest) > 0) {
-      return { envelopes: [], reset: true };
-    }
+  /**
+   * Each request's messages after its position, merged in id order. A position ahead of every id
+   * handed out is unknown; one behind the horizon, the age cutoff or an eviction of its topic is
+   * incomplete (what is left after it is still returned).
+   */
+  replay(requests: readonly ReplayRequest[], now = Date.now()): ReplayResult {
     const cutoff = now - this.limits.maxAgeMs;
-    let reset = compareIds(after, this.horizon) < 0 || after.ms < cutoff;
+    const incomplete: string[] = [];
+    const unknown: string[] = [];
     const found: Envelope[] = [];
-    for (const topic of topics) {
+    for (const { topic, after } of requests) {
+      if (compareIds(after, this.newest) > 0) {
+        unknown.push(topic);
+        continue;
+      }
+      let lost = compareIds(after, this.horizon) < 0 || after.ms < cutoff;
       const history = this.topics.get(topic);
-      if (!history) continue;
-      history.pruneOlderThan(cutoff);
-      if (history.evicted && compareIds(after, history.evicted) < 0) reset = true;
-      for (const envelope of history.after(after)) found.push(envelope);
+      if (history) {
+        history.pruneOlderThan(cutoff);
+        if (history.evicted && compareIds(after, history.evicted) < 0) lost = true;
+        for (const envelope of history.after(after)) found.push(envelope);
+      }
+      if (lost) incomplete.push(topic);
     }
-    if (topics.length > 1) found.sort((a, b) => compareIds(a.position, b.position));
-    return { envelopes: found, reset };
+    if (requests.length > 1) found.sort((a, b) => compareIds(a.position, b.position));
+    return { envelopes: found, incomplete, unknown };
   }
 
   /** Drops expired messages, and the histories left empty, so idle topics cost nothing. */

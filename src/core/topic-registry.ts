@@ -1,11 +1,13 @@
 import { Subject } from 'rxjs';
-import type { PushletBroker } from '../interfaces/broker.interface.js';
+import type { BrokerEventHandler, PushletBroker } from '../interfaces/broker.interface.js';
 import type { Envelope } from './envelope.js';
 import { BROADCAST_TOPIC } from './topic.js';
 
-/** A local subscriber of a topic: a connection's cursor, called for every live message. */
+/** A local subscriber of a topic: a session's feed, called for every live message and gap. */
 export interface ChannelListener {
   receive(envelope: Envelope): void;
+  /** Messages of the topic may have been lost on this instance. */
+  gap(): void;
 }
 
 /** A topic's live stream while it has local subscribers. */
@@ -41,7 +43,7 @@ class Channel implements TopicChannel {
  * lets the Redis broker route by interest. `publishToAll` messages go to the broadcast channel,
  * which every connection holds once.
  */
-export class TopicRegistry {
+export class TopicRegistry implements BrokerEventHandler {
   private readonly broadcastChannel = new Channel(BROADCAST_TOPIC, Promise.resolve());
   private readonly channels = new Map<string, Channel>();
 
@@ -53,16 +55,26 @@ export class TopicRegistry {
   }
 
   /** Routes a message from the broker to the local subscribers of its topic. */
-  readonly dispatch = (envelope: Envelope): void => {
-    const channel = envelope.topic === BROADCAST_TOPIC ? this.broadcastChannel : this.channels.get(envelope.topic);
-    channel?.subject.next(envelope);
+  readonly message = (envelope: Envelope): void => {
+    this.channelOf(envelope.topic)?.subject.next(envelope);
     // Every live subscriber has written it by now (delivery is synchronous).
     envelope.releaseEncodings();
   };
 
+  /** Tells the local subscribers of `topic` that messages may have been lost. */
+  readonly gap = (topic: string): void => {
+    const channel = this.channelOf(topic);
+    if (!channel) return;
+    for (const listener of [...channel.listeners]) listener.gap();
+  };
+
+  private channelOf(topic: string): Channel | undefined {
+    return topic === BROADCAST_TOPIC ? this.broadcastChannel : this.channels.get(topic);
+  }
+
   /** Adds `listener` to `topic`, creating the channel on first use. Pair with {@link release}. */
   acquire(topic: string, listener: ChannelListener): TopicChannel {
-    let channel = topic === BROADCAST_TOPIC ? this.broadcastChannel : this.channels.get(topic);
+    let channel = this.channelOf(topic);
     if (!channel) {
       const ready = this.broker.watch(topic);
       // A failed watch is reported to whoever awaits `ready`; never an unhandled rejection.

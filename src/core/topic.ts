@@ -1,47 +1,25 @@
+import { eventProblem, publishTopicProblem, topicProblem } from '../protocol/topics.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { PushletValidationError } from './errors.js';
 
-/** The pseudo-topic of messages sent with `publishToAll`. */
-export const BROADCAST_TOPIC = '*';
-/** Topic of SSE connections that name none. */
-export const DEFAULT_TOPIC = 'default';
-export const DEFAULT_EVENT = 'message';
-const RESERVED_PREFIX = 'pushlet:';
-const MAX_TOPIC_LENGTH = 200;
-const MAX_EVENT_LENGTH = 100;
-// Whitespace (including Unicode spaces) and C0/C1 control characters.
-const BAD_TOPIC_CHARS = /[\s\p{Cc}]/u;
-const BAD_EVENT_CHARS = /[\r\n\0]/;
+export { BROADCAST_TOPIC, DEFAULT_EVENT, DEFAULT_TOPIC } from '../protocol/topics.js';
 
 /** Throws a {@link PushletValidationError} unless `topic` is a valid topic to subscribe to. */
 export function assertSubscribableTopic(topic: unknown): asserts topic is string {
-  if (typeof topic !== 'string') throw new PushletValidationError(MESSAGES.topicType);
-  if (topic.length < 1 || topic.length > MAX_TOPIC_LENGTH) {
-    throw new PushletValidationError(MESSAGES.topicLength);
-  }
-  if (BAD_TOPIC_CHARS.test(topic)) throw new PushletValidationError(MESSAGES.topicChars);
-  if (topic.startsWith(RESERVED_PREFIX)) throw new PushletValidationError(MESSAGES.topicReserved);
-  if (topic.includes('*') || topic.includes('#')) {
-    throw new PushletValidationError(MESSAGES.patternUnsupported);
-  }
+  const problem = topicProblem(topic);
+  if (problem) throw new PushletValidationError(problem);
 }
 
 /** Throws unless `topic` may be published to. */
 export function assertPublishableTopic(topic: unknown): asserts topic is string {
-  if (typeof topic === 'string' && (topic.includes('*') || topic.includes('#'))) {
-    throw new PushletValidationError(MESSAGES.topicPattern);
-  }
-  assertSubscribableTopic(topic);
+  const problem = publishTopicProblem(topic);
+  if (problem) throw new PushletValidationError(problem);
 }
 
 /** Throws unless `event` is a publishable event name. */
 export function assertEvent(event: unknown): asserts event is string {
-  if (typeof event !== 'string') throw new PushletValidationError(MESSAGES.eventType);
-  if (event.length < 1 || event.length > MAX_EVENT_LENGTH) {
-    throw new PushletValidationError(MESSAGES.eventLength);
-  }
-  if (BAD_EVENT_CHARS.test(event)) throw new PushletValidationError(MESSAGES.eventChars);
-  if (event.startsWith(RESERVED_PREFIX)) throw new PushletValidationError(MESSAGES.eventReserved);
+  const problem = eventProblem(event);
+  if (problem) throw new PushletValidationError(problem);
 }
 
 /** Strings are sent as they are; any other JSON value as its JSON text. */

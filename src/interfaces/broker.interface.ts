@@ -1,14 +1,42 @@
 import type { Envelope } from '../core/envelope.js';
+import type { Position } from '../protocol/ids.js';
 
-/** What a broker found in its history after a given id. */
+/**
+ * What a broker reports to the instance it serves. Typed events, never fake messages.
+ */
+export interface BrokerEventHandler {
+  /** A message for this instance's subscribers of its topic, in the topic's order, once. */
+  message(envelope: Envelope): void;
+  /**
+   * Messages of `topic` may have been lost on this instance (e.g. Redis lost its data while this
+   * instance was cut off): its subscribers are told with `pushlet:reset`.
+   */
+  gap(topic: string): void;
+}
+
+/** Where one topic's replay starts: every message of `topic` after `after`. */
+export interface ReplayRequest {
+  readonly topic: string;
+  readonly after: Position;
+}
+
+/** What a broker found in its history. */
 export interface ReplayResult {
-  /** Messages of the requested topics published after the id, oldest first. */
+  /**
+   * Messages after each request's position, each topic's in its order. With `ordering: 'total'`
+   * they are merged in id order across topics.
+   */
   readonly envelopes: readonly Envelope[];
   /**
-   * True when messages after the id may be missing: the id is unknown, malformed, or older than
-   * the history window. Clients are told with a `pushlet:reset` event; never a silent gap.
+   * Topics for which messages after the position may be missing: the position is older than the
+   * history window, or history was lost. Clients are told with `pushlet:reset`; never a silent gap.
    */
-  readonly reset: boolean;
+  readonly incomplete: readonly string[];
+  /**
+   * Topics whose position is not one this broker handed out (ahead of its clock, for one): there
+   * is nothing to replay after it, and delivery starts from now.
+   */
+  readonly unknown: readonly string[];
 }
 
 /**
@@ -18,23 +46,29 @@ export interface ReplayResult {
  */
 export interface PushletBroker {
   /**
-   * Starts the broker. From then on it calls `deliver` once for every message that this
-   * instance's local subscribers must see (its own publications included).
+   * `total`: ids are ordered across topics, so one position resumes every topic of a connection.
+   * `per-topic`: each topic orders its own ids (Redis Cluster); connections carry a position per topic.
    */
-  start(deliver: (envelope: Envelope) => void): Promise<void>;
+  readonly ordering: 'total' | 'per-topic';
+  /**
+   * Starts the broker. From then on it reports every message that this instance's local
+   * subscribers must see (its own publications included), and every gap, to `handler`.
+   */
+  start(handler: BrokerEventHandler): Promise<void>;
   /** Assigns an id, records the message in history and routes it to every interested instance. */
   publish(topic: string, event: string, data: string): Promise<Envelope>;
   /** This instance now has subscribers of `topic`; resolves once its messages will be delivered. */
   watch(topic: string): Promise<void>;
   /** This instance no longer has subscribers of `topic`. */
   unwatch(topic: string): void;
-  /** Messages of `topics` published after the message `afterId`, in publication order. */
-  replay(topics: readonly string[], afterId: string): Promise<ReplayResult>;
+  /** Each request's topic's messages after its position. */
+  replay(requests: readonly ReplayRequest[]): Promise<ReplayResult>;
   /**
-   * An id at or before every message not yet published. A new connection starts from it, so that
-   * if it drops before its first message, resuming from this id still loses nothing.
+   * For each topic, a position at or before every message of it not yet delivered here, and
+   * after every one already delivered. A new connection starts from these, so that if it drops
+   * before its first message, resuming from them still loses nothing.
    */
-  position(): Promise<string>;
+  positions(topics: readonly string[]): Promise<Position[]>;
   /** Stops delivering and releases connections. */
   stop(): Promise<void>;
 }

@@ -1,17 +1,17 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { ConnectionSlot } from '../core/connection-tracker.js';
+import type { EventEmitter } from 'node:events';
+import type { WriteQueue } from '../core/bounded-writer.js';
 import type { Envelope } from '../core/envelope.js';
-import { drained } from '../core/drain.js';
-import type { Feed, FeedSink } from '../core/feed.js';
-import { MESSAGES } from '../pushlet.messages.js';
-import { encodeFrame, httpChunk, messageEncoding } from './sse-encoder.js';
+import type { Session, SessionEndReason, SessionOutput } from '../core/session.js';
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
+import { sseFrame } from '../protocol/sse.js';
+import type { Notice } from '../protocol/frames.js';
+import { httpChunk, messageEncoding, messageWithId } from './sse-encoder.js';
 
 /**
- * One open event stream. What the client has not read yet is bounded by `bufferBytes`, past
- * which the client is disconnected (it resumes from its last id) rather than letting the
- * server's memory grow.
+ * One open event stream: encodes frames and writes them. Its session decides what to write and
+ * when to stop; its session's bounded writer decides whether the client keeps up.
  *
  * Once the headers are out, frames go straight to the socket when nothing wraps the response
  * (see {@link directSocket}): each message is encoded once, already framed as an HTTP chunk, and
@@ -19,27 +19,29 @@ import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
  * cork and next-tick uncork that `ServerResponse.write` spends per chunk. A burst within one
  * event-loop turn is corked and goes out in one write ({@link SocketWriter}).
  */
-export class SseConnection implements FeedSink {
-  feed: Feed | undefined;
-  private closed = false;
-  private delivered = false;
+export class SseConnection implements SessionOutput, WriteQueue {
+  session!: Session;
   /** Set when frames are written to the socket directly. */
   private socket: SocketWriter | undefined;
   /** Whether the body is `Transfer-Encoding: chunked` (HTTP/1.1), so direct writes need chunk framing. */
   private chunked = false;
+  private closed = false;
+  /** The session's bounded writer watches this connection's own queue. */
+  readonly queue: WriteQueue = this;
 
   constructor(
     readonly request: IncomingMessage,
-    private readonly response: ServerResponse,
-    private readonly slot: ConnectionSlot,
-    private readonly bufferBytes: number,
-    private readonly resumeId: string | undefined,
-    private readonly onSlow: (connection: SseConnection) => void,
+    readonly response: ServerResponse,
     private readonly batch: WriteBatch,
   ) {}
 
-  get isClosed(): boolean {
-    return this.closed;
+  /** Bytes written but not yet taken by the kernel. */
+  queuedBytes(): number {
+    return this.socket ? this.socket.queuedBytes : this.response.writableLength;
+  }
+
+  get drainSource(): EventEmitter {
+    return this.socket?.socket ?? this.response;
   }
 
   /** Sends the status line and `headers` now, and picks the write path for everything after. */
@@ -51,33 +53,17 @@ export class SseConnection implements FeedSink {
     this.chunked = this.response.chunkedEncoding;
   }
 
-  deliver(envelope: Envelope): void {
-    this.delivered = true;
-    const encoding = messageEncoding(envelope);
-    this.send(this.socket && this.chunked ? encoding.chunk : encoding.frame);
+  message(envelope: Envelope, id: string | undefined): void {
+    const direct = this.socket !== undefined && this.chunked;
+    if (id !== undefined) this.send(messageWithId(envelope, id, direct));
+    else {
+      const encoding = messageEncoding(envelope);
+      this.send(direct ? encoding.chunk : encoding.frame);
+    }
   }
 
-  reset(topics: readonly string[]): void {
-    const data = JSON.stringify({ topics: topics.filter((t) => t !== '*'), reason: MESSAGES.resetUnknownId });
-    // Keeps the client's id: a reconnect after this frame resumes from the same place. Once
-    // messages have gone out (a reset from the broker mid-stream), the frame carries no id at all,
-    // so that the client keeps the id of the last message it got.
-    this.write(encodeFrame('pushlet:reset', data, this.delivered ? undefined : this.resumeId));
-  }
-
-  /**
-   * Paces replays: a promise that resolves once half the buffer has drained, or `undefined` when
-   * there is room now.
-   */
-  whenWritable(): Promise<void> | undefined {
-    if (this.closed || this.queuedBytes() < this.bufferBytes / 2) return undefined;
-    return drained(this.socket?.socket ?? this.response);
-  }
-
-  /** Writes one SSE frame. */
-  write(frame: Buffer | string): void {
-    if (this.socket && this.chunked) this.send(httpChunk(typeof frame === 'string' ? Buffer.from(frame) : frame));
-    else this.send(frame);
+  notice(notice: Notice): void {
+    this.write(Buffer.from(sseFrame(notice.event, notice.data, notice.id)));
   }
 
   /**
@@ -88,43 +74,26 @@ export class SseConnection implements FeedSink {
     this.send(this.socket && this.chunked ? chunk : frame);
   }
 
-  /** Ends the stream gracefully (shutdown); a client that cannot take the rest is cut off. */
-  end(): void {
-    if (this.closed) return;
-    this.socket?.flush();
-    this.response.end();
-    if (this.queuedBytes() > 0) this.response.destroy();
-    this.dispose();
-  }
-
-  /** Drops the connection at once, discarding whatever is queued. */
-  destroy(): void {
-    if (this.closed) return;
-    this.response.destroy();
-    this.dispose();
-  }
-
-  /** Releases everything the connection holds; called once, however it ended. */
-  dispose(): void {
+  end(reason: SessionEndReason): void {
     if (this.closed) return;
     this.closed = true;
-    this.feed?.close();
-    this.slot.release();
+    if (reason === 'shutdown') {
+      this.socket?.flush();
+      this.response.end();
+      if (this.queuedBytes() > 0) this.response.destroy();
+    } else {
+      this.response.destroy();
+    }
   }
 
-  /** Bytes written but not yet taken by the kernel (the client is not reading fast enough). */
-  private queuedBytes(): number {
-    return this.socket ? this.socket.queuedBytes : this.response.writableLength;
+  /** Writes one bare SSE frame. */
+  private write(frame: Buffer): void {
+    this.send(this.socket && this.chunked ? httpChunk(frame) : frame);
   }
 
   /** Writes bytes already in their final wire form for this connection's write path. */
-  private send(bytes: Buffer | string): void {
-    if (this.closed) return;
-    if (this.queuedBytes() + bytes.length > this.bufferBytes) {
-      this.onSlow(this);
-      this.destroy();
-      return;
-    }
+  private send(bytes: Buffer): void {
+    if (this.closed || this.session.isEnded || !this.session.writer.admit(bytes.length)) return;
     if (this.socket) this.socket.write(bytes);
     else this.response.write(bytes);
   }

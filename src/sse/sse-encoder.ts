@@ -1,32 +1,11 @@
 import type { Envelope } from '../core/envelope.js';
+import { sseComment, sseEventBody, sseFrame, sseIdLine } from '../protocol/sse.js';
+
+export { SSE_HEADERS } from '../protocol/sse.js';
 
 const SSE_FRAME = Symbol('pushlet:sse-frame');
-const LINE_BREAK = /\r\n|\r|\n/;
+const SSE_BODY = Symbol('pushlet:sse-body');
 const CRLF = Buffer.from('\r\n');
-
-/** Headers of every event stream (PROTOCOL.md, "Server-Sent Events"). */
-export const SSE_HEADERS = {
-  'Content-Type': 'text/event-stream',
-  'Cache-Control': 'no-cache',
-  Connection: 'keep-alive',
-  'X-Accel-Buffering': 'no',
-} as const;
-
-/**
- * One `data:` line per line of the payload, split on CRLF, CR or LF, so that no payload can
- * forge a field or end a frame early.
- */
-function dataLines(data: string): string {
-  if (!LINE_BREAK.test(data)) return `data: ${data}\n`;
-  let out = '';
-  for (const line of data.split(LINE_BREAK)) out += `data: ${line}\n`;
-  return out;
-}
-
-/** A complete SSE frame. `id` and `event` must already be free of line breaks. */
-export function encodeFrame(event: string, data: string, id?: string): string {
-  return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\n${dataLines(data)}\n`;
-}
 
 /** A published message's SSE frame, bare and as one HTTP/1.1 chunk (`<size>\r\n<frame>\r\n`). */
 export interface SseMessageEncoding {
@@ -35,15 +14,15 @@ export interface SseMessageEncoding {
 }
 
 /**
- * The frame of a published message, encoded once per message and shared by every SSE client:
- * bare for responses written through `ServerResponse.write`, and already framed as an HTTP
- * chunk for connections that write chunked responses straight to their socket. One buffer holds
- * both (the bare frame is a view into the chunk); it is dropped once live delivery is done
- * ({@link Envelope.releaseEncodings}), and rebuilt only if a replay needs it.
+ * The frame of a published message with its own id, encoded once per message and shared by every
+ * SSE client: bare for responses written through `ServerResponse.write`, and already framed as
+ * an HTTP chunk for connections that write chunked responses straight to their socket. One
+ * buffer holds both (the bare frame is a view into the chunk); it is dropped once live delivery
+ * is done ({@link Envelope.releaseEncodings}), and rebuilt only if a replay needs it.
  */
 export function messageEncoding(envelope: Envelope): SseMessageEncoding {
   return envelope.encoded(SSE_FRAME, ({ message }) => {
-    const text = encodeFrame(message.event, message.data, message.id);
+    const text = sseFrame(message.event, message.data, message.id);
     const length = Buffer.byteLength(text);
     const head = `${length.toString(16)}\r\n`;
     const chunk = Buffer.allocUnsafe(head.length + length + 2);
@@ -52,6 +31,24 @@ export function messageEncoding(envelope: Envelope): SseMessageEncoding {
     chunk.write('\r\n', head.length + length, 'latin1');
     return { chunk, frame: chunk.subarray(head.length, head.length + length) };
   });
+}
+
+/**
+ * A published message's frame under a resume id of the connection's own (brokers that order ids
+ * per topic): the `event:` and `data:` lines are encoded once per message and shared; each
+ * connection adds only its `id:` line in front.
+ */
+export function messageWithId(envelope: Envelope, id: string, chunked: boolean): Buffer {
+  const body = envelope.encoded(SSE_BODY, ({ message }) => Buffer.from(sseEventBody(message.event, message.data)));
+  const idLine = sseIdLine(id);
+  const idLength = Buffer.byteLength(idLine, 'latin1');
+  const head = chunked ? `${(idLength + body.length).toString(16)}\r\n` : '';
+  const out = Buffer.allocUnsafe(head.length + idLength + body.length + (chunked ? 2 : 0));
+  let at = out.write(head, 0, 'latin1');
+  at += out.write(idLine, at, 'latin1');
+  at += body.copy(out, at);
+  if (chunked) out.write('\r\n', at, 'latin1');
+  return out;
 }
 
 /** The bare frame of a published message (see {@link messageEncoding}). */
@@ -65,5 +62,5 @@ export function httpChunk(frame: Buffer): Buffer {
 }
 
 export function heartbeatFrame(now: Date): Buffer {
-  return Buffer.from(`: heartbeat ${now.toISOString()}\n\n`);
+  return Buffer.from(sseComment(`heartbeat ${now.toISOString()}`));
 }

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { ConnectionSlot } from '../core/connection-tracker.js';
 import { PushletError, PushletForbiddenError, PushletLimitError } from '../core/errors.js';
-import { BROADCAST_TOPIC, DEFAULT_TOPIC } from '../core/topic.js';
+import type { Session } from '../core/session.js';
+import { DEFAULT_TOPIC } from '../core/topic.js';
 import { WriteBatch } from '../core/write-batch.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { SseConnection } from './sse-connection.js';
-import { encodeFrame, heartbeatFrame, httpChunk, SSE_HEADERS } from './sse-encoder.js';
+import { heartbeatFrame, httpChunk, SSE_HEADERS } from './sse-encoder.js';
 
 /** Express hands over Node's objects; Fastify wraps them (`raw`) and wants the reply hijacked. */
 interface AdapterRequest {
@@ -19,10 +19,11 @@ interface AdapterResponse {
 }
 
 /**
- * The built-in SSE route (`GET /events` by default). It is registered on the HTTP adapter
- * directly rather than through an `@Sse()` controller, because the contract needs what `@Sse()`
- * does not give at a configurable path: `Last-Event-ID`, exact headers, and a 400/403/503 answer
- * before any stream starts. Users who want guards around it use `PushletService.stream()`.
+ * The built-in SSE route (`GET /events` by default): parses the request, answers 400/403/503
+ * before any stream starts, and hands the stream to a session. It is registered on the HTTP
+ * adapter directly rather than through an `@Sse()` controller, because the contract needs what
+ * `@Sse()` does not give at a configurable path: `Last-Event-ID`, exact headers, and an error
+ * status before any stream starts. Users who want guards around it use `PushletService.stream()`.
  */
 @Injectable()
 export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
@@ -66,7 +67,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
 
   beforeApplicationShutdown(): void {
     this.stopHeartbeat?.();
-    for (const connection of this.connections) connection.end();
+    for (const connection of this.connections) connection.session.end('shutdown');
     this.connections.clear();
     this.batch.flushAll();
   }
@@ -77,48 +78,34 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     const topics = requested.length === 0 ? [DEFAULT_TOPIC] : [...new Set(requested)];
     const lastEventId = headerValue(request.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? undefined;
 
-    let slot: ConnectionSlot;
+    const connection = new SseConnection(request, response, this.batch);
+    let session: Session;
     try {
-      this.hub.validateTopics(topics);
-      slot = this.hub.connections.acquire('sse', request.socket.remoteAddress ?? 'unknown');
+      session = this.hub.openSession(connection, 'sse', request);
     } catch (error) {
       return rejectRequest(response, error);
     }
+    connection.session = session;
     try {
-      await this.hub.authorize(topics, 'sse', request);
+      await session.admitAll(topics);
     } catch (error) {
-      slot.release();
+      session.dispose();
       return rejectRequest(response, error);
     }
     if (request.destroyed || response.destroyed) {
-      slot.release();
+      session.dispose();
       return;
     }
-
-    const connection = new SseConnection(
-      request,
-      response,
-      slot,
-      this.hub.options.limits.bufferBytes,
-      lastEventId,
-      (c) => this.hub.reportSlowConsumer('sse', c.request.socket.remoteAddress),
-      this.batch,
-    );
     this.connections.add(connection);
     response.on('close', () => {
       this.connections.delete(connection);
-      connection.dispose();
+      session.dispose();
     });
     request.socket.setNoDelay(true);
     request.socket.setKeepAlive(true);
     request.socket.setTimeout(0);
     connection.open(SSE_HEADERS);
-
-    const from = lastEventId ?? (await this.hub.broker.position());
-    if (connection.isClosed) return;
-    connection.write(encodeFrame('pushlet:connected', JSON.stringify({ topics }), from));
-    connection.feed = this.hub.createFeed(connection);
-    await connection.feed.add([...topics, BROADCAST_TOPIC], from, lastEventId !== undefined);
+    await session.start(topics, lastEventId);
   }
 }
 

@@ -1,32 +1,25 @@
+import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
-import type { ConnectionSlot } from '../core/connection-tracker.js';
+import type { WriteQueue } from '../core/bounded-writer.js';
 import type { Envelope } from '../core/envelope.js';
-import { drained } from '../core/drain.js';
-import type { Feed, FeedSink } from '../core/feed.js';
+import type { Session, SessionEndReason, SessionOutput } from '../core/session.js';
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
-import { BROADCAST_TOPIC } from '../core/topic.js';
+import { CLOSE_CODES, type Notice } from '../protocol/frames.js';
 import { MESSAGES } from '../pushlet.messages.js';
-import { CommandBudget, type WsRef } from './ws-commands.js';
-import { messageFrame, messageWireFrame, resetFrame } from './ws-encoder.js';
+import { CommandBudget } from './ws-commands.js';
+import { messageFrame, messageWireFrame, messageWithId, noticeFrame } from './ws-encoder.js';
+
+export { CLOSE_CODES } from '../protocol/frames.js';
 
 /** How long a closing handshake may take before the socket is cut. */
 export const CLOSE_GRACE_MS = 1_000;
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 const MAX_CLOSE_REASON_BYTES = 123;
 
-export const CLOSE_CODES = {
-  goingAway: 1001,
-  policyViolation: 1008,
-  internalError: 1011,
-  tryAgainLater: 1013,
-} as const;
-
 export interface WsConnectionSettings {
   /** Binary frames (the default) or text frames. */
   readonly binary: boolean;
-  /** Unsent bytes allowed before the client counts as too slow. */
-  readonly bufferBytes: number;
   readonly commandsPerSecond: number;
   /** Uncorks the sockets that messages were written to, once per event-loop turn. */
   readonly writeBatch: WriteBatch;
@@ -34,19 +27,17 @@ export interface WsConnectionSettings {
 
 /** What the transport does with a connection's events. */
 export interface WsConnectionHandlers {
-  createFeed(sink: FeedSink): Feed;
   /** A frame from the client, within its command budget. */
   frame(connection: WsConnection, data: RawData): void;
-  slow(connection: WsConnection): void;
   /** A command or the opening failed unexpectedly (the connection is closed with 1011). */
   failed(connection: WsConnection, error: unknown): void;
   closed(connection: WsConnection): void;
 }
 
 /**
- * One open WebSocket. Commands run one at a time, in arrival order, so that replies come in the
- * order of the commands. What the client has not read yet is bounded by `bufferBytes`, past
- * which it is disconnected (it resumes from its last id) rather than letting memory grow.
+ * One open WebSocket: encodes and writes frames, runs commands one at a time in arrival order
+ * (so replies come in the order of the commands), answers the heartbeat and closes. Its session
+ * decides what to write and when to stop.
  *
  * Published messages skip `WebSocket.send` when no extension is negotiated: each message is
  * framed once for all clients ({@link messageWireFrame}) and written to the upgraded socket in
@@ -54,17 +45,17 @@ export interface WsConnectionHandlers {
  * ({@link SocketWriter}). `ws` writes its own frames (replies, pings, close) synchronously to the
  * same socket, so frames never interleave.
  */
-export class WsConnection implements FeedSink {
-  readonly feed: Feed;
+export class WsConnection implements SessionOutput, WriteQueue {
+  session!: Session;
   readonly address: string;
   /** Resolves once the socket has closed, however that happened. */
   readonly ended: Promise<void>;
+  readonly queue: WriteQueue = this;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private alive = true;
   private tasks: Promise<void> = Promise.resolve();
   private queued = 0;
   private readonly budget: CommandBudget;
-  private resuming: { lastEventId: string; ref?: WsRef } | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private markEnded!: () => void;
   /** The upgraded socket, when messages may be written to it directly (no extension negotiated). */
@@ -73,7 +64,6 @@ export class WsConnection implements FeedSink {
   constructor(
     private readonly socket: WebSocket,
     readonly request: IncomingMessage,
-    private readonly slot: ConnectionSlot,
     private readonly settings: WsConnectionSettings,
     private readonly handlers: WsConnectionHandlers,
   ) {
@@ -81,68 +71,47 @@ export class WsConnection implements FeedSink {
     this.budget = new CommandBudget(settings.commandsPerSecond);
     this.raw = socket.extensions === '' ? new SocketWriter(request.socket, settings.writeBatch) : undefined;
     this.ended = new Promise((resolve) => (this.markEnded = resolve));
-    this.feed = handlers.createFeed(this);
     socket.on('close', () => this.dispose());
     socket.on('pong', () => (this.alive = true));
     socket.on('message', (data) => this.receive(data));
   }
 
-  /** The topics the client subscribed to (broadcasts not included). */
-  get topics(): string[] {
-    return this.feed.topics.filter((topic) => topic !== BROADCAST_TOPIC);
+  /** Bytes not yet taken by the kernel: `ws` queues nothing of its own without extensions. */
+  queuedBytes(): number {
+    return this.socket.bufferedAmount;
   }
 
-  deliver(envelope: Envelope): void {
-    if (this.raw) this.sendFramed(messageWireFrame(envelope, this.settings.binary));
-    else this.send(messageFrame(envelope));
+  /** The upgraded socket: `ws` itself emits no drain event. */
+  get drainSource(): EventEmitter {
+    return this.request.socket;
   }
 
-  reset(topics: readonly string[]): void {
-    if (!this.resuming) return;
-    const named = topics.filter((topic) => topic !== BROADCAST_TOPIC);
-    this.send(resetFrame(this.resuming.lastEventId, named, this.resuming.ref));
+  message(envelope: Envelope, id: string | undefined): void {
+    const binary = this.settings.binary;
+    if (this.raw) this.sendFramed(id === undefined ? messageWireFrame(envelope, binary) : messageWithId(envelope, id, binary, true));
+    else this.send(id === undefined ? messageFrame(envelope) : messageWithId(envelope, id, binary, false));
   }
 
-  /**
-   * Subscribes the feed to `topics`; with `resume`, replays after its id first, and a reset
-   * frame says when that cannot be complete. Resolves once the topics are live.
-   */
-  async subscribe(topics: readonly string[], from: string | undefined, resume?: { lastEventId: string; ref?: WsRef }): Promise<void> {
-    this.resuming = resume;
-    try {
-      await this.feed.add(topics, from, resume !== undefined);
-    } finally {
-      this.resuming = undefined;
-    }
+  notice(notice: Notice): void {
+    this.send(noticeFrame(notice));
   }
 
-  /** Paces replays: waits while half the buffer is taken (the upgraded socket drains it). */
-  whenWritable(): Promise<void> | undefined {
-    if (this.state !== 'open' || this.socket.bufferedAmount < this.settings.bufferBytes / 2) return undefined;
-    // The upgraded socket: `ws` itself emits no drain event.
-    return drained(this.request.socket);
+  end(reason: SessionEndReason): void {
+    if (reason === 'shutdown') this.close(CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
+    else if (reason === 'slow') this.close(CLOSE_CODES.tryAgainLater, MESSAGES.slowConsumer);
+    else this.close(CLOSE_CODES.internalError, MESSAGES.wsInternalError);
   }
 
-  /** Writes one frame, unless the client has fallen too far behind; then it is disconnected. */
-  send(frame: Buffer): void {
-    if (this.state !== 'open') return;
-    if (this.socket.bufferedAmount + frame.length > this.settings.bufferBytes) {
-      this.handlers.slow(this);
-      this.close(CLOSE_CODES.tryAgainLater, MESSAGES.slowConsumer);
-      return;
-    }
-    this.socket.send(frame, { binary: this.settings.binary });
+  /** Writes one payload through `ws`, within the session's bound. */
+  private send(payload: Buffer): void {
+    if (this.state !== 'open' || !this.session.writer.admit(payload.length)) return;
+    this.socket.send(payload, { binary: this.settings.binary });
   }
 
-  /** Writes a complete frame to the upgraded socket (see the class comment). */
+  /** Writes a complete frame to the upgraded socket (see the class comment), within the session's bound. */
   private sendFramed(frame: Buffer): void {
     if (this.state !== 'open' || this.socket.readyState !== WebSocket.OPEN) return;
-    // The socket's own queue is all of `bufferedAmount` here: `ws` queues nothing without extensions.
-    if (this.raw!.queuedBytes + frame.length > this.settings.bufferBytes) {
-      this.handlers.slow(this);
-      this.close(CLOSE_CODES.tryAgainLater, MESSAGES.slowConsumer);
-      return;
-    }
+    if (!this.session.writer.admit(frame.length)) return;
     this.raw!.write(frame);
   }
 
@@ -183,7 +152,8 @@ export class WsConnection implements FeedSink {
   close(code: number, reason: string): void {
     if (this.state !== 'open') return;
     this.state = 'closing';
-    this.feed.close();
+    // Stops the session's frames; its call back to `end` finds the connection closing already.
+    this.session.end('error');
     this.graceTimer = setTimeout(() => this.terminate(), CLOSE_GRACE_MS);
     this.graceTimer.unref();
     try {
@@ -218,8 +188,8 @@ export class WsConnection implements FeedSink {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (this.graceTimer) clearTimeout(this.graceTimer);
-    this.feed.close();
-    this.slot.release();
+    // A connection refused by a limit never got a session.
+    (this.session as Session | undefined)?.dispose();
     this.markEnded();
     this.handlers.closed(this);
   }

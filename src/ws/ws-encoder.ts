@@ -1,48 +1,20 @@
 import type { Envelope } from '../core/envelope.js';
-import { MESSAGES } from '../pushlet.messages.js';
-import type { WsRef } from './ws-commands.js';
+import { noticeJson, type Notice } from '../protocol/frames.js';
 
 const WS_FRAME = Symbol('pushlet:ws-frame');
+const WS_TAIL = Symbol('pushlet:ws-tail');
+const OPCODE_TEXT = 0x1;
+const OPCODE_BINARY = 0x2;
 
 /**
  * Server-to-client frames (PROTOCOL.md, "WebSocket"). Every frame is one UTF-8 JSON object,
- * sent as a binary frame (or a text frame with `ws: { frame: 'text' }`).
+ * sent as a binary frame (or a text frame with `ws: { frame: 'text' }`). A message is exactly
+ * the message JSON, `{"id","topic","event","data","timestamp"}`; replies and notices have the
+ * same shape (`protocol/frames.ts`).
  *
- * A message is exactly the message JSON: `{"id","topic","event","data","timestamp"}`.
- *
- * Replies and notices have the same shape, so that clients written for messages (the Go client
- * reads `event`, `data`, `timestamp`) can read them too: `data` is always a string, `timestamp`
- * the time the frame was written, and `id`, `topic` and `ref` appear where they apply:
- *
- * - `pushlet:connected`: first frame. `id` = the position to resume from if the connection drops
- *   before its first message; `data` = `{"topics":[…]}` (the URL topics subscribed).
- * - `pushlet:subscribed` / `pushlet:unsubscribed`: `topic`, `ref`; `data` = `{"topics":[…]}`, the
- *   connection's topics afterwards. `subscribed` is sent once the topic is live, after any replay.
- * - `pushlet:pong`: `ref`; `data` = `""`.
- * - `pushlet:error`: `data` = why, in words; `topic` and `ref` when the command carried them.
- * - `pushlet:reset`: `id` = the `lastEventId` that cannot be resumed completely, `ref` of the
- *   subscribe that asked for it; `data` = `{"topics":[…],"reason":"…"}`. Sent before the replay.
- */
-export type WsNoticeEvent =
-  | 'pushlet:connected'
-  | 'pushlet:subscribed'
-  | 'pushlet:unsubscribed'
-  | 'pushlet:pong'
-  | 'pushlet:error'
-  | 'pushlet:reset';
-
-export interface WsNotice {
-  readonly event: WsNoticeEvent;
-  readonly data: string;
-  readonly id?: string;
-  readonly topic?: string;
-  readonly ref?: WsRef;
-}
-
-/**
- * A published message, encoded once per message and shared by every WebSocket client: as a
- * complete server frame (header and payload in one buffer, for connections that write to their
- * socket directly), and its payload alone, a view into that buffer (for `WebSocket.send`).
+ * A message with its own id is encoded once per message and shared by every WebSocket client:
+ * as a complete server frame (header and payload in one buffer, for connections that write to
+ * their socket directly), and its payload alone, a view into that buffer (for `WebSocket.send`).
  */
 class MessageEncoding {
   readonly payload: Buffer;
@@ -59,9 +31,6 @@ class MessageEncoding {
   }
 }
 
-const OPCODE_TEXT = 0x1;
-const OPCODE_BINARY = 0x2;
-
 function messageEncoding(envelope: Envelope, opcode = OPCODE_BINARY): MessageEncoding {
   return envelope.encoded(WS_FRAME, (e) => new MessageEncoding(e.json, opcode));
 }
@@ -77,11 +46,47 @@ export function messageWireFrame(envelope: Envelope, binary: boolean): Buffer {
   return messageEncoding(envelope, opcode).frame(opcode);
 }
 
+/**
+ * A published message under a resume id of the connection's own (brokers that order ids per
+ * topic): everything after the `id` member is encoded once per message and shared; each
+ * connection writes `{"id":"<its id>"` in front. `framed` gives the whole WebSocket frame
+ * (direct socket writes), otherwise the payload alone.
+ */
+export function messageWithId(envelope: Envelope, id: string, binary: boolean, framed: boolean): Buffer {
+  const tail = envelope.encoded(WS_TAIL, (e) => {
+    const json = e.json;
+    // JSON.stringify writes `id` first, and an id holds no quote: the tail starts at `,"topic":`.
+    return Buffer.from(json.slice(json.indexOf(',"topic":')));
+  });
+  const head = `{"id":${JSON.stringify(id)}`;
+  const headLength = Buffer.byteLength(head);
+  const length = headLength + tail.length;
+  const header = framed ? frameHeaderLength(length) : 0;
+  const out = Buffer.allocUnsafe(header + length);
+  if (framed) writeFrameHeader(out, length, binary ? OPCODE_BINARY : OPCODE_TEXT);
+  out.write(head, header, 'utf8');
+  tail.copy(out, header + headLength);
+  return out;
+}
+
+export function noticeFrame(notice: Notice, now = new Date()): Buffer {
+  return Buffer.from(noticeJson(notice, now));
+}
+
 /** RFC 6455 section 5.2: FIN, opcode, payload length (7, 7+16 or 7+64 bits), no mask. */
 function serverFrame(payload: Buffer, opcode: number): Buffer {
-  const length = payload.length;
-  const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(header + length);
+  const frame = Buffer.allocUnsafe(frameHeaderLength(payload.length) + payload.length);
+  const header = writeFrameHeader(frame, payload.length, opcode);
+  payload.copy(frame, header);
+  return frame;
+}
+
+function frameHeaderLength(length: number): number {
+  return length < 126 ? 2 : length < 65_536 ? 4 : 10;
+}
+
+function writeFrameHeader(frame: Buffer, length: number, opcode: number): number {
+  const header = frameHeaderLength(length);
   frame[0] = 0x80 | opcode;
   if (header === 2) {
     frame[1] = length;
@@ -93,36 +98,5 @@ function serverFrame(payload: Buffer, opcode: number): Buffer {
     frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
     frame.writeUInt32BE(length >>> 0, 6);
   }
-  payload.copy(frame, header);
-  return frame;
-}
-
-export function noticeFrame({ id, topic, event, data, ref }: WsNotice, now = new Date()): Buffer {
-  // Keys in message order; `undefined` ones are left out by JSON.stringify.
-  return Buffer.from(JSON.stringify({ id, topic, event, data, timestamp: now.toISOString(), ref }));
-}
-
-export function connectedFrame(position: string, topics: readonly string[]): Buffer {
-  return noticeFrame({ event: 'pushlet:connected', id: position, data: JSON.stringify({ topics }) });
-}
-
-export function subscribedFrame(topic: string, topics: readonly string[], ref: WsRef | undefined): Buffer {
-  return noticeFrame({ event: 'pushlet:subscribed', topic, ref, data: JSON.stringify({ topics }) });
-}
-
-export function unsubscribedFrame(topic: string, topics: readonly string[], ref: WsRef | undefined): Buffer {
-  return noticeFrame({ event: 'pushlet:unsubscribed', topic, ref, data: JSON.stringify({ topics }) });
-}
-
-export function pongFrame(ref: WsRef | undefined): Buffer {
-  return noticeFrame({ event: 'pushlet:pong', ref, data: '' });
-}
-
-export function errorFrame(reason: string, about: { topic?: string; ref?: WsRef } = {}): Buffer {
-  return noticeFrame({ event: 'pushlet:error', topic: about.topic, ref: about.ref, data: reason });
-}
-
-export function resetFrame(lastEventId: string, topics: readonly string[], ref: WsRef | undefined): Buffer {
-  const data = JSON.stringify({ topics, reason: MESSAGES.resetUnknownId });
-  return noticeFrame({ event: 'pushlet:reset', id: lastEventId, ref, data });
+  return header;
 }

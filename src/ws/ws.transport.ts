@@ -2,27 +2,21 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ApplicationConfig, HttpAdapterHost } from '@nestjs/core';
 import type { RawData, WebSocket } from 'ws';
-import type { ConnectionSlot } from '../core/connection-tracker.js';
 import { PushletError, PushletLimitError } from '../core/errors.js';
-import { BROADCAST_TOPIC } from '../core/topic.js';
+import type { Session } from '../core/session.js';
 import { WriteBatch } from '../core/write-batch.js';
+import { EVENTS, topicsNotice, type Command, type CommandRef } from '../protocol/index.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { MESSAGES } from '../pushlet.messages.js';
-import { parseCommand, type WsCommand, type WsRef } from './ws-commands.js';
+import { parseCommandFrame } from './ws-commands.js';
 import { CLOSE_CODES, CLOSE_GRACE_MS, WsConnection, type WsConnectionHandlers, type WsConnectionSettings } from './ws-connection.js';
-import { connectedFrame, errorFrame, pongFrame, subscribedFrame, unsubscribedFrame } from './ws-encoder.js';
 import { mountWsServer, type MountedWsServer } from './ws-server.js';
-
-/** A topic named in the upgrade URL that could not be subscribed, and why. */
-interface RefusedTopic {
-  readonly topic: string;
-  readonly reason: string;
-}
 
 /**
  * The built-in WebSocket endpoint (`/ws` by default): one connection subscribes to and leaves
- * many topics while it stays open, reading the same per-topic streams as SSE (PROTOCOL.md,
- * "WebSocket"). Frames are described in `ws-encoder.ts`, commands in `ws-commands.ts`.
+ * many topics while it stays open (PROTOCOL.md, "WebSocket"). It parses upgrades and commands
+ * and hands them to the connection's session; frames are described in `protocol/frames.ts`,
+ * commands in `protocol/commands.ts`.
  */
 @Injectable()
 export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
@@ -32,9 +26,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
   private shuttingDown = false;
   private settings!: WsConnectionSettings;
   private readonly handlers: WsConnectionHandlers = {
-    createFeed: (sink) => this.hub.createFeed(sink),
     frame: (connection, data) => this.receive(connection, data),
-    slow: (connection) => this.hub.reportSlowConsumer('ws', connection.address),
     failed: (connection, error) => this.hub.logger.error(`WebSocket connection from ${connection.address} failed: ${String(error)}`),
     closed: (connection) => this.connections.delete(connection),
   };
@@ -59,7 +51,6 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     }
     this.settings = {
       binary: options.frame !== 'text',
-      bufferBytes: this.hub.options.limits.bufferBytes,
       commandsPerSecond: options.commandsPerSecond,
       writeBatch: new WriteBatch(),
     };
@@ -74,7 +65,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     this.stopHeartbeat?.();
     this.settings?.writeBatch.flushAll();
     const open = [...this.connections];
-    for (const connection of open) connection.close(CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
+    for (const connection of open) connection.session.end('shutdown');
     await settleWithin(
       open.map((connection) => connection.ended),
       CLOSE_GRACE_MS,
@@ -122,90 +113,74 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
       refuse(socket, CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
       return;
     }
-    let slot: ConnectionSlot;
+    const connection = new WsConnection(socket, request, this.settings, this.handlers);
+    let session: Session;
     try {
-      slot = this.hub.connections.acquire('ws', request.socket.remoteAddress ?? 'unknown');
+      session = this.hub.openSession(connection, 'ws', request);
     } catch (error) {
       if (!(error instanceof PushletLimitError)) throw error;
       refuse(socket, CLOSE_CODES.tryAgainLater, error.message);
       return;
     }
-    const connection = new WsConnection(socket, request, slot, this.settings, this.handlers);
+    connection.session = session;
     this.connections.add(connection);
     connection.run(() => this.open(connection));
   }
 
   /**
    * First task of every connection: subscribes the URL's topics and broadcasts, resuming them
-   * after `?lastEventId=` when given, else from the current position (as the SSE route does).
+   * after `?lastEventId=` when given.
    */
   private async open(connection: WsConnection): Promise<void> {
     const url = new URL(connection.request.url ?? '/', 'http://localhost');
     const requested = [...new Set(url.searchParams.getAll('topic'))];
     const lastEventId = url.searchParams.get('lastEventId') ?? undefined;
-    const { accepted, refused } = await this.admit(connection, requested);
-    const from = lastEventId ?? (await this.hub.broker.position());
-    connection.send(connectedFrame(from, accepted));
-    for (const { topic, reason } of refused) connection.send(errorFrame(reason, { topic }));
-    const resume = lastEventId === undefined ? undefined : { lastEventId };
-    await connection.subscribe([...accepted, BROADCAST_TOPIC], from, resume);
-  }
-
-  /** Splits the URL's topics into those the connection may subscribe and those it may not. */
-  private async admit(connection: WsConnection, topics: readonly string[]) {
-    const accepted: string[] = [];
-    const refused: RefusedTopic[] = [];
-    for (const topic of topics) {
-      try {
-        this.hub.validateTopics([topic], accepted.length);
-        await this.hub.authorize([topic], 'ws', connection.request);
-        accepted.push(topic);
-      } catch (error) {
-        if (!(error instanceof PushletError)) throw error;
-        refused.push({ topic, reason: error.message });
-      }
-    }
-    return { accepted, refused };
+    const session = connection.session;
+    const { accepted, refused } = await session.admitEach(requested);
+    await session.start(accepted, lastEventId, refused);
   }
 
   private receive(connection: WsConnection, data: RawData): void {
-    const parsed = parseCommand(data);
+    const parsed = parseCommandFrame(data);
+    const session = connection.session;
     if (!parsed.ok) {
       const { reason, topic, ref } = parsed.error;
-      connection.run(() => connection.send(errorFrame(reason, { topic, ref })));
+      connection.run(() => session.notice({ event: EVENTS.error, data: reason, topic, ref }));
       return;
     }
-    connection.run(() => this.execute(connection, parsed.command));
+    connection.run(() => this.execute(session, parsed.command));
   }
 
   /** Runs one command; the module's own errors are answered with a `pushlet:error` frame. */
-  private async execute(connection: WsConnection, command: WsCommand): Promise<void> {
+  private async execute(session: Session, command: Command): Promise<void> {
     try {
-      if (command.action === 'ping') connection.send(pongFrame(command.ref));
-      else if (command.action === 'subscribe') await this.subscribe(connection, command.topic, command.lastEventId, command.ref);
-      else this.unsubscribe(connection, command.topic, command.ref);
+      if (command.action === 'ping') session.notice({ event: EVENTS.pong, data: '', ref: command.ref });
+      else if (command.action === 'subscribe') await this.subscribe(session, command.topics, command.lastEventId, command.ref);
+      else this.unsubscribe(session, command.topics, command.ref);
     } catch (error) {
       if (!(error instanceof PushletError)) throw error;
-      const topic = command.action === 'ping' ? undefined : command.topic;
-      connection.send(errorFrame(error.message, { topic, ref: command.ref }));
+      const topic = command.action !== 'ping' && command.topics.length === 1 ? command.topics[0] : undefined;
+      session.notice({ event: EVENTS.error, data: error.message, topic, ref: command.ref });
     }
   }
 
-  /** Subscribing twice is not an error: the reply says the topic is subscribed, which it is. */
-  private async subscribe(connection: WsConnection, topic: string, lastEventId: string | undefined, ref: WsRef | undefined): Promise<void> {
-    if (!connection.feed.has(topic)) {
-      this.hub.validateTopics([topic], connection.topics.length);
-      await this.hub.authorize([topic], 'ws', connection.request);
-      const resume = lastEventId === undefined ? undefined : { lastEventId, ref };
-      await connection.subscribe([topic], lastEventId, resume);
-    }
-    connection.send(subscribedFrame(topic, connection.topics, ref));
+  /**
+   * Subscribes the topics the connection may have (a refused topic gets its own error, the
+   * others still subscribe) and answers once they are live, after any replay. Subscribing twice
+   * is not an error: the reply says the topic is subscribed, which it is.
+   */
+  private async subscribe(session: Session, topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined): Promise<void> {
+    const { accepted, refused } = await session.admitEach(topics);
+    for (const { topic, reason } of refused) session.notice({ event: EVENTS.error, data: reason, topic, ref });
+    if (accepted.length === 0) return;
+    await session.subscribe(accepted, lastEventId, ref);
+    session.notice(topicsNotice(EVENTS.subscribed, session.topics, { topic: accepted.length === 1 ? accepted[0] : undefined, ref }));
   }
 
   /** Leaving a topic that is not subscribed is not an error either. */
-  private unsubscribe(connection: WsConnection, topic: string, ref: WsRef | undefined): void {
-    connection.feed.remove(topic);
-    connection.send(unsubscribedFrame(topic, connection.topics, ref));
+  private unsubscribe(session: Session, topics: readonly string[], ref: CommandRef | undefined): void {
+    session.unsubscribe(topics);
+    session.notice(topicsNotice(EVENTS.unsubscribed, session.topics, { topic: topics.length === 1 ? topics[0] : undefined, ref }));
   }
 }
 

@@ -1,0 +1,232 @@
+import type { IncomingMessage } from 'node:http';
+import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice } from '../protocol/frames.js';
+import { comparePositions, formatCursor, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
+import { BROADCAST_TOPIC } from '../protocol/topics.js';
+import { MESSAGES } from '../pushlet.messages.js';
+import { BoundedWriter, type WriteQueue } from './bounded-writer.js';
+import type { ConnectionSlot } from './connection-tracker.js';
+import type { Envelope } from './envelope.js';
+import { PushletError } from './errors.js';
+import { Feed, type FeedSink, type TopicStart } from './feed.js';
+
+/** Why the server ends a session. */
+export type SessionEndReason = 'shutdown' | 'slow' | 'error';
+
+/**
+ * What a transport does for a session: encode and write frames. Nothing else: admission, resume,
+ * gaps and the end of the connection are the session's.
+ */
+export interface SessionOutput {
+  /**
+   * Writes a message. `id` is the resume id the client should keep for it when that is not the
+   * message's own id (brokers that order per topic); `undefined` means the message's own id, so
+   * the transport can write the encoding shared by every subscriber.
+   */
+  message(envelope: Envelope, id: string | undefined): void;
+  /** Writes a reply or notice. */
+  notice(notice: Notice): void;
+  /** What the session's {@link BoundedWriter} watches. */
+  readonly queue: WriteQueue;
+  /** The server ends the connection (the transport closes it its own way: close code, end of stream). */
+  end(reason: SessionEndReason): void;
+}
+
+/** What the session needs from the module's runtime (the hub). */
+export interface SessionContext {
+  readonly feedOf: (sink: FeedSink) => Feed;
+  readonly ordering: 'total' | 'per-topic';
+  readonly bufferBytes: number;
+  readonly validateTopics: (topics: readonly unknown[], alreadySubscribed: number) => void;
+  readonly authorize: (topics: readonly string[], transport: PushletTransport, request: IncomingMessage) => Promise<void>;
+  readonly slowConsumer: (transport: PushletTransport, address: string) => void;
+  readonly closed: (session: Session) => void;
+}
+
+/** A topic a client asked for and may not have, and why. */
+export interface RefusedTopic {
+  readonly topic: string;
+  readonly reason: string;
+}
+
+/**
+ * One connection's life, for every transport (the SSE route, the WebSocket endpoint,
+ * `PushletService.stream()`): topic admission, the start position, `pushlet:connected`,
+ * subscribe and unsubscribe with resume, gap notices, the outgoing bound and the end.
+ */
+export class Session implements FeedSink {
+  readonly feed: Feed;
+  readonly writer: BoundedWriter;
+  private ended = false;
+  private disposed = false;
+  /** The `ref` of the command being run, echoed in the resets it causes. */
+  private ref: CommandRef | undefined;
+
+  constructor(
+    private readonly context: SessionContext,
+    private readonly output: SessionOutput,
+    readonly transport: PushletTransport,
+    readonly address: string,
+    private readonly slot: ConnectionSlot,
+    readonly request?: IncomingMessage,
+  ) {
+    this.feed = context.feedOf(this);
+    this.writer = new BoundedWriter(output.queue, context.bufferBytes, () => this.overflow());
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** The topics subscribed (broadcasts not included). */
+  get topics(): string[] {
+    return this.feed.topics.filter((topic) => topic !== BROADCAST_TOPIC);
+  }
+
+  /**
+   * Checks every topic against the contract, the limit and `authorize`; throws the first
+   * problem (SSE and `stream()`: the whole request is refused).
+   */
+  async admitAll(topics: readonly string[]): Promise<void> {
+    this.context.validateTopics(topics, 0);
+    if (this.request) await this.context.authorize(topics, this.transport, this.request);
+  }
+
+  /** Checks each topic on its own (WebSocket): the refused ones are named with their reason. */
+  async admitEach(topics: readonly string[]): Promise<{ accepted: string[]; refused: RefusedTopic[] }> {
+    const accepted: string[] = [];
+    const refused: RefusedTopic[] = [];
+    for (const topic of topics) {
+      if (this.feed.has(topic)) {
+        accepted.push(topic);
+        continue;
+      }
+      try {
+        this.context.validateTopics([topic], this.topics.length + accepted.length);
+        if (this.request) await this.context.authorize([topic], this.transport, this.request);
+        accepted.push(topic);
+      } catch (error) {
+        if (!(error instanceof PushletError)) throw error;
+        refused.push({ topic, reason: error.message });
+      }
+    }
+    return { accepted, refused };
+  }
+
+  /**
+   * Subscribes the connection's first topics and broadcasts, resuming after `lastEventId` when
+   * given. `pushlet:connected` goes out first, with the position to resume from should the
+   * connection drop before its first message (then any `refused` topics as errors); then resets,
+   * missed messages and live ones.
+   */
+  async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = []): Promise<void> {
+    const starts = this.starts([...topics, BROADCAST_TOPIC], lastEventId);
+    await this.feed.add(starts, () => {
+      if (this.ended) return;
+      this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }));
+      for (const { topic, reason } of refused) this.output.notice({ event: EVENTS.error, data: reason, topic });
+    });
+  }
+
+  /** Subscribes more topics (WebSocket), resuming them after `lastEventId` when given. */
+  async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined): Promise<void> {
+    this.ref = ref;
+    try {
+      await this.feed.add(this.starts(topics, lastEventId));
+    } finally {
+      this.ref = undefined;
+    }
+  }
+
+  unsubscribe(topics: readonly string[]): void {
+    for (const topic of topics) this.feed.remove(topic);
+  }
+
+  /** Writes a reply or notice (unless the session has ended). */
+  notice(notice: Notice): void {
+    if (!this.ended) this.output.notice(notice);
+  }
+
+  deliver(envelope: Envelope): void {
+    if (this.ended) return;
+    this.output.message(envelope, this.context.ordering === 'per-topic' ? this.resumeId() : undefined);
+  }
+
+  /**
+   * A reset names the topics that may have missed messages; broadcasts (`*`) are named only when
+   * they alone are concerned, since every connection holds them.
+   */
+  gap(topics: readonly string[], reason: string): void {
+    if (this.ended) return;
+    const named = topics.length > 1 ? topics.filter((topic) => topic !== BROADCAST_TOPIC) : topics;
+    this.output.notice(resetNotice(named, reason, this.ref));
+  }
+
+  whenWritable(): Promise<void> | undefined {
+    return this.ended ? undefined : this.writer.whenWritable();
+  }
+
+  /**
+   * The id that resumes this connection where it stands now: the newest position (ids ordered
+   * across topics), or a cursor of every topic's own position (ids ordered per topic).
+   */
+  resumeId(): string {
+    if (this.context.ordering === 'per-topic') {
+      const entries: Array<[string, Position]> = [];
+      for (const [topic, position] of this.feed.positions()) if (position) entries.push([topicHash(topic), position]);
+      return formatCursor(entries);
+    }
+    let newest: Position | undefined;
+    for (const [, position] of this.feed.positions()) {
+      if (position && (!newest || comparePositions(position, newest) > 0)) newest = position;
+    }
+    return formatPosition(newest ?? { ms: 0, seq: 0 });
+  }
+
+  /** The server ends the connection: no more frames, the transport closes it. */
+  end(reason: SessionEndReason): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.feed.close();
+    this.output.end(reason);
+  }
+
+  /** The connection is gone, however it ended: releases everything, once. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.ended = true;
+    this.feed.close();
+    this.slot.release();
+    this.context.closed(this);
+  }
+
+  private overflow(): void {
+    if (this.ended) return;
+    this.context.slowConsumer(this.transport, this.address);
+    this.end('slow');
+  }
+
+  /**
+   * Where each topic starts, from the client's id: checked against the grammar first, and never
+   * trusted further than it can be (a plain position cannot place topics that order their own
+   * ids; a cursor without a topic's entry cannot place that topic).
+   */
+  private starts(topics: readonly string[], lastEventId: string | undefined): TopicStart[] {
+    if (lastEventId === undefined) return topics.map((topic) => ({ topic }));
+    const id = parseResumeId(lastEventId);
+    const unknown = topics.map((topic) => ({ topic, resetReason: MESSAGES.resetUnknownId }));
+    if (!id) return unknown;
+    if (id.kind === 'position') {
+      return this.context.ordering === 'total' ? topics.map((topic) => ({ topic, after: id.position })) : unknown;
+    }
+    if (this.context.ordering === 'total') return unknown;
+    const hashes = topics.map((topic) => topicHash(topic));
+    return topics.map((topic, i) => {
+      const hash = hashes[i]!;
+      const after = id.positions.get(hash);
+      const ambiguous = hashes.indexOf(hash) !== i || hashes.lastIndexOf(hash) !== i;
+      return after && !ambiguous ? { topic, after } : { topic, resetReason: MESSAGES.resetCursorIncomplete };
+    });
+  }
+}

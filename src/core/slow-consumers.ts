@@ -1,0 +1,46 @@
+import type { LoggerService } from '@nestjs/common';
+import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import { MESSAGES } from '../pushlet.messages.js';
+
+/** How long one report of slow consumers gathers them. */
+const REPORT_WINDOW_MS = 1_000;
+
+/**
+ * Counts clients disconnected for reading too slowly and logs them: the first of a burst at once,
+ * the rest of the burst in one line with its count when the window closes, without waiting for a
+ * later event. At most two lines a second however many clients fall behind.
+ */
+export class SlowConsumerReporter {
+  private total = 0;
+  private pending: Map<PushletTransport, number> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly logger: LoggerService) {}
+
+  get count(): number {
+    return this.total;
+  }
+
+  report(transport: PushletTransport, address: string | undefined): void {
+    this.total += 1;
+    if (this.pending) {
+      this.pending.set(transport, (this.pending.get(transport) ?? 0) + 1);
+      return;
+    }
+    this.logger.warn(`disconnected a slow ${transport} client ${address ?? ''}: ${MESSAGES.slowConsumer}`);
+    this.pending = new Map();
+    this.timer = setTimeout(() => this.flush(), REPORT_WINDOW_MS);
+    this.timer.unref();
+  }
+
+  /** Logs what the current window gathered (also at shutdown). */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const pending = this.pending;
+    this.pending = undefined;
+    if (!pending || pending.size === 0) return;
+    const parts = [...pending].map(([transport, count]) => `${count} ${transport}`);
+    this.logger.warn(`disconnected ${parts.join(' and ')} more slow clients within ${REPORT_WINDOW_MS} ms: ${MESSAGES.slowConsumer}`);
+  }
+}

@@ -1,0 +1,92 @@
+import { type CommandRef } from './frames.js';
+import { PROTOCOL_TEXTS as TEXTS } from './texts.js';
+import { topicProblem } from './topics.js';
+
+/**
+ * Client-to-server commands over WebSocket, JSON in a text or binary frame (PROTOCOL.md):
+ * `{"action":"subscribe","topic":"a"}` or `{"action":"subscribe","topics":["a","b"]}`, either
+ * with `"lastEventId"` to resume; `{"action":"unsubscribe","topic":"a"}` (or `topics`);
+ * `{"action":"ping"}`. Any command may carry `"ref"`, echoed in its reply. Other fields are
+ * ignored; `null` counts as absent.
+ */
+export type Command =
+  | { readonly action: 'subscribe'; readonly topics: readonly string[]; readonly lastEventId?: string; readonly ref?: CommandRef }
+  | { readonly action: 'unsubscribe'; readonly topics: readonly string[]; readonly ref?: CommandRef }
+  | { readonly action: 'ping'; readonly ref?: CommandRef };
+
+/** Why a frame is not a valid command, with what could safely be read of it (for the error frame). */
+export interface CommandError {
+  readonly reason: string;
+  readonly topic?: string;
+  readonly ref?: CommandRef;
+}
+
+export type ParsedCommand = { readonly ok: true; readonly command: Command } | { readonly ok: false; readonly error: CommandError };
+
+/** Longest `ref` string echoed back. */
+export const MAX_REF_LENGTH = 64;
+/** Most topics one command may name (a whole resubscription fits). */
+export const MAX_TOPICS_PER_COMMAND = 1_000;
+
+type Fields = Record<string, unknown>;
+
+/** Reads one command. Never throws: anything wrong comes back as an error to answer with. */
+export function parseCommand(text: string): ParsedCommand {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return failed({ reason: TEXTS.commandNotJson });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return failed({ reason: TEXTS.commandNotObject });
+  const fields = value as Fields;
+  const ref = fields.ref ?? undefined;
+  if (ref !== undefined && !isRef(ref)) return failed({ reason: TEXTS.refType });
+  switch (fields.action) {
+    case 'ping':
+      return { ok: true, command: { action: 'ping', ref } };
+    case 'subscribe':
+    case 'unsubscribe':
+      return parseTopicCommand(fields.action, fields, ref);
+    default:
+      return failed({ reason: TEXTS.actionUnknown, ref });
+  }
+}
+
+function parseTopicCommand(action: 'subscribe' | 'unsubscribe', fields: Fields, ref: CommandRef | undefined): ParsedCommand {
+  const single = fields.topic ?? undefined;
+  const many = fields.topics ?? undefined;
+  if (single !== undefined && many !== undefined) return failed({ reason: TEXTS.topicAndTopics, ref });
+  let topics: string[];
+  if (many !== undefined) {
+    if (!Array.isArray(many) || many.length === 0 || many.length > MAX_TOPICS_PER_COMMAND) return failed({ reason: TEXTS.topicsType, ref });
+    for (const topic of many) {
+      const problem = topicProblem(topic);
+      if (problem) return failed({ reason: problem, topic: echoable(topic), ref });
+    }
+    topics = [...new Set(many as string[])];
+  } else {
+    const problem = topicProblem(single);
+    if (problem) return failed({ reason: problem, topic: echoable(single), ref });
+    topics = [single as string];
+  }
+  if (action === 'unsubscribe') return { ok: true, command: { action, topics, ref } };
+  const lastEventId = fields.lastEventId ?? undefined;
+  if (lastEventId !== undefined && typeof lastEventId !== 'string') {
+    return failed({ reason: TEXTS.lastEventIdType, topic: topics.length === 1 ? topics[0] : undefined, ref });
+  }
+  return { ok: true, command: { action, topics, lastEventId, ref } };
+}
+
+/** A topic from a bad command is named in the reply only if it is a short string (JSON-encoded there). */
+function echoable(topic: unknown): string | undefined {
+  return typeof topic === 'string' && topic.length <= 200 ? topic : undefined;
+}
+
+function isRef(value: unknown): value is CommandRef {
+  return (typeof value === 'string' && value.length <= MAX_REF_LENGTH) || (typeof value === 'number' && Number.isFinite(value));
+}
+
+function failed(error: CommandError): ParsedCommand {
+  return { ok: false, error };
+}

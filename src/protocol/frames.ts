@@ -1,0 +1,82 @@
+/** A message as clients receive it (PROTOCOL.md, "A message"). */
+export interface PushletMessage {
+  /** Opaque to clients; hand it back to resume after this message. */
+  readonly id: string;
+  /** The topic it was published to; `*` for `publishToAll`. */
+  readonly topic: string;
+  readonly event: string;
+  /** Strings as published; any other JSON value as its JSON text. */
+  readonly data: string;
+  /** Publication time, ISO 8601 in UTC. */
+  readonly timestamp: string;
+}
+
+/** The module's own control events. */
+export const EVENTS = {
+  connected: 'pushlet:connected',
+  subscribed: 'pushlet:subscribed',
+  unsubscribed: 'pushlet:unsubscribed',
+  pong: 'pushlet:pong',
+  error: 'pushlet:error',
+  reset: 'pushlet:reset',
+} as const;
+
+export type ControlEvent = (typeof EVENTS)[keyof typeof EVENTS];
+
+/** WebSocket close codes the server uses (RFC 6455 section 7.4.1). */
+export const CLOSE_CODES = {
+  /** Server shutdown. */
+  goingAway: 1001,
+  /** A text frame that is not UTF-8. */
+  invalidData: 1007,
+  /** Too many commands. */
+  policyViolation: 1008,
+  /** A frame over the size limit. */
+  tooBig: 1009,
+  /** The server failed while handling the connection; the client may resume. */
+  internalError: 1011,
+  /** A connection limit, or a client that reads too slowly; the client may resume later. */
+  tryAgainLater: 1013,
+} as const;
+
+/** Whatever the client put in a command's `ref`; echoed in the reply. */
+export type CommandRef = string | number;
+
+/**
+ * A reply or notice. On WebSocket it is a JSON object of the message's shape; `data` is always a
+ * string (JSON text where it carries a structure), so that clients with a `Data string` field
+ * (the Go client) read every frame.
+ */
+export interface Notice {
+  readonly event: ControlEvent;
+  readonly data: string;
+  readonly id?: string;
+  readonly topic?: string;
+  readonly ref?: CommandRef;
+}
+
+/** `data` of `pushlet:reset`: which topics may have missed messages, and why. */
+export interface ResetData {
+  readonly topics: readonly string[];
+  readonly reason: string;
+}
+
+/** `data` of `pushlet:connected`, `pushlet:subscribed` and `pushlet:unsubscribed`. */
+export interface TopicsData {
+  readonly topics: readonly string[];
+}
+
+/** The JSON text of a notice, keys in message order (`undefined` ones left out). */
+export function noticeJson({ id, topic, event, data, ref }: Notice, now: Date = new Date()): string {
+  return JSON.stringify({ id, topic, event, data, timestamp: now.toISOString(), ref });
+}
+
+export function resetNotice(topics: readonly string[], reason: string, ref?: CommandRef): Notice {
+  const data: ResetData = { topics, reason };
+  return { event: EVENTS.reset, data: JSON.stringify(data), ref };
+}
+
+export function topicsNotice(event: 'pushlet:connected' | 'pushlet:subscribed' | 'pushlet:unsubscribed', topics: readonly string[], extra: { id?: string; topic?: string; ref?: CommandRef } = {}): Notice {
+  const data: TopicsData = { topics };
+  return { event, data: JSON.stringify(data), ...extra };
+}

@@ -1,0 +1,28 @@
+/**
+ * The texts the wire contract itself produces (validation, command errors, reset reasons). The
+ * server's other texts live in `pushlet.messages.ts`, which includes these: one copy of each.
+ */
+export const PROTOCOL_TEXTS = {
+  topicType: 'topic must be a string',
+  topicLength: 'topic must be 1 to 200 characters long',
+  topicChars: 'topic must not contain whitespace or control characters',
+  topicReserved: 'topic must not start with "pushlet:"; that prefix is reserved for the module',
+  topicPattern: 'topic must not contain "*" or "#" when publishing; those characters are reserved for subscription patterns',
+  patternUnsupported: 'subscription patterns ("*" and "#") are reserved and not supported yet; subscribe to exact topics',
+  eventType: 'event must be a string',
+  eventLength: 'event must be 1 to 100 characters long',
+  eventChars: 'event must not contain CR, LF or NUL',
+  eventReserved: 'event names starting with "pushlet:" are the module\'s control events and cannot be published',
+  commandNotJson: 'a command must be JSON text',
+  commandNotObject: 'a command must be a JSON object such as {"action":"subscribe","topic":"a"}',
+  actionUnknown: 'action must be "subscribe", "unsubscribe" or "ping"',
+  refType: 'ref must be a string of at most 64 characters or a finite number',
+  lastEventIdType: 'lastEventId must be a string',
+  topicsType: 'topics must be a non-empty array of topic strings',
+  topicAndTopics: 'give either topic or topics, not both',
+  resetUnknownId: 'the last event id is not one this server handed out (malformed, unknown or from another deployment); delivery starts from now',
+  resetTooOld: 'messages after the last event id are no longer in the history window; what is left follows',
+  resetHistoryLost: 'the broker lost messages of this topic (e.g. Redis lost its data); some may have been missed',
+  resetHistoryUnavailable: 'the history could not be read just now; delivery starts from now',
+  resetCursorIncomplete: 'the last event id does not carry a position for this topic; delivery starts from now',
+} as const;

@@ -1,0 +1,39 @@
+import { PROTOCOL_TEXTS as TEXTS } from './texts.js';
+
+/** The pseudo-topic of messages sent with `publishToAll`. */
+export const BROADCAST_TOPIC = '*';
+/** Topic of SSE connections that name none. */
+export const DEFAULT_TOPIC = 'default';
+export const DEFAULT_EVENT = 'message';
+/** Prefix of the module's own control events; no topic or published event may start with it. */
+export const RESERVED_PREFIX = 'pushlet:';
+export const MAX_TOPIC_LENGTH = 200;
+export const MAX_EVENT_LENGTH = 100;
+// Whitespace (including Unicode spaces) and C0/C1 control characters.
+const BAD_TOPIC_CHARS = /[\s\p{Cc}]/u;
+const BAD_EVENT_CHARS = /[\r\n\0]/;
+
+/** Why `topic` cannot be subscribed to, or `undefined` when it can. */
+export function topicProblem(topic: unknown): string | undefined {
+  if (typeof topic !== 'string') return TEXTS.topicType;
+  if (topic.length < 1 || topic.length > MAX_TOPIC_LENGTH) return TEXTS.topicLength;
+  if (BAD_TOPIC_CHARS.test(topic)) return TEXTS.topicChars;
+  if (topic.startsWith(RESERVED_PREFIX)) return TEXTS.topicReserved;
+  if (topic.includes('*') || topic.includes('#')) return TEXTS.patternUnsupported;
+  return undefined;
+}
+
+/** Why `topic` cannot be published to, or `undefined` when it can. */
+export function publishTopicProblem(topic: unknown): string | undefined {
+  if (typeof topic === 'string' && (topic.includes('*') || topic.includes('#'))) return TEXTS.topicPattern;
+  return topicProblem(topic);
+}
+
+/** Why `event` cannot be published, or `undefined` when it can. */
+export function eventProblem(event: unknown): string | undefined {
+  if (typeof event !== 'string') return TEXTS.eventType;
+  if (event.length < 1 || event.length > MAX_EVENT_LENGTH) return TEXTS.eventLength;
+  if (BAD_EVENT_CHARS.test(event)) return TEXTS.eventChars;
+  if (event.startsWith(RESERVED_PREFIX)) return TEXTS.eventReserved;
+  return undefined;
+}
