@@ -1,12 +1,16 @@
 import type { IncomingMessage } from 'node:http';
 import { Module, type DynamicModule } from '@nestjs/common';
-import { PushletModule } from '../src/index.js';
+import { PushletModule, type PushletRedisOptions } from '../src/index.js';
 import { DemoController } from './demo.controller.js';
 import { SendController } from './send.controller.js';
 
 export interface SampleConfig {
   /** `redis://host:port` switches on distributed mode. */
   redisUrl?: string;
+  /** Seed nodes of a Redis Cluster: distributed mode on the cluster (instead of `redisUrl`). */
+  redisClusterNodes?: Array<{ host: string; port: number }>;
+  /** Prefix of the module's Redis keys and channels (default `pushlet:`). */
+  redisKeyPrefix?: string;
   heartbeatMs?: number;
   /** Token that unlocks `private/*` topics (default `demo-token`). */
   token?: string;
@@ -21,6 +25,15 @@ function hasToken(request: IncomingMessage, token: string): boolean {
   return request.headers['x-pushlet-token'] === token || fromQuery === token;
 }
 
+/** The module's `redis` option from the sample's config: a cluster, one server, or none (in memory). */
+function redisOption(config: SampleConfig): { redis?: PushletRedisOptions } {
+  const keyPrefix = config.redisKeyPrefix ? { keyPrefix: config.redisKeyPrefix } : {};
+  if (config.redisClusterNodes && config.redisClusterNodes.length > 0) {
+    return { redis: { cluster: { nodes: config.redisClusterNodes }, ...keyPrefix } };
+  }
+  return config.redisUrl ? { redis: { url: config.redisUrl, ...keyPrefix } } : {};
+}
+
 /** The sample app: the module used exactly as an application would use it. */
 @Module({})
 export class AppModule {
@@ -32,7 +45,7 @@ export class AppModule {
           heartbeatInterval: config.heartbeatMs ?? 30_000,
           authorize: ({ topic, request }) => !topic.startsWith('private/') || hasToken(request, config.token ?? 'demo-token'),
           // Distributed mode: every sample instance on the same Redis shares topics and history.
-          ...(config.redisUrl ? { redis: { url: config.redisUrl } } : {}),
+          ...redisOption(config),
         }),
       ],
       controllers: [DemoController, SendController],

@@ -1,7 +1,28 @@
 import { createSampleApp } from './app.js';
 
+/** `REDIS_CLUSTER_NODES="127.0.0.1:7000,127.0.0.1:7001"`: seed nodes of a Redis Cluster. */
+function clusterNodes(value: string | undefined): Array<{ host: string; port: number }> | undefined {
+  if (!value) return undefined;
+  return value
+    .split(',')
+    .map((node) => node.trim())
+    .filter((node) => node.length > 0)
+    .map((node) => {
+      const colon = node.lastIndexOf(':');
+      const port = Number(node.slice(colon + 1));
+      if (colon <= 0 || !Number.isInteger(port) || port <= 0) throw new Error(`REDIS_CLUSTER_NODES: "${node}" is not host:port`);
+      return { host: node.slice(0, colon), port };
+    });
+}
+
 const port = Number(process.env.PORT ?? 3000);
 const heartbeatMs = process.env.HEARTBEAT_MS ? Number(process.env.HEARTBEAT_MS) : undefined;
-const app = await createSampleApp({ redisUrl: process.env.REDIS_URL || undefined, heartbeatMs, token: process.env.PUSHLET_TOKEN || undefined });
+const app = await createSampleApp({
+  redisUrl: process.env.REDIS_URL || undefined,
+  redisClusterNodes: clusterNodes(process.env.REDIS_CLUSTER_NODES),
+  redisKeyPrefix: process.env.REDIS_KEY_PREFIX || undefined,
+  heartbeatMs,
+  token: process.env.PUSHLET_TOKEN || undefined,
+});
 await app.listen(port);
 console.log(`Pushlet sample on http://localhost:${port} (SSE /events, WebSocket /ws, publish /send, /broadcast)`);

@@ -18,6 +18,8 @@ export interface TestSubscriber {
   readonly transport: string;
   /** Messages in arrival order (no `pushlet:*` control events). */
   readonly messages: readonly SeenMessage[];
+  /** Every event, control events included (`pushlet:reset` data as sent), in arrival order. */
+  readonly timeline: readonly SeenMessage[];
   /** `pushlet:reset` notices received. */
   readonly resets: number;
   /** The id to resume from: the last message's, or the connection's start position. */
@@ -26,6 +28,8 @@ export interface TestSubscriber {
   waitForMessages(count: number, ms?: number): Promise<readonly SeenMessage[]>;
   /** Waits until `count` `pushlet:reset` notices have arrived. */
   waitForResets(count: number, ms?: number): Promise<void>;
+  /** Waits until `check` holds, checked whenever something arrives (bounded). */
+  waitUntil(check: () => boolean, ms: number, what: string): Promise<void>;
   /** Waits until a message satisfies `predicate`. */
   waitForMessage(predicate: (message: SeenMessage) => boolean, ms?: number, what?: string): Promise<SeenMessage>;
   close(): void;
@@ -51,6 +55,10 @@ class SseSubscriber implements TestSubscriber {
     return this.client.messages.map((e) => ({ id: e.id ?? '', event: e.event, data: e.data }));
   }
 
+  get timeline(): readonly SeenMessage[] {
+    return this.client.events.map((e) => ({ id: e.id ?? '', event: e.event, data: e.data }));
+  }
+
   get resets(): number {
     return this.client.events.filter((e) => e.event === 'pushlet:reset').length;
   }
@@ -66,6 +74,10 @@ class SseSubscriber implements TestSubscriber {
 
   async waitForResets(count: number, ms = 5_000): Promise<void> {
     await this.client.waitFor(() => this.resets >= count, ms, `${count} pushlet:reset`);
+  }
+
+  async waitUntil(check: () => boolean, ms: number, what: string): Promise<void> {
+    await this.client.waitFor(check, ms, what);
   }
 
   async waitForMessage(predicate: (message: SeenMessage) => boolean, ms = 5_000, what = 'a message'): Promise<SeenMessage> {
@@ -100,6 +112,10 @@ class WsSubscriber implements TestSubscriber {
     return this.client.messages.map((m) => ({ id: String(m.id), event: String(m.event), data: String(m.data) }));
   }
 
+  get timeline(): readonly SeenMessage[] {
+    return this.client.received.map((m) => ({ id: String(m.id ?? ''), event: String(m.event), data: String(m.data) }));
+  }
+
   get resets(): number {
     return this.client.events('pushlet:reset').length;
   }
@@ -116,6 +132,11 @@ class WsSubscriber implements TestSubscriber {
 
   async waitForResets(count: number, ms = 5_000): Promise<void> {
     await this.client.waitForEvents('pushlet:reset', count, ms);
+  }
+
+  async waitUntil(check: () => boolean, ms: number, what: string): Promise<void> {
+    // Every open connection has had its pushlet:connected frame, so `some` asks `check` at least once.
+    await this.client.waitFor(() => check(), ms, what);
   }
 
   async waitForMessage(predicate: (message: SeenMessage) => boolean, ms = 5_000, what = 'a message'): Promise<SeenMessage> {

@@ -1,0 +1,237 @@
+import type { ChaosClient, ClientRecord, ConnectionInfo } from './chaos-client.js';
+import type { Publisher } from './publisher.js';
+
+/** Redis history that was truly lost: a server (or a cluster master) killed and restarted empty. */
+export interface HistoryLoss {
+  readonly what: string;
+  /** Topics whose history lived there. */
+  readonly topics: ReadonlySet<string>;
+  readonly killedAt: number;
+  /** When it answered again (Infinity while it has not). */
+  restartedAt: number;
+}
+
+/** A stretch of the run with one kind of fault, for telling where a reset was seen. */
+export interface Phase {
+  readonly name: string;
+  readonly from: number;
+  to: number;
+}
+
+export type FindingKind = 'duplicate' | 'out-of-order' | 'order-disagreement' | 'silent-gap' | 'unjustified-reset' | 'not-caught-up' | 'odd-frame';
+
+export interface Finding {
+  readonly kind: FindingKind;
+  readonly text: string;
+  /** The transport of the client it concerns (none for a disagreement between clients). */
+  readonly transport?: string;
+}
+
+export interface Verdict {
+  readonly findings: Finding[];
+  readonly counts: Record<FindingKind, number>;
+  readonly deliveries: number;
+  readonly resets: number;
+  readonly resetsByPhase: Record<string, number>;
+  readonly resetsByTransport: Record<string, number>;
+  readonly reconnects: number;
+}
+
+type MessageRecord = Extract<ClientRecord, { kind: 'message' }>;
+type ResetRecord = Extract<ClientRecord, { kind: 'reset' }>;
+
+/**
+ * Checks what every client received against what was published: per client and topic, no seq
+ * twice, no acknowledged seq after a later one, no acknowledged seq missing without a
+ * `pushlet:reset` naming the topic in between, every client caught up with the last acknowledged
+ * seq, and no reset where no history was lost.
+ */
+export function judge(
+  clients: readonly ChaosClient[],
+  publisher: Publisher,
+  losses: readonly HistoryLoss[],
+  phases: readonly Phase[],
+): Verdict {
+  const findings: Finding[] = [];
+  let transport: string | undefined;
+  const add = (kind: FindingKind, text: string) => findings.push({ kind, text, transport });
+  const phaseAt = (at: number) => phases.find((p) => at >= p.from && at < p.to)?.name ?? (at < (phases[0]?.from ?? 0) ? 'start' : 'settle');
+  let deliveries = 0;
+  let resets = 0;
+  const resetsByPhase: Record<string, number> = {};
+  const resetsByTransport: Record<string, number> = { sse: 0, ws: 0 };
+
+  for (const client of clients) {
+    transport = client.transport;
+    const who = `${client.name} (${client.transport}, topics ${client.topics.join(',')})`;
+    const firstConnected = client.records.find((r) => r.kind === 'connected')?.at ?? Infinity;
+    for (const record of client.records) {
+      if (record.kind === 'message') deliveries += 1;
+      if (record.kind === 'odd') add('odd-frame', `${who} conn ${record.conn}: ${record.what}`);
+      if (record.kind !== 'reset') continue;
+      resets += 1;
+      resetsByTransport[client.transport] = (resetsByTransport[client.transport] ?? 0) + 1;
+      const phase = phaseAt(record.at);
+      resetsByPhase[phase] = (resetsByPhase[phase] ?? 0) + 1;
+      const info = client.connections.get(record.conn);
+      const named = record.topics.filter((t) => client.topics.includes(t));
+      const unjustified = (named.length > 0 ? named : ['(none of its topics)']).filter(
+        (topic) => !justified(record, topic === '(none of its topics)' ? undefined : topic, info, losses),
+      );
+      if (unjustified.length > 0) {
+        add(
+          'unjustified-reset',
+          `${who}: pushlet:reset for ${unjustified.join(',')} (named ${JSON.stringify(record.topics)}, "${record.reason}") in phase "${phase}" ` +
+            `on conn ${record.conn} to ${info?.instance ?? '?'} (resumed from ${info?.resumeId ?? 'nothing'}), but no history of it was lost before that`,
+        );
+      }
+    }
+    for (const topic of client.topics) judgeTopic(client, who, topic, firstConnected, publisher, add);
+  }
+  transport = undefined;
+  judgeAgreement(clients, publisher, add);
+
+  const counts = Object.fromEntries(
+    (['duplicate', 'out-of-order', 'order-disagreement', 'silent-gap', 'unjustified-reset', 'not-caught-up', 'odd-frame'] as const).map((k) => [k, 0]),
+  ) as Record<FindingKind, number>;
+  for (const f of findings) counts[f.kind] += 1;
+  const reconnects = clients.reduce((sum, c) => sum + Math.max(0, c.connections.size - 1), 0);
+  return { findings, counts, deliveries, resets, resetsByPhase, resetsByTransport, reconnects };
+}
+
+/**
+ * A reset of `topic` is justified when its history was lost (killed at or before the reset) and
+ * the connection's starting point predates the restart: it resumed from an id obtained before,
+ * or it was opened before and lived through the loss.
+ */
+function justified(record: ResetRecord, topic: string | undefined, info: ConnectionInfo | undefined, losses: readonly HistoryLoss[]): boolean {
+  if (!info) return false;
+  return losses.some((loss) => (topic === undefined || loss.topics.has(topic)) && loss.killedAt <= record.at && info.baseline < loss.restartedAt);
+}
+
+function judgeTopic(
+  client: ChaosClient,
+  who: string,
+  topic: string,
+  firstConnected: number,
+  publisher: Publisher,
+  add: (kind: FindingKind, text: string) => void,
+): void {
+  const publications = publisher.publications.get(topic) ?? [];
+  const acknowledged = (seq: number) => publisher.of(topic, seq)?.fate === 'acknowledged';
+  const messages = client.records.filter((r): r is MessageRecord => r.kind === 'message' && r.topic === topic);
+  const everReceived = new Set(messages.map((m) => m.seq));
+  // The first publication sent after the client was first connected must reach it.
+  const expectedFrom = publications.find((p) => p.startedAt > firstConnected)?.seq ?? publications.length + 1;
+  const lost = (from: number, to: number) => {
+    const missing: number[] = [];
+    for (let seq = Math.max(1, from); seq <= to; seq++) if (acknowledged(seq) && !everReceived.has(seq)) missing.push(seq);
+    return missing;
+  };
+  const where = (m: MessageRecord | undefined) => {
+    if (!m) return 'the start';
+    const info = client.connections.get(m.conn);
+    return `seq ${m.seq} (conn ${m.conn} on ${info?.instance ?? '?'}, id ${m.id ?? '-'})`;
+  };
+
+  const seen = new Set<number>();
+  let highest: MessageRecord | undefined;
+  let resetSinceHighest = false;
+  for (const record of client.records) {
+    if (record.kind === 'reset' && record.topics.includes(topic)) resetSinceHighest = true;
+    if (record.kind !== 'message' || record.topic !== topic) continue;
+    const seq = record.seq;
+    if (seen.has(seq)) {
+      add('duplicate', `${who} topic ${topic}: seq ${seq} again on conn ${record.conn} (${connText(client, record.conn)}) after ${where(highest)}`);
+      continue;
+    }
+    seen.add(seq);
+    if (highest && seq < highest.seq) {
+      // Only an acknowledged seq has a defined place: it was answered before any later one was sent.
+      if (acknowledged(seq)) {
+        add('out-of-order', `${who} topic ${topic}: acknowledged seq ${seq} arrived on conn ${record.conn} (${connText(client, record.conn)}) after ${where(highest)}`);
+      }
+      continue;
+    }
+    const missing = highest ? lost(highest.seq + 1, seq - 1) : lost(expectedFrom, seq - 1);
+    if (missing.length > 0 && !resetSinceHighest) {
+      add(
+        'silent-gap',
+        `${who} topic ${topic}: after ${where(highest)} came ${where(record)}${conResume(client, record)}; ` +
+          `acknowledged ${ranges(missing)} never arrived and no pushlet:reset named ${topic} in between`,
+      );
+    }
+    highest = record;
+    resetSinceHighest = false;
+  }
+  const last = publisher.lastAcknowledged(topic);
+  const tail = lost(highest ? highest.seq + 1 : expectedFrom, last);
+  if (tail.length > 0) {
+    const kind = resetSinceHighest ? 'not-caught-up' : 'silent-gap';
+    add(
+      kind,
+      `${who} topic ${topic}: last got ${where(highest)}; acknowledged ${ranges(tail)} (up to the last acknowledged ${last}) never arrived` +
+        (resetSinceHighest ? ' (a pushlet:reset came after it)' : ' and no pushlet:reset named the topic'),
+    );
+  }
+}
+
+/**
+ * Publications whose fate is unknown have no place the publisher can vouch for, but every client
+ * must see them where Redis put them, so in the same place relative to every other message.
+ */
+function judgeAgreement(clients: readonly ChaosClient[], publisher: Publisher, add: (kind: FindingKind, text: string) => void): void {
+  for (const [topic, publications] of publisher.publications) {
+    const orders: Array<{ client: ChaosClient; position: Map<number, number> }> = [];
+    for (const client of clients) {
+      if (!client.topics.includes(topic)) continue;
+      const position = new Map<number, number>();
+      for (const r of client.records) if (r.kind === 'message' && r.topic === topic && !position.has(r.seq)) position.set(r.seq, position.size);
+      orders.push({ client, position });
+    }
+    for (const u of publications) {
+      if (u.fate !== 'unknown') continue;
+      const holders = orders.filter((o) => o.position.has(u.seq));
+      if (holders.length < 2) continue;
+      const reference = holders[0]!;
+      let reported = false;
+      for (const other of holders.slice(1)) {
+        for (const [seq, at] of reference.position) {
+          if (seq === u.seq || !other.position.has(seq)) continue;
+          const before = at < reference.position.get(u.seq)!;
+          const otherBefore = other.position.get(seq)! < other.position.get(u.seq)!;
+          if (before !== otherBefore && !reported) {
+            reported = true;
+            add(
+              'order-disagreement',
+              `topic ${topic}: ${reference.client.name} saw seq ${seq} ${before ? 'before' : 'after'} seq ${u.seq} (fate unknown), ${other.client.name} saw it ${otherBefore ? 'before' : 'after'}`,
+            );
+          }
+        }
+      }
+    }
+  }
+}
+
+function connText(client: ChaosClient, conn: number): string {
+  const info = client.connections.get(conn);
+  return info ? `on ${info.instance}, resumed from ${info.resumeId ?? 'nothing'}` : '?';
+}
+
+function conResume(client: ChaosClient, record: MessageRecord): string {
+  const info = client.connections.get(record.conn);
+  return info?.resumeId ? ` [conn ${record.conn} resumed from ${info.resumeId}]` : '';
+}
+
+/** `3-5,9` */
+export function ranges(seqs: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < seqs.length; ) {
+    let j = i;
+    while (j + 1 < seqs.length && seqs[j + 1] === seqs[j]! + 1) j++;
+    parts.push(i === j ? String(seqs[i]) : `${seqs[i]}-${seqs[j]}`);
+    i = j + 1;
+  }
+  const text = parts.join(',');
+  return `seq ${text.length > 120 ? text.slice(0, 120) + '…' : text} (${seqs.length})`;
+}

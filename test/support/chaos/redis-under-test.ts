@@ -1,0 +1,87 @@
+import { performance } from 'node:perf_hooks';
+import { RedisCluster, RedisServer } from '../redis.js';
+import { eventually } from '../wait.js';
+import type { HistoryLoss } from './ledger.js';
+
+/** The Redis deployment the instances share, and the one fault it suffers: losing its data. */
+export interface RedisUnderTest {
+  readonly kind: 'single' | 'cluster';
+  /** Environment that points a sample instance at it. */
+  readonly env: Record<string, string>;
+  /** `count` topic names; on a cluster, spread evenly over the masters. */
+  chooseTopics(count: number): Promise<string[]>;
+  /**
+   * SIGKILLs a server (on a cluster, the next master in turn), keeps it down for `downMs`,
+   * restarts it empty and waits until it serves again. `loss` is filled in as it happens, so that
+   * resets seen during the outage can be judged.
+   */
+  loseHistory(downMs: number, onLoss: (loss: HistoryLoss) => void): Promise<HistoryLoss>;
+  stop(): Promise<void>;
+}
+
+export const KEY_PREFIX = 'chaos:';
+
+export async function singleRedis(): Promise<RedisUnderTest> {
+  const server = await RedisServer.start();
+  let topics: string[] = [];
+  return {
+    kind: 'single',
+    env: { REDIS_URL: server.url, REDIS_KEY_PREFIX: KEY_PREFIX },
+    async chooseTopics(count) {
+      topics = Array.from({ length: count }, (_, i) => `t${i}`);
+      return topics;
+    },
+    async loseHistory(downMs, onLoss) {
+      const loss: HistoryLoss = { what: `redis-server :${server.port}`, topics: new Set(topics), killedAt: performance.now(), restartedAt: Infinity };
+      onLoss(loss);
+      await server.kill();
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      await server.restart();
+      loss.restartedAt = performance.now();
+      return loss;
+    },
+    stop: () => server.stop(),
+  };
+}
+
+export async function clusterRedis(): Promise<RedisUnderTest> {
+  const cluster = await RedisCluster.start();
+  const topicsOf = new Map<number, string[]>();
+  let victim = 0;
+  return {
+    kind: 'cluster',
+    env: { REDIS_CLUSTER_NODES: cluster.nodes.map((n) => `${n.host}:${n.port}`).join(','), REDIS_KEY_PREFIX: KEY_PREFIX },
+    async chooseTopics(count) {
+      const perMaster = Math.ceil(count / cluster.servers.length);
+      const chosen: string[] = [];
+      for (let k = 0; chosen.length < count && k < 1_000; k++) {
+        const topic = `t${k}`;
+        const port = await cluster.masterOfSlot(await cluster.keySlot(`${KEY_PREFIX}s:{${topic}}`));
+        const list = topicsOf.get(port) ?? [];
+        if (list.length >= perMaster) continue;
+        list.push(topic);
+        topicsOf.set(port, list);
+        chosen.push(topic);
+      }
+      return chosen;
+    },
+    async loseHistory(downMs, onLoss) {
+      const server = cluster.servers[victim % cluster.servers.length]!;
+      victim += 1;
+      const loss: HistoryLoss = {
+        what: `cluster master :${server.port}`,
+        topics: new Set(topicsOf.get(server.port) ?? []),
+        killedAt: performance.now(),
+        restartedAt: Infinity,
+      };
+      onLoss(loss);
+      await server.kill();
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      await server.restart();
+      loss.restartedAt = performance.now();
+      await eventually(() => cluster.stateOk(), 20_000, 'cluster_state:ok after restarting a master');
+      return loss;
+    },
+    stop: () => cluster.stop(),
+  };
+}
