@@ -18,7 +18,7 @@ export type {
   PushletWsOptions,
   ResolvedPushletOptions,
 } from './interfaces/pushlet-options.interface.js';
-export { PushletError, PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
+export { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
 export { Envelope } from './core/envelope.js';
 export { MemoryBroker } from './core/memory-broker.js';
 export { RedisBroker, type RedisBrokerStats } from './cluster/redis-broker.js';

@@ -21,6 +21,8 @@ import { MESSAGES } from './pushlet.messages.js';
 
 /** How long `app.close()` waits for the broker to stop before giving up on it. */
 const BROKER_STOP_MS = 5_000;
+/** Event-loop turns Nest takes to finish the response of a completed `@Sse()` stream. */
+const RESPONSE_END_TURNS = 3;
 const NO_SLOT: ConnectionSlot = { release: () => undefined };
 
 /**
@@ -70,10 +72,17 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     this.heartbeat.start();
   }
 
-  /** Ends every session still open (the transports end theirs first, each its own way). */
-  beforeApplicationShutdown(): void {
-    for (const session of [...this.sessions]) session.end('shutdown');
+  /**
+   * Ends every session still open (the transports end theirs first, each its own way). Streams of
+   * `stream()` routes end through Nest, which finishes their responses a few turns later: those
+   * turns pass here, so that the HTTP server finds their connections idle when it closes.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    const open = [...this.sessions];
+    for (const session of open) session.end('shutdown');
     this.slowConsumers.flush();
+    if (open.length === 0) return;
+    for (let turn = 0; turn < RESPONSE_END_TURNS; turn++) await new Promise((resolve) => setImmediate(resolve));
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -22,6 +22,7 @@ export const MESSAGES = {
   redisClient: 'redis.client must be an ioredis Redis or Cluster instance',
   redisUrl: (url: string) => `redis.url must be a redis:// or rediss:// URL, got "${url}"`,
   redisNotConnected: 'Redis is not connected; history cannot be read right now',
+  historyUnavailable: 'the message history cannot be read right now; reconnect with the same last event id shortly',
   redisTimeout: (what: string, ms: number) => `Redis did not answer ${what} within ${ms} ms`,
   redisPublishFailed: (reason: string) => `Redis refused the publication: ${reason}`,
   redisQueueFull: (max: number) => `${max} publications are already waiting for Redis (redis.maxQueued); try again once Redis is back`,

@@ -10,7 +10,7 @@ import { Observable } from 'rxjs';
 import { EventEmitter } from 'node:events';
 import type { WriteQueue } from './core/bounded-writer.js';
 import type { Session, SessionOutput } from './core/session.js';
-import { PushletError, PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
+import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
 import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT, DEFAULT_TOPIC } from './core/topic.js';
 import type { PushletMessage } from './interfaces/message.interface.js';
 import type { PushletStats } from './interfaces/stats.interface.js';
@@ -179,6 +179,7 @@ const UNBOUNDED: WriteQueue = { queuedBytes: () => 0, drainSource: new EventEmit
 
 /** Maps the module's errors onto Nest's HTTP exceptions; anything else passes through. */
 export function toHttpException(error: unknown): unknown {
+  if (error instanceof PushletUnavailableError) return new ServiceUnavailableException(error.message);
   if (!(error instanceof PushletError)) return error;
   if (error instanceof PushletValidationError) return new BadRequestException(error.message);
   if (error instanceof PushletForbiddenError) return new ForbiddenException(error.message);

@@ -29,6 +29,11 @@ const CLOCK_SKEW_MARGIN_MS = 10_000;
 interface TopicState {
   /** Newest position delivered here (or known to be current); recovery reads history after it. */
   readonly position: TopicPosition;
+  /**
+   * The position came from Redis (a message, a position read, a recovery), not from an estimate:
+   * only then may a connection start from it while Redis cannot be asked.
+   */
+  confirmed: boolean;
 }
 
 /** A snapshot of a Redis broker's link and counters (for tests, benchmarks and health checks). */
@@ -143,7 +148,7 @@ export class RedisBroker implements PushletBroker {
 
   async start(handler: BrokerEventHandler): Promise<void> {
     this.handler = handler;
-    this.topics.set(BROADCAST_TOPIC, { position: new TopicPosition(this.fallbackPosition()) });
+    this.topics.set(BROADCAST_TOPIC, { position: new TopicPosition(this.fallbackPosition()), confirmed: false });
     try {
       await withTimeout(this.connections.connect(), this.options.connectTimeoutMs, 'the connection');
       this.link.to('recovering');
@@ -176,13 +181,14 @@ export class RedisBroker implements PushletBroker {
     if (this.topics.has(topic)) return;
     const ready = this.link.state === 'ready';
     // Not ready: recovery subscribes it and reads what it missed after a safe start.
-    const state: TopicState = { position: new TopicPosition(ready ? undefined : this.fallbackPosition()) };
+    const state: TopicState = { position: new TopicPosition(ready ? undefined : this.fallbackPosition()), confirmed: false };
     this.topics.set(topic, state);
     if (!ready) return;
     try {
       await this.onSubscriber(this.connections.subscribe([this.keys.channel(topic)]), 'a subscription');
       const [position] = await this.onCommand(this.history.positions([topic]), 'a position');
       if (position && (!state.position.last || compareIds(position, state.position.last) > 0)) state.position.last = position;
+      state.confirmed = true;
     } catch {
       // Not subscribed for sure: recover (which subscribes again and reads what was missed).
       this.lost();
@@ -212,13 +218,18 @@ export class RedisBroker implements PushletBroker {
    */
   private replayWhileDown(requests: readonly ReplayRequest[]): ReplayResult {
     for (const { topic, after } of requests) {
-      const last = this.topics.get(topic)?.position.last;
-      if (!last || compareIds(after, last) < 0) throw new PushletRedisError(MESSAGES.redisNotConnected);
+      const state = this.topics.get(topic);
+      const last = state?.position.last;
+      if (!state || !last) throw new PushletRedisError(MESSAGES.redisNotConnected);
+      if (compareIds(after, last) >= 0) continue;
+      // An estimate may move back: recovery then reads from earlier, which only adds older messages.
+      if (!state.confirmed) state.position.last = after;
+      else throw new PushletRedisError(MESSAGES.redisNotConnected);
     }
     return { envelopes: [], incomplete: [], unknown: [] };
   }
 
-  async positions(topics: readonly string[]): Promise<ParsedId[]> {
+  async positions(topics: readonly string[], estimate = false): Promise<ParsedId[]> {
     if (this.link.state === 'ready') {
       try {
         const positions = await this.onCommand(this.history.positions(topics), 'a position');
@@ -228,8 +239,14 @@ export class RedisBroker implements PushletBroker {
         // What this instance knows is still a safe start (see below).
       }
     }
-    // Every message after the newest position delivered here will be delivered here: a safe start.
-    return topics.map((topic) => this.topics.get(topic)?.position.last ?? this.fallbackPosition());
+    // Every message after the newest position delivered here will be delivered here: an exact
+    // start, if that position came from Redis. Otherwise there is none to give now.
+    return topics.map((topic) => {
+      const state = this.topics.get(topic);
+      if (state?.position.last && (state.confirmed || estimate)) return state.position.last;
+      if (estimate) return this.fallbackPosition();
+      throw new PushletRedisError(MESSAGES.redisNotConnected);
+    });
   }
 
   async stop(): Promise<void> {
@@ -328,7 +345,7 @@ export class RedisBroker implements PushletBroker {
       if (!(replay.incomplete || replay.unknown) || !this.topics.has(replay.topic) || !this.everReady) continue;
       this.counts.resets += 1;
       if (this.outage) this.outage.resets += 1;
-      this.handler?.gap(replay.topic);
+      this.handler?.gap(replay.topic, replay.floor);
     }
     const held = this.held ?? new CatchUp<Received>();
     this.held = undefined;
@@ -347,7 +364,9 @@ export class RedisBroker implements PushletBroker {
     // Everything up to the read is delivered or announced lost: start from there next time.
     for (const replay of replays) {
       const state = this.topics.get(replay.topic);
-      if (state && (!state.position.last || compareIds(state.position.last, replay.readAt) < 0)) state.position.last = replay.readAt;
+      if (!state) continue;
+      if (!state.position.last || compareIds(state.position.last, replay.readAt) < 0) state.position.last = replay.readAt;
+      state.confirmed = true;
     }
   }
 
@@ -388,6 +407,7 @@ export class RedisBroker implements PushletBroker {
       return false;
     }
     this.noteSeen(envelope.position);
+    state.confirmed = true;
     this.counts.delivered += 1;
     this.handler?.message(envelope);
     return true;

@@ -21,6 +21,8 @@ export interface TopicReplay {
   readonly topic: string;
   /** Something after the position may be gone (trimmed, expired, lost with Redis's data). */
   readonly incomplete: boolean;
+  /** The position from which the topic's history is complete. */
+  readonly floor: ParsedId;
   /** The position is ahead of Redis's clock: not one Redis handed out. */
   readonly unknown: boolean;
   /** Messages after the position, oldest first. */
@@ -112,11 +114,13 @@ export class RedisHistory {
   private interpret(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, reply: ReplayReply): TopicReplay[] {
     const now = Number(reply[0]);
     return requests.map((request, i) => {
-      const [incomplete, entries] = reply[1 + i] as [number, Array<[string, string[]]>];
+      const [floorText, entries] = reply[1 + i] as [string, Array<[string, string[]]>];
+      const floor = parseId(floorText) ?? { ms: now, seq: 0 };
       const unknown = request.after.ms > now + FUTURE_TOLERANCE_MS;
       return {
         topic: request.topic,
-        incomplete: !unknown && incomplete === 1,
+        incomplete: !unknown && compareIds(request.after, floor) < 0,
+        floor,
         unknown,
         received: unknown ? [] : readEntries(entries),
         readAt: { ms: now, seq: 0 },
@@ -125,7 +129,7 @@ export class RedisHistory {
   }
 }
 
-type ReplayReply = [string, ...Array<[number, Array<[string, string[]]>]>];
+type ReplayReply = [string, ...Array<[string, Array<[string, string[]]>]>];
 
 function readPosition(reply: unknown): ParsedId {
   const position = parseId(String(reply));

@@ -142,13 +142,14 @@ return id
  * epoch hash. ARGV[1] n, ARGV[2] '1' on a Cluster, ARGV[3] history max age (ms), ARGV[4] the
  * markers' lifetime (ms), ARGV[5..n+4] the exclusive id to read after, per stream.
  *
- * History after an id is incomplete when the id is before: the horizon (single server: the epoch,
- * recreated at now when Redis lost it; Cluster: the topic's own, likewise), the `p` of the
- * stream's oldest entry, or, for a stream with no entries, the topic's last id. A topic whose
- * marker expired (idle for the marker's lifetime) is incomplete for ids older than that lifetime.
- * Expired entries are trimmed first, so nothing older than the max age is replayed.
+ * Per topic, the floor is the position from which its history is complete: the latest of the
+ * horizon (single server: the epoch, recreated at now when Redis lost it; Cluster: the topic's
+ * own, likewise), the `p` of the stream's oldest entry or, for a stream with no entries, the
+ * topic's last id (a topic whose marker expired, idle for the marker's lifetime, is complete only
+ * from that long ago). History after an id before the floor is incomplete. Expired entries are
+ * trimmed first, so nothing older than the max age is replayed.
  *
- * Returns { now, { incomplete (0/1), entries } per stream }; entries are `{ id, { field, value, ... } }`.
+ * Returns { now, { floor, entries } per stream }; entries are `{ id, { field, value, ... } }`.
  */
 export const REPLAY_SCRIPT = new RedisScript(
   'replay',
@@ -167,29 +168,35 @@ if not cluster then
   end
 end
 local out = { string.format('%d', now) }
+local function later(a, b)
+  if id_lt(a, b) then return b end
+  return a
+end
 for i = 1, n do
   local stream, meta, after = KEYS[i], KEYS[n + i], ARGV[4 + i]
-  local incomplete = horizon and id_lt(after, horizon)
+  local floor = horizon or format_id(0, 0)
   local marks = redis.call('HMGET', meta, 'l', 'h')
-  if cluster and not marks[2] then
-    marks[2] = format_id(now, 0)
-    redis.call('HSET', meta, 'h', marks[2])
+  if cluster then
+    if not marks[2] then
+      marks[2] = format_id(now, 0)
+      redis.call('HSET', meta, 'h', marks[2])
+    end
+    floor = later(floor, marks[2])
   end
-  if cluster and id_lt(after, marks[2]) then incomplete = true end
   redis.call('PEXPIRE', meta, meta_ttl)
   redis.call('XTRIM', stream, 'MINID', '=', cutoff)
   local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
   if first then
     local fields = first[2]
     for j = 1, #fields, 2 do
-      if fields[j] == 'p' and id_lt(after, fields[j + 1]) then incomplete = true end
+      if fields[j] == 'p' then floor = later(floor, fields[j + 1]) end
     end
   elseif marks[1] then
-    if id_lt(after, marks[1]) then incomplete = true end
-  elseif id_lt(after, format_id(now - meta_ttl, 0)) then
-    incomplete = true
+    floor = later(floor, marks[1])
+  else
+    floor = later(floor, format_id(now - meta_ttl, 0))
   end
-  out[#out + 1] = { incomplete and 1 or 0, redis.call('XRANGE', stream, '(' .. after, '+') }
+  out[#out + 1] = { floor, redis.call('XRANGE', stream, '(' .. after, '+') }
 end
 return out
 `,

@@ -14,3 +14,19 @@ export class PushletForbiddenError extends PushletError {}
 
 /** A connection refused by a limit. Answered 503 on HTTP, close 1013 on WebSocket. */
 export class PushletLimitError extends PushletError {}
+
+/**
+ * The broker cannot tell right now where a connection must start (its history or position cannot
+ * be read, e.g. while Redis is unreachable). Not the client's fault and not lasting: the
+ * connection is ended so that the client comes back with the same id (SSE: the stream ends;
+ * WebSocket: close 1013; `stream()`: 503), rather than starting it with a reset.
+ */
+export class PushletUnavailableError extends Error {
+  constructor(
+    message: string,
+    override readonly cause?: unknown,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}

@@ -1,7 +1,8 @@
 import type { PushletBroker, ReplayRequest } from '../interfaces/broker.interface.js';
-import type { Position } from '../protocol/ids.js';
+import { comparePositions, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
+import { PushletUnavailableError } from './errors.js';
 import type { Envelope } from './envelope.js';
 import type { ChannelListener, TopicRegistry } from './topic-registry.js';
 
@@ -38,8 +39,8 @@ class FeedTopic implements ChannelListener {
     this.feed.pass(this, envelope);
   }
 
-  gap(): void {
-    this.feed.lost(this);
+  gap(until?: Position): void {
+    this.feed.lost(this, until);
   }
 }
 
@@ -93,7 +94,10 @@ export class Feed {
     // A topic that starts from now starts from the broker's position read before subscribing:
     // everything published after the subscription was asked for is delivered.
     const freshTopics = wanted.filter((start) => !start.after || start.resetReason).map((start) => start.topic);
-    const freshPositions = freshTopics.length > 0 ? await this.broker.positions(freshTopics) : [];
+    // A client with no id at all may start from an estimate (older messages are no harm to it);
+    // one whose id was refused has seen messages and must start exactly.
+    const estimate = wanted.every((start) => !start.after && !start.resetReason);
+    const freshPositions = freshTopics.length > 0 ? await unavailableUnless(this.broker.positions(freshTopics, estimate)) : [];
     const from = new Map(freshTopics.map((topic, i) => [topic, freshPositions[i]!]));
     const added: Array<{ entry: FeedTopic; start: TopicStart; after: Position }> = [];
     // One catch-up for the topics added together: their held messages keep their arrival order.
@@ -112,7 +116,14 @@ export class Feed {
       for (const { entry } of added) this.remove(entry.topic);
       throw error;
     }
-    const { replayed, resets } = await this.catchUpFrom(added);
+    let caughtUp;
+    try {
+      caughtUp = await this.catchUpFrom(added);
+    } catch (error) {
+      for (const { entry } of added) this.remove(entry.topic);
+      throw error;
+    }
+    const { replayed, resets } = caughtUp;
     if (this.closed) return;
     announce?.();
     for (const [reason, topics] of resets) this.sink.gap(topics, reason);
@@ -142,9 +153,14 @@ export class Feed {
     this.sink.deliver(envelope);
   }
 
-  /** The broker may have lost messages of `entry`'s topic. */
-  lost(entry: FeedTopic): void {
-    if (!this.closed && this.entries.get(entry.topic) === entry) this.sink.gap([entry.topic], MESSAGES.resetHistoryLost);
+  /** The broker may have lost messages of `entry`'s topic (before `until`: a topic already past it lost nothing). */
+  lost(entry: FeedTopic, until?: Position): void {
+    if (this.closed || this.entries.get(entry.topic) !== entry) return;
+    const last = entry.position.last;
+    if (until && last && comparePositions(last, until) >= 0) return;
+    this.sink.gap([entry.topic], MESSAGES.resetHistoryLost);
+    // Announced: from here the topic is exact again, and the client's next id says so.
+    if (until) entry.position.last = until;
   }
 
   /**
@@ -162,23 +178,35 @@ export class Feed {
     for (const { start } of added) if (start.resetReason) say(start.resetReason, start.topic);
     const resumed = new Set(added.filter(({ start }) => start.after && !start.resetReason).map(({ start }) => start.topic));
     const requests: ReplayRequest[] = added.map(({ entry, after }) => ({ topic: entry.topic, after }));
-    let replayed: readonly Envelope[] = [];
-    let unknown = new Set<string>();
-    try {
-      const result = await this.broker.replay(requests);
-      replayed = result.envelopes;
-      unknown = new Set(result.unknown);
-      for (const topic of result.incomplete) if (resumed.has(topic)) say(MESSAGES.resetTooOld, topic);
-      for (const topic of unknown) say(MESSAGES.resetUnknownId, topic);
-    } catch {
-      // History unreachable: say so rather than leave a silent gap, and start from now.
-      unknown = new Set(requests.map((request) => request.topic));
-      for (const topic of unknown) say(MESSAGES.resetHistoryUnavailable, topic);
+    // History that cannot be read now is not a gap: the connection fails and comes back later.
+    const result = await unavailableUnless(this.broker.replay(requests));
+    // A position the history cannot continue from exactly (too old, lost, unknown) restarts the
+    // topic from now, after a reset: what is left of its history is not replayed, so that the
+    // client's next id is a good one (one behaviour for every kind of bad id).
+    const restart = new Set<string>();
+    for (const topic of result.incomplete) {
+      if (!resumed.has(topic)) continue;
+      say(MESSAGES.resetTooOld, topic);
+      restart.add(topic);
     }
-    const again = [...unknown];
-    const positions = again.length > 0 ? await this.broker.positions(again) : [];
-    const restart = new Map(again.map((topic, i) => [topic, positions[i]!]));
-    for (const { entry, after } of added) entry.position.last = restart.get(entry.topic) ?? after;
+    for (const topic of result.unknown) {
+      say(MESSAGES.resetUnknownId, topic);
+      restart.add(topic);
+    }
+    // Where one id places every topic, a topic restarted from now would carry the id past what
+    // the others have yet to replay (or hold it back for good): they all restart, and say so.
+    if (restart.size > 0 && this.broker.ordering === 'total') {
+      for (const topic of resumed) {
+        if (restart.has(topic)) continue;
+        say(MESSAGES.resetTooOld, topic);
+        restart.add(topic);
+      }
+    }
+    const again = [...restart];
+    const positions = again.length > 0 ? await unavailableUnless(this.broker.positions(again)) : [];
+    const restartAt = new Map(again.map((topic, i) => [topic, positions[i]!]));
+    for (const { entry, after } of added) entry.position.last = restartAt.get(entry.topic) ?? after;
+    const replayed = result.envelopes;
     return { replayed: replayed.filter((envelope) => !restart.has(envelope.topic)), resets };
   }
 
@@ -189,5 +217,14 @@ export class Feed {
     this.pass(entry, envelope);
     const writable = this.sink.whenWritable();
     if (writable) await writable;
+  }
+}
+
+/** A broker failure as a {@link PushletUnavailableError}. */
+async function unavailableUnless<T>(operation: Promise<T>): Promise<T> {
+  try {
+    return await operation;
+  } catch (error) {
+    throw new PushletUnavailableError(MESSAGES.historyUnavailable, error);
   }
 }

@@ -98,7 +98,7 @@ export class MemoryHistory {
   /**
    * Each request's messages after its position, merged in id order. A position ahead of every id
    * handed out is unknown; one behind the horizon, the age cutoff or an eviction of its topic is
-   * incomplete (what is left after it is still returned).
+   * incomplete.
    */
   replay(requests: readonly ReplayRequest[], now = Date.now()): ReplayResult {
     const cutoff = now - this.limits.maxAgeMs;

@@ -167,8 +167,10 @@ export class Session implements FeedSink {
   }
 
   /**
-   * The id that resumes this connection where it stands now: the newest position (ids ordered
-   * across topics), or a cursor of every topic's own position (ids ordered per topic).
+   * The id that resumes this connection where it stands now (sent with `pushlet:connected`): a
+   * cursor of every topic's own position (ids ordered per topic), or the oldest of the topics'
+   * positions (ids ordered across topics; a topic restarted from now must not carry the others
+   * past messages they have yet to replay).
    */
   resumeId(): string {
     if (this.context.ordering === 'per-topic') {
@@ -176,11 +178,11 @@ export class Session implements FeedSink {
       for (const [topic, position] of this.feed.positions()) if (position) entries.push([topicHash(topic), position]);
       return formatCursor(entries);
     }
-    let newest: Position | undefined;
+    let oldest: Position | undefined;
     for (const [, position] of this.feed.positions()) {
-      if (position && (!newest || comparePositions(position, newest) > 0)) newest = position;
+      if (position && (!oldest || comparePositions(position, oldest) < 0)) oldest = position;
     }
-    return formatPosition(newest ?? { ms: 0, seq: 0 });
+    return formatPosition(oldest ?? { ms: 0, seq: 0 });
   }
 
   /** The server ends the connection: no more frames, the transport closes it. */

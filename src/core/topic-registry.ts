@@ -1,13 +1,14 @@
 import { Subject } from 'rxjs';
 import type { BrokerEventHandler, PushletBroker } from '../interfaces/broker.interface.js';
+import type { Position } from '../protocol/ids.js';
 import type { Envelope } from './envelope.js';
 import { BROADCAST_TOPIC } from './topic.js';
 
 /** A local subscriber of a topic: a session's feed, called for every live message and gap. */
 export interface ChannelListener {
   receive(envelope: Envelope): void;
-  /** Messages of the topic may have been lost on this instance. */
-  gap(): void;
+  /** Messages of the topic (before `until`, when given) may have been lost on this instance. */
+  gap(until?: Position): void;
 }
 
 /** A topic's live stream while it has local subscribers. */
@@ -62,10 +63,10 @@ export class TopicRegistry implements BrokerEventHandler {
   };
 
   /** Tells the local subscribers of `topic` that messages may have been lost. */
-  readonly gap = (topic: string): void => {
+  readonly gap = (topic: string, until?: Position): void => {
     const channel = this.channelOf(topic);
     if (!channel) return;
-    for (const listener of [...channel.listeners]) listener.gap();
+    for (const listener of [...channel.listeners]) listener.gap(until);
   };
 
   private channelOf(topic: string): Channel | undefined {

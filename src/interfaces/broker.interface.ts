@@ -9,9 +9,10 @@ export interface BrokerEventHandler {
   message(envelope: Envelope): void;
   /**
    * Messages of `topic` may have been lost on this instance (e.g. Redis lost its data while this
-   * instance was cut off): its subscribers are told with `pushlet:reset`.
+   * instance was cut off): its subscribers are told with `pushlet:reset`. With `until`, only
+   * messages before that position are concerned: a subscriber already past it lost nothing.
    */
-  gap(topic: string): void;
+  gap(topic: string, until?: Position): void;
 }
 
 /** Where one topic's replay starts: every message of `topic` after `after`. */
@@ -66,9 +67,11 @@ export interface PushletBroker {
   /**
    * For each topic, a position at or before every message of it not yet delivered here, and
    * after every one already delivered. A new connection starts from these, so that if it drops
-   * before its first message, resuming from them still loses nothing.
+   * before its first message, resuming from them still loses nothing. With `estimate`, a broker
+   * that cannot tell exactly now (Redis unreachable) may answer an earlier position (which can
+   * only add older messages); without it, it rejects instead.
    */
-  positions(topics: readonly string[]): Promise<Position[]>;
+  positions(topics: readonly string[], estimate?: boolean): Promise<Position[]>;
   /** Stops delivering and releases connections. */
   stop(): Promise<void>;
 }

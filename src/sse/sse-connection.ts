@@ -74,6 +74,12 @@ export class SseConnection implements SessionOutput, WriteQueue {
     this.send(this.socket && this.chunked ? chunk : frame);
   }
 
+  /** Ends the stream before it started, asking the client to reconnect after `ms`. */
+  retryLater(ms: number): void {
+    this.write(Buffer.from(`retry: ${Math.round(ms)}\n\n`));
+    this.session.end('shutdown');
+  }
+
   end(reason: SessionEndReason): void {
     if (this.closed) return;
     this.closed = true;

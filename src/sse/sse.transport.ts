@@ -1,13 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { PushletError, PushletForbiddenError, PushletLimitError } from '../core/errors.js';
+import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
 import { DEFAULT_TOPIC } from '../core/topic.js';
 import { WriteBatch } from '../core/write-batch.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { SseConnection } from './sse-connection.js';
 import { heartbeatFrame, httpChunk, SSE_HEADERS } from './sse-encoder.js';
+
+/** How soon a client whose start could not be served is asked to come back (the SSE `retry:` field). */
+const RETRY_MS = 1_000;
 
 /** Express hands over Node's objects; Fastify wraps them (`raw`) and wants the reply hijacked. */
 interface AdapterRequest {
@@ -105,7 +108,13 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     request.socket.setKeepAlive(true);
     request.socket.setTimeout(0);
     connection.open(SSE_HEADERS);
-    await session.start(topics, lastEventId);
+    try {
+      await session.start(topics, lastEventId);
+    } catch (error) {
+      if (!(error instanceof PushletUnavailableError)) throw error;
+      // Nothing was sent yet: the client reconnects with the same Last-Event-ID (EventSource does).
+      connection.retryLater(RETRY_MS);
+    }
   }
 }
 

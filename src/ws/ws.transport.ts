@@ -2,7 +2,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ApplicationConfig, HttpAdapterHost } from '@nestjs/core';
 import type { RawData, WebSocket } from 'ws';
-import { PushletError, PushletLimitError } from '../core/errors.js';
+import { PushletError, PushletLimitError, PushletUnavailableError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
 import { WriteBatch } from '../core/write-batch.js';
 import { EVENTS, topicsNotice, type Command, type CommandRef } from '../protocol/index.js';
@@ -137,7 +137,17 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     const lastEventId = url.searchParams.get('lastEventId') ?? undefined;
     const session = connection.session;
     const { accepted, refused } = await session.admitEach(requested);
-    await session.start(accepted, lastEventId, refused);
+    await this.orRetryLater(connection, session.start(accepted, lastEventId, refused));
+  }
+
+  /** A start the broker cannot serve now closes with 1013: the client resumes later with the same id. */
+  private async orRetryLater(connection: WsConnection, work: Promise<void>): Promise<void> {
+    try {
+      await work;
+    } catch (error) {
+      if (!(error instanceof PushletUnavailableError)) throw error;
+      connection.close(CLOSE_CODES.tryAgainLater, MESSAGES.historyUnavailable);
+    }
   }
 
   private receive(connection: WsConnection, data: RawData): void {
@@ -148,7 +158,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
       connection.run(() => session.notice({ event: EVENTS.error, data: reason, topic, ref }));
       return;
     }
-    connection.run(() => this.execute(session, parsed.command));
+    connection.run(() => this.orRetryLater(connection, this.execute(session, parsed.command)));
   }
 
   /** Runs one command; the module's own errors are answered with a `pushlet:error` frame. */

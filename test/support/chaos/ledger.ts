@@ -74,9 +74,10 @@ export function judge(
       const phase = phaseAt(record.at);
       resetsByPhase[phase] = (resetsByPhase[phase] ?? 0) + 1;
       const info = client.connections.get(record.conn);
-      const named = record.topics.filter((t) => client.topics.includes(t));
+      // Every connection also holds broadcasts (`*`), which a reset may name.
+      const named = record.topics.filter((t) => client.topics.includes(t) || t === '*');
       const unjustified = (named.length > 0 ? named : ['(none of its topics)']).filter(
-        (topic) => !justified(record, topic === '(none of its topics)' ? undefined : topic, info, losses),
+        (topic) => !justified(record, topic === '(none of its topics)' ? undefined : topic, info, losses, client),
       );
       if (unjustified.length > 0) {
         add(
@@ -101,12 +102,32 @@ export function judge(
 
 /**
  * A reset of `topic` is justified when its history was lost (killed at or before the reset) and
- * the connection's starting point predates the restart: it resumed from an id obtained before,
- * or it was opened before and lived through the loss.
+ * what the client knew of the topic predates the restart: it resumed from an id obtained before,
+ * or the last message of the topic it got (or the last reset of it, or its first connection)
+ * came before. A resume id carries each
+ * topic's own position on a Cluster, so an id obtained after the restart can still hold an older
+ * position for a quiet topic (broadcasts, for one).
  */
-function justified(record: ResetRecord, topic: string | undefined, info: ConnectionInfo | undefined, losses: readonly HistoryLoss[]): boolean {
+function justified(
+  record: ResetRecord,
+  topic: string | undefined,
+  info: ConnectionInfo | undefined,
+  losses: readonly HistoryLoss[],
+  client: ChaosClient,
+): boolean {
   if (!info) return false;
-  return losses.some((loss) => (topic === undefined || loss.topics.has(topic)) && loss.killedAt <= record.at && info.baseline < loss.restartedAt);
+  const known = topic === undefined ? info.baseline : Math.min(info.baseline, topicBaseline(client, topic, record.at));
+  return losses.some((loss) => (topic === undefined || loss.topics.has(topic)) && loss.killedAt <= record.at && known < loss.restartedAt);
+}
+
+/** When the client last learned where `topic` stands, before `at`. */
+function topicBaseline(client: ChaosClient, topic: string, at: number): number {
+  let known = client.records.find((r) => r.kind === 'connected')?.at ?? 0;
+  for (const r of client.records) {
+    if (r.at >= at) break;
+    if ((r.kind === 'message' && r.topic === topic) || (r.kind === 'reset' && r.topics.includes(topic))) known = r.at;
+  }
+  return known;
 }
 
 function judgeTopic(

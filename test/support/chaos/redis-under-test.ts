@@ -32,7 +32,8 @@ export async function singleRedis(): Promise<RedisUnderTest> {
       return topics;
     },
     async loseHistory(downMs, onLoss) {
-      const loss: HistoryLoss = { what: `redis-server :${server.port}`, topics: new Set(topics), killedAt: performance.now(), restartedAt: Infinity };
+      // Broadcasts (`*`) have their history on the same server.
+      const loss: HistoryLoss = { what: `redis-server :${server.port}`, topics: new Set([...topics, '*']), killedAt: performance.now(), restartedAt: Infinity };
       onLoss(loss);
       await server.kill();
       await new Promise((resolve) => setTimeout(resolve, downMs));
@@ -68,9 +69,11 @@ export async function clusterRedis(): Promise<RedisUnderTest> {
     async loseHistory(downMs, onLoss) {
       const server = cluster.servers[victim % cluster.servers.length]!;
       victim += 1;
+      // Broadcasts (`*`) have a stream of their own, on one of the masters.
+      const broadcastPort = await cluster.masterOfSlot(await cluster.keySlot(`${KEY_PREFIX}s:{*}`));
       const loss: HistoryLoss = {
         what: `cluster master :${server.port}`,
-        topics: new Set(topicsOf.get(server.port) ?? []),
+        topics: new Set([...(topicsOf.get(server.port) ?? []), ...(broadcastPort === server.port ? ['*'] : [])]),
         killedAt: performance.now(),
         restartedAt: Infinity,
       };
