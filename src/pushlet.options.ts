@@ -3,21 +3,19 @@ import { DEFAULTS } from './pushlet.constants.js';
 import type { PushletModuleOptions, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { resolveRedisOptions } from './cluster/redis-options.js';
 import { MESSAGES } from './pushlet.messages.js';
-
-function positive(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) {
-    throw new RangeError(`Pushlet option ${name} must be a positive number, got ${String(value)}`);
-  }
-  return value;
-}
+import { positiveNumber as positive } from './pushlet.option-values.js';
 
 function routePath(path: string | undefined, fallback: string): string {
   const value = path ?? fallback;
   return value.startsWith('/') ? value : `/${value}`;
 }
 
-/** Fills in every default and rejects nonsense early, at start-up rather than at first use. */
+/**
+ * Fills in every default and rejects nonsense early, at start-up rather than at first use.
+ * Numeric options take numbers or numeric strings (values read from the environment), and a
+ * `redis` option that names no source (every one unset or empty) means no Redis, which is logged
+ * once through the configured logger.
+ */
 export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPushletOptions {
   const sse = options.sse === false ? false : { path: routePath(options.sse?.path, DEFAULTS.ssePath) };
   const ws =
@@ -31,16 +29,18 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
           allowedOrigins: options.ws?.allowedOrigins,
         };
   if (sse && ws && sse.path === ws.path) {
-    throw new RangeError(`Pushlet options sse.path and ws.path must differ (both are ${sse.path})`);
+    throw new RangeError(MESSAGES.pathsMustDiffer(sse.path));
   }
-  if (options.redis && options.broker) throw new RangeError(MESSAGES.redisWithBroker);
+  const logger = options.logger ?? new Logger('Pushlet');
+  const redis = options.redis ? resolveRedisOptions(options.redis) : undefined;
+  if (redis && options.broker) throw new RangeError(MESSAGES.redisWithBroker);
   const limits = options.limits ?? {};
   const history = options.history ?? {};
-  return {
+  const resolved: ResolvedPushletOptions = {
     heartbeatInterval: positive(options.heartbeatInterval, DEFAULTS.heartbeatInterval, 'heartbeatInterval'),
     sse,
     ws,
-    logger: options.logger ?? new Logger('Pushlet'),
+    logger,
     limits: {
       topicsPerConnection: positive(limits.topicsPerConnection, DEFAULTS.topicsPerConnection, 'limits.topicsPerConnection'),
       maxConnections: positive(limits.maxConnections, Infinity, 'limits.maxConnections'),
@@ -54,6 +54,8 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
     },
     authorize: options.authorize,
     broker: options.broker,
-    redis: options.redis ? resolveRedisOptions(options.redis) : undefined,
+    redis,
   };
+  if ('redis' in options && !redis) logger.warn(MESSAGES.redisNotConfigured);
+  return resolved;
 }

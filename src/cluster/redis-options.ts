@@ -1,5 +1,6 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { MESSAGES } from '../pushlet.messages.js';
+import { booleanOption, isUnset, nonNegativeInteger, positiveNumber } from '../pushlet.option-values.js';
 
 /** A Redis Cluster to join: seed nodes (any of its masters will do) and ioredis Cluster options. */
 export interface PushletRedisClusterOptions {
@@ -12,7 +13,8 @@ export interface PushletRedisClusterOptions {
 /**
  * Distributed mode (`PushletModule.forRoot({ redis: … })`): every instance that names the same
  * Redis (and `keyPrefix`) shares topics, history and ids. Give exactly one of `url`, `host`,
- * `cluster` or `client`.
+ * `cluster` or `client`; with none of them (each unset or `''`, as an unset environment variable
+ * reads) the module runs without Redis and logs so. Numbers may be given as numeric strings.
  */
 export interface PushletRedisOptions {
   /** `redis://[[user]:password@]host[:port][/db]` or `rediss://…`. */
@@ -78,12 +80,8 @@ export const REDIS_DEFAULTS = {
   maxQueued: 10_000,
 } as const;
 
-function positive(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) {
-    throw new RangeError(`Pushlet option redis.${name} must be a positive number, got ${String(value)}`);
-  }
-  return value;
+function positive(value: unknown, fallback: number, name: string): number {
+  return positiveNumber(value, fallback, `redis.${name}`);
 }
 
 function parseNode(node: { host: string; port: number } | string): { host: string; port: number } {
@@ -93,43 +91,51 @@ function parseNode(node: { host: string; port: number } | string): { host: strin
   return { host: node.slice(0, colon), port: Number(node.slice(colon + 1)) };
 }
 
-function resolveSource(options: PushletRedisOptions): RedisSource {
-  const given = [options.url !== undefined, options.host !== undefined, options.cluster !== undefined, options.client !== undefined];
-  if (given.filter(Boolean).length !== 1) throw new RangeError(MESSAGES.redisOneSource);
-  if (options.url !== undefined) {
+/** The source named by the options, or `undefined` when none is (each unset or empty). */
+function resolveSource(options: PushletRedisOptions): RedisSource | undefined {
+  const given = { url: !isUnset(options.url), host: !isUnset(options.host), cluster: !isUnset(options.cluster), client: !isUnset(options.client) };
+  const count = Object.values(given).filter(Boolean).length;
+  if (count === 0) return undefined;
+  if (count > 1) throw new RangeError(MESSAGES.redisOneSource);
+  if (given.url) {
     if (typeof options.url !== 'string' || !/^rediss?:\/\//.test(options.url)) throw new RangeError(MESSAGES.redisUrl(String(options.url)));
     return { kind: 'url', url: options.url };
   }
-  if (options.host !== undefined) {
+  if (given.host) {
     return {
       kind: 'host',
-      host: options.host,
+      host: options.host!,
       port: positive(options.port, REDIS_DEFAULTS.port, 'port'),
-      username: options.username,
-      password: options.password,
-      db: options.db,
+      username: isUnset(options.username) ? undefined : options.username,
+      password: isUnset(options.password) ? undefined : options.password,
+      db: nonNegativeInteger(options.db, 'redis.db'),
     };
   }
-  if (options.cluster !== undefined) {
-    const nodes = (options.cluster.nodes ?? []).map(parseNode);
+  if (given.cluster) {
+    const nodes = (options.cluster!.nodes ?? []).map(parseNode);
     if (nodes.length === 0) throw new RangeError(MESSAGES.redisClusterNodes);
-    return { kind: 'cluster', nodes, options: options.cluster.options };
+    return { kind: 'cluster', nodes, options: options.cluster!.options };
   }
   const client = options.client;
   if (!(client instanceof Redis) && !(client instanceof Cluster)) throw new TypeError(MESSAGES.redisClient);
   return { kind: 'client', client };
 }
 
-/** Fills in the defaults of the `redis` option and rejects nonsense at start-up. */
-export function resolveRedisOptions(options: PushletRedisOptions): ResolvedRedisOptions {
-  const keyPrefix = options.keyPrefix ?? REDIS_DEFAULTS.keyPrefix;
+/**
+ * Fills in the defaults of the `redis` option and rejects nonsense at start-up; `undefined` when
+ * the option names no Redis at all (then the module runs without one).
+ */
+export function resolveRedisOptions(options: PushletRedisOptions): ResolvedRedisOptions | undefined {
+  const source = resolveSource(options);
+  if (!source) return undefined;
+  const keyPrefix = isUnset(options.keyPrefix) ? REDIS_DEFAULTS.keyPrefix : options.keyPrefix;
   if (typeof keyPrefix !== 'string' || keyPrefix.length === 0 || /[{}]/.test(keyPrefix)) {
     throw new RangeError(MESSAGES.redisKeyPrefix);
   }
   return {
-    source: resolveSource(options),
+    source,
     keyPrefix,
-    startWithoutRedis: options.startWithoutRedis === true,
+    startWithoutRedis: booleanOption(options.startWithoutRedis, false, 'redis.startWithoutRedis'),
     connectTimeoutMs: positive(options.connectTimeoutMs, REDIS_DEFAULTS.connectTimeoutMs, 'connectTimeoutMs'),
     commandTimeoutMs: positive(options.commandTimeoutMs, REDIS_DEFAULTS.commandTimeoutMs, 'commandTimeoutMs'),
     maxQueued: positive(options.maxQueued, REDIS_DEFAULTS.maxQueued, 'maxQueued'),

@@ -11,13 +11,16 @@ export interface PushletPublishMetadata {
 }
 
 /**
- * Publishes the handler's return value on a topic once the handler succeeds; the response waits
- * for the publication, so a client that reads the response can rely on it having been published.
+ * Publishes the handler's return value (what its promise resolves to, or each value of its
+ * Observable) on a topic once the handler succeeds, then answers the request with it; the
+ * response waits for the publication, so a client that reads the response can rely on it having
+ * been published. Use it on handlers that do not publish by themselves, or every message goes
+ * out twice.
  *
  * ```ts
- * @Post(':id/ship')
- * @PushletPublish((order, req) => `orders/${req.params.id}`, 'shipped')
- * ship(@Param('id') id: string) { return this.orders.ship(id); }
+ * @Post(':id/cancel')
+ * @PushletPublish((order: Order) => `orders/${order.id}`, 'cancelled')
+ * cancel(@Param('id') id: string): Order { return { id, status: 'cancelled' }; }
  * ```
  */
 export function PushletPublish(topic: PushletTopicResolver, event?: string): MethodDecorator & ClassDecorator {
