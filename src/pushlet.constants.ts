@@ -12,6 +12,7 @@ export const DEFAULTS = {
   wsCommandsPerSecond: 50,
   topicsPerConnection: 50,
   bufferBytes: 1024 * 1024,
+  maxMessageBytes: 256 * 1024,
   historyMaxCount: 1000,
   historyMaxAgeMs: 5 * 60_000,
   historyMaxTopics: 1000,

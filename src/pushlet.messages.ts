@@ -3,6 +3,10 @@ import { PROTOCOL_TEXTS } from './protocol/texts.js';
 /** Every error text the module produces, in one place (the wire contract's own texts included). */
 export const MESSAGES = {
   ...PROTOCOL_TEXTS,
+  maxMessageBytesTooLarge: (max: number, buffer: number) =>
+    `Pushlet option limits.maxMessageBytes (${max}) must be at most half of limits.bufferBytes (${buffer}): raise bufferBytes or lower maxMessageBytes`,
+  messageTooLarge: (size: number, max: number, buffer: number) =>
+    `the message is ${size} bytes, over limits.maxMessageBytes (${max}; limits.bufferBytes is ${buffer}); send a reference to the data instead, or raise both limits`,
   dataUnserializable: 'data must be a string or a JSON-serialisable value',
   tooManyTopics: (limit: number) => `too many topics for one connection (limit ${limit})`,
   tooManyConnections: 'too many connections; try again later',

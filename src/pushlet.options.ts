@@ -35,6 +35,9 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
   const redis = options.redis ? resolveRedisOptions(options.redis) : undefined;
   if (redis && options.broker) throw new RangeError(MESSAGES.redisWithBroker);
   const limits = options.limits ?? {};
+  const bufferBytes = positive(limits.bufferBytes, DEFAULTS.bufferBytes, 'limits.bufferBytes');
+  const maxMessageBytes = positive(limits.maxMessageBytes, Math.min(DEFAULTS.maxMessageBytes, bufferBytes / 2), 'limits.maxMessageBytes');
+  if (maxMessageBytes * 2 > bufferBytes) throw new RangeError(MESSAGES.maxMessageBytesTooLarge(maxMessageBytes, bufferBytes));
   const history = options.history ?? {};
   const resolved: ResolvedPushletOptions = {
     heartbeatInterval: positive(options.heartbeatInterval, DEFAULTS.heartbeatInterval, 'heartbeatInterval'),
@@ -45,7 +48,8 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
       topicsPerConnection: positive(limits.topicsPerConnection, DEFAULTS.topicsPerConnection, 'limits.topicsPerConnection'),
       maxConnections: positive(limits.maxConnections, Infinity, 'limits.maxConnections'),
       maxConnectionsPerAddress: positive(limits.maxConnectionsPerAddress, Infinity, 'limits.maxConnectionsPerAddress'),
-      bufferBytes: positive(limits.bufferBytes, DEFAULTS.bufferBytes, 'limits.bufferBytes'),
+      bufferBytes,
+      maxMessageBytes,
     },
     history: {
       maxCount: positive(history.maxCount, DEFAULTS.historyMaxCount, 'history.maxCount'),

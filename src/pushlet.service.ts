@@ -15,6 +15,7 @@ import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEF
 import type { PushletMessage } from './interfaces/message.interface.js';
 import type { PushletStats } from './interfaces/stats.interface.js';
 import { PushletHub } from './pushlet.hub.js';
+import { MESSAGES } from './pushlet.messages.js';
 
 /** Options of {@link PushletService.stream}. */
 export interface PushletStreamOptions {
@@ -161,6 +162,12 @@ export class PushletService {
   }
 
   private async send(topic: string, event: string, data: string): Promise<PushletMessage> {
+    const { maxMessageBytes, bufferBytes } = this.hub.options.limits;
+    // Quick bound first: a string of n UTF-16 units takes at most 3n bytes in UTF-8.
+    if ((topic.length + event.length + data.length) * 3 > maxMessageBytes) {
+      const size = Buffer.byteLength(topic) + Buffer.byteLength(event) + Buffer.byteLength(data);
+      if (size > maxMessageBytes) throw new PushletValidationError(MESSAGES.messageTooLarge(size, maxMessageBytes, bufferBytes));
+    }
     const envelope = await this.hub.broker.publish(topic, event, data);
     this.hub.published += 1;
     return envelope.message;

@@ -44,6 +44,12 @@ export interface PushletLimitOptions {
   maxConnectionsPerAddress?: number;
   /** Bytes queued for one slow client before it is disconnected. Default 1 MiB. */
   bufferBytes?: number;
+  /**
+   * Largest message accepted by `publish()`, in bytes of its topic, event and data (UTF-8).
+   * Default 256 KiB (at most half of `bufferBytes`, so that two of them in a row never make a
+   * client that reads at all look slow). Must be at most half of `bufferBytes`.
+   */
+  maxMessageBytes?: number;
 }
 
 export interface PushletHistoryOptions {

@@ -3,7 +3,7 @@ import { parseCommand, type ParsedCommand } from '../protocol/commands.js';
 
 export type { Command as WsCommand, CommandRef as WsRef } from '../protocol/index.js';
 
-/** Reads one command frame (text or binary; the grammar is in `protocol/commands.ts`). Never throws. */
+/** @internal Reads one command frame (text or binary; the grammar is in `protocol/commands.ts`). Never throws. */
 export function parseCommandFrame(data: RawData): ParsedCommand {
   return parseCommand(toText(data));
 }
