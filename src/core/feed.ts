@@ -75,8 +75,8 @@ export class Feed {
   }
 
   /** Each topic with the newest position delivered from it (its start position before that). */
-  *positions(): Iterable<[string, Position | undefined]> {
-    for (const [topic, entry] of this.entries) yield [topic, entry.position.last];
+  get topicPositions(): ReadonlyMap<string, { readonly position: TopicPosition }> {
+    return this.entries;
   }
 
   /**

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
 import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice } from '../protocol/frames.js';
-import { comparePositions, formatCursor, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
+import { comparePositions, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
+import { ResumeCursorWriter } from './resume-cursor.js';
 import { BROADCAST_TOPIC } from '../protocol/topics.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BoundedWriter, type WriteQueue } from './bounded-writer.js';
@@ -58,6 +59,8 @@ export class Session implements FeedSink {
   readonly feed: Feed;
   readonly writer: BoundedWriter;
   private ended = false;
+  /** Writes this connection's resume cursor (brokers that order ids per topic). */
+  private readonly cursor = new ResumeCursorWriter();
   private disposed = false;
   /** The `ref` of the command being run, echoed in the resets it causes. */
   private ref: CommandRef | undefined;
@@ -173,14 +176,11 @@ export class Session implements FeedSink {
    * past messages they have yet to replay).
    */
   resumeId(): string {
-    if (this.context.ordering === 'per-topic') {
-      const entries: Array<[string, Position]> = [];
-      for (const [topic, position] of this.feed.positions()) if (position) entries.push([topicHash(topic), position]);
-      return formatCursor(entries);
-    }
+    if (this.context.ordering === 'per-topic') return this.cursor.write(this.feed.topicPositions);
     let oldest: Position | undefined;
-    for (const [, position] of this.feed.positions()) {
-      if (position && (!oldest || comparePositions(position, oldest) < 0)) oldest = position;
+    for (const { position } of this.feed.topicPositions.values()) {
+      const last = position.last;
+      if (last && (!oldest || comparePositions(last, oldest) < 0)) oldest = last;
     }
     return formatPosition(oldest ?? { ms: 0, seq: 0 });
   }

@@ -77,6 +77,16 @@ export function parseResumeId(text: unknown): ResumeId | undefined {
   return { kind: 'cursor', positions };
 }
 
+/** One topic's entry in a cursor whose base is `base` (milliseconds): `.<hash>_<ms - base>_<seq>`. */
+export function cursorEntry(hash: string, position: Position, base: number): string {
+  return `.${hash}_${(position.ms - base).toString(36)}_${position.seq.toString(36)}`;
+}
+
+/** The start of a cursor whose base is `base` (milliseconds); its entries follow. */
+export function cursorHead(base: number): string {
+  return CURSOR_PREFIX + base.toString(36);
+}
+
 /**
  * Writes a cursor of topic positions (keyed by {@link topicHash}), in the order given. Entries that
  * would take it past {@link MAX_ID_LENGTH} are left out: a resume finds no position for those
@@ -86,9 +96,9 @@ export function formatCursor(entries: ReadonlyArray<readonly [hash: string, posi
   let base = Infinity;
   for (const [, position] of entries) if (position.ms < base) base = position.ms;
   if (!Number.isFinite(base)) base = 0;
-  let out = CURSOR_PREFIX + base.toString(36);
+  let out = cursorHead(base);
   for (const [hash, position] of entries) {
-    const entry = `.${hash}_${(position.ms - base).toString(36)}_${position.seq.toString(36)}`;
+    const entry = cursorEntry(hash, position, base);
     if (out.length + entry.length > MAX_ID_LENGTH) break;
     out += entry;
   }

@@ -40,14 +40,18 @@ export function messageEncoding(envelope: Envelope): SseMessageEncoding {
  */
 export function messageWithId(envelope: Envelope, id: string, chunked: boolean): Buffer {
   const body = envelope.encoded(SSE_BODY, ({ message }) => Buffer.from(sseEventBody(message.event, message.data)));
+  // Ids are printable ASCII (protocol/ids.ts), so one character is one byte.
   const idLine = sseIdLine(id);
-  const idLength = Buffer.byteLength(idLine, 'latin1');
-  const head = chunked ? `${(idLength + body.length).toString(16)}\r\n` : '';
-  const out = Buffer.allocUnsafe(head.length + idLength + body.length + (chunked ? 2 : 0));
+  const length = idLine.length + body.length;
+  const head = chunked ? `${length.toString(16)}\r\n` : '';
+  const out = Buffer.allocUnsafe(head.length + length + (chunked ? 2 : 0));
   let at = out.write(head, 0, 'latin1');
   at += out.write(idLine, at, 'latin1');
   at += body.copy(out, at);
-  if (chunked) out.write('\r\n', at, 'latin1');
+  if (chunked) {
+    out[at] = 0x0d;
+    out[at + 1] = 0x0a;
+  }
   return out;
 }
 

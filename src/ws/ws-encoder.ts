@@ -58,14 +58,14 @@ export function messageWithId(envelope: Envelope, id: string, binary: boolean, f
     // JSON.stringify writes `id` first, and an id holds no quote: the tail starts at `,"topic":`.
     return Buffer.from(json.slice(json.indexOf(',"topic":')));
   });
-  const head = `{"id":${JSON.stringify(id)}`;
-  const headLength = Buffer.byteLength(head);
-  const length = headLength + tail.length;
+  // Ids are printable ASCII without quotes or backslashes (protocol/ids.ts): no JSON escaping.
+  const head = `{"id":"${id}"`;
+  const length = head.length + tail.length;
   const header = framed ? frameHeaderLength(length) : 0;
   const out = Buffer.allocUnsafe(header + length);
   if (framed) writeFrameHeader(out, length, binary ? OPCODE_BINARY : OPCODE_TEXT);
-  out.write(head, header, 'utf8');
-  tail.copy(out, header + headLength);
+  out.write(head, header, 'latin1');
+  tail.copy(out, header + head.length);
   return out;
 }
 
