@@ -10,6 +10,8 @@ export type { PushletMessage } from './interfaces/message.interface.js';
 export type { PushletStats } from './interfaces/stats.interface.js';
 export type {
   PushletAuthorizeContext,
+  PushletGuard,
+  PushletRouteOptions,
   PushletHistoryOptions,
   PushletLimitOptions,
   PushletModuleOptions,
@@ -27,3 +29,4 @@ export { PushletRedisError, PushletRedisUnavailableError } from './cluster/redis
 export { PushletErrorFilter } from './pushlet-error.filter.js';
 export type { Command as WsCommand, CommandRef as WsRef, ControlEvent, Notice, ResetData } from './protocol/index.js';
 export { CLOSE_CODES, EVENTS } from './protocol/frames.js';
+export { PushletEndpoints } from './pushlet.routes.js';

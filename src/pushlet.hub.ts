@@ -11,6 +11,7 @@ import type { PushletTransport, ResolvedPushletOptions } from './interfaces/push
 import { ConnectionTracker, type ConnectionSlot } from './core/connection-tracker.js';
 import { PushletForbiddenError, PushletValidationError } from './core/errors.js';
 import { Feed } from './core/feed.js';
+import { MemoryBroker } from './core/memory-broker.js';
 import { Heartbeat } from './core/heartbeat.js';
 import { Session, type SessionContext, type SessionOutput } from './core/session.js';
 import { SlowConsumerReporter } from './core/slow-consumers.js';
@@ -69,6 +70,9 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
 
   async onModuleInit(): Promise<void> {
     await this.broker.start(this.registry);
+    // The Redis broker names its server when it connects; the others are named here.
+    if (this.broker instanceof MemoryBroker) this.logger.log('broker: in memory (this instance only; set the redis option to join others)');
+    else if (!this.options.redis) this.logger.log(`broker: ${this.broker.constructor.name}`);
     this.heartbeat.start();
   }
 

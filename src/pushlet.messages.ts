@@ -7,6 +7,9 @@ export const MESSAGES = {
     `Pushlet option limits.maxMessageBytes (${max}) must be at most half of limits.bufferBytes (${buffer}): raise bufferBytes or lower maxMessageBytes`,
   messageTooLarge: (size: number, max: number, buffer: number) =>
     `the message is ${size} bytes, over limits.maxMessageBytes (${max}; limits.bufferBytes is ${buffer}); send a reference to the data instead, or raise both limits`,
+  routeForbidden: 'Forbidden resource',
+  routeGuardUnknown: (name: string) =>
+    `Pushlet option routes.guards names ${name}, which is not a provider of the app: add it to a module's providers, or pass an instance`,
   dataUnserializable: 'data must be a string or a JSON-serialisable value',
   tooManyTopics: (limit: number) => `too many topics for one connection (limit ${limit})`,
   tooManyConnections: 'too many connections; try again later',

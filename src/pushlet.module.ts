@@ -3,6 +3,7 @@ import { PushletPublishInterceptor } from './decorators/pushlet-publish.intercep
 import { PushletHub } from './pushlet.hub.js';
 import { PushletConfigurableModule } from './pushlet.module-definition.js';
 import { brokerProvider, optionsProvider } from './pushlet.providers.js';
+import { PushletRoutes } from './pushlet.routes.js';
 import { PushletService } from './pushlet.service.js';
 import { SseTransport } from './sse/sse.transport.js';
 import { WsTransport } from './ws/ws.transport.js';
@@ -13,7 +14,7 @@ import { WsTransport } from './ws/ws.transport.js';
  * `isGlobal: false` to opt out).
  */
 @Module({
-  providers: [optionsProvider, brokerProvider, PushletHub, PushletService, SseTransport, WsTransport, PushletPublishInterceptor],
+  providers: [optionsProvider, brokerProvider, PushletHub, PushletRoutes, PushletService, SseTransport, WsTransport, PushletPublishInterceptor],
   exports: [PushletService, PushletPublishInterceptor],
 })
 export class PushletModule extends PushletConfigurableModule {}

@@ -56,6 +56,11 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
       maxAgeMs: positive(history.maxAgeMs, DEFAULTS.historyMaxAgeMs, 'history.maxAgeMs'),
       maxTopics: positive(history.maxTopics, DEFAULTS.historyMaxTopics, 'history.maxTopics'),
     },
+    routes: {
+      useGlobalPrefix: options.routes?.useGlobalPrefix ?? true,
+      useGlobalGuards: options.routes?.useGlobalGuards ?? true,
+      guards: options.routes?.guards ?? [],
+    },
     authorize: options.authorize,
     broker: options.broker,
     redis,

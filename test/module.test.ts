@@ -139,14 +139,14 @@ describe('PushletModule.forRoot / forRootAsync', () => {
       warn: (m) => lines.push(`warn ${m}`),
       error: (m) => lines.push(`error ${m}`),
     };
-    const t = await startApp({ logger, limits: { bufferBytes: 1024 } });
+    const t = await startApp({ logger, limits: { bufferBytes: 128 * 1024, maxMessageBytes: 64 * 1024 } });
     const client = await SseClient.open(`${t.url}/events?topic=big`);
     try {
       await client.waitForEvents(1);
-      // Stop reading, then overflow the 1 KiB buffer: the module logs the disconnect through `logger`.
+      // Stop reading, then overflow the 128 KiB buffer: the module logs the disconnect through `logger`.
       client.pause();
-      for (let i = 0; i < 200 && t.pushlet.stats().slowConsumersDisconnected === 0; i++) {
-        await t.pushlet.publish('big', 'message', 'x'.repeat(64 * 1024));
+      for (let i = 0; i < 500 && t.pushlet.stats().slowConsumersDisconnected === 0; i++) {
+        await t.pushlet.publish('big', 'message', 'x'.repeat(60 * 1024));
       }
       assert.equal(t.pushlet.stats().slowConsumersDisconnected, 1);
       assert.ok(lines.some((line) => line.startsWith('warn') && line.includes('slow sse client')), lines.join('\n'));

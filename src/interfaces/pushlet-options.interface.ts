@@ -1,4 +1,4 @@
-import type { LoggerService } from '@nestjs/common';
+import type { CanActivate, LoggerService, Type } from '@nestjs/common';
 import type { PushletRedisOptions, ResolvedRedisOptions } from '../cluster/redis-options.js';
 import type { PushletBroker } from './broker.interface.js';
 
@@ -61,8 +61,27 @@ export interface PushletHistoryOptions {
   maxTopics?: number;
 }
 
+/** A guard for the built-in endpoints: an instance, or a class resolved from the app's providers. */
+export type PushletGuard = CanActivate | Type<CanActivate>;
+
+/** How the built-in endpoints (`/events`, `/ws`) relate to the app's routing. */
+export interface PushletRouteOptions {
+  /** Put the app's global prefix (`app.setGlobalPrefix('api')`) in front of both paths. Default true. */
+  useGlobalPrefix?: boolean;
+  /**
+   * Run the app's global guards (`APP_GUARD` providers and `app.useGlobalGuards`) on every SSE
+   * request and WebSocket upgrade, before any header or upgrade answer, as on every other route.
+   * Default true.
+   */
+  useGlobalGuards?: boolean;
+  /** More guards for the built-in endpoints only, run after the global ones. */
+  guards?: readonly PushletGuard[];
+}
+
 /** Options of `PushletModule.forRoot` / `forRootAsync`. */
 export interface PushletModuleOptions {
+  /** How the built-in endpoints relate to the app's global prefix and guards. */
+  routes?: PushletRouteOptions;
   /** Heartbeat interval in milliseconds, for SSE comments and WebSocket pings. Default 30 000. */
   heartbeatInterval?: number;
   /** The built-in SSE route, or `false` to mount none (use `PushletService.stream` in your own). */
@@ -87,6 +106,7 @@ export interface PushletModuleOptions {
 
 /** Options with every default filled in. */
 export interface ResolvedPushletOptions {
+  readonly routes: { readonly useGlobalPrefix: boolean; readonly useGlobalGuards: boolean; readonly guards: readonly PushletGuard[] };
   readonly heartbeatInterval: number;
   readonly sse: Required<PushletSseOptions> | false;
   readonly ws: (Required<Omit<PushletWsOptions, 'allowedOrigins'>> & { allowedOrigins?: readonly string[] }) | false;

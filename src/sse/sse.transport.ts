@@ -6,6 +6,7 @@ import type { Session } from '../core/session.js';
 import { DEFAULT_TOPIC } from '../core/topic.js';
 import { WriteBatch } from '../core/write-batch.js';
 import { PushletHub } from '../pushlet.hub.js';
+import { PushletRouteRefusal, PushletRoutes } from '../pushlet.routes.js';
 import { SseConnection } from './sse-connection.js';
 import { heartbeatFrame, httpChunk, SSE_HEADERS } from './sse-encoder.js';
 
@@ -37,6 +38,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   constructor(
     private readonly hub: PushletHub,
     private readonly adapterHost: HttpAdapterHost,
+    private readonly routes: PushletRoutes,
   ) {}
 
   get openConnections(): number {
@@ -51,16 +53,18 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
       this.hub.logger.warn('no HTTP adapter: the SSE route is not mounted');
       return;
     }
-    adapter.get(sse.path, (req: AdapterRequest & IncomingMessage, res: AdapterResponse & ServerResponse) => {
+    const path = this.routes.path(sse.path);
+    adapter.get(path, (req: AdapterRequest & IncomingMessage, res: AdapterResponse & ServerResponse) => {
       const request = req.raw ?? req;
       const response = res.raw ?? res;
       res.hijack?.();
-      this.handle(request, response).catch((error: unknown) => {
+      this.handle(request, response, req, res).catch((error: unknown) => {
         this.hub.logger.error(`SSE request failed: ${String(error)}`);
         if (!response.headersSent) respondError(response, 500, 'internal error');
         else response.destroy();
       });
     });
+    this.hub.logger.log(`Mapped {${path}, GET} route (Pushlet Server-Sent Events)`);
     this.stopHeartbeat = this.hub.heartbeat.onTick((now) => {
       const frame = heartbeatFrame(now);
       const chunk = httpChunk(frame);
@@ -75,7 +79,14 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     this.batch.flushAll();
   }
 
-  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  private async handle(request: IncomingMessage, response: ServerResponse, adapterRequest: unknown, adapterResponse: unknown): Promise<void> {
+    try {
+      await this.routes.check('sse', adapterRequest as IncomingMessage, adapterResponse);
+    } catch (error) {
+      if (!(error instanceof PushletRouteRefusal)) throw error;
+      return respondJson(response, error.status, error.body);
+    }
+    if (request.destroyed || response.destroyed) return;
     const url = new URL(request.url ?? '/', 'http://localhost');
     const requested = url.searchParams.getAll('topic');
     const topics = requested.length === 0 ? [DEFAULT_TOPIC] : [...new Set(requested)];
@@ -129,7 +140,11 @@ function rejectRequest(response: ServerResponse, error: unknown): void {
 }
 
 function respondError(response: ServerResponse, statusCode: number, message: string): void {
-  const body = JSON.stringify({ statusCode, message });
+  respondJson(response, statusCode, { statusCode, message });
+}
+
+function respondJson(response: ServerResponse, statusCode: number, value: Record<string, unknown>): void {
+  const body = JSON.stringify(value);
   response.writeHead(statusCode, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),

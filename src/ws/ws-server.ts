@@ -7,6 +7,8 @@ export interface WsServerOptions {
   readonly path: string;
   readonly maxPayload: number;
   readonly allowedOrigins?: readonly string[];
+  /** Decides on an upgrade before it is answered: `undefined` lets it through, else the refusal. */
+  readonly admit?: (request: IncomingMessage) => Promise<{ status: number; body: string } | undefined>;
 }
 
 /** A `ws` server that receives the upgrades of one path of the app's HTTP server. */
@@ -36,7 +38,7 @@ export async function mountWsServer(options: WsServerOptions, httpServer: HttpSe
     maxPayload: options.maxPayload,
     clientTracking: false,
     perMessageDeflate: false,
-    ...(options.allowedOrigins ? { verifyClient: originVerifier(options.allowedOrigins) } : {}),
+    verifyClient: upgradeVerifier(options.allowedOrigins, options.admit),
   };
   const wsAdapter = await wsAdapterOf(ioAdapter, httpServer);
   if (wsAdapter) return mountThroughAdapter(wsAdapter, options.path, serverOptions);
@@ -96,15 +98,29 @@ async function loadWsAdapterClass(): Promise<(abstract new (...args: never[]) =>
 }
 
 /**
- * Refuses upgrades whose `Origin` is not listed, with 403 before upgrading. An upgrade without
- * `Origin` is not from a browser page (browsers always send it) and is let through: any other
- * client can send whatever `Origin` it likes, so refusing those would protect nothing.
+ * Decides on each upgrade before it is answered: the `Origin` check, then `admit` (the route
+ * guards). Upgrades whose `Origin` is not listed are refused with 403. An upgrade without `Origin`
+ * is not from a browser page (browsers always send it) and passes that check: any other client
+ * can send whatever `Origin` it likes, so refusing those would protect nothing.
  */
-function originVerifier(allowedOrigins: readonly string[]): VerifyClientCallbackAsync {
-  const allowed = new Set(allowedOrigins.map((origin) => origin.toLowerCase()));
-  return ({ origin }, done) => {
-    if (origin === undefined || allowed.has(String(origin).toLowerCase())) done(true);
-    else done(false, 403, MESSAGES.wsOriginForbidden);
+function upgradeVerifier(
+  allowedOrigins: readonly string[] | undefined,
+  admit: WsServerOptions['admit'],
+): VerifyClientCallbackAsync {
+  const allowed = allowedOrigins && new Set(allowedOrigins.map((origin) => origin.toLowerCase()));
+  return ({ origin, req }, done) => {
+    if (allowed && origin !== undefined && !allowed.has(String(origin).toLowerCase())) {
+      done(false, 403, MESSAGES.wsOriginForbidden);
+      return;
+    }
+    if (!admit) {
+      done(true);
+      return;
+    }
+    admit(req).then(
+      (refusal) => (refusal ? done(false, refusal.status, refusal.body, { 'Content-Type': 'application/json; charset=utf-8' }) : done(true)),
+      () => done(false, 500, 'internal error'),
+    );
   };
 }
 

@@ -7,6 +7,7 @@ import type { Session } from '../core/session.js';
 import { WriteBatch } from '../core/write-batch.js';
 import { EVENTS, topicsNotice, type Command, type CommandRef } from '../protocol/index.js';
 import { PushletHub } from '../pushlet.hub.js';
+import { PushletRouteRefusal, PushletRoutes } from '../pushlet.routes.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { parseCommandFrame } from './ws-commands.js';
 import { CLOSE_CODES, CLOSE_GRACE_MS, WsConnection, type WsConnectionHandlers, type WsConnectionSettings } from './ws-connection.js';
@@ -35,6 +36,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     private readonly hub: PushletHub,
     private readonly adapterHost: HttpAdapterHost,
     private readonly applicationConfig: ApplicationConfig,
+    private readonly routes: PushletRoutes,
   ) {}
 
   get openConnections(): number {
@@ -54,7 +56,18 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
       commandsPerSecond: options.commandsPerSecond,
       writeBatch: new WriteBatch(),
     };
-    this.mounted = await mountWsServer(options, httpServer, this.applicationConfig?.getIoAdapter());
+    const path = this.routes.path(options.path);
+    const admit = async (request: IncomingMessage) => {
+      try {
+        await this.routes.check('ws', request, undefined);
+        return undefined;
+      } catch (error) {
+        if (!(error instanceof PushletRouteRefusal)) throw error;
+        return { status: error.status, body: JSON.stringify(error.body) };
+      }
+    };
+    this.mounted = await mountWsServer({ ...options, path, admit }, httpServer, this.applicationConfig?.getIoAdapter());
+    this.hub.logger.log(`Mapped {${path}} WebSocket endpoint (Pushlet, through ${this.mounted.via})`);
     this.mounted.server.on('connection', (socket: WebSocket, request: IncomingMessage) => this.accept(socket, request));
     this.stopHeartbeat = this.hub.heartbeat.onTick(() => this.heartbeat());
   }
