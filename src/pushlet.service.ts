@@ -102,7 +102,9 @@ export class PushletService {
             subscriber.next({ id: id ?? envelope.id, type: envelope.message.event, data: envelope.message.data });
           }
         },
-        notice: (notice) => subscriber.next({ id: notice.id, type: notice.event, data: notice.data }),
+        // Nest numbers every event that has no id ("1", "2", …), which a browser would then send
+        // back: a notice without one carries the connection's resume id instead.
+        notice: (notice) => subscriber.next({ id: notice.id ?? session?.resumeId(), type: notice.event, data: notice.data }),
         queue: socket ? { queuedBytes: () => socket.writableLength, drainSource: socket } : UNBOUNDED,
         end: () => subscriber.complete(),
       };

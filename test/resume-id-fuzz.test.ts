@@ -124,7 +124,7 @@ describe(`resume ids fuzzed (seed ${SEED}, issue 10)`, () => {
 
   it('parseResumeId refuses what is not a string, and every kind of breaker', () => {
     for (const value of [undefined, null, 1, {}, ['1-0'], Symbol('x'), 1n]) assert.equal(parseResumeId(value), undefined);
-    for (const text of ['', '1-0\n', '1-0\r', '1-0\0', ' 1-0', '1-0 ', '1 -0', '\u{1f600}', 'c1_', 'c1_0', 'c1_0.', 'c1_0.a_0', 'c1_0.a_0_0.a_1_1']) {
+    for (const text of ['', '1-0\n', '1-0\r', '1-0\0', ' 1-0', '1-0 ', '1 -0', '\u{1f600}', 'c1_', 'c1_0.', 'c1_0.a_0']) {
       assert.equal(parseResumeId(text), undefined, JSON.stringify(text));
     }
   });
@@ -142,12 +142,6 @@ describe(`resume ids fuzzed (seed ${SEED}, issue 10)`, () => {
 
   it(
     'a cursor of two topics whose hashes collide still passes the grammar (the connection\'s other topics resume exactly)',
-    {
-      todo:
-        'BUG (src/protocol/ids.ts formatCursor, used by Session.resumeId in src/core/session.ts): two topics of one ' +
-        'connection with the same topicHash are written as two entries with one key, and parseResumeId refuses a ' +
-        'duplicate key, so the id handed out is refused whole: every topic is reset, not only the two ambiguous ones',
-    },
     () => {
       const [a, b] = COLLIDING_TOPICS;
       assert.equal(topicHash(a), topicHash(b), 'the two topics collide');

@@ -7,6 +7,11 @@ import type { Writable } from 'node:stream';
  */
 export const EARLY_FLUSH_BYTES = 64 * 1024;
 
+/** The early flush for connections bounded at `bufferBytes`: a quarter of it, at most {@link EARLY_FLUSH_BYTES}. */
+export function earlyFlushBytes(bufferBytes: number): number {
+  return Math.min(EARLY_FLUSH_BYTES, Math.max(1, Math.floor(bufferBytes / 4)));
+}
+
 /** Something holding corked writes, released by {@link WriteBatch}. */
 export interface BatchedWriter {
   flush(): void;
@@ -20,6 +25,12 @@ export interface BatchedWriter {
 export class WriteBatch {
   /** Advances every time the batch flushes: writes that see the same value share a turn. */
   turn = 0;
+
+  /**
+   * @param earlyFlushBytes corked bytes past which a writer flushes at once. Keep it well below a
+   * connection's buffer bound: corked bytes count as unread until they are flushed.
+   */
+  constructor(readonly earlyFlushBytes = EARLY_FLUSH_BYTES) {}
   private pending: BatchedWriter[] = [];
   private scheduled: NodeJS.Immediate | undefined;
 
@@ -79,7 +90,7 @@ export class SocketWriter implements BatchedWriter {
       this.batch.add(this);
     }
     socket.write(bytes);
-    if (socket.writableLength >= EARLY_FLUSH_BYTES) this.flush();
+    if (socket.writableLength >= this.batch.earlyFlushBytes) this.flush();
   }
 
   /** Sends what is corked. */

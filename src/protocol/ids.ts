@@ -62,18 +62,24 @@ export function parseResumeId(text: unknown): ResumeId | undefined {
     const position = parsePosition(text);
     return position && { kind: 'position', position };
   }
+  // A cursor of no entries is valid: it places no topic (each resumes with a reset).
   const [baseText, ...entries] = text.slice(CURSOR_PREFIX.length).split('.');
-  if (baseText === undefined || !BASE36.test(baseText) || entries.length === 0) return undefined;
+  if (baseText === undefined || !BASE36.test(baseText)) return undefined;
   const base = parseInt(baseText, 36);
   const positions = new Map<string, Position>();
+  // Two topics of one connection may share a hash: such an entry cannot say which topic it
+  // places, so it places neither (both resume with a reset); the other entries still count.
+  const ambiguous = new Set<string>();
   for (const entry of entries) {
     const match = ENTRY.exec(entry);
     if (!match) return undefined;
     const ms = base + parseInt(match[2]!, 36);
     const seq = parseInt(match[3]!, 36);
-    if (!Number.isSafeInteger(ms) || positions.has(match[1]!)) return undefined;
+    if (!Number.isSafeInteger(ms)) return undefined;
+    if (positions.has(match[1]!)) ambiguous.add(match[1]!);
     positions.set(match[1]!, { ms, seq });
   }
+  for (const hash of ambiguous) positions.delete(hash);
   return { kind: 'cursor', positions };
 }
 

@@ -4,7 +4,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
 import { DEFAULT_TOPIC } from '../core/topic.js';
-import { WriteBatch } from '../core/write-batch.js';
+import { earlyFlushBytes, WriteBatch } from '../core/write-batch.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { PushletRouteRefusal, PushletRoutes } from '../pushlet.routes.js';
 import { SseConnection } from './sse-connection.js';
@@ -32,14 +32,16 @@ interface AdapterResponse {
 @Injectable()
 export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   private readonly connections = new Set<SseConnection>();
-  private readonly batch = new WriteBatch();
+  private readonly batch: WriteBatch;
   private stopHeartbeat: (() => void) | undefined;
 
   constructor(
     private readonly hub: PushletHub,
     private readonly adapterHost: HttpAdapterHost,
     private readonly routes: PushletRoutes,
-  ) {}
+  ) {
+    this.batch = new WriteBatch(earlyFlushBytes(hub.options.limits.bufferBytes));
+  }
 
   get openConnections(): number {
     return this.connections.size;

@@ -4,7 +4,7 @@ import { ApplicationConfig, HttpAdapterHost } from '@nestjs/core';
 import type { RawData, WebSocket } from 'ws';
 import { PushletError, PushletLimitError, PushletUnavailableError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
-import { WriteBatch } from '../core/write-batch.js';
+import { earlyFlushBytes, WriteBatch } from '../core/write-batch.js';
 import { EVENTS, topicsNotice, type Command, type CommandRef } from '../protocol/index.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { PushletRouteRefusal, PushletRoutes } from '../pushlet.routes.js';
@@ -54,7 +54,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     this.settings = {
       binary: options.frame !== 'text',
       commandsPerSecond: options.commandsPerSecond,
-      writeBatch: new WriteBatch(),
+      writeBatch: new WriteBatch(earlyFlushBytes(this.hub.options.limits.bufferBytes)),
     };
     const path = this.routes.path(options.path);
     const admit = async (request: IncomingMessage) => {
