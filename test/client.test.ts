@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { PushletClient, PushletSubscribeError, type ClientMessage, type PushletClientOptions, type ResetData } from '../src/client/index.js';
+import { backoffDelay, PushletClient, PushletSubscribeError, type ClientMessage, type PushletClientOptions, type ResetData } from '../src/client/index.js';
 import type { PushletModuleOptions } from '../src/index.js';
 import { startApp, type TestApp } from './support/app.js';
 import { TcpProxy } from './support/tcp-proxy.js';
@@ -246,5 +246,16 @@ describe('client SDK', () => {
       c.close();
     }
     assert.deepEqual(seen, ['ws:t1', 'sse:Bearer t2']);
+  });
+});
+
+describe('backoffDelay', () => {
+  it('draws uniformly between the minimum and a ceiling that doubles per attempt up to the maximum', () => {
+    assert.equal(backoffDelay(0, 100, 10_000, () => 0), 100);
+    assert.equal(backoffDelay(0, 100, 10_000, () => 1), 100);
+    assert.equal(backoffDelay(3, 100, 10_000, () => 1), 800);
+    assert.equal(backoffDelay(3, 100, 10_000, () => 0.5), 450);
+    assert.equal(backoffDelay(20, 100, 10_000, () => 1), 10_000);
+    assert.equal(backoffDelay(5_000, 100, 10_000, () => 1), 10_000);
   });
 });
