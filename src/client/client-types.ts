@@ -48,7 +48,6 @@ export interface PushletClientOptions {
 
 /** The client's events (`client.on(name, listener)`). */
 export interface ClientEvents {
-  [name: string]: unknown;
   message: ClientMessage;
   /** The server could not replay everything these topics missed: reload their state. */
   reset: ResetData;

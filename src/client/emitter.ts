@@ -1,5 +1,5 @@
 /** A tiny typed event emitter (Node-free). A listener that throws does not stop the others. */
-export class Emitter<Events extends Record<string, unknown>> {
+export class Emitter<Events extends object> {
   private readonly listeners: { [K in keyof Events]?: Set<(value: Events[K]) => void> } = {};
 
   /** Adds a listener; returns a function that removes it. */

@@ -1,6 +1,6 @@
 import { EVENTS, RESERVED_PREFIX, type CommandRef, type ResetData, type TopicsData } from '../protocol/index.js';
 import { backoffDelay } from './backoff.js';
-import { CLIENT_TEXTS, PushletClientError, PushletConnectionError } from './client-errors.js';
+import { CLIENT_TEXTS, PushletClientError, PushletConnectionError, PushletSubscribeError } from './client-errors.js';
 import type { ClientEvents, ClientMessage, ClientState, PushletClientOptions } from './client-types.js';
 import { Emitter } from './emitter.js';
 import { SseTransport } from './sse-transport.js';
@@ -277,6 +277,8 @@ export class PushletClient {
     const entry = this.entries.get(topic);
     if (!entry) return;
     this.entries.delete(topic);
+    // A topic refused after it was confirmed (on a reconnect) has no `ready` left to reject: say so.
+    if (entry.state === 'subscribed') this.events.emit('error', new PushletSubscribeError(topic, reason));
     for (const s of [...entry.subscriptions]) s.refuse(topic, reason);
   }
 
