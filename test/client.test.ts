@@ -222,6 +222,20 @@ describe('client SDK', () => {
     assert.deepEqual(rec.data, ['over sse']);
   });
 
+  it('auto started while the server is down settles on WebSocket once it is up', async () => {
+    const probe = await startApp({ heartbeatInterval: 60_000 });
+    const port = Number(new URL(probe.url).port);
+    await probe.close();
+    const c = client(probe.url, { transport: 'auto' });
+    const errors: string[] = [];
+    c.on('error', (error) => errors.push(error.message));
+    const sub = c.subscribe('news', () => undefined);
+    await until(() => errors.length >= 2, 5_000, 'a few failed attempts');
+    await app({}, port);
+    await within(sub.ready, 5_000, 'ready once the server is up');
+    assert.equal(c.transportKind, 'websocket');
+  });
+
   it('auto uses WebSocket when the server has it', async () => {
     const t = await app();
     const c = client(t.url, { transport: 'auto' });

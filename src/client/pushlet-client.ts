@@ -47,7 +47,8 @@ export class PushletClient {
   private phase: Phase = 'idle';
   private current: ClientState = 'disconnected';
   private kind: 'websocket' | 'sse';
-  private webSocketWorked = false;
+  /** Which transport has carried a connection yet (`auto` keeps probing both until one has). */
+  private worked: 'none' | 'websocket' | 'sse' = 'none';
   private transport: Transport | undefined;
   private lastId: string | undefined;
   private attempt = 0;
@@ -217,7 +218,7 @@ export class PushletClient {
   private connected(transport: Transport, frame: ClientFrame): void {
     if (frame.id !== undefined) this.lastId = frame.id;
     this.attempt = 0;
-    if (transport.kind === 'websocket') this.webSocketWorked = true;
+    if (this.worked === 'none') this.worked = transport.kind;
     this.setState('connected');
     this.confirm(topicsOf(frame.data));
     this.syncTopics();
@@ -291,6 +292,10 @@ export class PushletClient {
       void this.open();
       return;
     }
+    if (this.options.transport === 'auto' && this.worked === 'none' && unreached(end)) {
+      // Neither transport has got through yet (the server may be down): try WebSocket first again.
+      this.kind = 'websocket';
+    }
     if (end.kind === 'refused' && (end.status === 400 || end.status === 403)) {
       // SSE admits a request's topics all or none: the topics not yet confirmed are the refused ones.
       const unconfirmed = [...transport.topics].filter((topic) => this.entries.get(topic)?.state === 'subscribing');
@@ -305,10 +310,10 @@ export class PushletClient {
     this.scheduleReconnect(serverDelay);
   }
 
-  /** `auto`: a WebSocket that never got through (and never has) hands over to SSE. */
+  /** `auto`: a WebSocket that did not get through, before any transport has, hands over to SSE. */
   private shouldFallBack(transport: Transport, end: TransportEnd): boolean {
     return (
-      this.options.transport === 'auto' && transport.kind === 'websocket' && !this.webSocketWorked && end.kind === 'dropped' && !end.opened
+      this.options.transport === 'auto' && transport.kind === 'websocket' && this.worked === 'none' && unreached(end)
     );
   }
 
@@ -421,6 +426,11 @@ export class PushletClient {
   private assertOpen(): void {
     if (this.phase === 'closed') throw new PushletClientError(CLIENT_TEXTS.closed);
   }
+}
+
+/** The connection never got through (refused, unreachable, failed upgrade). */
+function unreached(end: TransportEnd): boolean {
+  return end.kind === 'dropped' && !end.opened;
 }
 
 function webSocketUrl(base: string, path: string): URL {
