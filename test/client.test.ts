@@ -211,6 +211,26 @@ describe('client SDK', () => {
     assert.ok(errors.some((e) => /no pong/.test(e)), errors.join('; '));
   });
 
+  it('SSE: a stream silent past sseIdleTimeoutMs (a half-open link) is reconnected, and the client resumes', async () => {
+    const t = await app({ heartbeatInterval: 100 });
+    const proxy = await TcpProxy.start(Number(new URL(t.url).port));
+    proxies.push(proxy);
+    const c = client(proxy.url, { transport: 'sse', sseIdleTimeoutMs: 300 });
+    const rec = recorder(c);
+    await within(c.subscribe('feed', rec.handler).ready, 5_000, 'ready');
+    await t.pushlet.publish('feed', 'message', '1');
+    await until(() => rec.data.length === 1, 5_000, 'a message');
+    await new Promise((resolve) => setTimeout(resolve, 500)); // heartbeats keep a quiet stream alive
+    assert.equal(c.state, 'connected');
+    const errors: string[] = [];
+    c.on('error', (error) => errors.push(error.message));
+    proxy.freeze();
+    await t.pushlet.publish('feed', 'message', '2');
+    await until(() => rec.data.length === 2, 5_000, 'the message published while the link was frozen');
+    assert.deepEqual(rec.data, ['1', '2']);
+    assert.ok(errors.some((e) => /no data within 300 ms/.test(e)), errors.join('; '));
+  });
+
   it('auto falls back to SSE when the server has no WebSocket endpoint', async () => {
     const t = await app({ ws: false });
     const c = client(t.url, { transport: 'auto' });

@@ -40,6 +40,11 @@ export interface PushletClientOptions {
   /** WebSocket: how long a ping may wait for its pong before the connection counts as dead. Default 10 000. */
   pingTimeoutMs?: number;
   /**
+   * SSE: a stream silent this long (not even a heartbeat comment) counts as dead and is
+   * reconnected. Set it above the server's `heartbeatInterval` (say 2.5 times). Default 0: never.
+   */
+  sseIdleTimeoutMs?: number;
+  /**
    * A token, or a function asked for one on every (re)connect: sent as `Authorization: Bearer`
    * on SSE and as the `token` query parameter on WebSocket.
    */

@@ -30,6 +30,7 @@ const DEFAULTS = {
   maxReconnectDelayMs: 30_000,
   pingIntervalMs: 25_000,
   pingTimeoutMs: 10_000,
+  sseIdleTimeoutMs: 0,
 } as const;
 
 /**
@@ -195,7 +196,11 @@ export class PushletClient {
             request,
             handlers,
           )
-        : new SseTransport({ url: joinUrl(this.baseUrl, this.options.ssePath), fetch: this.options.fetch ?? fetch }, request, handlers);
+        : new SseTransport(
+            { url: joinUrl(this.baseUrl, this.options.ssePath), fetch: this.options.fetch ?? fetch, idleTimeoutMs: this.options.sseIdleTimeoutMs },
+            request,
+            handlers,
+          );
     this.transport = transport;
   }
 

@@ -5,6 +5,8 @@ export interface SseTransportSettings {
   readonly url: URL;
   /** Defaults to the global `fetch`. */
   readonly fetch: typeof fetch;
+  /** A stream silent (not even a heartbeat) this long counts as dead; 0 for never. */
+  readonly idleTimeoutMs: number;
 }
 
 /**
@@ -18,8 +20,9 @@ export class SseTransport implements Transport {
   private readonly abort = new AbortController();
   private finished = false;
   private retryMs: number | undefined;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(settings: SseTransportSettings, request: ConnectRequest, private readonly handlers: TransportHandlers) {
+  constructor(private readonly settings: SseTransportSettings, request: ConnectRequest, private readonly handlers: TransportHandlers) {
     this.topics = new Set(request.topics);
     const url = new URL(settings.url);
     for (const topic of request.topics) url.searchParams.append('topic', topic);
@@ -39,6 +42,7 @@ export class SseTransport implements Transport {
   close(): void {
     if (this.finished) return;
     this.finished = true;
+    clearTimeout(this.idleTimer);
     this.abort.abort();
   }
 
@@ -55,6 +59,7 @@ export class SseTransport implements Transport {
     const decoder = new TextDecoder();
     try {
       for (;;) {
+        this.watchIdle();
         const { done, value } = await reader.read();
         if (done) break;
         parser.feed(decoder.decode(value, { stream: true }));
@@ -67,9 +72,19 @@ export class SseTransport implements Transport {
     return { kind: 'ended', retryMs: this.retryMs };
   }
 
+  /** Restarts the silence timer: every chunk (heartbeat comments included) proves the stream alive. */
+  private watchIdle(): void {
+    if (this.settings.idleTimeoutMs <= 0) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.finish({ kind: 'dropped', opened: true, detail: `no data within ${this.settings.idleTimeoutMs} ms` });
+    }, this.settings.idleTimeoutMs);
+  }
+
   private finish(end: TransportEnd): void {
     if (this.finished) return;
     this.finished = true;
+    clearTimeout(this.idleTimer);
     this.abort.abort();
     this.handlers.ended(end);
   }
