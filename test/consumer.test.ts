@@ -283,6 +283,24 @@ describe('the packed library in a fresh app, built from the README examples', ()
     assert.match(map.sourcesContent?.[0] ?? '', /export class PushletService/);
   });
 
+  it('ships the client SDK as pushlet-nestjs/client, importing nothing but its own files (no Node, Nest or ws)', async () => {
+    const app = prepared.get('current-esm')!.app;
+    const shipped = join(app, 'node_modules', 'pushlet-nestjs', 'dist');
+    const seen = new Set<string>();
+    const visit = (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      for (const [, specifier] of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g)) {
+        assert.match(specifier!, /^\.\.?\//, `${file} imports ${specifier}`);
+        visit(join(dirname(file), specifier!));
+      }
+    };
+    visit(join(shipped, 'client', 'index.js'));
+    assert.ok([...seen].some((file) => file.includes(`${join('dist', 'protocol')}`)), 'the client uses the shared wire contract');
+    const loaded = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('pushlet-nestjs/client'); console.log(typeof m.PushletClient)"], app);
+    assert.equal(loaded.stdout.trim(), 'function', loaded.stderr);
+  });
+
   after(() => {
     if (root && !process.env.PUSHLET_KEEP_CONSUMER) rmSync(root, { recursive: true, force: true });
   });

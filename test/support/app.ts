@@ -15,17 +15,21 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Starts a real Nest app on a free loopback port. Pass options, or a whole module metadata. */
+/**
+ * Starts a real Nest app on a free loopback port (or on `port`, to restart a server where its
+ * clients expect it). Pass options, or a whole module metadata.
+ */
 export async function startApp(
   options: PushletModuleOptions | { metadata: ModuleMetadata } = {},
   configure?: (app: INestApplication) => void | Promise<void>,
+  port = 0,
 ): Promise<TestApp> {
   const metadata: ModuleMetadata =
     'metadata' in options ? options.metadata : { imports: [PushletModule.forRoot(options as PushletModuleOptions)] };
   const moduleRef = await Test.createTestingModule(metadata).compile();
   const app = moduleRef.createNestApplication({ logger: false });
   await configure?.(app);
-  await app.listen(0, '127.0.0.1');
+  await app.listen(port, '127.0.0.1');
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   let closed = false;
   return {

@@ -1,0 +1,62 @@
+import type { ResetData } from '../protocol/frames.js';
+import type { PushletClientError } from './client-errors.js';
+import type { WebSocketConstructor } from './ws-transport.js';
+
+/** Where the client's connection stands. */
+export type ClientState = 'disconnected' | 'connecting' | 'connected';
+
+/** Which transport to use; `auto` tries WebSocket and falls back to SSE when the upgrade fails. */
+export type TransportChoice = 'websocket' | 'sse' | 'auto';
+
+/** A message as the client hands it over. */
+export interface ClientMessage {
+  /** Opaque; the client keeps the last one to resume after it. */
+  readonly id: string;
+  /** The topic (`*` for a broadcast). SSE frames name no topic: `undefined` over SSE. */
+  readonly topic: string | undefined;
+  readonly event: string;
+  readonly data: string;
+  /** ISO 8601 publication time (WebSocket only; SSE frames carry none). */
+  readonly timestamp: string | undefined;
+}
+
+export interface PushletClientOptions {
+  /** Default `auto`. */
+  transport?: TransportChoice;
+  /** Default `/ws`. */
+  wsPath?: string;
+  /** Default `/events`. */
+  ssePath?: string;
+  /** The WebSocket constructor; default the global one (browsers). In Node 20 pass `ws`'s `WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** Default the global `fetch`. */
+  fetch?: typeof fetch;
+  /** Shortest wait before a reconnect. Default 500. */
+  minReconnectDelayMs?: number;
+  /** Longest wait before a reconnect. Default 30 000. */
+  maxReconnectDelayMs?: number;
+  /** WebSocket: how long after each pong the next ping goes out. Default 25 000. */
+  pingIntervalMs?: number;
+  /** WebSocket: how long a ping may wait for its pong before the connection counts as dead. Default 10 000. */
+  pingTimeoutMs?: number;
+  /**
+   * SSE: a stream silent this long (not even a heartbeat comment) counts as dead and is
+   * reconnected. Set it above the server's `heartbeatInterval` (say 2.5 times). Default 0: never.
+   */
+  sseIdleTimeoutMs?: number;
+  /**
+   * A token, or a function asked for one on every (re)connect: sent as `Authorization: Bearer`
+   * on SSE and as the `token` query parameter on WebSocket.
+   */
+  token?: string | (() => string | Promise<string>);
+}
+
+/** The client's events (`client.on(name, listener)`). */
+export interface ClientEvents {
+  message: ClientMessage;
+  /** The server could not replay everything these topics missed: reload their state. */
+  reset: ResetData;
+  state: ClientState;
+  /** A failed attempt, a drop or a server error; the client keeps retrying by itself. */
+  error: PushletClientError;
+}

@@ -1,0 +1,54 @@
+import type { CommandRef } from '../protocol/frames.js';
+
+/** One frame from the server, as either transport reads it. */
+export interface ClientFrame {
+  readonly event: string;
+  readonly data: string;
+  /** Messages and `pushlet:connected`: the id to resume after. */
+  readonly id?: string;
+  /** WebSocket only: SSE frames do not name their topic. */
+  readonly topic?: string;
+  /** WebSocket only. */
+  readonly timestamp?: string;
+  readonly ref?: CommandRef;
+}
+
+/** How a transport's connection ended (never reported when the client itself closed it). */
+export type TransportEnd =
+  /** The network or the server dropped it; `opened` tells whether it ever got through. */
+  | { readonly kind: 'dropped'; readonly opened: boolean; readonly code?: number; readonly detail: string }
+  /** SSE: the server answered the request with an HTTP error instead of a stream. */
+  | { readonly kind: 'refused'; readonly status: number; readonly message: string; readonly retryAfterMs?: number }
+  /** The server ended the stream on purpose; `retryMs` is its `retry:` (SSE) when it gave one. */
+  | { readonly kind: 'ended'; readonly code?: number; readonly retryMs?: number };
+
+export interface TransportHandlers {
+  frame(frame: ClientFrame): void;
+  /** Called at most once, and never after `close()`. */
+  ended(end: TransportEnd): void;
+}
+
+/** What one connection attempt needs to know. */
+export interface ConnectRequest {
+  readonly topics: readonly string[];
+  readonly lastEventId: string | undefined;
+  readonly token: string | undefined;
+}
+
+/** One connection, over WebSocket or SSE. */
+export interface Transport {
+  readonly kind: 'websocket' | 'sse';
+  /** The topics this connection asked for (on SSE, changing them takes a new connection). */
+  readonly topics: ReadonlySet<string>;
+  /** WebSocket: sends a command; false when the socket is not open. SSE has no command channel. */
+  send(command: Record<string, unknown>): boolean;
+  /** Ends the connection at once, leaving no timer or socket behind. No `ended` call follows. */
+  close(): void;
+}
+
+/** Joins a base URL and a path without losing the base's own path (`https://x/api` + `/ws`). */
+export function joinUrl(base: string, path: string): URL {
+  const url = new URL(base);
+  url.pathname = url.pathname.replace(/\/+$/, '') + (path.startsWith('/') ? path : `/${path}`);
+  return url;
+}

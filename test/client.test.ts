@@ -1,0 +1,295 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
+import { backoffDelay, PushletClient, PushletSubscribeError, type ClientMessage, type PushletClientOptions, type ResetData } from '../src/client/index.js';
+import type { PushletModuleOptions } from '../src/index.js';
+import { startApp, type TestApp } from './support/app.js';
+import { TcpProxy } from './support/tcp-proxy.js';
+import { until, within } from './support/wait.js';
+
+const FAST: PushletClientOptions = { minReconnectDelayMs: 20, maxReconnectDelayMs: 200 };
+const TRANSPORTS = ['websocket', 'sse'] as const;
+
+describe('client SDK', () => {
+  const apps: TestApp[] = [];
+  const clients: PushletClient[] = [];
+  const proxies: TcpProxy[] = [];
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    for (const proxy of proxies.splice(0)) await proxy.close();
+    for (const app of apps.splice(0)) await app.close();
+  });
+
+  async function app(options: PushletModuleOptions = {}, port = 0): Promise<TestApp> {
+    const t = await startApp({ heartbeatInterval: 60_000, ...options }, undefined, port);
+    apps.push(t);
+    return t;
+  }
+
+  function client(url: string, options: PushletClientOptions): PushletClient {
+    const c = new PushletClient(url, { WebSocket, ...FAST, ...options });
+    clients.push(c);
+    return c;
+  }
+
+  /** Collects the data of every message a subscription's handler gets, and the client's resets. */
+  function recorder(c: PushletClient) {
+    const data: string[] = [];
+    const messages: ClientMessage[] = [];
+    const resets: Array<ResetData & { at: number }> = [];
+    c.on('reset', (reset) => resets.push({ ...reset, at: Date.now() }));
+    return { data, messages, resets, handler: (m: ClientMessage) => (messages.push(m), data.push(m.data)) };
+  }
+
+  for (const transport of TRANSPORTS) {
+    describe(`over ${transport}`, () => {
+      it('subscribes, resolves ready, delivers messages in order and stops after unsubscribe', async () => {
+        const t = await app();
+        const c = client(t.url, { transport });
+        const states: string[] = [];
+        c.on('state', (s) => states.push(s));
+        const rec = recorder(c);
+        const sub = c.subscribe('news', rec.handler);
+        assert.equal(sub.state, 'subscribing');
+        await within(sub.ready, 5_000, 'ready');
+        assert.equal(sub.state, 'subscribed');
+        assert.equal(c.state, 'connected');
+        await t.pushlet.publish('news', 'headline', 'one');
+        await t.pushlet.publish('news', 'headline', { n: 2 });
+        await until(() => rec.data.length === 2, 5_000, 'two messages');
+        assert.deepEqual(rec.data, ['one', '{"n":2}']);
+        assert.equal(rec.messages[0]!.event, 'headline');
+        assert.equal(rec.messages[0]!.topic, transport === 'websocket' ? 'news' : undefined);
+        assert.equal(c.lastEventId, rec.messages[1]!.id);
+        assert.deepEqual(states, ['connecting', 'connected']);
+
+        sub.unsubscribe();
+        assert.equal(sub.state, 'unsubscribed');
+        const other = c.subscribe('other', rec.handler);
+        await within(other.ready, 5_000, 'ready of a second topic');
+        await t.pushlet.publish('news', 'headline', 'not for us');
+        await t.pushlet.publish('other', 'message', 'three');
+        await until(() => rec.data.length === 3, 5_000, 'the third message');
+        assert.deepEqual(rec.data, ['one', '{"n":2}', 'three']);
+      });
+
+      it('rejects ready for a topic the server refuses, and keeps the others', async () => {
+        const t = await app({ authorize: ({ topic }) => topic !== 'secret' });
+        const c = client(t.url, { transport });
+        const rec = recorder(c);
+        await within(c.subscribe('open', rec.handler).ready, 5_000, 'ready');
+        const refused = c.subscribe('secret', rec.handler);
+        await assert.rejects(within(refused.ready, 5_000, 'refusal'), (error: unknown) => {
+          assert.ok(error instanceof PushletSubscribeError);
+          assert.equal(error.topic, 'secret');
+          return true;
+        });
+        assert.equal(refused.state, 'unsubscribed');
+        await until(() => c.state === 'connected', 5_000, 'connected again');
+        await t.pushlet.publish('open', 'message', 'still here');
+        await until(() => rec.data.length === 1, 5_000, 'a message of the topic that was allowed');
+        assert.deepEqual(rec.data, ['still here']);
+      });
+
+      it('survives a server restart on the same port with a publisher running: every message once and in order, or a reset', async () => {
+        let current: TestApp | undefined = await app();
+        const port = Number(new URL(current.url).port);
+        const c = client(current.url, { transport });
+        const rec = recorder(c);
+        await within(c.subscribe('ticks', rec.handler).ready, 5_000, 'ready');
+        const published: Array<{ n: number; at: number }> = [];
+        let n = 0;
+        let publishing: 'on' | 'off' = 'on';
+        const publisher = (async () => {
+          while (publishing === 'on') {
+            const target = current;
+            if (target) {
+              const next = ++n;
+              try {
+                await target.pushlet.publish('ticks', 'tick', String(next));
+                published.push({ n: next, at: Date.now() });
+              } catch {
+                // The app is closing: that message was not published.
+              }
+            }
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+        })();
+        await until(() => rec.data.length >= 10, 5_000, 'messages before the restart');
+        const first = current;
+        current = undefined;
+        await first.close();
+        current = await app({}, port);
+        const afterRestart = n;
+        await until(() => c.state === 'connected' && Number(rec.data.at(-1)) > afterRestart + 10, 10_000, 'messages of the new server');
+        publishing = 'off';
+        await publisher;
+        const last = published.at(-1)!.n;
+        await until(() => rec.data.includes(String(last)), 10_000, 'the last message published');
+
+        const got = rec.data.map(Number);
+        for (let i = 1; i < got.length; i++) assert.ok(got[i]! > got[i - 1]!, `in order, no duplicate: ${got[i - 1]} then ${got[i]}`);
+        const missing = published.filter((p) => !got.includes(p.n));
+        if (missing.length > 0) {
+          assert.ok(rec.resets.length > 0, `missed ${missing.length} messages without a reset`);
+          const resetAt = rec.resets[0]!.at;
+          assert.deepEqual(missing.filter((p) => p.at > resetAt), [], 'nothing published after the reset is missing');
+          assert.deepEqual(rec.resets[0]!.topics, ['ticks']);
+        }
+      });
+
+      it('resumes after a TCP cut without a close frame: what was published meanwhile arrives once, in order', async () => {
+        const t = await app();
+        const proxy = await TcpProxy.start(Number(new URL(t.url).port));
+        proxies.push(proxy);
+        const c = client(proxy.url, { transport });
+        const rec = recorder(c);
+        await within(c.subscribe('feed', rec.handler).ready, 5_000, 'ready');
+        for (let i = 1; i <= 5; i++) await t.pushlet.publish('feed', 'message', String(i));
+        await until(() => rec.data.length === 5, 5_000, 'five messages');
+        proxy.cut();
+        await until(() => c.state === 'connecting', 5_000, 'the client noticing the cut');
+        for (let i = 6; i <= 10; i++) await t.pushlet.publish('feed', 'message', String(i));
+        proxy.restore();
+        await until(() => rec.data.length >= 10 && c.state === 'connected', 10_000, 'the missed messages');
+        await t.pushlet.publish('feed', 'message', '11');
+        await until(() => rec.data.length >= 11, 5_000, 'a live message');
+        assert.deepEqual(rec.data, ['1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11']);
+        assert.deepEqual(rec.resets, []);
+      });
+
+      it('close() leaves nothing behind: Node exits by itself', async () => {
+        const t = await app();
+        const child = spawn(process.execPath, [fileURLToPath(new URL('./support/client-exit-child.js', import.meta.url)), t.url, transport], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        let out = '';
+        child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+        const exited = once(child, 'exit');
+        try {
+          await until(() => out.includes('ready'), 5_000, 'the child subscribed');
+          await t.pushlet.publish('exit', 'message', 'bye');
+          const [code] = await within(exited, 3_000, 'the child to exit after close()');
+          assert.equal(code, 0);
+          assert.equal(out, 'ready\nmessage bye\n');
+        } finally {
+          child.kill();
+        }
+      });
+
+      it('close() settles state and refuses further use', async () => {
+        const t = await app();
+        const c = client(t.url, { transport });
+        await within(c.subscribe('x', () => undefined).ready, 5_000, 'ready');
+        const pending = c.subscribe('y', () => undefined);
+        c.close();
+        assert.equal(c.state, 'disconnected');
+        await assert.rejects(pending.ready, /closed/);
+        assert.throws(() => c.subscribe('x', () => undefined), /closed/);
+      });
+    });
+  }
+
+  it('WebSocket: a late pong drops a half-open connection, and the client resumes', async () => {
+    const t = await app();
+    const proxy = await TcpProxy.start(Number(new URL(t.url).port));
+    proxies.push(proxy);
+    const c = client(proxy.url, { transport: 'websocket', pingIntervalMs: 100, pingTimeoutMs: 200 });
+    const rec = recorder(c);
+    await within(c.subscribe('feed', rec.handler).ready, 5_000, 'ready');
+    await t.pushlet.publish('feed', 'message', '1');
+    await until(() => rec.data.length === 1, 5_000, 'a message');
+    const errors: string[] = [];
+    c.on('error', (error) => errors.push(error.message));
+    proxy.freeze();
+    await t.pushlet.publish('feed', 'message', '2');
+    await until(() => rec.data.length === 2, 5_000, 'the message published while the link was frozen');
+    assert.deepEqual(rec.data, ['1', '2']);
+    assert.ok(errors.some((e) => /no pong/.test(e)), errors.join('; '));
+  });
+
+  it('SSE: a stream silent past sseIdleTimeoutMs (a half-open link) is reconnected, and the client resumes', async () => {
+    const t = await app({ heartbeatInterval: 100 });
+    const proxy = await TcpProxy.start(Number(new URL(t.url).port));
+    proxies.push(proxy);
+    const c = client(proxy.url, { transport: 'sse', sseIdleTimeoutMs: 300 });
+    const rec = recorder(c);
+    await within(c.subscribe('feed', rec.handler).ready, 5_000, 'ready');
+    await t.pushlet.publish('feed', 'message', '1');
+    await until(() => rec.data.length === 1, 5_000, 'a message');
+    await new Promise((resolve) => setTimeout(resolve, 500)); // heartbeats keep a quiet stream alive
+    assert.equal(c.state, 'connected');
+    const errors: string[] = [];
+    c.on('error', (error) => errors.push(error.message));
+    proxy.freeze();
+    await t.pushlet.publish('feed', 'message', '2');
+    await until(() => rec.data.length === 2, 5_000, 'the message published while the link was frozen');
+    assert.deepEqual(rec.data, ['1', '2']);
+    assert.ok(errors.some((e) => /no data within 300 ms/.test(e)), errors.join('; '));
+  });
+
+  it('auto falls back to SSE when the server has no WebSocket endpoint', async () => {
+    const t = await app({ ws: false });
+    const c = client(t.url, { transport: 'auto' });
+    const rec = recorder(c);
+    await within(c.subscribe('news', rec.handler).ready, 5_000, 'ready');
+    assert.equal(c.transportKind, 'sse');
+    await t.pushlet.publish('news', 'message', 'over sse');
+    await until(() => rec.data.length === 1, 5_000, 'a message');
+    assert.deepEqual(rec.data, ['over sse']);
+  });
+
+  it('auto started while the server is down settles on WebSocket once it is up', async () => {
+    const probe = await startApp({ heartbeatInterval: 60_000 });
+    const port = Number(new URL(probe.url).port);
+    await probe.close();
+    const c = client(probe.url, { transport: 'auto' });
+    const errors: string[] = [];
+    c.on('error', (error) => errors.push(error.message));
+    const sub = c.subscribe('news', () => undefined);
+    await until(() => errors.length >= 2, 5_000, 'a few failed attempts');
+    await app({}, port);
+    await within(sub.ready, 5_000, 'ready once the server is up');
+    assert.equal(c.transportKind, 'websocket');
+  });
+
+  it('auto uses WebSocket when the server has it', async () => {
+    const t = await app();
+    const c = client(t.url, { transport: 'auto' });
+    await within(c.subscribe('news', () => undefined).ready, 5_000, 'ready');
+    assert.equal(c.transportKind, 'websocket');
+  });
+
+  it('sends the token on every connect: query parameter on WebSocket, Bearer header on SSE', async () => {
+    const seen: string[] = [];
+    const t = await app({
+      authorize: ({ transport, request }) => {
+        const url = new URL(request.url ?? '/', 'http://x');
+        seen.push(transport === 'ws' ? `ws:${url.searchParams.get('token')}` : `sse:${request.headers.authorization}`);
+        return true;
+      },
+    });
+    let calls = 0;
+    const token = async () => `t${++calls}`;
+    for (const transport of TRANSPORTS) {
+      const c = client(t.url, { transport, token });
+      await within(c.subscribe('a', () => undefined).ready, 5_000, 'ready');
+      c.close();
+    }
+    assert.deepEqual(seen, ['ws:t1', 'sse:Bearer t2']);
+  });
+});
+
+describe('backoffDelay', () => {
+  it('draws uniformly between the minimum and a ceiling that doubles per attempt up to the maximum', () => {
+    assert.equal(backoffDelay(0, 100, 10_000, () => 0), 100);
+    assert.equal(backoffDelay(0, 100, 10_000, () => 1), 100);
+    assert.equal(backoffDelay(3, 100, 10_000, () => 1), 800);
+    assert.equal(backoffDelay(3, 100, 10_000, () => 0.5), 450);
+    assert.equal(backoffDelay(20, 100, 10_000, () => 1), 10_000);
+    assert.equal(backoffDelay(5_000, 100, 10_000, () => 1), 10_000);
+  });
+});
