@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { after, before, describe, it } from 'node:test';
+import type { INestApplication } from '@nestjs/common';
+import { WebSocket } from 'ws';
+import { createSampleApp } from '../sample/app.js';
+import { PushletService } from '../src/index.js';
+import { until } from './support/wait.js';
+
+/**
+ * The client SDK as one ESM file (PROTOCOL.md: the sample serves it at `/pushlet-client.js`):
+ * fetched from the sample as a page would, imported as a module, and used against the sample.
+ */
+describe('the client SDK bundle served at /pushlet-client.js', () => {
+  let app: INestApplication;
+  let url: string;
+  before(async () => {
+    app = await createSampleApp({ heartbeatMs: 60_000 }, { logger: false });
+    await app.listen(0, '127.0.0.1');
+    url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  });
+  after(async () => {
+    await app.close();
+  });
+
+  it('is one self-contained ES module that a page imports and uses', async (t) => {
+    const response = await fetch(`${url}/pushlet-client.js`, { signal: AbortSignal.timeout(5_000) });
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/javascript/);
+    const source = await response.text();
+    assert.doesNotMatch(source, /(^|[;}\s])import\s*[{*"'\w(]/, 'no import of another module');
+    assert.doesNotMatch(source, /require\(|node:/, 'nothing of Node');
+    t.diagnostic(`bundle: ${source.length} B minified, ${gzipSync(source).length} B gzipped`);
+    const module = (await import(`data:text/javascript;base64,${Buffer.from(source).toString('base64')}`)) as typeof import('../src/client/index.js');
+    const client = new module.PushletClient(url, { transport: 'websocket', WebSocket: WebSocket as never });
+    try {
+      const received: string[] = [];
+      const subscription = client.subscribe('bundle/topic', (message) => received.push(message.data));
+      await subscription.ready;
+      await app.get(PushletService).publish('bundle/topic', 'message', 'through the bundle');
+      await until(() => received.length === 1, 5_000, 'the message through the bundled client');
+      assert.deepEqual(received, ['through the bundle']);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('is the file the package ships as pushlet-nestjs/pushlet-client.js', () => {
+    const exports = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).exports as Record<string, unknown>;
+    assert.equal(exports['./pushlet-client.js'], './dist/pushlet-client.js');
+  });
+});
