@@ -5,7 +5,6 @@ import type { WireMessage } from './redis-codec.js';
 /** A publication waiting for Redis to record it. */
 interface Pending {
   readonly message: WireMessage;
-  sent: boolean;
   readonly resolve: (id: string) => void;
   readonly reject: (error: Error) => void;
 }
@@ -25,7 +24,10 @@ export interface OutboxTransport {
  * the first one's id, so nothing is recorded twice.
  */
 export class RedisOutbox {
-  private readonly pending: Pending[] = [];
+  /** Not yet recorded by Redis, in publication order (a Set keeps insertion order). */
+  private readonly pending = new Set<Pending>();
+  /** Of those, the ones to send at the next flush, in order. */
+  private unsent: Pending[] = [];
   private counter = 0;
 
   constructor(
@@ -36,25 +38,29 @@ export class RedisOutbox {
 
   /** Publications not yet recorded by Redis. */
   get size(): number {
-    return this.pending.length;
+    return this.pending.size;
   }
 
   /** Queues a publication; resolves to its id once Redis has recorded it. */
   publish(topic: string, event: string, data: string): Promise<string> {
-    if (this.pending.length >= this.maxQueued) {
+    if (this.pending.size >= this.maxQueued) {
       return Promise.reject(new PushletRedisError(MESSAGES.redisQueueFull(this.maxQueued)));
     }
     return new Promise<string>((resolve, reject) => {
       this.counter += 1;
-      this.pending.push({ message: { topic, event, data, origin: this.origin, counter: this.counter }, sent: false, resolve, reject });
+      const item: Pending = { message: { topic, event, data, origin: this.origin, counter: this.counter }, resolve, reject };
+      this.pending.add(item);
+      this.unsent.push(item);
     });
   }
 
   /** Sends every publication not sent yet, in order (call when the link is ready). */
   flush(): void {
-    for (const item of this.pending) {
-      if (item.sent) continue;
-      item.sent = true;
+    const items = this.unsent;
+    this.unsent = [];
+    for (const item of items) {
+      // Answered meanwhile (a late reply to an earlier attempt): nothing to send again.
+      if (!this.pending.has(item)) continue;
       this.transport.send(item.message).then(
         (id) => this.settle(item, () => item.resolve(id)),
         (error: unknown) => this.failed(item, error),
@@ -62,30 +68,28 @@ export class RedisOutbox {
     }
   }
 
-  /** The link went down: whatever was sent and not answered will be sent again. */
+  /** The link went down: whatever was sent and not answered will be sent again, in order. */
   resend(): void {
-    for (const item of this.pending) item.sent = false;
+    this.unsent = [...this.pending];
   }
 
   /** Fails every publication still waiting (the broker stops). */
   rejectAll(error: Error): void {
-    for (const item of this.pending.splice(0)) item.reject(error);
+    const items = [...this.pending];
+    this.pending.clear();
+    this.unsent = [];
+    for (const item of items) item.reject(error);
   }
 
   private failed(item: Pending, error: unknown): void {
-    if (!this.pending.includes(item)) return;
-    if (isTransient(error)) {
-      item.sent = false;
-      this.transport.unreachable();
-      return;
-    }
-    this.settle(item, () => item.reject(new PushletRedisError(MESSAGES.redisPublishFailed(reason(error)))));
+    if (!this.pending.has(item)) return;
+    // Unreachable: the link goes down, and `resend` queues it again with everything after it.
+    if (isTransient(error)) this.transport.unreachable();
+    else this.settle(item, () => item.reject(new PushletRedisError(MESSAGES.redisPublishFailed(reason(error)))));
   }
 
   private settle(item: Pending, done: () => void): void {
-    const index = this.pending.indexOf(item);
-    if (index < 0) return;
-    this.pending.splice(index, 1);
+    if (!this.pending.delete(item)) return;
     done();
   }
 }

@@ -110,14 +110,9 @@ export class Feed {
       entry.ready = this.registry.acquire(start.topic, entry).ready;
       added.push({ entry, start, after: from.get(start.topic) ?? start.after! });
     }
-    try {
-      await Promise.all(added.map(({ entry }) => entry.ready));
-    } catch (error) {
-      for (const { entry } of added) this.remove(entry.topic);
-      throw error;
-    }
     let caughtUp;
     try {
+      await Promise.all(added.map(({ entry }) => entry.ready));
       caughtUp = await this.catchUpFrom(added);
     } catch (error) {
       for (const { entry } of added) this.remove(entry.topic);

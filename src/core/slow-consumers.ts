@@ -6,23 +6,17 @@ import { MESSAGES } from '../pushlet.messages.js';
 const REPORT_WINDOW_MS = 1_000;
 
 /**
- * Counts clients disconnected for reading too slowly and logs them: the first of a burst at once,
+ * Logs clients disconnected for reading too slowly (the connection tracker counts them): the first of a burst at once,
  * the rest of the burst in one line with its count when the window closes, without waiting for a
  * later event. At most two lines a second however many clients fall behind.
  */
 export class SlowConsumerReporter {
-  private total = 0;
   private pending: Map<PushletTransport, number> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly logger: LoggerService) {}
 
-  get count(): number {
-    return this.total;
-  }
-
   report(transport: PushletTransport, address: string | undefined): void {
-    this.total += 1;
     if (this.pending) {
       this.pending.set(transport, (this.pending.get(transport) ?? 0) + 1);
       return;
