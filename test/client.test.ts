@@ -62,7 +62,8 @@ describe('client SDK', () => {
         await until(() => rec.data.length === 2, 5_000, 'two messages');
         assert.deepEqual(rec.data, ['one', '{"n":2}']);
         assert.equal(rec.messages[0]!.event, 'headline');
-        assert.equal(rec.messages[0]!.topic, transport === 'websocket' ? 'news' : undefined);
+        assert.equal(rec.messages[0]!.topic, 'news');
+        assert.match(rec.messages[0]!.timestamp ?? '', /^\d{4}-\d\d-\d\dT/);
         assert.equal(c.lastEventId, rec.messages[1]!.id);
         assert.deepEqual(states, ['connecting', 'connected']);
 
@@ -74,6 +75,23 @@ describe('client SDK', () => {
         await t.pushlet.publish('other', 'message', 'three');
         await until(() => rec.data.length === 3, 5_000, 'the third message');
         assert.deepEqual(rec.data, ['one', '{"n":2}', 'three']);
+      });
+
+      it('routes each message to the subscriptions of its own topic; broadcasts reach the message event only', async () => {
+        const t = await app();
+        const c = client(t.url, { transport });
+        const a = recorder(c);
+        const b = recorder(c);
+        const all: string[] = [];
+        c.on('message', (m) => all.push(`${m.topic}:${m.data}`));
+        await within(Promise.all([c.subscribe('a', a.handler).ready, c.subscribe('b', b.handler).ready]), 5_000, 'ready');
+        await t.pushlet.publish('a', 'message', 'to a');
+        await t.pushlet.publishToAll('message', 'to all');
+        await t.pushlet.publish('b', 'message', 'to b');
+        await until(() => all.length === 3, 5_000, 'three messages');
+        assert.deepEqual(all, ['a:to a', '*:to all', 'b:to b']);
+        assert.deepEqual(a.data, ['to a']);
+        assert.deepEqual(b.data, ['to b']);
       });
 
       it('rejects ready for a topic the server refuses, and keeps the others', async () => {

@@ -94,6 +94,35 @@ describe('SSE endpoint (PROTOCOL.md, Server-Sent Events)', () => {
     assert.equal(two.events.filter((e) => e.event === 'announce').length, 1);
   });
 
+  it('format=json: each message frame holds the message as JSON with its topic, the id stays on the id: line', async () => {
+    const client = await open('/events?topic=x&topic=y&format=json');
+    const [connected] = await client.waitForEvents(1);
+    assert.deepEqual(JSON.parse(connected!.data), { topics: ['x', 'y'] });
+    const published = await t.pushlet.publish('y', 'tick', 'line one\nline two');
+    const everyone = await t.pushlet.publishToAll('announce', { n: 1 });
+    const [message] = await client.waitForEvents(1, 5_000, 'tick');
+    assert.equal(message!.id, published.id);
+    assert.deepEqual(JSON.parse(message!.data), { topic: 'y', event: 'tick', data: 'line one\nline two', timestamp: published.timestamp });
+    const [broadcast] = await client.waitForEvents(1, 5_000, 'announce');
+    assert.equal(broadcast!.id, everyone.id);
+    assert.deepEqual(JSON.parse(broadcast!.data), { topic: '*', event: 'announce', data: '{"n":1}', timestamp: everyone.timestamp });
+    // A connection on the default format, open at the same time, still gets the data alone.
+    const plain = await open('/events?topic=y&format=text');
+    await plain.waitForEvents(1);
+    await t.pushlet.publish('y', 'tick', 'plain');
+    const [raw] = await plain.waitForEvents(1, 5_000, 'tick');
+    assert.equal(raw!.data, 'plain');
+  });
+
+  it('answers 400 for an unknown format, before any stream starts', async () => {
+    for (const format of ['xml', 'JSON', '%0Aevent:%20x']) {
+      const response = await request(`${t.url}/events?topic=a&format=${format}`);
+      assert.equal(response.status, 400, format);
+      assert.match(JSON.parse(response.body).message, /format must be "text".*or "json"/);
+      assert.ok(!response.body.includes('xml') && !response.body.includes('event: x'), 'the value is not echoed');
+    }
+  });
+
   it('answers 400 with {statusCode, message} for a bad topic, before any stream starts', async () => {
     for (const query of ['topic=', 'topic=a%20b', 'topic=pushlet:x', 'topic=a%0Ab', `topic=${'t'.repeat(201)}`, 'topic=a*']) {
       const response = await request(`${t.url}/events?${query}`);

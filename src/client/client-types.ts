@@ -12,11 +12,11 @@ export type TransportChoice = 'websocket' | 'sse' | 'auto';
 export interface ClientMessage {
   /** Opaque; the client keeps the last one to resume after it. */
   readonly id: string;
-  /** The topic (`*` for a broadcast). SSE frames name no topic: `undefined` over SSE. */
+  /** The topic (`*` for a broadcast). `undefined` only from a server older than SSE `format=json`. */
   readonly topic: string | undefined;
   readonly event: string;
   readonly data: string;
-  /** ISO 8601 publication time (WebSocket only; SSE frames carry none). */
+  /** ISO 8601 publication time (`undefined` only from a server older than SSE `format=json`). */
   readonly timestamp: string | undefined;
 }
 

@@ -233,7 +233,7 @@ export class PushletClient {
     if (frame.id !== undefined) this.lastId = frame.id;
     const message: ClientMessage = {
       id: frame.id ?? '',
-      topic: transport.kind === 'websocket' ? frame.topic : undefined,
+      topic: frame.topic,
       event: frame.event,
       data: typeof frame.data === 'string' ? frame.data : JSON.stringify(frame.data),
       timestamp: frame.timestamp,
@@ -250,7 +250,7 @@ export class PushletClient {
     }
   }
 
-  /** WebSocket: the subscriptions of the message's topic. SSE names no topic: every subscription of the stream. */
+  /** The subscriptions of the message's topic (an old server's SSE frames name none: every subscription of the stream). */
   private handlersFor(transport: Transport, message: ClientMessage): Set<ClientSubscription> {
     const out = new Set<ClientSubscription>();
     const topics = message.topic !== undefined ? [message.topic] : transport.topics;

@@ -1,5 +1,6 @@
-import { EventStreamParser } from './sse-parser.js';
-import type { ConnectRequest, Transport, TransportEnd, TransportHandlers } from './transport.js';
+import { RESERVED_PREFIX } from '../protocol/topics.js';
+import { EventStreamParser, type StreamEvent } from './sse-parser.js';
+import type { ClientFrame, ConnectRequest, Transport, TransportEnd, TransportHandlers } from './transport.js';
 
 export interface SseTransportSettings {
   readonly url: URL;
@@ -26,6 +27,8 @@ export class SseTransport implements Transport {
     this.topics = new Set(request.topics);
     const url = new URL(settings.url);
     for (const topic of request.topics) url.searchParams.append('topic', topic);
+    // Message frames as JSON with their topic and timestamp (PROTOCOL.md, SSE `format=json`).
+    url.searchParams.set('format', 'json');
     const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache' };
     if (request.lastEventId !== undefined) headers['Last-Event-ID'] = request.lastEventId;
     if (request.token !== undefined) headers.Authorization = `Bearer ${request.token}`;
@@ -51,7 +54,7 @@ export class SseTransport implements Transport {
     if (response.status !== 200 || !response.body) return refused(response);
     const parser = new EventStreamParser(
       (event) => {
-        if (event.data !== undefined && !this.finished) this.handlers.frame({ id: event.id, event: event.event, data: event.data });
+        if (event.data !== undefined && !this.finished) this.handlers.frame(toFrame(event, event.data));
       },
       (ms) => (this.retryMs = ms),
     );
@@ -88,6 +91,19 @@ export class SseTransport implements Transport {
     this.abort.abort();
     this.handlers.ended(end);
   }
+}
+
+/** Notices as they are; a message's `data:` is the message as JSON (`format=json`). */
+function toFrame(event: StreamEvent, data: string): ClientFrame {
+  if (event.event.startsWith(RESERVED_PREFIX)) return { id: event.id, event: event.event, data };
+  let message: Partial<Record<'topic' | 'data' | 'timestamp', unknown>> | undefined;
+  try {
+    message = JSON.parse(data) as typeof message;
+  } catch {
+    // Not JSON: a server without `format=json` sent the data alone.
+  }
+  if (typeof message?.topic !== 'string' || typeof message.data !== 'string') return { id: event.id, event: event.event, data };
+  return { id: event.id, event: event.event, data: message.data, topic: message.topic, timestamp: typeof message.timestamp === 'string' ? message.timestamp : undefined };
 }
 
 async function refused(response: Response): Promise<TransportEnd> {

@@ -6,9 +6,9 @@ export interface ClientFrame {
   readonly data: string;
   /** Messages and `pushlet:connected`: the id to resume after. */
   readonly id?: string;
-  /** WebSocket only: SSE frames do not name their topic. */
+  /** Messages (and some notices): the topic. */
   readonly topic?: string;
-  /** WebSocket only. */
+  /** Messages: the publication time. */
   readonly timestamp?: string;
   readonly ref?: CommandRef;
 }

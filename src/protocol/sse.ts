@@ -15,6 +15,26 @@ export const SSE_HEADERS = {
   'X-Accel-Buffering': 'no',
 } as const;
 
+/**
+ * What a message frame's `data:` lines hold (`?format=` on the SSE URL):
+ * - `text` (the default, the Go original's wire): the message's data as is;
+ * - `json`: the message as JSON without its id, `{"topic","event","data","timestamp"}`, so that
+ *   a client of several topics knows each message's topic. The frame's `id:` line stays the id.
+ * Notices (`pushlet:*` events) are the same in both.
+ */
+export type SseFormat = 'text' | 'json';
+
+/** The format a request asked for, or `undefined` when the value is not one. */
+export function parseSseFormat(value: string | null): SseFormat | undefined {
+  if (value === null || value === '' || value === 'text') return 'text';
+  return value === 'json' ? 'json' : undefined;
+}
+
+/** The `data` of a message frame in the `json` format. */
+export function sseJsonData(message: { readonly topic: string; readonly event: string; readonly data: string; readonly timestamp: string }): string {
+  return JSON.stringify({ topic: message.topic, event: message.event, data: message.data, timestamp: message.timestamp });
+}
+
 /** One `data:` line per line of the payload, split on CRLF, CR or LF. */
 export function sseDataLines(data: string): string {
   if (!LINE_BREAK.test(data)) return `data: ${data}\n`;

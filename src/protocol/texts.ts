@@ -13,6 +13,7 @@ export const PROTOCOL_TEXTS = {
   eventLength: 'event must be 1 to 100 characters long',
   eventChars: 'event must not contain CR, LF or NUL',
   eventReserved: 'event names starting with "pushlet:" are the module\'s control events and cannot be published',
+  sseFormat: 'format must be "text" (the message data as is) or "json" (the message as JSON with its topic)',
   commandNotJson: 'a command must be JSON text',
   commandNotObject: 'a command must be a JSON object such as {"action":"subscribe","topic":"a"}',
   actionUnknown: 'action must be "subscribe", "unsubscribe" or "ping"',

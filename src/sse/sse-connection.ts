@@ -5,7 +5,7 @@ import type { WriteQueue } from '../core/bounded-writer.js';
 import type { Envelope } from '../core/envelope.js';
 import type { Session, SessionEndReason, SessionOutput } from '../core/session.js';
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
-import { sseFrame } from '../protocol/sse.js';
+import { sseFrame, type SseFormat } from '../protocol/sse.js';
 import type { Notice } from '../protocol/frames.js';
 import { httpChunk, messageEncoding, messageWithId } from './sse-encoder.js';
 
@@ -33,6 +33,8 @@ export class SseConnection implements SessionOutput, WriteQueue {
     readonly request: IncomingMessage,
     readonly response: ServerResponse,
     private readonly batch: WriteBatch,
+    /** What message frames' `data:` lines hold (`?format=`). */
+    private readonly format: SseFormat = 'text',
   ) {}
 
   /** Bytes written but not yet taken by the kernel. */
@@ -55,9 +57,9 @@ export class SseConnection implements SessionOutput, WriteQueue {
 
   message(envelope: Envelope, id: string | undefined): void {
     const direct = this.socket !== undefined && this.chunked;
-    if (id !== undefined) this.send(messageWithId(envelope, id, direct));
+    if (id !== undefined) this.send(messageWithId(envelope, id, direct, this.format));
     else {
-      const encoding = messageEncoding(envelope);
+      const encoding = messageEncoding(envelope, this.format);
       this.send(direct ? encoding.chunk : encoding.frame);
     }
   }

@@ -1,10 +1,15 @@
 import type { Envelope } from '../core/envelope.js';
-import { sseComment, sseEventBody, sseFrame, sseIdLine } from '../protocol/sse.js';
+import { sseComment, sseEventBody, sseFrame, sseIdLine, sseJsonData, type SseFormat } from '../protocol/sse.js';
 
 export { SSE_HEADERS } from '../protocol/sse.js';
 
-const SSE_FRAME = Symbol('pushlet:sse-frame');
-const SSE_BODY = Symbol('pushlet:sse-body');
+const SSE_FRAME = { text: Symbol('pushlet:sse-frame'), json: Symbol('pushlet:sse-json-frame') } as const;
+const SSE_BODY = { text: Symbol('pushlet:sse-body'), json: Symbol('pushlet:sse-json-body') } as const;
+
+/** What a message frame's `data:` lines hold in `format` (see {@link SseFormat}). */
+function frameData(envelope: Envelope, format: SseFormat): string {
+  return format === 'json' ? sseJsonData(envelope.message) : envelope.message.data;
+}
 const CRLF = Buffer.from('\r\n');
 
 /** A published message's SSE frame, bare and as one HTTP/1.1 chunk (`<size>\r\n<frame>\r\n`). */
@@ -20,9 +25,9 @@ export interface SseMessageEncoding {
  * buffer holds both (the bare frame is a view into the chunk); it is dropped once live delivery
  * is done ({@link Envelope.releaseEncodings}), and rebuilt only if a replay needs it.
  */
-export function messageEncoding(envelope: Envelope): SseMessageEncoding {
-  return envelope.encoded(SSE_FRAME, ({ message }) => {
-    const text = sseFrame(message.event, message.data, message.id);
+export function messageEncoding(envelope: Envelope, format: SseFormat = 'text'): SseMessageEncoding {
+  return envelope.encoded(SSE_FRAME[format], ({ message }) => {
+    const text = sseFrame(message.event, frameData(envelope, format), message.id);
     const length = Buffer.byteLength(text);
     const head = `${length.toString(16)}\r\n`;
     const chunk = Buffer.allocUnsafe(head.length + length + 2);
@@ -38,8 +43,8 @@ export function messageEncoding(envelope: Envelope): SseMessageEncoding {
  * per topic): the `event:` and `data:` lines are encoded once per message and shared; each
  * connection adds only its `id:` line in front.
  */
-export function messageWithId(envelope: Envelope, id: string, chunked: boolean): Buffer {
-  const body = envelope.encoded(SSE_BODY, ({ message }) => Buffer.from(sseEventBody(message.event, message.data)));
+export function messageWithId(envelope: Envelope, id: string, chunked: boolean, format: SseFormat = 'text'): Buffer {
+  const body = envelope.encoded(SSE_BODY[format], ({ message }) => Buffer.from(sseEventBody(message.event, frameData(envelope, format))));
   // Ids are printable ASCII (protocol/ids.ts), so one character is one byte.
   const idLine = sseIdLine(id);
   const length = idLine.length + body.length;
@@ -56,8 +61,8 @@ export function messageWithId(envelope: Envelope, id: string, chunked: boolean):
 }
 
 /** The bare frame of a published message (see {@link messageEncoding}). */
-export function messageFrame(envelope: Envelope): Buffer {
-  return messageEncoding(envelope).frame;
+export function messageFrame(envelope: Envelope, format: SseFormat = 'text'): Buffer {
+  return messageEncoding(envelope, format).frame;
 }
 
 /** `frame` framed as one chunk of a `Transfer-Encoding: chunked` body. */

@@ -9,6 +9,8 @@ import { PushletHub } from '../pushlet.hub.js';
 import { PushletRouteRefusal, PushletRoutes } from '../pushlet.routes.js';
 import { SseConnection } from './sse-connection.js';
 import { heartbeatFrame, httpChunk, SSE_HEADERS } from './sse-encoder.js';
+import { parseSseFormat } from '../protocol/sse.js';
+import { MESSAGES } from '../pushlet.messages.js';
 
 /** How soon a client whose start could not be served is asked to come back (the SSE `retry:` field). */
 const RETRY_MS = 1_000;
@@ -93,8 +95,10 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     const requested = url.searchParams.getAll('topic');
     const topics = requested.length === 0 ? [DEFAULT_TOPIC] : [...new Set(requested)];
     const lastEventId = headerValue(request.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? undefined;
+    const format = parseSseFormat(url.searchParams.get('format'));
+    if (format === undefined) return respondError(response, 400, MESSAGES.sseFormat);
 
-    const connection = new SseConnection(request, response, this.batch);
+    const connection = new SseConnection(request, response, this.batch, format);
     let session: Session;
     try {
       session = this.hub.openSession(connection, 'sse', request);
