@@ -11,11 +11,19 @@ import { Session, type SessionContext, type SessionOutput } from '../src/core/se
 import { TopicRegistry } from '../src/core/topic-registry.js';
 import { RedisHistory } from '../src/cluster/redis-history.js';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
+import { receivePublications } from '../src/cluster/redis-codec.js';
 import { parseResumeId, type Position } from '../src/protocol/ids.js';
 import type { Notice } from '../src/protocol/frames.js';
 import { MESSAGES } from '../src/pushlet.messages.js';
 import { PerTopicMemoryBroker } from './support/per-topic-broker.js';
 import { RedisServer } from './support/redis.js';
+import { eventually } from './support/wait.js';
+
+function compareIdText(a: string, b: string): number {
+  const [ams, aseq] = a.split('-').map(Number) as [number, number];
+  const [bms, bseq] = b.split('-').map(Number) as [number, number];
+  return ams - bms || aseq - bseq;
+}
 
 const LIMITS = { maxCount: 5, maxAgeMs: 60_000, maxTopics: 100 };
 
@@ -265,6 +273,58 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
     assert.equal(trimmed!.incomplete, true, 'maxCount 3 trimmed what came after the start');
     const [future] = await history.read([{ topic: 't', after: { ms: Date.now() + 3_600_000, seq: 0 } }]);
     assert.equal(future!.unknown, true);
+  });
+
+  it('publishes a batch of many topics in one script call: ids in order, one pub/sub message per topic, a resent batch recorded once', async () => {
+    const keys = new RedisKeys('batch:');
+    const history = new RedisHistory(client, keys, false, { maxCount: 100, maxAgeMs: 60_000 });
+    await history.loadScripts();
+    await history.checkEpoch([['server', 'run-a']]);
+    const [start] = await history.positions(['a']);
+    const listener = client.duplicate();
+    const payloads: Array<[string, string]> = [];
+    listener.on('message', (channel: string, payload: string) => payloads.push([channel, payload]));
+    await listener.subscribe(keys.channel('a'), keys.channel('b'));
+    try {
+      const batch = ['a', 'b', 'a', 'b', 'a'].map((topic, i) => ({ topic, event: 'message', data: `${topic}${i}\nline`, origin: 'o1', counter: i + 1 }));
+      const before = await client.info('commandstats');
+      const ids = await Promise.all(history.appendAll(batch));
+      const after = await client.info('commandstats');
+      const calls = (info: string) => Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0);
+      assert.equal(calls(after) - calls(before), 1, 'one script call for the batch');
+      const positions = ids.map((id) => id.split('-').map(Number) as [number, number]);
+      const byTopic = (topic: string) => ids.filter((_, i) => batch[i]!.topic === topic);
+      for (const topic of ['a', 'b']) {
+        const own = byTopic(topic);
+        assert.deepEqual([...own].sort(compareIdText), own, `ids of ${topic} increase in publication order`);
+      }
+      assert.equal(new Set(ids).size, 5, 'five distinct ids');
+      assert.ok(positions.every(([ms]) => ms > 0));
+      // A resend of the same batch (a lost reply) gets the same ids and records nothing twice.
+      const again = await Promise.all(history.appendAll(batch));
+      assert.deepEqual(again, ids);
+      const [replay] = await history.read([{ topic: 'a', after: start! }]);
+      assert.deepEqual(replay!.received.map((r) => r.envelope.message.data), ['a0\nline', 'a2\nline', 'a4\nline']);
+      // An overtaken publication (a lower counter never recorded) is recorded, not dropped.
+      const [late] = await Promise.all(history.appendAll([{ topic: 'a', event: 'message', data: 'late', origin: 'o2', counter: 7 }]));
+      // The next publication on `a` is a marker: every pub/sub message before it has arrived.
+      await eventually(async () => payloads.length >= 3, 5_000, 'the pub/sub messages up to the marker');
+      assert.equal(payloads.length, 3, 'one pub/sub message per topic and batch; nothing for the resend');
+      assert.deepEqual(
+        payloads.map(([channel, payload]) => [channel, receivePublications(payload).map((r) => r.envelope.message.data)]),
+        [
+          [keys.channel('a'), ['a0\nline', 'a2\nline', 'a4\nline']],
+          [keys.channel('b'), ['b1\nline', 'b3\nline']],
+          [keys.channel('a'), ['late']],
+        ],
+      );
+      const [overtaken] = await Promise.all(history.appendAll([{ topic: 'a', event: 'message', data: 'overtaken', origin: 'o2', counter: 6 }]));
+      assert.ok(compareIdText(overtaken!, late!) > 0);
+      // Lifetimes: the stream outlives its last entry by the max age at least.
+      assert.ok((await client.pttl(keys.stream('a'))) > 60_000);
+    } finally {
+      listener.disconnect();
+    }
   });
 
   it('says incomplete for every position before a data loss (the epoch horizon)', async () => {

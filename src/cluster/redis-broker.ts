@@ -6,7 +6,7 @@ import { compareIds, parseId, type ParsedId } from '../core/message-id.js';
 import { BROADCAST_TOPIC } from '../core/topic.js';
 import type { BrokerEventHandler, PushletBroker, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
 import { MESSAGES } from '../pushlet.messages.js';
-import { receivePublication, type Received } from './redis-codec.js';
+import { receivePublications, type Received } from './redis-codec.js';
 import { RedisConnections, type RedisLinkListener } from './redis-connections.js';
 import { RecentPublications } from './redis-dedupe.js';
 import { PushletRedisError, PushletRedisUnavailableError, withTimeout } from './redis-errors.js';
@@ -94,6 +94,7 @@ export class RedisBroker implements PushletBroker {
   /** Live messages held while the link is down or recovering. */
   private held: CatchUp<Received> | undefined;
   private recovering: Promise<void> | undefined;
+  private flushScheduled = false;
   private healer: NodeJS.Timeout | undefined;
   /** Single server: the newest position seen from Redis (ids are global there). */
   private lastSeen: ParsedId = { ms: 0, seq: 0 };
@@ -141,7 +142,7 @@ export class RedisBroker implements PushletBroker {
     this.history = new RedisHistory(this.connections.command, this.keys, this.connections.cluster, limits);
     this.link = new RedisLink((state, previous) => this.entered(state, previous));
     this.outbox = new RedisOutbox(this.instanceId, options.maxQueued, {
-      send: (message) => this.onCommand(this.history.append(message), 'a publication'),
+      send: (messages) => this.history.appendAll(messages).map((id) => this.onCommand(id, 'a publication')),
       unreachable: () => this.lost(),
     });
   }
@@ -171,7 +172,7 @@ export class RedisBroker implements PushletBroker {
   /** Resolves once Redis has recorded the message (waiting in order while it is unreachable). */
   async publish(topic: string, event: string, data: string): Promise<Envelope> {
     const sent = this.outbox.publish(topic, event, data);
-    if (this.link.state === 'ready') this.outbox.flush();
+    this.flushSoon();
     const position = parseId(await sent);
     if (!position) throw new PushletRedisError(MESSAGES.redisPublishFailed('an unreadable id'));
     return Envelope.create(position, topic, event, data);
@@ -287,6 +288,19 @@ export class RedisBroker implements PushletBroker {
     }
   }
 
+  /**
+   * Sends what the outbox holds once this event-loop turn's publications are all in (after I/O
+   * callbacks and their promise chains): one script call carries them all (`PUBLISH_SCRIPT`).
+   */
+  private flushSoon(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (this.link.state === 'ready') this.outbox.flush();
+    });
+  }
+
   /** A connection was lost or a command found Redis unreachable. */
   private lost(): void {
     const state = this.link.state;
@@ -373,14 +387,14 @@ export class RedisBroker implements PushletBroker {
   // ---- receiving -------------------------------------------------------------------------
 
   private onMessage(payload: string): void {
-    this.counts.received += 1;
-    const received = receivePublication(payload);
-    if (!received) return;
-    if (this.held?.hold(received)) {
-      if (this.held.heldCount > this.options.maxQueued) this.overflowHeld();
-      return;
+    for (const received of receivePublications(payload)) {
+      this.counts.received += 1;
+      if (this.held?.hold(received)) {
+        if (this.held.heldCount > this.options.maxQueued) this.overflowHeld();
+        continue;
+      }
+      this.accept(received);
     }
-    this.accept(received);
   }
 
   /**

@@ -52,11 +52,24 @@ export function receive(id: string, body: string): Received | undefined {
   };
 }
 
-/** Splits a pub/sub payload `<id> <body>`. */
-export function receivePublication(payload: string): Received | undefined {
-  const space = payload.indexOf(' ');
-  if (space < 0) return undefined;
-  return receive(payload.slice(0, space), payload.slice(space + 1));
+/**
+ * Splits a pub/sub payload: one or more `<id> <body>` lines (a batch of one topic's messages,
+ * see `PUBLISH_SCRIPT`), in id order. Lines that are not ours are skipped.
+ */
+export function receivePublications(payload: string): Received[] {
+  const out: Received[] = [];
+  let from = 0;
+  while (from < payload.length) {
+    let end = payload.indexOf('\n', from);
+    if (end < 0) end = payload.length;
+    const space = payload.indexOf(' ', from);
+    if (space > from && space < end) {
+      const received = receive(payload.slice(from, space), payload.slice(space + 1, end));
+      if (received) out.push(received);
+    }
+    from = end + 1;
+  }
+  return out;
 }
 
 /** A position in the text form Redis takes (`XRANGE key (<id> +` reads after it). */

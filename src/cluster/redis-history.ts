@@ -1,3 +1,4 @@
+import clusterKeySlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
 import { compareIds, parseId, type ParsedId } from '../core/message-id.js';
 import { encodeBody, idText, receive, type Received, type WireMessage } from './redis-codec.js';
@@ -5,6 +6,10 @@ import type { RedisKeys } from './redis-keys.js';
 import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT } from './redis-scripts.js';
 
 const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT];
+
+/** At most this many publications per script call, and about this many bytes of data. */
+const MAX_BATCH_MESSAGES = 256;
+const MAX_BATCH_BYTES = 512 * 1024;
 
 /** An id more than this far ahead of Redis's clock was not handed out by it: unknown. */
 const FUTURE_TOLERANCE_MS = 1_000;
@@ -56,22 +61,65 @@ export class RedisHistory {
     await Promise.all(servers.flatMap((server) => SCRIPTS.map((script) => server.script('LOAD', script.source))));
   }
 
-  /** Records and publishes a message in one atomic, idempotent script; resolves to its id. */
-  async append(message: WireMessage): Promise<string> {
-    const { topic } = message;
-    const keys = [this.keys.stream(topic), this.keys.meta(topic)];
-    if (!this.cluster) keys.push(this.keys.lastId);
-    const args = [
-      this.keys.channel(topic),
-      encodeBody(message),
-      this.limits.maxCount,
-      this.limits.maxAgeMs,
-      this.cluster ? '1' : '0',
-      message.origin,
-      message.counter,
-      this.markerLifetimeMs,
-    ];
-    return String(await PUBLISH_SCRIPT.run(this.client, keys, args));
+  /** Records and publishes one message (see {@link appendAll}); resolves to its id. */
+  append(message: WireMessage): Promise<string> {
+    return this.appendAll([message])[0]!;
+  }
+
+  /**
+   * Records and publishes messages with as few script calls as the keys allow: one per batch on
+   * a single server, one per slot and batch on a Cluster (a script may only touch keys of one
+   * slot). Within a call, messages are grouped by topic, each topic's in the order given; calls
+   * go out in order on the one command connection. One promise per message, in order.
+   */
+  appendAll(messages: readonly WireMessage[]): Array<Promise<string>> {
+    const groups = new Map<number, WireMessage[]>();
+    for (const message of messages) {
+      const slot = this.cluster ? clusterKeySlot(this.keys.stream(message.topic)) : 0;
+      let group = groups.get(slot);
+      if (!group) groups.set(slot, (group = []));
+      group.push(message);
+    }
+    const ids = new Map<WireMessage, Promise<string>>();
+    for (const group of groups.values()) {
+      for (let from = 0; from < group.length; ) {
+        const batch: WireMessage[] = [];
+        let bytes = 0;
+        while (from < group.length && batch.length < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
+          const message = group[from++]!;
+          bytes += message.data.length;
+          batch.push(message);
+        }
+        const answer = this.appendBatch(batch);
+        batch.forEach((message, i) => ids.set(message, answer.then((reply) => String(reply[i]))));
+      }
+    }
+    return messages.map((message) => ids.get(message)!);
+  }
+
+  private async appendBatch(batch: readonly WireMessage[]): Promise<unknown[]> {
+    const byTopic = new Map<string, WireMessage[]>();
+    for (const message of batch) {
+      const list = byTopic.get(message.topic);
+      if (list) list.push(message);
+      else byTopic.set(message.topic, [message]);
+    }
+    const keys: string[] = this.cluster ? [] : [this.keys.lastId];
+    const args: Array<string | number> = [this.cluster ? '1' : '0', this.limits.maxCount, this.limits.maxAgeMs, this.markerLifetimeMs, batch[0]!.origin, byTopic.size];
+    const order: WireMessage[] = [];
+    for (const [topic, list] of byTopic) {
+      keys.push(this.keys.stream(topic), this.keys.meta(topic));
+      args.push(this.keys.channel(topic), list.length);
+      for (const message of list) {
+        args.push(message.counter, encodeBody(message));
+        order.push(message);
+      }
+    }
+    const reply = (await PUBLISH_SCRIPT.run(this.client, keys, args)) as unknown[];
+    if (!Array.isArray(reply) || reply.length !== order.length) throw new Error('Redis answered an unreadable publish reply');
+    // The reply follows the script's order (by topic); give it back in the batch's order.
+    const byMessage = new Map(order.map((message, i) => [message, reply[i]]));
+    return batch.map((message) => byMessage.get(message));
   }
 
   /**

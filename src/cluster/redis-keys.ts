@@ -22,7 +22,8 @@ export class RedisKeys {
 
   /**
    * `topic`'s marker hash: `l` the last id published, `h` (Cluster) the horizon before which its
-   * history may have been lost, `o:<origin>` each publisher's last publication (counter and id).
+   * history may have been lost, `o:<origin>` each publisher's last publication (counter and id),
+   * `e` when the topic's keys' lifetimes were last renewed (see `PUBLISH_SCRIPT`).
    */
   meta(topic: string): string {
     return `${this.prefix}m:{${tag(topic)}}`;

@@ -11,7 +11,8 @@ interface Pending {
 
 /** What the outbox needs: a way to send, and someone to tell when Redis stops answering. */
 export interface OutboxTransport {
-  send(message: WireMessage): Promise<string>;
+  /** Sends messages in order (batched as the transport sees fit); one answer per message, in order. */
+  send(messages: readonly WireMessage[]): Array<Promise<string>>;
   /** A send failed in a way that says Redis is unreachable (its outcome may be unknown). */
   unreachable(): void;
 }
@@ -56,16 +57,17 @@ export class RedisOutbox {
 
   /** Sends every publication not sent yet, in order (call when the link is ready). */
   flush(): void {
-    const items = this.unsent;
+    // Answered meanwhile (a late reply to an earlier attempt): nothing to send again.
+    const items = this.unsent.filter((item) => this.pending.has(item));
     this.unsent = [];
-    for (const item of items) {
-      // Answered meanwhile (a late reply to an earlier attempt): nothing to send again.
-      if (!this.pending.has(item)) continue;
-      this.transport.send(item.message).then(
+    if (items.length === 0) return;
+    const answers = this.transport.send(items.map((item) => item.message));
+    items.forEach((item, i) =>
+      answers[i]!.then(
         (id) => this.settle(item, () => item.resolve(id)),
         (error: unknown) => this.failed(item, error),
-      );
-    }
+      ),
+    );
   }
 
   /** The link went down: whatever was sent and not answered will be sent again, in order. */

@@ -44,94 +44,150 @@ end
 `;
 
 /**
- * Appends a message to its topic's stream and publishes it, atomically, so that history and live
- * delivery agree on ids and order. Idempotent per publication: a publication sent again (after a
- * lost reply) is recognised by its origin and counter (the origin's newest one on the topic, or
- * one of the topic's last 1,000 entries) and answered with the id it got the first time, without
- * recording or publishing it twice. A lower counter that is not found was overtaken (a client
- * library's retry can reorder commands during a failover) and is recorded now.
+ * Appends a batch of publications to their topics' streams and publishes them, atomically, so
+ * that history and live delivery agree on ids and order. One call carries every publication an
+ * instance made in one event-loop turn (on a Cluster, those of one slot): the script's fixed
+ * costs (the call, the clock, the last id, each topic's marker and trims) are paid once per
+ * batch and per topic, not once per message, and the messages of one topic in a batch go out as
+ * one pub/sub message (`<id> <body>` lines joined by `\n`; bodies are JSON, so hold no raw line
+ * break).
  *
- * KEYS[1] the topic's stream; KEYS[2] its marker hash; KEYS[3] (single server only) the global
- * last-id key.
- * ARGV[1] channel, ARGV[2] body, ARGV[3] history max count, ARGV[4] history max age (ms),
- * ARGV[5] '1' on a Cluster (SPUBLISH, per-topic horizon), ARGV[6] origin, ARGV[7] counter,
- * ARGV[8] the marker's lifetime (ms).
+ * Idempotent per publication: a publication sent again (after a lost reply) is recognised by its
+ * origin and counter (the origin's newest one on the topic, or one of the topic's last 1,000
+ * entries) and answered with the id it got the first time, without recording or publishing it
+ * twice. A lower counter that is not found was overtaken (a client library's retry can reorder
+ * commands during a failover) and is recorded now.
+ *
+ * KEYS: (single server only) the global last-id key, then per topic its stream and its marker hash.
+ * ARGV[1] '1' on a Cluster (SPUBLISH, per-topic horizon), ARGV[2] history max count, ARGV[3]
+ * history max age (ms), ARGV[4] the markers' lifetime (ms), ARGV[5] origin, ARGV[6] the number of
+ * topics; then per topic: its channel, its number of publications k, and k pairs (counter, body).
+ * Returns the ids, in the order the publications were given.
  *
  * Ids are `<ms>-<seq>` with `ms` from Redis's clock, never going back, and `seq` starting at 1
  * within a millisecond (so `<ms>-0` is a position before every message of that millisecond).
- * On a single server the last id is global, which orders ids of all topics by publication; in a
- * cluster it is the topic's own last id.
+ * On a single server the last id is global, which orders ids of all topics by publication (and
+ * the pub/sub messages go out in id order); in a cluster it is the topic's own last id.
  *
  * Each entry records in field `p` the id of the message before it in the topic (for the first
  * entry of a stream, the topic's last id from its marker, else the age cutoff): once older
  * entries are trimmed, the `p` of the oldest entry left says exactly up to where history is gone.
+ *
+ * Count trimming is exact on every append; age trimming and the keys' lifetimes are renewed once
+ * per quarter of the max age per topic (marker field `e`), and the replay script trims by age
+ * before it reads, so nothing older than the max age is ever replayed.
  */
 export const PUBLISH_SCRIPT = new RedisScript(
   'publish',
   `${LUA_HELPERS}
-local stream, meta = KEYS[1], KEYS[2]
-local cluster = ARGV[5] == '1'
-local origin_field = 'o:' .. ARGV[6]
-local counter = tonumber(ARGV[7])
-local marks = redis.call('HMGET', meta, origin_field, 'l', 'h')
-local recorded_counter = -1
-if marks[1] then
-  local sep = string.find(marks[1], ' ', 1, true)
-  recorded_counter = tonumber(string.sub(marks[1], 1, sep - 1))
-  if counter == recorded_counter then return string.sub(marks[1], sep + 1) end
-  if counter < recorded_counter then
-    -- An earlier publication of this origin: recorded already if it is among the recent entries.
-    local entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1000)
-    for i = 1, #entries do
-      local fields = entries[i][2]
-      for j = 1, #fields, 2 do
-        if fields[j] == 'm' then
-          local ok, body = pcall(cjson.decode, fields[j + 1])
-          if ok and body[4] == ARGV[6] and body[5] == counter then return entries[i][1] end
-        end
+local cluster = ARGV[1] == '1'
+local max_count = tonumber(ARGV[2])
+local max_age = tonumber(ARGV[3])
+local meta_ttl = tonumber(ARGV[4])
+local origin = ARGV[5]
+local origin_field = 'o:' .. origin
+local topics = tonumber(ARGV[6])
+local base = 0
+if not cluster then base = 1 end
+local now = now_ms()
+local cutoff = format_id(now - max_age, 0)
+local refresh_ms = math.max(1, math.floor(max_age / 4))
+-- Single server: the newest id handed out, for every topic.
+local global_ms, global_seq = 0, 0
+if not cluster then
+  local last = redis.call('GET', KEYS[1])
+  if last then global_ms, global_seq = parse_id(last) end
+end
+local wrote_any = false
+local out = {}
+local at = 7
+
+-- This origin's publications among the topic's recent entries: counter -> id.
+local function recorded_ids(stream)
+  local found = {}
+  local entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1000)
+  for i = 1, #entries do
+    local fields = entries[i][2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'm' then
+        local ok, body = pcall(cjson.decode, fields[j + 1])
+        if ok and body[4] == origin and type(body[5]) == 'number' then found[body[5]] = entries[i][1] end
       end
     end
   end
+  return found
 end
-local now = now_ms()
-local max_age = tonumber(ARGV[4])
-local cutoff = format_id(now - max_age, 0)
-local last_ms, last_seq = 0, 0
-local prev = cutoff
-local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
-if top then
-  prev = top[1]
-elseif marks[2] then
-  prev = marks[2]
-end
-if top or marks[2] then last_ms, last_seq = parse_id(prev) end
-if KEYS[3] then
-  local last = redis.call('GET', KEYS[3])
-  if last then
-    local ms, seq = parse_id(last)
-    if ms > last_ms or (ms == last_ms and seq > last_seq) then last_ms, last_seq = ms, seq end
+
+for t = 1, topics do
+  local stream, meta = KEYS[base + 2 * t - 1], KEYS[base + 2 * t]
+  local channel, count = ARGV[at], tonumber(ARGV[at + 1])
+  at = at + 2
+  local marks = redis.call('HMGET', meta, origin_field, 'l', 'h', 'e')
+  local recorded, recorded_id = -1, false
+  if marks[1] then
+    local sep = string.find(marks[1], ' ', 1, true)
+    recorded = tonumber(string.sub(marks[1], 1, sep - 1))
+    recorded_id = string.sub(marks[1], sep + 1)
+  end
+  -- The topic's last id: its marker's, else (a marker lost on its own) its newest entry's.
+  local prev = marks[2]
+  if not prev then
+    local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+    if top then prev = top[1] end
+  end
+  local last_ms, last_seq = 0, 0
+  if prev then last_ms, last_seq = parse_id(prev) else prev = cutoff end
+  if global_ms > last_ms or (global_ms == last_ms and global_seq > last_seq) then last_ms, last_seq = global_ms, global_seq end
+  local found = false
+  local lines = {}
+  for j = 1, count do
+    local counter, body = tonumber(ARGV[at]), ARGV[at + 1]
+    at = at + 2
+    local id = false
+    if counter == recorded then
+      id = recorded_id
+    elseif counter < recorded then
+      if not found then found = recorded_ids(stream) end
+      id = found[counter] or false
+    end
+    if not id then
+      local ms, seq = now, 1
+      if last_ms >= now then ms, seq = last_ms, last_seq + 1 end
+      id = format_id(ms, seq)
+      redis.call('XADD', stream, 'MAXLEN', '=', max_count, id, 'm', body, 'p', prev)
+      prev, last_ms, last_seq = id, ms, seq
+      if counter > recorded then recorded, recorded_id = counter, id end
+      lines[#lines + 1] = id .. ' ' .. body
+    end
+    out[#out + 1] = id
+  end
+  if #lines > 0 then
+    wrote_any = true
+    global_ms, global_seq = last_ms, last_seq
+    local fields = { 'l', prev, origin_field, recorded .. ' ' .. recorded_id }
+    if cluster and not marks[3] then
+      fields[#fields + 1] = 'h'
+      fields[#fields + 1] = format_id(now, 0)
+    end
+    -- Age trim and lifetimes, once per refresh interval per topic rather than on every publish:
+    -- the stream then outlives its last entry by the max age at least (reads trim by age first).
+    if not marks[4] or now - tonumber(marks[4]) >= refresh_ms then
+      redis.call('XTRIM', stream, 'MINID', '=', cutoff)
+      redis.call('PEXPIRE', stream, max_age + refresh_ms)
+      redis.call('PEXPIRE', meta, meta_ttl)
+      fields[#fields + 1] = 'e'
+      fields[#fields + 1] = tostring(now)
+    end
+    redis.call('HSET', meta, unpack(fields))
+    if cluster then
+      redis.call('SPUBLISH', channel, table.concat(lines, '\\n'))
+    else
+      redis.call('PUBLISH', channel, table.concat(lines, '\\n'))
+    end
   end
 end
-local ms, seq = now, 1
-if last_ms >= now then ms, seq = last_ms, last_seq + 1 end
-local id = format_id(ms, seq)
-redis.call('XADD', stream, 'MINID', '=', cutoff, id, 'm', ARGV[2], 'p', prev)
-redis.call('XTRIM', stream, 'MAXLEN', '=', tonumber(ARGV[3]))
-redis.call('PEXPIRE', stream, max_age)
-if KEYS[3] then redis.call('SET', KEYS[3], id) end
-if counter > recorded_counter then redis.call('HSET', meta, origin_field, ARGV[7] .. ' ' .. id) end
-if cluster and not marks[3] then
-  redis.call('HSET', meta, 'l', id, 'h', format_id(now, 0))
-else
-  redis.call('HSET', meta, 'l', id)
-end
-redis.call('PEXPIRE', meta, tonumber(ARGV[8]))
-if cluster then
-  redis.call('SPUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
-else
-  redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
-end
-return id
+if wrote_any and not cluster then redis.call('SET', KEYS[1], format_id(global_ms, global_seq)) end
+return out
 `,
 );
 

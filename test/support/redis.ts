@@ -154,21 +154,29 @@ export async function clientCount(server: RedisServer): Promise<number> {
   return list.split('\n').filter((line) => line.trim().length > 0).length - 1;
 }
 
-/** A Redis Cluster of three masters (no replicas), each a {@link RedisServer}. */
+/** A Redis Cluster of three masters (or `masters`; no replicas), each a {@link RedisServer}. */
 export class RedisCluster {
   private constructor(readonly servers: readonly RedisServer[]) {}
 
-  static async start(): Promise<RedisCluster> {
+  static async start(options: { masters?: number } = {}): Promise<RedisCluster> {
+    const masters = options.masters ?? 3;
     const servers: RedisServer[] = [];
     try {
-      for (let i = 0; i < 3; i += 1) {
+      for (let i = 0; i < masters; i += 1) {
         const port = await freePort();
         servers.push(
           await RedisServer.start({
             port,
-            args: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'],
+            args: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000', '--cluster-announce-ip', '127.0.0.1'],
           }),
         );
+      }
+      if (masters === 1) {
+        // `redis-cli --cluster create` wants three masters at least: a one-master cluster takes every slot itself.
+        await servers[0]!.command('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+        const cluster = new RedisCluster(servers);
+        await eventually(() => cluster.stateOk(), 15_000, 'cluster_state:ok');
+        return cluster;
       }
       const create = spawnSync(
         'redis-cli',
