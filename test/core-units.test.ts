@@ -12,6 +12,7 @@ import { TopicRegistry } from '../src/core/topic-registry.js';
 import { RedisHistory } from '../src/cluster/redis-history.js';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
 import { receivePublications } from '../src/cluster/redis-codec.js';
+import { PerTurn } from '../src/core/per-turn.js';
 import { parseResumeId, type Position } from '../src/protocol/ids.js';
 import type { Notice } from '../src/protocol/frames.js';
 import { MESSAGES } from '../src/pushlet.messages.js';
@@ -325,6 +326,31 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
     } finally {
       listener.disconnect();
     }
+  });
+
+  it('serves many readers of one turn with one read: each gets what follows its own position', async () => {
+    const history = new RedisHistory(client, new RedisKeys('many:'), false, { maxCount: 100, maxAgeMs: 60_000 });
+    await history.loadScripts();
+    await history.checkEpoch([['server', 'run-a']]);
+    const ids: string[] = [];
+    for (let i = 1; i <= 6; i++) ids.push(await history.append({ topic: i % 2 ? 'odd' : 'even', event: 'message', data: `m${i}`, origin: 'o1', counter: i }));
+    const at = (id: string) => ({ ms: Number(id.split('-')[0]), seq: Number(id.split('-')[1]) });
+    const reads = new PerTurn<Array<{ topic: string; after: { ms: number; seq: number } }>, Awaited<ReturnType<typeof history.read>>>((readers) => history.readMany(readers));
+    const before = await client.info('commandstats');
+    const answers = await Promise.all([
+      reads.call([{ topic: 'odd', after: at(ids[0]!) }]),
+      reads.call([{ topic: 'odd', after: at(ids[2]!) }, { topic: 'even', after: at(ids[1]!) }]),
+      reads.call([{ topic: 'even', after: { ms: Date.now() + 3_600_000, seq: 0 } }]),
+    ]);
+    const after = await client.info('commandstats');
+    const calls = (info: string) => Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    assert.equal(calls(after) - calls(before), 1, 'one script call for three readers');
+    const data = (replays: Awaited<ReturnType<typeof history.read>>) => replays.map((r) => r.received.map((x) => x.envelope.message.data));
+    assert.deepEqual(data(answers[0]!), [['m3', 'm5']]);
+    assert.deepEqual(data(answers[1]!), [['m5'], ['m4', 'm6']]);
+    assert.deepEqual(answers[1]!.map((r) => r.incomplete), [false, false]);
+    assert.equal(answers[2]![0]!.unknown, true, 'a position ahead of Redis is unknown, even read with others');
+    assert.deepEqual(data(answers[2]!), [[]]);
   });
 
   it('says incomplete for every position before a data loss (the epoch horizon)', async () => {

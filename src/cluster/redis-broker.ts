@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { LoggerService } from '@nestjs/common';
 import { CatchUp, TopicPosition } from '../core/catch-up.js';
+import { PerTurn } from '../core/per-turn.js';
 import { Envelope } from '../core/envelope.js';
 import { compareIds, parseId, type ParsedId } from '../core/message-id.js';
 import { BROADCAST_TOPIC } from '../core/topic.js';
@@ -95,6 +96,9 @@ export class RedisBroker implements PushletBroker {
   private held: CatchUp<Received> | undefined;
   private recovering: Promise<void> | undefined;
   private flushScheduled = false;
+  /** Resume reads and start positions of one event-loop turn, served together (reconnect storms). */
+  private readonly reads = new PerTurn<readonly ReplayRequest[], TopicReplay[]>((readers) => this.history.readMany(readers));
+  private readonly positionReads = new PerTurn<readonly string[], ParsedId[]>((lists) => this.history.positionsMany(lists));
   private healer: NodeJS.Timeout | undefined;
   /** Single server: the newest position seen from Redis (ids are global there). */
   private lastSeen: ParsedId = { ms: 0, seq: 0 };
@@ -204,7 +208,7 @@ export class RedisBroker implements PushletBroker {
 
   async replay(requests: readonly ReplayRequest[]): Promise<ReplayResult> {
     if (this.link.state !== 'ready') return this.replayWhileDown(requests);
-    const replays = await this.onCommand(this.history.read(requests), 'a history read');
+    const replays = await this.onCommand(this.reads.call(requests), 'a history read');
     return {
       envelopes: inOrder(replays, this.ordering === 'total').map((received) => received.envelope),
       incomplete: replays.filter((r) => r.incomplete).map((r) => r.topic),
@@ -233,7 +237,7 @@ export class RedisBroker implements PushletBroker {
   async positions(topics: readonly string[], estimate = false): Promise<ParsedId[]> {
     if (this.link.state === 'ready') {
       try {
-        const positions = await this.onCommand(this.history.positions(topics), 'a position');
+        const positions = await this.onCommand(this.positionReads.call(topics), 'a position');
         for (const position of positions) this.noteSeen(position);
         return positions;
       } catch {
@@ -334,7 +338,7 @@ export class RedisBroker implements PushletBroker {
         state.position.last ??= this.fallbackPosition();
         return { topic, after: state.position.last };
       });
-      const replays = await this.onCommand(this.history.read(requests), 'a history read');
+      const replays = await this.onCommand(this.reads.call(requests), 'a history read');
       if (!current()) return;
       await this.deliverRecovered(replays);
       if (!current()) return;

@@ -136,12 +136,39 @@ export class RedisHistory {
     );
   }
 
+  /** Positions for many callers at once: each topic read once (single server: one read for all). */
+  async positionsMany(lists: ReadonlyArray<readonly string[]>): Promise<ParsedId[][]> {
+    const topics = [...new Set(lists.flat())];
+    if (topics.length === 0) return lists.map(() => []);
+    const positions = await this.positions(topics);
+    const byTopic = new Map(topics.map((topic, i) => [topic, positions[i]!]));
+    return lists.map((list) => list.map((topic) => byTopic.get(topic)!));
+  }
+
   /** Checks the run marker against the run ids of the server (single server; see `EPOCH_SCRIPT`). */
   async checkEpoch(runIds: ReadonlyArray<readonly [string, string]>): Promise<{ state: EpochState; horizon: ParsedId }> {
     const reply = (await EPOCH_SCRIPT.run(this.client, [this.keys.epoch], runIds.flat())) as [EpochState, string];
     const horizon = parseId(reply[1]);
     if (!horizon) throw new Error('Redis answered an unreadable horizon');
     return { state: reply[0], horizon };
+  }
+
+  /**
+   * Reads history for many readers at once (see {@link PerTurn}): each topic once, after the
+   * earliest position any reader asked for, then each reader's part of it. One script call on a
+   * single server, one per topic on a Cluster, however many readers.
+   */
+  async readMany(readers: ReadonlyArray<ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>>): Promise<TopicReplay[][]> {
+    const earliest = new Map<string, ParsedId>();
+    for (const requests of readers) {
+      for (const { topic, after } of requests) {
+        const known = earliest.get(topic);
+        if (!known || compareIds(after, known) < 0) earliest.set(topic, after);
+      }
+    }
+    const merged = await this.read([...earliest].map(([topic, after]) => ({ topic, after })));
+    const byTopic = new Map(merged.map((replay) => [replay.topic, replay]));
+    return readers.map((requests) => requests.map(({ topic, after }) => replayAfter(byTopic.get(topic)!, after)));
   }
 
   /** Reads each topic's history after its own position. */
@@ -175,6 +202,19 @@ export class RedisHistory {
       };
     });
   }
+}
+
+/** What a read of a topic after an earlier (or equal) position says about a reader at `after`. */
+export function replayAfter(read: TopicReplay, after: ParsedId): TopicReplay {
+  const unknown = after.ms > read.readAt.ms + FUTURE_TOLERANCE_MS;
+  return {
+    topic: read.topic,
+    incomplete: !unknown && compareIds(after, read.floor) < 0,
+    floor: read.floor,
+    unknown,
+    received: unknown ? [] : read.received.filter((r) => compareIds(r.envelope.position, after) > 0),
+    readAt: read.readAt,
+  };
 }
 
 type ReplayReply = [string, ...Array<[string, Array<[string, string[]]>]>];
