@@ -14,8 +14,9 @@ import { within } from './support/wait.js';
 /**
  * The demo page on the client SDK (`/pushlet-client.js`) in headless Chromium, over each
  * transport: while a publisher on another instance publishes numbered messages without pause, the
- * page's instance is restarted on the same port and the browser goes offline and back; in the end
- * the page holds every message exactly once, in order, and saw no reset.
+ * page's instance is restarted on the same port (twice: before the first message and mid-stream)
+ * and the browser goes offline and back; in the end the page holds every message exactly once, in
+ * order, and saw no reset.
  */
 
 /** Every wait on the page is bounded by this (ms). */
@@ -168,7 +169,7 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
   });
 
   for (const transport of ['websocket', 'sse'] as const) {
-    it(`${transport}: every message once and in order, through a server restart and an offline spell, no reset`, async () => {
+    it(`${transport}: every message once and in order, through two server restarts and an offline spell, no reset`, async (t) => {
       const topic = `browser/${transport}`;
       const context = await browser.newContext();
       contexts.push(context);
@@ -181,13 +182,21 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
 
       const publisher = new Publisher(publishing.pushlet, topic);
       publishers.push(publisher);
-      publisher.start();
-      await waitForMessages(page, 20);
 
-      // The page's instance stops (WebSocket close 1001, the SSE stream ends) while messages go on.
+      // The page's instance stops before the first message (WebSocket close 1001, the SSE stream
+      // ends): the client resumes from the id of `pushlet:connected`.
       await served.stop();
       await waitForState(page, 'connecting');
-      await publisher.published(publisher.count + 30, 'while the page\'s instance is down');
+      publisher.start();
+      await publisher.published(30, 'while the page\'s instance is down');
+      await served.start();
+      await waitForState(page, 'connected');
+      await waitForMessages(page, publisher.count + 10);
+
+      // Again, mid-stream: the client resumes from the id of the last message it saw.
+      await served.stop();
+      await waitForState(page, 'connecting');
+      await publisher.published(publisher.count + 30, 'while the page\'s instance is down again');
       await served.start();
       await waitForState(page, 'connected');
       await waitForMessages(page, publisher.count + 10);
@@ -208,6 +217,7 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
       await page.waitForSelector('#client-messages div:text-is("[message] ' + topic + ' end")');
 
       const demo = await readDemo(page);
+      t.diagnostic(`${total} messages published, ${demo.messages.length - 1} received before the end marker`);
       const expected = [...Array.from({ length: total }, (_, i) => String(i + 1)), 'end'];
       const data = demo.messages.map((m) => m.data);
       const missing = expected.filter((d) => !data.includes(d));
@@ -220,8 +230,9 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
       // The page shows each message as text, once.
       assert.equal(await page.locator('#client-messages div').count(), expected.length);
       assert.equal(await page.locator('#client-messages div').first().textContent(), `[message] ${topic} 1`);
-      // connecting → connected, then the restart, then offline and back.
-      assert.deepEqual(demo.states, ['connecting', 'connected', 'connecting', 'connected', 'disconnected', 'connecting', 'connected']);
+      // connecting → connected, then two restarts, then offline and back.
+      const restart = ['connecting', 'connected'];
+      assert.deepEqual(demo.states, [...restart, ...restart, ...restart, 'disconnected', ...restart]);
     });
   }
 });
