@@ -237,10 +237,11 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
   }
 });
 
-describe('the demo page on the client SDK in headless Chromium: resets', () => {
+describe('the demo page on the client SDK in headless Chromium, in memory: resets and starting offline', () => {
   let browser: Browser;
   let served: SampleInstance;
   const pages: Page[] = [];
+  const contexts: BrowserContext[] = [];
 
   before(async () => {
     // In memory: a restart loses the history, so the client cannot be told what it missed.
@@ -250,6 +251,7 @@ describe('the demo page on the client SDK in headless Chromium: resets', () => {
   });
   afterEach(async () => {
     for (const page of pages.splice(0)) await page.close();
+    for (const context of contexts.splice(0)) await context.close();
   });
   after(async () => {
     const steps = [() => browser?.close(), () => served?.stop()];
@@ -280,5 +282,27 @@ describe('the demo page on the client SDK in headless Chromium: resets', () => {
 
     await served.pushlet.publish('lost/history', 'message', 'after');
     await page.waitForSelector('#client-messages div:text-is("[message] lost/history after")');
+  });
+
+  it('a client started while the browser is offline waits for `online`, then connects', async () => {
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    page.setDefaultTimeout(WAIT_MS);
+    await page.goto(`${served.url}/?topic=offline/start`);
+    await waitForState(page, 'connected');
+    await context.setOffline(true);
+    await waitForState(page, 'disconnected');
+    // The Subscribe button makes a new client, here while offline: it makes no attempt (which
+    // could only fail, with a growing backoff) until the browser is back online.
+    await page.click('#client-subscribe');
+    await page.waitForSelector('#client-subscription:text("subscribing to offline/start")');
+    assert.deepEqual((await readDemo(page)).states, []);
+    assert.equal(await page.textContent('#client-state'), 'disconnected');
+    await context.setOffline(false);
+    await waitForState(page, 'connected');
+    assert.deepEqual((await readDemo(page)).states, ['connecting', 'connected']);
+    await served.pushlet.publish('offline/start', 'message', 'back');
+    await page.waitForSelector('#client-messages div:text-is("[message] offline/start back")');
   });
 });
