@@ -48,15 +48,15 @@ class SampleInstance {
 
   async start(): Promise<void> {
     const app = await createSampleApp(this.config, { logger: false });
-    await app.listen(this.port, '127.0.0.1');
     this.app = app;
+    await within(app.listen(this.port, '127.0.0.1'), WAIT_MS, `the sample to listen on port ${this.port}`);
     this.port = Number(new URL(await app.getUrl()).port);
   }
 
   async stop(): Promise<void> {
     const app = this.app;
     this.app = undefined;
-    await app?.close();
+    if (app) await within(app.close(), WAIT_MS, 'the sample to close');
   }
 
   get pushlet(): PushletService {
@@ -73,6 +73,7 @@ class Publisher extends EventEmitter {
   count = 0;
   private running = false;
   private loop: Promise<void> | undefined;
+  private failure: unknown;
 
   constructor(
     private readonly pushlet: PushletService,
@@ -91,7 +92,10 @@ class Publisher extends EventEmitter {
         // A steady rate (about 100 a second), well inside the history window of 1,000 per topic.
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-    })();
+    })().catch((error: unknown) => {
+      this.running = false;
+      this.failure = error;
+    });
   }
 
   /** Resolves once `n` messages have been published in all. */
@@ -114,7 +118,8 @@ class Publisher extends EventEmitter {
   /** Stops after the message being published; resolves to the number published in all. */
   async stop(): Promise<number> {
     this.running = false;
-    await this.loop;
+    await within(this.loop ?? Promise.resolve(), WAIT_MS, 'the publisher to stop');
+    if (this.failure) throw this.failure;
     return this.count;
   }
 }
@@ -160,8 +165,11 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
     browser = await launchChromium();
   });
   afterEach(async () => {
-    for (const publisher of publishers.splice(0)) await publisher.stop();
-    for (const context of contexts.splice(0)) await context.close();
+    try {
+      for (const publisher of publishers.splice(0)) await publisher.stop();
+    } finally {
+      for (const context of contexts.splice(0)) await context.close();
+    }
   });
   after(async () => {
     const steps = [() => browser?.close(), () => served?.stop(), () => publishing?.stop(), () => redis?.stop()];
