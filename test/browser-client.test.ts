@@ -261,6 +261,7 @@ describe('the demo page on the client SDK in headless Chromium, in memory: reset
   afterEach(async () => {
     for (const page of pages.splice(0)) await page.close();
     for (const context of contexts.splice(0)) await context.close();
+    if (!served.app) await served.start();
   });
   after(async () => {
     const steps = [() => browser?.close(), () => served?.stop()];
