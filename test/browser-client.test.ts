@@ -145,9 +145,17 @@ async function messageCount(page: Page): Promise<number> {
   return page.evaluate(() => (globalThis as unknown as { pushletDemo: DemoRecord }).pushletDemo.messages.length);
 }
 
+/** One Chromium for the whole file. */
+let browser: Browser;
+before(async () => {
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.close();
+});
+
 describe('the demo page on the client SDK in headless Chromium: nothing lost across restarts and offline', () => {
   let redis: RedisServer;
-  let browser: Browser;
   /** The instance the page talks to; restarted by the tests. */
   let served: SampleInstance;
   /** Another instance on the same Redis, where the publisher publishes: it never stops. */
@@ -162,7 +170,6 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
     publishing = new SampleInstance(config);
     await served.start();
     await publishing.start();
-    browser = await launchChromium();
   });
   afterEach(async () => {
     try {
@@ -174,7 +181,7 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
     }
   });
   after(async () => {
-    const steps = [() => browser?.close(), () => served?.stop(), () => publishing?.stop(), () => redis?.stop()];
+    const steps = [() => served?.stop(), () => publishing?.stop(), () => redis?.stop()];
     for (const step of steps) await step().catch(() => undefined);
   });
 
@@ -247,7 +254,6 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
 });
 
 describe('the demo page on the client SDK in headless Chromium, in memory: resets and starting offline', () => {
-  let browser: Browser;
   let served: SampleInstance;
   const pages: Page[] = [];
   const contexts: BrowserContext[] = [];
@@ -256,7 +262,6 @@ describe('the demo page on the client SDK in headless Chromium, in memory: reset
     // In memory: a restart loses the history, so the client cannot be told what it missed.
     served = new SampleInstance({ heartbeatMs: 60_000 });
     await served.start();
-    browser = await launchChromium();
   });
   afterEach(async () => {
     for (const page of pages.splice(0)) await page.close();
@@ -264,8 +269,7 @@ describe('the demo page on the client SDK in headless Chromium, in memory: reset
     if (!served.app) await served.start();
   });
   after(async () => {
-    const steps = [() => browser?.close(), () => served?.stop()];
-    for (const step of steps) await step().catch(() => undefined);
+    await served?.stop();
   });
 
   it('shows a reset, as text, when the server restarted without its history', async () => {
