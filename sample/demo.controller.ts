@@ -5,7 +5,7 @@ const page = readFileSync(new URL('../../sample/public/index.html', import.meta.
 // The client SDK as one ESM file, built next to the compiled sample by `npm run build:all`.
 const clientBundle = new URL('../pushlet-client.js', import.meta.url);
 
-/** Serves the demo page with the README's SSE and WebSocket clients, and the client SDK for pages. */
+/** Serves the demo page (the client SDK, and the README's plain SSE and WebSocket clients) and the SDK as one file for pages. */
 @Controller()
 export class DemoController {
   @Get()

@@ -22,11 +22,12 @@ describe('the demo page in headless Chromium: its publish form', () => {
     await sample?.close();
   });
 
-  /** Opens the page and waits until both of its connections are up. */
+  /** Opens the page and waits until its connections (the SDK client's and the plain ones) are up. */
   async function openPage(): Promise<Page> {
     const page = await browser.newPage();
     page.setDefaultTimeout(15_000);
     await page.goto(url);
+    await page.waitForSelector('#client-subscription:text("subscribed to my-topic")');
     await page.waitForSelector('#sse-status:text("connected")');
     await waitForText(page, 'ws-messages', '[pushlet:connected]');
     return page;
@@ -42,6 +43,8 @@ describe('the demo page in headless Chromium: its publish form', () => {
       await waitForText(page, 'send-status', 'Message sent');
       await waitForText(page, 'messages', 'SSE message: sent from the form');
       await waitForText(page, 'ws-messages', '[message] my-topic sent from the form');
+      await waitForText(page, 'client-messages', '[message] my-topic sent from the form');
+      assert.equal(await page.textContent('#client-state'), 'connected');
     } finally {
       await page.close();
     }
@@ -60,6 +63,31 @@ describe('the demo page in headless Chromium: its publish form', () => {
       await page.click('#broadcast');
       await waitForText(page, 'messages', 'SSE news: to everyone');
       await waitForText(page, 'ws-messages', '[news] * to everyone');
+      // The SDK panel shows the client's messages: its topic's, then the broadcast.
+      await waitForText(page, 'client-messages', '[news] * to everyone');
+      assert.deepEqual(await page.locator('#client-messages div').allTextContents(), ['[order-shipped] my-topic order 42', '[news] * to everyone']);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('subscribes the SDK client to the topic and transport chosen on the page', async () => {
+    const page = await openPage();
+    try {
+      await page.getByLabel('Subscribe to').fill('orders/7');
+      await page.getByLabel('Transport').selectOption('sse');
+      await page.click('#client-subscribe');
+      await page.waitForSelector('#client-subscription:text("subscribed to orders/7")');
+      assert.equal(await page.textContent('#client-kind'), 'sse');
+      assert.equal(await page.textContent('#client-state'), 'connected');
+      await page.getByLabel('Topic').fill('orders/7');
+      await page.getByLabel('Message').fill('packed');
+      await page.click('#send');
+      await waitForText(page, 'client-messages', '[message] orders/7 packed');
+      // A topic the server refuses is reported on the page.
+      await page.getByLabel('Subscribe to').fill('private/secrets');
+      await page.click('#client-subscribe');
+      await waitForText(page, 'client-subscription', 'not subscribed:');
     } finally {
       await page.close();
     }

@@ -32,6 +32,9 @@ describe('sample app routes (PROTOCOL.md, The sample app)', () => {
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);
     assert.match(page.body, /new EventSource\("\/events\?topic=my-topic"\)/);
+    // The client SDK, from the file the sample serves.
+    assert.match(page.body, /<script type="module">[^]*import \{ PushletClient \} from "\/pushlet-client\.js"/);
+    assert.match(page.body, /new PushletClient\(location\.origin, /);
   });
 
   it('GET and POST /send publish with defaults topic=default, event=message, and answer 200 Message sent', async () => {

@@ -152,6 +152,8 @@ export class PushletClient {
     this.phase = 'running';
     this.globalEvents?.addEventListener('offline', this.onOffline);
     this.globalEvents?.addEventListener('online', this.onOnline);
+    // Started offline: wait for `online` (no `offline` event will come to say so).
+    if (this.globalEvents && (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false) return this.wentOffline();
     void this.open();
   }
 
