@@ -15,5 +15,6 @@ export const DEFAULTS = {
   maxMessageBytes: 256 * 1024,
   historyMaxCount: 1000,
   historyMaxAgeMs: 5 * 60_000,
-  historyMaxTopics: 1000,
+  historyMaxTopics: Infinity,
+  historyMaxBytes: 64 * 1024 * 1024,
 } as const;

@@ -55,6 +55,7 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
       maxCount: positive(history.maxCount, DEFAULTS.historyMaxCount, 'history.maxCount'),
       maxAgeMs: positive(history.maxAgeMs, DEFAULTS.historyMaxAgeMs, 'history.maxAgeMs'),
       maxTopics: positive(history.maxTopics, DEFAULTS.historyMaxTopics, 'history.maxTopics'),
+      maxBytes: positive(history.maxBytes, DEFAULTS.historyMaxBytes, 'history.maxBytes'),
     },
     routes: {
       useGlobalPrefix: options.routes?.useGlobalPrefix ?? true,

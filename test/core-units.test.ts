@@ -243,6 +243,48 @@ describe('MemoryHistory (core/memory-history.ts)', () => {
   });
 });
 
+describe('MemoryHistory bounded by bytes', () => {
+  it('evicts the oldest message of any topic past maxBytes, and says incomplete only for that topic', () => {
+    const broker = new MemoryBroker({ maxCount: 1_000, maxAgeMs: 60_000, maxTopics: Infinity });
+    const history = new MemoryHistory({ maxCount: 1_000, maxAgeMs: 60_000, maxTopics: Infinity, maxBytes: 20_000 }, { ms: 0, seq: 0 });
+    const start = broker.publishNow('x', 'message', 'before');
+    const sent: Envelope[] = [];
+    for (let i = 0; i < 400; i++) {
+      const envelope = broker.publishNow(`t${i % 40}`, 'message', `m${i}`.padEnd(100, '.'));
+      history.append(envelope);
+      sent.push(envelope);
+      assert.ok(history.retainedBytes <= 20_000, `bytes stay bounded (${history.retainedBytes} after ${i + 1})`);
+    }
+    assert.equal(history.topicCount, 40, 'no topic was dropped');
+    // Everything retained is the newest messages, in order: the oldest went first, whatever the topic.
+    const all = history.replay(Array.from({ length: 40 }, (_, t) => ({ topic: `t${t}`, after: start.position })));
+    const kept = all.envelopes.map((e) => e.message.data);
+    assert.ok(kept.length > 20 && kept.length < 400, `some kept, some evicted (${kept.length})`);
+    assert.deepEqual(kept, sent.slice(400 - kept.length).map((e) => e.message.data));
+    assert.equal(all.incomplete.length, 40, 'every topic lost its oldest messages');
+    // A client that saw the newest message of an evicted range resumes exactly.
+    // A client whose position is within what is kept resumes exactly (t35: 355 evicted, 395 kept).
+    const recent = history.replay([{ topic: 't35', after: sent[380]!.position }]);
+    assert.deepEqual(recent.incomplete, []);
+    assert.deepEqual(recent.envelopes.map((e) => e.id), [sent[395]!.id]);
+    assert.deepEqual(history.replay([{ topic: 't35', after: sent[340]!.position }]).incomplete, ['t35'], '355 was evicted');
+  });
+
+  it('keeps 2,000 live topics with the defaults without dropping one, and its queue stays compact', () => {
+    const broker = new MemoryBroker({ maxCount: 1_000, maxAgeMs: 60_000, maxTopics: Infinity });
+    const history = new MemoryHistory({ maxCount: 5, maxAgeMs: 60_000, maxTopics: Infinity }, { ms: 0, seq: 0 });
+    const start = broker.publishNow('x', 'message', 'before');
+    for (let i = 0; i < 40_000; i++) history.append(broker.publishNow(`t${i % 2_000}`, 'message', 'x'.repeat(100)));
+    assert.equal(history.topicCount, 2_000);
+    const queue = (history as unknown as { queue: unknown[]; queueHead: number });
+    assert.ok(queue.queue.length - queue.queueHead <= 2 * 10_000 + 1_024, `queue holds ${queue.queue.length - queue.queueHead} for 10,000 retained`);
+    const after = broker.publishNow('x', 'message', 'mark');
+    history.append(broker.publishNow('t7', 'message', 'new'));
+    assert.deepEqual(history.replay([{ topic: 't7', after: after.position }]), { envelopes: history.replay([{ topic: 't7', after: after.position }]).envelopes, incomplete: [], unknown: [] });
+    assert.deepEqual(history.replay([{ topic: 't7', after: start.position }]).incomplete, ['t7'], 'maxCount 5 evicted older ones');
+  });
+});
+
 describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () => {
   let server: RedisServer;
   let client: Redis;

@@ -9,6 +9,30 @@ export interface HistoryLimits {
   readonly maxAgeMs: number;
   /** Topics whose history is kept; the one published to least recently goes first. */
   readonly maxTopics: number;
+  /**
+   * Bytes of messages kept in all (estimated: data, topic and event as UTF-16, plus a fixed cost
+   * per message); the oldest message of any topic goes first. Default 64 MiB.
+   */
+  readonly maxBytes?: number;
+}
+
+/** Messages and estimated bytes retained across every topic. */
+interface Totals {
+  bytes: number;
+  count: number;
+}
+
+/** The default of {@link HistoryLimits.maxBytes}. */
+export const DEFAULT_HISTORY_BYTES = 64 * 1024 * 1024;
+/**
+ * What a retained message costs besides its strings: the envelope, the message object, the id's
+ * position, queue slots (bench/history-memory.ts measures about 580 B in all with 100 B of data).
+ */
+const ENTRY_OVERHEAD_BYTES = 320;
+
+function entryBytes(envelope: Envelope): number {
+  const { message } = envelope;
+  return ENTRY_OVERHEAD_BYTES + 2 * (message.data.length + message.topic.length + message.event.length + message.id.length);
 }
 
 /** One topic's retained messages, oldest first, with the newest position evicted from it. */
@@ -16,18 +40,36 @@ class TopicHistory {
   entries: Envelope[] = [];
   head = 0;
   evicted: ParsedId | undefined;
+  /** Set once the whole history is dropped: its entries in the global queue are stale. */
+  dropped = false;
+
+  /** `totals` are the history-wide counts, kept by every push and eviction. */
+  constructor(private readonly totals: Totals) {}
 
   get size(): number {
     return this.entries.length - this.head;
   }
 
+  /** The oldest retained message, if any. */
+  get oldest(): Envelope | undefined {
+    return this.size > 0 ? this.entries[this.head] : undefined;
+  }
+
   push(envelope: Envelope, maxCount: number): void {
     this.entries.push(envelope);
+    this.totals.bytes += entryBytes(envelope);
+    this.totals.count += 1;
     if (this.size > maxCount) this.evictOne();
   }
 
   pruneOlderThan(cutoffMs: number): void {
     while (this.size > 0 && this.entries[this.head]!.position.ms < cutoffMs) this.evictOne();
+  }
+
+  /** Forgets every retained message (the history is dropped). */
+  release(): void {
+    while (this.size > 0) this.evictOne();
+    this.dropped = true;
   }
 
   /** Retained envelopes strictly after `after`, oldest first. */
@@ -42,8 +84,11 @@ class TopicHistory {
     return this.entries.slice(lo);
   }
 
-  private evictOne(): void {
-    this.evicted = this.entries[this.head]!.position;
+  evictOne(): void {
+    const envelope = this.entries[this.head]!;
+    this.totals.bytes -= entryBytes(envelope);
+    this.totals.count -= 1;
+    this.evicted = envelope.position;
     this.entries[this.head] = undefined as unknown as Envelope;
     this.head += 1;
     // Compact once the dead prefix outweighs the live part, so memory tracks the retained count.
@@ -55,8 +100,11 @@ class TopicHistory {
 }
 
 /**
- * Bounded per-topic history for the in-memory broker. Memory stays bounded by
- * `maxTopics * maxCount` envelopes however many topics come and go.
+ * Bounded per-topic history for the in-memory broker: at most `maxCount` messages per topic, none
+ * older than `maxAgeMs`, at most `maxBytes` in all (the oldest message of any topic goes first:
+ * O(1) per eviction through one queue of every retained message in publication order), and at
+ * most `maxTopics` topics (unlimited by default: memory is bounded by bytes, so a deployment with
+ * more live topics than a fixed count never evicts a topic on every publish).
  *
  * A replay is exact when nothing after the client's id was evicted. Evictions are remembered per
  * topic while its history lives, and folded into one global horizon when a topic's history is
@@ -67,6 +115,15 @@ export class MemoryHistory {
   private readonly topics = new Map<string, TopicHistory>();
   private horizon: ParsedId;
   private newest: ParsedId;
+  private readonly totals: Totals = { bytes: 0, count: 0 };
+  private readonly maxBytes: number;
+  /**
+   * Every message appended, oldest first, with its topic's history: the front is the oldest
+   * message still retained anywhere, unless stale (already evicted by count or age, or its topic
+   * dropped). Stale entries are skipped at the front and compacted away when they pile up.
+   */
+  private queue: Array<{ readonly history: TopicHistory; readonly envelope: Envelope }> = [];
+  private queueHead = 0;
 
   constructor(
     private readonly limits: HistoryLimits,
@@ -74,25 +131,61 @@ export class MemoryHistory {
   ) {
     this.horizon = start;
     this.newest = start;
+    this.maxBytes = limits.maxBytes ?? DEFAULT_HISTORY_BYTES;
   }
 
   get topicCount(): number {
     return this.topics.size;
   }
 
+  /** Estimated bytes of the messages retained (see {@link HistoryLimits.maxBytes}). */
+  get retainedBytes(): number {
+    return this.totals.bytes;
+  }
+
   append(envelope: Envelope): void {
     const topic = envelope.topic;
     let history = this.topics.get(topic);
-    if (history) {
-      // Re-insert so that Map order is least-recently-published first.
-      this.topics.delete(topic);
-    } else {
-      history = new TopicHistory();
+    if (!history) {
+      history = new TopicHistory(this.totals);
       if (this.topics.size >= this.limits.maxTopics) this.dropOldestTopic();
+      this.topics.set(topic, history);
+    } else if (Number.isFinite(this.limits.maxTopics)) {
+      // Re-insert so that Map order is least-recently-published first (only a topic bound needs it).
+      this.topics.delete(topic);
+      this.topics.set(topic, history);
     }
-    this.topics.set(topic, history);
     history.push(envelope, this.limits.maxCount);
+    this.queue.push({ history, envelope });
     this.newest = envelope.position;
+    while (this.totals.bytes > this.maxBytes && this.evictOldest());
+    this.compactQueue();
+  }
+
+  /** Evicts the oldest retained message of any topic; false when none is left. */
+  private evictOldest(): boolean {
+    while (this.queueHead < this.queue.length) {
+      const { history, envelope } = this.queue[this.queueHead]!;
+      this.queue[this.queueHead] = undefined as never;
+      this.queueHead += 1;
+      if (!history.dropped && history.oldest === envelope) {
+        history.evictOne();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Drops the queue's consumed front, and its stale entries once they outnumber the retained messages (amortised O(1)). */
+  private compactQueue(): void {
+    const length = this.queue.length - this.queueHead;
+    if (this.queueHead > 1024 && this.queueHead > length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    if (length < 1024 || length < 2 * this.totals.count) return;
+    this.queue = this.queue.slice(this.queueHead).filter(({ history, envelope }) => !history.dropped && !isEvicted(history, envelope));
+    this.queueHead = 0;
   }
 
   /**
@@ -133,7 +226,10 @@ export class MemoryHistory {
   }
 
   clear(): void {
+    for (const history of this.topics.values()) history.release();
     this.topics.clear();
+    this.queue = [];
+    this.queueHead = 0;
   }
 
   private dropOldestTopic(): void {
@@ -147,7 +243,13 @@ export class MemoryHistory {
   }
 
   private drop(topic: string, history: TopicHistory): void {
+    history.release();
     if (history.evicted && compareIds(history.evicted, this.horizon) > 0) this.horizon = history.evicted;
     this.topics.delete(topic);
   }
+}
+
+/** Whether `envelope` has left its topic's history (every eviction takes the oldest). */
+function isEvicted(history: TopicHistory, envelope: Envelope): boolean {
+  return history.evicted !== undefined && compareIds(envelope.position, history.evicted) <= 0;
 }

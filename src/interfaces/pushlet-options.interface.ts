@@ -57,8 +57,16 @@ export interface PushletHistoryOptions {
   maxCount?: number;
   /** How long a message stays replayable, in milliseconds. Default 5 minutes. */
   maxAgeMs?: number;
-  /** Topics whose history is kept at once (in-memory broker). Default 1000. */
+  /**
+   * Topics whose history the in-memory broker keeps at once (the least recently published is
+   * dropped first). Default unlimited: memory is bounded by `maxBytes`.
+   */
   maxTopics?: number;
+  /**
+   * Bytes of history the in-memory broker keeps in all topics together (estimated), the oldest
+   * message of any topic evicted first. Default 64 MiB.
+   */
+  maxBytes?: number;
 }
 
 /** A guard for the built-in endpoints: an instance, or a class resolved from the app's providers. */
