@@ -69,6 +69,9 @@ export class RedisConnections {
         const clusterOptions: ClusterOptions = {
           lazyConnect: true,
           enableOfflineQueue: false,
+          // Publications go out as one script call per slot: written to each master in one
+          // socket write per event-loop turn instead of one write per call.
+          enableAutoPipelining: true,
           clusterRetryStrategy: retryStrategy,
           ...source.options,
           redisOptions: { connectTimeout: options.connectTimeoutMs, autoResendUnfulfilledCommands: false, ...options.redisOptions, ...source.options?.redisOptions },
