@@ -8,7 +8,7 @@ import { hardFileLimit } from './lib/proc.js';
  */
 export interface BenchConfig {
   quick: boolean;
-  /** Scenario ids to run (all by default): fanout-ws, fanout-sse, topics-ws, topics-sse, idle-ws, idle-sse, max-conn, cluster, churn. */
+  /** Scenario ids to run (all by default): fanout-ws, fanout-sse, topics-ws, topics-sse, idle-ws, idle-sse, max-conn, cluster, churn, storm. */
   only: string[] | undefined;
   /** Peer ids to run (all by default): ws, socketio, pushlet-ws, sse, pushlet-sse. */
   peers: string[] | undefined;
@@ -50,6 +50,28 @@ export interface BenchConfig {
   churnConcurrency: number;
   churnProcesses: number;
   churnBackgroundSubs: number;
+
+  /** Reconnect storm (bench/reconnect-storm.ts): clients of the killed instance, WebSocket share of them, topics. */
+  stormClients: number;
+  stormWsShare: number;
+  stormTopics: number;
+  /** Messages per second, all topics together, published throughout. */
+  stormRate: number;
+  /** A dropped client reconnects after a uniform random delay in [0, jitter). */
+  stormJitterMs: number;
+  /** Messages flowing to every client before the kill (the last 3 s measure the publisher's own Redis load). */
+  stormWarmMs: number;
+  /** Give up waiting for every client to catch up after this long. */
+  stormTimeoutMs: number;
+  /** Publishing goes on this long after every client caught up, then every client must have every message. */
+  stormTailMs: number;
+  stormConnsPerProcess: number;
+  /** Listen queue of the instances (0: Node's default, 511); the kernel caps it at net.core.somaxconn. */
+  stormBacklog: number;
+  /** Also run the storm against the broker with per-connection reads (as before the batching). */
+  stormUnbatched: boolean;
+  /** CPU profile of instance B during the storm (bench/results/storm.md). */
+  stormProfile: boolean;
 
   /** Connections per load-client process (the open-file limit is per process). */
   connsPerProcess: number;
@@ -99,6 +121,19 @@ function defaults(quick: boolean): BenchConfig {
     churnConcurrency: 32,
     churnProcesses: 2,
     churnBackgroundSubs: 200,
+
+    stormClients: quick ? 1_000 : 10_000,
+    stormWsShare: 0.5,
+    stormTopics: 100,
+    stormRate: 200,
+    stormJitterMs: 1_000,
+    stormWarmMs: quick ? 3_000 : 5_000,
+    stormTimeoutMs: 60_000,
+    stormTailMs: 2_000,
+    stormConnsPerProcess: 2_500,
+    stormBacklog: 0,
+    stormUnbatched: false,
+    stormProfile: false,
 
     connsPerProcess: 5_000,
     connectConcurrency: 100,
