@@ -66,10 +66,20 @@ export interface BenchConfig {
   /** Publishing goes on this long after every client caught up, then every client must have every message. */
   stormTailMs: number;
   stormConnsPerProcess: number;
+  /**
+   * Niceness of the storm's load-client processes (0: as the servers). They share the cores with
+   * the servers under test, which real clients would not; e.g. 10 lets the servers go first, but
+   * then other work on a shared machine starves the clients and their own lag is measured.
+   */
+  stormClientNice: number;
   /** Listen queue of the instances (0: Node's default, 511); the kernel caps it at net.core.somaxconn. */
   stormBacklog: number;
-  /** Also run the storm against the broker with per-connection reads (as before the batching). */
-  stormUnbatched: boolean;
+  /**
+   * How instance B reads history and start positions, one storm each: `per-turn` (main),
+   * `per-connection` (before the batching, emulated), `coalesced` (one read in flight at a time,
+   * calls queued meanwhile: a proposal, emulated). See bench/servers/pushlet.ts.
+   */
+  stormReads: string[];
   /** CPU profile of instance B during the storm (bench/results/storm.md). */
   stormProfile: boolean;
 
@@ -132,7 +142,8 @@ function defaults(quick: boolean): BenchConfig {
     stormTailMs: 2_000,
     stormConnsPerProcess: 2_500,
     stormBacklog: 0,
-    stormUnbatched: false,
+    stormClientNice: 0,
+    stormReads: ['per-turn'],
     stormProfile: false,
 
     connsPerProcess: 5_000,

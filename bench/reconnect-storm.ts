@@ -5,14 +5,14 @@
  * cost Redis (CPU, commands, script calls) and the surviving instance, and checks every message:
  * once, in order, or announced by a reset.
  *
- * Run alone: `node build/bench/reconnect-storm.js [--storm-clients=10000] [--storm-unbatched=1]
+ * Run alone: `node build/bench/reconnect-storm.js [--storm-clients=10000] [--storm-reads=per-turn,per-connection,coalesced]
  * [--storm-profile=1]` (or STORM_CLIENTS=… and the like; every `--storm-*` option of
  * bench/config.ts). Writes bench/results/storm.{json,md} (storm-partial.* when a size or rate
  * differs from the defaults). `npm run bench` runs it as the `storm` scenario.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { cpus, loadavg, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -43,14 +43,16 @@ export interface StormOptions {
   connsPerProcess: number;
   /** Listen queue of the instances; 0 for Node's default (511). */
   backlog: number;
+  /** Niceness of the load-client processes (0: as the servers). */
+  clientNice: number;
   payloadBytes: number;
-  /** Instance B reads history per connection, as before the per-turn batching. */
-  unbatched: boolean;
+  /** How instance B reads history (see bench/servers/pushlet.ts): `per-turn` is main's. */
+  reads: string;
   /** `--cpu-prof` on instance B, summarised over the storm window into this directory. */
   profileDir?: string;
 }
 
-export function stormOptions(config: BenchConfig, unbatched = false): StormOptions {
+export function stormOptions(config: BenchConfig, reads = 'per-turn'): StormOptions {
   return {
     clients: config.stormClients,
     wsShare: config.stormWsShare,
@@ -62,9 +64,10 @@ export function stormOptions(config: BenchConfig, unbatched = false): StormOptio
     tailMs: config.stormTailMs,
     connsPerProcess: config.stormConnsPerProcess,
     backlog: config.stormBacklog,
+    clientNice: config.stormClientNice,
     payloadBytes: config.payloadBytes,
-    unbatched,
-    profileDir: config.stormProfile && !unbatched ? join(config.outDir, 'profiles') : undefined,
+    reads,
+    profileDir: config.stormProfile ? join(config.outDir, 'profiles') : undefined,
   };
 }
 
@@ -124,6 +127,16 @@ function listenDrops(): { overflows: number; drops: number } {
   }
 }
 
+/** A listening socket's accept queue now (Recv-Q) and its backlog (Send-Q), from `ss`. */
+function listenQueue(port: number): Promise<{ queued: number; backlog: number } | undefined> {
+  return new Promise((resolve) => {
+    execFile('ss', ['-ltnH', `sport = :${port}`], { timeout: 2_000 }, (error, stdout) => {
+      const fields = error ? [] : stdout.trim().split(/\s+/);
+      resolve(fields.length >= 3 ? { queued: Number(fields[1]), backlog: Number(fields[2]) } : undefined);
+    });
+  });
+}
+
 function percentiles(valuesUs: number[]): { p50: number; p90: number; p99: number; max: number; count: number } {
   const sorted = valuesUs.slice().sort((a, b) => a - b);
   const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]! : NaN);
@@ -146,13 +159,14 @@ class StormPool {
     );
   }
 
-  static async start(processes: number, label: string): Promise<StormPool> {
+  static async start(processes: number, label: string, nice: number): Promise<StormPool> {
     const children = Array.from({ length: processes }, (_, i) =>
       Child.start(join(BUILD_DIR, 'client/storm-client.js'), { name: `${label}-client${i}`, logPath: join(LOG_DIR, `storm-${label}-client${i}.log`) }),
     );
     const pool = new StormPool(children);
     try {
       await Promise.all(children.map((child) => child.once('ready', 30_000)));
+      for (const child of children) if (nice !== 0) setPriority(child.pid, nice);
     } catch (error) {
       await pool.stop();
       throw error;
@@ -216,6 +230,8 @@ export interface StormRun {
   aExitMs: number;
   /** From the kill to the moment the orchestrator saw every client caught up (or the timeout). */
   windowMs: number;
+  /** The window on the monotonic clock (µs), e.g. to cut a CPU profile. */
+  window: { killUs: number; endUs: number };
   timedOut: boolean;
   redis: {
     cpuMs: number;
@@ -228,15 +244,31 @@ export interface StormRun {
     /** The window's figures less the baseline's for as long. */
     net: { cpuMs: number; commands: number; evalsha: number };
   };
-  evalshaPerClient: number;
+  /** Script calls that read for the storm (replay and position), per client: 1 means no batching at all. */
+  readsPerClient: number;
   replayCallsPerClient: number;
   topicReadsPerClient: number;
-  instanceB: { cpuMs: number; cpuPct: number; cpuMsPerClient: number; eventLoopUtilization: number; rssMB: number; connections: number; problems: { count: number; samples: string[] } };
+  /**
+   * Instance A's CPU per delivery in the baseline (every client on A, publisher running): what a
+   * live delivery costs on this machine at the moment, to tell B's reconnection work from its deliveries.
+   */
+  aCpuUsPerDelivery: number;
+  instanceB: {
+    cpuMs: number;
+    cpuPct: number;
+    cpuMsPerClient: number;
+    /** Messages B delivered in the window (replayed and live), and B's CPU per client less those at A's cost per delivery. */
+    deliveries: number;
+    cpuMsPerClientLessDeliveries: number;
+    eventLoopUtilization: number;
+    rssMB: number; connections: number; problems: { count: number; samples: string[] } };
   publisher: { cpuMs: number; published: number; publishErrors: number };
   clientCpuMs: number;
   /** The load-client processes' CPU in the window (they share the machine with the servers). */
   clientWindowCpuMs: number;
   listenQueue: { overflows: number; drops: number };
+  /** B's accept queue, sampled every 250 ms in the window (`ss`): its peak length and the backlog. */
+  acceptQueue: { peak: number; backlog: number; samples: number };
   counts: StormCounts;
   drained: boolean;
   samples: string[];
@@ -247,7 +279,7 @@ export interface StormRun {
 /** One storm: fresh Redis, instances A, B and a publisher, clients on A; A killed; measured until all caught up. */
 export async function runStorm(o: StormOptions, log: (line: string) => void = console.log): Promise<StormRun> {
   mkdirSync(LOG_DIR, { recursive: true });
-  const label = o.unbatched ? 'unbatched' : 'batched';
+  const label = o.reads;
   const cleanup: Array<() => Promise<void>> = [];
   const startLoad = loadavg();
   const startedAt = new Date().toISOString();
@@ -268,8 +300,8 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     if (o.profileDir) mkdirSync(o.profileDir, { recursive: true });
     const a = await start(`${label}-A`);
     const bName = `${label}-B`;
-    const b = await start(bName, o.unbatched ? { BENCH_UNBATCHED_READS: '1' } : {}, o.profileDir);
-    if (o.unbatched && !b.features.unbatched) throw new Error('instance B did not switch to unbatched reads');
+    const b = await start(bName, { BENCH_READS: o.reads }, o.profileDir);
+    if (!b.features[`reads:${o.reads}`]) throw new Error(`instance B did not switch to ${o.reads} reads`);
     const publisher = await start(`${label}-publisher`);
 
     const ws = Math.round(o.clients * o.wsShare);
@@ -286,7 +318,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
         first += share;
       }
     }
-    const pool = await StormPool.start(shares.length, label);
+    const pool = await StormPool.start(shares.length, label, o.clientNice);
     cleanup.push(() => pool.stop());
 
     // Every client on A, `pushlet:connected` received, before anything is published.
@@ -326,9 +358,11 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     if (!(await pool.waitFor((p) => p.warm === o.clients, 30_000))) throw new Error(`only ${pool.total().warm} of ${o.clients} clients received a message`);
     await sleep(Math.max(0, o.warmMs - BASELINE_MS));
     const base0 = await redisCounters(info);
+    const a0 = a.sample();
     const baseStartUs = nowUs();
     await sleep(BASELINE_MS);
     const base1 = await redisCounters(info);
+    const a1 = a.sample();
     const baseSeconds = (nowUs() - baseStartUs) / 1e6;
 
     // The kill.
@@ -346,7 +380,14 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     log(`  A (pid ${a.pid}) killed; waiting for every client to reconnect to B and catch up`);
 
     const timeline: StormRun['timeline'] = [];
+    const acceptQueue = { peak: 0, backlog: 0, samples: 0 };
     const sampler = setInterval(() => {
+      void listenQueue(b.port).then((q) => {
+        if (!q) return;
+        acceptQueue.samples += 1;
+        acceptQueue.backlog = q.backlog;
+        if (q.queued > acceptQueue.peak) acceptQueue.peak = q.queued;
+      });
       const p = pool.total();
       timeline.push({ ms: round((nowUs() - killUs) / 1000, 0), reconnected: p.reconnected, caughtUp: p.caughtUp, redisCpuMs: round(sampleProcess(redis.pid).cpuMs - redisProc0.cpuMs, 0), bCpuMs: round(b.sample().cpuMs - b0.cpuMs, 0) });
     }, 250);
@@ -370,13 +411,14 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const totals = Object.fromEntries(topics.map((topic, i) => [topic, published.totals[i]!]));
     await pool.expect(totals);
     const drained = await pool.waitFor((p) => p.pending === 0, 15_000);
-    const parts = await Promise.all(pool.children.map((c) => c.call<StormCollected>('collect', { killUs, totals }, 120_000)));
+    const parts = await Promise.all(pool.children.map((c) => c.call<StormCollected>('collect', { killUs, endUs, totals }, 120_000)));
     const bStats = await b.stats(false);
 
     const counts = Object.fromEntries(Object.keys(parts[0]!.counts).map((k) => [k, sum(parts.map((p) => p.counts[k as keyof StormCounts]))])) as unknown as StormCounts;
     const times: StormTimes = { dropped: [], tcpConnect: [], httpAccept: [], sessionStart: [], reconnected: [], caughtUp: [], replayed: [] };
     for (const part of parts) for (const key of Object.keys(times) as Array<keyof StormTimes>) times[key].push(...part.times[key]);
 
+    const aCpuUsPerDelivery = round(((a1.cpuMs - a0.cpuMs) * 1000) / ((o.clients * o.rate * baseSeconds) / o.topics), 1);
     const perCommand = commandDelta(redis1, base1);
     const scripts = scriptCalls(perCommand);
     const basePerCommand = commandDelta(base1, base0);
@@ -408,6 +450,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
       steps: { tcpConnect: percentiles(times.tcpConnect), httpAccept: percentiles(times.httpAccept), sessionStart: percentiles(times.sessionStart) },
       aExitMs,
       windowMs: round(windowMs, 0),
+      window: { killUs, endUs },
       timedOut: !allCaughtUp,
       redis: {
         cpuMs: round(redis1.cpuMs - base1.cpuMs, 0),
@@ -422,13 +465,16 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
           evalsha: round(netEvalsha, 0),
         },
       },
-      evalshaPerClient: round(netEvalsha / o.clients, 4),
+      aCpuUsPerDelivery,
+      readsPerClient: round((scripts.replay + scripts.position) / o.clients, 4),
       replayCallsPerClient: round(scripts.replay / o.clients, 4),
       topicReadsPerClient: round(scripts.topicReads / o.clients, 4),
       instanceB: {
         cpuMs: round(b1.cpuMs - b0.cpuMs, 0),
         cpuPct: round(((b1.cpuMs - b0.cpuMs) * 100) / windowMs, 0),
         cpuMsPerClient: round((b1.cpuMs - b0.cpuMs) / o.clients, 2),
+        deliveries: counts.windowDeliveries,
+        cpuMsPerClientLessDeliveries: round((b1.cpuMs - b0.cpuMs - (counts.windowDeliveries * aCpuUsPerDelivery) / 1000) / o.clients, 2),
         eventLoopUtilization: round((bLoop1.activeMs - bLoop0.activeMs) / Math.max(1, bLoop1.activeMs - bLoop0.activeMs + bLoop1.idleMs - bLoop0.idleMs), 2),
         rssMB: round(bStats.rssBytes / 2 ** 20, 0),
         connections: bStats.connections,
@@ -438,6 +484,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
       clientCpuMs: round(sum(parts.map((p) => p.cpuUs)) / 1000, 0),
       clientWindowCpuMs: round(clients1 - clients0, 0),
       listenQueue: { overflows: queue1.overflows - queue0.overflows, drops: queue1.drops - queue0.drops },
+      acceptQueue,
       counts,
       drained,
       samples: parts.flatMap((p) => p.samples).slice(0, 20),
@@ -471,8 +518,14 @@ export function stormMet(run: StormRun): boolean {
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '–');
 const s = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '–');
 
+export const READ_LABELS: Record<string, string> = {
+  'per-turn': 'reads batched per turn (main)',
+  'per-connection': 'a read per connection (before 4f2d30d, emulated)',
+  coalesced: 'reads coalesced while one is in flight (proposal, emulated)',
+};
+
 function runLabel(run: StormRun): string {
-  return run.options.unbatched ? 'reads per connection (emulated, before 4f2d30d)' : 'batched reads (main)';
+  return READ_LABELS[run.options.reads] ?? run.options.reads;
 }
 
 export function stormMarkdown(runs: StormRun[], meta: { commit: string; command: string }): string {
@@ -490,6 +543,7 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
       `After ${o.warmMs / 1000} s of messages, A is SIGKILLed; each client notices its connection close and reconnects to instance B with the id of the last message ` +
       `(or \`pushlet:connected\`) it saw, after a random delay uniform in [0, ${o.jitterMs} ms) (a real client's backoff jitter; a failed attempt is retried after a ` +
       'full-jitter backoff from 500 ms up to 5 s). WebSocket clients resume with `?topic=…&lastEventId=…`, SSE clients with the `Last-Event-ID` header. ' +
+      `${o.clientNice !== 0 ? `The load clients run at nice ${o.clientNice}: they share the cores with the servers under test, which real clients would not, so the servers and Redis go first. ` : ''}` +
       `The instances are the sample app (Nest on Express, module defaults), listen queue ${o.backlog > 0 ? o.backlog : "Node's default, 511"}.`,
     '',
     '| | ' + runs.map(runLabel).join(' | ') + ' |',
@@ -507,13 +561,15 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
   row('evalsha calls in the window / net of the publisher\'s', (r) => `${fmt(r.redis.scripts.evalsha)} / ${fmt(r.redis.net.evalsha)}`);
   row('replay script calls / topic reads', (r) => `${fmt(r.redis.scripts.replay)} / ${fmt(r.redis.scripts.topicReads)}`);
   row('position script calls / publish script calls', (r) => `${fmt(r.redis.scripts.position)} / ${fmt(r.redis.scripts.publish)}`);
-  row('evalsha per reconnecting client (net)', (r) => fmt(r.evalshaPerClient, 3));
+  row('reads (replay + position script calls) per reconnecting client', (r) => fmt(r.readsPerClient, 3));
   row('instance B CPU in the window', (r) => `${fmt(r.instanceB.cpuMs)} ms (${fmt(r.instanceB.cpuPct)} % of one core, ${fmt(r.instanceB.cpuMsPerClient, 2)} ms per client)`);
   row('instance B event loop busy', (r) => `${fmt(r.instanceB.eventLoopUtilization * 100)} %`);
+  row('B: messages delivered in the window / CPU per client less them (at A\'s cost per delivery)', (r) => `${fmt(r.instanceB.deliveries)} / ${fmt(r.instanceB.cpuMsPerClientLessDeliveries, 2)} ms`);
+  row('A\'s CPU per live delivery before the kill (this machine, now)', (r) => `${fmt(r.aCpuUsPerDelivery, 1)} µs`);
   row('load clients\' CPU in the window', (r) => `${fmt(r.clientWindowCpuMs)} ms`);
   row('messages replayed (published before the client\'s reconnection, received after its drop)', (r) => fmt(r.counts.replayedMessages));
   row('reconnection attempts / failed', (r) => `${fmt(r.counts.attempts)} / ${fmt(r.counts.failedAttempts)}`);
-  row('listen-queue overflows (machine-wide)', (r) => fmt(r.listenQueue.overflows));
+  row('B\'s accept queue: peak / backlog; listen-queue overflows (machine-wide)', (r) => `${fmt(r.acceptQueue.peak)} / ${fmt(r.acceptQueue.backlog)}; ${fmt(r.listenQueue.overflows)}`);
   row('missing / duplicates / reorders / resets', (r) => `${fmt(r.counts.missing + r.counts.tailMissing)} / ${fmt(r.counts.duplicates)} / ${fmt(r.counts.reorders)} / ${fmt(r.counts.resets)}`);
   row('errors (pushlet:error, bad frames, server warnings)', (r) => fmt(r.counts.errors + r.instanceB.problems.count));
   row('target: all caught up < 10 s, every message once, no reset', (r) => (stormMet(r) ? '**met**' : `**missed**${r.allCaughtUpMs >= TARGET_MS ? ` by ${s(r.allCaughtUpMs - TARGET_MS)}` : ''}`));
@@ -578,7 +634,7 @@ function gitCommit(): string {
 /** Whether the storm options are the defaults (only then are storm.* written, else storm-partial.*). */
 function isDefault(config: BenchConfig): boolean {
   const defaults = loadConfig([], {});
-  const keys = ['stormClients', 'stormWsShare', 'stormTopics', 'stormRate', 'stormJitterMs', 'stormWarmMs', 'stormTailMs', 'stormConnsPerProcess', 'stormBacklog', 'payloadBytes'] as const;
+  const keys = ['stormClients', 'stormWsShare', 'stormTopics', 'stormRate', 'stormJitterMs', 'stormWarmMs', 'stormTailMs', 'stormConnsPerProcess', 'stormBacklog', 'stormClientNice', 'payloadBytes'] as const;
   return keys.every((key) => config[key] === defaults[key]);
 }
 
@@ -591,10 +647,10 @@ async function main(): Promise<void> {
   rmSync(join(LOG_DIR), { recursive: true, force: true });
   const runs: StormRun[] = [];
   console.log(`Reconnect storm: ${config.stormClients.toLocaleString('en')} clients, ${config.stormTopics} topics, ${config.stormRate} msg/s`);
-  runs.push(await runStorm(stormOptions(config)));
-  if (config.stormUnbatched) {
-    console.log('Again with reads per connection (the broker before the per-turn batching)');
-    runs.push(await runStorm(stormOptions(config, true)));
+  for (const reads of config.stormReads) {
+    if (!READ_LABELS[reads]) throw new Error(`--storm-reads: ${reads} is not one of ${Object.keys(READ_LABELS).join(', ')}`);
+    console.log(`Instance B: ${READ_LABELS[reads]}`);
+    runs.push(await runStorm(stormOptions(config, reads)));
   }
   const meta = { commit: gitCommit(), command: `node build/bench/reconnect-storm.js${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}` };
   mkdirSync(config.outDir, { recursive: true });
@@ -605,11 +661,12 @@ async function main(): Promise<void> {
     const c = run.counts;
     console.log(
       `${runLabel(run)}: all reconnected ${s(run.allReconnectedMs)}, all caught up ${s(run.allCaughtUpMs)}, Redis ${fmt(run.redis.cpuMs)} ms CPU, ${fmt(run.redis.commands)} commands, ` +
-        `${fmt(run.redis.scripts.evalsha)} evalsha (${fmt(run.evalshaPerClient, 3)} net per client), B ${fmt(run.instanceB.cpuMs)} ms CPU; ` +
+        `${fmt(run.redis.scripts.evalsha)} evalsha (${fmt(run.readsPerClient, 3)} reads per client), B ${fmt(run.instanceB.cpuMs)} ms CPU; ` +
         `missing ${c.missing + c.tailMissing}, dup ${c.duplicates}, reorders ${c.reorders}, resets ${c.resets}; target ${stormMet(run) ? 'met' : 'missed'}`,
     );
   }
   console.log(`Wrote ${base}.md and ${base}.json`);
 }
 
+// Imported by bench/scenarios.ts as well: only the script run by itself runs the storm.
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();

@@ -81,6 +81,8 @@ export interface StormCounts {
   notCaughtUp: number;
   /** Messages the clients got after the drop that were published before their reconnection (from history, or in flight). */
   replayedMessages: number;
+  /** Messages received from B up to the end of the storm window (replayed and live). */
+  windowDeliveries: number;
 }
 
 export interface StormCollected {
@@ -400,7 +402,7 @@ function progress(): StormProgress {
   return p;
 }
 
-function collect(args: { killUs: number; totals: Record<string, number> }): StormCollected {
+function collect(args: { killUs: number; endUs: number; totals: Record<string, number> }): StormCollected {
   const counts: StormCounts = {
     clients: clients.length,
     received: 0,
@@ -417,6 +419,7 @@ function collect(args: { killUs: number; totals: Record<string, number> }): Stor
     notReconnected: 0,
     notCaughtUp: 0,
     replayedMessages: 0,
+    windowDeliveries: 0,
   };
   const times: StormTimes = { dropped: [], tcpConnect: [], httpAccept: [], sessionStart: [], reconnected: [], caughtUp: [], replayed: [] };
   const rel = (us: number) => us - args.killUs;
@@ -444,6 +447,7 @@ function collect(args: { killUs: number; totals: Record<string, number> }): Stor
     else counts.notCaughtUp += 1;
     let replayedUs = 0;
     for (let i = 0; i < c.afterDrop.length; i += 2) {
+      if (c.afterDrop[i + 1]! <= args.endUs) counts.windowDeliveries += 1;
       if (c.connectedBUs === 0 || c.afterDrop[i]! >= c.connectedBUs) continue;
       counts.replayedMessages += 1;
       if (c.afterDrop[i + 1]! > replayedUs) replayedUs = c.afterDrop[i + 1]!;
@@ -470,7 +474,7 @@ serveCommands({
     return progress();
   },
 
-  collect: (args: { killUs: number; totals: Record<string, number> }) => collect(args),
+  collect: (args: { killUs: number; endUs: number; totals: Record<string, number> }) => collect(args),
 
   exit: () => {
     for (const client of clients) client.stop();
