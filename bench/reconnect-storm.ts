@@ -137,6 +137,12 @@ function listenQueue(port: number): Promise<{ queued: number; backlog: number } 
   });
 }
 
+function mergeCounts(parts: Array<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of parts) for (const [key, n] of Object.entries(part)) out[key] = (out[key] ?? 0) + n;
+  return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
+}
+
 function percentiles(valuesUs: number[]): { p50: number; p90: number; p99: number; max: number; count: number } {
   const sorted = valuesUs.slice().sort((a, b) => a - b);
   const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]! : NaN);
@@ -272,6 +278,9 @@ export interface StormRun {
   counts: StormCounts;
   drained: boolean;
   samples: string[];
+  /** Established connections to B that closed, and failed attempts, by reason. */
+  dropReasons: Record<string, number>;
+  failureReasons: Record<string, number>;
   timeline: Array<{ ms: number; reconnected: number; caughtUp: number; redisCpuMs: number; bCpuMs: number }>;
   profile?: { file: string; summary: ProfileSummary };
 }
@@ -487,7 +496,9 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
       acceptQueue,
       counts,
       drained,
-      samples: [...parts.flatMap((p) => p.problems), ...parts.flatMap((p) => p.notes)].slice(0, 24),
+      samples: parts.flatMap((p) => p.problems).slice(0, 24),
+      dropReasons: mergeCounts(parts.map((p) => p.dropReasons)),
+      failureReasons: mergeCounts(parts.map((p) => p.failureReasons)),
       timeline,
     };
 
@@ -615,7 +626,10 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
       ...r.timeline.filter((_, i) => i % 4 === 3).map((t) => `| ${(t.ms / 1000).toFixed(1)} | ${fmt(t.reconnected)} | ${fmt(t.caughtUp)} | ${fmt(t.redisCpuMs)} | ${fmt(t.bCpuMs)} |`),
       '',
     );
-    if (r.samples.length) lines.push('Samples of what went wrong:', '', ...r.samples.map((x) => `- ${x.replace(/\|/g, '\\|')}`), '');
+    if (r.samples.length) lines.push('Samples of what went wrong with messages:', '', ...r.samples.map((x) => `- ${x.replace(/\|/g, '\\|')}`), '');
+    const reasons = (counts: Record<string, number>) => Object.entries(counts).map(([reason, n]) => `${reason} (${fmt(n)})`).join('; ');
+    if (Object.keys(r.failureReasons).length) lines.push(`Failed reconnection attempts: ${reasons(r.failureReasons)}.`, '');
+    if (Object.keys(r.dropReasons).length) lines.push(`Connections to B closed after they were established: ${reasons(r.dropReasons)}.`, '');
     if (r.instanceB.problems.count) lines.push(`Instance B logged ${r.instanceB.problems.count} warnings or errors:`, '', ...r.instanceB.problems.samples.map((x) => `- ${x}`), '');
     if (r.profile) lines.push(profileMarkdown(`Instance B during the storm (kill to all caught up), ${r.profile.file}`, r.profile.summary), '');
   }

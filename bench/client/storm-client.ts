@@ -90,9 +90,11 @@ export interface StormCounts {
 export interface StormCollected {
   counts: StormCounts;
   times: StormTimes;
-  /** Samples of what went wrong with messages, and of what happened to connections. */
+  /** Samples of what went wrong with messages. */
   problems: string[];
-  notes: string[];
+  /** Connections to B that closed after they were established, and attempts that failed, by reason. */
+  dropReasons: Record<string, number>;
+  failureReasons: Record<string, number>;
   cpuUs: number;
 }
 
@@ -102,11 +104,9 @@ const problems: string[] = [];
 const problem = (text: string) => {
   if (problems.length < 12) problems.push(text.slice(0, 300));
 };
-/** What happened to connections (failed attempts, drops by B). */
-const notes: string[] = [];
-const sample = (text: string) => {
-  if (notes.length < 8) notes.push(text.slice(0, 300));
-};
+/** Why connections to B were dropped, and why attempts failed, with their counts. */
+const dropReasons = new Map<string, number>();
+const failureReasons = new Map<string, number>();
 
 /** One connection attempt of a client: a {@link Connection} that hands every whole frame to its client. */
 class StormConnection extends Connection {
@@ -274,7 +274,8 @@ class StormClient implements Sink {
         this.acceptedUs = nowUs();
       }, (error: unknown) => {
         this.failedAttempts += 1;
-        if (this.failedAttempts <= 2) sample(`reconnect failed (${this.topic}): ${error instanceof Error ? error.message : String(error)}`);
+        const key = `${this.target.protocol}: ${error instanceof Error ? error.message.replace(/\d{4,}/g, 'N') : String(error)}`;
+        failureReasons.set(key, (failureReasons.get(key) ?? 0) + 1);
         const ceiling = Math.min(this.target.backoffMaxMs, this.target.backoffBaseMs * 2 ** Math.min(10, this.failedAttempts));
         this.reconnectLater(Math.random() * ceiling);
       });
@@ -295,7 +296,10 @@ class StormClient implements Sink {
   unexpectedClose(connection: Connection, reason: string): void {
     if (connection !== this.connection || this.stopped) return;
     this.drops += 1;
-    if (this.server === 'B') sample(`dropped by B (${this.topic}, ${connection.protocol}, ${this.drops} drops): ${reason}`);
+    if (this.server === 'B') {
+      const key = `${connection.protocol}: ${reason}`;
+      dropReasons.set(key, (dropReasons.get(key) ?? 0) + 1);
+    }
     if (this.droppedUs === 0) this.droppedUs = nowUs();
     this.reconnectLater(this.drops === 1 ? Math.random() * this.target.jitterMs : Math.random() * this.target.backoffBaseMs);
   }
@@ -480,7 +484,7 @@ function collect(args: { killUs: number; endUs: number; totals: Record<string, n
   for (const [topic, { clients, messages }] of stalled) {
     problem(`short at the end (${topic}): ${clients} reconnected clients miss ${messages} messages in all`);
   }
-  return { counts, times, problems: problems.slice(), notes: notes.slice(), cpuUs: cpu.user + cpu.system };
+  return { counts, times, problems: problems.slice(), dropReasons: Object.fromEntries(dropReasons), failureReasons: Object.fromEntries(failureReasons), cpuUs: cpu.user + cpu.system };
 }
 
 serveCommands({
