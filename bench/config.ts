@@ -67,6 +67,11 @@ export interface BenchConfig {
   stormTailMs: number;
   stormConnsPerProcess: number;
   /**
+   * A client gives up an attempt that has no answer (101 or 200) after this long and tries again
+   * after its backoff. Browsers have no such timeout of their own (the kernel's, about 30 s or more).
+   */
+  stormConnectTimeoutMs: number;
+  /**
    * Niceness of the storm's load-client processes (0: as the servers). They share the cores with
    * the servers under test, which real clients would not; e.g. 10 lets the servers go first, but
    * then other work on a shared machine starves the clients and their own lag is measured.
@@ -84,7 +89,8 @@ export interface BenchConfig {
   stormProfile: boolean;
   /**
    * Base name of the standalone storm's results in outDir: `storm` by default, `storm-partial`
-   * (not committed) when a size or rate differs from the defaults, unless named here.
+   * (not committed) when a size or rate differs from the defaults, unless named here (the
+   * committed variants are in `storm/`, e.g. `--storm-name=storm/5000-backlog4096`).
    */
   stormName: string;
 
@@ -146,6 +152,7 @@ function defaults(quick: boolean): BenchConfig {
     stormTimeoutMs: 180_000,
     stormTailMs: 2_000,
     stormConnsPerProcess: 2_500,
+    stormConnectTimeoutMs: 30_000,
     stormBacklog: 0,
     stormClientNice: 0,
     stormReads: ['per-turn'],

@@ -13,7 +13,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, setPriority } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { StormCollected, StormCounts, StormProgress, StormTarget, StormTimes } from './client/storm-client.js';
@@ -41,6 +41,8 @@ export interface StormOptions {
   timeoutMs: number;
   tailMs: number;
   connsPerProcess: number;
+  /** A client's attempt without an answer (101 or 200) is given up after this long. */
+  connectTimeoutMs: number;
   /** Listen queue of the instances; 0 for Node's default (511). */
   backlog: number;
   /** Niceness of the load-client processes (0: as the servers). */
@@ -63,6 +65,7 @@ export function stormOptions(config: BenchConfig, reads = 'per-turn'): StormOpti
     timeoutMs: config.stormTimeoutMs,
     tailMs: config.stormTailMs,
     connsPerProcess: config.stormConnsPerProcess,
+    connectTimeoutMs: config.stormConnectTimeoutMs,
     backlog: config.stormBacklog,
     clientNice: config.stormClientNice,
     payloadBytes: config.payloadBytes,
@@ -348,7 +351,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
           jitterMs: o.jitterMs,
           backoffBaseMs: 500,
           backoffMaxMs: 5_000,
-          timeoutMs: 30_000,
+          timeoutMs: o.connectTimeoutMs,
         };
         return pool.children[i]!.call<{ opened: number; failed: number; errors: string[] }>('open', target, 600_000);
       }),
@@ -553,7 +556,8 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
       `connected to instance A; a publisher (a third instance) publishes ${o.rate} msg/s round-robin over the topics (${round(o.rate / o.topics, 2)} msg/s per topic, ${o.payloadBytes}-byte data) throughout. ` +
       `After ${o.warmMs / 1000} s of messages, A is SIGKILLed; each client notices its connection close and reconnects to instance B with the id of the last message ` +
       `(or \`pushlet:connected\`) it saw, after a random delay uniform in [0, ${o.jitterMs} ms) (a real client's backoff jitter; a failed attempt is retried after a ` +
-      'full-jitter backoff from 500 ms up to 5 s). WebSocket clients resume with `?topic=…&lastEventId=…`, SSE clients with the `Last-Event-ID` header. ' +
+      `full-jitter backoff from 500 ms up to 5 s; an attempt without an answer (101 or 200) is given up after ${o.connectTimeoutMs / 1000} s). ` +
+      'WebSocket clients resume with `?topic=…&lastEventId=…`, SSE clients with the `Last-Event-ID` header. ' +
       `${o.clientNice !== 0 ? `The load clients run at nice ${o.clientNice}: they share the cores with the servers under test, which real clients would not, so the servers and Redis go first. ` : ''}` +
       `The instances are the sample app (Nest on Express, module defaults), listen queue ${o.backlog > 0 ? o.backlog : "Node's default, 511"}.`,
     '',
@@ -649,7 +653,7 @@ function gitCommit(): string {
 /** Whether the storm options are the defaults (only then are storm.* written, else storm-partial.*). */
 function isDefault(config: BenchConfig): boolean {
   const defaults = loadConfig([], {});
-  const keys = ['stormClients', 'stormWsShare', 'stormTopics', 'stormRate', 'stormJitterMs', 'stormWarmMs', 'stormTailMs', 'stormConnsPerProcess', 'stormBacklog', 'stormClientNice', 'payloadBytes'] as const;
+  const keys = ['stormClients', 'stormWsShare', 'stormTopics', 'stormRate', 'stormJitterMs', 'stormWarmMs', 'stormTailMs', 'stormConnsPerProcess', 'stormConnectTimeoutMs', 'stormBacklog', 'stormClientNice', 'payloadBytes'] as const;
   return keys.every((key) => config[key] === defaults[key]);
 }
 
@@ -667,9 +671,13 @@ async function main(): Promise<void> {
     console.log(`Instance B: ${READ_LABELS[reads]}`);
     runs.push(await runStorm(stormOptions(config, reads)));
   }
-  const meta = { commit: gitCommit(), command: `node build/bench/reconnect-storm.js${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}` };
-  mkdirSync(config.outDir, { recursive: true });
+  // The command as options, those given in the environment included, so that a result says how to run it again.
+  const fromEnv = Object.entries(process.env)
+    .filter(([key]) => /^(BENCH_)?STORM_/.test(key))
+    .map(([key, value]) => `--${key.replace(/^BENCH_/, '').toLowerCase().replace(/_/g, '-')}=${value ?? ''}`);
+  const meta = { commit: gitCommit(), command: ['node build/bench/reconnect-storm.js', ...fromEnv, ...process.argv.slice(2)].join(' ') };
   const base = join(config.outDir, config.stormName || (config.quick || !isDefault(config) ? 'storm-partial' : 'storm'));
+  mkdirSync(dirname(base), { recursive: true });
   writeFileSync(`${base}.json`, `${JSON.stringify({ meta: { ...meta, node: process.version, cpus: cpus()[0]?.model, cores: cpus().length }, runs }, null, 2)}\n`);
   writeFileSync(`${base}.md`, stormMarkdown(runs, meta));
   for (const run of runs) {
