@@ -5,19 +5,19 @@ import { after, afterEach, before, describe, it, type TestContext } from 'node:t
 import { WebSocket } from 'ws';
 import { PushletClient, type TransportChoice } from '../src/client/index.js';
 import { startApp, type TestApp } from './support/app.js';
-import { ClientLedger, judge, missing, publishedWhileAway, SteadyPublisher } from './support/client-ledger.js';
+import { BROADCAST, ClientLedger, judge, missing, publishedWhileAway, SteadyPublisher } from './support/client-ledger.js';
 import { Instances } from './support/distributed.js';
 import { RedisServer } from './support/redis.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { until, within } from './support/wait.js';
 
-/** Three clients, three topics each, overlapping; `f-noise` is published too, and subscribed by none. */
+/** Three clients, three topics each, overlapping; `f-noise` is published too, subscribed by none; `*`: broadcasts. */
 const CLIENT_TOPICS = [
   ['f0', 'f1', 'f2'],
   ['f1', 'f2', 'f3'],
   ['f2', 'f3', 'f4'],
 ] as const;
-const PUBLISHED_TOPICS = ['f0', 'f1', 'f2', 'f3', 'f4', 'f-noise'];
+const PUBLISHED_TOPICS = ['f0', 'f1', 'f2', 'f3', 'f4', 'f-noise', BROADCAST];
 const PUBLISH_GAP_MS = 8;
 /** Publications per topic that each phase (warm-up, outage, after recovery) must see at least. */
 const PER_PHASE = 8;
@@ -124,7 +124,7 @@ describe('client SDK failover: two instances on one Redis, a proxy in front, a p
     const publisher = new SteadyPublisher(PUBLISHED_TOPICS, () => live.map((i) => i.app), PUBLISH_GAP_MS);
     publishers.push(publisher);
     publisher.start();
-    await until(() => ledgers.every((l) => l.topics.every((t) => l.received.get(t)!.length >= PER_PHASE)), 10_000, 'live messages on every topic of every client');
+    await until(() => ledgers.every((l) => l.counted.every((t) => l.received.get(t)!.length >= PER_PHASE)), 10_000, 'live messages on every topic of every client');
     return { a, b, keyPrefix, proxy, ledgers, publisher, live, dropsBefore: ledgers.map((l) => l.drops) };
   }
 

@@ -23,10 +23,13 @@ export interface Publication {
 }
 
 const PUBLISH_TIMEOUT_MS = 5_000;
+/** The topic of broadcasts. */
+export const BROADCAST = '*';
 
 /**
  * Publishes on every topic at a steady rate through the live instances in turn: per topic one
- * message at a time (seq n+1 once n was answered), all topics in parallel, data = the seq.
+ * message at a time (seq n+1 once n was answered), all topics in parallel, data = the seq. The
+ * topic `*` stands for broadcasts (`publishToAll`).
  */
 export class SteadyPublisher {
   readonly publications = new Map<string, Publication[]>();
@@ -67,7 +70,9 @@ export class SteadyPublisher {
         const publication: Publication = { topic, seq: list.length + 1, via: target.url, startedAt: performance.now(), fate: 'pending' };
         list.push(publication);
         try {
-          await within(target.pushlet.publish(topic, 'tick', String(publication.seq)), PUBLISH_TIMEOUT_MS, `publish ${topic} #${publication.seq}`);
+          const data = String(publication.seq);
+          const published = topic === BROADCAST ? target.pushlet.publishToAll('tick', data) : target.pushlet.publish(topic, 'tick', data);
+          await within(published, PUBLISH_TIMEOUT_MS, `publish ${topic} #${data}`);
           publication.fate = 'acknowledged';
         } catch {
           publication.fate = 'failed';
@@ -92,9 +97,10 @@ export interface SeenReset {
 
 /**
  * Everything one client hands its application: each subscription's messages per topic, the
- * resets, and when it lost and regained its connection.
+ * broadcasts (from the `message` event), the resets, and when it lost and regained its connection.
  */
 export class ClientLedger {
+  /** Per topic of the client, and `*` for broadcasts. */
   readonly received = new Map<string, Received[]>();
   readonly resets: SeenReset[] = [];
   /** Messages handed where they do not belong (another topic, another subscription). */
@@ -109,13 +115,19 @@ export class ClientLedger {
     readonly client: PushletClient,
     readonly topics: readonly string[],
   ) {
-    for (const topic of topics) this.received.set(topic, []);
+    for (const topic of this.counted) this.received.set(topic, []);
     client.on('state', (state) => this.stateChanged(state));
     client.on('reset', (reset) => this.resets.push({ ...reset, at: performance.now() }));
     client.on('error', (error) => this.errors.push(error.message));
     client.on('message', (m) => {
-      if (!topics.includes(m.topic ?? '') && m.topic !== '*') this.stray.push(`message event: ${m.topic} #${m.data}`);
+      if (m.topic === BROADCAST) this.received.get(BROADCAST)!.push({ seq: Number(m.data), id: m.id, at: performance.now() });
+      else if (!topics.includes(m.topic ?? '')) this.stray.push(`message event: ${m.topic} #${m.data}`);
     });
+  }
+
+  /** The topics counted: the client's own and broadcasts. */
+  get counted(): readonly string[] {
+    return [...this.topics, BROADCAST];
   }
 
   /** Connections lost after having been connected (an SSE client changing its topics counts too). */
@@ -157,7 +169,7 @@ export class ClientLedger {
 /** Acknowledged publications of `ledger`'s topics that have not arrived and that no reset excuses. */
 export function missing(ledger: ClientLedger, publisher: SteadyPublisher): Publication[] {
   const out: Publication[] = [];
-  for (const topic of ledger.topics) {
+  for (const topic of ledger.counted) {
     const got = new Set(ledger.received.get(topic)!.map((r) => r.seq));
     for (const p of publisher.publications.get(topic) ?? []) {
       if (p.fate === 'acknowledged' && !got.has(p.seq) && !excused(ledger, p)) out.push(p);
@@ -175,7 +187,8 @@ function excused(ledger: ClientLedger, p: Publication): boolean {
 }
 
 /**
- * Every problem with what `ledger`'s client got, as sentences (none: all is well). Per topic:
+ * Every problem with what `ledger`'s client got, as sentences (none: all is well). Per topic
+ * (broadcasts counted as the topic `*`):
  * - each message arrived under a topic and subscription it belongs to, and carries a seq that
  *   was published on that topic;
  * - seqs strictly increase: no seq twice (duplicate), none after a higher one (reordering);
@@ -186,7 +199,7 @@ function excused(ledger: ClientLedger, p: Publication): boolean {
  */
 export function judge(ledger: ClientLedger, publisher: SteadyPublisher): string[] {
   const problems = ledger.stray.map((s) => `${ledger.name}: stray ${s}`);
-  for (const topic of ledger.topics) {
+  for (const topic of ledger.counted) {
     const published = publisher.publications.get(topic) ?? [];
     const seen = new Set<number>();
     let highest = 0;
@@ -212,7 +225,7 @@ export function judge(ledger: ClientLedger, publisher: SteadyPublisher): string[
 export function publishedWhileAway(ledger: ClientLedger, publisher: SteadyPublisher, fromOutage = 0): number {
   const outages = ledger.outages.slice(fromOutage);
   let count = 0;
-  for (const topic of ledger.topics) {
+  for (const topic of ledger.counted) {
     for (const p of publisher.publications.get(topic) ?? []) {
       if (outages.some((o) => p.startedAt > o.from && p.startedAt < o.to)) count += 1;
     }
