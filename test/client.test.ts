@@ -77,6 +77,25 @@ describe('client SDK', () => {
         assert.deepEqual(rec.data, ['one', '{"n":2}', 'three']);
       });
 
+      it('opens one connection for every subscription made in the same tick', async () => {
+        // Without a token function the first connection used to start inside the first
+        // subscribe(): SSE then opened a second stream for the others (and flickered `connecting`).
+        const requests = new Map<unknown, string[]>();
+        const t = await app({
+          authorize: ({ request }) => {
+            requests.set(request, new URL(request.url ?? '/', 'http://x').searchParams.getAll('topic').sort());
+            return true;
+          },
+        });
+        const c = client(t.url, { transport });
+        const states: string[] = [];
+        c.on('state', (s) => states.push(s));
+        const subscriptions = [c.subscribe('a', () => undefined), c.subscribe(['b', 'c'], () => undefined), c.subscribe('d', () => undefined)];
+        await within(Promise.all(subscriptions.map((s) => s.ready)), 5_000, 'ready');
+        assert.deepEqual([...requests.values()], [['a', 'b', 'c', 'd']]);
+        assert.deepEqual(states, ['connecting', 'connected']);
+      });
+
       it('routes each message to the subscriptions of its own topic; broadcasts reach the message event only', async () => {
         const t = await app();
         const c = client(t.url, { transport });

@@ -170,7 +170,8 @@ export class PushletClient {
     this.transport = placeholder;
     let token: string | undefined;
     try {
-      token = typeof this.options.token === 'function' ? await this.options.token() : this.options.token;
+      // Awaited even without a token function: the subscriptions of this tick join the first connection.
+      token = await (typeof this.options.token === 'function' ? this.options.token() : this.options.token);
     } catch (error) {
       if (this.transport !== placeholder) return;
       this.transport = undefined;
