@@ -129,6 +129,20 @@ export function evaluateTargets(results: ScenarioResult[]): TargetResult[] {
       );
     }
   }
+  targets.push(
+    ratioTarget(results, { id: 'publish-redis-cpu', target: 'Redis CPU per message published with history (≤ bare PUBLISH)', scenario: 'publish', metric: 'redisCpuUs', pushlet: 'pushlet', reference: 'bare-publish', limit: 1.0, kind: 'max' }),
+    ratioTarget(results, { id: 'publish-rate', target: 'Messages/s published by one instance with history (≥ bare PUBLISH)', scenario: 'publish', metric: 'perSecond', pushlet: 'pushlet', reference: 'bare-publish', limit: 1.0, kind: 'min' }),
+    ratioTarget(results, {
+      id: 'publish-cluster-scaling',
+      target: 'Publish throughput, three-master Cluster vs one master (≥ 2.2×)',
+      scenario: 'publish',
+      metric: 'perSecond',
+      pushlet: 'pushlet-cluster-3',
+      reference: 'pushlet-cluster-1',
+      limit: 2.2,
+      kind: 'min',
+    }),
+  );
   return targets;
 }
 
