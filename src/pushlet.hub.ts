@@ -9,7 +9,7 @@ import {
 import { PUSHLET_BROKER, type PushletBroker } from './interfaces/broker.interface.js';
 import type { PushletTransport, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { ConnectionTracker, type ConnectionSlot } from './core/connection-tracker.js';
-import { PushletForbiddenError, PushletValidationError } from './core/errors.js';
+import { PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
 import { Feed } from './core/feed.js';
 import { MemoryBroker } from './core/memory-broker.js';
 import { Heartbeat } from './core/heartbeat.js';
@@ -39,6 +39,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   readonly slowConsumers: SlowConsumerReporter;
   /** Every open session, whatever its transport: all of them end at shutdown. */
   readonly sessions = new Set<Session>();
+  private closing = false;
   published = 0;
   private readonly sessionContext: SessionContext;
 
@@ -82,6 +83,9 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
    * turns pass here, so that the HTTP server finds their connections idle when it closes.
    */
   async beforeApplicationShutdown(): Promise<void> {
+    // From here on no session opens: a connection that arrives before the HTTP server stops
+    // listening (a client reconnecting at once) would get a session nothing ends.
+    this.closing = true;
     const open = [...this.sessions];
     for (const session of open) session.end('shutdown');
     this.slowConsumers.flush();
@@ -112,6 +116,8 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
    * limits and in `stats()`), or throws a `PushletLimitError`.
    */
   openSession(output: SessionOutput, transport: PushletTransport, request?: IncomingMessage): Session {
+    // A 503 / close 1013 like a full server: the client comes back, to this instance or another.
+    if (this.closing) throw new PushletLimitError(MESSAGES.shuttingDown);
     const address = request?.socket.remoteAddress ?? 'unknown';
     const slot = request ? this.connections.acquire(transport, address) : NO_SLOT;
     const session = new Session(this.sessionContext, output, transport, address, slot, request);
