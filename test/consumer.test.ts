@@ -250,7 +250,7 @@ async function setUp(root: string, tarball: string, examples: Map<string, string
 }
 
 function compile(app: string): Promise<Run> {
-  return run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--pretty', 'false'], app);
+  return run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--pretty', 'false'], app, 240_000);
 }
 
 describe('the packed library in a fresh app, built from the README examples', () => {
