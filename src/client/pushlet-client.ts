@@ -175,7 +175,8 @@ export class PushletClient {
       this.#scheduleReconnect();
       return;
     }
-    if (this.#transport !== placeholder || this.#phase !== 'running') return;
+    // Closed, offline or restarted meanwhile: the placeholder was dropped.
+    if (this.#transport !== placeholder) return;
     const topics = [...this.#entries.keys()];
     const websocket = kind === 'websocket';
     const path = (websocket ? options.wsPath : options.ssePath) ?? (websocket ? '/ws' : '/events');
@@ -298,7 +299,7 @@ export class PushletClient {
 
   #topicsAdded(added: readonly string[]): void {
     if (this.#phase === 'idle') return this.#start();
-    if (this.#phase !== 'running') return;
+    // Not connecting (SSE waits for a topic, or offline): `#open` knows whether to start now.
     if (!this.#transport && !this.#reconnectTimer) return void this.#open();
     this.#syncTopics(added);
   }

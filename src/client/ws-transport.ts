@@ -57,15 +57,15 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
   let opened = false;
   let finished = false;
   let pings = 0;
-  let pingTimer: ReturnType<typeof setTimeout> | undefined;
-  let pongTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The next ping, or (while `awaitingPong`) the deadline of the last one. */
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let awaitingPong = false;
 
   /** Marks the connection finished; false when it already was. */
   const stop = (): boolean => {
     if (finished) return false;
     finished = true;
-    clearTimeout(pingTimer);
-    clearTimeout(pongTimer);
+    clearTimeout(timer);
     return true;
   };
   const finish = (end: TransportEnd): void => {
@@ -81,8 +81,10 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
     return true;
   };
   const schedulePing = (): void => {
-    pingTimer = setTimeout(() => {
-      if (send({ action: 'ping', ref: `ping-${++pings}` })) pongTimer = setTimeout(dead, pingTimeoutMs);
+    awaitingPong = false;
+    timer = setTimeout(() => {
+      awaitingPong = send({ action: 'ping', ref: `ping-${++pings}` });
+      if (awaitingPong) timer = setTimeout(dead, pingTimeoutMs);
     }, pingIntervalMs);
   };
   /** No pong in time: the connection is presumed dead, and cut without waiting for a closing handshake. */
@@ -103,9 +105,8 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
   socket.onmessage = (event: MessageLike) => {
     const frame = parseFrame(event.data);
     if (!frame) return;
-    if (frame.event === EVENTS.pong && pongTimer !== undefined) {
-      clearTimeout(pongTimer);
-      pongTimer = undefined;
+    if (frame.event === EVENTS.pong && awaitingPong) {
+      clearTimeout(timer);
       schedulePing();
     }
     handlers.frame(frame);
