@@ -1,3 +1,5 @@
+import { clientReconnect } from './client-reconnect.js';
+import { clientSize } from './client-size.js';
 import type { BenchConfig } from './config.js';
 import { round } from './lib/histogram.js';
 import { startRedis, type RedisHandle } from './lib/redis.js';
@@ -676,4 +678,6 @@ export const SCENARIOS: Scenario[] = [
   maxConnections,
   cluster,
   churn,
+  clientSize,
+  clientReconnect,
 ];
