@@ -50,8 +50,20 @@ export class PushletClient {
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #sseSync: 'idle' | 'scheduled' = 'idle';
   readonly #globalEvents: GlobalEvents | undefined;
-  readonly #onOffline = (): void => this.#wentOffline();
-  readonly #onOnline = (): void => this.#cameOnline();
+  /** Browser `offline`: the connection is closed, and no retries until `online`. */
+  readonly #onOffline = (): void => {
+    if (this.#phase !== 'running') return;
+    this.#phase = 'offline';
+    this.#stop();
+    this.#setState('disconnected');
+  };
+  /** Browser `online`: connect at once. */
+  readonly #onOnline = (): void => {
+    if (this.#phase !== 'offline') return;
+    this.#phase = 'running';
+    this.#attempt = 0;
+    void this.#open();
+  };
 
   /** @param baseUrl the server's origin (and global prefix, if any): `https://example.com/api`. */
   constructor(baseUrl: string, options: PushletClientOptions = {}) {
@@ -119,7 +131,11 @@ export class PushletClient {
       entry.subscriptions.add(subscription);
     }
     for (const topic of list) if (this.#entries.get(topic)?.state === 'subscribed') subscription.confirm(topic);
-    if (added.length > 0) this.#topicsAdded(added);
+    if (added.length === 0) return subscription;
+    if (this.#phase === 'idle') this.#start();
+    // Not connecting (SSE waits for a topic, or offline): `#open` knows whether to start now.
+    else if (!this.#transport && !this.#reconnectTimer) void this.#open();
+    else this.#syncTopics(added);
     return subscription;
   }
 
@@ -192,7 +208,12 @@ export class PushletClient {
   #receive(transport: Transport, frame: ClientFrame): void {
     switch (frame.event) {
       case EVENTS.connected:
-        return this.#connected(transport, frame);
+        if (frame.id !== undefined) this.#lastId = frame.id;
+        this.#attempt = 0;
+        if (this.#worked === 'none') this.#worked = transport.kind;
+        this.#setState('connected');
+        this.#confirm(topicsOf(frame.data));
+        return this.#syncTopics();
       case EVENTS.subscribed:
         if (frame.ref !== undefined) this.#pendingRefs.delete(frame.ref);
         return this.#confirm(topicsOf(frame.data));
@@ -203,15 +224,6 @@ export class PushletClient {
       default:
         if (!frame.event.startsWith(RESERVED_PREFIX)) this.#message(transport, frame);
     }
-  }
-
-  #connected(transport: Transport, frame: ClientFrame): void {
-    if (frame.id !== undefined) this.#lastId = frame.id;
-    this.#attempt = 0;
-    if (this.#worked === 'none') this.#worked = transport.kind;
-    this.#setState('connected');
-    this.#confirm(topicsOf(frame.data));
-    this.#syncTopics();
   }
 
   #message(transport: Transport, frame: ClientFrame): void {
@@ -297,13 +309,6 @@ export class PushletClient {
     }, Math.max(atLeastMs, delay));
   }
 
-  #topicsAdded(added: readonly string[]): void {
-    if (this.#phase === 'idle') return this.#start();
-    // Not connecting (SSE waits for a topic, or offline): `#open` knows whether to start now.
-    if (!this.#transport && !this.#reconnectTimer) return void this.#open();
-    this.#syncTopics(added);
-  }
-
   /**
    * Brings the open connection's topics in line with the client's. WebSocket: one `subscribe`
    * (or `unsubscribe`) command; SSE: a new stream with the new list and the last id, once per tick.
@@ -355,20 +360,6 @@ export class PushletClient {
     if (transport.kind === 'sse') return this.#scheduleSseSync();
     const held = removed.filter((topic) => transport.topics.has(topic));
     if (held.length > 0) this.#leave(transport, held);
-  }
-
-  #wentOffline(): void {
-    if (this.#phase !== 'running') return;
-    this.#phase = 'offline';
-    this.#stop();
-    this.#setState('disconnected');
-  }
-
-  #cameOnline(): void {
-    if (this.#phase !== 'offline') return;
-    this.#phase = 'running';
-    this.#attempt = 0;
-    void this.#open();
   }
 
   /** Cancels the pending reconnect and ends the connection. */
