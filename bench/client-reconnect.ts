@@ -4,9 +4,9 @@
  * clients in one process (`bench/client/sdk-clients.ts`, `ws`'s WebSocket or the SDK's SSE
  * transport over Node's fetch) are connected to instance B, each subscribed to one of 100 topics,
  * while instance A publishes round-robin on all topics throughout. Instance B is then restarted on
- * the same port: its process asked to exit (the app closes: WebSocket close 1001, SSE streams end)
- * and a new one started. The clients reconnect with their backoff and resume from their last id,
- * the missed messages replayed from Redis.
+ * the same port (`bench/servers/pushlet-restart.ts`): its app closed (WebSocket close 1001, SSE
+ * streams end) and a new one started in the same process. The clients reconnect with their backoff
+ * and resume from their last id, the missed messages replayed from Redis.
  *
  * Figures, all from the moment the restart began (t0) on the machine's shared monotonic clock:
  * when the new instance listened, when every client was connected again, when every client had
@@ -134,7 +134,7 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
     const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000' };
     const a = await ServerHandle.start(peer, { env, name: `${name}-a` });
     cleanup.push(() => a.stop());
-    let b = await ServerHandle.start(peer, { env, name: `${name}-b` });
+    const b = await ServerHandle.start({ ...peer, script: 'servers/pushlet-restart.js' }, { env, name: `${name}-b` });
     cleanup.push(() => b.stop());
     if (!a.features.distributed) throw new Error('the sample app ignored REDIS_URL');
     if (variant.transport === 'websocket' && !(await probeWebSocket(b.port))) throw new Error('no WebSocket endpoint');
@@ -173,99 +173,94 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
       }
     })();
     const clientCpu = new CpuTrace(clients.pid);
-    const oldServerCpu = new CpuTrace(b.pid);
+    const serverCpu = new CpuTrace(b.pid);
     // The rate while only receiving: over the second half of the time before the restart.
     await sleep(config.reconnectBeforeMs / 2);
     clientCpu.sample();
-    oldServerCpu.sample();
+    serverCpu.sample();
     await sleep(config.reconnectBeforeMs / 2);
     clientCpu.sample();
-    oldServerCpu.sample();
+    serverCpu.sample();
+    const steadyServerRate = serverCpu.firstRate();
 
-    // The restart: mark, close B (its process exits), start a new B on the same port.
+    // The restart: mark, then B closes its app and starts a new one on the same port.
     const t0 = await clients.call<number>('mark', {});
-    const sampler = setInterval(() => clientCpu.sample(), 50);
-    let newServerCpu: CpuTrace | undefined;
+    const sampler = setInterval(() => {
+      clientCpu.sample();
+      serverCpu.sample();
+    }, 50);
     try {
-      await b.stop();
-      const downUs = nowUs();
-      b = await ServerHandle.start(peer, { env: { ...env, BENCH_PORT: String(port) }, name: `${name}-b2` });
-      const upUs = nowUs();
-      newServerCpu = new CpuTrace(b.pid);
-      newServerCpu.sample();
-      const trace = newServerCpu;
-      const serverSampler = setInterval(() => trace.sample(), 50);
-      try {
-        await until('every client connected again', RECOVERY_TIMEOUT_MS, async () => {
-          const s = await status();
-          return s.back === s.clients ? s : undefined;
-        });
-        await sleep(config.reconnectAfterMs);
-        publishing = false;
-        await publisher;
-        const totalByTopic = Object.fromEntries(topics.map((topic, i) => [topic, totals[i] ?? 0]));
-        const expected = Array.from({ length: config.reconnectClients }, (_, i) => totalByTopic[`${TOPIC_PREFIX}${i % config.reconnectTopics}`]!).reduce((x, y) => x + y, 0);
-        // Every message published has arrived (or stopped arriving: then the report counts what is missing).
-        let last = -1;
-        await until('every message delivered', DRAIN_TIMEOUT_MS, async () => {
-          const s = await status();
-          if (s.received >= expected || s.received === last) return s;
-          last = s.received;
-          return undefined;
-        }, 500);
-        const report = await clients.call<ClientReport>('report', { totals: totalByTopic }, 60_000);
-        clientCpu.sample();
-        trace.sample();
+      const restart = await b.call<{ startUs: number; closedUs: number; listeningUs: number }>('restart', {}, 60_000);
+      const downUs = restart.closedUs;
+      const upUs = restart.listeningUs;
+      await until('every client connected again', RECOVERY_TIMEOUT_MS, async () => {
+        const s = await status();
+        return s.back === s.clients ? s : undefined;
+      });
+      await sleep(config.reconnectAfterMs);
+      publishing = false;
+      await publisher;
+      const totalByTopic = Object.fromEntries(topics.map((topic, i) => [topic, totals[i] ?? 0]));
+      const expected = Array.from({ length: config.reconnectClients }, (_, i) => totalByTopic[`${TOPIC_PREFIX}${i % config.reconnectTopics}`]!).reduce((x, y) => x + y, 0);
+      // Every message published has arrived (or stopped arriving: then the report counts what is missing).
+      let last = -1;
+      await until('every message delivered', DRAIN_TIMEOUT_MS, async () => {
+        const s = await status();
+        if (s.received >= expected || s.received === last) return s;
+        last = s.received;
+        return undefined;
+      }, 500);
+      const report = await clients.call<ClientReport>('report', { totals: totalByTopic }, 60_000);
+      clientCpu.sample();
+      serverCpu.sample();
 
-        const back = Math.max(...report.connectedUs);
-        const caughtUpUs = Math.max(...report.caughtUpUs);
-        const reconnectAfterUpMs = report.connectedUs.map((us) => (us - upUs) / 1000);
-        const failedAttempts = report.attemptsUs.map((list) => Math.max(0, list.length - 1));
-        const attemptStarts = report.attemptsUs.flat();
-        row.metrics = {
-          clients: report.clients,
-          serverDownS: round((upUs - t0) / 1e6, 2),
-          allConnectedS: round((back - t0) / 1e6, 2),
-          reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 50), 0),
-          reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0),
-          allCaughtUpS: round((caughtUpUs - t0) / 1e6, 2),
-          failedAttemptsP50: percentile(failedAttempts, 50),
-          failedAttemptsMax: Math.max(...failedAttempts),
-          peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
-          clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0),
-          clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0),
-          serverCpuMs: round(trace.between(upUs, caughtUpUs), 0),
-          lost: report.missed,
-          duplicates: report.duplicates,
-          outOfOrder: report.outOfOrder,
-          resets: report.resets,
-        };
-        row.detail = {
-          openedInMs: opened.elapsedMs,
-          clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
-          clientCpuMsOverSteadyRate: round(clientCpu.between(t0, caughtUpUs) - (clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0),
-          restart: { closeS: round((downUs - t0) / 1e6, 2), startS: round((upUs - downUs) / 1e6, 2) },
-          oldServerCpuMsPerSSteady: round(oldServerCpu.firstRate(), 0),
-          publishedPerTopic: totalByTopic,
-          expectedDeliveries: expected,
-          clientsMissing: report.clientsMissing,
-          reconnectedMsAfterServerUp: { p50: percentile(reconnectAfterUpMs, 50), p90: percentile(reconnectAfterUpMs, 90), p99: percentile(reconnectAfterUpMs, 99), histogram250ms: buckets(reconnectAfterUpMs, 250) },
-          attemptStartMsAfterDrop: attemptSpread(report),
-          failedAttempts: buckets(failedAttempts, 1),
-          failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
-          caughtUpMsAfterReconnect: {
-            p50: percentile(report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000), 50),
-            max: Math.max(...report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000)),
-          },
-          errorSamples: report.errorSamples,
-          serverProblems: [a.problems(), b.problems()],
-        };
-        console.log(
-          `back ${row.metrics.allConnectedS} s, caught up ${row.metrics.allCaughtUpS} s after the restart began; lost ${report.missed}, dup ${report.duplicates}`,
-        );
-      } finally {
-        clearInterval(serverSampler);
-      }
+      const back = Math.max(...report.connectedUs);
+      const caughtUpUs = Math.max(...report.caughtUpUs);
+      const reconnectAfterUpMs = report.connectedUs.map((us) => (us - upUs) / 1000);
+      const failedAttempts = report.attemptsUs.map((list) => Math.max(0, list.length - 1));
+      const attemptStarts = report.attemptsUs.flat();
+      row.metrics = {
+        clients: report.clients,
+        serverDownS: round((upUs - t0) / 1e6, 2),
+        allConnectedS: round((back - t0) / 1e6, 2),
+        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 50), 0),
+        reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0),
+        allCaughtUpS: round((caughtUpUs - t0) / 1e6, 2),
+        failedAttemptsP50: percentile(failedAttempts, 50),
+        failedAttemptsMax: Math.max(...failedAttempts),
+        peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
+        clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0),
+        clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0),
+        serverCpuMs: round(serverCpu.between(upUs, caughtUpUs), 0),
+        lost: report.missed,
+        duplicates: report.duplicates,
+        outOfOrder: report.outOfOrder,
+        resets: report.resets,
+      };
+      row.detail = {
+        openedInMs: opened.elapsedMs,
+        clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
+        // What the window would have cost at the rate measured before the restart, receiving only.
+        clientCpuMsAtSteadyRate: round((clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0),
+        restart: { closeS: round((downUs - t0) / 1e6, 2), startS: round((upUs - downUs) / 1e6, 2) },
+        serverCpuMsPerSBefore: round(steadyServerRate, 0),
+        publishedPerTopic: totalByTopic,
+        expectedDeliveries: expected,
+        clientsMissing: report.clientsMissing,
+        reconnectedMsAfterServerUp: { p50: percentile(reconnectAfterUpMs, 50), p90: percentile(reconnectAfterUpMs, 90), p99: percentile(reconnectAfterUpMs, 99), histogram250ms: buckets(reconnectAfterUpMs, 250) },
+        attemptStartMsAfterDrop: attemptSpread(report),
+        failedAttempts: buckets(failedAttempts, 1),
+        failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
+        caughtUpMsAfterReconnect: {
+          p50: percentile(report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000), 50),
+          max: Math.max(...report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000)),
+        },
+        errorSamples: report.errorSamples,
+        serverProblems: [a.problems(), b.problems()],
+      };
+      console.log(
+        `back ${row.metrics.allConnectedS} s, caught up ${row.metrics.allCaughtUpS} s after the restart began; lost ${report.missed}, dup ${report.duplicates}`,
+      );
     } finally {
       clearInterval(sampler);
       publishing = false;
@@ -294,11 +289,12 @@ export const clientReconnect: Scenario = {
       description:
         `${config.reconnectClients.toLocaleString('en')} SDK clients in one Node process (WebSocket: \`ws\`; SSE: the SDK's fetch transport), each subscribed to one of ` +
         `${config.reconnectTopics} topics on instance B of two sample-app instances sharing one redis-server; instance A publishes ${config.reconnectRate} msg/s round-robin ` +
-        `throughout. B is restarted on the same port (its process exits after closing the app, a new process starts). Times are from the start of the restart: ` +
+        `throughout. B is restarted on the same port: its app closed (WebSocket close 1001, SSE streams end) and a new one started in the same process. Times are from the start of the restart: ` +
         `*server down* until the new B listens, *all connected* until every client is connected again, *all caught up* until every client has every message ` +
         `published before its own reconnection. Reconnect ms are after the new B listens. Failed attempts: per client, before the one that got through; ` +
         `attempts in the busiest 100 ms: connection attempts (all clients) starting within any 100 ms, what the backoff's jitter leaves of a thundering herd. ` +
-        `CPU: the client process from the restart until all caught up (and its rate while only receiving, before the restart), and the new B from listening until all caught up. ` +
+        `CPU: the client process from the restart until all caught up (and its rate while only receiving, before the restart), ` +
+        `and B from listening again until all caught up. ` +
         `Reconnect backoff: the SDK's full jitter, attempt n waits between min and min(30 s, min × 2ⁿ).`,
       params: { clients: config.reconnectClients, topics: config.reconnectTopics, rate: config.reconnectRate, maxReconnectDelayMs: MAX_DELAY_MS },
       columns: [
@@ -313,7 +309,7 @@ export const clientReconnect: Scenario = {
         { key: 'peakAttemptsPer100ms', label: 'attempts in busiest 100 ms', digits: 0, better: 'lower' },
         { key: 'clientCpuMs', label: 'client CPU ms', digits: 0, better: 'lower' },
         { key: 'clientCpuMsPerSSteady', label: 'client CPU ms/s before', digits: 0 },
-        { key: 'serverCpuMs', label: 'new server CPU ms', digits: 0, better: 'lower' },
+        { key: 'serverCpuMs', label: 'server CPU ms', digits: 0, better: 'lower' },
         { key: 'lost', label: 'lost' },
         { key: 'duplicates', label: 'dup' },
         { key: 'outOfOrder', label: 'out of order' },

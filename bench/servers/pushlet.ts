@@ -1,8 +1,7 @@
 /**
  * This module as an application runs it: the sample app (`createSampleApp`, PushletModule with
  * its defaults) on Nest's Express platform. REDIS_URL and HEARTBEAT_MS as for `npm run sample`.
- * Messages are published through `PushletService.publish`, the module's public API. BENCH_PORT, when
- * set, is the port to listen on.
+ * Messages are published through `PushletService.publish`, the module's public API.
  */
 import type { AddressInfo } from 'node:net';
 import { createSampleApp } from '../../sample/app.js';
@@ -12,8 +11,7 @@ import { heartbeatMs, serve } from './harness.js';
 await serve(async () => {
   const redisUrl = process.env.REDIS_URL || undefined;
   const app = await createSampleApp({ redisUrl, heartbeatMs: heartbeatMs() });
-  // BENCH_PORT: a restart on the port the clients know (client-reconnect); otherwise any free port.
-  await app.listen(Number(process.env.BENCH_PORT ?? 0), '127.0.0.1');
+  await app.listen(0, '127.0.0.1');
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const pushlet = app.get(PushletService);
   const broker: unknown = app.get(PUSHLET_BROKER);
