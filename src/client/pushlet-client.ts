@@ -129,8 +129,8 @@ export class PushletClient {
         added.push(topic);
       }
       entry.subscriptions.add(subscription);
+      if (entry.state === 'subscribed') subscription.confirm(topic);
     }
-    for (const topic of list) if (this.#entries.get(topic)?.state === 'subscribed') subscription.confirm(topic);
     if (added.length === 0) return subscription;
     if (this.#phase === 'idle') this.#start();
     // Not connecting (SSE waits for a topic, or offline): `#open` knows whether to start now.
@@ -195,7 +195,7 @@ export class PushletClient {
     if (this.#transport !== placeholder) return;
     const topics = [...this.#entries.keys()];
     const websocket = kind === 'websocket';
-    const path = (websocket ? options.wsPath : options.ssePath) ?? (websocket ? '/ws' : '/events');
+    const path = websocket ? (options.wsPath ?? '/ws') : (options.ssePath ?? '/events');
     const request = { url: endpointUrl(this.#baseUrl, path, topics), topics, lastEventId: this.#lastId, token };
     this.#pendingRefs.clear();
     const transport: Transport = (websocket ? openWebSocket : openEventStream)(request, options, {
