@@ -12,6 +12,10 @@ export const CLIENT_TEXTS = {
 export class PushletClientError extends Error {
   // Named here rather than from `new.target.name`: a minifier renames classes.
   override name = 'PushletClientError';
+
+  constructor(message: string) {
+    super(message);
+  }
 }
 
 /** The server refused a topic (`pushlet:error` on WebSocket, 400/403 on SSE); `reason` is its text. */
