@@ -38,6 +38,28 @@ const meta: RunMeta = {
   repeat: 1,
   command: `npm run bench:client${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}${config.quick ? ' (BENCH_QUICK=1)' : ''}`,
 };
+/** client-reconnect: when attempt k after the drop started, per row (the backoff as it played out). */
+function attemptTable(result: ScenarioResult): string[] {
+  const spreads = result.rows.map((row) => (row.detail as { attemptStartMsAfterDrop?: Array<{ attempt: number; count: number; minMs: number; p50Ms: number; maxMs: number }> } | undefined)?.attemptStartMsAfterDrop);
+  const attempts = Math.max(0, ...spreads.map((s) => s?.length ?? 0));
+  if (attempts === 0) return [];
+  const ms = (v: number) => Math.round(v).toLocaleString('en');
+  return [
+    'Connection attempts after the drop: clients that made attempt k, and when it started (ms after that client\'s drop, min / p50 / max).',
+    '',
+    `| Peer | ${Array.from({ length: attempts }, (_, k) => `attempt ${k}`).join(' | ')} |`,
+    `|---|${Array.from({ length: attempts }, () => '---:').join('|')}|`,
+    ...result.rows.map((row, i) => {
+      const cells = Array.from({ length: attempts }, (_, k) => {
+        const a = spreads[i]?.[k];
+        return a ? `${a.count}: ${ms(a.minMs)} / ${ms(a.p50Ms)} / ${ms(a.maxMs)}` : '';
+      });
+      return `| ${row.label} | ${cells.join(' | ')} |`;
+    }),
+    '',
+  ];
+}
+
 const markdown = [
   '# Client SDK benchmark results',
   '',
@@ -47,7 +69,7 @@ const markdown = [
   '',
   `Command: \`${meta.command}\`. See bench/README.md.`,
   '',
-  ...results.flatMap((r) => [`## ${r.title}`, '', r.description, '', scenarioTable(r), '']),
+  ...results.flatMap((r) => [`## ${r.title}`, '', r.description, '', scenarioTable(r), '', ...attemptTable(r)]),
 ].join('\n');
 mkdirSync(config.outDir, { recursive: true });
 // A quick or narrowed run must not overwrite the committed full results.
