@@ -190,7 +190,11 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
       serverCpu.sample();
     }, 50);
     try {
-      const restart = await b.call<{ startUs: number; closedUs: number; listeningUs: number }>('restart', {}, 60_000);
+      const restart = await b.call<{ startUs: number; closedUs: number; listeningUs: number }>('restart', {}, 60_000).catch(async (error: unknown) => {
+        // Say what the closing app still holds (connections accepted while it closed keep app.close() waiting).
+        const held = await b.call<{ connections: number }>('stats', {}, 5_000).then((s) => s.connections, () => 'unknown');
+        throw new Error(`${error instanceof Error ? error.message : String(error)}; the closing app still counts ${held} connections`);
+      });
       const downUs = restart.closedUs;
       const upUs = restart.listeningUs;
       await until('every client connected again', RECOVERY_TIMEOUT_MS, async () => {
