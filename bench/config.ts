@@ -8,7 +8,10 @@ import { hardFileLimit } from './lib/proc.js';
  */
 export interface BenchConfig {
   quick: boolean;
-  /** Scenario ids to run (all by default): fanout-ws, fanout-sse, topics-ws, topics-sse, idle-ws, idle-sse, max-conn, cluster, churn. */
+  /**
+   * Scenario ids to run (all by default): fanout-ws, fanout-sse, topics-ws, topics-sse, idle-ws,
+   * idle-sse, max-conn, cluster, churn, client-size, client-reconnect.
+   */
   only: string[] | undefined;
   /** Peer ids to run (all by default): ws, socketio, pushlet-ws, sse, pushlet-sse. */
   peers: string[] | undefined;
@@ -50,6 +53,19 @@ export interface BenchConfig {
   churnConcurrency: number;
   churnProcesses: number;
   churnBackgroundSubs: number;
+
+  /** SDK clients (one process) in the reconnect scenario, spread over `reconnectTopics` topics. */
+  reconnectClients: number;
+  reconnectTopics: number;
+  /** Messages per second over all topics, published on the other instance throughout. */
+  reconnectRate: number;
+  /** Publishing before the restart, and after every client is connected again. */
+  reconnectBeforeMs: number;
+  reconnectAfterMs: number;
+  /** SDK transports to run: websocket, sse. */
+  reconnectTransports: string[];
+  /** Each `minReconnectDelayMs` to run (500 is the SDK's default); `maxReconnectDelayMs` stays at its default. */
+  reconnectMinDelays: string[];
 
   /** Connections per load-client process (the open-file limit is per process). */
   connsPerProcess: number;
@@ -99,6 +115,14 @@ function defaults(quick: boolean): BenchConfig {
     churnConcurrency: 32,
     churnProcesses: 2,
     churnBackgroundSubs: 200,
+
+    reconnectClients: quick ? 200 : 1_000,
+    reconnectTopics: quick ? 20 : 100,
+    reconnectRate: 200,
+    reconnectBeforeMs: quick ? 1_500 : 3_000,
+    reconnectAfterMs: quick ? 1_000 : 2_000,
+    reconnectTransports: ['websocket', 'sse'],
+    reconnectMinDelays: quick ? ['500'] : ['500', '100'],
 
     connsPerProcess: 5_000,
     connectConcurrency: 100,

@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { clientReconnect } from './client-reconnect.js';
+import { clientSize } from './client-size.js';
 import type { BenchConfig } from './config.js';
 import { round } from './lib/histogram.js';
 import { startRedis, type RedisHandle } from './lib/redis.js';
@@ -734,4 +736,6 @@ export const SCENARIOS: Scenario[] = [
   cluster,
   churn,
   publish,
+  clientSize,
+  clientReconnect,
 ];

@@ -323,9 +323,9 @@ describe('client SDK', () => {
 describe('backoffDelay', () => {
   it('draws uniformly between the minimum and a ceiling that doubles per attempt up to the maximum', () => {
     assert.equal(backoffDelay(0, 100, 10_000, () => 0), 100);
-    assert.equal(backoffDelay(0, 100, 10_000, () => 1), 100);
-    assert.equal(backoffDelay(3, 100, 10_000, () => 1), 800);
-    assert.equal(backoffDelay(3, 100, 10_000, () => 0.5), 450);
+    assert.equal(backoffDelay(0, 100, 10_000, () => 1), 200, 'the first attempt is jittered too');
+    assert.equal(backoffDelay(3, 100, 10_000, () => 1), 900);
+    assert.equal(backoffDelay(3, 100, 10_000, () => 0.5), 500);
     assert.equal(backoffDelay(20, 100, 10_000, () => 1), 10_000);
     assert.equal(backoffDelay(5_000, 100, 10_000, () => 1), 10_000);
   });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import type { Column, Row, ScenarioResult } from '../scenarios.js';
 
 export interface RunMeta {
@@ -13,6 +14,17 @@ export interface RunMeta {
   quick: boolean;
   repeat: number;
   command: string;
+}
+
+/** The commit measured, `+changes` when the code under test differs from it. */
+export function gitCommit(): string {
+  try {
+    const hash = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'sample', 'bench', ':!bench/results'], { encoding: 'utf8' }).trim();
+    return dirty ? `${hash}+changes` : hash;
+  } catch {
+    return 'unknown';
+  }
 }
 
 export interface TargetResult {
