@@ -1,4 +1,5 @@
 import type { Envelope } from '../core/envelope.js';
+import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
 import { sseComment, sseEventBody, sseFrame, sseIdLine, sseJsonData, type SseFormat } from '../protocol/sse.js';
 
 export { SSE_HEADERS } from '../protocol/sse.js';
@@ -37,6 +38,16 @@ export function messageEncoding(envelope: Envelope, format: SseFormat = 'text'):
     return { chunk, frame: chunk.subarray(head.length, head.length + length) };
   });
 }
+
+/**
+ * How SSE deliveries are counted, per format: the bytes of the shared frame as an HTTP/1.1 chunk
+ * (what a chunked response carries; a Redis Cluster connection's own resume cursor is not
+ * counted apart). Read once per message, from the encoding delivery has just cached.
+ */
+export const SSE_METERS: Readonly<Record<SseFormat, DeliveryMeter>> = {
+  text: { transport: 'sse', frameBytes: (envelope) => messageEncoding(envelope, 'text').chunk.length },
+  json: { transport: 'sse', frameBytes: (envelope) => messageEncoding(envelope, 'json').chunk.length },
+};
 
 /**
  * A published message's frame under a resume id of the connection's own (brokers that order ids

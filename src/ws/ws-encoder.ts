@@ -1,4 +1,5 @@
 import type { Envelope } from '../core/envelope.js';
+import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
 import { noticeJson, type Notice } from '../protocol/frames.js';
 
 const WS_FRAME = Symbol('pushlet:ws-frame');
@@ -45,6 +46,16 @@ export function messageWireFrame(envelope: Envelope, binary: boolean): Buffer {
   const opcode = binary ? OPCODE_BINARY : OPCODE_TEXT;
   return messageEncoding(envelope, opcode).frame(opcode);
 }
+
+/**
+ * How WebSocket deliveries are counted, per frame type: the bytes of the whole shared frame,
+ * header included (a Redis Cluster connection's own resume cursor is not counted apart). Read
+ * once per message, from the encoding delivery has just cached.
+ */
+export const WS_METERS: Readonly<Record<'binary' | 'text', DeliveryMeter>> = {
+  binary: { transport: 'ws', frameBytes: (envelope) => messageWireFrame(envelope, true).length },
+  text: { transport: 'ws', frameBytes: (envelope) => messageWireFrame(envelope, false).length },
+};
 
 /**
  * A published message under a resume id of the connection's own (brokers that order ids per
