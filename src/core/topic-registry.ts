@@ -1,6 +1,6 @@
 import { Subject } from 'rxjs';
 import type { BrokerEventHandler, PushletBroker } from '../interfaces/broker.interface.js';
-import type { DeliveryMeter, PushletCounters } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter, MeteredListeners, PushletCounters } from '../metrics/pushlet-counters.js';
 import type { Position } from '../protocol/ids.js';
 import type { Envelope } from './envelope.js';
 import { BROADCAST_TOPIC } from './topic.js';
@@ -27,7 +27,7 @@ class Channel implements TopicChannel {
   readonly subject = new Subject<Envelope>();
   readonly listeners = new Set<ChannelListener>();
   /** Listeners per kind of connection: a fan-out is counted once per kind, not once per listener. */
-  readonly meters = new Map<DeliveryMeter, number>();
+  readonly meters: MeteredListeners[] = [];
 
   constructor(
     readonly topic: string,
@@ -47,7 +47,10 @@ class Channel implements TopicChannel {
     if (this.listeners.has(listener)) return false;
     this.listeners.add(listener);
     const meter = listener.meter;
-    if (meter) this.meters.set(meter, (this.meters.get(meter) ?? 0) + 1);
+    if (!meter) return true;
+    const kind = this.meters.find((entry) => entry.meter === meter);
+    if (kind) kind.count += 1;
+    else this.meters.push({ meter, count: 1 });
     return true;
   }
 
@@ -56,15 +59,14 @@ class Channel implements TopicChannel {
     if (!this.listeners.delete(listener)) return false;
     const meter = listener.meter;
     if (!meter) return true;
-    const left = (this.meters.get(meter) ?? 1) - 1;
-    if (left > 0) this.meters.set(meter, left);
-    else this.meters.delete(meter);
+    const at = this.meters.findIndex((entry) => entry.meter === meter);
+    if (at >= 0 && --this.meters[at]!.count === 0) this.meters.splice(at, 1);
     return true;
   }
 
   clear(): void {
     this.listeners.clear();
-    this.meters.clear();
+    this.meters.length = 0;
   }
 }
 

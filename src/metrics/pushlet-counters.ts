@@ -56,6 +56,12 @@ export interface DeliveryMeter {
   frameBytes(envelope: Envelope): number;
 }
 
+/** How many listeners of a topic are of one kind (a topic has one entry per kind it has). */
+export interface MeteredListeners {
+  readonly meter: DeliveryMeter;
+  count: number;
+}
+
 export interface PerTransport {
   sse: number;
   ws: number;
@@ -97,11 +103,12 @@ export class PushletCounters {
   }
 
   /**
-   * One message went out to a topic's local subscribers: `meters` holds how many there are of
+   * One message went out to a topic's local subscribers: `kinds` holds how many there are of
    * each kind. Once per message, whatever the number of subscribers.
    */
-  fannedOut(envelope: Envelope, meters: ReadonlyMap<DeliveryMeter, number>): void {
-    for (const [meter, count] of meters) {
+  fannedOut(envelope: Envelope, kinds: readonly MeteredListeners[]): void {
+    for (let i = 0; i < kinds.length; i++) {
+      const { meter, count } = kinds[i]!;
       this.deliveries[meter.transport] += count;
       this.bytesSent[meter.transport] += count * meter.frameBytes(envelope);
     }

@@ -27,16 +27,25 @@ export interface SseMessageEncoding {
  * is done ({@link Envelope.releaseEncodings}), and rebuilt only if a replay needs it.
  */
 export function messageEncoding(envelope: Envelope, format: SseFormat = 'text'): SseMessageEncoding {
-  return envelope.encoded(SSE_FRAME[format], ({ message }) => {
-    const text = sseFrame(message.event, frameData(envelope, format), message.id);
-    const length = Buffer.byteLength(text);
-    const head = `${length.toString(16)}\r\n`;
-    const chunk = Buffer.allocUnsafe(head.length + length + 2);
-    chunk.write(head, 0, 'latin1');
-    chunk.write(text, head.length, 'utf8');
-    chunk.write('\r\n', head.length + length, 'latin1');
-    return { chunk, frame: chunk.subarray(head.length, head.length + length) };
-  });
+  return envelope.encoded(SSE_FRAME[format], ENCODE_FRAME[format]);
+}
+
+// One encoder per format, made once: looking an encoding up (every delivery does) allocates nothing.
+const ENCODE_FRAME: Readonly<Record<SseFormat, (envelope: Envelope) => SseMessageEncoding>> = {
+  text: (envelope) => encodeFrame(envelope, 'text'),
+  json: (envelope) => encodeFrame(envelope, 'json'),
+};
+
+function encodeFrame(envelope: Envelope, format: SseFormat): SseMessageEncoding {
+  const { message } = envelope;
+  const text = sseFrame(message.event, frameData(envelope, format), message.id);
+  const length = Buffer.byteLength(text);
+  const head = `${length.toString(16)}\r\n`;
+  const chunk = Buffer.allocUnsafe(head.length + length + 2);
+  chunk.write(head, 0, 'latin1');
+  chunk.write(text, head.length, 'utf8');
+  chunk.write('\r\n', head.length + length, 'latin1');
+  return { chunk, frame: chunk.subarray(head.length, head.length + length) };
 }
 
 /**

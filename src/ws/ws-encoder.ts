@@ -33,8 +33,12 @@ class MessageEncoding {
 }
 
 function messageEncoding(envelope: Envelope, opcode = OPCODE_BINARY): MessageEncoding {
-  return envelope.encoded(WS_FRAME, (e) => new MessageEncoding(e.json, opcode));
+  return envelope.encoded(WS_FRAME, opcode === OPCODE_BINARY ? encodeBinary : encodeText);
 }
+
+// Made once: looking an encoding up (every delivery does) allocates nothing.
+const encodeBinary = (envelope: Envelope) => new MessageEncoding(envelope.json, OPCODE_BINARY);
+const encodeText = (envelope: Envelope) => new MessageEncoding(envelope.json, OPCODE_TEXT);
 
 /** The payload of a published message (the message JSON as UTF-8). */
 export function messageFrame(envelope: Envelope): Buffer {
