@@ -17,6 +17,7 @@ import { Session, type SessionContext, type SessionOutput } from './core/session
 import { SlowConsumerReporter } from './core/slow-consumers.js';
 import { assertSubscribableTopic } from './core/topic.js';
 import { TopicRegistry } from './core/topic-registry.js';
+import { PushletCounters } from './metrics/pushlet-counters.js';
 import { PUSHLET_OPTIONS } from './pushlet.constants.js';
 import { MESSAGES } from './pushlet.messages.js';
 
@@ -37,30 +38,34 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   readonly heartbeat: Heartbeat;
   readonly connections: ConnectionTracker;
   readonly slowConsumers: SlowConsumerReporter;
+  /** What `stats()` and the metrics report, counted as it happens. */
+  readonly counters = new PushletCounters();
   /** Every open session, whatever its transport: all of them end at shutdown. */
   readonly sessions = new Set<Session>();
   private closing = false;
-  published = 0;
   private readonly sessionContext: SessionContext;
 
   constructor(
     @Inject(PUSHLET_OPTIONS) readonly options: ResolvedPushletOptions,
     @Inject(PUSHLET_BROKER) readonly broker: PushletBroker,
   ) {
-    this.registry = new TopicRegistry(broker);
+    const counters = this.counters;
+    this.registry = new TopicRegistry(broker, counters);
     this.heartbeat = new Heartbeat(options.heartbeatInterval);
-    this.connections = new ConnectionTracker(options.limits);
+    this.connections = new ConnectionTracker(options.limits, (reason) => counters.refusal(reason));
     this.slowConsumers = new SlowConsumerReporter(options.logger);
     this.sessionContext = {
-      feedOf: (sink) => new Feed(this.registry, this.broker, sink),
+      feedOf: (sink, meter) => new Feed(this.registry, this.broker, sink, meter),
       ordering: broker.ordering,
       bufferBytes: options.limits.bufferBytes,
       validateTopics: (topics, already) => this.validateTopics(topics, already),
       authorize: (topics, transport, request) => this.authorize(topics, transport, request),
       slowConsumer: (transport, address) => {
-        this.connections.countSlowConsumer();
+        counters.slowConsumer(transport);
         this.slowConsumers.report(transport, address);
       },
+      refused: (reason) => counters.refusal(reason),
+      resumed: ({ resets, replayed }) => counters.resumed(resets > 0, replayed),
       closed: (session) => this.sessions.delete(session),
     };
   }

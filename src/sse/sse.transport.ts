@@ -100,7 +100,10 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     const topics = requested.length === 0 ? [DEFAULT_TOPIC] : [...new Set(requested)];
     const lastEventId = headerValue(request.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? undefined;
     const format = parseSseFormat(url.searchParams.get('format'));
-    if (format === undefined) return respondError(response, 400, MESSAGES.sseFormat);
+    if (format === undefined) {
+      this.hub.counters.refusal('invalid');
+      return respondError(response, 400, MESSAGES.sseFormat);
+    }
 
     const connection = new SseConnection(request, response, this.batch, format);
     let session: Session;
