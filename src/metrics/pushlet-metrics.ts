@@ -119,6 +119,30 @@ const FAMILIES: readonly Family[] = [
 /** Every metric name, for dashboards and tests. */
 export const PUSHLET_METRIC_NAMES = [...FAMILIES.map((family) => family.name), 'pushlet_publish_duration_seconds', 'pushlet_broker_lag_seconds'] as const;
 
+/**
+ * Observations of one histogram, kept in a small buffer and handed to prom-client together: on
+ * each scrape (the histogram's `collect`), or when the buffer fills. Delivery then only stores a
+ * number; prom-client's `observe` runs in a tight loop away from the delivery path.
+ */
+class Observations {
+  private readonly values = new Float64Array(OBSERVATIONS_BUFFERED);
+  private count = 0;
+
+  constructor(readonly histogram: Histogram<string>) {}
+
+  add(value: number): void {
+    this.values[this.count++] = value;
+    if (this.count === OBSERVATIONS_BUFFERED) this.flush();
+  }
+
+  flush(): void {
+    const { histogram, values, count } = this;
+    this.count = 0;
+    for (let i = 0; i < count; i++) histogram.observe(values[i]!);
+  }
+}
+const OBSERVATIONS_BUFFERED = 512;
+
 /** The metric by which a registry's set is found: the set hangs on it. */
 class AnchorGauge extends Gauge<string> {
   owner!: PushletMetricSet;
@@ -136,8 +160,8 @@ export class PushletMetricSet implements PushletObserver {
   private readonly sources = new Map<PushletMetricsSource, () => void>();
   /** What the apps that left counted, kept so that counters never go back while others remain. */
   private readonly retired = new Map<string, Record<string, number>>();
-  private readonly publishDuration: Histogram<string>;
-  private readonly brokerLag: Histogram<string>;
+  private readonly publishDuration: Observations;
+  private readonly brokerLag: Observations;
   private snapshot: PushletStats[] | undefined;
 
   private constructor(
@@ -145,18 +169,16 @@ export class PushletMetricSet implements PushletObserver {
     buckets: PushletMetricsBuckets,
   ) {
     for (const family of FAMILIES) this.create(family);
-    this.publishDuration = new Histogram({
-      name: 'pushlet_publish_duration_seconds',
-      help: 'Time from a publish call on this instance to the broker acknowledging it (Redis: recorded; waits through outages).',
-      buckets: [...(buckets.publishDuration ?? DEFAULT_PUBLISH_DURATION_BUCKETS)],
-      registers: [registry],
-    });
-    this.brokerLag = new Histogram({
-      name: 'pushlet_broker_lag_seconds',
-      help: 'Time from a message timestamp (its publication, on any instance) to its delivery to subscribers on this instance.',
-      buckets: [...(buckets.brokerLag ?? DEFAULT_BROKER_LAG_BUCKETS)],
-      registers: [registry],
-    });
+    this.publishDuration = this.histogram(
+      'pushlet_publish_duration_seconds',
+      'Time from a publish call on this instance to the broker acknowledging it (Redis: recorded; waits through outages).',
+      buckets.publishDuration ?? DEFAULT_PUBLISH_DURATION_BUCKETS,
+    );
+    this.brokerLag = this.histogram(
+      'pushlet_broker_lag_seconds',
+      'Time from a message timestamp (its publication, on any instance) to its delivery to subscribers on this instance.',
+      buckets.brokerLag ?? DEFAULT_BROKER_LAG_BUCKETS,
+    );
   }
 
   /**
@@ -190,11 +212,18 @@ export class PushletMetricSet implements PushletObserver {
   }
 
   published(seconds: number): void {
-    this.publishDuration.observe(seconds);
+    this.publishDuration.add(seconds);
   }
 
   delivered(seconds: number): void {
-    this.brokerLag.observe(seconds);
+    this.brokerLag.add(seconds);
+  }
+
+  private histogram(name: string, help: string, buckets: readonly number[]): Observations {
+    let observations: Observations | undefined;
+    const histogram = new Histogram({ name, help, buckets: [...buckets], registers: [this.registry], collect: () => observations?.flush() });
+    observations = new Observations(histogram);
+    return observations;
   }
 
   private create(family: Family): Gauge<string> | Counter<string> {
