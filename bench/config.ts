@@ -10,7 +10,7 @@ export interface BenchConfig {
   quick: boolean;
   /**
    * Scenario ids to run (all by default): fanout-ws, fanout-sse, topics-ws, topics-sse, idle-ws,
-   * idle-sse, max-conn, cluster, churn, client-size, client-reconnect.
+   * idle-sse, max-conn, cluster, churn, publish, client-size, client-reconnect, storm.
    */
   only: string[] | undefined;
   /** Peer ids to run (all by default): ws, socketio, pushlet-ws, sse, pushlet-sse. */
@@ -66,6 +66,37 @@ export interface BenchConfig {
   reconnectTransports: string[];
   /** Each `minReconnectDelayMs` to run (500 is the SDK's default); `maxReconnectDelayMs` stays at its default. */
   reconnectMinDelays: string[];
+  /** Reconnect storm (bench/reconnect-storm.ts): clients of the killed instance, WebSocket share of them, topics. */
+  stormClients: number;
+  stormWsShare: number;
+  stormTopics: number;
+  /** Messages per second, all topics together, published throughout. */
+  stormRate: number;
+  /** A dropped client reconnects after a uniform random delay in [0, jitter). */
+  stormJitterMs: number;
+  /** Messages flowing to every client before the kill (the last 3 s measure the publisher's own Redis load). */
+  stormWarmMs: number;
+  /** Give up waiting for every client to catch up after this long. */
+  stormTimeoutMs: number;
+  /** Publishing goes on this long after every client caught up, then every client must have every message. */
+  stormTailMs: number;
+  stormConnsPerProcess: number;
+  /**
+   * Niceness of the storm's load-client processes (0: as the servers). They share the cores with
+   * the servers under test, which real clients would not; e.g. 10 lets the servers go first, but
+   * then other work on a shared machine starves the clients and their own lag is measured.
+   */
+  stormClientNice: number;
+  /** Listen queue of the instances (0: Node's default, 511); the kernel caps it at net.core.somaxconn. */
+  stormBacklog: number;
+  /**
+   * How instance B reads history and start positions, one storm each: `per-turn` (main),
+   * `per-connection` (before the batching, emulated), `coalesced` (one read in flight at a time,
+   * calls queued meanwhile: a proposal, emulated). See bench/servers/pushlet.ts.
+   */
+  stormReads: string[];
+  /** CPU profile of instance B during the storm (bench/results/storm.md). */
+  stormProfile: boolean;
 
   /** Connections per load-client process (the open-file limit is per process). */
   connsPerProcess: number;
@@ -123,6 +154,19 @@ function defaults(quick: boolean): BenchConfig {
     reconnectAfterMs: quick ? 1_000 : 2_000,
     reconnectTransports: ['websocket', 'sse'],
     reconnectMinDelays: quick ? ['500'] : ['500', '100'],
+    stormClients: quick ? 1_000 : 10_000,
+    stormWsShare: 0.5,
+    stormTopics: 100,
+    stormRate: 200,
+    stormJitterMs: 1_000,
+    stormWarmMs: quick ? 3_000 : 5_000,
+    stormTimeoutMs: 60_000,
+    stormTailMs: 2_000,
+    stormConnsPerProcess: 2_500,
+    stormBacklog: 0,
+    stormClientNice: 0,
+    stormReads: ['per-turn'],
+    stormProfile: false,
 
     connsPerProcess: 5_000,
     connectConcurrency: 100,

@@ -5,6 +5,7 @@ import { clientSize } from './client-size.js';
 import type { BenchConfig } from './config.js';
 import { round } from './lib/histogram.js';
 import { startRedis, type RedisHandle } from './lib/redis.js';
+import { READ_LABELS, runStorm, stormMet, stormOptions, type StormRun } from './reconnect-storm.js';
 import {
   ClientPool,
   floodPhase,
@@ -725,6 +726,76 @@ const publish: Scenario = {
   },
 };
 
+/**
+ * The reconnect storm (bench/reconnect-storm.ts): the clients of a SIGKILLed instance reconnect
+ * to the other with their last id. One row per way of reading history on instance B
+ * (`--storm-reads`); main's is the Pushlet row, the emulated others are its references.
+ */
+const storm: Scenario = {
+  id: 'storm',
+  async run(config) {
+    const rows: Row[] = [];
+    for (const reads of config.stormReads) {
+      const main = reads === 'per-turn';
+      const peer: Peer = { ...PEERS['pushlet-ws']!, pushlet: main };
+      rows.push(
+        await runPeer(peer, main ? 'pushlet-storm' : `storm-${reads}`, READ_LABELS[reads] ?? reads, async () => {
+          const run: StormRun = await runStorm(stormOptions(config, reads), (line) => console.log(`  ${line.trim()}`));
+          const c = run.counts;
+          return {
+            metrics: {
+              allReconnectedS: run.allReconnectedMs / 1000,
+              allCaughtUpS: run.timedOut ? NaN : run.allCaughtUpMs / 1000,
+              caughtUpP50S: run.caughtUp.p50 / 1000,
+              redisCpuMs: run.redis.cpuMs,
+              redisCommands: run.redis.commands,
+              evalsha: run.redis.scripts.evalsha,
+              readsPerClient: run.readsPerClient,
+              bCpuMs: run.instanceB.cpuMs,
+              bCpuMsPerClient: run.instanceB.cpuMsPerClient,
+              missing: c.missing + c.tailMissing,
+              duplicates: c.duplicates,
+              reorders: c.reorders,
+              resets: c.resets,
+              errors: c.errors + run.instanceB.problems.count + (run.timedOut ? 1 : 0),
+              met: stormMet(run) ? 1 : 0,
+            },
+            detail: run,
+          };
+        }),
+      );
+    }
+    const o = stormOptions(config);
+    return {
+      id: 'storm',
+      title: `Reconnect storm: ${o.clients.toLocaleString('en')} clients of a killed instance reconnect to the other`,
+      description:
+        `${Math.round(o.clients * o.wsShare).toLocaleString('en')} WebSocket and ${(o.clients - Math.round(o.clients * o.wsShare)).toLocaleString('en')} SSE clients on ${o.topics} topics of instance A; ` +
+        `${o.rate} msg/s published throughout by a third instance; A SIGKILLed; each client reconnects to instance B with its last id after a random delay in [0, ${o.jitterMs} ms). ` +
+        'Times from the kill: all reconnected (`pushlet:connected` from B), all caught up (every message of its topic up to the first one published after its reconnection). ' +
+        'Redis CPU and commands (INFO deltas) and instance B\'s CPU over the same window. Details: bench/reconnect-storm.ts, `node build/bench/reconnect-storm.js` writes bench/results/storm.md.',
+      params: { ...o },
+      columns: [
+        { key: 'allReconnectedS', label: 'all reconnected s', digits: 2, better: 'lower' },
+        { key: 'allCaughtUpS', label: 'all caught up s', digits: 2, better: 'lower' },
+        { key: 'caughtUpP50S', label: 'caught up p50 s', digits: 2, better: 'lower' },
+        { key: 'redisCpuMs', label: 'Redis CPU ms', digits: 0, better: 'lower' },
+        { key: 'redisCommands', label: 'Redis commands', digits: 0, better: 'lower' },
+        { key: 'evalsha', label: 'evalsha', digits: 0, better: 'lower' },
+        { key: 'readsPerClient', label: 'read scripts per client', digits: 3, better: 'lower' },
+        { key: 'bCpuMs', label: 'B CPU ms', digits: 0, better: 'lower' },
+        { key: 'bCpuMsPerClient', label: 'B CPU ms/client', digits: 2, better: 'lower' },
+        { key: 'missing', label: 'missing' },
+        { key: 'duplicates', label: 'dup' },
+        { key: 'reorders', label: 'reorders' },
+        { key: 'resets', label: 'resets' },
+        { key: 'errors', label: 'errors' },
+      ],
+      rows,
+    };
+  },
+};
+
 export const SCENARIOS: Scenario[] = [
   fanout('ws'),
   fanout('sse'),
@@ -738,4 +809,5 @@ export const SCENARIOS: Scenario[] = [
   publish,
   clientSize,
   clientReconnect,
+  storm,
 ];

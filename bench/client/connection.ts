@@ -111,7 +111,8 @@ export class Connection {
     });
   }
 
-  private request(host: string, port: number, path: string): string {
+  /** The HTTP request that opens the connection (a subclass may add headers, e.g. `Last-Event-ID`). */
+  protected request(host: string, port: number, path: string): string {
     if (this.protocol === 'sse') {
       return `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`;
     }
@@ -263,6 +264,7 @@ export class Connection {
         this.chunkSizeLine = '';
         if (!(size > 0)) {
           this.lastError = 'stream ended';
+          this.streamEnded();
           return;
         }
         this.chunkLeft = size;
@@ -304,9 +306,13 @@ export class Connection {
     if (pos < end) this.ssePending = Buffer.from(buffer.subarray(pos, end));
   }
 
+  /** The server ended the SSE response (the socket may stay open for keep-alive). */
+  protected streamEnded(): void {}
+
   // ---- the measured payload, whatever the framing ----
 
-  private onPayload(buffer: Buffer, start: number, end: number, receivedUs: number): void {
+  /** One whole message: a WebSocket message's payload or an SSE frame (without its final blank line). */
+  protected onPayload(buffer: Buffer, start: number, end: number, receivedUs: number): void {
     const mark = buffer.indexOf(MARK, start);
     if (mark < 0 || mark + 4 >= end) return; // a control frame (pushlet:connected, ...)
     const kind = buffer[mark + 2];

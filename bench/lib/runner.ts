@@ -49,6 +49,7 @@ export function setRunLabel(label: string): void {
 }
 
 export interface ServerStats {
+  eventLoop: { idleMs: number; activeMs: number };
   rssBytes: number;
   heapUsedBytes: number;
   heapTotalBytes: number;

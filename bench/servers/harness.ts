@@ -44,6 +44,8 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
   // Highest sequence number the running flood may publish; -1 when no flood runs.
   let credit = -1;
   let wakeFlood: (() => void) | undefined;
+  // Set by `stopSteady`: the running steady phase ends at its next tick.
+  let steadyStopped = false;
 
   const onError = (error: unknown) => {
     publishErrors += 1;
@@ -75,13 +77,14 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
         const total = Math.max(1, Math.round((rate * durationMs) / 1000));
         const startUs = nowUs();
         let sent = 0;
+        steadyStopped = false;
         const tick = () => {
           const due = Math.min(total, Math.ceil((Math.floor(((nowUs() - startUs) * rate) / 1e6) + 1) / burst) * burst);
           while (sent < due) {
             publishMeasured(topics[sent % topics.length]!);
             sent += 1;
           }
-          if (sent >= total) {
+          if (sent >= total || steadyStopped) {
             resolve({ sent, totals: topics.map((t) => seqs.get(t) ?? 0), startUs, endUs: nowUs(), publishErrors });
             return;
           }
@@ -126,6 +129,12 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
         pump();
       }),
 
+    /** Ends the running steady phase early (its `steady` call then answers with what was sent). */
+    stopSteady: () => {
+      steadyStopped = true;
+      return true;
+    },
+
     credit: (args: { upTo: number }) => {
       if (args.upTo <= credit) return undefined;
       credit = args.upTo;
@@ -147,7 +156,10 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
         gc();
       }
       const memory = process.memoryUsage();
+      const loop = performance.eventLoopUtilization();
       return {
+        /** Cumulative event-loop time (ms) idle and active since the process started: deltas give utilisation. */
+        eventLoop: { idleMs: loop.idle, activeMs: loop.active },
         rssBytes: memory.rss,
         heapUsedBytes: memory.heapUsed,
         heapTotalBytes: memory.heapTotal,

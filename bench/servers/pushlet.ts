@@ -5,20 +5,90 @@
  */
 import type { AddressInfo } from 'node:net';
 import { createSampleApp } from '../../sample/app.js';
-import { MemoryBroker, PUSHLET_BROKER, PushletService } from '../../src/index.js';
+import { MemoryBroker, PUSHLET_BROKER, PushletService, RedisBroker } from '../../src/index.js';
 import { heartbeatMs, serve } from './harness.js';
+
+/** How instance B serves resume reads and start positions (BENCH_READS; reconnect-storm bench only). */
+type ReadMode = 'per-turn' | 'per-connection' | 'coalesced';
+
+interface BrokerReads {
+  history: { read(requests: unknown): Promise<unknown>; readMany(readers: unknown[]): Promise<unknown[]>; positions(topics: unknown): Promise<unknown>; positionsMany(lists: unknown[]): Promise<unknown[]> };
+  reads: { call(requests: unknown): Promise<unknown> };
+  positionReads: { call(topics: unknown): Promise<unknown> };
+}
+
+/**
+ * The broker's two read batchers swapped for another way of reading, to measure it in a storm:
+ * - `per-turn`: as on main (`PerTurn`, one read for the calls of one event-loop turn);
+ * - `per-connection`: one read per call, as before commit 4f2d30d (exactly what that commit changed);
+ * - `coalesced`: a proposal: calls are queued while a read is in flight and the next read serves
+ *   them all, so that reconnections spread over time (a client's backoff jitter) still share reads.
+ * This reaches into the broker's private fields: a bench-only emulation, not a way to configure it.
+ */
+function swapReads(broker: unknown, mode: ReadMode): boolean {
+  if (mode === 'per-turn') return true;
+  if (!(broker instanceof RedisBroker)) return false;
+  const internals = broker as unknown as BrokerReads;
+  const history = internals.history;
+  if (mode === 'per-connection') {
+    internals.reads = { call: (requests) => history.read(requests) };
+    internals.positionReads = { call: (topics) => history.positions(topics) };
+  } else {
+    internals.reads = new Coalescing((readers) => history.readMany(readers));
+    internals.positionReads = new Coalescing((lists) => history.positionsMany(lists));
+  }
+  return true;
+}
+
+/** Serves calls in batches: one run at a time; calls made meanwhile wait for the next run. */
+class Coalescing {
+  private queue: Array<{ request: unknown; resolve: (result: unknown) => void; reject: (error: unknown) => void }> = [];
+  private busy = false;
+
+  constructor(private readonly run: (requests: unknown[]) => Promise<unknown[]>) {}
+
+  call(request: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ request, resolve, reject });
+      if (!this.busy) {
+        this.busy = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    const calls = this.queue;
+    this.queue = [];
+    if (calls.length === 0) {
+      this.busy = false;
+      return;
+    }
+    Promise.resolve()
+      .then(() => this.run(calls.map((c) => c.request)))
+      .then(
+        (results) => calls.forEach((c, i) => c.resolve(results[i])),
+        (error: unknown) => calls.forEach((c) => c.reject(error)),
+      )
+      .finally(() => setImmediate(() => this.flush()));
+  }
+}
 
 await serve(async () => {
   const redisUrl = process.env.REDIS_URL || undefined;
   const app = await createSampleApp({ redisUrl, heartbeatMs: heartbeatMs() });
-  await app.listen(0, '127.0.0.1');
+  // BENCH_BACKLOG: the listen queue (Node's default is 511; the kernel caps it at net.core.somaxconn).
+  // Nest hands the extra arguments to http.Server.listen(port, host, backlog); its typing omits the backlog.
+  const listen = app.listen.bind(app) as unknown as (port: number, host: string, ...backlog: number[]) => Promise<unknown>;
+  await listen(0, '127.0.0.1', ...(process.env.BENCH_BACKLOG ? [Number(process.env.BENCH_BACKLOG)] : []));
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const pushlet = app.get(PushletService);
   const broker: unknown = app.get(PUSHLET_BROKER);
+  const reads = swapReads(broker, (process.env.BENCH_READS ?? 'per-turn') as ReadMode) ? (process.env.BENCH_READS ?? 'per-turn') : 'unchanged';
   return {
     port,
     // Whether the WebSocket endpoint exists is probed over the wire by the orchestrator.
-    features: { sse: true, distributed: !(broker instanceof MemoryBroker) },
+    features: { sse: true, distributed: !(broker instanceof MemoryBroker), [`reads:${reads}`]: true },
     publish: (topic, event, data) => pushlet.publish(topic, event, data),
     connections: () => pushlet.stats().connections.total,
     close: () => app.close(),

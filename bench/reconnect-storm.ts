@@ -1,0 +1,672 @@
+/**
+ * The reconnect storm (issue 13): thousands of WebSocket and SSE clients of an instance that is
+ * SIGKILLed reconnect with their last id to the other instance on the same Redis while a
+ * publisher runs. Measures the time until every client is reconnected and caught up, what it
+ * cost Redis (CPU, commands, script calls) and the surviving instance, and checks every message:
+ * once, in order, or announced by a reset.
+ *
+ * Run alone: `node build/bench/reconnect-storm.js [--storm-clients=10000] [--storm-reads=per-turn,per-connection,coalesced]
+ * [--storm-profile=1]` (or STORM_CLIENTS=… and the like; every `--storm-*` option of
+ * bench/config.ts). Writes bench/results/storm.{json,md} (storm-partial.* when a size or rate
+ * differs from the defaults). `npm run bench` runs it as the `storm` scenario.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, setPriority } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import type { StormCollected, StormCounts, StormProgress, StormTarget, StormTimes } from './client/storm-client.js';
+import { loadConfig, type BenchConfig } from './config.js';
+import { profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
+import { round } from './lib/histogram.js';
+import { Child } from './lib/ipc.js';
+import { nowUs, sampleProcess } from './lib/proc.js';
+import { startRedis, type RedisHandle } from './lib/redis.js';
+import { LOG_DIR, PEERS, ServerHandle, setRunLabel, sleep, sum } from './lib/runner.js';
+
+const BUILD_DIR = fileURLToPath(new URL('.', import.meta.url));
+const HOST = '127.0.0.1';
+const TOPIC_PREFIX = 'storm/t';
+/** The baseline (publisher only) is measured over the last this-many ms before the kill. */
+const BASELINE_MS = 3_000;
+
+export interface StormOptions {
+  clients: number;
+  wsShare: number;
+  topics: number;
+  rate: number;
+  jitterMs: number;
+  warmMs: number;
+  timeoutMs: number;
+  tailMs: number;
+  connsPerProcess: number;
+  /** Listen queue of the instances; 0 for Node's default (511). */
+  backlog: number;
+  /** Niceness of the load-client processes (0: as the servers). */
+  clientNice: number;
+  payloadBytes: number;
+  /** How instance B reads history (see bench/servers/pushlet.ts): `per-turn` is main's. */
+  reads: string;
+  /** `--cpu-prof` on instance B, summarised over the storm window into this directory. */
+  profileDir?: string;
+}
+
+export function stormOptions(config: BenchConfig, reads = 'per-turn'): StormOptions {
+  return {
+    clients: config.stormClients,
+    wsShare: config.stormWsShare,
+    topics: config.stormTopics,
+    rate: config.stormRate,
+    jitterMs: config.stormJitterMs,
+    warmMs: config.stormWarmMs,
+    timeoutMs: config.stormTimeoutMs,
+    tailMs: config.stormTailMs,
+    connsPerProcess: config.stormConnsPerProcess,
+    backlog: config.stormBacklog,
+    clientNice: config.stormClientNice,
+    payloadBytes: config.payloadBytes,
+    reads,
+    profileDir: config.stormProfile ? join(config.outDir, 'profiles') : undefined,
+  };
+}
+
+/** Redis's own counters (INFO): CPU and calls per command, the orchestrator's INFO calls left out. */
+interface RedisCounters {
+  cpuMs: number;
+  commands: Record<string, number>;
+}
+
+async function redisCounters(client: Redis): Promise<RedisCounters> {
+  const info = await client.info('all');
+  const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0);
+  const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0);
+  const commands: Record<string, number> = {};
+  for (const [, name, calls] of info.matchAll(/^cmdstat_([a-z|_-]+):calls=(\d+)/gm)) {
+    if (name !== 'info') commands[name!] = Number(calls);
+  }
+  return { cpuMs: (user + sys) * 1_000, commands };
+}
+
+function commandDelta(after: RedisCounters, before: RedisCounters): Record<string, number> {
+  const delta: Record<string, number> = {};
+  for (const [name, calls] of Object.entries(after.commands)) {
+    const d = calls - (before.commands[name] ?? 0);
+    if (d > 0) delta[name] = d;
+  }
+  return Object.fromEntries(Object.entries(delta).sort((a, b) => b[1] - a[1]));
+}
+
+/**
+ * Which script ran how often, from the commands the scripts run inside (INFO counts those too):
+ * on a single server the publish script is the only one that SETs (once per call), the replay
+ * script the only one that HGETs outside an instance's start (once per call) and XRANGEs (twice
+ * per topic it reads), and the position script GETs once per call, as the publish script does.
+ */
+function scriptCalls(commands: Record<string, number>) {
+  const get = (name: string) => commands[name] ?? 0;
+  return {
+    evalsha: get('evalsha') + get('eval'),
+    publish: get('set'),
+    replay: get('hget'),
+    topicReads: get('xrange') / 2,
+    position: Math.max(0, get('get') - get('set')),
+  };
+}
+
+/** Listen-queue overflows and drops of the machine's TCP stack (/proc/net/netstat; every process counts). */
+function listenDrops(): { overflows: number; drops: number } {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const names = lines[0]!.split(/\s+/);
+    const values = lines[1]!.split(/\s+/).map(Number);
+    const at = (name: string) => values[names.indexOf(name)] ?? NaN;
+    return { overflows: at('ListenOverflows'), drops: at('ListenDrops') };
+  } catch {
+    return { overflows: NaN, drops: NaN };
+  }
+}
+
+/** A listening socket's accept queue now (Recv-Q) and its backlog (Send-Q), from `ss`. */
+function listenQueue(port: number): Promise<{ queued: number; backlog: number } | undefined> {
+  return new Promise((resolve) => {
+    execFile('ss', ['-ltnH', `sport = :${port}`], { timeout: 2_000 }, (error, stdout) => {
+      const fields = error ? [] : stdout.trim().split(/\s+/);
+      resolve(fields.length >= 3 ? { queued: Number(fields[1]), backlog: Number(fields[2]) } : undefined);
+    });
+  });
+}
+
+function percentiles(valuesUs: number[]): { p50: number; p90: number; p99: number; max: number; count: number } {
+  const sorted = valuesUs.slice().sort((a, b) => a - b);
+  const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]! : NaN);
+  const ms = (us: number) => round(us / 1000, 0);
+  return { p50: ms(at(0.5)), p90: ms(at(0.9)), p99: ms(at(0.99)), max: ms(sorted.length ? sorted[sorted.length - 1]! : NaN), count: sorted.length };
+}
+
+/** The storm's load-client processes, each with its own transport and source address. */
+class StormPool {
+  private readonly latest: StormProgress[];
+  private waiters: Array<() => void> = [];
+
+  private constructor(readonly children: Child[]) {
+    this.latest = children.map(() => ({ clients: 0, connected: 0, warm: 0, dropped: 0, reconnected: 0, caughtUp: 0, pending: 0 }));
+    children.forEach((child, i) =>
+      child.on('progress', (p: StormProgress) => {
+        this.latest[i] = p;
+        for (const waiter of this.waiters.slice()) waiter();
+      }),
+    );
+  }
+
+  static async start(processes: number, label: string, nice: number): Promise<StormPool> {
+    const children = Array.from({ length: processes }, (_, i) =>
+      Child.start(join(BUILD_DIR, 'client/storm-client.js'), { name: `${label}-client${i}`, logPath: join(LOG_DIR, `storm-${label}-client${i}.log`) }),
+    );
+    const pool = new StormPool(children);
+    try {
+      await Promise.all(children.map((child) => child.once('ready', 30_000)));
+      for (const child of children) if (nice !== 0) setPriority(child.pid, nice);
+    } catch (error) {
+      await pool.stop();
+      throw error;
+    }
+    return pool;
+  }
+
+  total(): StormProgress {
+    const keys = Object.keys(this.latest[0]!) as Array<keyof StormProgress>;
+    return Object.fromEntries(keys.map((k) => [k, sum(this.latest.map((p) => p[k]))])) as unknown as StormProgress;
+  }
+
+  async watch(intervalMs: number): Promise<void> {
+    const now = await Promise.all(this.children.map((c) => c.call<StormProgress>('watch', { intervalMs })));
+    now.forEach((p, i) => (this.latest[i] = p));
+  }
+
+  async expect(totals: Record<string, number>): Promise<void> {
+    const now = await Promise.all(this.children.map((c) => c.call<StormProgress>('expect', { totals })));
+    now.forEach((p, i) => (this.latest[i] = p));
+  }
+
+  /** Resolves true once `check(total)` holds, false after `timeoutMs`. */
+  waitFor(check: (total: StormProgress) => boolean, timeoutMs: number): Promise<boolean> {
+    if (check(this.total())) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = () => check(this.total()) && finish(true);
+      const finish = (value: boolean) => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(value);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.children.map((child) => child.stop()));
+  }
+}
+
+export interface StormRun {
+  options: StormOptions;
+  transports: { ws: number; sse: number };
+  processes: number;
+  startedAt: string;
+  loadAverage: { start: number[]; kill: number[]; end: number[] };
+  connectMs: number;
+  /** Every figure in ms from the kill. */
+  allReconnectedMs: number;
+  allCaughtUpMs: number;
+  allReplayedMs: number;
+  reconnected: ReturnType<typeof percentiles>;
+  caughtUp: ReturnType<typeof percentiles>;
+  replayed: ReturnType<typeof percentiles>;
+  dropNoticed: ReturnType<typeof percentiles>;
+  /** The successful reconnection attempt, in steps (ms): TCP handshake, HTTP answer, `pushlet:connected`. */
+  steps: { tcpConnect: ReturnType<typeof percentiles>; httpAccept: ReturnType<typeof percentiles>; sessionStart: ReturnType<typeof percentiles> };
+  /** When the orchestrator saw A's process exit, after the kill. */
+  aExitMs: number;
+  /** From the kill to the moment the orchestrator saw every client caught up (or the timeout). */
+  windowMs: number;
+  /** The window on the monotonic clock (µs), e.g. to cut a CPU profile. */
+  window: { killUs: number; endUs: number };
+  timedOut: boolean;
+  redis: {
+    cpuMs: number;
+    cpuMsProc: number;
+    commands: number;
+    perCommand: Record<string, number>;
+    scripts: ReturnType<typeof scriptCalls>;
+    /** The publisher's own load over the baseline window, per second. */
+    baselinePerSec: { cpuMs: number; commands: number; evalsha: number; perCommand: Record<string, number> };
+    /** The window's figures less the baseline's for as long. */
+    net: { cpuMs: number; commands: number; evalsha: number };
+  };
+  /** Script calls that read for the storm (replay and position), per client: 1 means no batching at all. */
+  readsPerClient: number;
+  replayCallsPerClient: number;
+  topicReadsPerClient: number;
+  /**
+   * Instance A's CPU per delivery in the baseline (every client on A, publisher running): what a
+   * live delivery costs on this machine at the moment, to tell B's reconnection work from its deliveries.
+   */
+  aCpuUsPerDelivery: number;
+  instanceB: {
+    cpuMs: number;
+    cpuPct: number;
+    cpuMsPerClient: number;
+    /** Messages B delivered in the window (replayed and live), and B's CPU per client less those at A's cost per delivery. */
+    deliveries: number;
+    cpuMsPerClientLessDeliveries: number;
+    eventLoopUtilization: number;
+    rssMB: number; connections: number; problems: { count: number; samples: string[] } };
+  publisher: { cpuMs: number; published: number; publishErrors: number };
+  clientCpuMs: number;
+  /** The load-client processes' CPU in the window (they share the machine with the servers). */
+  clientWindowCpuMs: number;
+  listenQueue: { overflows: number; drops: number };
+  /** B's accept queue, sampled every 250 ms in the window (`ss`): its peak length and the backlog. */
+  acceptQueue: { peak: number; backlog: number; samples: number };
+  counts: StormCounts;
+  drained: boolean;
+  samples: string[];
+  timeline: Array<{ ms: number; reconnected: number; caughtUp: number; redisCpuMs: number; bCpuMs: number }>;
+  profile?: { file: string; summary: ProfileSummary };
+}
+
+/** One storm: fresh Redis, instances A, B and a publisher, clients on A; A killed; measured until all caught up. */
+export async function runStorm(o: StormOptions, log: (line: string) => void = console.log): Promise<StormRun> {
+  mkdirSync(LOG_DIR, { recursive: true });
+  const label = o.reads;
+  const cleanup: Array<() => Promise<void>> = [];
+  const startLoad = loadavg();
+  const startedAt = new Date().toISOString();
+  try {
+    const redis: RedisHandle = await startRedis();
+    cleanup.push(() => redis.stop());
+    const info = new Redis(redis.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    cleanup.push(async () => info.disconnect());
+
+    const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(o.payloadBytes), ...(o.backlog > 0 ? { BENCH_BACKLOG: String(o.backlog) } : {}) };
+    const peer = PEERS['pushlet-ws']!;
+    const start = async (name: string, extra: NodeJS.ProcessEnv = {}, cpuProfileDir?: string) => {
+      const server = await ServerHandle.start(peer, { env: { ...env, ...extra }, name, cpuProfileDir });
+      cleanup.push(() => server.stop());
+      if (!server.features.distributed) throw new Error(`${name}: the sample app did not start in distributed mode`);
+      return server;
+    };
+    if (o.profileDir) mkdirSync(o.profileDir, { recursive: true });
+    const a = await start(`${label}-A`);
+    const bName = `${label}-B`;
+    const b = await start(bName, { BENCH_READS: o.reads }, o.profileDir);
+    if (!b.features[`reads:${o.reads}`]) throw new Error(`instance B did not switch to ${o.reads} reads`);
+    const publisher = await start(`${label}-publisher`);
+
+    const ws = Math.round(o.clients * o.wsShare);
+    const sse = o.clients - ws;
+    const shares: Array<{ protocol: 'ws' | 'sse'; first: number; count: number }> = [];
+    for (const [protocol, count, offset] of [
+      ['ws', ws, 0],
+      ['sse', sse, ws],
+    ] as const) {
+      const processes = Math.ceil(count / o.connsPerProcess);
+      for (let i = 0, first = offset; i < processes; i += 1) {
+        const share = Math.floor(count / processes) + (i < count % processes ? 1 : 0);
+        shares.push({ protocol, first, count: share });
+        first += share;
+      }
+    }
+    const pool = await StormPool.start(shares.length, label, o.clientNice);
+    cleanup.push(() => pool.stop());
+
+    // Every client on A, `pushlet:connected` received, before anything is published.
+    const connectStarted = Date.now();
+    const opened = await Promise.all(
+      shares.map((share, i) => {
+        const target: StormTarget = {
+          protocol: share.protocol,
+          host: HOST,
+          portA: a.port,
+          portB: b.port,
+          topicPrefix: TOPIC_PREFIX,
+          topicFirst: share.first,
+          topics: o.topics,
+          count: share.count,
+          localAddress: `127.20.${1 + (i >> 8)}.${1 + (i & 0xff)}`,
+          concurrency: 100,
+          jitterMs: o.jitterMs,
+          backoffBaseMs: 500,
+          backoffMaxMs: 5_000,
+          timeoutMs: 30_000,
+        };
+        return pool.children[i]!.call<{ opened: number; failed: number; errors: string[] }>('open', target, 600_000);
+      }),
+    );
+    const failed = sum(opened.map((r) => r.failed));
+    if (failed > 0) throw new Error(`${failed} of ${o.clients} clients could not connect to A: ${opened.flatMap((r) => r.errors).slice(0, 3).join('; ')}`);
+    await pool.watch(100);
+    if (!(await pool.waitFor((p) => p.connected === o.clients, 60_000))) throw new Error(`only ${pool.total().connected} of ${o.clients} clients got pushlet:connected from A`);
+    const connectMs = Date.now() - connectStarted;
+    log(`  ${o.clients.toLocaleString('en')} clients (${ws} WebSocket, ${sse} SSE) connected to A in ${(connectMs / 1000).toFixed(1)} s`);
+
+    // The publisher runs from here to the end: per-topic sequence numbers in every message's data.
+    const topics = Array.from({ length: o.topics }, (_, i) => `${TOPIC_PREFIX}${i}`);
+    const steady = publisher.call<{ sent: number; totals: number[]; publishErrors: number }>('steady', { topics, rate: o.rate, durationMs: 3_600_000 }, 3_700_000);
+    steady.catch(() => undefined);
+    if (!(await pool.waitFor((p) => p.warm === o.clients, 30_000))) throw new Error(`only ${pool.total().warm} of ${o.clients} clients received a message`);
+    await sleep(Math.max(0, o.warmMs - BASELINE_MS));
+    const base0 = await redisCounters(info);
+    const a0 = a.sample();
+    const baseStartUs = nowUs();
+    await sleep(BASELINE_MS);
+    const base1 = await redisCounters(info);
+    const a1 = a.sample();
+    const baseSeconds = (nowUs() - baseStartUs) / 1e6;
+
+    // The kill.
+    const redisProc0 = sampleProcess(redis.pid);
+    const b0 = b.sample();
+    const bLoop0 = (await b.stats(false)).eventLoop;
+    const p0 = publisher.sample();
+    const clients0 = sum(pool.children.map((c) => sampleProcess(c.pid).cpuMs));
+    const queue0 = listenDrops();
+    const killLoad = loadavg();
+    const killUs = nowUs();
+    process.kill(a.pid, 'SIGKILL');
+    let aExitMs = NaN;
+    void a.child.exitPromise.then(() => (aExitMs = round((nowUs() - killUs) / 1000, 0)));
+    log(`  A (pid ${a.pid}) killed; waiting for every client to reconnect to B and catch up`);
+
+    const timeline: StormRun['timeline'] = [];
+    const acceptQueue = { peak: 0, backlog: 0, samples: 0 };
+    const sampler = setInterval(() => {
+      void listenQueue(b.port).then((q) => {
+        if (!q) return;
+        acceptQueue.samples += 1;
+        acceptQueue.backlog = q.backlog;
+        if (q.queued > acceptQueue.peak) acceptQueue.peak = q.queued;
+      });
+      const p = pool.total();
+      timeline.push({ ms: round((nowUs() - killUs) / 1000, 0), reconnected: p.reconnected, caughtUp: p.caughtUp, redisCpuMs: round(sampleProcess(redis.pid).cpuMs - redisProc0.cpuMs, 0), bCpuMs: round(b.sample().cpuMs - b0.cpuMs, 0) });
+    }, 250);
+    const allCaughtUp = await pool.waitFor((p) => p.caughtUp === o.clients, o.timeoutMs);
+    const endUs = nowUs();
+    const redis1 = await redisCounters(info);
+    const redisProc1 = sampleProcess(redis.pid);
+    const b1 = b.sample();
+    const clients1 = sum(pool.children.map((c) => sampleProcess(c.pid).cpuMs));
+    const bLoop1 = (await b.stats(false)).eventLoop;
+    const p1 = publisher.sample();
+    const queue1 = listenDrops();
+    clearInterval(sampler);
+    const windowMs = (endUs - killUs) / 1000;
+    log(`  ${allCaughtUp ? 'all caught up' : `timed out: ${pool.total().caughtUp} of ${o.clients} caught up`} ${(windowMs / 1000).toFixed(2)} s after the kill`);
+
+    // Publishing goes on a little, then stops; every client must then hold every message.
+    await sleep(o.tailMs);
+    await publisher.call('stopSteady', {});
+    const published = await steady;
+    const totals = Object.fromEntries(topics.map((topic, i) => [topic, published.totals[i]!]));
+    await pool.expect(totals);
+    const drained = await pool.waitFor((p) => p.pending === 0, 15_000);
+    const parts = await Promise.all(pool.children.map((c) => c.call<StormCollected>('collect', { killUs, endUs, totals }, 120_000)));
+    const bStats = await b.stats(false);
+
+    const counts = Object.fromEntries(Object.keys(parts[0]!.counts).map((k) => [k, sum(parts.map((p) => p.counts[k as keyof StormCounts]))])) as unknown as StormCounts;
+    const times: StormTimes = { dropped: [], tcpConnect: [], httpAccept: [], sessionStart: [], reconnected: [], caughtUp: [], replayed: [] };
+    for (const part of parts) for (const key of Object.keys(times) as Array<keyof StormTimes>) times[key].push(...part.times[key]);
+
+    const aCpuUsPerDelivery = round(((a1.cpuMs - a0.cpuMs) * 1000) / ((o.clients * o.rate * baseSeconds) / o.topics), 1);
+    const perCommand = commandDelta(redis1, base1);
+    const scripts = scriptCalls(perCommand);
+    const basePerCommand = commandDelta(base1, base0);
+    const perSec = (n: number) => round(n / baseSeconds, 1);
+    const baselinePerSec = {
+      cpuMs: perSec(base1.cpuMs - base0.cpuMs),
+      commands: perSec(sum(Object.values(basePerCommand))),
+      evalsha: perSec(scriptCalls(basePerCommand).evalsha),
+      perCommand: Object.fromEntries(Object.entries(basePerCommand).map(([k, v]) => [k, perSec(v)])),
+    };
+    const windowS = windowMs / 1000;
+    const commands = sum(Object.values(perCommand));
+    const netEvalsha = scripts.evalsha - baselinePerSec.evalsha * windowS;
+
+    const run: StormRun = {
+      options: o,
+      transports: { ws, sse },
+      processes: shares.length,
+      startedAt,
+      loadAverage: { start: startLoad, kill: killLoad, end: loadavg() },
+      connectMs,
+      allReconnectedMs: percentiles(times.reconnected).max,
+      allCaughtUpMs: percentiles(times.caughtUp).max,
+      allReplayedMs: percentiles(times.replayed).max,
+      reconnected: percentiles(times.reconnected),
+      caughtUp: percentiles(times.caughtUp),
+      replayed: percentiles(times.replayed),
+      dropNoticed: percentiles(times.dropped),
+      steps: { tcpConnect: percentiles(times.tcpConnect), httpAccept: percentiles(times.httpAccept), sessionStart: percentiles(times.sessionStart) },
+      aExitMs,
+      windowMs: round(windowMs, 0),
+      window: { killUs, endUs },
+      timedOut: !allCaughtUp,
+      redis: {
+        cpuMs: round(redis1.cpuMs - base1.cpuMs, 0),
+        cpuMsProc: round(redisProc1.cpuMs - redisProc0.cpuMs, 0),
+        commands,
+        perCommand,
+        scripts,
+        baselinePerSec,
+        net: {
+          cpuMs: round(redis1.cpuMs - base1.cpuMs - baselinePerSec.cpuMs * windowS, 0),
+          commands: round(commands - baselinePerSec.commands * windowS, 0),
+          evalsha: round(netEvalsha, 0),
+        },
+      },
+      aCpuUsPerDelivery,
+      readsPerClient: round((scripts.replay + scripts.position) / o.clients, 4),
+      replayCallsPerClient: round(scripts.replay / o.clients, 4),
+      topicReadsPerClient: round(scripts.topicReads / o.clients, 4),
+      instanceB: {
+        cpuMs: round(b1.cpuMs - b0.cpuMs, 0),
+        cpuPct: round(((b1.cpuMs - b0.cpuMs) * 100) / windowMs, 0),
+        cpuMsPerClient: round((b1.cpuMs - b0.cpuMs) / o.clients, 2),
+        deliveries: counts.windowDeliveries,
+        cpuMsPerClientLessDeliveries: round((b1.cpuMs - b0.cpuMs - (counts.windowDeliveries * aCpuUsPerDelivery) / 1000) / o.clients, 2),
+        eventLoopUtilization: round((bLoop1.activeMs - bLoop0.activeMs) / Math.max(1, bLoop1.activeMs - bLoop0.activeMs + bLoop1.idleMs - bLoop0.idleMs), 2),
+        rssMB: round(bStats.rssBytes / 2 ** 20, 0),
+        connections: bStats.connections,
+        problems: b.problems(),
+      },
+      publisher: { cpuMs: round(p1.cpuMs - p0.cpuMs, 0), published: published.sent, publishErrors: published.publishErrors },
+      clientCpuMs: round(sum(parts.map((p) => p.cpuUs)) / 1000, 0),
+      clientWindowCpuMs: round(clients1 - clients0, 0),
+      listenQueue: { overflows: queue1.overflows - queue0.overflows, drops: queue1.drops - queue0.drops },
+      acceptQueue,
+      counts,
+      drained,
+      samples: parts.flatMap((p) => p.samples).slice(0, 20),
+      timeline,
+    };
+
+    if (o.profileDir) {
+      await b.stop(); // exits the process, which writes its profile
+      const file = readdirSync(o.profileDir)
+        .filter((f) => f.startsWith(`${bName}-`) && f.endsWith('.cpuprofile'))
+        .sort()
+        .pop();
+      if (file) run.profile = { file, summary: summarizeProfile(join(o.profileDir, file), { startUs: killUs, endUs }) };
+    }
+    return run;
+  } finally {
+    for (const step of cleanup.reverse()) await step().catch((error: unknown) => log(`    cleanup: ${String(error)}`));
+  }
+}
+
+// ---- report -------------------------------------------------------------------------------------
+
+const TARGET_MS = 10_000;
+
+/** Whether a run meets the issue's target: all caught up within 10 s, every message once, no reset (history covers the outage). */
+export function stormMet(run: StormRun): boolean {
+  const c = run.counts;
+  return !run.timedOut && run.allCaughtUpMs < TARGET_MS && run.drained && c.missing + c.tailMissing + c.duplicates + c.reorders + c.resets === 0;
+}
+
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '–');
+const s = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '–');
+
+export const READ_LABELS: Record<string, string> = {
+  'per-turn': 'reads batched per turn (main)',
+  'per-connection': 'a read per connection (before 4f2d30d, emulated)',
+  coalesced: 'reads coalesced while one is in flight (proposal, emulated)',
+};
+
+function runLabel(run: StormRun): string {
+  return READ_LABELS[run.options.reads] ?? run.options.reads;
+}
+
+export function stormMarkdown(runs: StormRun[], meta: { commit: string; command: string }): string {
+  const first = runs[0]!;
+  const o = first.options;
+  const lines = [
+    '# Reconnect storm',
+    '',
+    `Run ${first.startedAt}, commit \`${meta.commit}\`, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}. ` +
+      `Command: \`${meta.command}\`. The machine is shared: load average (1/5/15 min) ${runs.map((r) => `${r.loadAverage.kill.map((l) => l.toFixed(1)).join(' / ')} at the kill (${runLabel(r)})`).join(', ')}; ` +
+      'every process of the bench (Redis, three instances, the load clients) shares the same 2 cores.',
+    '',
+    `${fmt(o.clients)} clients (${fmt(first.transports.ws)} WebSocket, ${fmt(first.transports.sse)} SSE, in ${first.processes} load-client processes) on ${o.topics} topics, ` +
+      `connected to instance A; a publisher (a third instance) publishes ${o.rate} msg/s round-robin over the topics (${round(o.rate / o.topics, 2)} msg/s per topic, ${o.payloadBytes}-byte data) throughout. ` +
+      `After ${o.warmMs / 1000} s of messages, A is SIGKILLed; each client notices its connection close and reconnects to instance B with the id of the last message ` +
+      `(or \`pushlet:connected\`) it saw, after a random delay uniform in [0, ${o.jitterMs} ms) (a real client's backoff jitter; a failed attempt is retried after a ` +
+      'full-jitter backoff from 500 ms up to 5 s). WebSocket clients resume with `?topic=…&lastEventId=…`, SSE clients with the `Last-Event-ID` header. ' +
+      `${o.clientNice !== 0 ? `The load clients run at nice ${o.clientNice}: they share the cores with the servers under test, which real clients would not, so the servers and Redis go first. ` : ''}` +
+      `The instances are the sample app (Nest on Express, module defaults), listen queue ${o.backlog > 0 ? o.backlog : "Node's default, 511"}.`,
+    '',
+    '| | ' + runs.map(runLabel).join(' | ') + ' |',
+    '|---|' + runs.map(() => '---:').join('|') + '|',
+  ];
+  const row = (name: string, value: (r: StormRun) => string) => lines.push(`| ${name} | ${runs.map(value).join(' | ')} |`);
+  row('all reconnected (`pushlet:connected` from B)', (r) => s(r.allReconnectedMs));
+  row('reconnected p50 / p99', (r) => `${s(r.reconnected.p50)} / ${s(r.reconnected.p99)}`);
+  row('all replayed (every message published before the reconnection)', (r) => s(r.allReplayedMs));
+  row('**all caught up**', (r) => `**${s(r.allCaughtUpMs)}**${r.timedOut ? ` (timed out: ${fmt(r.counts.notCaughtUp)} not caught up)` : ''}`);
+  row('caught up p50 / p99', (r) => `${s(r.caughtUp.p50)} / ${s(r.caughtUp.p99)}`);
+  row('storm window measured (kill to all caught up seen)', (r) => s(r.windowMs));
+  row('Redis CPU in the window (INFO) / of it the publisher\'s baseline', (r) => `${fmt(r.redis.cpuMs)} ms / ${fmt(r.redis.baselinePerSec.cpuMs * (r.windowMs / 1000))} ms`);
+  row('Redis commands in the window (scripts\' inner commands included)', (r) => fmt(r.redis.commands));
+  row('evalsha calls in the window / net of the publisher\'s', (r) => `${fmt(r.redis.scripts.evalsha)} / ${fmt(r.redis.net.evalsha)}`);
+  row('replay script calls / topic reads', (r) => `${fmt(r.redis.scripts.replay)} / ${fmt(r.redis.scripts.topicReads)}`);
+  row('position script calls / publish script calls', (r) => `${fmt(r.redis.scripts.position)} / ${fmt(r.redis.scripts.publish)}`);
+  row('reads (replay + position script calls) per reconnecting client', (r) => fmt(r.readsPerClient, 3));
+  row('instance B CPU in the window', (r) => `${fmt(r.instanceB.cpuMs)} ms (${fmt(r.instanceB.cpuPct)} % of one core, ${fmt(r.instanceB.cpuMsPerClient, 2)} ms per client)`);
+  row('instance B event loop busy', (r) => `${fmt(r.instanceB.eventLoopUtilization * 100)} %`);
+  row('B: messages delivered in the window / CPU per client less them (at A\'s cost per delivery)', (r) => `${fmt(r.instanceB.deliveries)} / ${fmt(r.instanceB.cpuMsPerClientLessDeliveries, 2)} ms`);
+  row('A\'s CPU per live delivery before the kill (this machine, now)', (r) => `${fmt(r.aCpuUsPerDelivery, 1)} µs`);
+  row('load clients\' CPU in the window', (r) => `${fmt(r.clientWindowCpuMs)} ms`);
+  row('messages replayed (published before the client\'s reconnection, received after its drop)', (r) => fmt(r.counts.replayedMessages));
+  row('reconnection attempts / failed', (r) => `${fmt(r.counts.attempts)} / ${fmt(r.counts.failedAttempts)}`);
+  row('B\'s accept queue: peak / backlog; listen-queue overflows (machine-wide)', (r) => `${fmt(r.acceptQueue.peak)} / ${fmt(r.acceptQueue.backlog)}; ${fmt(r.listenQueue.overflows)}`);
+  row('missing / duplicates / reorders / resets', (r) => `${fmt(r.counts.missing + r.counts.tailMissing)} / ${fmt(r.counts.duplicates)} / ${fmt(r.counts.reorders)} / ${fmt(r.counts.resets)}`);
+  row('errors (pushlet:error, bad frames, server warnings)', (r) => fmt(r.counts.errors + r.instanceB.problems.count));
+  row('target: all caught up < 10 s, every message once, no reset', (r) => (stormMet(r) ? '**met**' : `**missed**${r.allCaughtUpMs >= TARGET_MS ? ` by ${s(r.allCaughtUpMs - TARGET_MS)}` : ''}`));
+  lines.push(
+    '',
+    '**Definitions.** Times are from the kill, on the machine\'s monotonic clock shared by all processes, and "all" is the slowest client. ' +
+      'A client is *reconnected* when it receives `pushlet:connected` from B. It is *caught up* when it receives the first message published (the publish call on the ' +
+      'publisher, stamped in the data) after its reconnection, at a moment when it holds every earlier message of its topic from sequence number 0: so it has everything published ' +
+      `up to the kill and during its outage. That includes waiting for the next message of its topic (${round(o.rate / o.topics, 2)} msg/s per topic: up to ${round(o.topics / o.rate, 2)} s). ` +
+      '*Replayed*: the client holds every message published before its reconnection (the receipt of the last of them it got after its drop; they come from history). ' +
+      'Redis figures are deltas of INFO (cpu, commandstats) from just before the kill to the moment every client was seen caught up; the *baseline* is the same figure per second over the ' +
+      `${BASELINE_MS / 1000} s before the kill, when only the publisher used Redis, and *net* subtracts it for the window's length. Script calls are told apart by the commands ` +
+      'they run inside (commandstats counts those): the publish script SETs once per call, the replay script HGETs once per call and XRANGEs twice per topic read, ' +
+      'the position script GETs once per call (as the publish script does). ' +
+      '*Missing*: a gap in a client\'s per-topic sequence without a `pushlet:reset` before it, or a message published that it never received by the end ' +
+      `(publishing goes on ${o.tailMs / 1000} s after the window, then every client must hold every message). *Reorders*: a message received after a later one.`,
+    '',
+  );
+  for (const r of runs) {
+    lines.push(`## ${runLabel(r)}`, '');
+    lines.push(
+      `Connecting to A took ${s(r.connectMs)}. A's exit seen ${s(r.aExitMs)} after the kill; drops noticed p50 ${s(r.dropNoticed.p50)}, max ${s(r.dropNoticed.max)}. ` +
+        `The attempt that got through, p50 / p99 / max: TCP handshake ${s(r.steps.tcpConnect.p50)} / ${s(r.steps.tcpConnect.p99)} / ${s(r.steps.tcpConnect.max)}, ` +
+        `then the HTTP answer (101 or 200) ${s(r.steps.httpAccept.p50)} / ${s(r.steps.httpAccept.p99)} / ${s(r.steps.httpAccept.max)}, ` +
+        `then \`pushlet:connected\` ${s(r.steps.sessionStart.p50)} / ${s(r.steps.sessionStart.p99)} / ${s(r.steps.sessionStart.max)}. ` +
+        `Replayed p50 / p99 / max: ${s(r.replayed.p50)} / ${s(r.replayed.p99)} / ${s(r.replayed.max)}. ` +
+        `Instance B: RSS ${fmt(r.instanceB.rssMB)} MB, ${fmt(r.instanceB.connections)} connections at the end. Publisher: ${fmt(r.publisher.published)} messages, ${fmt(r.publisher.cpuMs)} ms CPU in the window, ${fmt(r.publisher.publishErrors)} errors. ` +
+        `Load clients: ${fmt(r.clientCpuMs)} ms CPU over the whole run. Redis process CPU (/proc) in the window: ${fmt(r.redis.cpuMsProc)} ms. ` +
+        `Baseline (publisher only) per second: ${fmt(r.redis.baselinePerSec.commands)} commands, ${fmt(r.redis.baselinePerSec.evalsha)} evalsha, ${fmt(r.redis.baselinePerSec.cpuMs)} ms Redis CPU. ` +
+        `Clients dropped twice: ${fmt(r.counts.droppedTwice)}; skipped after a reset: ${fmt(r.counts.skippedByReset)}; drained at the end: ${r.drained ? 'yes' : 'no'}.`,
+      '',
+      'Redis commands in the window:',
+      '',
+      '| command | calls |',
+      '|---|---:|',
+      ...Object.entries(r.redis.perCommand).map(([name, calls]) => `| ${name} | ${fmt(calls)} |`),
+      '',
+      'Progress after the kill (every second):',
+      '',
+      '| s | reconnected | caught up | Redis CPU ms | B CPU ms |',
+      '|---:|---:|---:|---:|---:|',
+      ...r.timeline.filter((_, i) => i % 4 === 3).map((t) => `| ${(t.ms / 1000).toFixed(1)} | ${fmt(t.reconnected)} | ${fmt(t.caughtUp)} | ${fmt(t.redisCpuMs)} | ${fmt(t.bCpuMs)} |`),
+      '',
+    );
+    if (r.samples.length) lines.push('Samples of what went wrong:', '', ...r.samples.map((x) => `- ${x.replace(/\|/g, '\\|')}`), '');
+    if (r.instanceB.problems.count) lines.push(`Instance B logged ${r.instanceB.problems.count} warnings or errors:`, '', ...r.instanceB.problems.samples.map((x) => `- ${x}`), '');
+    if (r.profile) lines.push(profileMarkdown(`Instance B during the storm (kill to all caught up), ${r.profile.file}`, r.profile.summary), '');
+  }
+  return lines.join('\n');
+}
+
+function gitCommit(): string {
+  try {
+    const hash = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'sample', 'bench', ':!bench/results'], { encoding: 'utf8' }).trim();
+    return dirty ? `${hash}+changes` : hash;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Whether the storm options are the defaults (only then are storm.* written, else storm-partial.*). */
+function isDefault(config: BenchConfig): boolean {
+  const defaults = loadConfig([], {});
+  const keys = ['stormClients', 'stormWsShare', 'stormTopics', 'stormRate', 'stormJitterMs', 'stormWarmMs', 'stormTailMs', 'stormConnsPerProcess', 'stormBacklog', 'stormClientNice', 'payloadBytes'] as const;
+  return keys.every((key) => config[key] === defaults[key]);
+}
+
+async function main(): Promise<void> {
+  // STORM_CLIENTS=… and the like are short for BENCH_STORM_CLIENTS=….
+  const env = { ...process.env };
+  for (const [key, value] of Object.entries(process.env)) if (key.startsWith('STORM_')) env[`BENCH_${key}`] ??= value;
+  const config = loadConfig(process.argv.slice(2), env);
+  setRunLabel('storm');
+  rmSync(join(LOG_DIR), { recursive: true, force: true });
+  const runs: StormRun[] = [];
+  console.log(`Reconnect storm: ${config.stormClients.toLocaleString('en')} clients, ${config.stormTopics} topics, ${config.stormRate} msg/s`);
+  for (const reads of config.stormReads) {
+    if (!READ_LABELS[reads]) throw new Error(`--storm-reads: ${reads} is not one of ${Object.keys(READ_LABELS).join(', ')}`);
+    console.log(`Instance B: ${READ_LABELS[reads]}`);
+    runs.push(await runStorm(stormOptions(config, reads)));
+  }
+  const meta = { commit: gitCommit(), command: `node build/bench/reconnect-storm.js${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}` };
+  mkdirSync(config.outDir, { recursive: true });
+  const base = join(config.outDir, config.quick || !isDefault(config) ? 'storm-partial' : 'storm');
+  writeFileSync(`${base}.json`, `${JSON.stringify({ meta: { ...meta, node: process.version, cpus: cpus()[0]?.model, cores: cpus().length }, runs }, null, 2)}\n`);
+  writeFileSync(`${base}.md`, stormMarkdown(runs, meta));
+  for (const run of runs) {
+    const c = run.counts;
+    console.log(
+      `${runLabel(run)}: all reconnected ${s(run.allReconnectedMs)}, all caught up ${s(run.allCaughtUpMs)}, Redis ${fmt(run.redis.cpuMs)} ms CPU, ${fmt(run.redis.commands)} commands, ` +
+        `${fmt(run.redis.scripts.evalsha)} evalsha (${fmt(run.readsPerClient, 3)} reads per client), B ${fmt(run.instanceB.cpuMs)} ms CPU; ` +
+        `missing ${c.missing + c.tailMissing}, dup ${c.duplicates}, reorders ${c.reorders}, resets ${c.resets}; target ${stormMet(run) ? 'met' : 'missed'}`,
+    );
+  }
+  console.log(`Wrote ${base}.md and ${base}.json`);
+}
+
+// Imported by bench/scenarios.ts as well: only the script run by itself runs the storm.
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();
