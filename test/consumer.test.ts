@@ -65,7 +65,7 @@ function run(command: string, args: string[], cwd: string, timeoutMs = 90_000): 
 
 /** Packs the library as `npm publish` would (`prepack` builds dist/); returns the tarball's path. */
 async function pack(destination: string): Promise<string> {
-  const result = await run('npm', ['pack', '--json', '--pack-destination', destination], repo);
+  const result = await run('npm', ['pack', '--json', '--pack-destination', destination], repo, 240_000);
   assert.equal(result.code, 0, `npm pack failed:\n${result.stdout}\n${result.stderr}`);
   const [info] = JSON.parse(result.stdout.slice(result.stdout.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const shipped = info!.files.map((file) => file.path);
