@@ -153,8 +153,8 @@ class AnchorGauge extends Gauge<string> {
  * process that register on the same registry (prom-client's global one, by default) share the
  * set, and each figure is the sum over them. Gauges and counters are read from each app's
  * `stats()` when the registry is scraped (`collect`), so that nothing is counted twice and
- * nothing costs anything per delivery; the two histograms are observed as messages go, once per
- * message.
+ * nothing costs anything per delivery; the two histograms take one value per message, into a
+ * buffer handed to prom-client on scrape.
  */
 export class PushletMetricSet implements PushletObserver {
   private readonly sources = new Map<PushletMetricsSource, () => void>();
