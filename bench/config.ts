@@ -97,6 +97,11 @@ export interface BenchConfig {
   stormReads: string[];
   /** CPU profile of instance B during the storm (bench/results/storm.md). */
   stormProfile: boolean;
+  /**
+   * Base name of the standalone storm's results in outDir: `storm` by default, `storm-partial`
+   * (not committed) when a size or rate differs from the defaults, unless named here.
+   */
+  stormName: string;
 
   /** Connections per load-client process (the open-file limit is per process). */
   connsPerProcess: number;
@@ -160,13 +165,14 @@ function defaults(quick: boolean): BenchConfig {
     stormRate: 200,
     stormJitterMs: 1_000,
     stormWarmMs: quick ? 3_000 : 5_000,
-    stormTimeoutMs: 60_000,
+    stormTimeoutMs: 180_000,
     stormTailMs: 2_000,
     stormConnsPerProcess: 2_500,
     stormBacklog: 0,
     stormClientNice: 0,
     stormReads: ['per-turn'],
     stormProfile: false,
+    stormName: '',
 
     connsPerProcess: 5_000,
     connectConcurrency: 100,

@@ -487,7 +487,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
       acceptQueue,
       counts,
       drained,
-      samples: parts.flatMap((p) => p.samples).slice(0, 20),
+      samples: [...parts.flatMap((p) => p.problems), ...parts.flatMap((p) => p.notes)].slice(0, 24),
       timeline,
     };
 
@@ -571,6 +571,7 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
   row('reconnection attempts / failed', (r) => `${fmt(r.counts.attempts)} / ${fmt(r.counts.failedAttempts)}`);
   row('B\'s accept queue: peak / backlog; listen-queue overflows (machine-wide)', (r) => `${fmt(r.acceptQueue.peak)} / ${fmt(r.acceptQueue.backlog)}; ${fmt(r.listenQueue.overflows)}`);
   row('missing / duplicates / reorders / resets', (r) => `${fmt(r.counts.missing + r.counts.tailMissing)} / ${fmt(r.counts.duplicates)} / ${fmt(r.counts.reorders)} / ${fmt(r.counts.resets)}`);
+  row('clients never reconnected / the messages they did not get', (r) => `${fmt(r.counts.notReconnected)} / ${fmt(r.counts.undelivered)}`);
   row('errors (pushlet:error, bad frames, server warnings)', (r) => fmt(r.counts.errors + r.instanceB.problems.count));
   row('target: all caught up < 10 s, every message once, no reset', (r) => (stormMet(r) ? '**met**' : `**missed**${r.allCaughtUpMs >= TARGET_MS ? ` by ${s(r.allCaughtUpMs - TARGET_MS)}` : ''}`));
   lines.push(
@@ -654,7 +655,7 @@ async function main(): Promise<void> {
   }
   const meta = { commit: gitCommit(), command: `node build/bench/reconnect-storm.js${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}` };
   mkdirSync(config.outDir, { recursive: true });
-  const base = join(config.outDir, config.quick || !isDefault(config) ? 'storm-partial' : 'storm');
+  const base = join(config.outDir, config.stormName || (config.quick || !isDefault(config) ? 'storm-partial' : 'storm'));
   writeFileSync(`${base}.json`, `${JSON.stringify({ meta: { ...meta, node: process.version, cpus: cpus()[0]?.model, cores: cpus().length }, runs }, null, 2)}\n`);
   writeFileSync(`${base}.md`, stormMarkdown(runs, meta));
   for (const run of runs) {

@@ -12,6 +12,7 @@ import { TopicRegistry } from '../src/core/topic-registry.js';
 import { RedisHistory } from '../src/cluster/redis-history.js';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
 import { receivePublications } from '../src/cluster/redis-codec.js';
+import { RecentPublications } from '../src/cluster/redis-dedupe.js';
 import { PerTurn } from '../src/core/per-turn.js';
 import { parseResumeId, type Position } from '../src/protocol/ids.js';
 import type { Notice } from '../src/protocol/frames.js';
@@ -410,3 +411,22 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
   });
 });
 
+describe('RecentPublications (cluster/redis-dedupe.ts)', () => {
+  it('takes a second record of a publication (another id) for a copy, the same record read again for none', () => {
+    const recent = new RecentPublications(10);
+    assert.equal(recent.add('o1', 1, '100-1'), true);
+    assert.equal(recent.add('o1', 1, '100-1'), true, 'the same record again (a topic followed again): not a copy');
+    assert.equal(recent.add('o1', 1, '250-3'), false, 'the same publication recorded again under another id: a copy');
+    assert.equal(recent.add('o2', 1, '250-3'), true, 'another origin, another publication');
+  });
+
+  it('forgets the oldest publications past its capacity', () => {
+    const recent = new RecentPublications(2);
+    recent.add('o1', 1, '1-1');
+    recent.add('o1', 2, '2-1');
+    recent.add('o1', 3, '3-1');
+    assert.equal(recent.has('o1', 1), false);
+    assert.equal(recent.add('o1', 1, '9-1'), true, 'forgotten: no longer recognised as a copy');
+    assert.equal(recent.add('o1', 3, '9-2'), false);
+  });
+});

@@ -63,8 +63,10 @@ export interface StormCounts {
   received: number;
   /** Gaps in a topic's sequence that no `pushlet:reset` announced, during the run. */
   missing: number;
-  /** Messages published (by the totals) that a client never received by the end. */
+  /** Messages published (by the totals) that a reconnected client never received by the end. */
   tailMissing: number;
+  /** Messages published (by the totals) that clients never reconnected to B did not receive. */
+  undelivered: number;
   duplicates: number;
   reorders: number;
   resets: number;
@@ -88,14 +90,22 @@ export interface StormCounts {
 export interface StormCollected {
   counts: StormCounts;
   times: StormTimes;
-  samples: string[];
+  /** Samples of what went wrong with messages, and of what happened to connections. */
+  problems: string[];
+  notes: string[];
   cpuUs: number;
 }
 
 const DATA_MARK = Buffer.from('@@M');
-const samples: string[] = [];
+/** What went wrong with messages (gaps, copies, reorders, resets, errors): kept first. */
+const problems: string[] = [];
+const problem = (text: string) => {
+  if (problems.length < 12) problems.push(text.slice(0, 300));
+};
+/** What happened to connections (failed attempts, drops by B). */
+const notes: string[] = [];
 const sample = (text: string) => {
-  if (samples.length < 12) samples.push(text.slice(0, 300));
+  if (notes.length < 8) notes.push(text.slice(0, 300));
 };
 
 /** One connection attempt of a client: a {@link Connection} that hands every whole frame to its client. */
@@ -279,7 +289,7 @@ class StormClient implements Sink {
 
   malformed(_connection: Connection, why: string): void {
     this.errors += 1;
-    sample(`malformed (${this.topic}): ${why}`);
+    problem(`malformed (${this.topic}): ${why}`);
   }
 
   unexpectedClose(connection: Connection, reason: string): void {
@@ -300,10 +310,10 @@ class StormClient implements Sink {
     } else if (event === 'pushlet:reset') {
       this.resets += 1;
       this.resetPending = true;
-      sample(`reset (${this.topic}, ${connection.protocol}, from ${this.server}): ${data}`);
+      problem(`reset (${this.topic}, ${connection.protocol}, from ${this.server}): ${data}`);
     } else if (event === 'pushlet:error') {
       this.errors += 1;
-      sample(`pushlet:error (${this.topic}): ${data}`);
+      problem(`pushlet:error (${this.topic}): ${data}`);
     }
   }
 
@@ -324,7 +334,7 @@ class StormClient implements Sink {
     }
     if (this.seen[byte]! & bit) {
       this.duplicates += 1;
-      if (this.duplicates <= 2) sample(`duplicate (${this.topic}, ${this.target.protocol}, from ${this.server}): seq ${seq}, last ${this.last}`);
+      if (this.duplicates <= 2) problem(`duplicate (${this.topic}, ${this.target.protocol}, from ${this.server}): seq ${seq}, last ${this.last}`);
       return;
     }
     this.seen[byte]! |= bit;
@@ -334,14 +344,14 @@ class StormClient implements Sink {
       if (gap > 0 && this.resetPending) this.skippedByReset += gap;
       else if (gap > 0) {
         this.holes += gap;
-        sample(`gap (${this.topic}, ${this.target.protocol}, from ${this.server}): ${gap} before seq ${seq}`);
+        problem(`gap (${this.topic}, ${this.target.protocol}, from ${this.server}): ${gap} before seq ${seq}`);
       }
       this.last = seq;
     } else {
       this.reorders += 1;
       if (this.holes > 0) this.holes -= 1;
       else if (this.skippedByReset > 0) this.skippedByReset -= 1;
-      sample(`out of order (${this.topic}, ${this.target.protocol}, from ${this.server}): seq ${seq} after ${this.last}`);
+      problem(`out of order (${this.topic}, ${this.target.protocol}, from ${this.server}): seq ${seq} after ${this.last}`);
     }
     this.resetPending = false;
     if (this.droppedUs > 0) this.afterDrop.push(publishedUs, receivedUs);
@@ -408,6 +418,7 @@ function collect(args: { killUs: number; endUs: number; totals: Record<string, n
     received: 0,
     missing: 0,
     tailMissing: 0,
+    undelivered: 0,
     duplicates: 0,
     reorders: 0,
     resets: 0,
@@ -423,10 +434,20 @@ function collect(args: { killUs: number; endUs: number; totals: Record<string, n
   };
   const times: StormTimes = { dropped: [], tcpConnect: [], httpAccept: [], sessionStart: [], reconnected: [], caughtUp: [], replayed: [] };
   const rel = (us: number) => us - args.killUs;
+  const shortByTopic = new Map<string, { clients: number; messages: number }>();
   for (const c of clients) {
     counts.received += c.received;
     counts.missing += c.holes;
-    counts.tailMissing += Math.max(0, (args.totals[c.topic] ?? 0) - 1 - c.last);
+    const short = Math.max(0, (args.totals[c.topic] ?? 0) - 1 - c.last);
+    if (c.connectedBUs > 0) {
+      counts.tailMissing += short;
+      if (short > 0) {
+        const entry = shortByTopic.get(c.topic) ?? { clients: 0, messages: 0 };
+        entry.clients += 1;
+        entry.messages += short;
+        shortByTopic.set(c.topic, entry);
+      }
+    } else counts.undelivered += short;
     counts.duplicates += c.duplicates;
     counts.reorders += c.reorders;
     counts.resets += c.resets;
@@ -455,7 +476,11 @@ function collect(args: { killUs: number; endUs: number; totals: Record<string, n
     if (replayedUs > 0) times.replayed.push(rel(replayedUs));
   }
   const cpu = process.cpuUsage(cpuAtStart);
-  return { counts, times, samples: samples.slice(), cpuUs: cpu.user + cpu.system };
+  const stalled = [...shortByTopic].sort((a, b) => b[1].messages - a[1].messages).slice(0, 5);
+  for (const [topic, { clients, messages }] of stalled) {
+    problem(`short at the end (${topic}): ${clients} reconnected clients miss ${messages} messages in all`);
+  }
+  return { counts, times, problems: problems.slice(), notes: notes.slice(), cpuUs: cpu.user + cpu.system };
 }
 
 serveCommands({

@@ -426,7 +426,7 @@ export class RedisBroker implements PushletBroker {
       this.counts.receivedUnwatched += 1;
       return false;
     }
-    if (!state.position.advance(envelope.position) || !this.recent.add(origin, counter)) {
+    if (!state.position.advance(envelope.position) || !this.recent.add(origin, counter, envelope.id)) {
       this.counts.duplicatesDropped += 1;
       return false;
     }
