@@ -8,7 +8,10 @@ import { hardFileLimit } from './lib/proc.js';
  */
 export interface BenchConfig {
   quick: boolean;
-  /** Scenario ids to run (all by default): fanout-ws, fanout-sse, topics-ws, topics-sse, idle-ws, idle-sse, max-conn, cluster, churn, storm. */
+  /**
+   * Scenario ids to run (all by default): fanout-ws, fanout-sse, topics-ws, topics-sse, idle-ws,
+   * idle-sse, max-conn, cluster, churn, publish, client-size, client-reconnect, storm.
+   */
   only: string[] | undefined;
   /** Peer ids to run (all by default): ws, socketio, pushlet-ws, sse, pushlet-sse. */
   peers: string[] | undefined;
@@ -51,6 +54,18 @@ export interface BenchConfig {
   churnProcesses: number;
   churnBackgroundSubs: number;
 
+  /** SDK clients (one process) in the reconnect scenario, spread over `reconnectTopics` topics. */
+  reconnectClients: number;
+  reconnectTopics: number;
+  /** Messages per second over all topics, published on the other instance throughout. */
+  reconnectRate: number;
+  /** Publishing before the restart, and after every client is connected again. */
+  reconnectBeforeMs: number;
+  reconnectAfterMs: number;
+  /** SDK transports to run: websocket, sse. */
+  reconnectTransports: string[];
+  /** Each `minReconnectDelayMs` to run (500 is the SDK's default); `maxReconnectDelayMs` stays at its default. */
+  reconnectMinDelays: string[];
   /** Reconnect storm (bench/reconnect-storm.ts): clients of the killed instance, WebSocket share of them, topics. */
   stormClients: number;
   stormWsShare: number;
@@ -143,6 +158,13 @@ function defaults(quick: boolean): BenchConfig {
     churnProcesses: 2,
     churnBackgroundSubs: 200,
 
+    reconnectClients: quick ? 200 : 1_000,
+    reconnectTopics: quick ? 20 : 100,
+    reconnectRate: 200,
+    reconnectBeforeMs: quick ? 1_500 : 3_000,
+    reconnectAfterMs: quick ? 1_000 : 2_000,
+    reconnectTransports: ['websocket', 'sse'],
+    reconnectMinDelays: quick ? ['500'] : ['500', '100'],
     stormClients: quick ? 1_000 : 10_000,
     stormWsShare: 0.5,
     stormTopics: 100,

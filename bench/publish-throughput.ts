@@ -6,7 +6,8 @@
 // for `durationMs`, after a warm-up. Redis CPU is read from INFO (used_cpu_user + used_cpu_sys),
 // instance CPU from process.cpuUsage() of this process (which only publishes).
 //
-// Run: npm run build:all && node build/bench/publish-throughput.js [durationMs] [inFlight]
+// Run: npm run build:all && node build/bench/publish-throughput.js [durationMs] [inFlight] [--json]
+// (`npm run bench` runs it as the `publish` scenario, in its own process.)
 import { Redis } from 'ioredis';
 import { startApp, type TestApp } from '../test/support/app.js';
 import { RedisCluster, RedisServer } from '../test/support/redis.js';
@@ -197,10 +198,12 @@ async function main(): Promise<void> {
     await server.stop();
   }
   if (process.env.CLUSTER !== '0' && (process.env.ONLY === undefined || process.env.ONLY.includes('cluster'))) {
+    // Same load on a one-master and a three-master Cluster: how publish throughput grows with shards.
     results.push(await cluster(1));
     results.push(await cluster(3));
   }
-  console.table(results);
+  if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(results)}\n`);
+  else console.table(results);
 }
 
 await main();

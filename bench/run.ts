@@ -2,13 +2,12 @@
  * `npm run bench`: every scenario against every peer, one server process at a time, load clients
  * in their own processes. Writes bench/results/latest.{md,json,svg}. See bench/README.md.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type BenchConfig } from './config.js';
 import { profileMarkdown, summarizeProfile } from './lib/cpuprofile.js';
-import { evaluateTargets, markdownReport, svgChart, targetsTable, type RunMeta } from './lib/report.js';
+import { evaluateTargets, gitCommit, markdownReport, svgChart, targetsTable, type RunMeta } from './lib/report.js';
 import { nowUs } from './lib/proc.js';
 import { ClientPool, floodPhase, LOG_DIR, PEERS, probeWebSocket, ServerHandle, setRunLabel, warmUp } from './lib/runner.js';
 import { SCENARIOS, type Row, type ScenarioResult } from './scenarios.js';
@@ -36,16 +35,6 @@ function combine(runs: ScenarioResult[]): ScenarioResult {
     return { ...same[0]!, metrics, detail: { runs: same.map((r) => ({ metrics: r.metrics, detail: r.detail })) } };
   });
   return { ...first, rows };
-}
-
-function gitCommit(): string {
-  try {
-    const hash = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'sample', 'bench', ':!bench/results'], { encoding: 'utf8' }).trim();
-    return dirty ? `${hash}+changes` : hash;
-  } catch {
-    return 'unknown';
-  }
 }
 
 async function benchmark(config: BenchConfig): Promise<void> {

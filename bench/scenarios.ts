@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { clientReconnect } from './client-reconnect.js';
+import { clientSize } from './client-size.js';
 import type { BenchConfig } from './config.js';
 import { round } from './lib/histogram.js';
 import { startRedis, type RedisHandle } from './lib/redis.js';
@@ -667,6 +671,61 @@ const churn: Scenario = {
   },
 };
 
+/** Publish throughput through Redis from one instance (bench/publish-throughput.ts, own process). */
+const publish: Scenario = {
+  id: 'publish',
+  async run(config) {
+    const durationMs = config.quick ? 1_000 : 4_000;
+    const inFlight = 64;
+    const script = fileURLToPath(new URL('./publish-throughput.js', import.meta.url));
+    const child = spawnSync(process.execPath, [script, String(durationMs), String(inFlight), '--json'], { encoding: 'utf8', timeout: 300_000 });
+    const lines = (child.stdout ?? '').trim().split('\n');
+    let results: Array<{ name: string; perSecond: number; redisCpuUs: number; instanceCpuUs: number; commandsPerMessage: number; scriptCallsPerMessage: number }> = [];
+    try {
+      results = JSON.parse(lines[lines.length - 1] ?? '[]');
+    } catch {
+      results = [];
+    }
+    const peerOf = (name: string) =>
+      name.startsWith('bare') ? 'bare-publish' : name.startsWith('XADD') ? 'xadd-multi' : name.startsWith('Socket.IO') ? 'socketio-adapter' : name.includes('Cluster of 3') ? 'pushlet-cluster-3' : name.includes('Cluster of 1') ? 'pushlet-cluster-1' : 'pushlet';
+    const rows: Row[] = results.map((r) => ({
+      peer: peerOf(r.name),
+      label: r.name,
+      pushlet: r.name.startsWith('PushletService'),
+      status: 'ok',
+      metrics: {
+        perSecond: r.perSecond,
+        redisCpuUs: r.redisCpuUs,
+        instanceCpuUs: r.instanceCpuUs,
+        commandsPerMessage: r.commandsPerMessage,
+        scriptCallsPerMessage: r.scriptCallsPerMessage,
+      },
+    }));
+    if (rows.length === 0) {
+      rows.push({ peer: 'pushlet', label: 'PushletService.publish', pushlet: true, status: 'failed', note: (child.stderr ?? String(child.error)).slice(-500), metrics: {} });
+    }
+    return {
+      id: 'publish',
+      title: 'Publish throughput through Redis from one instance',
+      description:
+        `One process publishes to 100 topics (100-byte messages) with ${inFlight} publications in flight for ${durationMs / 1000} s after a warm-up, ` +
+        `on one redis-server (own process, free loopback port), then on a one-master and a three-master Cluster. Redis CPU from INFO (all masters), ` +
+        `instance CPU from the publishing process; Redis commands per message include the scripts' inner commands. ` +
+        `Pushlet records every message in its topic's history (Redis Streams) and publishes it in one atomic script per event-loop turn (per slot on a Cluster); ` +
+        `bare PUBLISH and the Socket.IO Redis adapter keep no history.`,
+      params: { durationMs, inFlight, topics: 100, payloadBytes: 100 },
+      columns: [
+        { key: 'perSecond', label: 'published/s', digits: 0, better: 'higher' },
+        { key: 'redisCpuUs', label: 'Redis CPU µs/msg', digits: 1, better: 'lower' },
+        { key: 'instanceCpuUs', label: 'instance CPU µs/msg', digits: 1, better: 'lower' },
+        { key: 'commandsPerMessage', label: 'Redis commands/msg', digits: 2 },
+        { key: 'scriptCallsPerMessage', label: 'script calls/msg', digits: 3 },
+      ],
+      rows,
+    };
+  },
+};
+
 /**
  * The reconnect storm (bench/reconnect-storm.ts): the clients of a SIGKILLed instance reconnect
  * to the other with their last id. One row per way of reading history on instance B
@@ -747,5 +806,8 @@ export const SCENARIOS: Scenario[] = [
   maxConnections,
   cluster,
   churn,
+  publish,
+  clientSize,
+  clientReconnect,
   storm,
 ];

@@ -1,7 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import { Module, type DynamicModule } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
+import { Registry } from 'prom-client';
 import { PushletModule, type PushletRedisOptions } from '../src/index.js';
+import { PushletHealthModule } from '../src/health/index.js';
+import { PushletMetricsModule } from '../src/metrics/index.js';
 import { DemoController } from './demo.controller.js';
+import { HealthController, MetricsController } from './ops.controller.js';
 import { SendController } from './send.controller.js';
 
 export interface SampleConfig {
@@ -14,6 +19,8 @@ export interface SampleConfig {
   heartbeatMs?: number;
   /** Token that unlocks `private/*` topics (default `demo-token`). */
   token?: string;
+  /** Prometheus metrics at `/metrics` (default true); `/health` and `/stats` are always there. */
+  metrics?: boolean;
 }
 
 /**
@@ -38,9 +45,14 @@ function redisOption(config: SampleConfig): { redis?: PushletRedisOptions } {
 @Module({})
 export class AppModule {
   static register(config: SampleConfig = {}): DynamicModule {
+    // Each app its own registry: tests start several sample apps in one process.
+    const metrics = config.metrics === false ? [] : [PushletMetricsModule.forRoot({ registry: new Registry() })];
     return {
       module: AppModule,
       imports: [
+        ...metrics,
+        TerminusModule,
+        PushletHealthModule,
         PushletModule.forRoot({
           heartbeatInterval: config.heartbeatMs ?? 30_000,
           authorize: ({ topic, request }) => !topic.startsWith('private/') || hasToken(request, config.token ?? 'demo-token'),
@@ -48,7 +60,7 @@ export class AppModule {
           ...redisOption(config),
         }),
       ],
-      controllers: [DemoController, SendController],
+      controllers: [DemoController, SendController, HealthController, ...(config.metrics === false ? [] : [MetricsController])],
     };
   }
 }

@@ -4,10 +4,18 @@ export { PushletService, type PushletStreamOptions, type PushletSubscribeOptions
 export { PushletPublish, type PushletTopicResolver } from './decorators/pushlet-publish.decorator.js';
 export { PushletPublishInterceptor } from './decorators/pushlet-publish.interceptor.js';
 export { PUSHLET_OPTIONS } from './pushlet.constants.js';
-export { PUSHLET_BROKER, type BrokerEventHandler, type PushletBroker, type ReplayRequest, type ReplayResult } from './interfaces/broker.interface.js';
+export {
+  PUSHLET_BROKER,
+  type BrokerEventHandler,
+  type PushletBroker,
+  type PushletBrokerStatus,
+  type ReplayRequest,
+  type ReplayResult,
+} from './interfaces/broker.interface.js';
 export type { Position } from './protocol/ids.js';
 export type { PushletMessage } from './interfaces/message.interface.js';
-export type { PushletStats } from './interfaces/stats.interface.js';
+export type { PushletStats, PushletStatsOptions, PushletTransportFigures } from './interfaces/stats.interface.js';
+export { PUSHLET_REFUSAL_REASONS, type PushletObserver, type PushletPublishOrigin, type PushletRefusalReason } from './metrics/pushlet-counters.js';
 export type {
   PushletAuthorizeContext,
   PushletGuard,

@@ -9,7 +9,7 @@ import {
 import { PUSHLET_BROKER, type PushletBroker } from './interfaces/broker.interface.js';
 import type { PushletTransport, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { ConnectionTracker, type ConnectionSlot } from './core/connection-tracker.js';
-import { PushletForbiddenError, PushletValidationError } from './core/errors.js';
+import { PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
 import { Feed } from './core/feed.js';
 import { MemoryBroker } from './core/memory-broker.js';
 import { Heartbeat } from './core/heartbeat.js';
@@ -17,6 +17,7 @@ import { Session, type SessionContext, type SessionOutput } from './core/session
 import { SlowConsumerReporter } from './core/slow-consumers.js';
 import { assertSubscribableTopic } from './core/topic.js';
 import { TopicRegistry } from './core/topic-registry.js';
+import { PushletCounters } from './metrics/pushlet-counters.js';
 import { PUSHLET_OPTIONS } from './pushlet.constants.js';
 import { MESSAGES } from './pushlet.messages.js';
 
@@ -37,29 +38,34 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   readonly heartbeat: Heartbeat;
   readonly connections: ConnectionTracker;
   readonly slowConsumers: SlowConsumerReporter;
+  /** What `stats()` and the metrics report, counted as it happens. */
+  readonly counters = new PushletCounters();
   /** Every open session, whatever its transport: all of them end at shutdown. */
   readonly sessions = new Set<Session>();
-  published = 0;
+  private closing = false;
   private readonly sessionContext: SessionContext;
 
   constructor(
     @Inject(PUSHLET_OPTIONS) readonly options: ResolvedPushletOptions,
     @Inject(PUSHLET_BROKER) readonly broker: PushletBroker,
   ) {
-    this.registry = new TopicRegistry(broker);
+    const counters = this.counters;
+    this.registry = new TopicRegistry(broker, counters);
     this.heartbeat = new Heartbeat(options.heartbeatInterval);
-    this.connections = new ConnectionTracker(options.limits);
+    this.connections = new ConnectionTracker(options.limits, (reason) => counters.refusal(reason));
     this.slowConsumers = new SlowConsumerReporter(options.logger);
     this.sessionContext = {
-      feedOf: (sink) => new Feed(this.registry, this.broker, sink),
+      feedOf: (sink, meter) => new Feed(this.registry, this.broker, sink, meter),
       ordering: broker.ordering,
       bufferBytes: options.limits.bufferBytes,
       validateTopics: (topics, already) => this.validateTopics(topics, already),
       authorize: (topics, transport, request) => this.authorize(topics, transport, request),
       slowConsumer: (transport, address) => {
-        this.connections.countSlowConsumer();
+        counters.slowConsumer(transport);
         this.slowConsumers.report(transport, address);
       },
+      refused: (reason) => counters.refusal(reason),
+      resumed: ({ resets, replayed }) => counters.resumed(resets > 0, replayed),
       closed: (session) => this.sessions.delete(session),
     };
   }
@@ -82,6 +88,9 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
    * turns pass here, so that the HTTP server finds their connections idle when it closes.
    */
   async beforeApplicationShutdown(): Promise<void> {
+    // From here on no session opens: a connection that arrives before the HTTP server stops
+    // listening (a client reconnecting at once) would get a session nothing ends.
+    this.closing = true;
     const open = [...this.sessions];
     for (const session of open) session.end('shutdown');
     this.slowConsumers.flush();
@@ -112,6 +121,8 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
    * limits and in `stats()`), or throws a `PushletLimitError`.
    */
   openSession(output: SessionOutput, transport: PushletTransport, request?: IncomingMessage): Session {
+    // A 503 / close 1013 like a full server: the client comes back, to this instance or another.
+    if (this.closing) throw new PushletLimitError(MESSAGES.shuttingDown);
     const address = request?.socket.remoteAddress ?? 'unknown';
     const slot = request ? this.connections.acquire(transport, address) : NO_SLOT;
     const session = new Session(this.sessionContext, output, transport, address, slot, request);

@@ -42,4 +42,8 @@ export const MESSAGES = {
   redisPublishFailed: (reason: string) => `Redis refused the publication: ${reason}`,
   redisQueueFull: (max: number) => `${max} publications are already waiting for Redis (redis.maxQueued); try again once Redis is back`,
   redisStopped: 'the module stopped before Redis recorded this publication; it was not published',
+  healthBrokerDown: (state: string) => `the broker is not connected (${state}): publications wait and clients cannot resume here`,
+  healthQueueFull: (queued: number, max: number) => `${queued} publications wait for Redis, more than ${max}`,
+  metricNameTaken: (name: string) =>
+    `a metric named ${name} is already registered on this prom-client registry, and not by Pushlet: give PushletMetricsModule a registry of its own (the registry option)`,
 } as const;

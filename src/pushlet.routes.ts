@@ -56,6 +56,16 @@ export class PushletRoutes {
   async check(transport: PushletTransport, request: IncomingMessage, response: unknown): Promise<void> {
     const guards = this.guards();
     if (guards.length === 0) return;
+    try {
+      await this.runGuards(guards, transport, request, response);
+    } catch (error) {
+      if (error instanceof PushletRouteRefusal) this.hub.counters.refusal('guard');
+      throw error;
+    }
+  }
+
+  /** Each guard in turn; the first that does not let the request through refuses it. */
+  private async runGuards(guards: readonly CanActivate[], transport: PushletTransport, request: IncomingMessage, response: unknown): Promise<void> {
     const context = new EndpointContext([request, response, undefined], transport === 'sse' ? PushletEndpoints.prototype.events : PushletEndpoints.prototype.ws);
     for (const guard of guards) {
       let allowed: boolean;

@@ -13,8 +13,10 @@ import type { Session, SessionOutput } from './core/session.js';
 import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
 import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT, DEFAULT_TOPIC } from './core/topic.js';
 import type { PushletMessage } from './interfaces/message.interface.js';
-import type { PushletStats } from './interfaces/stats.interface.js';
+import type { PushletStats, PushletStatsOptions } from './interfaces/stats.interface.js';
+import type { PerTransport, PushletObserver } from './metrics/pushlet-counters.js';
 import { PushletHub } from './pushlet.hub.js';
+import { SSE_METERS } from './sse/sse-encoder.js';
 import { MESSAGES } from './pushlet.messages.js';
 
 /** Options of {@link PushletService.stream}. */
@@ -89,6 +91,7 @@ export class PushletService {
     try {
       this.hub.validateTopics(list);
     } catch (error) {
+      if (options.request) this.hub.counters.refusal('invalid');
       throw toHttpException(error);
     }
     const { lastEventId, request } = options;
@@ -107,6 +110,8 @@ export class PushletService {
         notice: (notice) => subscriber.next({ id: notice.id ?? session?.resumeId(), type: notice.event, data: notice.data }),
         queue: socket ? { queuedBytes: () => socket.writableLength, drainSource: socket } : UNBOUNDED,
         end: () => subscriber.complete(),
+        // Nest writes about the same bytes as the built-in route's text format.
+        meter: SSE_METERS.text,
       };
       try {
         session = this.hub.openSession(output, 'sse', request);
@@ -150,17 +155,43 @@ export class PushletService {
     });
   }
 
-  /** What this instance is doing now. */
-  stats(): PushletStats {
+  /**
+   * What this instance is doing now: connections, subscriptions, counters since start and the
+   * broker's link (everything the Prometheus metrics show). Cheap enough to call every second;
+   * with `{ topics: true }` it also lists each topic's subscribers, which walks the topics.
+   */
+  stats(options: PushletStatsOptions = {}): PushletStats {
+    const { registry, counters, heartbeat, broker } = this.hub;
     const connections = this.hub.connections.snapshot();
-    return {
+    const { server, client } = counters.published;
+    const status = broker.status?.() ?? UNKNOWN_BROKER;
+    const stats: PushletStats = {
       connections: { sse: connections.sse, ws: connections.ws, total: connections.total },
-      topics: this.hub.registry.topicCount,
-      subscribers: this.hub.registry.subscriberCount,
-      published: this.hub.published,
-      slowConsumersDisconnected: connections.slowConsumersDisconnected,
-      heartbeatInterval: this.hub.heartbeat.interval,
+      topics: registry.topicCount,
+      subscribers: registry.subscriberCount,
+      subscriptions: registry.subscriptionCount,
+      published: server + client,
+      publishedBy: { server, client },
+      deliveries: figures(counters.deliveries),
+      bytesSent: figures(counters.bytesSent),
+      slowConsumersDisconnected: counters.slowConsumers.sse + counters.slowConsumers.ws,
+      slowConsumers: figures(counters.slowConsumers),
+      resumes: { ...counters.resumes },
+      replayed: counters.replayed,
+      refused: { ...counters.refused },
+      broker: { connected: status.connected, state: status.state, queued: status.queued },
+      heartbeatInterval: heartbeat.interval,
     };
+    return options.topics ? { ...stats, topicSubscribers: registry.topicSubscribers() } : stats;
+  }
+
+  /**
+   * Reports timings to `observer` as they happen (publish to broker acknowledgement; publish to
+   * delivery here), for histograms of your own; `pushlet-nestjs/metrics` uses it. Returns the
+   * function that stops it.
+   */
+  observe(observer: PushletObserver): () => void {
+    return this.hub.counters.observe(observer);
   }
 
   private async send(topic: string, event: string, data: string): Promise<PushletMessage> {
@@ -170,8 +201,10 @@ export class PushletService {
       const size = Buffer.byteLength(topic) + Buffer.byteLength(event) + Buffer.byteLength(data);
       if (size > maxMessageBytes) throw new PushletValidationError(MESSAGES.messageTooLarge(size, maxMessageBytes, bufferBytes));
     }
+    const counters = this.hub.counters;
+    const started = counters.publishing();
     const envelope = await this.hub.broker.publish(topic, event, data);
-    this.hub.published += 1;
+    counters.acknowledged('server', started);
     return envelope.message;
   }
 
@@ -181,6 +214,13 @@ function normaliseTopics(topics: string | readonly string[] | undefined): string
   if (topics === undefined) return [DEFAULT_TOPIC];
   const list = typeof topics === 'string' ? [topics] : [...topics];
   return list.length === 0 ? [DEFAULT_TOPIC] : list;
+}
+
+/** A broker that cannot say how it stands (a custom one without `status()`) counts as connected. */
+const UNKNOWN_BROKER = { connected: true, state: 'unknown', queued: 0 } as const;
+
+function figures({ sse, ws }: PerTransport) {
+  return { sse, ws, total: sse + ws };
 }
 
 /** The queue of a session with no socket of its own to bound (server-side consumers). */

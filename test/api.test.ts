@@ -19,6 +19,7 @@ import {
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { PushletModule, PushletPublish, PushletService, type PushletMessage } from '../src/index.js';
 import { SseClient } from './support/sse-client.js';
+import { PushletHub } from '../src/pushlet.hub.js';
 import { request, startApp, type TestApp } from './support/app.js';
 import { eventually, until, within } from './support/wait.js';
 
@@ -195,6 +196,22 @@ describe('public API: stream() in a user route, @PushletPublish, subscribe()', (
 });
 
 describe('shutdown', () => {
+  it('once shutdown has begun, a stream() route answers 503 and subscribe() errors: no session is left that nothing ends', async () => {
+    const t = await startApp({ metadata: { imports: [PushletModule.forRoot({ heartbeatInterval: 60_000 })], controllers: [OrdersController], providers: [SlowTokenGuard] } });
+    try {
+      const hub = t.app.get(PushletHub);
+      await hub.beforeApplicationShutdown();
+      const response = await within(request(`${t.url}/orders/open-feed?topic=a`), 5_000, 'the answer to a stream request during shutdown');
+      assert.equal(response.status, 503);
+      assert.match(response.body, /server shutting down/);
+      const failure = await new Promise<unknown>((resolve) => t.pushlet.subscribe('a').subscribe({ error: resolve, complete: () => resolve('completed') }));
+      assert.match(String(failure), /server shutting down/);
+      assert.equal(hub.sessions.size, 0);
+    } finally {
+      await within(t.close(), 5_000, 'app.close()');
+    }
+  });
+
   it('app.close() ends every open SSE stream promptly and returns', async () => {
     const t = await startApp({ heartbeatInterval: 60_000 });
     const clients = await Promise.all(Array.from({ length: 20 }, (_, i) => SseClient.open(`${t.url}/events?topic=s${i % 3}`)));

@@ -50,6 +50,21 @@ describe('the demo page in headless Chromium: its publish form', () => {
     }
   });
 
+  it('shows this instance\'s live figures from GET /stats: its own three connections, and a publication rate', async () => {
+    const page = await openPage();
+    try {
+      // The page holds three connections of its own: the SDK client (auto: WebSocket), the plain SSE and the plain WebSocket.
+      await page.waitForFunction(`Number(document.getElementById('stats-connections')?.textContent) >= 3`);
+      const sse = Number(await page.textContent('#stats-sse'));
+      const ws = Number(await page.textContent('#stats-ws'));
+      assert.ok(sse >= 1 && ws >= 2, `SSE ${sse}, WebSocket ${ws}`);
+      assert.equal(await page.textContent('#stats-broker'), 'ready');
+      await page.waitForFunction(`/^\\d+$/.test(document.getElementById('stats-published-rate')?.textContent ?? '')`);
+    } finally {
+      await page.close();
+    }
+  });
+
   it('shows events not named "message" in the SSE panel too', async () => {
     const page = await openPage();
     try {

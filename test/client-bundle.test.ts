@@ -33,6 +33,10 @@ describe('the client SDK bundle served at /pushlet-client.js', () => {
     assert.doesNotMatch(source, /require\(|node:/, 'nothing of Node');
     t.diagnostic(`bundle: ${source.length} B minified, ${gzipSync(source).length} B gzipped`);
     const module = (await import(`data:text/javascript;base64,${Buffer.from(source).toString('base64')}`)) as typeof import('../src/client/index.js');
+    // Minified class names must not leak into errors: `name` is set, not taken from the class.
+    assert.equal(new module.PushletSubscribeError('t', 'no').name, 'PushletSubscribeError');
+    assert.equal(new module.PushletConnectionError('down').name, 'PushletConnectionError');
+    assert.ok(new module.PushletSubscribeError('t', 'no') instanceof module.PushletClientError);
     const client = new module.PushletClient(url, { transport: 'websocket', WebSocket: WebSocket as never });
     try {
       const received: string[] = [];

@@ -77,6 +77,25 @@ describe('client SDK', () => {
         assert.deepEqual(rec.data, ['one', '{"n":2}', 'three']);
       });
 
+      it('opens one connection for every subscription made in the same tick', async () => {
+        // Without a token function the first connection used to start inside the first
+        // subscribe(): SSE then opened a second stream for the others (and flickered `connecting`).
+        const requests = new Map<unknown, string[]>();
+        const t = await app({
+          authorize: ({ request }) => {
+            requests.set(request, new URL(request.url ?? '/', 'http://x').searchParams.getAll('topic').sort());
+            return true;
+          },
+        });
+        const c = client(t.url, { transport });
+        const states: string[] = [];
+        c.on('state', (s) => states.push(s));
+        const subscriptions = [c.subscribe('a', () => undefined), c.subscribe(['b', 'c'], () => undefined), c.subscribe('d', () => undefined)];
+        await within(Promise.all(subscriptions.map((s) => s.ready)), 5_000, 'ready');
+        assert.deepEqual([...requests.values()], [['a', 'b', 'c', 'd']]);
+        assert.deepEqual(states, ['connecting', 'connected']);
+      });
+
       it('routes each message to the subscriptions of its own topic; broadcasts reach the message event only', async () => {
         const t = await app();
         const c = client(t.url, { transport });
@@ -190,7 +209,7 @@ describe('client SDK', () => {
         try {
           await until(() => out.includes('ready'), 5_000, 'the child subscribed');
           await t.pushlet.publish('exit', 'message', 'bye');
-          const [code] = await within(exited, 3_000, 'the child to exit after close()');
+          const [code] = await within(exited, 10_000, 'the child to exit after close() (anything left behind keeps it alive for good)');
           assert.equal(code, 0);
           assert.equal(out, 'ready\nmessage bye\n');
         } finally {
@@ -304,9 +323,9 @@ describe('client SDK', () => {
 describe('backoffDelay', () => {
   it('draws uniformly between the minimum and a ceiling that doubles per attempt up to the maximum', () => {
     assert.equal(backoffDelay(0, 100, 10_000, () => 0), 100);
-    assert.equal(backoffDelay(0, 100, 10_000, () => 1), 100);
-    assert.equal(backoffDelay(3, 100, 10_000, () => 1), 800);
-    assert.equal(backoffDelay(3, 100, 10_000, () => 0.5), 450);
+    assert.equal(backoffDelay(0, 100, 10_000, () => 1), 200, 'the first attempt is jittered too');
+    assert.equal(backoffDelay(3, 100, 10_000, () => 1), 900);
+    assert.equal(backoffDelay(3, 100, 10_000, () => 0.5), 500);
     assert.equal(backoffDelay(20, 100, 10_000, () => 1), 10_000);
     assert.equal(backoffDelay(5_000, 100, 10_000, () => 1), 10_000);
   });

@@ -3,7 +3,10 @@
 // node_modules, without @types/ws), then the README's own examples compiled with `tsc --strict`
 // as an ES module app and as a CommonJS app, started, and checked for SSE and WebSocket traffic.
 // Once with the Nest in node_modules, once with the lowest Nest 12 the peer ranges accept
-// (installed by `npm ci` through the `*-lowest` aliases in package.json). Nothing here needs the
+// (installed by `npm ci` through the `*-lowest` aliases in package.json). Those apps have neither
+// prom-client nor @nestjs/terminus (optional peers): the module works without them. Two more apps
+// (ES module and CommonJS) have both, and compile, start and scrape the README's "Operations"
+// example through `pushlet-nestjs/metrics` and `pushlet-nestjs/health`. Nothing here needs the
 // network. PUSHLET_KEEP_CONSUMER=1 keeps the apps in the system's temporary folder for a look.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +26,10 @@ const repoModules = join(repo, 'node_modules');
 
 /** The README's marked examples (`<!-- consumer-test: file.ts -->` before a ```ts fence). */
 const README_FILES = ['orders.service.ts', 'app.module.ts', 'app-config.module.ts', 'orders.controller.ts', 'my-feed.controller.ts'];
+/** The README's "Operations" examples (`<!-- consumer-test-ops: file.ts -->`), compiled in the apps that have the optional peers. */
+const README_OPS_FILES = ['ops.module.ts'];
+/** Optional peers for metrics and health: left out of the README apps, put in the ops apps. */
+const OPTIONAL_OPS_PEERS = ['prom-client', '@nestjs/terminus'];
 
 /** What the lowest-version aliases stand for (package.json devDependencies). */
 const LOWEST_ALIASES: Record<string, string> = {
@@ -58,7 +65,7 @@ function run(command: string, args: string[], cwd: string, timeoutMs = 90_000): 
 
 /** Packs the library as `npm publish` would (`prepack` builds dist/); returns the tarball's path. */
 async function pack(destination: string): Promise<string> {
-  const result = await run('npm', ['pack', '--json', '--pack-destination', destination], repo);
+  const result = await run('npm', ['pack', '--json', '--pack-destination', destination], repo, 240_000);
   assert.equal(result.code, 0, `npm pack failed:\n${result.stdout}\n${result.stderr}`);
   const [info] = JSON.parse(result.stdout.slice(result.stdout.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const shipped = info!.files.map((file) => file.path);
@@ -71,15 +78,15 @@ async function pack(destination: string): Promise<string> {
   return join(destination, info!.filename);
 }
 
-/** The README's marked examples, by file name. */
-function readmeExamples(): Map<string, string> {
+/** The README's examples marked with `marker`, by file name. */
+function readmeExamples(marker = 'consumer-test', expected = README_FILES): Map<string, string> {
   const readme = readFileSync(join(repo, 'README.md'), 'utf8');
   const files = new Map<string, string>();
-  for (const match of readme.matchAll(/<!-- consumer-test: ([\w.-]+) -->\r?\n```ts\r?\n([\s\S]*?)\r?\n```/g)) {
+  for (const match of readme.matchAll(new RegExp(`<!-- ${marker}: ([\\w.-]+) -->\\r?\\n\`\`\`ts\\r?\\n([\\s\\S]*?)\\r?\\n\`\`\``, 'g'))) {
     assert.ok(!files.has(match[1]!), `README marks ${match[1]} twice`);
     files.set(match[1]!, `${match[2]}\n`);
   }
-  assert.deepEqual([...files.keys()].sort(), [...README_FILES].sort(), 'the README examples marked for this test');
+  assert.deepEqual([...files.keys()].sort(), [...expected].sort(), `the README examples marked ${marker}`);
   return files;
 }
 
@@ -151,6 +158,28 @@ main().catch((error) => {
 `,
 };
 
+/** The entry point of the ops apps: the README's OpsModule on a free port. */
+const OPS_HARNESS: Record<string, string> = {
+  'main.ts': `
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { OpsModule } from './ops.module.js';
+
+async function main(): Promise<void> {
+  const app = await NestFactory.create(OpsModule, { logger: false });
+  app.enableShutdownHooks();
+  await app.listen(0, '127.0.0.1');
+  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  console.log('READY ' + JSON.stringify({ forRoot: url, forRootAsync: url }));
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
+`,
+};
+
 function tsconfig(moduleSystem: 'esm' | 'cjs'): string {
   const module = moduleSystem === 'esm' ? { module: 'NodeNext', moduleResolution: 'NodeNext' } : { module: 'commonjs' };
   return JSON.stringify(
@@ -176,15 +205,17 @@ function tsconfig(moduleSystem: 'esm' | 'cjs'): string {
 
 /**
  * Fills `app/node_modules` from the repository's: every package linked, except this one (the
- * tarball instead) and @types/ws (left out on purpose). With `lowest`, the Nest packages and rxjs
- * are copies of the `*-lowest` aliases, and the other Nest packages copies too, so that nothing
- * loads a newer Nest through a link's real path.
+ * tarball instead), @types/ws (left out on purpose) and, unless `ops`, the optional peers for
+ * metrics and health. With `lowest`, the Nest packages and rxjs are copies of the `*-lowest`
+ * aliases, and the other Nest packages copies too, so that nothing loads a newer Nest through a
+ * link's real path.
  */
-function installDependencies(app: string, lowest: boolean): void {
+function installDependencies(app: string, lowest: boolean, ops: boolean): void {
   const target = join(app, 'node_modules');
   const aliases = new Set(Object.values(LOWEST_ALIASES));
   const place = (name: string) => {
     if (name === 'pushlet-nestjs' || name === '@types/ws' || aliases.has(name)) return;
+    if (!ops && OPTIONAL_OPS_PEERS.includes(name)) return;
     const to = join(target, name);
     mkdirSync(dirname(to), { recursive: true });
     const copy = lowest && (name.startsWith('@nestjs/') || name === 'rxjs');
@@ -235,22 +266,29 @@ type Nest = 'current' | 'lowest';
 type ModuleSystem = 'esm' | 'cjs';
 const VARIANTS = (['current', 'lowest'] as const).flatMap((nest) => (['esm', 'cjs'] as const).map((moduleSystem) => ({ nest, moduleSystem })));
 
-/** Writes one app: the README examples and the harness, with the packed library and its dependencies. */
-async function setUp(root: string, tarball: string, examples: Map<string, string>, nest: Nest, moduleSystem: ModuleSystem): Promise<string> {
-  const app = join(root, `${nest}-${moduleSystem}`);
+/**
+ * Writes one app, with the packed library and its dependencies: the README examples and the
+ * harness, or (`ops`) the README's Operations example and its entry point, with the optional peers.
+ */
+async function setUp(root: string, tarball: string, examples: Map<string, string>, nest: Nest, moduleSystem: ModuleSystem, ops = false): Promise<string> {
+  const name = `${nest}-${moduleSystem}${ops ? '-ops' : ''}`;
+  const app = join(root, name);
   mkdirSync(join(app, 'src'), { recursive: true });
   mkdirSync(join(app, 'node_modules', 'pushlet-nestjs'), { recursive: true });
   const extract = await run('tar', ['-xzf', tarball, '-C', join(app, 'node_modules', 'pushlet-nestjs'), '--strip-components=1'], app);
   assert.equal(extract.code, 0, extract.stderr);
-  installDependencies(app, nest === 'lowest');
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: `consumer-${nest}-${moduleSystem}`, private: true, type: moduleSystem === 'esm' ? 'module' : 'commonjs' }));
+  installDependencies(app, nest === 'lowest', ops);
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: moduleSystem === 'esm' ? 'module' : 'commonjs' }));
   writeFileSync(join(app, 'tsconfig.json'), tsconfig(moduleSystem));
-  for (const [name, source] of [...examples, ...Object.entries(HARNESS)]) writeFileSync(join(app, 'src', name), source);
+  for (const [file, source] of [...examples, ...Object.entries(ops ? OPS_HARNESS : HARNESS)]) writeFileSync(join(app, 'src', file), source);
   return app;
 }
 
+/** Six apps compile at once on what may be two busy cores: each gets up to four minutes. */
+const COMPILE_TIMEOUT_MS = 240_000;
+
 function compile(app: string): Promise<Run> {
-  return run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--pretty', 'false'], app);
+  return run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--pretty', 'false'], app, COMPILE_TIMEOUT_MS);
 }
 
 describe('the packed library in a fresh app, built from the README examples', () => {
@@ -261,18 +299,51 @@ describe('the packed library in a fresh app, built from the README examples', ()
     root = mkdtempSync(join(tmpdir(), 'pushlet-consumer-'));
     const tarball = await pack(root);
     const examples = readmeExamples();
+    const opsExamples = readmeExamples('consumer-test-ops', README_OPS_FILES);
+    const names: string[] = [];
     const apps: string[] = [];
-    for (const { nest, moduleSystem } of VARIANTS) apps.push(await setUp(root, tarball, examples, nest, moduleSystem));
-    // The four apps compile at once: tsc is most of this test's time.
+    for (const { nest, moduleSystem } of VARIANTS) {
+      names.push(`${nest}-${moduleSystem}`);
+      apps.push(await setUp(root, tarball, examples, nest, moduleSystem));
+    }
+    for (const moduleSystem of ['esm', 'cjs'] as const) {
+      names.push(`current-${moduleSystem}-ops`);
+      apps.push(await setUp(root, tarball, opsExamples, 'current', moduleSystem, true));
+    }
+    // The apps compile at once: tsc is most of this test's time.
     const compiled = await Promise.all(apps.map(compile));
-    VARIANTS.forEach(({ nest, moduleSystem }, i) => prepared.set(`${nest}-${moduleSystem}`, { app: apps[i]!, compile: compiled[i]! }));
+    names.forEach((name, i) => prepared.set(name, { app: apps[i]!, compile: compiled[i]! }));
   });
   it('declares peer ranges that start at the versions tested as the lowest', () => {
     const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
     // reflect-metadata: the library does not use it itself; its range is Nest's own.
-    const peers = Object.keys(manifest.peerDependencies).filter((name) => name !== 'reflect-metadata');
+    const peers = Object.keys(manifest.peerDependencies).filter((name) => name !== 'reflect-metadata' && !OPTIONAL_OPS_PEERS.includes(name));
     assert.deepEqual(peers.sort(), ['@nestjs/common', '@nestjs/core', '@nestjs/platform-ws', '@nestjs/websockets', 'rxjs']);
     for (const name of peers) assert.equal(manifest.peerDependencies[name], `^${versionOf(repo, LOWEST_ALIASES[name]!)}`, name);
+  });
+
+  it('declares prom-client and @nestjs/terminus as optional peers, of the majors installed here', () => {
+    const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
+      peerDependencies: Record<string, string>;
+      peerDependenciesMeta: Record<string, { optional?: boolean }>;
+    };
+    for (const name of OPTIONAL_OPS_PEERS) {
+      assert.equal(manifest.peerDependenciesMeta[name]?.optional, true, name);
+      assert.equal(manifest.peerDependencies[name], `^${versionOf(repo, name).split('.')[0]}.0.0`, name);
+    }
+  });
+
+  it('loads without prom-client and @nestjs/terminus; only their own entry points need them', async () => {
+    const app = prepared.get('current-esm')!.app;
+    for (const name of OPTIONAL_OPS_PEERS) assert.equal(existsSync(join(app, 'node_modules', name)), false, `${name} is not installed`);
+    const main = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('pushlet-nestjs'); console.log(typeof m.PushletModule)"], app);
+    assert.equal(main.stdout.trim(), 'function', main.stderr);
+    const metrics = await run(process.execPath, ['--input-type=module', '-e', "await import('pushlet-nestjs/metrics')"], app);
+    assert.notEqual(metrics.code, 0);
+    assert.match(metrics.stderr, /Cannot find package 'prom-client'/);
+    const health = await run(process.execPath, ['--input-type=module', '-e', "await import('pushlet-nestjs/health')"], app);
+    assert.notEqual(health.code, 0);
+    assert.match(health.stderr, /Cannot find package '@nestjs\/terminus'/);
   });
 
   it('ships source maps that carry their sources', () => {
@@ -304,6 +375,39 @@ describe('the packed library in a fresh app, built from the README examples', ()
   after(() => {
     if (root && !process.env.PUSHLET_KEEP_CONSUMER) rmSync(root, { recursive: true, force: true });
   });
+
+  for (const moduleSystem of ['esm', 'cjs'] as const) {
+    describe(`${moduleSystem === 'esm' ? 'ES module' : 'CommonJS'} app with prom-client and @nestjs/terminus: the README's Operations example`, () => {
+      let started: Awaited<ReturnType<typeof startApp>> | undefined;
+      const clients: Array<{ close(): void }> = [];
+      after(async () => {
+        for (const client of clients.splice(0)) client.close();
+        await stopApp(started?.child);
+      });
+
+      it('compiles with tsc --strict, importing pushlet-nestjs/metrics and pushlet-nestjs/health', () => {
+        const { compile } = prepared.get(`current-${moduleSystem}-ops`)!;
+        assert.equal(compile.code, 0, compile.stdout + compile.stderr);
+      });
+
+      it('serves /metrics with the connections it holds, /health and /health/live', async () => {
+        started = await startApp(prepared.get(`current-${moduleSystem}-ops`)!.app, { ...process.env });
+        const url = started.urls.forRoot;
+        const sse = await SseClient.open(`${url}/events?topic=ops`);
+        clients.push(sse);
+        await sse.waitForEvents(1, 5_000, 'pushlet:connected');
+        const metrics = await request(`${url}/metrics`);
+        assert.equal(metrics.status, 200);
+        assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+        assert.match(metrics.body, /^pushlet_connections\{transport="sse"\} 1$/m);
+        assert.match(metrics.body, /^pushlet_broker_up 1$/m);
+        const ready = await request(`${url}/health`);
+        assert.equal(ready.status, 200, ready.body);
+        assert.equal(JSON.parse(ready.body).details.pushlet.status, 'up');
+        assert.equal((await request(`${url}/health/live`)).status, 200);
+      });
+    });
+  }
 
   for (const { nest, moduleSystem } of VARIANTS) {
     describe(`${moduleSystem === 'esm' ? 'ES module' : 'CommonJS'} app, ${nest} Nest`, () => {

@@ -145,6 +145,8 @@ function sessionOn(broker: PushletBroker, registry: TopicRegistry, output: Sessi
     validateTopics: () => undefined,
     authorize: async () => undefined,
     slowConsumer: (transport, address) => slow.push(`${transport} ${address}`),
+    refused: () => undefined,
+    resumed: () => undefined,
     closed: () => undefined,
   };
   return new Session(context, output, 'sse', '127.0.0.1', { release: () => undefined });

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http from 'node:http';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
+import { PushletHub } from '../src/pushlet.hub.js';
 import { SseClient } from './support/sse-client.js';
 import { request, startApp, type TestApp } from './support/app.js';
+import { until, within } from './support/wait.js';
 
 describe('SSE endpoint (PROTOCOL.md, Server-Sent Events)', () => {
   let t: TestApp;
@@ -173,6 +178,52 @@ describe('SSE heartbeat', () => {
       assert.equal(t.pushlet.heartbeatInterval, 60_000);
     } finally {
       client.close();
+      await t.close();
+    }
+  });
+});
+
+describe('SSE during shutdown', () => {
+  it('answers 503 and closes the connection when a stream is requested once app.close() has begun', async () => {
+    // Clients reconnecting while the app shut down (after the transports ended their streams,
+    // before the HTTP server stopped listening) once got streams that nobody would end; then a
+    // 503 on a keep-alive connection that they reused at once, which kept it busy: either way
+    // app.close() waited forever (SSE clients of test/client-failover.test.ts did both). Here a
+    // WebSocket client that never answers the closing handshake holds the shutdown open for the
+    // grace period (the window), and a client retries on one keep-alive connection meanwhile.
+    const t = await startApp({ heartbeatInterval: 60_000 });
+    const ws = new WebSocket(`${t.wsUrl}/ws?topic=slow`);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const answers: Array<{ status: number; connection: string | undefined }> = [];
+    let retrying: Promise<void> | undefined;
+    let phase: 'retrying' | 'stopped' = 'retrying';
+    try {
+      await within(once(ws, 'message'), 5_000, 'pushlet:connected');
+      ws.pause();
+      const closing = t.close();
+      const sessions = t.app.get(PushletHub).sessions;
+      await until(() => [...sessions].every((session) => session.isEnded), 5_000, 'the shutdown to end the sessions');
+      retrying = (async () => {
+        while (phase === 'retrying') {
+          const response = await new Promise<http.IncomingMessage>((resolve, reject) =>
+            http.get(`${t.url}/events?topic=late`, { agent }, resolve).on('error', reject),
+          ).catch(() => undefined);
+          if (!response) return; // the server no longer listens
+          answers.push({ status: response.statusCode ?? 0, connection: response.headers.connection });
+          if (response.statusCode === 200) return void response.destroy();
+          response.resume();
+          await once(response, 'end');
+          await new Promise((resolve) => setTimeout(resolve, 20)); // a reconnecting client's backoff
+        }
+      })();
+      await within(closing, 5_000, 'app.close() while a client retries on a keep-alive connection');
+      assert.ok(answers.length > 0, 'the late client was answered');
+      for (const answer of answers) assert.deepEqual(answer, { status: 503, connection: 'close' });
+    } finally {
+      phase = 'stopped';
+      agent.destroy();
+      await retrying;
+      ws.terminate();
       await t.close();
     }
   });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import type { Column, Row, ScenarioResult } from '../scenarios.js';
 
 export interface RunMeta {
@@ -13,6 +14,17 @@ export interface RunMeta {
   quick: boolean;
   repeat: number;
   command: string;
+}
+
+/** The commit measured, `+changes` when the code under test differs from it. */
+export function gitCommit(): string {
+  try {
+    const hash = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'sample', 'bench', ':!bench/results'], { encoding: 'utf8' }).trim();
+    return dirty ? `${hash}+changes` : hash;
+  } catch {
+    return 'unknown';
+  }
 }
 
 export interface TargetResult {
@@ -129,6 +141,20 @@ export function evaluateTargets(results: ScenarioResult[]): TargetResult[] {
       );
     }
   }
+  targets.push(
+    ratioTarget(results, { id: 'publish-redis-cpu', target: 'Redis CPU per message published with history (≤ bare PUBLISH)', scenario: 'publish', metric: 'redisCpuUs', pushlet: 'pushlet', reference: 'bare-publish', limit: 1.0, kind: 'max' }),
+    ratioTarget(results, { id: 'publish-rate', target: 'Messages/s published by one instance with history (≥ bare PUBLISH)', scenario: 'publish', metric: 'perSecond', pushlet: 'pushlet', reference: 'bare-publish', limit: 1.0, kind: 'min' }),
+    ratioTarget(results, {
+      id: 'publish-cluster-scaling',
+      target: 'Publish throughput, three-master Cluster vs one master (≥ 2.2×)',
+      scenario: 'publish',
+      metric: 'perSecond',
+      pushlet: 'pushlet-cluster-3',
+      reference: 'pushlet-cluster-1',
+      limit: 2.2,
+      kind: 'min',
+    }),
+  );
   const storm = results.find((r) => r.id === 'storm');
   const stormRow = storm?.rows.find((r) => r.peer === 'pushlet-storm');
   const caughtUpS = stormRow?.status === 'ok' ? stormRow.metrics.allCaughtUpS : undefined;

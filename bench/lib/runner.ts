@@ -19,6 +19,8 @@ export interface Peer {
   pathPrefix: string;
   /** This module (the figures every other peer is compared with). */
   pushlet: boolean;
+  /** An absolute path to run instead of `script` (another build of the module, e.g. an older commit). */
+  scriptPath?: string;
 }
 
 export const PEERS: Record<string, Peer> = {
@@ -74,7 +76,7 @@ export class ServerHandle {
     const name = options.name ?? peer.id;
     const execArgv = ['--expose-gc'];
     if (options.cpuProfileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
-    const child = Child.start(join(BUILD_DIR, peer.script), {
+    const child = Child.start(peer.scriptPath ?? join(BUILD_DIR, peer.script), {
       name,
       env: options.env,
       execArgv,

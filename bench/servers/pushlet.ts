@@ -2,10 +2,15 @@
  * This module as an application runs it: the sample app (`createSampleApp`, PushletModule with
  * its defaults) on Nest's Express platform. REDIS_URL and HEARTBEAT_MS as for `npm run sample`.
  * Messages are published through `PushletService.publish`, the module's public API.
+ *
+ * PUSHLET_METRICS=1 mounts the sample's Prometheus metrics (off otherwise, as in every other
+ * scenario) and scrapes them every BENCH_SCRAPE_MS (default 1000) in the process, as a
+ * Prometheus server would, only far more often than its usual 15 s.
  */
 import type { AddressInfo } from 'node:net';
 import { createSampleApp } from '../../sample/app.js';
 import { MemoryBroker, PUSHLET_BROKER, PushletService, RedisBroker } from '../../src/index.js';
+import { PushletMetrics } from '../../src/metrics/index.js';
 import { heartbeatMs, serve } from './harness.js';
 
 /** How instance B serves resume reads and start positions (BENCH_READS; reconnect-storm bench only). */
@@ -76,7 +81,8 @@ class Coalescing {
 
 await serve(async () => {
   const redisUrl = process.env.REDIS_URL || undefined;
-  const app = await createSampleApp({ redisUrl, heartbeatMs: heartbeatMs() });
+  const metrics = process.env.PUSHLET_METRICS === '1';
+  const app = await createSampleApp({ redisUrl, heartbeatMs: heartbeatMs(), metrics });
   // BENCH_BACKLOG: the listen queue (Node's default is 511; the kernel caps it at net.core.somaxconn).
   // Nest hands the extra arguments to http.Server.listen(port, host, backlog); its typing omits the backlog.
   const listen = app.listen.bind(app) as unknown as (port: number, host: string, ...backlog: number[]) => Promise<unknown>;
@@ -85,12 +91,20 @@ await serve(async () => {
   const pushlet = app.get(PushletService);
   const broker: unknown = app.get(PUSHLET_BROKER);
   const reads = swapReads(broker, (process.env.BENCH_READS ?? 'per-turn') as ReadMode) ? (process.env.BENCH_READS ?? 'per-turn') : 'unchanged';
+  let scraper: NodeJS.Timeout | undefined;
+  if (metrics) {
+    const registry = app.get(PushletMetrics);
+    scraper = setInterval(() => void registry.metrics(), Number(process.env.BENCH_SCRAPE_MS ?? 1_000));
+  }
   return {
     port,
     // Whether the WebSocket endpoint exists is probed over the wire by the orchestrator.
-    features: { sse: true, distributed: !(broker instanceof MemoryBroker), [`reads:${reads}`]: true },
+    features: { sse: true, distributed: !(broker instanceof MemoryBroker), [`reads:${reads}`]: true, metrics },
     publish: (topic, event, data) => pushlet.publish(topic, event, data),
     connections: () => pushlet.stats().connections.total,
-    close: () => app.close(),
+    close: () => {
+      clearInterval(scraper);
+      return app.close();
+    },
   };
 });

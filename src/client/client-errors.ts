@@ -10,14 +10,18 @@ export const CLIENT_TEXTS = {
 
 /** Base class of every error the client raises. */
 export class PushletClientError extends Error {
+  // Named here rather than from `new.target.name`: a minifier renames classes.
+  override name = 'PushletClientError';
+
   constructor(message: string) {
     super(message);
-    this.name = new.target.name;
   }
 }
 
 /** The server refused a topic (`pushlet:error` on WebSocket, 400/403 on SSE); `reason` is its text. */
 export class PushletSubscribeError extends PushletClientError {
+  override name = 'PushletSubscribeError';
+
   constructor(
     readonly topic: string,
     readonly reason: string,
@@ -28,6 +32,8 @@ export class PushletSubscribeError extends PushletClientError {
 
 /** A connection attempt failed or a connection dropped; the client retries by itself. */
 export class PushletConnectionError extends PushletClientError {
+  override name = 'PushletConnectionError';
+
   constructor(
     message: string,
     /** HTTP status of a refused SSE request, when there was one. */

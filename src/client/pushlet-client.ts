@@ -2,11 +2,10 @@ import { EVENTS, RESERVED_PREFIX, type CommandRef, type ResetData, type TopicsDa
 import { backoffDelay } from './backoff.js';
 import { CLIENT_TEXTS, PushletClientError, PushletConnectionError, PushletSubscribeError } from './client-errors.js';
 import type { ClientEvents, ClientMessage, ClientState, PushletClientOptions } from './client-types.js';
-import { Emitter } from './emitter.js';
-import { SseTransport } from './sse-transport.js';
-import { ClientSubscription, type MessageHandler, type Subscription } from './subscription.js';
-import { joinUrl, type ClientFrame, type Transport, type TransportEnd } from './transport.js';
-import { WsTransport, type WebSocketConstructor } from './ws-transport.js';
+import { openEventStream } from './sse-transport.js';
+import { createSubscription, type ClientSubscription, type MessageHandler, type Subscription } from './subscription.js';
+import { endpointUrl, type ClientFrame, type Transport, type TransportEnd } from './transport.js';
+import { openWebSocket, webSocketConstructor } from './ws-transport.js';
 
 /** A topic the client holds: `subscribing` until the server first confirms it. */
 interface TopicEntry {
@@ -14,24 +13,15 @@ interface TopicEntry {
   readonly subscriptions: Set<ClientSubscription>;
 }
 
-/** The client's life: not started yet, running (connected or trying to be), or closed for good. */
+/** The client's life: not started yet, running (connected or trying to be), offline, or closed for good. */
 type Phase = 'idle' | 'running' | 'offline' | 'closed';
+
+type Listeners = { [K in keyof ClientEvents]?: Set<(value: never) => void> };
 
 interface GlobalEvents {
   addEventListener(name: string, listener: () => void): void;
   removeEventListener(name: string, listener: () => void): void;
 }
-
-const DEFAULTS = {
-  transport: 'auto',
-  wsPath: '/ws',
-  ssePath: '/events',
-  minReconnectDelayMs: 500,
-  maxReconnectDelayMs: 30_000,
-  pingIntervalMs: 25_000,
-  pingTimeoutMs: 10_000,
-  sseIdleTimeoutMs: 0,
-} as const;
 
 /**
  * A Pushlet client over WebSocket or Server-Sent Events. It connects on the first `subscribe()`
@@ -40,70 +30,85 @@ const DEFAULTS = {
  * in order, or a `reset` event says which topics may have missed some.
  */
 export class PushletClient {
-  private readonly options: Required<Omit<PushletClientOptions, 'WebSocket' | 'token' | 'fetch'>> & PushletClientOptions;
-  private readonly events = new Emitter<ClientEvents>();
-  private readonly entries = new Map<string, TopicEntry>();
+  readonly #baseUrl: string;
+  readonly #options: PushletClientOptions;
+  /** `auto` keeps probing both transports until one has carried a connection. */
+  readonly #auto: boolean;
+  #listeners: Listeners = {};
+  readonly #entries = new Map<string, TopicEntry>();
   /** Subscribe commands awaiting their reply (WebSocket), by `ref`. */
-  private readonly pendingRefs = new Map<CommandRef, readonly string[]>();
-  private phase: Phase = 'idle';
-  private current: ClientState = 'disconnected';
-  private kind: 'websocket' | 'sse';
-  /** Which transport has carried a connection yet (`auto` keeps probing both until one has). */
-  private worked: 'none' | 'websocket' | 'sse' = 'none';
-  private transport: Transport | undefined;
-  private lastId: string | undefined;
-  private attempt = 0;
-  private refs = 0;
-  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  private topicSync: 'idle' | 'scheduled' = 'idle';
-  private readonly globalEvents: GlobalEvents | undefined;
-  private readonly onOffline = () => this.wentOffline();
-  private readonly onOnline = () => this.cameOnline();
+  readonly #pendingRefs = new Map<CommandRef, readonly string[]>();
+  #phase: Phase = 'idle';
+  #state: ClientState = 'disconnected';
+  #kind: 'websocket' | 'sse';
+  /** Which transport has carried a connection yet. */
+  #worked: 'none' | 'websocket' | 'sse' = 'none';
+  #transport: Transport | undefined;
+  #lastId: string | undefined;
+  #attempt = 0;
+  #refs = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #sseSync: 'idle' | 'scheduled' = 'idle';
+  readonly #globalEvents: GlobalEvents | undefined;
+  /** Browser `offline`: the connection is closed, and no retries until `online`. */
+  readonly #onOffline = (): void => {
+    if (this.#phase !== 'running') return;
+    this.#phase = 'offline';
+    this.#stop();
+    this.#setState('disconnected');
+  };
+  /** Browser `online`: connect at once. */
+  readonly #onOnline = (): void => {
+    if (this.#phase !== 'offline') return;
+    this.#phase = 'running';
+    this.#attempt = 0;
+    void this.#open();
+  };
 
   /** @param baseUrl the server's origin (and global prefix, if any): `https://example.com/api`. */
-  constructor(
-    private readonly baseUrl: string,
-    options: PushletClientOptions = {},
-  ) {
+  constructor(baseUrl: string, options: PushletClientOptions = {}) {
     if (!/^https?:\/\//i.test(baseUrl)) throw new PushletClientError(CLIENT_TEXTS.badBaseUrl);
-    this.options = { ...DEFAULTS, ...stripUndefined(options) };
-    this.kind = this.options.transport === 'sse' ? 'sse' : 'websocket';
-    if (this.kind === 'websocket' && !this.webSocketConstructor()) {
-      if (this.options.transport === 'websocket') throw new PushletClientError(CLIENT_TEXTS.noWebSocket);
-      this.kind = 'sse';
+    this.#baseUrl = baseUrl;
+    this.#options = { ...options };
+    const transport = options.transport ?? 'auto';
+    this.#auto = transport === 'auto';
+    this.#kind = transport === 'sse' ? 'sse' : 'websocket';
+    if (this.#kind === 'websocket' && !webSocketConstructor(options)) {
+      if (transport === 'websocket') throw new PushletClientError(CLIENT_TEXTS.noWebSocket);
+      this.#kind = 'sse';
     }
     const scope = globalThis as unknown as Partial<GlobalEvents> & { navigator?: unknown };
-    this.globalEvents = typeof scope.addEventListener === 'function' && scope.navigator !== undefined ? (scope as GlobalEvents) : undefined;
+    this.#globalEvents = typeof scope.addEventListener === 'function' && scope.navigator !== undefined ? (scope as GlobalEvents) : undefined;
   }
 
   get state(): ClientState {
-    return this.current;
+    return this.#state;
   }
 
   /** The id the next connection resumes after (the last message's, or `pushlet:connected`'s). */
   get lastEventId(): string | undefined {
-    return this.lastId;
+    return this.#lastId;
   }
 
   /** The transport in use now, or the next one to try. */
   get transportKind(): 'websocket' | 'sse' {
-    return this.kind;
+    return this.#kind;
   }
 
   /** Listens to `message`, `reset`, `state` or `error`; returns a function that stops listening. */
   on<K extends keyof ClientEvents & string>(name: K, listener: (value: ClientEvents[K]) => void): () => void {
-    return this.events.on(name, listener);
+    (this.#listeners[name] ??= new Set()).add(listener);
+    return () => this.off(name, listener);
   }
 
   off<K extends keyof ClientEvents & string>(name: K, listener: (value: ClientEvents[K]) => void): void {
-    this.events.off(name, listener);
+    this.#listeners[name]?.delete(listener);
   }
 
   /** Connects now rather than on the first `subscribe()` (WebSocket then receives broadcasts). */
   connect(): void {
-    this.assertOpen();
-    if (this.phase !== 'idle') return;
-    this.start();
+    this.#assertOpen();
+    if (this.#phase === 'idle') this.#start();
   }
 
   /**
@@ -112,127 +117,120 @@ export class PushletClient {
    * server refuses rejects `ready`.
    */
   subscribe(topics: string | readonly string[], handler: MessageHandler): Subscription {
-    this.assertOpen();
+    this.#assertOpen();
     const list = [...new Set(typeof topics === 'string' ? [topics] : topics)];
     if (list.length === 0) throw new PushletClientError(CLIENT_TEXTS.noTopics);
-    const subscription = new ClientSubscription(list, handler, (s) => this.release(s));
+    const subscription = createSubscription(list, handler, (s) => this.#release(s));
     const added: string[] = [];
     for (const topic of list) {
-      let entry = this.entries.get(topic);
+      let entry = this.#entries.get(topic);
       if (!entry) {
-        entry = { state: 'subscribing', subscriptions: new Set() };
-        this.entries.set(topic, entry);
+        this.#entries.set(topic, (entry = { state: 'subscribing', subscriptions: new Set() }));
         added.push(topic);
       }
       entry.subscriptions.add(subscription);
+      if (entry.state === 'subscribed') subscription.confirm(topic);
     }
-    for (const topic of list) if (this.entries.get(topic)?.state === 'subscribed') subscription.confirm(topic);
-    if (added.length > 0) this.topicsAdded(added);
+    if (added.length === 0) return subscription;
+    if (this.#phase === 'idle') this.#start();
+    // Not connecting (SSE waits for a topic, or offline): `#open` knows whether to start now.
+    else if (!this.#transport && !this.#reconnectTimer) void this.#open();
+    else this.#syncTopics(added);
     return subscription;
   }
 
   /** Ends the connection and every timer and listener; the client cannot be used again. */
   close(): void {
-    if (this.phase === 'closed') return;
-    this.phase = 'closed';
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = undefined;
-    this.dropTransport();
-    this.globalEvents?.removeEventListener('offline', this.onOffline);
-    this.globalEvents?.removeEventListener('online', this.onOnline);
+    if (this.#phase === 'closed') return;
+    this.#phase = 'closed';
+    this.#stop();
+    this.#network('removeEventListener');
     const closed = new PushletClientError(CLIENT_TEXTS.closed);
-    for (const entry of this.entries.values()) for (const s of entry.subscriptions) s.abandon(closed);
-    this.entries.clear();
-    this.pendingRefs.clear();
-    this.setState('disconnected');
-    this.events.clear();
+    for (const entry of this.#entries.values()) for (const s of entry.subscriptions) s.abandon(closed);
+    this.#entries.clear();
+    this.#pendingRefs.clear();
+    this.#setState('disconnected');
+    this.#listeners = {};
   }
 
-  private start(): void {
-    this.phase = 'running';
-    this.globalEvents?.addEventListener('offline', this.onOffline);
-    this.globalEvents?.addEventListener('online', this.onOnline);
+  #emit<K extends keyof ClientEvents>(name: K, value: ClientEvents[K]): void {
+    for (const listener of [...(this.#listeners[name] ?? [])]) callSafely(listener, value as never);
+  }
+
+  #start(): void {
+    this.#phase = 'running';
+    this.#network('addEventListener');
     // Started offline: wait for `online` (no `offline` event will come to say so).
-    if (this.globalEvents && (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false) return this.wentOffline();
-    void this.open();
+    if (this.#globalEvents && (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false) return this.#onOffline();
+    void this.#open();
+  }
+
+  #network(method: keyof GlobalEvents): void {
+    this.#globalEvents?.[method]('offline', this.#onOffline);
+    this.#globalEvents?.[method]('online', this.#onOnline);
   }
 
   /** One connection attempt with every topic held and the last id. */
-  private async open(): Promise<void> {
-    if (this.phase !== 'running' || this.transport) return;
-    if (this.kind === 'sse' && this.entries.size === 0) {
+  async #open(): Promise<void> {
+    if (this.#phase !== 'running' || this.#transport) return;
+    const kind = this.#kind;
+    if (kind === 'sse' && this.#entries.size === 0) {
       // An SSE stream without topics would subscribe to `default`: wait for a topic instead.
-      this.setState('disconnected');
+      this.#setState('disconnected');
       return;
     }
-    this.setState('connecting');
-    const placeholder: Transport = { kind: this.kind, topics: new Set(), send: () => false, close: () => undefined };
-    this.transport = placeholder;
+    this.#setState('connecting');
+    const placeholder: Transport = { kind, topics: new Set(), send: () => false, close: () => undefined };
+    this.#transport = placeholder;
+    const options = this.#options;
     let token: string | undefined;
     try {
-      token = typeof this.options.token === 'function' ? await this.options.token() : this.options.token;
+      // Awaited even without a token function: the subscriptions of this tick join the first connection.
+      token = await (typeof options.token === 'function' ? options.token() : options.token);
     } catch (error) {
-      if (this.transport !== placeholder) return;
-      this.transport = undefined;
-      this.events.emit('error', new PushletConnectionError(`the token function failed: ${String(error)}`));
-      this.scheduleReconnect();
+      if (this.#transport !== placeholder) return;
+      this.#transport = undefined;
+      this.#emit('error', new PushletConnectionError(`the token function failed: ${String(error)}`));
+      this.#scheduleReconnect();
       return;
     }
-    if (this.transport !== placeholder || this.phase !== 'running') return;
-    const request = { topics: [...this.entries.keys()], lastEventId: this.lastId, token };
-    let transport: Transport;
-    const handlers = {
-      frame: (frame: ClientFrame) => this.transport === transport && this.receive(transport, frame),
-      ended: (end: TransportEnd) => this.transport === transport && this.ended(transport, end),
-    };
-    this.pendingRefs.clear();
-    transport =
-      this.kind === 'websocket'
-        ? new WsTransport(
-            {
-              url: webSocketUrl(this.baseUrl, this.options.wsPath),
-              WebSocket: this.webSocketConstructor()!,
-              pingIntervalMs: this.options.pingIntervalMs,
-              pingTimeoutMs: this.options.pingTimeoutMs,
-            },
-            request,
-            handlers,
-          )
-        : new SseTransport(
-            { url: joinUrl(this.baseUrl, this.options.ssePath), fetch: this.options.fetch ?? fetch, idleTimeoutMs: this.options.sseIdleTimeoutMs },
-            request,
-            handlers,
-          );
-    this.transport = transport;
+    // Closed, offline or restarted meanwhile: the placeholder was dropped.
+    if (this.#transport !== placeholder) return;
+    const topics = [...this.#entries.keys()];
+    const websocket = kind === 'websocket';
+    const path = websocket ? (options.wsPath ?? '/ws') : (options.ssePath ?? '/events');
+    const request = { url: endpointUrl(this.#baseUrl, path, topics), topics, lastEventId: this.#lastId, token };
+    this.#pendingRefs.clear();
+    const transport: Transport = (websocket ? openWebSocket : openEventStream)(request, options, {
+      frame: (frame) => this.#transport === transport && this.#receive(transport, frame),
+      ended: (end) => this.#transport === transport && this.#ended(transport, end),
+    });
+    this.#transport = transport;
   }
 
-  private receive(transport: Transport, frame: ClientFrame): void {
+  #receive(transport: Transport, frame: ClientFrame): void {
     switch (frame.event) {
       case EVENTS.connected:
-        return this.connected(transport, frame);
+        if (frame.id !== undefined) this.#lastId = frame.id;
+        this.#attempt = 0;
+        if (this.#worked === 'none') this.#worked = transport.kind;
+        this.#setState('connected');
+        this.#confirm(topicsOf(frame.data));
+        return this.#syncTopics();
       case EVENTS.subscribed:
-        if (frame.ref !== undefined) this.pendingRefs.delete(frame.ref);
-        return this.confirm(topicsOf(frame.data));
+        if (frame.ref !== undefined) this.#pendingRefs.delete(frame.ref);
+        return this.#confirm(topicsOf(frame.data));
       case EVENTS.error:
-        return this.serverError(frame);
+        return this.#serverError(frame);
       case EVENTS.reset:
-        return this.events.emit('reset', resetOf(frame.data));
+        return this.#emit('reset', resetOf(frame.data));
       default:
-        if (!frame.event.startsWith(RESERVED_PREFIX)) this.message(transport, frame);
+        if (!frame.event.startsWith(RESERVED_PREFIX)) this.#message(transport, frame);
     }
   }
 
-  private connected(transport: Transport, frame: ClientFrame): void {
-    if (frame.id !== undefined) this.lastId = frame.id;
-    this.attempt = 0;
-    if (this.worked === 'none') this.worked = transport.kind;
-    this.setState('connected');
-    this.confirm(topicsOf(frame.data));
-    this.syncTopics();
-  }
-
-  private message(transport: Transport, frame: ClientFrame): void {
-    if (frame.id !== undefined) this.lastId = frame.id;
+  #message(transport: Transport, frame: ClientFrame): void {
+    if (frame.id !== undefined) this.#lastId = frame.id;
     const message: ClientMessage = {
       id: frame.id ?? '',
       topic: frame.topic,
@@ -240,29 +238,18 @@ export class PushletClient {
       data: typeof frame.data === 'string' ? frame.data : JSON.stringify(frame.data),
       timestamp: frame.timestamp,
     };
-    this.events.emit('message', message);
-    for (const subscription of this.handlersFor(transport, message)) {
-      try {
-        subscription.handler(message);
-      } catch (error) {
-        queueMicrotask(() => {
-          throw error;
-        });
-      }
+    this.#emit('message', message);
+    // The subscriptions of the message's topic (an old server's SSE frames name none: every subscription of the stream).
+    const handlers = new Set<ClientSubscription>();
+    for (const topic of message.topic !== undefined ? [message.topic] : transport.topics) {
+      for (const s of this.#entries.get(topic)?.subscriptions ?? []) handlers.add(s);
     }
+    for (const s of handlers) callSafely(s.handler, message);
   }
 
-  /** The subscriptions of the message's topic (an old server's SSE frames name none: every subscription of the stream). */
-  private handlersFor(transport: Transport, message: ClientMessage): Set<ClientSubscription> {
-    const out = new Set<ClientSubscription>();
-    const topics = message.topic !== undefined ? [message.topic] : transport.topics;
-    for (const topic of topics) for (const s of this.entries.get(topic)?.subscriptions ?? []) out.add(s);
-    return out;
-  }
-
-  private confirm(topics: readonly string[]): void {
+  #confirm(topics: readonly string[]): void {
     for (const topic of topics) {
-      const entry = this.entries.get(topic);
+      const entry = this.#entries.get(topic);
       if (!entry) continue;
       entry.state = 'subscribed';
       for (const s of [...entry.subscriptions]) s.confirm(topic);
@@ -270,180 +257,147 @@ export class PushletClient {
   }
 
   /** `pushlet:error`: a refused topic ends its subscriptions; anything else is reported. */
-  private serverError(frame: ClientFrame): void {
-    const refTopics = frame.ref !== undefined ? this.pendingRefs.get(frame.ref) : undefined;
+  #serverError(frame: ClientFrame): void {
+    const refTopics = frame.ref !== undefined ? this.#pendingRefs.get(frame.ref) : undefined;
     const topics = frame.topic !== undefined ? [frame.topic] : (refTopics ?? []);
-    if (frame.ref !== undefined && frame.topic === undefined) this.pendingRefs.delete(frame.ref);
-    if (topics.length === 0) {
-      this.events.emit('error', new PushletClientError(`the server answered an error: ${frame.data}`));
-      return;
-    }
-    for (const topic of topics) this.refuse(topic, frame.data);
+    if (frame.ref !== undefined && frame.topic === undefined) this.#pendingRefs.delete(frame.ref);
+    if (topics.length === 0) return this.#emit('error', new PushletClientError(`the server answered an error: ${frame.data}`));
+    for (const topic of topics) this.#refuse(topic, frame.data);
   }
 
-  private refuse(topic: string, reason: string): void {
-    const entry = this.entries.get(topic);
+  #refuse(topic: string, reason: string): void {
+    const entry = this.#entries.get(topic);
     if (!entry) return;
-    this.entries.delete(topic);
+    this.#entries.delete(topic);
     // A topic refused after it was confirmed (on a reconnect) has no `ready` left to reject: say so.
-    if (entry.state === 'subscribed') this.events.emit('error', new PushletSubscribeError(topic, reason));
+    if (entry.state === 'subscribed') this.#emit('error', new PushletSubscribeError(topic, reason));
     for (const s of [...entry.subscriptions]) s.refuse(topic, reason);
   }
 
-  private ended(transport: Transport, end: TransportEnd): void {
-    this.transport = undefined;
-    this.pendingRefs.clear();
-    if (this.phase !== 'running') return;
-    if (this.shouldFallBack(transport, end)) {
-      this.kind = 'sse';
-      void this.open();
+  #ended(transport: Transport, end: TransportEnd): void {
+    this.#transport = undefined;
+    this.#pendingRefs.clear();
+    if (this.#phase !== 'running') return;
+    // The connection never got through (refused, unreachable, failed upgrade) and no transport has yet.
+    const unreached = this.#auto && this.#worked === 'none' && end.kind === 'dropped' && !end.opened;
+    if (unreached && transport.kind === 'websocket') {
+      // `auto`: hand over to SSE.
+      this.#kind = 'sse';
+      void this.#open();
       return;
     }
-    if (this.options.transport === 'auto' && this.worked === 'none' && unreached(end)) {
-      // Neither transport has got through yet (the server may be down): try WebSocket first again.
-      this.kind = 'websocket';
-    }
+    // Neither transport has got through yet (the server may be down): try WebSocket first again.
+    if (unreached) this.#kind = 'websocket';
     if (end.kind === 'refused' && (end.status === 400 || end.status === 403)) {
       // SSE admits a request's topics all or none: the topics not yet confirmed are the refused ones.
-      const unconfirmed = [...transport.topics].filter((topic) => this.entries.get(topic)?.state === 'subscribing');
+      const unconfirmed = [...transport.topics].filter((topic) => this.#entries.get(topic)?.state === 'subscribing');
       if (unconfirmed.length > 0) {
-        for (const topic of unconfirmed) this.refuse(topic, end.message);
-        void this.open();
+        for (const topic of unconfirmed) this.#refuse(topic, end.message);
+        void this.#open();
         return;
       }
     }
-    this.events.emit('error', endError(end));
-    const serverDelay = end.kind === 'ended' ? end.retryMs : end.kind === 'refused' ? end.retryAfterMs : undefined;
-    this.scheduleReconnect(serverDelay);
+    this.#emit('error', endError(end));
+    this.#scheduleReconnect(end.kind === 'ended' ? end.retryMs : end.kind === 'refused' ? end.retryAfterMs : undefined);
   }
 
-  /** `auto`: a WebSocket that did not get through, before any transport has, hands over to SSE. */
-  private shouldFallBack(transport: Transport, end: TransportEnd): boolean {
-    return (
-      this.options.transport === 'auto' && transport.kind === 'websocket' && this.worked === 'none' && unreached(end)
-    );
-  }
-
-  private scheduleReconnect(atLeastMs = 0): void {
-    if (this.phase !== 'running') return;
-    const delay = Math.max(atLeastMs, backoffDelay(this.attempt++, this.options.minReconnectDelayMs, this.options.maxReconnectDelayMs));
-    this.setState('connecting');
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      void this.open();
-    }, delay);
-  }
-
-  private topicsAdded(added: readonly string[]): void {
-    if (this.phase === 'idle') return this.start();
-    if (this.phase !== 'running') return;
-    if (!this.transport && !this.reconnectTimer) return void this.open();
-    this.syncTopics(added);
+  #scheduleReconnect(atLeastMs = 0): void {
+    if (this.#phase !== 'running') return;
+    const delay = backoffDelay(this.#attempt++, this.#options.minReconnectDelayMs ?? 500, this.#options.maxReconnectDelayMs ?? 30_000);
+    this.#setState('connecting');
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      void this.#open();
+    }, Math.max(atLeastMs, delay));
   }
 
   /**
    * Brings the open connection's topics in line with the client's. WebSocket: one `subscribe`
    * (or `unsubscribe`) command; SSE: a new stream with the new list and the last id, once per tick.
    */
-  private syncTopics(added?: readonly string[]): void {
-    const transport = this.transport;
-    if (!transport || this.current !== 'connected') return;
-    if (transport.kind === 'sse') return this.scheduleSseSync();
-    const missing = added ?? [...this.entries.keys()].filter((topic) => !transport.topics.has(topic));
-    const extra = [...transport.topics].filter((topic) => !this.entries.has(topic));
+  #syncTopics(added?: readonly string[]): void {
+    const transport = this.#transport;
+    if (!transport || this.#state !== 'connected') return;
+    if (transport.kind === 'sse') return this.#scheduleSseSync();
+    const missing = added ?? [...this.#entries.keys()].filter((topic) => !transport.topics.has(topic));
+    const extra = [...transport.topics].filter((topic) => !this.#entries.has(topic));
     if (missing.length > 0) {
-      const ref = ++this.refs;
-      this.pendingRefs.set(ref, missing);
-      for (const topic of missing) (transport.topics as Set<string>).add(topic);
+      const ref = ++this.#refs;
+      this.#pendingRefs.set(ref, missing);
+      for (const topic of missing) transport.topics.add(topic);
       transport.send({ action: 'subscribe', topics: missing, ref });
     }
-    if (extra.length > 0) this.leave(transport, extra);
+    if (extra.length > 0) this.#leave(transport, extra);
   }
 
-  private leave(transport: Transport, topics: readonly string[]): void {
-    for (const topic of topics) (transport.topics as Set<string>).delete(topic);
-    transport.send({ action: 'unsubscribe', topics, ref: ++this.refs });
+  #leave(transport: Transport, topics: readonly string[]): void {
+    for (const topic of topics) transport.topics.delete(topic);
+    transport.send({ action: 'unsubscribe', topics, ref: ++this.#refs });
   }
 
-  private scheduleSseSync(): void {
-    if (this.topicSync === 'scheduled') return;
-    this.topicSync = 'scheduled';
+  #scheduleSseSync(): void {
+    if (this.#sseSync === 'scheduled') return;
+    this.#sseSync = 'scheduled';
     queueMicrotask(() => {
-      this.topicSync = 'idle';
-      const transport = this.transport;
-      if (!transport || transport.kind !== 'sse' || this.phase !== 'running') return;
-      const same = transport.topics.size === this.entries.size && [...transport.topics].every((topic) => this.entries.has(topic));
+      this.#sseSync = 'idle';
+      const transport = this.#transport;
+      if (!transport || transport.kind !== 'sse' || this.#phase !== 'running') return;
+      const same = transport.topics.size === this.#entries.size && [...transport.topics].every((topic) => this.#entries.has(topic));
       if (same) return;
-      this.dropTransport();
-      void this.open();
+      this.#dropTransport();
+      void this.#open();
     });
   }
 
-  private release(subscription: ClientSubscription): void {
+  #release(subscription: ClientSubscription): void {
     const removed: string[] = [];
     for (const topic of subscription.topics) {
-      const entry = this.entries.get(topic);
+      const entry = this.#entries.get(topic);
       if (!entry?.subscriptions.delete(subscription) || entry.subscriptions.size > 0) continue;
-      this.entries.delete(topic);
+      this.#entries.delete(topic);
       removed.push(topic);
     }
-    if (removed.length === 0 || this.phase !== 'running') return;
-    const transport = this.transport;
-    if (transport?.kind === 'websocket' && this.current === 'connected') {
-      const held = removed.filter((topic) => transport.topics.has(topic));
-      if (held.length > 0) this.leave(transport, held);
-    } else if (transport?.kind === 'sse' && this.current === 'connected') {
-      this.scheduleSseSync();
-    }
+    const transport = this.#transport;
+    if (removed.length === 0 || this.#phase !== 'running' || !transport || this.#state !== 'connected') return;
+    if (transport.kind === 'sse') return this.#scheduleSseSync();
+    const held = removed.filter((topic) => transport.topics.has(topic));
+    if (held.length > 0) this.#leave(transport, held);
   }
 
-  private wentOffline(): void {
-    if (this.phase !== 'running') return;
-    this.phase = 'offline';
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = undefined;
-    this.dropTransport();
-    this.setState('disconnected');
+  /** Cancels the pending reconnect and ends the connection. */
+  #stop(): void {
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#dropTransport();
   }
 
-  private cameOnline(): void {
-    if (this.phase !== 'offline') return;
-    this.phase = 'running';
-    this.attempt = 0;
-    void this.open();
-  }
-
-  private dropTransport(): void {
-    const transport = this.transport;
-    this.transport = undefined;
+  #dropTransport(): void {
+    const transport = this.#transport;
+    this.#transport = undefined;
     transport?.close();
   }
 
-  private setState(state: ClientState): void {
-    if (this.current === state) return;
-    this.current = state;
-    this.events.emit('state', state);
+  #setState(state: ClientState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#emit('state', state);
   }
 
-  private webSocketConstructor(): WebSocketConstructor | undefined {
-    return this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-  }
-
-  private assertOpen(): void {
-    if (this.phase === 'closed') throw new PushletClientError(CLIENT_TEXTS.closed);
+  #assertOpen(): void {
+    if (this.#phase === 'closed') throw new PushletClientError(CLIENT_TEXTS.closed);
   }
 }
 
-/** The connection never got through (refused, unreachable, failed upgrade). */
-function unreached(end: TransportEnd): boolean {
-  return end.kind === 'dropped' && !end.opened;
-}
-
-function webSocketUrl(base: string, path: string): URL {
-  const url = joinUrl(base, path);
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  return url;
+/** Calls a listener or handler; one that throws does not stop the others, and its error is thrown again asynchronously. */
+function callSafely<T>(listener: (value: T) => void, value: T): void {
+  try {
+    listener(value);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
 }
 
 function topicsOf(data: string): string[] {
@@ -473,8 +427,4 @@ function endError(end: TransportEnd): PushletConnectionError {
     default:
       return new PushletConnectionError(`the connection dropped: ${end.detail}; reconnecting`);
   }
-}
-
-function stripUndefined<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

@@ -16,76 +16,52 @@ export interface StreamEvent {
 }
 
 export class EventStreamParser {
-  private buffer = '';
-  private skipLf = false;
-  private started = false;
-  private data: string[] = [];
-  private event = '';
-  private id: string | undefined;
+  readonly #emit: (event: StreamEvent) => void;
+  readonly #retry: ((ms: number) => void) | undefined;
+  /** The unfinished line; `undefined` before the first character (a BOM there is dropped). */
+  #buffer: string | undefined;
+  /** The last chunk ended with CR: a LF starting the next one belongs to it. */
+  #skipLf = false;
+  #data: string[] = [];
+  #event = '';
+  #id: string | undefined;
 
   /** `retry` hears each valid `retry:` field (milliseconds), as EventSource's reconnection time. */
-  constructor(
-    private readonly emit: (event: StreamEvent) => void,
-    private readonly retry?: (ms: number) => void,
-  ) {}
+  constructor(emit: (event: StreamEvent) => void, retry?: (ms: number) => void) {
+    this.#emit = emit;
+    this.#retry = retry;
+  }
 
   /** Feeds decoded text (decode UTF-8 with a streaming decoder before calling). */
   feed(text: string): void {
-    if (!this.started && text.length > 0) {
-      this.started = true;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    }
-    let start = 0;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (this.skipLf) {
-        this.skipLf = false;
-        if (c === 0x0a) {
-          start = i + 1;
-          continue;
-        }
-      }
-      if (c === 0x0a || c === 0x0d) {
-        const line = this.buffer + text.slice(start, i);
-        this.buffer = '';
-        start = i + 1;
-        if (c === 0x0d) this.skipLf = true;
-        this.line(line);
-      }
-    }
-    this.buffer += text.slice(start);
+    if (text === '') return;
+    if (this.#buffer === undefined) text = text.replace(/^\ufeff/, '');
+    if (this.#skipLf && text[0] === '\n') text = text.slice(1);
+    this.#skipLf = text.endsWith('\r');
+    const lines = text.split(/\r\n?|\n/);
+    lines[0] = (this.#buffer ?? '') + lines[0];
+    this.#buffer = lines.pop();
+    for (const line of lines) this.#line(line);
   }
 
-  private line(line: string): void {
-    if (line === '') return this.dispatch();
-    if (line.startsWith(':')) return;
-    const colon = line.indexOf(':');
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    switch (field) {
-      case 'event':
-        this.event = value;
-        break;
-      case 'data':
-        this.data.push(value);
-        break;
-      case 'id':
-        if (!value.includes('\0')) this.id = value;
-        break;
-      case 'retry':
-        if (/^\d+$/.test(value)) this.retry?.(Number(value));
-        break;
-      default:
-        break;
-    }
+  #line(line: string): void {
+    if (line === '') return this.#dispatch();
+    // `field: value` (one leading space dropped), or a whole line naming a field; a comment names ''.
+    const [, field, value] = /^([^:]*):? ?([^]*)$/.exec(line)!;
+    if (field === 'event') this.#event = value!;
+    else if (field === 'data') this.#data.push(value!);
+    else if (field === 'id') {
+      if (!value!.includes('\0')) this.#id = value;
+    } else if (field === 'retry' && /^\d+$/.test(value!)) this.#retry?.(Number(value));
   }
 
-  private dispatch(): void {
-    const { id, event, data } = this;
-    this.id = undefined;
-    this.event = '';
-    this.data = [];
-    this.emit({ id, event: event || 'message', data: data.length === 0 ? undefined : data.join('\n') });
+  #dispatch(): void {
+    const id = this.#id;
+    const event = this.#event || 'message';
+    const data = this.#data;
+    this.#id = undefined;
+    this.#event = '';
+    this.#data = [];
+    this.#emit({ id, event, data: data.length === 0 ? undefined : data.join('\n') });
   }
 }

@@ -19,59 +19,57 @@ export interface Subscription {
   unsubscribe(): void;
 }
 
-/** @internal One `subscribe()` call: its handler and the topics the server has yet to confirm. */
-export class ClientSubscription implements Subscription {
-  readonly ready: Promise<void>;
-  private current: SubscriptionState = 'subscribing';
-  private readonly waiting: Set<string>;
-  private resolve!: () => void;
-  private reject!: (error: Error) => void;
+/** @internal One `subscribe()` call: its handler, and what the client tells it about its topics. */
+export interface ClientSubscription extends Subscription {
+  readonly handler: MessageHandler;
+  /** The server confirmed `topic`. */
+  confirm(topic: string): void;
+  /** The server refused `topic`: the whole subscription ends. */
+  refuse(topic: string, reason: string): void;
+  /** The client closed. */
+  abandon(error: Error): void;
+}
 
-  constructor(
-    readonly topics: readonly string[],
-    readonly handler: MessageHandler,
-    private readonly release: (subscription: ClientSubscription) => void,
-  ) {
-    this.waiting = new Set(topics);
-    this.ready = new Promise<void>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
-    // Marked as handled: a caller that never looks at `ready` must not crash the process.
-    this.ready.catch(() => undefined);
-  }
-
-  get state(): SubscriptionState {
-    return this.current;
-  }
-
-  unsubscribe(): void {
-    if (this.current === 'unsubscribed') return;
-    this.end(new PushletClientError(CLIENT_TEXTS.unsubscribed));
-  }
-
-  /** @internal The server confirmed `topic`. */
-  confirm(topic: string): void {
-    if (this.current !== 'subscribing' || !this.waiting.delete(topic) || this.waiting.size > 0) return;
-    this.current = 'subscribed';
-    this.resolve();
-  }
-
-  /** @internal The server refused `topic`: the whole subscription ends. */
-  refuse(topic: string, reason: string): void {
-    if (this.current === 'unsubscribed') return;
-    this.end(new PushletSubscribeError(topic, reason));
-  }
-
-  /** @internal The client closed. */
-  abandon(error: Error): void {
-    if (this.current === 'subscribing') this.reject(error);
-    this.current = 'unsubscribed';
-  }
-
-  private end(error: Error): void {
-    if (this.current === 'subscribing') this.reject(error);
-    this.current = 'unsubscribed';
-    this.release(this);
-  }
+/** @internal `release` is told when the subscription ends by itself (unsubscribed or refused). */
+export function createSubscription(
+  topics: readonly string[],
+  handler: MessageHandler,
+  release: (subscription: ClientSubscription) => void,
+): ClientSubscription {
+  let state: SubscriptionState = 'subscribing';
+  let reject!: (error: Error) => void;
+  let resolve!: () => void;
+  const waiting = new Set(topics);
+  const ready = new Promise<void>((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  // Marked as handled: a caller that never looks at `ready` must not crash the process.
+  ready.catch(() => undefined);
+  const abandon = (error: Error): void => {
+    if (state === 'subscribing') reject(error);
+    state = 'unsubscribed';
+  };
+  const end = (error: Error): void => {
+    if (state === 'unsubscribed') return;
+    abandon(error);
+    release(subscription);
+  };
+  const subscription: ClientSubscription = {
+    topics,
+    handler,
+    ready,
+    get state() {
+      return state;
+    },
+    unsubscribe: () => end(new PushletClientError(CLIENT_TEXTS.unsubscribed)),
+    confirm(topic) {
+      if (state !== 'subscribing' || !waiting.delete(topic) || waiting.size > 0) return;
+      state = 'subscribed';
+      resolve();
+    },
+    refuse: (topic, reason) => end(new PushletSubscribeError(topic, reason)),
+    abandon,
+  };
+  return subscription;
 }

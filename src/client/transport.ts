@@ -30,6 +30,8 @@ export interface TransportHandlers {
 
 /** What one connection attempt needs to know. */
 export interface ConnectRequest {
+  /** The endpoint (`baseUrl` joined with `wsPath` or `ssePath`) with one `topic` parameter per topic. */
+  readonly url: URL;
   readonly topics: readonly string[];
   readonly lastEventId: string | undefined;
   readonly token: string | undefined;
@@ -39,16 +41,20 @@ export interface ConnectRequest {
 export interface Transport {
   readonly kind: 'websocket' | 'sse';
   /** The topics this connection asked for (on SSE, changing them takes a new connection). */
-  readonly topics: ReadonlySet<string>;
+  readonly topics: Set<string>;
   /** WebSocket: sends a command; false when the socket is not open. SSE has no command channel. */
   send(command: Record<string, unknown>): boolean;
   /** Ends the connection at once, leaving no timer or socket behind. No `ended` call follows. */
   close(): void;
 }
 
-/** Joins a base URL and a path without losing the base's own path (`https://x/api` + `/ws`). */
-export function joinUrl(base: string, path: string): URL {
+/**
+ * The URL of an endpoint for some topics: `path` joined to `base` without losing the base's own
+ * path (`https://x/api` + `/ws`), one `topic` parameter per topic.
+ */
+export function endpointUrl(base: string, path: string, topics: readonly string[]): URL {
   const url = new URL(base);
   url.pathname = url.pathname.replace(/\/+$/, '') + (path.startsWith('/') ? path : `/${path}`);
+  for (const topic of topics) url.searchParams.append('topic', topic);
   return url;
 }

@@ -1,4 +1,5 @@
 import { EVENTS } from '../protocol/frames.js';
+import type { PushletClientOptions } from './client-types.js';
 import type { ClientFrame, ConnectRequest, Transport, TransportEnd, TransportHandlers } from './transport.js';
 
 /**
@@ -28,133 +29,117 @@ interface CloseLike {
 
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
-export interface WsTransportSettings {
-  readonly url: URL;
-  readonly WebSocket: WebSocketConstructor;
-  readonly pingIntervalMs: number;
-  readonly pingTimeoutMs: number;
-}
-
 const OPEN = 1;
 const NORMAL_CLOSURE = 1000;
+/** Closes after which the server expects the client back: done, shutdown (1001), try again later (1013). */
+const ORDERLY_CLOSES = [NORMAL_CLOSURE, 1001, 1013];
 const decoder = new TextDecoder();
+const ignore = () => undefined;
+
+/** The WebSocket constructor to use: the option's, else the global one (browsers), else none. */
+export function webSocketConstructor(options: PushletClientOptions): WebSocketConstructor | undefined {
+  return options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+}
 
 /**
- * One WebSocket connection: topics, resume id and token on the URL (one round trip subscribes
- * and resumes everything), JSON commands out, JSON frames in, and the protocol's ping: a pong
- * later than `pingTimeoutMs` drops the connection (a half-open TCP connection shows no close).
+ * Opens one WebSocket connection: topics, resume id and token on the URL (one round trip subscribes
+ * and resumes everything), JSON commands out, JSON frames in, and the protocol's ping: a pong later
+ * than `pingTimeoutMs` drops the connection (a half-open TCP connection shows no close).
  */
-export class WsTransport implements Transport {
-  readonly kind = 'websocket';
-  readonly topics: ReadonlySet<string>;
-  private readonly socket: WebSocketLike;
-  private opened = false;
-  private finished = false;
-  private pingTimer: ReturnType<typeof setTimeout> | undefined;
-  private pongTimer: ReturnType<typeof setTimeout> | undefined;
-  private pings = 0;
+export function openWebSocket(request: ConnectRequest, options: PushletClientOptions, handlers: TransportHandlers): Transport {
+  const pingIntervalMs = options.pingIntervalMs ?? 25_000;
+  const pingTimeoutMs = options.pingTimeoutMs ?? 10_000;
+  const { url } = request;
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  if (request.lastEventId !== undefined) url.searchParams.set('lastEventId', request.lastEventId);
+  if (request.token !== undefined) url.searchParams.set('token', request.token);
+  const socket = new (webSocketConstructor(options)!)(url.toString());
+  let opened = false;
+  let finished = false;
+  let pings = 0;
+  /** The next ping, or (while `awaitingPong`) the deadline of the last one. */
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let awaitingPong = false;
 
-  constructor(
-    private readonly settings: WsTransportSettings,
-    request: ConnectRequest,
-    private readonly handlers: TransportHandlers,
-  ) {
-    this.topics = new Set(request.topics);
-    const url = new URL(settings.url);
-    for (const topic of request.topics) url.searchParams.append('topic', topic);
-    if (request.lastEventId !== undefined) url.searchParams.set('lastEventId', request.lastEventId);
-    if (request.token !== undefined) url.searchParams.set('token', request.token);
-    this.socket = new settings.WebSocket(url.toString());
-    this.socket.binaryType = 'arraybuffer';
-    this.socket.onopen = () => {
-      this.opened = true;
-      this.schedulePing();
-    };
-    this.socket.onmessage = (event: MessageLike) => this.receive(event.data);
-    this.socket.onerror = () => undefined; // a close event follows
-    this.socket.onclose = (event: CloseLike) => {
-      const normal = event.code === NORMAL_CLOSURE || event.code === 1001 || event.code === 1013;
-      this.finish(
-        this.opened && normal
-          ? { kind: 'ended', code: event.code }
-          : { kind: 'dropped', opened: this.opened, code: event.code, detail: `WebSocket closed with ${event.code} ${event.reason}`.trim() },
-      );
-    };
-  }
-
-  send(command: Record<string, unknown>): boolean {
-    if (this.finished || this.socket.readyState !== OPEN) return false;
-    this.socket.send(JSON.stringify(command));
+  /** Marks the connection finished; false when it already was. */
+  const stop = (): boolean => {
+    if (finished) return false;
+    finished = true;
+    clearTimeout(timer);
     return true;
-  }
-
-  close(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.stopTimers();
-    this.detach();
-    try {
-      this.socket.close(NORMAL_CLOSURE);
-    } catch {
-      // Closing a socket that never connected may throw in some implementations; it is gone either way.
-    }
-  }
-
-  private receive(data: unknown): void {
-    const text = typeof data === 'string' ? data : data instanceof ArrayBuffer ? decoder.decode(data) : ArrayBuffer.isView(data) ? decoder.decode(data as Uint8Array) : undefined;
-    if (text === undefined) return;
-    let frame: ClientFrame;
-    try {
-      frame = JSON.parse(text) as ClientFrame;
-    } catch {
-      return;
-    }
-    if (typeof frame !== 'object' || frame === null || typeof frame.event !== 'string') return;
-    if (frame.event === EVENTS.pong) this.pong();
-    this.handlers.frame(frame);
-  }
-
-  private schedulePing(): void {
-    this.pingTimer = setTimeout(() => {
-      this.pingTimer = undefined;
-      if (!this.send({ action: 'ping', ref: `ping-${++this.pings}` })) return;
-      this.pongTimer = setTimeout(() => this.dead(), this.settings.pingTimeoutMs);
-    }, this.settings.pingIntervalMs);
-  }
-
-  private pong(): void {
-    if (this.pongTimer === undefined) return;
-    clearTimeout(this.pongTimer);
-    this.pongTimer = undefined;
-    this.schedulePing();
-  }
-
+  };
+  const finish = (end: TransportEnd): void => {
+    if (stop()) handlers.ended(end);
+  };
+  // The error listener stays: `ws` emits 'error' when closed while connecting, and an unheard one throws.
+  const detach = (): void => {
+    socket.onopen = socket.onmessage = socket.onclose = null;
+  };
+  const send = (command: Record<string, unknown>): boolean => {
+    if (finished || socket.readyState !== OPEN) return false;
+    socket.send(JSON.stringify(command));
+    return true;
+  };
+  const schedulePing = (): void => {
+    awaitingPong = false;
+    timer = setTimeout(() => {
+      awaitingPong = send({ action: 'ping', ref: `ping-${++pings}` });
+      if (awaitingPong) timer = setTimeout(dead, pingTimeoutMs);
+    }, pingIntervalMs);
+  };
   /** No pong in time: the connection is presumed dead, and cut without waiting for a closing handshake. */
-  private dead(): void {
-    this.pongTimer = undefined;
-    const socket = this.socket as WebSocketLike & { terminate?: () => void };
-    this.finish({ kind: 'dropped', opened: true, detail: `no pong within ${this.settings.pingTimeoutMs} ms` });
-    this.detach();
-    if (socket.terminate) socket.terminate();
-    else socket.close(4000, 'ping timeout');
-  }
+  const dead = (): void => {
+    finish({ kind: 'dropped', opened: true, detail: `no pong within ${pingTimeoutMs} ms` });
+    detach();
+    const cut = socket as WebSocketLike & { terminate?: () => void };
+    if (cut.terminate) cut.terminate();
+    else cut.close(4000, 'ping timeout');
+  };
 
-  private finish(end: TransportEnd): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.stopTimers();
-    this.handlers.ended(end);
-  }
+  socket.binaryType = 'arraybuffer';
+  socket.onerror = ignore; // a close event follows
+  socket.onopen = () => {
+    opened = true;
+    schedulePing();
+  };
+  socket.onmessage = (event: MessageLike) => {
+    const frame = parseFrame(event.data);
+    if (!frame) return;
+    if (frame.event === EVENTS.pong && awaitingPong) {
+      clearTimeout(timer);
+      schedulePing();
+    }
+    handlers.frame(frame);
+  };
+  socket.onclose = ({ code, reason }: CloseLike) => {
+    finish(
+      opened && ORDERLY_CLOSES.includes(code)
+        ? { kind: 'ended', code }
+        : { kind: 'dropped', opened, code, detail: `WebSocket closed with ${code} ${reason}`.trim() },
+    );
+  };
+  return {
+    kind: 'websocket',
+    topics: new Set(request.topics),
+    send,
+    close() {
+      if (!stop()) return;
+      detach();
+      try {
+        socket.close(NORMAL_CLOSURE);
+      } catch {
+        // Closing a socket that never connected may throw in some implementations; it is gone either way.
+      }
+    },
+  };
+}
 
-  private stopTimers(): void {
-    clearTimeout(this.pingTimer);
-    clearTimeout(this.pongTimer);
-    this.pingTimer = this.pongTimer = undefined;
-  }
-
-  private detach(): void {
-    this.socket.onopen = this.socket.onmessage = this.socket.onclose = null;
-    // Keep an error listener: `ws` emits 'error' when closed while connecting, and an unheard one throws.
-    this.socket.onerror = () => undefined;
+/** A frame's JSON object (text, or UTF-8 in a binary frame); `undefined` for anything else. */
+function parseFrame(data: unknown): ClientFrame | undefined {
+  try {
+    const frame = JSON.parse(typeof data === 'string' ? data : decoder.decode(data as ArrayBuffer)) as ClientFrame | null;
+    return typeof frame?.event === 'string' ? frame : undefined;
+  } catch {
+    return undefined;
   }
 }

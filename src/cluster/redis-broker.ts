@@ -5,7 +5,7 @@ import { PerTurn } from '../core/per-turn.js';
 import { Envelope } from '../core/envelope.js';
 import { compareIds, parseId, type ParsedId } from '../core/message-id.js';
 import { BROADCAST_TOPIC } from '../core/topic.js';
-import type { BrokerEventHandler, PushletBroker, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
+import type { BrokerEventHandler, PushletBroker, PushletBrokerStatus, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { receivePublications, type Received } from './redis-codec.js';
 import { RedisConnections, type RedisLinkListener } from './redis-connections.js';
@@ -270,6 +270,12 @@ export class RedisBroker implements PushletBroker {
 
   stats(): RedisBrokerStats {
     return { state: this.link.state, instanceId: this.instanceId, queued: this.outbox.size, ...this.counts };
+  }
+
+  /** Connected only while the link is `ready`; `queued` is what the outbox holds for Redis. */
+  status(): PushletBrokerStatus {
+    const state = this.link.state;
+    return { connected: state === 'ready', state, queued: this.outbox.size };
   }
 
   // ---- link state ------------------------------------------------------------------------

@@ -69,9 +69,9 @@ export class RedisConnections {
         const clusterOptions: ClusterOptions = {
           lazyConnect: true,
           enableOfflineQueue: false,
-          // Publications go out as one script call per slot: written to each master in one
-          // socket write per event-loop turn instead of one write per call.
-          enableAutoPipelining: true,
+          // Not `enableAutoPipelining`: ioredis batches its auto-pipelines per node, and a MOVED
+          // reply during a topology change then fails commands instead of redirecting them
+          // (redis/ioredis#2075; our chaos test saw recovery reads fail with MOVED).
           clusterRetryStrategy: retryStrategy,
           ...source.options,
           redisOptions: { connectTimeout: options.connectTimeoutMs, autoResendUnfulfilledCommands: false, ...options.redisOptions, ...source.options?.redisOptions },

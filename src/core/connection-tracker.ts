@@ -1,5 +1,6 @@
 import { MESSAGES } from '../pushlet.messages.js';
 import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import type { PushletRefusalReason } from '../metrics/pushlet-counters.js';
 import { PushletLimitError } from './errors.js';
 
 export interface ConnectionLimits {
@@ -16,17 +17,22 @@ export interface ConnectionSlot {
 export class ConnectionTracker {
   private readonly open = { sse: 0, ws: 0 };
   private readonly perAddress = new Map<string, number>();
-  private slowConsumers = 0;
 
-  constructor(private readonly limits: ConnectionLimits) {}
+  constructor(
+    private readonly limits: ConnectionLimits,
+    /** Told of every connection a limit turns away. */
+    private readonly refused: (reason: PushletRefusalReason) => void = () => undefined,
+  ) {}
 
   /** Takes a slot, or throws a {@link PushletLimitError} when a limit is reached. */
   acquire(transport: PushletTransport, address: string): ConnectionSlot {
     if (this.open.sse + this.open.ws >= this.limits.maxConnections) {
+      this.refused('limit');
       throw new PushletLimitError(MESSAGES.tooManyConnections);
     }
     const fromAddress = this.perAddress.get(address) ?? 0;
     if (fromAddress >= this.limits.maxConnectionsPerAddress) {
+      this.refused('address_limit');
       throw new PushletLimitError(MESSAGES.tooManyConnectionsFromAddress);
     }
     this.perAddress.set(address, fromAddress + 1);
@@ -44,17 +50,12 @@ export class ConnectionTracker {
     };
   }
 
-  countSlowConsumer(): void {
-    this.slowConsumers += 1;
-  }
-
   snapshot() {
     return {
       sse: this.open.sse,
       ws: this.open.ws,
       total: this.open.sse + this.open.ws,
       addresses: this.perAddress.size,
-      slowConsumersDisconnected: this.slowConsumers,
     };
   }
 }

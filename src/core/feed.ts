@@ -1,4 +1,5 @@
 import type { PushletBroker, ReplayRequest } from '../interfaces/broker.interface.js';
+import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
 import { comparePositions, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
@@ -23,6 +24,14 @@ export interface TopicStart {
   readonly resetReason?: string;
 }
 
+/** How {@link Feed.add} caught its topics up. */
+export interface CaughtUp {
+  /** Topics told `pushlet:reset` (their start could not be continued exactly). */
+  readonly resets: number;
+  /** Messages replayed from history. */
+  readonly replayed: number;
+}
+
 /** One topic of a feed: its live subscription and the newest position delivered from it. */
 class FeedTopic implements ChannelListener {
   readonly position = new TopicPosition();
@@ -32,6 +41,7 @@ class FeedTopic implements ChannelListener {
   constructor(
     readonly topic: string,
     private readonly feed: Feed,
+    readonly meter: DeliveryMeter | undefined,
   ) {}
 
   receive(envelope: Envelope): void {
@@ -60,6 +70,8 @@ export class Feed {
     private readonly registry: TopicRegistry,
     private readonly broker: PushletBroker,
     private readonly sink: FeedSink,
+    /** How this feed's deliveries are counted (none: not a connection). */
+    private readonly meter?: DeliveryMeter,
   ) {}
 
   get topics(): string[] {
@@ -83,13 +95,14 @@ export class Feed {
    * Subscribes `starts` (topics already subscribed are skipped) and catches them up. `announce`
    * runs once every start position is known and before any message of these topics (the
    * session sends `pushlet:connected` there); then come the resets, the replay and the held
-   * live messages. Resolves once the topics are live.
+   * live messages. Resolves once the topics are live, with what the catch-up did (`undefined` when
+   * nothing was added).
    */
-  async add(starts: readonly TopicStart[], announce?: () => void): Promise<void> {
+  async add(starts: readonly TopicStart[], announce?: () => void): Promise<CaughtUp | undefined> {
     const wanted = starts.filter((start) => !this.entries.has(start.topic));
     if (this.closed || wanted.length === 0) {
       announce?.();
-      return;
+      return undefined;
     }
     // A topic that starts from now starts from the broker's position read before subscribing:
     // everything published after the subscription was asked for is delivered.
@@ -104,7 +117,7 @@ export class Feed {
     const catchUp = new CatchUp<Envelope>();
     for (const start of wanted) {
       if (this.closed || this.entries.has(start.topic)) continue;
-      const entry = new FeedTopic(start.topic, this);
+      const entry = new FeedTopic(start.topic, this, this.meter);
       entry.catchUp = catchUp;
       this.entries.set(start.topic, entry);
       entry.ready = this.registry.acquire(start.topic, entry).ready;
@@ -119,11 +132,16 @@ export class Feed {
       throw error;
     }
     const { replayed, resets } = caughtUp;
-    if (this.closed) return;
+    if (this.closed) return undefined;
     announce?.();
-    for (const [reason, topics] of resets) this.sink.gap(topics, reason);
+    let reset = 0;
+    for (const [reason, topics] of resets) {
+      this.sink.gap(topics, reason);
+      reset += topics.length;
+    }
     await catchUp.finish(replayed, (envelope) => this.passPaced(envelope), () => this.closed);
     for (const { entry } of added) if (entry.catchUp === catchUp) entry.catchUp = undefined;
+    return { resets: reset, replayed: replayed.length };
   }
 
   /** Unsubscribes `topic`; false if it was not subscribed. */

@@ -1,8 +1,10 @@
-import type { BrokerEventHandler, PushletBroker, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
+import type { BrokerEventHandler, PushletBroker, PushletBrokerStatus, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
 import type { Position } from '../protocol/ids.js';
 import { Envelope } from './envelope.js';
 import { MemoryHistory, type HistoryLimits } from './memory-history.js';
 import { IdGenerator } from './message-id.js';
+
+const READY: PushletBrokerStatus = { connected: true, state: 'ready', queued: 0 };
 
 /** The default broker: one process, history in memory, ids ordered across topics. */
 export class MemoryBroker implements PushletBroker {
@@ -52,6 +54,11 @@ export class MemoryBroker implements PushletBroker {
   /** Topics that currently hold history (for stats and tests). */
   get historyTopics(): number {
     return this.history.topicCount;
+  }
+
+  /** In the process: always connected, nothing ever waits. */
+  status(): PushletBrokerStatus {
+    return READY;
   }
 
   async stop(): Promise<void> {

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import type { DeliveryMeter, PushletRefusalReason } from '../metrics/pushlet-counters.js';
 import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice } from '../protocol/frames.js';
 import { comparePositions, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
 import { ResumeCursorWriter } from './resume-cursor.js';
@@ -8,8 +9,8 @@ import { MESSAGES } from '../pushlet.messages.js';
 import { BoundedWriter, type WriteQueue } from './bounded-writer.js';
 import type { ConnectionSlot } from './connection-tracker.js';
 import type { Envelope } from './envelope.js';
-import { PushletError } from './errors.js';
-import { Feed, type FeedSink, type TopicStart } from './feed.js';
+import { PushletError, PushletForbiddenError, PushletUnavailableError, PushletValidationError } from './errors.js';
+import { Feed, type CaughtUp, type FeedSink, type TopicStart } from './feed.js';
 
 /** Why the server ends a session. */
 export type SessionEndReason = 'shutdown' | 'slow' | 'error';
@@ -31,16 +32,22 @@ export interface SessionOutput {
   readonly queue: WriteQueue;
   /** The server ends the connection (the transport closes it its own way: close code, end of stream). */
   end(reason: SessionEndReason): void;
+  /** How its deliveries are counted (its transport, and the bytes of its frames). */
+  readonly meter?: DeliveryMeter;
 }
 
 /** What the session needs from the module's runtime (the hub). */
 export interface SessionContext {
-  readonly feedOf: (sink: FeedSink) => Feed;
+  readonly feedOf: (sink: FeedSink, meter: DeliveryMeter | undefined) => Feed;
   readonly ordering: 'total' | 'per-topic';
   readonly bufferBytes: number;
   readonly validateTopics: (topics: readonly unknown[], alreadySubscribed: number) => void;
   readonly authorize: (topics: readonly string[], transport: PushletTransport, request: IncomingMessage) => Promise<void>;
   readonly slowConsumer: (transport: PushletTransport, address: string) => void;
+  /** A connection was turned away before it started. */
+  readonly refused: (reason: PushletRefusalReason) => void;
+  /** A resume was answered (`caughtUp.resets` > 0: with a reset). */
+  readonly resumed: (caughtUp: CaughtUp) => void;
   readonly closed: (session: Session) => void;
 }
 
@@ -73,7 +80,8 @@ export class Session implements FeedSink {
     private readonly slot: ConnectionSlot,
     readonly request?: IncomingMessage,
   ) {
-    this.feed = context.feedOf(this);
+    // Only connections are counted: sessions with a request (server-side consumers have none).
+    this.feed = context.feedOf(this, request ? output.meter : undefined);
     this.writer = new BoundedWriter(output.queue, context.bufferBytes, () => this.overflow());
   }
 
@@ -91,8 +99,14 @@ export class Session implements FeedSink {
    * problem (SSE and `stream()`: the whole request is refused).
    */
   async admitAll(topics: readonly string[]): Promise<void> {
-    this.context.validateTopics(topics, 0);
-    if (this.request) await this.context.authorize(topics, this.transport, this.request);
+    try {
+      this.context.validateTopics(topics, 0);
+      if (this.request) await this.context.authorize(topics, this.transport, this.request);
+    } catch (error) {
+      if (error instanceof PushletForbiddenError) this.refused('forbidden');
+      else if (error instanceof PushletValidationError) this.refused('invalid');
+      throw error;
+    }
   }
 
   /** Checks each topic on its own (WebSocket): the refused ones are named with their reason. */
@@ -124,18 +138,25 @@ export class Session implements FeedSink {
    */
   async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = []): Promise<void> {
     const starts = this.starts([...topics, BROADCAST_TOPIC], lastEventId);
-    await this.feed.add(starts, () => {
-      if (this.ended) return;
-      this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }));
-      for (const { topic, reason } of refused) this.output.notice({ event: EVENTS.error, data: reason, topic });
-    });
+    let caughtUp: CaughtUp | undefined;
+    try {
+      caughtUp = await this.feed.add(starts, () => {
+        if (this.ended) return;
+        this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }));
+        for (const { topic, reason } of refused) this.output.notice({ event: EVENTS.error, data: reason, topic });
+      });
+    } catch (error) {
+      if (error instanceof PushletUnavailableError) this.refused('unavailable');
+      throw error;
+    }
+    this.countResume(lastEventId, caughtUp);
   }
 
   /** Subscribes more topics (WebSocket), resuming them after `lastEventId` when given. */
   async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined): Promise<void> {
     this.ref = ref;
     try {
-      await this.feed.add(this.starts(topics, lastEventId));
+      this.countResume(lastEventId, await this.feed.add(this.starts(topics, lastEventId)));
     } finally {
       this.ref = undefined;
     }
@@ -201,6 +222,15 @@ export class Session implements FeedSink {
     this.feed.close();
     this.slot.release();
     this.context.closed(this);
+  }
+
+  /** Counts a connection turned away (connections only, not server-side consumers). */
+  private refused(reason: PushletRefusalReason): void {
+    if (this.request) this.context.refused(reason);
+  }
+
+  private countResume(lastEventId: string | undefined, caughtUp: CaughtUp | undefined): void {
+    if (lastEventId !== undefined && caughtUp && this.request) this.context.resumed(caughtUp);
   }
 
   private overflow(): void {

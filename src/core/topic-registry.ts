@@ -1,5 +1,6 @@
 import { Subject } from 'rxjs';
 import type { BrokerEventHandler, PushletBroker } from '../interfaces/broker.interface.js';
+import type { DeliveryMeter, MeteredListeners, PushletCounters } from '../metrics/pushlet-counters.js';
 import type { Position } from '../protocol/ids.js';
 import type { Envelope } from './envelope.js';
 import { BROADCAST_TOPIC } from './topic.js';
@@ -9,6 +10,8 @@ export interface ChannelListener {
   receive(envelope: Envelope): void;
   /** Messages of the topic (before `until`, when given) may have been lost on this instance. */
   gap(until?: Position): void;
+  /** How its deliveries are counted; none for subscribers that are not connections (server-side consumers). */
+  readonly meter?: DeliveryMeter;
 }
 
 /** A topic's live stream while it has local subscribers. */
@@ -23,6 +26,8 @@ export interface TopicChannel {
 class Channel implements TopicChannel {
   readonly subject = new Subject<Envelope>();
   readonly listeners = new Set<ChannelListener>();
+  /** Listeners per kind of connection: a fan-out is counted once per kind, not once per listener. */
+  readonly meters: MeteredListeners[] = [];
 
   constructor(
     readonly topic: string,
@@ -36,6 +41,33 @@ class Channel implements TopicChannel {
       for (const listener of this.listeners) listener.receive(envelope);
     });
   }
+
+  /** Adds `listener`; false if it was here already. */
+  add(listener: ChannelListener): boolean {
+    if (this.listeners.has(listener)) return false;
+    this.listeners.add(listener);
+    const meter = listener.meter;
+    if (!meter) return true;
+    const kind = this.meters.find((entry) => entry.meter === meter);
+    if (kind) kind.count += 1;
+    else this.meters.push({ meter, count: 1 });
+    return true;
+  }
+
+  /** Removes `listener`; false if it was not here. */
+  delete(listener: ChannelListener): boolean {
+    if (!this.listeners.delete(listener)) return false;
+    const meter = listener.meter;
+    if (!meter) return true;
+    const at = this.meters.findIndex((entry) => entry.meter === meter);
+    if (at >= 0 && --this.meters[at]!.count === 0) this.meters.splice(at, 1);
+    return true;
+  }
+
+  clear(): void {
+    this.listeners.clear();
+    this.meters.length = 0;
+  }
 }
 
 /**
@@ -47,8 +79,13 @@ class Channel implements TopicChannel {
 export class TopicRegistry implements BrokerEventHandler {
   private readonly broadcastChannel = new Channel(BROADCAST_TOPIC, Promise.resolve());
   private readonly channels = new Map<string, Channel>();
+  /** Listeners of every topic but broadcasts, kept as they come and go (stats are read every second). */
+  private topicSubscriptions = 0;
 
-  constructor(private readonly broker: PushletBroker) {}
+  constructor(
+    private readonly broker: PushletBroker,
+    private readonly counters?: PushletCounters,
+  ) {}
 
   /** The stream of `publishToAll` messages. */
   get broadcast(): Subject<Envelope> {
@@ -57,7 +94,12 @@ export class TopicRegistry implements BrokerEventHandler {
 
   /** Routes a message from the broker to the local subscribers of its topic. */
   readonly message = (envelope: Envelope): void => {
-    this.channelOf(envelope.topic)?.subject.next(envelope);
+    const channel = this.channelOf(envelope.topic);
+    if (channel) {
+      channel.subject.next(envelope);
+      // Counted once per message, with the subscribers of each kind, while the encodings are cached.
+      this.counters?.fannedOut(envelope, channel.meters);
+    }
     // Every live subscriber has written it by now (delivery is synchronous).
     envelope.releaseEncodings();
   };
@@ -83,17 +125,19 @@ export class TopicRegistry implements BrokerEventHandler {
       channel = new Channel(topic, ready);
       this.channels.set(topic, channel);
     }
-    channel.listeners.add(listener);
+    if (channel.add(listener) && channel !== this.broadcastChannel) this.topicSubscriptions += 1;
     return channel;
   }
 
   release(topic: string, listener: ChannelListener): void {
     if (topic === BROADCAST_TOPIC) {
-      this.broadcastChannel.listeners.delete(listener);
+      this.broadcastChannel.delete(listener);
       return;
     }
     const channel = this.channels.get(topic);
-    if (!channel || !channel.listeners.delete(listener) || channel.listeners.size > 0) return;
+    if (!channel || !channel.delete(listener)) return;
+    this.topicSubscriptions -= 1;
+    if (channel.listeners.size > 0) return;
     this.channels.delete(topic);
     channel.subject.complete();
     this.broker.unwatch(topic);
@@ -110,16 +154,26 @@ export class TopicRegistry implements BrokerEventHandler {
 
   /** Local subscriptions, counted per topic (broadcast included). */
   get subscriberCount(): number {
-    let count = this.broadcastChannel.listeners.size;
-    for (const channel of this.channels.values()) count += channel.listeners.size;
-    return count;
+    return this.broadcastChannel.listeners.size + this.topicSubscriptions;
+  }
+
+  /** Local subscriptions of topics (broadcasts not included). */
+  get subscriptionCount(): number {
+    return this.topicSubscriptions;
+  }
+
+  /** Each topic with local subscribers and how many, most subscribed first. */
+  topicSubscribers(): Array<{ topic: string; subscribers: number }> {
+    const list = [...this.channels.values()].map((channel) => ({ topic: channel.topic, subscribers: channel.listeners.size }));
+    return list.sort((a, b) => b.subscribers - a.subscribers || (a.topic < b.topic ? -1 : 1));
   }
 
   /** Ends every stream (at shutdown). */
   close(): void {
     for (const channel of this.channels.values()) channel.subject.complete();
     this.channels.clear();
+    this.topicSubscriptions = 0;
     this.broadcastChannel.subject.complete();
-    this.broadcastChannel.listeners.clear();
+    this.broadcastChannel.clear();
   }
 }

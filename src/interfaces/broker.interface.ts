@@ -40,6 +40,16 @@ export interface ReplayResult {
   readonly unknown: readonly string[];
 }
 
+/** How a broker's link stands now (for `stats()`, metrics and health checks). */
+export interface PushletBrokerStatus {
+  /** Publications go out and messages come in now. */
+  readonly connected: boolean;
+  /** The state by name: `ready` for a broker that is always connected; the Redis link's state (`redis-link.ts`). */
+  readonly state: string;
+  /** Publications waiting for the broker to record them (the Redis outbox). */
+  readonly queued: number;
+}
+
 /**
  * Moves messages between publishers and this instance's subscribers, and keeps the history that
  * resume reads. The in-memory broker serves one process; the Redis broker joins many.
@@ -74,6 +84,8 @@ export interface PushletBroker {
   positions(topics: readonly string[], estimate?: boolean): Promise<Position[]>;
   /** Stops delivering and releases connections. */
   stop(): Promise<void>;
+  /** How the broker's link stands; a broker without it counts as always connected. */
+  status?(): PushletBrokerStatus;
 }
 
 /** Injection token of the active {@link PushletBroker}. */

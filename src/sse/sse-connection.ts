@@ -7,7 +7,8 @@ import type { Session, SessionEndReason, SessionOutput } from '../core/session.j
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { sseFrame, type SseFormat } from '../protocol/sse.js';
 import type { Notice } from '../protocol/frames.js';
-import { httpChunk, messageEncoding, messageWithId } from './sse-encoder.js';
+import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import { httpChunk, messageEncoding, messageWithId, SSE_METERS } from './sse-encoder.js';
 
 /**
  * One open event stream: encodes frames and writes them. Its session decides what to write and
@@ -28,6 +29,7 @@ export class SseConnection implements SessionOutput, WriteQueue {
   private closed = false;
   /** The session's bounded writer watches this connection's own queue. */
   readonly queue: WriteQueue = this;
+  readonly meter: DeliveryMeter;
 
   constructor(
     readonly request: IncomingMessage,
@@ -35,7 +37,9 @@ export class SseConnection implements SessionOutput, WriteQueue {
     private readonly batch: WriteBatch,
     /** What message frames' `data:` lines hold (`?format=`). */
     private readonly format: SseFormat = 'text',
-  ) {}
+  ) {
+    this.meter = SSE_METERS[format];
+  }
 
   /** Bytes written but not yet taken by the kernel. */
   queuedBytes(): number {

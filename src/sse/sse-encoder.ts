@@ -1,4 +1,5 @@
 import type { Envelope } from '../core/envelope.js';
+import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
 import { sseComment, sseEventBody, sseFrame, sseIdLine, sseJsonData, type SseFormat } from '../protocol/sse.js';
 
 export { SSE_HEADERS } from '../protocol/sse.js';
@@ -26,17 +27,36 @@ export interface SseMessageEncoding {
  * is done ({@link Envelope.releaseEncodings}), and rebuilt only if a replay needs it.
  */
 export function messageEncoding(envelope: Envelope, format: SseFormat = 'text'): SseMessageEncoding {
-  return envelope.encoded(SSE_FRAME[format], ({ message }) => {
-    const text = sseFrame(message.event, frameData(envelope, format), message.id);
-    const length = Buffer.byteLength(text);
-    const head = `${length.toString(16)}\r\n`;
-    const chunk = Buffer.allocUnsafe(head.length + length + 2);
-    chunk.write(head, 0, 'latin1');
-    chunk.write(text, head.length, 'utf8');
-    chunk.write('\r\n', head.length + length, 'latin1');
-    return { chunk, frame: chunk.subarray(head.length, head.length + length) };
-  });
+  return envelope.encoded(SSE_FRAME[format], ENCODE_FRAME[format]);
 }
+
+// One encoder per format, made once: looking an encoding up (every delivery does) allocates nothing.
+const ENCODE_FRAME: Readonly<Record<SseFormat, (envelope: Envelope) => SseMessageEncoding>> = {
+  text: (envelope) => encodeFrame(envelope, 'text'),
+  json: (envelope) => encodeFrame(envelope, 'json'),
+};
+
+function encodeFrame(envelope: Envelope, format: SseFormat): SseMessageEncoding {
+  const { message } = envelope;
+  const text = sseFrame(message.event, frameData(envelope, format), message.id);
+  const length = Buffer.byteLength(text);
+  const head = `${length.toString(16)}\r\n`;
+  const chunk = Buffer.allocUnsafe(head.length + length + 2);
+  chunk.write(head, 0, 'latin1');
+  chunk.write(text, head.length, 'utf8');
+  chunk.write('\r\n', head.length + length, 'latin1');
+  return { chunk, frame: chunk.subarray(head.length, head.length + length) };
+}
+
+/**
+ * How SSE deliveries are counted, per format: the bytes of the shared frame as an HTTP/1.1 chunk
+ * (what a chunked response carries; a Redis Cluster connection's own resume cursor is not
+ * counted apart). Read once per message, from the encoding delivery has just cached.
+ */
+export const SSE_METERS: Readonly<Record<SseFormat, DeliveryMeter>> = {
+  text: { transport: 'sse', frameBytes: (envelope) => messageEncoding(envelope, 'text').chunk.length },
+  json: { transport: 'sse', frameBytes: (envelope) => messageEncoding(envelope, 'json').chunk.length },
+};
 
 /**
  * A published message's frame under a resume id of the connection's own (brokers that order ids

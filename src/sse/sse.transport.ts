@@ -36,6 +36,8 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   private readonly connections = new Set<SseConnection>();
   private readonly batch: WriteBatch;
   private stopHeartbeat: (() => void) | undefined;
+  /** Set when the app starts shutting down: from then on no stream starts, since none would be ended. */
+  private shuttingDown = false;
 
   constructor(
     private readonly hub: PushletHub,
@@ -77,6 +79,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   beforeApplicationShutdown(): void {
+    this.shuttingDown = true;
     this.stopHeartbeat?.();
     for (const connection of this.connections) connection.session.end('shutdown');
     this.connections.clear();
@@ -84,6 +87,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse, adapterRequest: unknown, adapterResponse: unknown): Promise<void> {
+    if (this.shuttingDown) return refuseWhileShuttingDown(response);
     try {
       await this.routes.check('sse', adapterRequest as IncomingMessage, adapterResponse);
     } catch (error) {
@@ -96,7 +100,10 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     const topics = requested.length === 0 ? [DEFAULT_TOPIC] : [...new Set(requested)];
     const lastEventId = headerValue(request.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? undefined;
     const format = parseSseFormat(url.searchParams.get('format'));
-    if (format === undefined) return respondError(response, 400, MESSAGES.sseFormat);
+    if (format === undefined) {
+      this.hub.counters.refusal('invalid');
+      return respondError(response, 400, MESSAGES.sseFormat);
+    }
 
     const connection = new SseConnection(request, response, this.batch, format);
     let session: Session;
@@ -115,6 +122,11 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     if (request.destroyed || response.destroyed) {
       session.dispose();
       return;
+    }
+    if (this.shuttingDown) {
+      // The shutdown began while the topics were checked: it has ended the streams it knew of.
+      session.dispose();
+      return refuseWhileShuttingDown(response);
     }
     this.connections.add(connection);
     response.on('close', () => {
@@ -145,16 +157,25 @@ function rejectRequest(response: ServerResponse, error: unknown): void {
   respondError(response, status, error.message);
 }
 
+/**
+ * 503, and the connection closed after it: a client that kept reconnecting on the same keep-alive
+ * connection would keep it busy, and Node's `server.close()` waits for busy connections forever.
+ */
+function refuseWhileShuttingDown(response: ServerResponse): void {
+  respondJson(response, 503, { statusCode: 503, message: MESSAGES.shuttingDown }, { Connection: 'close' });
+}
+
 function respondError(response: ServerResponse, statusCode: number, message: string): void {
   respondJson(response, statusCode, { statusCode, message });
 }
 
-function respondJson(response: ServerResponse, statusCode: number, value: Record<string, unknown>): void {
+function respondJson(response: ServerResponse, statusCode: number, value: Record<string, unknown>, headers: Record<string, string> = {}): void {
   const body = JSON.stringify(value);
   response.writeHead(statusCode, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
     ...(statusCode === 503 ? { 'Retry-After': '1' } : {}),
+    ...headers,
   });
   response.end(body);
 }

@@ -8,7 +8,8 @@ import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { CLOSE_CODES, type Notice } from '../protocol/frames.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CommandBudget } from './ws-commands.js';
-import { messageFrame, messageWireFrame, messageWithId, noticeFrame } from './ws-encoder.js';
+import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import { messageFrame, messageWireFrame, messageWithId, noticeFrame, WS_METERS } from './ws-encoder.js';
 
 export { CLOSE_CODES } from '../protocol/frames.js';
 
@@ -51,6 +52,7 @@ export class WsConnection implements SessionOutput, WriteQueue {
   /** Resolves once the socket has closed, however that happened. */
   readonly ended: Promise<void>;
   readonly queue: WriteQueue = this;
+  readonly meter: DeliveryMeter;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private alive = true;
   private tasks: Promise<void> = Promise.resolve();
@@ -69,6 +71,7 @@ export class WsConnection implements SessionOutput, WriteQueue {
   ) {
     this.address = request.socket.remoteAddress ?? 'unknown';
     this.budget = new CommandBudget(settings.commandsPerSecond);
+    this.meter = WS_METERS[settings.binary ? 'binary' : 'text'];
     this.raw = socket.extensions === '' ? new SocketWriter(request.socket, settings.writeBatch) : undefined;
     this.ended = new Promise((resolve) => (this.markEnded = resolve));
     socket.on('close', () => this.dispose());

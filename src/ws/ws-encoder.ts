@@ -1,4 +1,5 @@
 import type { Envelope } from '../core/envelope.js';
+import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
 import { noticeJson, type Notice } from '../protocol/frames.js';
 
 const WS_FRAME = Symbol('pushlet:ws-frame');
@@ -32,8 +33,12 @@ class MessageEncoding {
 }
 
 function messageEncoding(envelope: Envelope, opcode = OPCODE_BINARY): MessageEncoding {
-  return envelope.encoded(WS_FRAME, (e) => new MessageEncoding(e.json, opcode));
+  return envelope.encoded(WS_FRAME, opcode === OPCODE_BINARY ? encodeBinary : encodeText);
 }
+
+// Made once: looking an encoding up (every delivery does) allocates nothing.
+const encodeBinary = (envelope: Envelope) => new MessageEncoding(envelope.json, OPCODE_BINARY);
+const encodeText = (envelope: Envelope) => new MessageEncoding(envelope.json, OPCODE_TEXT);
 
 /** The payload of a published message (the message JSON as UTF-8). */
 export function messageFrame(envelope: Envelope): Buffer {
@@ -45,6 +50,16 @@ export function messageWireFrame(envelope: Envelope, binary: boolean): Buffer {
   const opcode = binary ? OPCODE_BINARY : OPCODE_TEXT;
   return messageEncoding(envelope, opcode).frame(opcode);
 }
+
+/**
+ * How WebSocket deliveries are counted, per frame type: the bytes of the whole shared frame,
+ * header included (a Redis Cluster connection's own resume cursor is not counted apart). Read
+ * once per message, from the encoding delivery has just cached.
+ */
+export const WS_METERS: Readonly<Record<'binary' | 'text', DeliveryMeter>> = {
+  binary: { transport: 'ws', frameBytes: (envelope) => messageWireFrame(envelope, true).length },
+  text: { transport: 'ws', frameBytes: (envelope) => messageWireFrame(envelope, false).length },
+};
 
 /**
  * A published message under a resume id of the connection's own (brokers that order ids per

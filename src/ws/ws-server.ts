@@ -9,6 +9,8 @@ export interface WsServerOptions {
   readonly allowedOrigins?: readonly string[];
   /** Decides on an upgrade before it is answered: `undefined` lets it through, else the refusal. */
   readonly admit?: (request: IncomingMessage) => Promise<{ status: number; body: string } | undefined>;
+  /** Told of every upgrade refused for its `Origin`. */
+  readonly refused?: () => void;
 }
 
 /** A `ws` server that receives the upgrades of one path of the app's HTTP server. */
@@ -38,7 +40,7 @@ export async function mountWsServer(options: WsServerOptions, httpServer: HttpSe
     maxPayload: options.maxPayload,
     clientTracking: false,
     perMessageDeflate: false,
-    verifyClient: upgradeVerifier(options.allowedOrigins, options.admit),
+    verifyClient: upgradeVerifier(options.allowedOrigins, options.admit, options.refused),
   };
   const wsAdapter = await wsAdapterOf(ioAdapter, httpServer);
   if (wsAdapter) return mountThroughAdapter(wsAdapter, options.path, serverOptions);
@@ -106,10 +108,12 @@ async function loadWsAdapterClass(): Promise<(abstract new (...args: never[]) =>
 function upgradeVerifier(
   allowedOrigins: readonly string[] | undefined,
   admit: WsServerOptions['admit'],
+  refused: WsServerOptions['refused'],
 ): VerifyClientCallbackAsync {
   const allowed = allowedOrigins && new Set(allowedOrigins.map((origin) => origin.toLowerCase()));
   return ({ origin, req }, done) => {
     if (allowed && origin !== undefined && !allowed.has(String(origin).toLowerCase())) {
+      refused?.();
       done(false, 403, MESSAGES.wsOriginForbidden);
       return;
     }

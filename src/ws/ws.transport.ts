@@ -66,7 +66,8 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
         return { status: error.status, body: JSON.stringify(error.body) };
       }
     };
-    this.mounted = await mountWsServer({ ...options, path, admit }, httpServer, this.applicationConfig?.getIoAdapter());
+    const refused = () => this.hub.counters.refusal('origin');
+    this.mounted = await mountWsServer({ ...options, path, admit, refused }, httpServer, this.applicationConfig?.getIoAdapter());
     this.hub.logger.log(`Mapped {${path}} WebSocket endpoint (Pushlet, through ${this.mounted.via})`);
     this.mounted.server.on('connection', (socket: WebSocket, request: IncomingMessage) => this.accept(socket, request));
     this.stopHeartbeat = this.hub.heartbeat.onTick(() => this.heartbeat());
@@ -123,6 +124,7 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
 
   private takeOn(socket: WebSocket, request: IncomingMessage): void {
     if (this.shuttingDown) {
+      this.hub.counters.refusal('shutdown');
       refuse(socket, CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
       return;
     }

@@ -1,23 +1,36 @@
 import net from 'node:net';
 import { once } from 'node:events';
 
+export interface TcpProxyOptions {
+  /**
+   * `refuse`: a connection whose first request asks for an upgrade is answered `502 Bad Gateway`
+   * and closed, as by a proxy that does not do WebSocket (clients open a fresh connection for
+   * each upgrade); other connections go through. Default `pass`.
+   */
+  readonly upgrades?: 'pass' | 'refuse';
+}
+
 /**
  * A TCP proxy in front of an app, to cut connections the way a network does: `cut()` destroys
  * every piped socket (no WebSocket close frame, no end of the SSE stream) and refuses new ones
  * until `restore()`; `freeze()` stops forwarding on the open connections without closing them
- * (a half-open link that only a ping notices). Close it in `afterEach`.
+ * (a half-open link that only a ping notices); `pointAt()` sends new connections to another
+ * port (a load balancer failing over). Close it in `afterEach`.
  */
 export class TcpProxy {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private mode: 'open' | 'cut' = 'open';
 
-  private constructor(private readonly target: number) {
+  private constructor(
+    private target: number,
+    private readonly options: TcpProxyOptions,
+  ) {
     this.server = net.createServer((client) => this.accept(client));
   }
 
-  static async start(targetPort: number): Promise<TcpProxy> {
-    const proxy = new TcpProxy(targetPort);
+  static async start(targetPort: number, options: TcpProxyOptions = {}): Promise<TcpProxy> {
+    const proxy = new TcpProxy(targetPort, options);
     proxy.server.listen(0, '127.0.0.1');
     await once(proxy.server, 'listening');
     return proxy;
@@ -41,6 +54,11 @@ export class TcpProxy {
     this.mode = 'open';
   }
 
+  /** New connections go to `port` from now on; open ones stay where they are. */
+  pointAt(port: number): void {
+    this.target = port;
+  }
+
   /** Open connections stop carrying bytes either way; new ones work. */
   freeze(): void {
     for (const socket of this.sockets) {
@@ -59,7 +77,35 @@ export class TcpProxy {
       client.destroy();
       return;
     }
+    if (this.options.upgrades === 'refuse') return this.screenUpgrade(client);
+    this.pipe(client);
+  }
+
+  /** Reads the request head first: an upgrade is answered 502, anything else goes through. */
+  private screenUpgrade(client: net.Socket): void {
+    this.sockets.add(client);
+    client.on('error', () => undefined);
+    client.on('close', () => this.sockets.delete(client));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      client.off('data', onData);
+      client.pause();
+      if (/^upgrade:/im.test(head.subarray(0, end).toString('latin1'))) {
+        client.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      this.sockets.delete(client);
+      this.pipe(client, head);
+    };
+    client.on('data', onData);
+  }
+
+  private pipe(client: net.Socket, head?: Buffer): void {
     const upstream = net.connect(this.target, '127.0.0.1');
+    if (head) upstream.write(head);
     for (const socket of [client, upstream]) {
       this.sockets.add(socket);
       socket.on('error', () => undefined);
@@ -71,5 +117,6 @@ export class TcpProxy {
     }
     client.pipe(upstream);
     upstream.pipe(client);
+    client.resume();
   }
 }

@@ -1,0 +1,325 @@
+/**
+ * `client-reconnect`: what a server restart costs, measured with the real client SDK. Two
+ * instances of the sample app share one redis-server (started here on a free port); 1,000 SDK
+ * clients in one process (`bench/client/sdk-clients.ts`, `ws`'s WebSocket or the SDK's SSE
+ * transport over Node's fetch) are connected to instance B, each subscribed to one of 100 topics,
+ * while instance A publishes round-robin on all topics throughout. Instance B is then restarted on
+ * the same port (`bench/servers/pushlet-restart.ts`): its app closed (WebSocket close 1001, SSE
+ * streams end) and a new one started in the same process. The clients reconnect with their backoff
+ * and resume from their last id, the missed messages replayed from Redis.
+ *
+ * Figures, all from the moment the restart began (t0) on the machine's shared monotonic clock:
+ * when the new instance listened, when every client was connected again, when every client had
+ * received every message published before its own reconnection (replayed or in flight), the
+ * failed attempts per client, and the CPU the client process and the new instance spent until
+ * then. Every message is counted per client: missed, duplicated, out of order, resets.
+ */
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BenchConfig } from './config.js';
+import type { ClientReport, OpenArgs, Status } from './client/sdk-clients.js';
+import { round } from './lib/histogram.js';
+import { Child } from './lib/ipc.js';
+import { nowUs, sampleProcess } from './lib/proc.js';
+import { startRedis } from './lib/redis.js';
+import { LOG_DIR, PEERS, probeWebSocket, ServerHandle, sleep } from './lib/runner.js';
+import type { Row, Scenario, ScenarioResult } from './scenarios.js';
+
+const BUILD_DIR = fileURLToPath(new URL('.', import.meta.url));
+const TOPIC_PREFIX = 'reconnect/';
+const MAX_DELAY_MS = 30_000;
+/** Longest wait for every client to be back, and then for every message to arrive. */
+const RECOVERY_TIMEOUT_MS = 120_000;
+const DRAIN_TIMEOUT_MS = 30_000;
+
+interface Variant {
+  transport: 'websocket' | 'sse';
+  minDelayMs: number;
+}
+
+/** CPU time of one process sampled over time, to read it at moments known only afterwards. */
+class CpuTrace {
+  private readonly samples: Array<[us: number, cpuMs: number]> = [];
+  constructor(private readonly pid: number) {}
+
+  /** Takes a sample; returns its time (µs). */
+  sample(): number {
+    const us = nowUs();
+    try {
+      this.samples.push([us, sampleProcess(this.pid).cpuMs]);
+    } catch {
+      // The process has exited.
+    }
+    return us;
+  }
+
+  /** CPU ms per second between its first two samples. */
+  firstRate(): number {
+    const [a, b] = this.samples;
+    return a && b ? ((b[1] - a[1]) * 1e6) / (b[0] - a[0]) : NaN;
+  }
+
+  /** CPU ms spent between two moments (the last sample at or before each, else the first). */
+  between(fromUs: number, toUs: number): number {
+    const at = (us: number) => {
+      let found = this.samples[0];
+      for (const sample of this.samples) if (sample[0] <= us) found = sample;
+      return found?.[1] ?? NaN;
+    };
+    return at(toUs) - at(fromUs);
+  }
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/** Counts of values in buckets `width` wide: `{ "0": n, "250": m, ... }`. */
+function buckets(values: number[], width: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) {
+    if (!Number.isFinite(v)) continue;
+    const key = String(Math.floor(v / width) * width);
+    out[key] = (out[key] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** The most values within any window `widthUs` wide. */
+function peakIn(valuesUs: number[], widthUs: number): number {
+  const sorted = [...valuesUs].sort((a, b) => a - b);
+  let peak = 0;
+  for (let i = 0, j = 0; i < sorted.length; i += 1) {
+    while (sorted[i]! - sorted[j]! >= widthUs) j += 1;
+    peak = Math.max(peak, i - j + 1);
+  }
+  return peak;
+}
+
+/** When attempt k after the drop started, over all clients: k, how many, and min/p50/max ms after the drop. */
+function attemptSpread(report: ClientReport): Array<{ attempt: number; count: number; minMs: number; p50Ms: number; maxMs: number }> {
+  const byAttempt: number[][] = [];
+  report.attemptsUs.forEach((list, client) => list.forEach((us, k) => (byAttempt[k] ??= []).push((us - report.droppedUs[client]!) / 1000)));
+  return byAttempt.map((offsets, attempt) => ({
+    attempt,
+    count: offsets.length,
+    minMs: round(Math.min(...offsets), 1),
+    p50Ms: round(percentile(offsets, 50), 1),
+    maxMs: round(Math.max(...offsets), 1),
+  }));
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await sleep(everyMs);
+  }
+}
+
+async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
+  const peer = PEERS[variant.transport === 'websocket' ? 'pushlet-ws' : 'pushlet-sse']!;
+  const label = `Pushlet ${variant.transport === 'websocket' ? 'WS' : 'SSE'}, backoff ${variant.minDelayMs} ms–${MAX_DELAY_MS / 1000} s${variant.minDelayMs === 500 ? ' (default)' : ''}`;
+  const row: Row = { peer: `${peer.id}-min${variant.minDelayMs}`, label, pushlet: true, status: 'ok', metrics: {} };
+  const cleanup: Array<() => Promise<void>> = [];
+  const name = `reconnect-${variant.transport}-${variant.minDelayMs}`;
+  process.stdout.write(`  ${label.padEnd(44)} `);
+  try {
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000' };
+    const a = await ServerHandle.start(peer, { env, name: `${name}-a` });
+    cleanup.push(() => a.stop());
+    const b = await ServerHandle.start({ ...peer, script: 'servers/pushlet-restart.js' }, { env, name: `${name}-b` });
+    cleanup.push(() => b.stop());
+    if (!a.features.distributed) throw new Error('the sample app ignored REDIS_URL');
+    if (variant.transport === 'websocket' && !(await probeWebSocket(b.port))) throw new Error('no WebSocket endpoint');
+    const port = b.port;
+
+    const clients = Child.start(join(BUILD_DIR, 'client/sdk-clients.js'), { name: `${name}-clients`, logPath: join(LOG_DIR, `bench-${name}-clients.log`) });
+    cleanup.push(() => clients.stop());
+    await clients.once('ready', 30_000);
+    const topics = Array.from({ length: config.reconnectTopics }, (_, i) => `${TOPIC_PREFIX}${i}`);
+    const open: OpenArgs = {
+      baseUrl: `http://127.0.0.1:${port}`,
+      transport: variant.transport,
+      clients: config.reconnectClients,
+      topics: config.reconnectTopics,
+      topicPrefix: TOPIC_PREFIX,
+      minReconnectDelayMs: variant.minDelayMs,
+      maxReconnectDelayMs: MAX_DELAY_MS,
+    };
+    const opened = await clients.call<{ elapsedMs: number }>('open', open, RECOVERY_TIMEOUT_MS);
+    const status = () => clients.call<Status>('status', {});
+    // Subscriptions are live through Redis once a message published on A has reached every client.
+    await until('warm-up through Redis', 30_000, async () => {
+      await a.call('warmup', { topics });
+      await sleep(200);
+      const s = await status();
+      return s.warm === s.clients ? s : undefined;
+    });
+
+    // A publishes in one-second slices until told to stop; sequence numbers run on across slices.
+    let publishing = true;
+    let totals: number[] = [];
+    const publisher = (async () => {
+      while (publishing) {
+        const slice = await a.call<{ totals: number[] }>('steady', { topics, rate: config.reconnectRate, durationMs: 1_000 }, 30_000);
+        totals = slice.totals;
+      }
+    })();
+    const clientCpu = new CpuTrace(clients.pid);
+    const serverCpu = new CpuTrace(b.pid);
+    // The rate while only receiving: over the second half of the time before the restart.
+    await sleep(config.reconnectBeforeMs / 2);
+    clientCpu.sample();
+    serverCpu.sample();
+    await sleep(config.reconnectBeforeMs / 2);
+    clientCpu.sample();
+    serverCpu.sample();
+    const steadyServerRate = serverCpu.firstRate();
+
+    // The restart: mark, then B closes its app and starts a new one on the same port.
+    const t0 = await clients.call<number>('mark', {});
+    const sampler = setInterval(() => {
+      clientCpu.sample();
+      serverCpu.sample();
+    }, 50);
+    try {
+      const restart = await b.call<{ startUs: number; closedUs: number; listeningUs: number }>('restart', {}, 60_000).catch(async (error: unknown) => {
+        // Say what the closing app still holds (connections accepted while it closed keep app.close() waiting).
+        const held = await b.call<{ connections: number }>('stats', {}, 5_000).then((s) => s.connections, () => 'unknown');
+        throw new Error(`${error instanceof Error ? error.message : String(error)}; the closing app still counts ${held} connections`);
+      });
+      const downUs = restart.closedUs;
+      const upUs = restart.listeningUs;
+      await until('every client connected again', RECOVERY_TIMEOUT_MS, async () => {
+        const s = await status();
+        return s.back === s.clients ? s : undefined;
+      });
+      await sleep(config.reconnectAfterMs);
+      publishing = false;
+      await publisher;
+      const totalByTopic = Object.fromEntries(topics.map((topic, i) => [topic, totals[i] ?? 0]));
+      const expected = Array.from({ length: config.reconnectClients }, (_, i) => totalByTopic[`${TOPIC_PREFIX}${i % config.reconnectTopics}`]!).reduce((x, y) => x + y, 0);
+      // Every message published has arrived (or stopped arriving: then the report counts what is missing).
+      let last = -1;
+      await until('every message delivered', DRAIN_TIMEOUT_MS, async () => {
+        const s = await status();
+        if (s.received >= expected || s.received === last) return s;
+        last = s.received;
+        return undefined;
+      }, 500);
+      const report = await clients.call<ClientReport>('report', { totals: totalByTopic }, 60_000);
+      clientCpu.sample();
+      serverCpu.sample();
+
+      const back = Math.max(...report.connectedUs);
+      const caughtUpUs = Math.max(...report.caughtUpUs);
+      const reconnectAfterUpMs = report.connectedUs.map((us) => (us - upUs) / 1000);
+      const failedAttempts = report.attemptsUs.map((list) => Math.max(0, list.length - 1));
+      const attemptStarts = report.attemptsUs.flat();
+      row.metrics = {
+        clients: report.clients,
+        serverDownS: round((upUs - t0) / 1e6, 2),
+        allConnectedS: round((back - t0) / 1e6, 2),
+        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 50), 0),
+        reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0),
+        allCaughtUpS: round((caughtUpUs - t0) / 1e6, 2),
+        failedAttemptsP50: percentile(failedAttempts, 50),
+        failedAttemptsMax: Math.max(...failedAttempts),
+        peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
+        clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0),
+        clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0),
+        serverCpuMs: round(serverCpu.between(upUs, caughtUpUs), 0),
+        lost: report.missed,
+        duplicates: report.duplicates,
+        outOfOrder: report.outOfOrder,
+        resets: report.resets,
+      };
+      row.detail = {
+        openedInMs: opened.elapsedMs,
+        clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
+        // What the window would have cost at the rate measured before the restart, receiving only.
+        clientCpuMsAtSteadyRate: round((clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0),
+        restart: { closeS: round((downUs - t0) / 1e6, 2), startS: round((upUs - downUs) / 1e6, 2) },
+        serverCpuMsPerSBefore: round(steadyServerRate, 0),
+        publishedPerTopic: totalByTopic,
+        expectedDeliveries: expected,
+        clientsMissing: report.clientsMissing,
+        reconnectedMsAfterServerUp: { p50: percentile(reconnectAfterUpMs, 50), p90: percentile(reconnectAfterUpMs, 90), p99: percentile(reconnectAfterUpMs, 99), histogram250ms: buckets(reconnectAfterUpMs, 250) },
+        attemptStartMsAfterDrop: attemptSpread(report),
+        failedAttempts: buckets(failedAttempts, 1),
+        failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
+        caughtUpMsAfterReconnect: {
+          p50: percentile(report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000), 50),
+          max: Math.max(...report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000)),
+        },
+        errorSamples: report.errorSamples,
+        serverProblems: [a.problems(), b.problems()],
+      };
+      console.log(
+        `back ${row.metrics.allConnectedS} s, caught up ${row.metrics.allCaughtUpS} s after the restart began; lost ${report.missed}, dup ${report.duplicates}`,
+      );
+    } finally {
+      clearInterval(sampler);
+      publishing = false;
+    }
+  } catch (error) {
+    row.status = 'failed';
+    row.note = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    console.log(`failed: ${row.note}`);
+  } finally {
+    for (const step of cleanup.reverse()) await step().catch((error: unknown) => console.log(`    cleanup: ${String(error)}`));
+  }
+  return row;
+}
+
+export const clientReconnect: Scenario = {
+  id: 'client-reconnect',
+  async run(config): Promise<ScenarioResult> {
+    const variants: Variant[] = config.reconnectTransports.flatMap((transport) =>
+      config.reconnectMinDelays.map((ms) => ({ transport: transport as Variant['transport'], minDelayMs: Number(ms) })),
+    );
+    const rows: Row[] = [];
+    for (const variant of variants) rows.push(await runVariant(config, variant));
+    return {
+      id: 'client-reconnect',
+      title: 'Client SDK: reconnect after a server restart',
+      description:
+        `${config.reconnectClients.toLocaleString('en')} SDK clients in one Node process (WebSocket: \`ws\`; SSE: the SDK's fetch transport), each subscribed to one of ` +
+        `${config.reconnectTopics} topics on instance B of two sample-app instances sharing one redis-server; instance A publishes ${config.reconnectRate} msg/s round-robin ` +
+        `throughout. B is restarted on the same port: its app closed (WebSocket close 1001, SSE streams end) and a new one started in the same process. Times are from the start of the restart: ` +
+        `*server down* until the new B listens, *all connected* until every client is connected again, *all caught up* until every client has every message ` +
+        `published before its own reconnection. Reconnect ms are after the new B listens. Failed attempts: per client, before the one that got through; ` +
+        `attempts in the busiest 100 ms: connection attempts (all clients) starting within any 100 ms, what the backoff's jitter leaves of a thundering herd. ` +
+        `CPU: the client process from the restart until all caught up (and its rate while only receiving, before the restart), ` +
+        `and B from listening again until all caught up. ` +
+        `Reconnect backoff: the SDK's full jitter, attempt n waits between min and min(30 s, min × 2ⁿ).`,
+      params: { clients: config.reconnectClients, topics: config.reconnectTopics, rate: config.reconnectRate, maxReconnectDelayMs: MAX_DELAY_MS },
+      columns: [
+        { key: 'clients', label: 'clients' },
+        { key: 'serverDownS', label: 'server down s', digits: 2 },
+        { key: 'allConnectedS', label: 'all connected s', digits: 2, better: 'lower' },
+        { key: 'reconnectP50MsAfterUp', label: 'reconnect p50 ms', digits: 0, better: 'lower' },
+        { key: 'reconnectMaxMsAfterUp', label: 'reconnect max ms', digits: 0, better: 'lower' },
+        { key: 'allCaughtUpS', label: 'all caught up s', digits: 2, better: 'lower' },
+        { key: 'failedAttemptsP50', label: 'failed attempts p50', digits: 0 },
+        { key: 'failedAttemptsMax', label: 'failed attempts max', digits: 0 },
+        { key: 'peakAttemptsPer100ms', label: 'attempts in busiest 100 ms', digits: 0, better: 'lower' },
+        { key: 'clientCpuMs', label: 'client CPU ms', digits: 0, better: 'lower' },
+        { key: 'clientCpuMsPerSSteady', label: 'client CPU ms/s before', digits: 0 },
+        { key: 'serverCpuMs', label: 'server CPU ms', digits: 0, better: 'lower' },
+        { key: 'lost', label: 'lost' },
+        { key: 'duplicates', label: 'dup' },
+        { key: 'outOfOrder', label: 'out of order' },
+        { key: 'resets', label: 'resets' },
+      ],
+      rows,
+    };
+  },
+};

@@ -1,0 +1,124 @@
+/**
+ * `client-size`: what a page downloads for the client SDK, next to the client libraries a user
+ * would pick instead. Each file is measured minified, gzipped (level 9) and brotli-compressed
+ * (quality 11), the same way for all:
+ * - this SDK: `build/pushlet-client.js`, the one-file ESM build (`scripts/build-client.mjs`, the
+ *   same script that writes `dist/pushlet-client.js`), as `npm run build:all` left it;
+ * - centrifuge (centrifuge-js) and socket.io-client as shipped for pages (`dist/centrifuge.js`,
+ *   JSON protocol only; `dist/socket.io.esm.min.js`), and their ESM entry bundled with this
+ *   SDK's own esbuild settings (browser, ES2022, minified), so that the minifier is the same.
+ */
+import { build } from 'esbuild';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
+import type { Row, Scenario, ScenarioResult } from './scenarios.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const require = createRequire(import.meta.url);
+
+/** The SDK bundle's esbuild settings (scripts/build-client.mjs), for the peers' ESM entries. */
+const BUNDLE_SETTINGS = { bundle: true, format: 'esm', platform: 'browser', target: 'es2022', minify: true, legalComments: 'none', write: false, logLevel: 'silent' } as const;
+
+interface Candidate {
+  id: string;
+  label: string;
+  pushlet: boolean;
+  /** The file's text, or why it could not be had. */
+  load(): Promise<string>;
+}
+
+/** A package's folder, found from its main entry (some export no `./package.json`). */
+function packageDir(name: string): string {
+  let dir = dirname(require.resolve(name));
+  while (!dir.endsWith(`node_modules/${name}`)) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the folder of ${name}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+function version(name: string): string {
+  return (JSON.parse(readFileSync(join(packageDir(name), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+async function bundled(source: string): Promise<string> {
+  const result = await build({ ...BUNDLE_SETTINGS, stdin: { contents: source, resolveDir: ROOT, loader: 'js' }, outfile: 'peer.js' });
+  return result.outputFiles[0]!.text;
+}
+
+function candidates(): Candidate[] {
+  return [
+    { id: 'pushlet', label: 'Pushlet client (pushlet-client.js)', pushlet: true, load: async () => readFileSync(join(ROOT, 'build/pushlet-client.js'), 'utf8') },
+    {
+      id: 'centrifuge',
+      label: `centrifuge ${version('centrifuge')} (dist/centrifuge.js)`,
+      pushlet: false,
+      load: async () => readFileSync(join(packageDir('centrifuge'), 'dist/centrifuge.js'), 'utf8'),
+    },
+    {
+      id: 'centrifuge-esbuild',
+      label: `centrifuge ${version('centrifuge')} (ESM, same esbuild)`,
+      pushlet: false,
+      load: () => bundled(`export { Centrifuge } from 'centrifuge';`),
+    },
+    {
+      id: 'socketio',
+      label: `socket.io-client ${version('socket.io-client')} (dist/socket.io.esm.min.js)`,
+      pushlet: false,
+      load: async () => readFileSync(join(packageDir('socket.io-client'), 'dist/socket.io.esm.min.js'), 'utf8'),
+    },
+    {
+      id: 'socketio-esbuild',
+      label: `socket.io-client ${version('socket.io-client')} (ESM, same esbuild)`,
+      pushlet: false,
+      load: () => bundled(`export { io } from 'socket.io-client';`),
+    },
+  ];
+}
+
+export function sizes(text: string): { minifiedB: number; gzipB: number; brotliB: number } {
+  const bytes = Buffer.from(text);
+  return {
+    minifiedB: bytes.length,
+    gzipB: gzipSync(bytes, { level: 9 }).length,
+    brotliB: brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length,
+  };
+}
+
+export const clientSize: Scenario = {
+  id: 'client-size',
+  async run(): Promise<ScenarioResult> {
+    const rows: Row[] = [];
+    for (const candidate of candidates()) {
+      const row: Row = { peer: candidate.id, label: candidate.label, pushlet: candidate.pushlet, status: 'ok', metrics: {} };
+      try {
+        row.metrics = sizes(await candidate.load());
+        console.log(`  ${candidate.label.padEnd(52)} ${row.metrics.minifiedB} B, ${row.metrics.gzipB} B gzipped`);
+      } catch (error) {
+        row.status = 'failed';
+        row.note = error instanceof Error ? error.message.split('\n')[0] : String(error);
+        console.log(`  ${candidate.label.padEnd(52)} failed: ${row.note}`);
+      }
+      rows.push(row);
+    }
+    return {
+      id: 'client-size',
+      title: 'Client library size',
+      description:
+        'Bytes a page downloads for the client library: the file minified, then gzipped (level 9) and brotli-compressed (quality 11). ' +
+        'This SDK is its one-file ESM build (`build/pushlet-client.js`, as shipped in `dist/`); the peers as shipped for pages, and their ESM entry ' +
+        '(`Centrifuge`, `io`) bundled with this SDK\'s esbuild settings (browser, ES2022, minified). centrifuge uses its JSON protocol build.',
+      params: { gzipLevel: 9, brotliQuality: 11 },
+      columns: [
+        { key: 'minifiedB', label: 'minified B', better: 'lower' },
+        { key: 'gzipB', label: 'gzip B', better: 'lower' },
+        { key: 'brotliB', label: 'brotli B', better: 'lower' },
+      ],
+      rows,
+    };
+  },
+};

@@ -1,0 +1,240 @@
+/**
+ * A client process of real SDK clients (`PushletClient`, with `ws`'s WebSocket in Node), started
+ * by the `client-reconnect` scenario: opens many clients, each subscribed to one topic, and
+ * records for each what a server restart costs it: when it dropped, every failed attempt, when it
+ * was connected again, every measured message (sequence number and publish time, both from the
+ * payload) and every reset. Nothing is summarised here until the orchestrator asks.
+ */
+import { WebSocket } from 'ws';
+import { PushletClient, type ClientMessage, type ClientState } from '../../src/client/index.js';
+import { notify, serveCommands } from '../lib/ipc.js';
+import { nowUs } from '../lib/proc.js';
+
+export interface OpenArgs {
+  baseUrl: string;
+  transport: 'websocket' | 'sse';
+  clients: number;
+  topics: number;
+  topicPrefix: string;
+  minReconnectDelayMs: number;
+  maxReconnectDelayMs: number;
+}
+
+export interface Status {
+  clients: number;
+  connected: number;
+  /** Clients whose state left `connected` since `mark`. */
+  dropped: number;
+  /** Clients that dropped and are connected again. */
+  back: number;
+  received: number;
+  /** Clients that have received a warm-up message (their subscription is live end to end). */
+  warm: number;
+}
+
+export interface ClientReport {
+  clients: number;
+  /** Per client, µs on the shared monotonic clock; `-1` where it did not happen. */
+  droppedUs: number[];
+  connectedUs: number[];
+  /** The last receipt of a message published before the client was connected again (replayed or in flight). */
+  caughtUpUs: number[];
+  /** Failed attempts between the drop and the connection that got through. */
+  failedAttempts: number[];
+  /** When each reconnect attempt started (µs): the WebSocket constructed, or the SSE fetch called. */
+  attemptsUs: number[][];
+  missed: number;
+  duplicates: number;
+  outOfOrder: number;
+  resets: number;
+  /** Clients that missed at least one message. */
+  clientsMissing: number;
+  errorSamples: string[];
+}
+
+/** One client and what it saw. */
+interface Tracked {
+  readonly client: PushletClient;
+  readonly topic: string;
+  state: ClientState;
+  warm: boolean;
+  /** Bit per sequence number received. */
+  seen: Uint8Array;
+  lastSeq: number;
+  duplicates: number;
+  outOfOrder: number;
+  resets: number;
+  droppedUs: number;
+  connectedUs: number;
+  /** Failed attempts: error events after the drop (the drop's own comes just before it), up to the reconnection. */
+  errorsAfterDrop: number;
+  /** Connection attempts started after the drop. */
+  attemptsUs: number[];
+  /** Publish and receipt times (µs) of the messages received after `mark`. */
+  publishedUs: number[];
+  receivedUs: number[];
+}
+
+const MEASURED = /^@@M(\d+)\.(\d+)\./;
+const tracked: Tracked[] = [];
+const errorSamples: string[] = [];
+let markUs = Number.POSITIVE_INFINITY;
+let received = 0;
+
+function record(t: Tracked, message: ClientMessage): void {
+  const match = MEASURED.exec(message.data);
+  if (!match) {
+    t.warm = true; // a warm-up message
+    return;
+  }
+  const seq = Number(match[1]);
+  const at = nowUs();
+  received += 1;
+  if (seq >= t.seen.length * 8) {
+    const grown = new Uint8Array(Math.max(t.seen.length * 2, (seq >> 3) + 1));
+    grown.set(t.seen);
+    t.seen = grown;
+  }
+  const bit = 1 << (seq & 7);
+  if (t.seen[seq >> 3]! & bit) t.duplicates += 1;
+  else t.seen[seq >> 3]! |= bit;
+  if (seq < t.lastSeq) t.outOfOrder += 1;
+  t.lastSeq = Math.max(t.lastSeq, seq);
+  if (at >= markUs) {
+    t.publishedUs.push(Number(match[2]));
+    t.receivedUs.push(at);
+  }
+}
+
+function open(args: OpenArgs): Promise<{ elapsedMs: number }> {
+  const started = Date.now();
+  const ready: Array<Promise<void>> = [];
+  for (let i = 0; i < args.clients; i += 1) {
+    // The constructor and fetch the client is given note when each attempt starts.
+    const attempt = () => {
+      if (t.droppedUs >= 0 && t.connectedUs < 0) t.attemptsUs.push(nowUs());
+    };
+    const client = new PushletClient(args.baseUrl, {
+      WebSocket: class extends WebSocket {
+        constructor(url: string) {
+          attempt();
+          super(url);
+        }
+      },
+      fetch: (input, init) => {
+        attempt();
+        return fetch(input, init);
+      },
+      transport: args.transport,
+      minReconnectDelayMs: args.minReconnectDelayMs,
+      maxReconnectDelayMs: args.maxReconnectDelayMs,
+    });
+    const t: Tracked = {
+      client,
+      topic: `${args.topicPrefix}${i % args.topics}`,
+      state: 'disconnected',
+      warm: false,
+      seen: new Uint8Array(64),
+      lastSeq: -1,
+      duplicates: 0,
+      outOfOrder: 0,
+      resets: 0,
+      droppedUs: -1,
+      connectedUs: -1,
+      errorsAfterDrop: 0,
+      attemptsUs: [],
+      publishedUs: [],
+      receivedUs: [],
+    };
+    client.on('state', (state) => {
+      const at = nowUs();
+      if (at >= markUs && t.state === 'connected' && t.droppedUs < 0) t.droppedUs = at;
+      if (at >= markUs && state === 'connected' && t.droppedUs >= 0 && t.connectedUs < 0) t.connectedUs = at;
+      t.state = state;
+    });
+    client.on('error', (error) => {
+      if (t.droppedUs < 0 || t.connectedUs >= 0) return;
+      t.errorsAfterDrop += 1;
+      if (errorSamples.length < 5 && !/ended the connection|ECONNREFUSED|closed with 1006/.test(error.message)) errorSamples.push(error.message);
+    });
+    client.on('reset', () => (t.resets += 1));
+    ready.push(client.subscribe(t.topic, (message) => record(t, message)).ready);
+    tracked.push(t);
+  }
+  return Promise.all(ready).then(() => ({ elapsedMs: Date.now() - started }));
+}
+
+function status(): Status {
+  let connected = 0;
+  let dropped = 0;
+  let back = 0;
+  let warm = 0;
+  for (const t of tracked) {
+    if (t.warm) warm += 1;
+    if (t.state === 'connected') connected += 1;
+    if (t.droppedUs >= 0) dropped += 1;
+    if (t.connectedUs >= 0) back += 1;
+  }
+  return { clients: tracked.length, connected, dropped, back, received, warm };
+}
+
+/** What each client got, against `totals` (messages published per topic, sequence numbers from 0). */
+function report(args: { totals: Record<string, number> }): ClientReport {
+  let missed = 0;
+  let clientsMissing = 0;
+  const out: ClientReport = {
+    clients: tracked.length,
+    droppedUs: [],
+    connectedUs: [],
+    caughtUpUs: [],
+    failedAttempts: [],
+    attemptsUs: [],
+    missed: 0,
+    duplicates: 0,
+    outOfOrder: 0,
+    resets: 0,
+    clientsMissing: 0,
+    errorSamples,
+  };
+  for (const t of tracked) {
+    const total = args.totals[t.topic] ?? 0;
+    let missing = 0;
+    for (let seq = 0; seq < total; seq += 1) if (seq >> 3 >= t.seen.length || !(t.seen[seq >> 3]! & (1 << (seq & 7)))) missing += 1;
+    missed += missing;
+    if (missing > 0) clientsMissing += 1;
+    let caughtUp = t.connectedUs;
+    if (t.connectedUs >= 0) {
+      for (let i = 0; i < t.receivedUs.length; i += 1) {
+        if (t.publishedUs[i]! < t.connectedUs && t.receivedUs[i]! > caughtUp) caughtUp = t.receivedUs[i]!;
+      }
+    }
+    out.droppedUs.push(t.droppedUs);
+    out.connectedUs.push(t.connectedUs);
+    out.caughtUpUs.push(caughtUp);
+    out.failedAttempts.push(t.errorsAfterDrop);
+    out.attemptsUs.push(t.attemptsUs);
+    out.duplicates += t.duplicates;
+    out.outOfOrder += t.outOfOrder;
+    out.resets += t.resets;
+  }
+  out.missed = missed;
+  out.clientsMissing = clientsMissing;
+  return out;
+}
+
+serveCommands({
+  open,
+  status,
+  /** From now on, a client leaving `connected` counts as the drop under test. */
+  mark: () => {
+    markUs = nowUs();
+    return markUs;
+  },
+  report,
+  exit: () => {
+    for (const t of tracked) t.client.close();
+    setTimeout(() => process.exit(0), 200).unref();
+    return true;
+  },
+});
+notify('ready', { pid: process.pid });
