@@ -146,7 +146,7 @@ export class RedisBroker implements PushletBroker {
     this.history = new RedisHistory(this.connections.command, this.keys, this.connections.cluster, limits);
     this.link = new RedisLink((state, previous) => this.entered(state, previous));
     this.outbox = new RedisOutbox(this.instanceId, options.maxQueued, {
-      send: (messages) => this.history.appendAll(messages).map((id) => this.onCommand(id, 'a publication')),
+      send: (messages) => this.history.appendAll(messages, (call) => this.onCommand(call, 'a publication')),
       unreachable: () => this.lost(),
     });
   }

@@ -70,9 +70,10 @@ export class RedisHistory {
    * Records and publishes messages with as few script calls as the keys allow: one per batch on
    * a single server, one per slot and batch on a Cluster (a script may only touch keys of one
    * slot). Within a call, messages are grouped by topic, each topic's in the order given; calls
-   * go out in order on the one command connection. One promise per message, in order.
+   * go out in order on the one command connection. One promise per message, in order; `around`
+   * wraps each script call once (a timeout, say), not each message.
    */
-  appendAll(messages: readonly WireMessage[]): Array<Promise<string>> {
+  appendAll(messages: readonly WireMessage[], around: (call: Promise<unknown[]>) => Promise<unknown[]> = (call) => call): Array<Promise<string>> {
     const groups = new Map<number, WireMessage[]>();
     for (const message of messages) {
       const slot = this.cluster ? clusterKeySlot(this.keys.stream(message.topic)) : 0;
@@ -90,7 +91,7 @@ export class RedisHistory {
           bytes += message.data.length;
           batch.push(message);
         }
-        const answer = this.appendBatch(batch);
+        const answer = around(this.appendBatch(batch));
         batch.forEach((message, i) => ids.set(message, answer.then((reply) => String(reply[i]))));
       }
     }
