@@ -17,7 +17,12 @@ export type { PushletMessage } from './interfaces/message.interface.js';
 export type { PushletStats, PushletStatsOptions, PushletTransportFigures } from './interfaces/stats.interface.js';
 export { PUSHLET_REFUSAL_REASONS, type PushletObserver, type PushletPublishOrigin, type PushletRefusalReason } from './metrics/pushlet-counters.js';
 export type {
+  PushletAuthenticateContext,
   PushletAuthorizeContext,
+  PushletClientPublishContext,
+  PushletClientPublishDecision,
+  PushletIdentity,
+  PushletPresenceOptions,
   PushletGuard,
   PushletRouteOptions,
   PushletHistoryOptions,
@@ -28,13 +33,20 @@ export type {
   PushletWsOptions,
   ResolvedPushletOptions,
 } from './interfaces/pushlet-options.interface.js';
-export { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
+export {
+  PushletError,
+  PushletForbiddenError,
+  PushletLimitError,
+  PushletUnauthorizedError,
+  PushletUnavailableError,
+  PushletValidationError,
+} from './core/errors.js';
 export { Envelope } from './core/envelope.js';
 export { MemoryBroker } from './core/memory-broker.js';
 export { RedisBroker, type RedisBrokerStats } from './cluster/redis-broker.js';
 export type { PushletRedisClusterOptions, PushletRedisOptions } from './cluster/redis-options.js';
 export { PushletRedisError, PushletRedisUnavailableError } from './cluster/redis-errors.js';
 export { PushletErrorFilter } from './pushlet-error.filter.js';
-export type { Command as WsCommand, CommandRef as WsRef, ControlEvent, Notice, ResetData } from './protocol/index.js';
+export type { Command as WsCommand, CommandRef as WsRef, ControlEvent, Notice, PresenceData, PresenceMember, ResetData } from './protocol/index.js';
 export { CLOSE_CODES, EVENTS } from './protocol/frames.js';
 export { PushletEndpoints } from './pushlet.routes.js';

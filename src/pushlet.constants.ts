@@ -17,4 +17,5 @@ export const DEFAULTS = {
   historyMaxAgeMs: 5 * 60_000,
   historyMaxTopics: Infinity,
   historyMaxBytes: 64 * 1024 * 1024,
+  presenceTtlMs: 15_000,
 } as const;

@@ -9,7 +9,8 @@ import {
 import { PUSHLET_BROKER, type PushletBroker } from './interfaces/broker.interface.js';
 import type { PushletTransport, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { ConnectionTracker, type ConnectionSlot } from './core/connection-tracker.js';
-import { PushletForbiddenError, PushletLimitError, PushletValidationError } from './core/errors.js';
+import { PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletValidationError } from './core/errors.js';
+import type { PresenceData, PushletIdentity } from './protocol/frames.js';
 import { Feed } from './core/feed.js';
 import { MemoryBroker } from './core/memory-broker.js';
 import { Heartbeat } from './core/heartbeat.js';
@@ -17,7 +18,8 @@ import { Session, type SessionContext, type SessionOutput } from './core/session
 import { SlowConsumerReporter } from './core/slow-consumers.js';
 import { assertSubscribableTopic } from './core/topic.js';
 import { TopicRegistry } from './core/topic-registry.js';
-import { PushletCounters } from './metrics/pushlet-counters.js';
+import { PushletCounters, type PushletPublishOrigin } from './metrics/pushlet-counters.js';
+import type { PushletMessage } from './interfaces/message.interface.js';
 import { PUSHLET_OPTIONS } from './pushlet.constants.js';
 import { MESSAGES } from './pushlet.messages.js';
 
@@ -43,6 +45,8 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   /** Every open session, whatever its transport: all of them end at shutdown. */
   readonly sessions = new Set<Session>();
   private closing = false;
+  /** Identities found by {@link identify} for requests whose session is not open yet (WebSocket upgrades). */
+  private readonly identities = new WeakMap<IncomingMessage, PushletIdentity | null>();
   private readonly sessionContext: SessionContext;
 
   constructor(
@@ -59,7 +63,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
       ordering: broker.ordering,
       bufferBytes: options.limits.bufferBytes,
       validateTopics: (topics, already) => this.validateTopics(topics, already),
-      authorize: (topics, transport, request) => this.authorize(topics, transport, request),
+      authorize: (topics, transport, request, identity) => this.authorize(topics, transport, request, identity),
       slowConsumer: (transport, address) => {
         counters.slowConsumer(transport);
         this.slowConsumers.report(transport, address);
@@ -120,14 +124,90 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
    * Opens a session for a new connection: takes a slot (with a `request`: counted against the
    * limits and in `stats()`), or throws a `PushletLimitError`.
    */
-  openSession(output: SessionOutput, transport: PushletTransport, request?: IncomingMessage): Session {
+  openSession(output: SessionOutput, transport: PushletTransport, request?: IncomingMessage, identity?: PushletIdentity | null): Session {
     // A 503 / close 1013 like a full server: the client comes back, to this instance or another.
     if (this.closing) throw new PushletLimitError(MESSAGES.shuttingDown);
     const address = request?.socket.remoteAddress ?? 'unknown';
-    const slot = request ? this.connections.acquire(transport, address) : NO_SLOT;
-    const session = new Session(this.sessionContext, output, transport, address, slot, request);
+    const who = identity ?? (request ? this.identities.get(request) : undefined) ?? null;
+    const slot = request ? this.connections.acquire(transport, address, who?.id) : NO_SLOT;
+    const session = new Session(this.sessionContext, output, transport, address, slot, request, who);
     this.sessions.add(session);
     return session;
+  }
+
+  /**
+   * Runs the `authenticate` option for a new connection's request (before any header or upgrade
+   * answer) and keeps the identity for its session. Without the option, connections are anonymous
+   * (`null`).
+   * @throws PushletUnauthorizedError when the hook says no, throws, or returns an expired identity.
+   */
+  async identify(request: IncomingMessage, transport: PushletTransport): Promise<PushletIdentity | null> {
+    if (!this.options.authenticate) return null;
+    try {
+      const identity = await this.authenticate(request, { transport });
+      this.identities.set(request, identity);
+      return identity;
+    } catch (error) {
+      if (error instanceof PushletUnauthorizedError) this.counters.refusal('unauthenticated');
+      throw error;
+    }
+  }
+
+  /**
+   * Asks the `authenticate` option (on a new connection, or with a `refresh` command's token) and
+   * checks what it returned.
+   * @throws PushletUnauthorizedError when it says no, throws, returns no valid identity, or one already expired.
+   */
+  async authenticate(request: IncomingMessage, context: { transport: PushletTransport; token?: string; identity?: PushletIdentity }): Promise<PushletIdentity> {
+    const authenticate = this.options.authenticate;
+    if (!authenticate) throw new PushletUnauthorizedError(MESSAGES.refreshUnsupported);
+    let identity: unknown;
+    try {
+      identity = await authenticate(request, context);
+    } catch (error) {
+      this.logger.warn(`authenticate threw: ${String(error)}`);
+      throw new PushletUnauthorizedError(MESSAGES.unauthenticated);
+    }
+    if (identity === false) throw new PushletUnauthorizedError(MESSAGES.unauthenticated);
+    if (!isIdentity(identity)) {
+      this.logger.error(MESSAGES.identityInvalid);
+      throw new PushletUnauthorizedError(MESSAGES.unauthenticated);
+    }
+    if (identity.expiresAt !== undefined && identity.expiresAt <= Date.now()) throw new PushletUnauthorizedError(MESSAGES.identityExpired);
+    return identity;
+  }
+
+  /**
+   * Records and routes one message (the size limit checked here: one copy of the rule for the
+   * service and for clients that publish). Resolves with the message once the broker has it.
+   */
+  async publish(topic: string, event: string, data: string, origin: PushletPublishOrigin): Promise<PushletMessage> {
+    const { maxMessageBytes, bufferBytes } = this.options.limits;
+    // Quick bound first: a string of n UTF-16 units takes at most 3n bytes in UTF-8.
+    if ((topic.length + event.length + data.length) * 3 > maxMessageBytes) {
+      const size = Buffer.byteLength(topic) + Buffer.byteLength(event) + Buffer.byteLength(data);
+      if (size > maxMessageBytes) throw new PushletValidationError(MESSAGES.messageTooLarge(size, maxMessageBytes, bufferBytes));
+    }
+    const counters = this.counters;
+    const started = counters.publishing();
+    const envelope = await this.broker.publish(topic, event, data);
+    counters.acknowledged(origin, started);
+    return envelope.message;
+  }
+
+  /**
+   * Who is on presence topic `topic`, across instances.
+   * @throws PushletValidationError when `topic` is not a presence topic.
+   */
+  async presence(topic: string): Promise<PresenceData> {
+    if (!this.options.presence?.isPresenceTopic(topic)) throw new PushletValidationError(MESSAGES.presenceOff(topic));
+    // Built by the presence work (issue 14): the store answers across instances.
+    return { count: 0, members: [] };
+  }
+
+  /** The open sessions of user `userId` on this instance. */
+  sessionsOf(userId: string): Session[] {
+    return [...this.sessions].filter((session) => session.identity?.id === userId);
   }
 
   /**
@@ -141,17 +221,25 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   }
 
   /** Asks the `authorize` option about each topic; throws {@link PushletForbiddenError} at the first no. */
-  async authorize(topics: readonly string[], transport: PushletTransport, request: IncomingMessage): Promise<void> {
+  async authorize(topics: readonly string[], transport: PushletTransport, request: IncomingMessage, identity: PushletIdentity | null = null): Promise<void> {
     const authorize = this.options.authorize;
     if (!authorize) return;
     for (const topic of topics) {
       let allowed = false;
       try {
-        allowed = (await authorize({ topic, transport, request })) === true;
+        allowed = (await authorize({ topic, transport, request, identity })) === true;
       } catch (error) {
         this.logger.warn(`authorize threw for topic "${topic}": ${String(error)}`);
       }
       if (!allowed) throw new PushletForbiddenError(MESSAGES.forbiddenTopic(topic));
     }
   }
+}
+
+/** An identity as the contract has it: a plain object with a non-empty string `id`, and a finite `expiresAt` if any. */
+function isIdentity(value: unknown): value is PushletIdentity {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const { id, expiresAt } = value as { id?: unknown; expiresAt?: unknown };
+  if (typeof id !== 'string' || id.length === 0) return false;
+  return expiresAt === undefined || (typeof expiresAt === 'number' && Number.isFinite(expiresAt));
 }

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { DEFAULTS } from './pushlet.constants.js';
-import type { PushletModuleOptions, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
+import type { PushletModuleOptions, PushletPresenceOptions, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { resolveRedisOptions } from './cluster/redis-options.js';
 import { MESSAGES } from './pushlet.messages.js';
 import { positiveNumber as positive } from './pushlet.option-values.js';
@@ -8,6 +8,18 @@ import { positiveNumber as positive } from './pushlet.option-values.js';
 function routePath(path: string | undefined, fallback: string): string {
   const value = path ?? fallback;
   return value.startsWith('/') ? value : `/${value}`;
+}
+
+/** The presence option with its topic list turned into a predicate. */
+function resolvePresence(presence: PushletPresenceOptions): NonNullable<ResolvedPushletOptions['presence']> {
+  const topics = presence.topics;
+  let isPresenceTopic: (topic: string) => boolean;
+  if (typeof topics === 'function') isPresenceTopic = topics;
+  else if (Array.isArray(topics) && topics.every((prefix) => typeof prefix === 'string')) {
+    const prefixes = [...(topics as readonly string[])];
+    isPresenceTopic = (topic) => prefixes.some((prefix) => topic.startsWith(prefix));
+  } else throw new RangeError(MESSAGES.presenceTopics);
+  return { isPresenceTopic, ttlMs: positive(presence.ttlMs, DEFAULTS.presenceTtlMs, 'presence.ttlMs') };
 }
 
 /**
@@ -47,6 +59,7 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
     limits: {
       topicsPerConnection: positive(limits.topicsPerConnection, DEFAULTS.topicsPerConnection, 'limits.topicsPerConnection'),
       maxConnections: positive(limits.maxConnections, Infinity, 'limits.maxConnections'),
+      maxConnectionsPerUser: positive(limits.maxConnectionsPerUser, Infinity, 'limits.maxConnectionsPerUser'),
       maxConnectionsPerAddress: positive(limits.maxConnectionsPerAddress, Infinity, 'limits.maxConnectionsPerAddress'),
       bufferBytes,
       maxMessageBytes,
@@ -62,7 +75,11 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
       useGlobalGuards: options.routes?.useGlobalGuards ?? true,
       guards: options.routes?.guards ?? [],
     },
+    authenticate: options.authenticate,
     authorize: options.authorize,
+    authorizePublish: options.authorizePublish,
+    onClientPublish: options.onClientPublish,
+    presence: options.presence ? resolvePresence(options.presence) : undefined,
     broker: options.broker,
     redis,
   };

@@ -13,6 +13,7 @@ import type { Session, SessionOutput } from './core/session.js';
 import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
 import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT, DEFAULT_TOPIC } from './core/topic.js';
 import type { PushletMessage } from './interfaces/message.interface.js';
+import type { PushletIdentity } from './protocol/frames.js';
 import type { PushletStats, PushletStatsOptions } from './interfaces/stats.interface.js';
 import type { PerTransport, PushletObserver } from './metrics/pushlet-counters.js';
 import { PushletHub } from './pushlet.hub.js';
@@ -29,6 +30,12 @@ export interface PushletStreamOptions {
    * client stops reading (outgoing buffer over `limits.bufferBytes`).
    */
   request?: IncomingMessage;
+  /**
+   * Who the client is, as your route's guard found it: `authorize` is told, presence shows it,
+   * `limits.maxConnectionsPerUser` and `disconnect()` apply. The `authenticate` option is not run
+   * for `stream()`: your route authenticates.
+   */
+  identity?: PushletIdentity;
 }
 
 /** Options of {@link PushletService.subscribe}. */
@@ -94,7 +101,7 @@ export class PushletService {
       if (options.request) this.hub.counters.refusal('invalid');
       throw toHttpException(error);
     }
-    const { lastEventId, request } = options;
+    const { lastEventId, request, identity } = options;
     return new Observable<MessageEvent>((subscriber) => {
       const socket = request?.socket;
       let session: Session | undefined;
@@ -114,7 +121,7 @@ export class PushletService {
         meter: SSE_METERS.text,
       };
       try {
-        session = this.hub.openSession(output, 'sse', request);
+        session = this.hub.openSession(output, 'sse', request, identity);
       } catch (error) {
         subscriber.error(toHttpException(error));
         return undefined;
@@ -194,18 +201,8 @@ export class PushletService {
     return this.hub.counters.observe(observer);
   }
 
-  private async send(topic: string, event: string, data: string): Promise<PushletMessage> {
-    const { maxMessageBytes, bufferBytes } = this.hub.options.limits;
-    // Quick bound first: a string of n UTF-16 units takes at most 3n bytes in UTF-8.
-    if ((topic.length + event.length + data.length) * 3 > maxMessageBytes) {
-      const size = Buffer.byteLength(topic) + Buffer.byteLength(event) + Buffer.byteLength(data);
-      if (size > maxMessageBytes) throw new PushletValidationError(MESSAGES.messageTooLarge(size, maxMessageBytes, bufferBytes));
-    }
-    const counters = this.hub.counters;
-    const started = counters.publishing();
-    const envelope = await this.hub.broker.publish(topic, event, data);
-    counters.acknowledged('server', started);
-    return envelope.message;
+  private send(topic: string, event: string, data: string): Promise<PushletMessage> {
+    return this.hub.publish(topic, event, data, 'server');
   }
 
 }

@@ -6,6 +6,7 @@ import { PushletLimitError } from './errors.js';
 export interface ConnectionLimits {
   readonly maxConnections: number;
   readonly maxConnectionsPerAddress: number;
+  readonly maxConnectionsPerUser: number;
 }
 
 /** A slot taken by one open connection; release it exactly once when the connection ends. */
@@ -17,6 +18,7 @@ export interface ConnectionSlot {
 export class ConnectionTracker {
   private readonly open = { sse: 0, ws: 0 };
   private readonly perAddress = new Map<string, number>();
+  private readonly perUser = new Map<string, number>();
 
   constructor(
     private readonly limits: ConnectionLimits,
@@ -25,7 +27,7 @@ export class ConnectionTracker {
   ) {}
 
   /** Takes a slot, or throws a {@link PushletLimitError} when a limit is reached. */
-  acquire(transport: PushletTransport, address: string): ConnectionSlot {
+  acquire(transport: PushletTransport, address: string, user?: string): ConnectionSlot {
     if (this.open.sse + this.open.ws >= this.limits.maxConnections) {
       this.refused('limit');
       throw new PushletLimitError(MESSAGES.tooManyConnections);
@@ -35,7 +37,13 @@ export class ConnectionTracker {
       this.refused('address_limit');
       throw new PushletLimitError(MESSAGES.tooManyConnectionsFromAddress);
     }
+    const ofUser = user === undefined ? 0 : (this.perUser.get(user) ?? 0);
+    if (user !== undefined && ofUser >= this.limits.maxConnectionsPerUser) {
+      this.refused('user_limit');
+      throw new PushletLimitError(MESSAGES.tooManyConnectionsOfUser);
+    }
     this.perAddress.set(address, fromAddress + 1);
+    if (user !== undefined) this.perUser.set(user, ofUser + 1);
     this.open[transport] += 1;
     let released = false;
     return {
@@ -46,6 +54,10 @@ export class ConnectionTracker {
         const left = (this.perAddress.get(address) ?? 1) - 1;
         if (left > 0) this.perAddress.set(address, left);
         else this.perAddress.delete(address);
+        if (user === undefined) return;
+        const leftOfUser = (this.perUser.get(user) ?? 1) - 1;
+        if (leftOfUser > 0) this.perUser.set(user, leftOfUser);
+        else this.perUser.delete(user);
       },
     };
   }
@@ -56,6 +68,7 @@ export class ConnectionTracker {
       ws: this.open.ws,
       total: this.open.sse + this.open.ws,
       addresses: this.perAddress.size,
+      users: this.perUser.size,
     };
   }
 }

@@ -12,6 +12,13 @@ export class PushletValidationError extends PushletError {}
 /** A subscription the `authorize` option refused. Answered 403 on HTTP, `pushlet:error` on WebSocket. */
 export class PushletForbiddenError extends PushletError {}
 
+/**
+ * A connection whose `authenticate` hook said no (or threw, or returned an identity that has
+ * already expired). Answered 401 on HTTP, before any stream or upgrade; `pushlet:error` for a
+ * refused `refresh`.
+ */
+export class PushletUnauthorizedError extends PushletError {}
+
 /** A connection refused by a limit. Answered 503 on HTTP, close 1013 on WebSocket. */
 export class PushletLimitError extends PushletError {}
 

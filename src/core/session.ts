@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
 import type { DeliveryMeter, PushletRefusalReason } from '../metrics/pushlet-counters.js';
-import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice } from '../protocol/frames.js';
+import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice, type PushletIdentity } from '../protocol/frames.js';
 import { comparePositions, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
 import { ResumeCursorWriter } from './resume-cursor.js';
 import { BROADCAST_TOPIC } from '../protocol/topics.js';
@@ -13,7 +14,10 @@ import { PushletError, PushletForbiddenError, PushletUnavailableError, PushletVa
 import { Feed, type CaughtUp, type FeedSink, type TopicStart } from './feed.js';
 
 /** Why the server ends a session. */
-export type SessionEndReason = 'shutdown' | 'slow' | 'error';
+export type SessionEndReason = 'shutdown' | 'slow' | 'error' | 'expired' | 'disconnected';
+
+/** Longest delay `setTimeout` takes (about 24.8 days); a later expiry is re-armed when it fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * What a transport does for a session: encode and write frames. Nothing else: admission, resume,
@@ -30,8 +34,11 @@ export interface SessionOutput {
   notice(notice: Notice): void;
   /** What the session's {@link BoundedWriter} watches. */
   readonly queue: WriteQueue;
-  /** The server ends the connection (the transport closes it its own way: close code, end of stream). */
-  end(reason: SessionEndReason): void;
+  /**
+   * The server ends the connection (the transport closes it its own way: close code, end of
+   * stream). `detail`: the reason given to `disconnect()`.
+   */
+  end(reason: SessionEndReason, detail?: string): void;
   /** How its deliveries are counted (its transport, and the bytes of its frames). */
   readonly meter?: DeliveryMeter;
 }
@@ -42,7 +49,7 @@ export interface SessionContext {
   readonly ordering: 'total' | 'per-topic';
   readonly bufferBytes: number;
   readonly validateTopics: (topics: readonly unknown[], alreadySubscribed: number) => void;
-  readonly authorize: (topics: readonly string[], transport: PushletTransport, request: IncomingMessage) => Promise<void>;
+  readonly authorize: (topics: readonly string[], transport: PushletTransport, request: IncomingMessage, identity: PushletIdentity | null) => Promise<void>;
   readonly slowConsumer: (transport: PushletTransport, address: string) => void;
   /** A connection was turned away before it started. */
   readonly refused: (reason: PushletRefusalReason) => void;
@@ -71,6 +78,12 @@ export class Session implements FeedSink {
   private disposed = false;
   /** The `ref` of the command being run, echoed in the resets it causes. */
   private ref: CommandRef | undefined;
+  /** This connection, unique per instance and across instances (presence members are named by it). */
+  readonly clientId = randomUUID();
+  /** When the session opened. */
+  readonly since = new Date();
+  /** Ends the session when its identity expires (only while it has an `expiresAt`). */
+  private expiry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly context: SessionContext,
@@ -79,10 +92,36 @@ export class Session implements FeedSink {
     readonly address: string,
     private readonly slot: ConnectionSlot,
     readonly request?: IncomingMessage,
+    /** Who the connection is (`authenticate`), `null` when anonymous; a `refresh` replaces it. */
+    public identity: PushletIdentity | null = null,
   ) {
     // Only connections are counted: sessions with a request (server-side consumers have none).
     this.feed = context.feedOf(this, request ? output.meter : undefined);
     this.writer = new BoundedWriter(output.queue, context.bufferBytes, () => this.overflow());
+    this.armExpiry();
+  }
+
+  /**
+   * Replaces the connection's identity (a WebSocket `refresh`): the expiry follows the new one.
+   * The caller has checked that it names the same user.
+   */
+  refreshIdentity(identity: PushletIdentity): void {
+    this.identity = identity;
+    this.armExpiry();
+  }
+
+  private armExpiry(): void {
+    clearTimeout(this.expiry);
+    this.expiry = undefined;
+    const expiresAt = this.identity?.expiresAt;
+    if (expiresAt === undefined || this.ended) return;
+    const delay = expiresAt - Date.now();
+    if (delay <= 0) {
+      this.end('expired');
+      return;
+    }
+    this.expiry = setTimeout(() => this.armExpiry(), Math.min(delay, MAX_TIMER_MS));
+    this.expiry.unref();
   }
 
   get isEnded(): boolean {
@@ -101,7 +140,7 @@ export class Session implements FeedSink {
   async admitAll(topics: readonly string[]): Promise<void> {
     try {
       this.context.validateTopics(topics, 0);
-      if (this.request) await this.context.authorize(topics, this.transport, this.request);
+      if (this.request) await this.context.authorize(topics, this.transport, this.request, this.identity);
     } catch (error) {
       if (error instanceof PushletForbiddenError) this.refused('forbidden');
       else if (error instanceof PushletValidationError) this.refused('invalid');
@@ -120,7 +159,7 @@ export class Session implements FeedSink {
       }
       try {
         this.context.validateTopics([topic], this.topics.length + accepted.length);
-        if (this.request) await this.context.authorize([topic], this.transport, this.request);
+        if (this.request) await this.context.authorize([topic], this.transport, this.request, this.identity);
         accepted.push(topic);
       } catch (error) {
         if (!(error instanceof PushletError)) throw error;
@@ -206,12 +245,19 @@ export class Session implements FeedSink {
     return formatPosition(oldest ?? { ms: 0, seq: 0 });
   }
 
-  /** The server ends the connection: no more frames, the transport closes it. */
-  end(reason: SessionEndReason): void {
+  /**
+   * The server ends the connection: no more frames, the transport closes it. An expired identity
+   * and a `disconnect()` are told with a last notice (`pushlet:expired`, `pushlet:disconnected`
+   * with `detail`) before the end.
+   */
+  end(reason: SessionEndReason, detail?: string): void {
     if (this.ended) return;
+    if (reason === 'expired') this.output.notice({ event: EVENTS.expired, data: MESSAGES.identityExpired });
+    else if (reason === 'disconnected') this.output.notice({ event: EVENTS.disconnected, data: detail ?? MESSAGES.disconnected });
+    clearTimeout(this.expiry);
     this.ended = true;
     this.feed.close();
-    this.output.end(reason);
+    this.output.end(reason, detail);
   }
 
   /** The connection is gone, however it ended: releases everything, once. */
@@ -219,6 +265,7 @@ export class Session implements FeedSink {
     if (this.disposed) return;
     this.disposed = true;
     this.ended = true;
+    clearTimeout(this.expiry);
     this.feed.close();
     this.slot.release();
     this.context.closed(this);

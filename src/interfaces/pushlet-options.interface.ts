@@ -1,6 +1,9 @@
 import type { CanActivate, LoggerService, Type } from '@nestjs/common';
 import type { PushletRedisOptions, ResolvedRedisOptions } from '../cluster/redis-options.js';
 import type { PushletBroker } from './broker.interface.js';
+import type { PushletIdentity } from '../protocol/frames.js';
+
+export type { PushletIdentity };
 
 /** Which endpoint asks for a topic. */
 export type PushletTransport = 'sse' | 'ws';
@@ -11,6 +14,46 @@ export interface PushletAuthorizeContext {
   readonly transport: PushletTransport;
   /** The HTTP request of the SSE stream or of the WebSocket upgrade. */
   readonly request: import('node:http').IncomingMessage;
+  /** The connection's identity (`authenticate`), `null` when anonymous. */
+  readonly identity: PushletIdentity | null;
+}
+
+/** What the `authenticate` option is told besides the request. */
+export interface PushletAuthenticateContext {
+  readonly transport: PushletTransport;
+  /** The token of a WebSocket `refresh` command (absent when the connection opens). */
+  readonly token?: string;
+  /** On `refresh`: the identity the connection has now. */
+  readonly identity?: PushletIdentity;
+}
+
+/** What `authorizePublish` and `onClientPublish` are asked about: a client's `publish` command. */
+export interface PushletClientPublishContext {
+  readonly topic: string;
+  readonly event: string;
+  /** The data as it will be sent (strings as is; other JSON values as their JSON text). */
+  readonly data: string;
+  readonly identity: PushletIdentity | null;
+  /** The HTTP request of the WebSocket upgrade. */
+  readonly request: import('node:http').IncomingMessage;
+}
+
+/** What `onClientPublish` may return: `false` refuses, an object replaces the event and/or data, nothing keeps the message. */
+export type PushletClientPublishDecision = false | void | undefined | { readonly event?: string; readonly data?: unknown };
+
+/** Presence: who is subscribed to which topics, across instances. */
+export interface PushletPresenceOptions {
+  /**
+   * Which topics keep presence (members, `pushlet:join`/`pushlet:leave`): a predicate, or a list
+   * of prefixes (`['room/']`).
+   */
+  topics: ((topic: string) => boolean) | readonly string[];
+  /**
+   * How long a member outlives its instance, in milliseconds: each instance refreshes its members
+   * every third of it, so a crashed instance's members are gone (and a `pushlet:leave` sent for
+   * each) within `ttlMs` plus a third. Default 15 000.
+   */
+  ttlMs?: number;
 }
 
 export interface PushletSseOptions {
@@ -40,6 +83,8 @@ export interface PushletLimitOptions {
   topicsPerConnection?: number;
   /** Open connections (SSE and WebSocket together). Default unlimited. */
   maxConnections?: number;
+  /** Open connections of one user (identity `id`) on this instance. Default unlimited. */
+  maxConnectionsPerUser?: number;
   /** Open connections from one client address. Default unlimited. */
   maxConnectionsPerAddress?: number;
   /** Bytes queued for one slow client before it is disconnected. Default 1 MiB. */
@@ -100,8 +145,21 @@ export interface PushletModuleOptions {
   logger?: LoggerService;
   limits?: PushletLimitOptions;
   history?: PushletHistoryOptions;
+  /**
+   * Who a connection is, run once per connection (SSE and WebSocket) before any header or upgrade
+   * answer, and again with the token of a WebSocket `refresh` command: an identity (any JSON object
+   * with a string `id`, optionally `expiresAt` in ms since the epoch), or `false` (a throw counts
+   * as `false`): HTTP 401. Without it connections are anonymous.
+   */
+  authenticate?: (request: import('node:http').IncomingMessage, context: PushletAuthenticateContext) => PushletIdentity | false | Promise<PushletIdentity | false>;
   /** Asked for every SSE topic and WebSocket subscription; a no is 403 / `pushlet:error`. */
   authorize?: (context: PushletAuthorizeContext) => boolean | Promise<boolean>;
+  /** Asked for every WebSocket `publish` command. Default: every client publication is refused. */
+  authorizePublish?: (context: PushletClientPublishContext) => boolean | Promise<boolean>;
+  /** Runs on an allowed client publication: `false` refuses it, an object changes its event or data. */
+  onClientPublish?: (context: PushletClientPublishContext) => PushletClientPublishDecision | Promise<PushletClientPublishDecision>;
+  /** Presence topics (off by default). */
+  presence?: PushletPresenceOptions;
   /** A broker of your own (replaces the in-memory default). */
   broker?: PushletBroker;
   /**
@@ -121,7 +179,12 @@ export interface ResolvedPushletOptions {
   readonly logger: LoggerService;
   readonly limits: Required<PushletLimitOptions>;
   readonly history: Required<PushletHistoryOptions>;
+  readonly authenticate?: PushletModuleOptions['authenticate'];
   readonly authorize?: PushletModuleOptions['authorize'];
+  readonly authorizePublish?: PushletModuleOptions['authorizePublish'];
+  readonly onClientPublish?: PushletModuleOptions['onClientPublish'];
+  /** Presence with its predicate and interval resolved; absent when off. */
+  readonly presence?: { readonly isPresenceTopic: (topic: string) => boolean; readonly ttlMs: number };
   readonly broker?: PushletBroker;
   readonly redis?: ResolvedRedisOptions;
 }

@@ -18,6 +18,10 @@ export const PUSHLET_REFUSAL_REASONS = [
   'limit',
   /** `limits.maxConnectionsPerAddress` reached (503, close 1013). */
   'address_limit',
+  /** `limits.maxConnectionsPerUser` reached (503, close 1013). */
+  'user_limit',
+  /** `authenticate` said no, threw, or returned an expired identity (401, before any stream or upgrade). */
+  'unauthenticated',
   /** A global guard or `routes.guards` said no (403 or the guard's status). */
   'guard',
   /** `authorize` refused a topic of an SSE request or `stream()` (403). */

@@ -1,18 +1,23 @@
 import { type CommandRef } from './frames.js';
 import { PROTOCOL_TEXTS as TEXTS } from './texts.js';
-import { topicProblem } from './topics.js';
+import { DEFAULT_EVENT, eventProblem, publishTopicProblem, topicProblem } from './topics.js';
 
 /**
  * Client-to-server commands over WebSocket, JSON in a text or binary frame (PROTOCOL.md):
  * `{"action":"subscribe","topic":"a"}` or `{"action":"subscribe","topics":["a","b"]}`, either
  * with `"lastEventId"` to resume; `{"action":"unsubscribe","topic":"a"}` (or `topics`);
- * `{"action":"ping"}`. Any command may carry `"ref"`, echoed in its reply. Other fields are
+ * `{"action":"ping"}`; `{"action":"publish","topic":"a","event":"e","data":…}` (data: a string as is,
+ * any other JSON value as its JSON text; event defaults to `message`); `{"action":"presence","topic":"a"}`;
+ * `{"action":"refresh","token":"…"}`. Any command may carry `"ref"`, echoed in its reply. Other fields are
  * ignored; `null` counts as absent.
  */
 export type Command =
   | { readonly action: 'subscribe'; readonly topics: readonly string[]; readonly lastEventId?: string; readonly ref?: CommandRef }
   | { readonly action: 'unsubscribe'; readonly topics: readonly string[]; readonly ref?: CommandRef }
-  | { readonly action: 'ping'; readonly ref?: CommandRef };
+  | { readonly action: 'ping'; readonly ref?: CommandRef }
+  | { readonly action: 'publish'; readonly topic: string; readonly event: string; readonly data: string; readonly ref?: CommandRef }
+  | { readonly action: 'presence'; readonly topic: string; readonly ref?: CommandRef }
+  | { readonly action: 'refresh'; readonly token: string; readonly ref?: CommandRef };
 
 /** Why a frame is not a valid command, with what could safely be read of it (for the error frame). */
 export interface CommandError {
@@ -27,6 +32,9 @@ export type ParsedCommand = { readonly ok: true; readonly command: Command } | {
 export const MAX_REF_LENGTH = 64;
 /** Most topics one command may name (a whole resubscription fits). */
 export const MAX_TOPICS_PER_COMMAND = 1_000;
+
+/** Longest `token` a `refresh` command may carry. */
+export const MAX_TOKEN_LENGTH = 8_192;
 
 type Fields = Record<string, unknown>;
 
@@ -48,6 +56,18 @@ export function parseCommand(text: string): ParsedCommand {
     case 'subscribe':
     case 'unsubscribe':
       return parseTopicCommand(fields.action, fields, ref);
+    case 'publish':
+      return parsePublish(fields, ref);
+    case 'presence': {
+      const problem = topicProblem(fields.topic);
+      if (problem) return failed({ reason: problem, topic: echoable(fields.topic), ref });
+      return { ok: true, command: { action: 'presence', topic: fields.topic as string, ref } };
+    }
+    case 'refresh': {
+      const token = fields.token;
+      if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) return failed({ reason: TEXTS.tokenType, ref });
+      return { ok: true, command: { action: 'refresh', token, ref } };
+    }
     default:
       return failed({ reason: TEXTS.actionUnknown, ref });
   }
@@ -76,6 +96,22 @@ function parseTopicCommand(action: 'subscribe' | 'unsubscribe', fields: Fields, 
     return failed({ reason: TEXTS.lastEventIdType, topic: topics.length === 1 ? topics[0] : undefined, ref });
   }
   return { ok: true, command: { action, topics, lastEventId, ref } };
+}
+
+/**
+ * A `publish` command: the same topic and event rules as `PushletService.publish()` (size and
+ * permission are the server's to check).
+ */
+function parsePublish(fields: Fields, ref: CommandRef | undefined): ParsedCommand {
+  const topic = fields.topic;
+  const topicIssue = publishTopicProblem(topic);
+  if (topicIssue) return failed({ reason: topicIssue, topic: echoable(topic), ref });
+  const event = fields.event ?? DEFAULT_EVENT;
+  const eventIssue = eventProblem(event);
+  if (eventIssue) return failed({ reason: eventIssue, topic: topic as string, ref });
+  const raw = fields.data ?? '';
+  const data = typeof raw === 'string' ? raw : JSON.stringify(raw);
+  return { ok: true, command: { action: 'publish', topic: topic as string, event: event as string, data, ref } };
 }
 
 /** A topic from a bad command is named in the reply only if it is a short string (JSON-encoded there). */

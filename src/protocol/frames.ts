@@ -19,6 +19,20 @@ export const EVENTS = {
   pong: 'pushlet:pong',
   error: 'pushlet:error',
   reset: 'pushlet:reset',
+  /** A member joined a presence topic (`data`: the {@link PresenceMember} as JSON). */
+  join: 'pushlet:join',
+  /** A member left a presence topic (`data`: the {@link PresenceMember} as JSON). */
+  leave: 'pushlet:leave',
+  /** Reply to the `presence` command (`data`: {@link PresenceData} as JSON). */
+  presence: 'pushlet:presence',
+  /** Reply to the `publish` command (`id`: the published message's id). */
+  published: 'pushlet:published',
+  /** Reply to the `refresh` command (`data`: `{"expiresAt":…}` as JSON, `null` when it no longer expires). */
+  refreshed: 'pushlet:refreshed',
+  /** The connection's identity expired: the stream ends after it (SSE; WebSocket closes with 4001). */
+  expired: 'pushlet:expired',
+  /** The server disconnected the connection's user (`data`: the reason; SSE; WebSocket closes with 4002). */
+  disconnected: 'pushlet:disconnected',
 } as const;
 
 export type ControlEvent = (typeof EVENTS)[keyof typeof EVENTS];
@@ -37,6 +51,10 @@ export const CLOSE_CODES = {
   internalError: 1011,
   /** A connection limit, or a client that reads too slowly; the client may resume later. */
   tryAgainLater: 1013,
+  /** The connection's identity expired (`expiresAt`) without a `refresh`; reconnect with a new token. */
+  identityExpired: 4001,
+  /** The server disconnected the connection's user (`PushletService.disconnect`); the reason is the close reason. */
+  disconnected: 4002,
 } as const;
 
 /** Whatever the client put in a command's `ref`; echoed in the reply. */
@@ -79,4 +97,32 @@ export function resetNotice(topics: readonly string[], reason: string, ref?: Com
 export function topicsNotice(event: 'pushlet:connected' | 'pushlet:subscribed' | 'pushlet:unsubscribed', topics: readonly string[], extra: { id?: string; topic?: string; ref?: CommandRef } = {}): Notice {
   const data: TopicsData = { topics };
   return { event, data: JSON.stringify(data), ...extra };
+}
+
+/** A member of a presence topic: one connection's subscription of it (PROTOCOL.md, "Identity, presence"). */
+export interface PresenceMember {
+  /** The connection, unique per connection and instance. */
+  readonly clientId: string;
+  /** The connection's identity (what `authenticate` returned), `null` for anonymous connections. */
+  readonly identity: PushletIdentity | null;
+  readonly transport: 'sse' | 'ws';
+  /** When it joined, ISO 8601 in UTC. */
+  readonly since: string;
+}
+
+/** `data` of `pushlet:presence`, and what `PushletService.presence()` resolves to. */
+export interface PresenceData {
+  readonly count: number;
+  readonly members: readonly PresenceMember[];
+}
+
+/**
+ * Who a connection is: what the app's `authenticate` hook returned, any JSON object with a string
+ * `id` (the user). `expiresAt` (milliseconds since the epoch) ends the connection at that time
+ * unless the client sends `refresh` first.
+ */
+export interface PushletIdentity {
+  readonly id: string;
+  readonly expiresAt?: number;
+  readonly [key: string]: unknown;
 }

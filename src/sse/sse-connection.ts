@@ -89,7 +89,8 @@ export class SseConnection implements SessionOutput, WriteQueue {
   end(reason: SessionEndReason): void {
     if (this.closed) return;
     this.closed = true;
-    if (reason === 'shutdown') {
+    // Ends that say why (their notice is written) close gracefully; only a failure cuts the stream.
+    if (reason === 'shutdown' || reason === 'expired' || reason === 'disconnected') {
       this.socket?.flush();
       this.response.end();
       if (this.queuedBytes() > 0) this.response.destroy();

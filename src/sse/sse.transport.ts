@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError } from '../core/errors.js';
+import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletUnavailableError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
 import { DEFAULT_TOPIC } from '../core/topic.js';
 import { earlyFlushBytes, WriteBatch } from '../core/write-batch.js';
@@ -105,10 +105,17 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
       return respondError(response, 400, MESSAGES.sseFormat);
     }
 
+    let identity;
+    try {
+      identity = await this.hub.identify(request, 'sse');
+    } catch (error) {
+      return rejectRequest(response, error);
+    }
+    if (request.destroyed || response.destroyed) return;
     const connection = new SseConnection(request, response, this.batch, format);
     let session: Session;
     try {
-      session = this.hub.openSession(connection, 'sse', request);
+      session = this.hub.openSession(connection, 'sse', request, identity);
     } catch (error) {
       return rejectRequest(response, error);
     }
@@ -153,7 +160,8 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 
 function rejectRequest(response: ServerResponse, error: unknown): void {
   if (!(error instanceof PushletError)) throw error;
-  const status = error instanceof PushletForbiddenError ? 403 : error instanceof PushletLimitError ? 503 : 400;
+  const status =
+    error instanceof PushletUnauthorizedError ? 401 : error instanceof PushletForbiddenError ? 403 : error instanceof PushletLimitError ? 503 : 400;
   respondError(response, status, error.message);
 }
 

@@ -99,9 +99,11 @@ export class WsConnection implements SessionOutput, WriteQueue {
     this.send(noticeFrame(notice));
   }
 
-  end(reason: SessionEndReason): void {
+  end(reason: SessionEndReason, detail?: string): void {
     if (reason === 'shutdown') this.close(CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
     else if (reason === 'slow') this.close(CLOSE_CODES.tryAgainLater, MESSAGES.slowConsumer);
+    else if (reason === 'expired') this.close(CLOSE_CODES.identityExpired, MESSAGES.identityExpired);
+    else if (reason === 'disconnected') this.close(CLOSE_CODES.disconnected, detail ?? MESSAGES.disconnected);
     else this.close(CLOSE_CODES.internalError, MESSAGES.wsInternalError);
   }
 

@@ -2,13 +2,14 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ApplicationConfig, HttpAdapterHost } from '@nestjs/core';
 import type { RawData, WebSocket } from 'ws';
-import { PushletError, PushletLimitError, PushletUnavailableError } from '../core/errors.js';
+import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletUnavailableError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
 import { earlyFlushBytes, WriteBatch } from '../core/write-batch.js';
 import { EVENTS, topicsNotice, type Command, type CommandRef } from '../protocol/index.js';
 import { PushletHub } from '../pushlet.hub.js';
 import { PushletRouteRefusal, PushletRoutes } from '../pushlet.routes.js';
 import { MESSAGES } from '../pushlet.messages.js';
+import { assertEvent, dataToString } from '../core/topic.js';
 import { parseCommandFrame } from './ws-commands.js';
 import { CLOSE_CODES, CLOSE_GRACE_MS, WsConnection, type WsConnectionHandlers, type WsConnectionSettings } from './ws-connection.js';
 import { mountWsServer, type MountedWsServer } from './ws-server.js';
@@ -60,8 +61,11 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     const admit = async (request: IncomingMessage) => {
       try {
         await this.routes.check('ws', request, undefined);
+        // Who it is, before the upgrade is answered: a no is an HTTP 401, never an open socket.
+        await this.hub.identify(request, 'ws');
         return undefined;
       } catch (error) {
+        if (error instanceof PushletUnauthorizedError) return { status: 401, body: JSON.stringify({ statusCode: 401, message: error.message }) };
         if (!(error instanceof PushletRouteRefusal)) throw error;
         return { status: error.status, body: JSON.stringify(error.body) };
       }
@@ -179,14 +183,75 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
   /** Runs one command; the module's own errors are answered with a `pushlet:error` frame. */
   private async execute(session: Session, command: Command): Promise<void> {
     try {
-      if (command.action === 'ping') session.notice({ event: EVENTS.pong, data: '', ref: command.ref });
-      else if (command.action === 'subscribe') await this.subscribe(session, command.topics, command.lastEventId, command.ref);
-      else this.unsubscribe(session, command.topics, command.ref);
+      switch (command.action) {
+        case 'ping':
+          session.notice({ event: EVENTS.pong, data: '', ref: command.ref });
+          break;
+        case 'subscribe':
+          await this.subscribe(session, command.topics, command.lastEventId, command.ref);
+          break;
+        case 'unsubscribe':
+          this.unsubscribe(session, command.topics, command.ref);
+          break;
+        case 'publish':
+          await this.publish(session, command);
+          break;
+        case 'refresh':
+          await this.refresh(session, command.token, command.ref);
+          break;
+        case 'presence':
+          await this.presence(session, command.topic, command.ref);
+          break;
+      }
     } catch (error) {
       if (!(error instanceof PushletError)) throw error;
-      const topic = command.action !== 'ping' && command.topics.length === 1 ? command.topics[0] : undefined;
-      session.notice({ event: EVENTS.error, data: error.message, topic, ref: command.ref });
+      session.notice({ event: EVENTS.error, data: error.message, topic: commandTopic(command), ref: command.ref });
     }
+  }
+
+  /**
+   * A client's publication: allowed only where `authorizePublish` says yes (default no), then
+   * `onClientPublish` may change or refuse it; published like the server's own (same rules and
+   * size limit), answered with its id.
+   */
+  private async publish(session: Session, command: Extract<Command, { action: 'publish' }>): Promise<void> {
+    const { authorizePublish, onClientPublish } = this.hub.options;
+    const request = session.request!;
+    const context = { topic: command.topic, event: command.event, data: command.data, identity: session.identity, request };
+    let allowed = false;
+    try {
+      allowed = authorizePublish !== undefined && (await authorizePublish(context)) === true;
+    } catch (error) {
+      this.hub.logger.warn(`authorizePublish threw for topic "${command.topic}": ${String(error)}`);
+    }
+    if (!allowed) throw new PushletForbiddenError(MESSAGES.publishForbidden(command.topic));
+    let { event, data } = command;
+    if (onClientPublish) {
+      const decision = await onClientPublish(context);
+      if (decision === false) throw new PushletForbiddenError(MESSAGES.publishForbidden(command.topic));
+      if (decision && decision.event !== undefined) event = decision.event;
+      if (decision && decision.data !== undefined) data = dataToString(decision.data);
+    }
+    assertEvent(event);
+    const message = await this.hub.publish(command.topic, event, data, 'client');
+    session.notice({ event: EVENTS.published, data: '', id: message.id, topic: command.topic, ref: command.ref });
+  }
+
+  /** A new token for the connection: the hook runs again and must name the same user. */
+  private async refresh(session: Session, token: string, ref: CommandRef | undefined): Promise<void> {
+    const current = session.identity ?? undefined;
+    const identity = await this.hub.authenticate(session.request!, { transport: 'ws', token, identity: current });
+    if (current && identity.id !== current.id) throw new PushletUnauthorizedError(MESSAGES.refreshOtherUser);
+    session.refreshIdentity(identity);
+    session.notice({ event: EVENTS.refreshed, data: JSON.stringify({ expiresAt: identity.expiresAt ?? null }), ref });
+  }
+
+  /** Who is on a presence topic the connection may subscribe to. */
+  private async presence(session: Session, topic: string, ref: CommandRef | undefined): Promise<void> {
+    const { refused } = await session.admitEach([topic]);
+    if (refused.length > 0) throw new PushletForbiddenError(refused[0]!.reason);
+    const data = await this.hub.presence(topic);
+    session.notice({ event: EVENTS.presence, data: JSON.stringify(data), topic, ref });
   }
 
   /**
@@ -207,6 +272,13 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     session.unsubscribe(topics);
     session.notice(topicsNotice(EVENTS.unsubscribed, session.topics, { topic: topics.length === 1 ? topics[0] : undefined, ref }));
   }
+}
+
+/** The topic a failed command is about, named in its error frame. */
+function commandTopic(command: Command): string | undefined {
+  if (command.action === 'subscribe' || command.action === 'unsubscribe') return command.topics.length === 1 ? command.topics[0] : undefined;
+  if (command.action === 'publish' || command.action === 'presence') return command.topic;
+  return undefined;
 }
 
 /** Closes a connection that was never taken on; cut off if the peer does not complete the close. */
