@@ -159,12 +159,6 @@ describe('distributed mode: a topic first subscribed while the instance recovers
 
   it(
     'gets the topic\'s messages once the instance is ready (subscribed after the recovery sent its subscriptions)',
-    {
-      todo:
-        'RedisBroker.recover() subscribes the channels wanted when it reaches that step; a topic watched after that ' +
-        '(watch() while recovering only adds it to the map) is read once but never subscribed, so it gets no live ' +
-        'message on this instance until all its subscribers leave (found by the reconnect storm, issue 13)',
-    },
     async () => {
       const server = await RedisServer.start();
       servers.push(server);

@@ -18,6 +18,8 @@ import { RedisOutbox } from './redis-outbox.js';
 import { describeSource, type ResolvedRedisOptions } from './redis-options.js';
 
 /** How often a broker whose link is down checks whether it can recover. */
+/** Rounds of recovery (subscribe and read the topics watched meanwhile) before giving up and trying again later. */
+const MAX_RECOVERY_ROUNDS = 20;
 const HEAL_INTERVAL_MS = 250;
 /**
  * Where a topic first watched while Redis is unreachable starts on a Cluster (whose ids are the
@@ -337,17 +339,29 @@ export class RedisBroker implements PushletBroker {
       step = 'scripts';
       // After a restart Redis has no scripts cached: load them before anything runs them.
       await this.onCommand(this.history.loadScripts(), 'SCRIPT LOAD');
-      step = 'subscribe';
-      await this.onSubscriber(this.connections.subscribe(this.wantedChannels()), 'the subscriptions');
-      step = 'read';
-      const requests = [...this.topics].map(([topic, state]) => {
-        state.position.last ??= this.fallbackPosition();
-        return { topic, after: state.position.last };
-      });
-      const replays = await this.onCommand(this.reads.call(requests), 'a history read');
-      if (!current()) return;
-      await this.deliverRecovered(replays);
-      if (!current()) return;
+      // Topics watched while this runs are not in the subscriptions already sent: each round
+      // subscribes and reads those that came meanwhile (few, so the rounds end), holding live
+      // messages as the first round does, until none is left out.
+      const subscribed = new Set<string>();
+      for (let round = 1; ; round++) {
+        const topics = [...this.topics.keys()].filter((topic) => !subscribed.has(topic));
+        if (topics.length === 0) break;
+        if (round > MAX_RECOVERY_ROUNDS) throw new Error(`topics kept arriving for ${MAX_RECOVERY_ROUNDS} rounds`);
+        this.held ??= new CatchUp();
+        step = 'subscribe';
+        for (const topic of topics) subscribed.add(topic);
+        await this.onSubscriber(this.connections.subscribe(topics.map((topic) => this.keys.channel(topic))), 'the subscriptions');
+        step = 'read';
+        const requests = topics.filter((topic) => this.topics.has(topic)).map((topic) => {
+          const state = this.topics.get(topic)!;
+          state.position.last ??= this.fallbackPosition();
+          return { topic, after: state.position.last };
+        });
+        const replays = await this.onCommand(this.reads.call(requests), 'a history read');
+        if (!current()) return;
+        await this.deliverRecovered(replays);
+        if (!current()) return;
+      }
       this.everReady = true;
       this.link.to('ready');
     } catch (error) {
