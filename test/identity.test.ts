@@ -171,6 +171,25 @@ describe('identity: authenticate, expiry and refresh, per-user limit, disconnect
       await until(() => t.pushlet.stats().connections.total === 0, 5_000, 'the stream released');
     });
 
+    it('SSE: an identity that expires while its topics are checked is told once the stream has started', async () => {
+      const errors: string[] = [];
+      const logger = { log: () => undefined, warn: () => undefined, error: (message: unknown) => errors.push(String(message)) };
+      const t = await app({
+        logger,
+        authenticate: tokenAuth(),
+        authorize: () => new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 300)),
+      });
+      const stream = await open(t, '/events?topic=a&token=u:ann:50');
+      assert.equal(stream.status, 200);
+      await stream.waitForEvents(1, 5_000, 'pushlet:expired');
+      await stream.waitForEnd();
+      assert.deepEqual(
+        stream.events.map((e) => e.event),
+        ['pushlet:connected', 'pushlet:expired'],
+      );
+      assert.deepEqual(errors, []);
+    });
+
     it('a refresh before expiry re-arms the timer with the new identity; a refused one changes nothing', async () => {
       const issued: PushletIdentity[] = [];
       const t = await app({ authenticate: tokenAuth(issued) });
@@ -259,6 +278,23 @@ describe('identity: authenticate, expiry and refresh, per-user limit, disconnect
       assert.equal((await bob.call({ action: 'ping', ref: 'still' })).event, 'pushlet:pong');
       assert.equal(await t.pushlet.disconnect('ann'), 0, 'nobody left to close');
       assert.equal(await t.pushlet.disconnect('nobody'), 0);
+    });
+
+    it('an SSE request still being admitted is cut without a response, and nothing fails', async () => {
+      const errors: string[] = [];
+      const logger = { log: () => undefined, warn: () => undefined, error: (message: unknown) => errors.push(String(message)) };
+      let admitted!: () => void;
+      let release!: (allowed: boolean) => void;
+      const asked = new Promise<void>((resolve) => (admitted = resolve));
+      const held = new Promise<boolean>((resolve) => (release = resolve));
+      const t = await app({ logger, authenticate: tokenAuth(), authorize: () => (admitted(), held) });
+      const opening = open(t, '/events?topic=a&token=u:ann');
+      await within(asked, 5_000, 'authorize asked');
+      assert.equal(await t.pushlet.disconnect('ann', 'not now'), 1);
+      release(true);
+      await assert.rejects(opening, /socket hang up|ECONNRESET/);
+      await until(() => t.pushlet.stats().connections.total === 0, 5_000, 'the slot released');
+      assert.deepEqual(errors, []);
     });
 
     it('cuts a long reason to 123 bytes of UTF-8 (a whole character) and rejects a bad user id', async () => {
