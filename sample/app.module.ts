@@ -6,7 +6,7 @@ import { PushletModule, type PushletRedisOptions } from '../src/index.js';
 import { PushletHealthModule } from '../src/health/index.js';
 import { PushletMetricsModule } from '../src/metrics/index.js';
 import { DemoController } from './demo.controller.js';
-import { HealthController, MetricsController } from './ops.controller.js';
+import { HealthController, MetricsController, PresenceController } from './ops.controller.js';
 import { SendController } from './send.controller.js';
 
 export interface SampleConfig {
@@ -21,6 +21,24 @@ export interface SampleConfig {
   token?: string;
   /** Prometheus metrics at `/metrics` (default true); `/health` and `/stats` are always there. */
   metrics?: boolean;
+  /** How long a presence member outlives its instance (the module's `presence.ttlMs`, default 15 s). */
+  presenceTtlMs?: number;
+}
+
+/** Longest demo user name. */
+const MAX_USER_LENGTH = 64;
+
+/**
+ * The demo's identity: `?user=NAME`, or the client SDK's `token` option (`?token=NAME` on
+ * WebSocket, `Authorization: Bearer NAME` on SSE) taken as the name itself. Demo only: a real app
+ * verifies a token (a signed JWT, a session) and takes the user from it. No name: anonymous.
+ */
+function demoIdentity(request: IncomingMessage): { id: string } | null | false {
+  const query = new URL(request.url ?? '/', 'http://localhost').searchParams;
+  const bearer = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '')?.[1];
+  const name = (query.get('user') ?? query.get('token') ?? bearer)?.trim();
+  if (name === undefined || name === '') return null;
+  return name.length <= MAX_USER_LENGTH && !/[\u0000-\u001f]/.test(name) ? { id: name } : false;
 }
 
 /**
@@ -56,11 +74,15 @@ export class AppModule {
         PushletModule.forRoot({
           heartbeatInterval: config.heartbeatMs ?? 30_000,
           authorize: ({ topic, request }) => !topic.startsWith('private/') || hasToken(request, config.token ?? 'demo-token'),
+          authenticate: (request) => demoIdentity(request),
+          // Chat rooms: who is online, and identified WebSocket clients may post.
+          presence: { topics: ['room/'], ...(config.presenceTtlMs ? { ttlMs: config.presenceTtlMs } : {}) },
+          authorizePublish: ({ topic, identity }) => identity !== null && topic.startsWith('room/'),
           // Distributed mode: every sample instance on the same Redis shares topics and history.
           ...redisOption(config),
         }),
       ],
-      controllers: [DemoController, SendController, HealthController, ...(config.metrics === false ? [] : [MetricsController])],
+      controllers: [DemoController, SendController, HealthController, PresenceController, ...(config.metrics === false ? [] : [MetricsController])],
     };
   }
 }

@@ -15,6 +15,7 @@ import { inOrder, RedisHistory, type RedisHistoryLimits, type TopicReplay } from
 import { RedisKeys } from './redis-keys.js';
 import { RedisLink, type RedisLinkState } from './redis-link.js';
 import { RedisOutbox } from './redis-outbox.js';
+import { RedisPresenceStore } from './redis-presence.js';
 import { describeSource, type ResolvedRedisOptions } from './redis-options.js';
 
 /** How often a broker whose link is down checks whether it can recover. */
@@ -266,6 +267,14 @@ export class RedisBroker implements PushletBroker {
       this.topics.clear();
       this.held = undefined;
     }
+  }
+
+  /**
+   * Presence in this broker's Redis (single server or Cluster), shared by every instance on it;
+   * its commands share the broker's command connection and timeout.
+   */
+  presenceStore(ttlMs: number): RedisPresenceStore {
+    return new RedisPresenceStore(this.connections.command, this.keys, this.connections.cluster, ttlMs, (call, what) => this.onCommand(call, what));
   }
 
   stats(): RedisBrokerStats {
