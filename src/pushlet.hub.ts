@@ -6,11 +6,12 @@ import {
   type OnApplicationShutdown,
   type OnModuleInit,
 } from '@nestjs/common';
-import { PUSHLET_BROKER, type PushletBroker } from './interfaces/broker.interface.js';
+import { PUSHLET_BROKER, type BrokerEventHandler, type PushletBroker, type PushletControlCommand } from './interfaces/broker.interface.js';
 import type { PushletTransport, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { ConnectionTracker, type ConnectionSlot } from './core/connection-tracker.js';
 import { PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletValidationError } from './core/errors.js';
 import type { PresenceData, PushletIdentity } from './protocol/frames.js';
+import { checkControl, MAX_REASON_BYTES, MAX_USER_ID_LENGTH, truncateUtf8 } from './core/control.js';
 import { Feed } from './core/feed.js';
 import { MemoryBroker } from './core/memory-broker.js';
 import { Heartbeat } from './core/heartbeat.js';
@@ -110,7 +111,13 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   }
 
   async onModuleInit(): Promise<void> {
-    await this.broker.start(this.registry);
+    const registry = this.registry;
+    const events: BrokerEventHandler = {
+      message: (envelope) => registry.message(envelope),
+      gap: (topic, until) => registry.gap(topic, until),
+      control: (command) => this.onControl(command),
+    };
+    await this.broker.start(events);
     this.presenceManager?.start();
     // The Redis broker names its server when it connects; the others are named here.
     if (this.broker instanceof MemoryBroker) this.logger.log('broker: in memory (this instance only; set the redis option to join others)');
@@ -176,7 +183,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     // A 503 / close 1013 like a full server: the client comes back, to this instance or another.
     if (this.closing) throw new PushletLimitError(MESSAGES.shuttingDown);
     const address = request?.socket.remoteAddress ?? 'unknown';
-    const who = identity ?? (request ? this.identities.get(request) : undefined) ?? null;
+    const who = identity ?? (request ? this.takeIdentity(request) : undefined) ?? null;
     const slot = request ? this.connections.acquire(transport, address, who?.id) : NO_SLOT;
     const session = new Session(this.sessionContext, output, transport, address, slot, request, who);
     this.sessions.add(session);
@@ -193,7 +200,8 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     if (!this.options.authenticate) return null;
     try {
       const identity = await this.askAuthenticate(request, { transport });
-      this.identities.set(request, identity);
+      // The WebSocket session opens after the upgrade, in another callback: it takes it from here.
+      if (transport === 'ws') this.identities.set(request, identity);
       return identity;
     } catch (error) {
       if (error instanceof PushletUnauthorizedError) this.counters.refusal('unauthenticated');
@@ -274,7 +282,53 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
 
   /** The open sessions of user `userId` on this instance. */
   sessionsOf(userId: string): Session[] {
-    return [...this.sessions].filter((session) => session.identity?.id === userId);
+    return [...this.sessions].filter((session) => session.identity?.id === userId && !session.isEnded);
+  }
+
+  /**
+   * Closes every connection of user `userId`: this instance's at once (their number is the
+   * result), every other instance's through the broker's control channel.
+   * @throws PushletValidationError for a user id that is not a non-empty string, or a reason that is not a string.
+   * @throws the broker's error when it cannot send the command (this instance's connections are closed already).
+   */
+  async disconnect(userId: string, reason?: string): Promise<number> {
+    if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID_LENGTH) {
+      throw new PushletValidationError(MESSAGES.disconnectUserId(MAX_USER_ID_LENGTH));
+    }
+    if (reason !== undefined && typeof reason !== 'string') throw new PushletValidationError(MESSAGES.disconnectReason);
+    const command: PushletControlCommand = { kind: 'disconnect', userId, reason: truncateUtf8(reason ?? MESSAGES.disconnected, MAX_REASON_BYTES) };
+    const closed = this.runControl(command);
+    await this.broker.control?.(command);
+    return closed;
+  }
+
+  /** A control command from the broker (any instance's, this one's included): checked again, then run. */
+  private onControl(command: PushletControlCommand): void {
+    const checked = checkControl(command);
+    if (!checked) {
+      this.logger.warn(MESSAGES.controlMalformed);
+      return;
+    }
+    const closed = this.runControl(checked);
+    if (closed > 0) this.logger.debug?.(`closed ${closed} connection(s) of a disconnected user`);
+  }
+
+  /** Runs one control command on this instance; resolves with the number of connections it closed. */
+  private runControl(command: PushletControlCommand): number {
+    switch (command.kind) {
+      case 'disconnect': {
+        const sessions = this.sessionsOf(command.userId);
+        for (const session of sessions) session.end('disconnected', command.reason);
+        return sessions.length;
+      }
+    }
+  }
+
+  /** The identity {@link identify} found for a WebSocket upgrade, handed over once. */
+  private takeIdentity(request: IncomingMessage): PushletIdentity | null | undefined {
+    const identity = this.identities.get(request);
+    this.identities.delete(request);
+    return identity;
   }
 
   /**
@@ -304,7 +358,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
 }
 
 /** An identity as the contract has it: a plain object with a non-empty string `id`, and a finite `expiresAt` if any. */
-function isIdentity(value: unknown): value is PushletIdentity {
+export function isIdentity(value: unknown): value is PushletIdentity {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const { id, expiresAt } = value as { id?: unknown; expiresAt?: unknown };
   if (typeof id !== 'string' || id.length === 0) return false;

@@ -4,19 +4,20 @@ import {
   ForbiddenException,
   Injectable,
   ServiceUnavailableException,
+  UnauthorizedException,
   type MessageEvent,
 } from '@nestjs/common';
 import { Observable } from 'rxjs';
 import { EventEmitter } from 'node:events';
 import type { WriteQueue } from './core/bounded-writer.js';
 import type { Session, SessionOutput } from './core/session.js';
-import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
+import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
 import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT, DEFAULT_TOPIC } from './core/topic.js';
 import type { PushletMessage } from './interfaces/message.interface.js';
 import type { PresenceData, PushletIdentity } from './protocol/frames.js';
 import type { PushletStats, PushletStatsOptions } from './interfaces/stats.interface.js';
 import type { PerTransport, PushletObserver } from './metrics/pushlet-counters.js';
-import { PushletHub } from './pushlet.hub.js';
+import { isIdentity, PushletHub } from './pushlet.hub.js';
 import { SSE_METERS } from './sse/sse-encoder.js';
 import { MESSAGES } from './pushlet.messages.js';
 
@@ -86,6 +87,21 @@ export class PushletService {
     return this.hub.presenceCount(topic);
   }
 
+  /**
+   * Closes every connection of user `userId` (identity `id`) on every instance: SSE streams get
+   * `pushlet:disconnected` (`data`: the reason) and end, WebSocket connections get the same notice
+   * and close with 4002 (the reason as close reason), `stream()` streams get the notice and
+   * complete. Not a ban: the user may connect again (refuse that in `authenticate`).
+   * Resolves with the number of connections closed on this instance, once the broker has sent the
+   * command to the others (Redis: pub/sub, at most once, to instances connected to Redis now).
+   * @param reason told to the clients; at most 123 bytes of UTF-8 are kept. Default "disconnected by the server".
+   * @throws PushletValidationError for a user id that is not a non-empty string (at most 1024 characters).
+   * @throws PushletRedisError when Redis cannot take the command (this instance's connections are closed already).
+   */
+  disconnect(userId: string, reason?: string): Promise<number> {
+    return this.hub.disconnect(userId, reason);
+  }
+
   /** Changes the heartbeat interval of both protocols at once. */
   setHeartbeatInterval(ms: number): void {
     this.hub.heartbeat.setInterval(ms);
@@ -117,6 +133,7 @@ export class PushletService {
       throw toHttpException(error);
     }
     const { lastEventId, request, identity } = options;
+    if (identity !== undefined && !isIdentity(identity)) throw new TypeError(MESSAGES.streamIdentity);
     return new Observable<MessageEvent>((subscriber) => {
       const socket = request?.socket;
       let session: Session | undefined;
@@ -244,6 +261,7 @@ export function toHttpException(error: unknown): unknown {
   if (!(error instanceof PushletError)) return error;
   if (error instanceof PushletValidationError) return new BadRequestException(error.message);
   if (error instanceof PushletForbiddenError) return new ForbiddenException(error.message);
+  if (error instanceof PushletUnauthorizedError) return new UnauthorizedException(error.message);
   if (error instanceof PushletLimitError) return new ServiceUnavailableException(error.message);
   return error;
 }

@@ -6,6 +6,9 @@ export const CLIENT_TEXTS = {
   badBaseUrl: 'baseUrl must be an absolute http(s) URL such as "https://example.com"',
   noTopics: 'subscribe needs at least one topic',
   unsubscribed: 'unsubscribed before the server confirmed the subscription',
+  notWebSocket: 'publish, presence and refresh need a connected WebSocket (transport "websocket", state "connected")',
+  dropped: 'the connection ended before the server answered',
+  noToken: 'refresh needs a token: pass one, or set the token option',
 } as const;
 
 /** Base class of every error the client raises. */
@@ -30,7 +33,22 @@ export class PushletSubscribeError extends PushletClientError {
   }
 }
 
-/** A connection attempt failed or a connection dropped; the client retries by itself. */
+/** The server answered a command (`publish`, `presence`, `refresh`) with `pushlet:error`; `reason` is its text. */
+export class PushletCommandError extends PushletClientError {
+  override name = 'PushletCommandError';
+
+  constructor(
+    readonly action: string,
+    readonly reason: string,
+  ) {
+    super(`the server refused ${action}: ${reason}`);
+  }
+}
+
+/**
+ * A connection attempt failed or a connection dropped; the client retries by itself, except after
+ * the server disconnected it (`code` 4002).
+ */
 export class PushletConnectionError extends PushletClientError {
   override name = 'PushletConnectionError';
 
@@ -38,6 +56,8 @@ export class PushletConnectionError extends PushletClientError {
     message: string,
     /** HTTP status of a refused SSE request, when there was one. */
     readonly status?: number,
+    /** WebSocket close code, when the server closed with one (4001 expired, 4002 disconnected). */
+    readonly code?: number,
   ) {
     super(message);
   }

@@ -57,6 +57,9 @@ export interface ClientEvents {
   /** The server could not replay everything these topics missed: reload their state. */
   reset: ResetData;
   state: ClientState;
-  /** A failed attempt, a drop or a server error; the client keeps retrying by itself. */
+  /**
+   * A failed attempt, a drop or a server error; the client keeps retrying by itself, except after
+   * the server disconnected it (`PushletConnectionError` with `code` 4002: state `disconnected` until `connect()`).
+   */
   error: PushletClientError;
 }

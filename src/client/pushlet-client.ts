@@ -1,6 +1,6 @@
-import { EVENTS, RESERVED_PREFIX, type CommandRef, type ResetData, type TopicsData } from '../protocol/index.js';
+import { CLOSE_CODES, EVENTS, RESERVED_PREFIX, type CommandRef, type PresenceMember, type ResetData, type TopicsData } from '../protocol/index.js';
 import { backoffDelay } from './backoff.js';
-import { CLIENT_TEXTS, PushletClientError, PushletConnectionError, PushletSubscribeError } from './client-errors.js';
+import { CLIENT_TEXTS, PushletClientError, PushletCommandError, PushletConnectionError, PushletSubscribeError } from './client-errors.js';
 import type { ClientEvents, ClientMessage, ClientState, PushletClientOptions } from './client-types.js';
 import { openEventStream } from './sse-transport.js';
 import { createSubscription, type ClientSubscription, type MessageHandler, type Subscription } from './subscription.js';
@@ -13,8 +13,24 @@ interface TopicEntry {
   readonly subscriptions: Set<ClientSubscription>;
 }
 
-/** The client's life: not started yet, running (connected or trying to be), offline, or closed for good. */
-type Phase = 'idle' | 'running' | 'offline' | 'closed';
+/**
+ * The client's life: not started yet, running (connected or trying to be), offline, disconnected by
+ * the server (until `connect()`), or closed for good.
+ */
+type Phase = 'idle' | 'running' | 'offline' | 'stopped' | 'closed';
+
+/** A `publish`, `presence` or `refresh` command awaiting its reply. */
+interface PendingCommand {
+  readonly action: string;
+  readonly resolve: (frame: ClientFrame) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** Who is on a presence topic: what {@link PushletClient.presence} resolves to. */
+export interface PresenceResult {
+  count: number;
+  members: PresenceMember[];
+}
 
 type Listeners = { [K in keyof ClientEvents]?: Set<(value: never) => void> };
 
@@ -38,6 +54,8 @@ export class PushletClient {
   readonly #entries = new Map<string, TopicEntry>();
   /** Subscribe commands awaiting their reply (WebSocket), by `ref`. */
   readonly #pendingRefs = new Map<CommandRef, readonly string[]>();
+  /** `publish`, `presence` and `refresh` commands awaiting their reply, by `ref`. */
+  readonly #commands = new Map<CommandRef, PendingCommand>();
   #phase: Phase = 'idle';
   #state: ClientState = 'disconnected';
   #kind: 'websocket' | 'sse';
@@ -105,10 +123,86 @@ export class PushletClient {
     this.#listeners[name]?.delete(listener);
   }
 
-  /** Connects now rather than on the first `subscribe()` (WebSocket then receives broadcasts). */
+  /**
+   * Connects now rather than on the first `subscribe()` (WebSocket then receives broadcasts); after
+   * the server disconnected the client (close 4002, `pushlet:disconnected`), connects again.
+   */
   connect(): void {
     this.#assertOpen();
-    if (this.#phase === 'idle') this.#start();
+    if (this.#phase === 'idle' || this.#phase === 'stopped') {
+      this.#attempt = 0;
+      this.#start();
+    }
+  }
+
+  /**
+   * Publishes a message from this client (WebSocket only; the server must allow it with
+   * `authorizePublish`). `data`: a string is sent as is, any other JSON value as its JSON text.
+   * Resolves with the message's id once the server has it.
+   * @throws PushletCommandError when the server refuses it (not allowed, bad topic or event, too large, rate limit).
+   * @throws PushletClientError when not connected over WebSocket, or the connection ends before the reply.
+   */
+  async publish(topic: string, event: string, data: unknown): Promise<{ id: string }> {
+    const reply = await this.#command('publish', { topic, event, data });
+    return { id: reply.id ?? '' };
+  }
+
+  /**
+   * Who is on a presence topic, across every instance (WebSocket only; the topic must be one the
+   * connection may subscribe to). Joins and leaves arrive as messages of the topic itself (events
+   * `pushlet:join` and `pushlet:leave`, `data` the member as JSON) through `subscribe()`.
+   * @throws PushletCommandError when the server refuses (not a presence topic, not allowed).
+   * @throws PushletClientError when not connected over WebSocket, or the connection ends before the reply.
+   */
+  async presence(topic: string): Promise<PresenceResult> {
+    const reply = await this.#command('presence', { topic });
+    const value = parseJson(reply.data) as Partial<PresenceResult> | undefined;
+    const members = Array.isArray(value?.members) ? value.members : [];
+    return { count: typeof value?.count === 'number' ? value.count : members.length, members };
+  }
+
+  /**
+   * Renews the connection's identity before it expires (WebSocket only): the server runs its
+   * `authenticate` hook again with `token` (default: the `token` option, its function asked again).
+   * A token passed here also replaces a fixed `token` option for later reconnects.
+   * @throws PushletCommandError when the server refuses the token (the connection stays as it was).
+   * @throws PushletClientError when there is no token, not connected over WebSocket, or the connection ends before the reply.
+   */
+  async refresh(token?: string): Promise<void> {
+    const option = this.#options.token;
+    const value = token ?? (await (typeof option === 'function' ? option() : option));
+    if (typeof value !== 'string' || value === '') throw new PushletClientError(CLIENT_TEXTS.noToken);
+    await this.#command('refresh', { token: value });
+    if (token !== undefined && typeof option !== 'function') this.#options.token = token;
+  }
+
+  /** Sends a command over the open WebSocket and waits for its reply (same `ref`). */
+  #command(action: string, fields: Record<string, unknown>): Promise<ClientFrame> {
+    this.#assertOpen();
+    const transport = this.#transport;
+    if (transport?.kind !== 'websocket' || this.#state !== 'connected') return Promise.reject(new PushletClientError(CLIENT_TEXTS.notWebSocket));
+    const ref = ++this.#refs;
+    return new Promise<ClientFrame>((resolve, reject) => {
+      this.#commands.set(ref, { action, resolve, reject });
+      // `send` throws on data JSON cannot carry (a BigInt, a cycle): the promise rejects with that.
+      if (!transport.send({ action, ...fields, ref })) this.#settle(ref, new PushletClientError(CLIENT_TEXTS.notWebSocket));
+    }).finally(() => this.#commands.delete(ref));
+  }
+
+  /** Answers a pending command with its reply frame or an error; false when no command has that ref. */
+  #settle(ref: CommandRef | undefined, outcome: ClientFrame | Error): boolean {
+    const pending = ref === undefined ? undefined : this.#commands.get(ref);
+    if (!pending) return false;
+    this.#commands.delete(ref!);
+    if (outcome instanceof Error) pending.reject(outcome);
+    else pending.resolve(outcome);
+    return true;
+  }
+
+  /** The connection is gone: every command still waiting fails. */
+  #failCommands(): void {
+    const error = new PushletClientError(this.#phase === 'closed' ? CLIENT_TEXTS.closed : CLIENT_TEXTS.dropped);
+    for (const ref of [...this.#commands.keys()]) this.#settle(ref, error);
   }
 
   /**
@@ -220,10 +314,23 @@ export class PushletClient {
       case EVENTS.subscribed:
         if (frame.ref !== undefined) this.#pendingRefs.delete(frame.ref);
         return this.#confirm(topicsOf(frame.data));
-      case EVENTS.error:
+      case EVENTS.error: {
+        const pending = frame.ref !== undefined ? this.#commands.get(frame.ref) : undefined;
+        if (pending) return void this.#settle(frame.ref, new PushletCommandError(pending.action, frame.data));
         return this.#serverError(frame);
+      }
       case EVENTS.reset:
         return this.#emit('reset', resetOf(frame.data));
+      case EVENTS.published:
+      case EVENTS.presence:
+      case EVENTS.refreshed:
+        return void this.#settle(frame.ref, frame);
+      case EVENTS.disconnected:
+        return this.#serverDisconnected(frame.data);
+      // Presence: messages of the topic itself, for its subscriptions.
+      case EVENTS.join:
+      case EVENTS.leave:
+        return this.#message(transport, frame);
       default:
         if (!frame.event.startsWith(RESERVED_PREFIX)) this.#message(transport, frame);
     }
@@ -277,7 +384,10 @@ export class PushletClient {
   #ended(transport: Transport, end: TransportEnd): void {
     this.#transport = undefined;
     this.#pendingRefs.clear();
+    this.#failCommands();
     if (this.#phase !== 'running') return;
+    // Disconnected by the server (the `pushlet:disconnected` notice did not arrive first).
+    if (end.kind !== 'refused' && end.code === CLOSE_CODES.disconnected) return this.#serverDisconnected(end.kind === 'dropped' ? end.detail : '');
     // The connection never got through (refused, unreachable, failed upgrade) and no transport has yet.
     const unreached = this.#auto && this.#worked === 'none' && end.kind === 'dropped' && !end.opened;
     if (unreached && transport.kind === 'websocket') {
@@ -376,6 +486,20 @@ export class PushletClient {
     const transport = this.#transport;
     this.#transport = undefined;
     transport?.close();
+    this.#failCommands();
+  }
+
+  /**
+   * The server disconnected this client (`PushletService.disconnect`): no reconnect, since it
+   * would only be disconnected again; `connect()` tries again when the app decides to.
+   */
+  #serverDisconnected(reason: string): void {
+    if (this.#phase !== 'running') return;
+    this.#phase = 'stopped';
+    this.#stop();
+    this.#network('removeEventListener');
+    this.#setState('disconnected');
+    this.#emit('error', new PushletConnectionError(`the server disconnected this client: ${reason}`, undefined, CLOSE_CODES.disconnected));
   }
 
   #setState(state: ClientState): void {
@@ -400,13 +524,17 @@ function callSafely<T>(listener: (value: T) => void, value: T): void {
   }
 }
 
-function topicsOf(data: string): string[] {
+function parseJson(data: string): unknown {
   try {
-    const value = JSON.parse(data) as Partial<TopicsData>;
-    return Array.isArray(value.topics) ? value.topics.filter((t): t is string => typeof t === 'string') : [];
+    return JSON.parse(data);
   } catch {
-    return [];
+    return undefined;
   }
+}
+
+function topicsOf(data: string): string[] {
+  const value = parseJson(data) as Partial<TopicsData> | null | undefined;
+  return Array.isArray(value?.topics) ? value.topics.filter((t): t is string => typeof t === 'string') : [];
 }
 
 function resetOf(data: string): ResetData {
@@ -423,8 +551,8 @@ function endError(end: TransportEnd): PushletConnectionError {
     case 'refused':
       return new PushletConnectionError(`the server refused the connection: ${end.status} ${end.message}`, end.status);
     case 'ended':
-      return new PushletConnectionError(`the server ended the connection${end.code ? ` (${end.code})` : ''}; reconnecting`);
+      return new PushletConnectionError(`the server ended the connection${end.code ? ` (${end.code})` : ''}; reconnecting`, undefined, end.code);
     default:
-      return new PushletConnectionError(`the connection dropped: ${end.detail}; reconnecting`);
+      return new PushletConnectionError(`the connection dropped: ${end.detail}; reconnecting`, undefined, end.code);
   }
 }

@@ -1,3 +1,4 @@
+import { EVENTS } from '../protocol/frames.js';
 import { RESERVED_PREFIX } from '../protocol/topics.js';
 import type { PushletClientOptions } from './client-types.js';
 import { EventStreamParser } from './sse-parser.js';
@@ -68,9 +69,9 @@ export function openEventStream(request: ConnectRequest, options: PushletClientO
   return { kind: 'sse', topics: new Set(request.topics), send: () => false, close: stop };
 }
 
-/** Notices as they are; a message's `data:` is the message as JSON (`format=json`). */
+/** Notices as they are; a message's `data:` is the message as JSON (`format=json`), presence joins and leaves included. */
 function toFrame(id: string | undefined, event: string, data: string): ClientFrame {
-  if (!event.startsWith(RESERVED_PREFIX)) {
+  if (!event.startsWith(RESERVED_PREFIX) || event === EVENTS.join || event === EVENTS.leave) {
     try {
       const message = JSON.parse(data) as Partial<Record<'topic' | 'data' | 'timestamp', unknown>> | null;
       if (typeof message?.topic === 'string' && typeof message.data === 'string') {

@@ -5,7 +5,8 @@ import { PerTurn } from '../core/per-turn.js';
 import { Envelope } from '../core/envelope.js';
 import { compareIds, parseId, type ParsedId } from '../core/message-id.js';
 import { BROADCAST_TOPIC } from '../core/topic.js';
-import type { BrokerEventHandler, PushletBroker, PushletBrokerStatus, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
+import type { BrokerEventHandler, PushletBroker, PushletBrokerStatus, PushletControlCommand, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
+import { encodeControl, parseControl } from '../core/control.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { receivePublications, type Received } from './redis-codec.js';
 import { RedisConnections, type RedisLinkListener } from './redis-connections.js';
@@ -131,7 +132,7 @@ export class RedisBroker implements PushletBroker {
       this.logger.debug?.('Redis Cluster restored its shard subscribers');
       this.heal();
     },
-    message: (_channel, payload) => this.onMessage(payload),
+    message: (channel, payload) => (channel === this.keys.control ? this.onControl(payload) : this.onMessage(payload)),
   };
 
   constructor(
@@ -181,6 +182,16 @@ export class RedisBroker implements PushletBroker {
     const position = parseId(await sent);
     if (!position) throw new PushletRedisError(MESSAGES.redisPublishFailed('an unreadable id'));
     return Envelope.create(position, topic, event, data);
+  }
+
+  /**
+   * Sends an instance-wide command on the control channel (classic pub/sub: every instance gets it
+   * live, this one included; one cut off from Redis at that moment misses it).
+   * @throws PushletRedisError when Redis is unreachable or does not answer in time.
+   */
+  async control(command: PushletControlCommand): Promise<void> {
+    if (this.link.state === 'stopped') throw new PushletRedisError(MESSAGES.brokerStopped);
+    await this.onCommand(this.connections.command.publish(this.keys.control, encodeControl(command)), 'a control command');
   }
 
   async watch(topic: string): Promise<void> {
@@ -348,6 +359,7 @@ export class RedisBroker implements PushletBroker {
       await this.onCommand(this.history.loadScripts(), 'SCRIPT LOAD');
       step = 'subscribe';
       await this.onSubscriber(this.connections.subscribe(this.wantedChannels()), 'the subscriptions');
+      await this.onSubscriber(this.connections.subscribeControl(this.keys.control), 'the control channel');
       step = 'read';
       const requests = [...this.topics].map(([topic, state]) => {
         state.position.last ??= this.fallbackPosition();
@@ -404,6 +416,16 @@ export class RedisBroker implements PushletBroker {
   }
 
   // ---- receiving -------------------------------------------------------------------------
+
+  /** An instance-wide command from the control channel: checked, never trusted; a bad one is logged and ignored. */
+  private onControl(payload: string): void {
+    const command = parseControl(payload);
+    if (!command) {
+      this.logger.warn(`ignored a malformed message of ${payload.length} characters on the control channel ${this.keys.control}`);
+      return;
+    }
+    this.handler?.control?.(command);
+  }
 
   private onMessage(payload: string): void {
     for (const received of receivePublications(payload)) {

@@ -137,6 +137,15 @@ export class RedisConnections {
     }
   }
 
+  /**
+   * Subscribes the classic channel of instance-wide commands: on a Cluster through its one classic
+   * subscriber connection (any node: a Cluster broadcasts classic PUBLISH to every node; ioredis
+   * moves it to another node and subscribes again when that node goes).
+   */
+  async subscribeControl(channel: string): Promise<void> {
+    await this.subscriber.subscribe(channel);
+  }
+
   /** `[server, run id]` of every server holding the module's data (every master of a cluster). */
   async runIds(): Promise<Array<[string, string]>> {
     const servers: Array<[string, Redis]> =
@@ -187,6 +196,8 @@ export class RedisConnections {
     this.on(this.subscriber, 'error', remember);
     if (this.subscriber instanceof Cluster) {
       this.on(this.subscriber, 'smessage', (channel: string, payload: string) => listener.message(channel, payload));
+      // The classic channel of instance-wide commands (`subscribeControl`).
+      this.on(this.subscriber, 'message', (channel: string, payload: string) => listener.message(channel, payload));
       // A shard's subscriber connection ended ('-node' from the subscriber group, at once), or was
       // replaced ('-subscriber', at the next slots refresh): its subscriptions are gone.
       this.on(this.subscriber, '-node', () => listener.shardSubscriberLost());

@@ -9,10 +9,16 @@ export class RedisKeys {
   readonly lastId: string;
   /** Single server: the history horizon and the run id of the server (a restart may lose data). */
   readonly epoch: string;
+  /**
+   * The classic (not sharded) pub/sub channel of instance-wide commands (`PushletBroker.control`):
+   * every instance subscribes to it; a Cluster broadcasts a classic PUBLISH to every node.
+   */
+  readonly control: string;
 
   constructor(readonly prefix: string) {
     this.lastId = `${prefix}id`;
     this.epoch = `${prefix}epoch`;
+    this.control = `${prefix}control`;
   }
 
   /** The stream holding `topic`'s history. */

@@ -1,4 +1,4 @@
-import type { BrokerEventHandler, PushletBroker, PushletBrokerStatus, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
+import type { BrokerEventHandler, PushletBroker, PushletBrokerStatus, PushletControlCommand, ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
 import type { Position } from '../protocol/ids.js';
 import { Envelope } from './envelope.js';
 import { MemoryHistory, type HistoryLimits } from './memory-history.js';
@@ -35,6 +35,11 @@ export class MemoryBroker implements PushletBroker {
     this.history.append(envelope);
     this.handler?.message(envelope);
     return envelope;
+  }
+
+  /** One process: the command is this instance's alone, delivered at once. */
+  async control(command: PushletControlCommand): Promise<void> {
+    this.handler?.control?.(command);
   }
 
   /** Everything published so far has been delivered: the last id is every topic's position. */

@@ -86,8 +86,10 @@ export class Session implements FeedSink {
   readonly clientId = randomUUID();
   /** When the session opened. */
   readonly since = new Date();
-  /** Ends the session when its identity expires (only while it has an `expiresAt`). */
+  /** Ends the session when its identity expires (only while it has an `expiresAt`, once started). */
   private expiry: NodeJS.Timeout | undefined;
+  /** `start()` was called: frames may be written. */
+  private started = false;
 
   constructor(
     private readonly context: SessionContext,
@@ -102,7 +104,6 @@ export class Session implements FeedSink {
     // Only connections are counted: sessions with a request (server-side consumers have none).
     this.feed = context.feedOf(this, request ? output.meter : undefined);
     this.writer = new BoundedWriter(output.queue, context.bufferBytes, () => this.overflow());
-    this.armExpiry();
   }
 
   /**
@@ -114,17 +115,19 @@ export class Session implements FeedSink {
     this.armExpiry();
   }
 
+  /**
+   * (Re)arms the expiry timer from the identity's `expiresAt`. Only once the session has started:
+   * before that, no frame may be written (an SSE stream has no headers yet); an identity that
+   * expired meanwhile ends the session on the next turn. Always through a timer, never from here:
+   * the caller may be setting the session up.
+   */
   private armExpiry(): void {
     clearTimeout(this.expiry);
     this.expiry = undefined;
     const expiresAt = this.identity?.expiresAt;
-    if (expiresAt === undefined || this.ended) return;
-    const delay = expiresAt - Date.now();
-    if (delay <= 0) {
-      this.end('expired');
-      return;
-    }
-    this.expiry = setTimeout(() => this.armExpiry(), Math.min(delay, MAX_TIMER_MS));
+    if (expiresAt === undefined || this.ended || !this.started) return;
+    const delay = Math.max(0, expiresAt - Date.now());
+    this.expiry = setTimeout(() => (Date.now() >= expiresAt ? this.end('expired') : this.armExpiry()), Math.min(delay, MAX_TIMER_MS));
     this.expiry.unref();
   }
 
@@ -180,6 +183,8 @@ export class Session implements FeedSink {
    * missed messages and live ones.
    */
   async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = []): Promise<void> {
+    this.started = true;
+    this.armExpiry();
     const starts = this.starts([...topics, BROADCAST_TOPIC], lastEventId);
     let caughtUp: CaughtUp | undefined;
     try {
@@ -267,8 +272,9 @@ export class Session implements FeedSink {
    */
   end(reason: SessionEndReason, detail?: string): void {
     if (this.ended) return;
-    if (reason === 'expired') this.output.notice({ event: EVENTS.expired, data: MESSAGES.identityExpired });
-    else if (reason === 'disconnected') this.output.notice({ event: EVENTS.disconnected, data: detail ?? MESSAGES.disconnected });
+    // Not before the start: an SSE stream has no headers yet (the transport ends it its own way).
+    if (this.started && reason === 'expired') this.output.notice({ event: EVENTS.expired, data: MESSAGES.identityExpired });
+    else if (this.started && reason === 'disconnected') this.output.notice({ event: EVENTS.disconnected, data: detail ?? MESSAGES.disconnected });
     clearTimeout(this.expiry);
     this.ended = true;
     this.context.left?.(this, this.topics);

@@ -14,7 +14,25 @@ export interface BrokerEventHandler {
    * messages before that position are concerned: a subscriber already past it lost nothing.
    */
   gap(topic: string, until?: Position): void;
+  /**
+   * An instance-wide command sent by some instance (this one included) with
+   * {@link PushletBroker.control}: the hub runs it on this instance's connections.
+   */
+  control?(command: PushletControlCommand): void;
 }
+
+/**
+ * A command for every instance (`PushletBroker.control`), such as "close this user's connections"
+ * (`PushletService.disconnect`). A union by `kind`, so that more can be added; an instance ignores
+ * a kind it does not know.
+ */
+export type PushletControlCommand = {
+  readonly kind: 'disconnect';
+  /** The identity `id` whose connections close. */
+  readonly userId: string;
+  /** Told to the clients (`pushlet:disconnected`, close reason of 4002); at most 123 bytes of UTF-8. */
+  readonly reason: string;
+};
 
 /** Where one topic's replay starts: every message of `topic` after `after`. */
 export interface ReplayRequest {
@@ -85,6 +103,12 @@ export interface PushletBroker {
   positions(topics: readonly string[], estimate?: boolean): Promise<Position[]>;
   /** Stops delivering and releases connections. */
   stop(): Promise<void>;
+  /**
+   * Sends `command` to every instance, this one included (each reports it as a `control` event),
+   * at most once, live only (an instance cut off from the broker at that moment misses it).
+   * A broker without it serves one instance: commands reach only this one.
+   */
+  control?(command: PushletControlCommand): Promise<void>;
   /** How the broker's link stands; a broker without it counts as always connected. */
   status?(): PushletBrokerStatus;
   /**

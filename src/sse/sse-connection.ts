@@ -89,8 +89,11 @@ export class SseConnection implements SessionOutput, WriteQueue {
   end(reason: SessionEndReason): void {
     if (this.closed) return;
     this.closed = true;
+    // Expired or disconnected while its topics were checked (no headers yet): the route sees the
+    // destroyed response and stops there.
+    if ((reason === 'expired' || reason === 'disconnected') && !this.response.headersSent) this.response.destroy();
     // Ends that say why (their notice is written) close gracefully; only a failure cuts the stream.
-    if (reason === 'shutdown' || reason === 'expired' || reason === 'disconnected') {
+    else if (reason === 'shutdown' || reason === 'expired' || reason === 'disconnected') {
       this.socket?.flush();
       this.response.end();
       if (this.queuedBytes() > 0) this.response.destroy();

@@ -7,6 +7,7 @@ import type { Session } from '../core/session.js';
 import { earlyFlushBytes, WriteBatch } from '../core/write-batch.js';
 import { EVENTS, topicsNotice, type Command, type CommandRef } from '../protocol/index.js';
 import { PushletHub } from '../pushlet.hub.js';
+import type { PushletClientPublishDecision } from '../interfaces/pushlet-options.interface.js';
 import { PushletRouteRefusal, PushletRoutes } from '../pushlet.routes.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { assertEvent, dataToString } from '../core/topic.js';
@@ -227,7 +228,14 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
     if (!allowed) throw new PushletForbiddenError(MESSAGES.publishForbidden(command.topic));
     let { event, data } = command;
     if (onClientPublish) {
-      const decision = await onClientPublish(context);
+      let decision: PushletClientPublishDecision;
+      try {
+        decision = await onClientPublish(context);
+      } catch (error) {
+        // The app's hook failed: the publication is refused, the connection stays.
+        this.hub.logger.warn(`onClientPublish threw for topic "${command.topic}": ${String(error)}`);
+        decision = false;
+      }
       if (decision === false) throw new PushletForbiddenError(MESSAGES.publishForbidden(command.topic));
       if (decision && decision.event !== undefined) event = decision.event;
       if (decision && decision.data !== undefined) data = dataToString(decision.data);
