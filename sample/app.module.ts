@@ -50,6 +50,21 @@ function hasToken(request: IncomingMessage, token: string): boolean {
   return request.headers['x-pushlet-token'] === token || fromQuery === token;
 }
 
+/** Longest chat text. */
+const MAX_CHAT_TEXT = 1_000;
+
+/** A chat message as the room gets it: `{ from, text }`, from the client's `{ text }`; anything else is refused. */
+function chatMessage(data: string, from: string): { data: { from: string; text: string } } | false {
+  let text: unknown;
+  try {
+    text = (JSON.parse(data) as { text?: unknown } | null)?.text;
+  } catch {
+    return false;
+  }
+  if (typeof text !== 'string' || text.trim() === '' || text.length > MAX_CHAT_TEXT) return false;
+  return { data: { from, text } };
+}
+
 /** The module's `redis` option from the sample's config: a cluster, one server, or none (in memory). */
 function redisOption(config: SampleConfig): { redis?: PushletRedisOptions } {
   const keyPrefix = config.redisKeyPrefix ? { keyPrefix: config.redisKeyPrefix } : {};
@@ -78,6 +93,8 @@ export class AppModule {
           // Chat rooms: who is online, and identified WebSocket clients may post.
           presence: { topics: ['room/'], ...(config.presenceTtlMs ? { ttlMs: config.presenceTtlMs } : {}) },
           authorizePublish: ({ topic, identity }) => identity !== null && topic.startsWith('room/'),
+          // Chat messages say who sent them: the server writes the sender, the client only the text.
+          onClientPublish: ({ event, data, identity }) => (event === 'chat' ? chatMessage(data, identity?.id ?? '') : undefined),
           // Distributed mode: every sample instance on the same Redis shares topics and history.
           ...redisOption(config),
         }),
