@@ -9,6 +9,7 @@ export {
   type BrokerEventHandler,
   type PushletBroker,
   type PushletBrokerStatus,
+  type PushletControlCommand,
   type ReplayRequest,
   type ReplayResult,
 } from './interfaces/broker.interface.js';

@@ -154,6 +154,8 @@ describe('Prometheus metrics after a known workload (issue 15)', () => {
       pushlet_replayed_messages_total: 3,
       'pushlet_connections_refused_total{reason="limit"}': 1,
       'pushlet_connections_refused_total{reason="address_limit"}': 0,
+      'pushlet_connections_refused_total{reason="user_limit"}': 0,
+      'pushlet_connections_refused_total{reason="unauthenticated"}': 0,
       'pushlet_connections_refused_total{reason="guard"}': 1,
       'pushlet_connections_refused_total{reason="forbidden"}': 1,
       'pushlet_connections_refused_total{reason="invalid"}': 1,

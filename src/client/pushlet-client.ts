@@ -407,6 +407,9 @@ export class PushletClient {
         return;
       }
     }
+    // `auto`: a WebSocket upgrade refused for want of a valid token looks like a failed upgrade
+    // (browsers hide its status); SSE's 401 says what it was: try WebSocket again with the next token.
+    if (this.#auto && this.#worked === 'none' && end.kind === 'refused' && end.status === 401) this.#kind = 'websocket';
     this.#emit('error', endError(end));
     this.#scheduleReconnect(end.kind === 'ended' ? end.retryMs : end.kind === 'refused' ? end.retryAfterMs : undefined);
   }

@@ -96,7 +96,7 @@ const FAMILIES: readonly Family[] = [
   },
   {
     name: 'pushlet_connections_refused_total',
-    help: 'Connections turned away before they started, by reason (limit, address_limit, guard, forbidden, invalid, origin, shutdown, unavailable).',
+    help: 'Connections turned away before they started, by reason (limit, address_limit, user_limit, unauthenticated, guard, forbidden, invalid, origin, shutdown, unavailable).',
     type: 'counter',
     label: 'reason',
     read: (s) => ({ ...s.refused }),
