@@ -3,9 +3,12 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
 import { RedisPresenceStore } from '../src/cluster/redis-presence.js';
+import { PresenceManager } from '../src/core/presence-manager.js';
 import { MemoryPresenceStore, type PresenceEntry, type PresenceStore } from '../src/index.js';
 import { RedisServer } from './support/redis.js';
 import { eventually } from './support/wait.js';
+
+const SILENT = { log: () => undefined, warn: () => undefined, error: () => undefined };
 
 function entry(topic: string, i: number): PresenceEntry {
   return { topic, member: { clientId: `c${i}`, identity: { id: `u${i}` }, transport: 'ws', since: new Date(0).toISOString() } };
@@ -52,6 +55,39 @@ describe('presence stores', () => {
 
   it('in Redis: adds and removes each member once', async () => {
     await addsAndRemovesOnce(store('once:', 60_000));
+  });
+
+  it('the manager sends the joins and leaves of one event-loop turn to Redis in one script call, and publishes each once', async () => {
+    const presence = store('turn:', 60_000);
+    const published: string[] = [];
+    const manager = new PresenceManager(
+      presence,
+      { isPresenceTopic: (topic) => topic.startsWith('room/'), ttlMs: 60_000 },
+      { publish: async (topic, event, data) => void published.push(`${event} ${topic} ${(JSON.parse(data) as { clientId: string }).clientId}`), servedTopics: () => [] },
+      SILENT,
+    );
+    const evalCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+    const clients = Array.from({ length: 100 }, (_, i) => ({ clientId: `k${i}`, identity: { id: `u${i}` }, transport: 'ws' as const, request: {} }));
+    const before = await evalCalls();
+    // One turn: 100 connections, each on two rooms and a topic without presence; one of them twice.
+    for (const c of clients) manager.joined(c, ['room/x', 'room/y', 'news']);
+    manager.joined(clients[0]!, ['room/x']);
+    await manager.stop();
+    assert.equal((await evalCalls()) - before, 1, 'one script call for the turn');
+    assert.equal(published.length, 200);
+    assert.equal(new Set(published).size, 200);
+    assert.equal(manager.localCount, 200);
+    // Server-side consumers (no request) are not members.
+    manager.joined({ clientId: 'server', identity: null, transport: 'sse' }, ['room/x']);
+    assert.equal(manager.localCount, 200);
+    const middle = await evalCalls();
+    for (const c of clients) manager.left(c, ['room/x', 'room/y', 'news']);
+    for (const c of clients) manager.left(c, ['room/x']);
+    await manager.stop();
+    assert.equal((await evalCalls()) - middle, 1, 'one script call for the leaves');
+    assert.equal(published.filter((p) => p.startsWith('pushlet:leave')).length, 200);
+    assert.equal(manager.localCount, 0);
+    assert.equal(await presence.count('room/x'), 0);
   });
 
   it('in Redis: a refresh names exactly the local members Redis lost, among more than one ZADD chunk', async () => {

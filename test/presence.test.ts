@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { PushletUnavailableError, PushletValidationError, type PresenceData } from '../src/index.js';
+import { PushletHub } from '../src/pushlet.hub.js';
 import { startApp, type TestApp } from './support/app.js';
 import { PresenceClient, presenceOptions } from './support/presence.js';
-import { within } from './support/wait.js';
+import { until, within } from './support/wait.js';
 
 const ROOM = 'room/lobby';
 
@@ -74,6 +75,12 @@ describe('presence in memory (one instance)', () => {
     }
     assert.deepEqual(users(await t.pushlet.presence(ROOM)), ['w-sse', 'w-ws']);
     assert.equal(await t.pushlet.presenceCount(ROOM), 2);
+    // Nothing of the members that left is kept.
+    const manager = t.app.get(PushletHub).presenceManager!;
+    assert.equal(manager.localCount, 2);
+    for (const watcher of watchers) watcher.close();
+    await until(() => manager.localCount === 0, 5_000, 'every membership released');
+    assert.equal(await t.pushlet.presenceCount(ROOM), 0);
   });
 
   it('counts anonymous connections as members with identity null; server-side consumers are not members', async () => {
