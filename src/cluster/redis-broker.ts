@@ -111,6 +111,8 @@ export class RedisBroker implements PushletBroker {
   // resends it after reconnecting): these fail such commands at once instead.
   private readonly commandClosed = new ClosedSignal();
   private readonly subscriberClosed = new ClosedSignal();
+  /** Told each time the link becomes `ready` after an outage (presence adds its members again). */
+  private readonly readyListeners = new Set<() => void>();
   private readonly counts = { received: 0, receivedUnwatched: 0, delivered: 0, duplicatesDropped: 0, recovered: 0, resets: 0 };
 
   private readonly events: RedisLinkListener = {
@@ -285,7 +287,17 @@ export class RedisBroker implements PushletBroker {
    * its commands share the broker's command connection and timeout.
    */
   presenceStore(ttlMs: number): RedisPresenceStore {
-    return new RedisPresenceStore(this.connections.command, this.keys, this.connections.cluster, ttlMs, (call, what) => this.onCommand(call, what));
+    return new RedisPresenceStore(
+      this.connections.command,
+      this.keys,
+      this.connections.cluster,
+      ttlMs,
+      (call, what) => this.onCommand(call, what),
+      (listener) => {
+        this.readyListeners.add(listener);
+        return () => this.readyListeners.delete(listener);
+      },
+    );
   }
 
   stats(): RedisBrokerStats {
@@ -315,6 +327,7 @@ export class RedisBroker implements PushletBroker {
     } else if (state === 'ready') {
       this.outbox.flush();
       this.reportBack();
+      for (const listener of this.readyListeners) listener();
     }
   }
 

@@ -176,6 +176,8 @@ export class RedisPresenceStore implements PresenceStore {
     private readonly cluster: boolean,
     private readonly ttlMs: number,
     private readonly call: RedisCall,
+    /** Subscribes to the broker's link becoming `ready` again. */
+    private readonly linkReady?: (listener: () => void) => () => void,
   ) {
     // Keys outlive their last refresh long enough for a sweep to find every expired member.
     this.lifetimeMs = 3 * ttlMs;
@@ -216,6 +218,10 @@ export class RedisPresenceStore implements PresenceStore {
       }
     }
     return { missing, expired };
+  }
+
+  onAvailable(listener: () => void): () => void {
+    return this.linkReady?.(listener) ?? (() => undefined);
   }
 
   async members(topic: string): Promise<PresenceData> {

@@ -53,6 +53,7 @@ export class PresenceManager {
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   private failing = false;
+  private stopListening: (() => void) | undefined;
 
   constructor(
     private readonly store: PresenceStore,
@@ -78,12 +79,15 @@ export class PresenceManager {
     if (this.timer) return;
     this.timer = setInterval(() => this.refresh(), this.intervalMs);
     this.timer.unref();
+    this.stopListening = this.store.onAvailable?.(() => this.refresh());
   }
 
   /** Stops refreshing and waits for the joins and leaves on their way (the caller bounds the wait). */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.stopListening?.();
+    this.stopListening = undefined;
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     await this.refreshing;
   }
@@ -172,7 +176,7 @@ export class PresenceManager {
 
   /** One refresh at a time; a tick that finds one still running skips. */
   private refresh(): void {
-    if (this.refreshing) return;
+    if (this.refreshing || !this.timer) return;
     this.refreshing = this.refreshOnce()
       .then(() => this.recovered(), (error: unknown) => this.failed(error))
       .finally(() => (this.refreshing = undefined));

@@ -34,6 +34,12 @@ export interface PresenceStore {
   members(topic: string): Promise<PresenceData>;
   /** How many are on `topic` now (cheaper than {@link members}). */
   count(topic: string): Promise<number>;
+  /**
+   * Calls `listener` whenever the store can be reached again after an outage (the Redis link is
+   * back): the instance refreshes at once, adding again what the store lost. Returns the function
+   * that stops it. Optional: without it, the next periodic refresh does the same.
+   */
+  onAvailable?(listener: () => void): () => void;
 }
 
 /**
