@@ -5,6 +5,8 @@ import { RedisKeys } from '../src/cluster/redis-keys.js';
 import { RedisPresenceStore } from '../src/cluster/redis-presence.js';
 import { PresenceManager } from '../src/core/presence-manager.js';
 import { MemoryPresenceStore, type PresenceEntry, type PresenceStore } from '../src/index.js';
+import { resolveOptions } from '../src/pushlet.options.js';
+import type { PushletModuleOptions } from '../src/index.js';
 import { RedisServer } from './support/redis.js';
 import { eventually } from './support/wait.js';
 
@@ -123,5 +125,23 @@ describe('presence stores', () => {
     assert.deepEqual(swept, ['room/s c1', 'room/s c2']);
     assert.deepEqual(await gone.remove([{ topic: 'room/s', clientId: 'c1' }]), [false], 'a swept member is not removed again');
     assert.equal(await client.hlen(new RedisKeys('sweep:').presenceMembers('room/s')), 1);
+  });
+});
+
+describe('the presence option', () => {
+  it('resolves a prefix list or a predicate, with the default time-to-live, and is off without it', () => {
+    assert.equal(resolveOptions({}).presence, undefined);
+    const prefixes = resolveOptions({ presence: { topics: ['room/', 'game/'] } }).presence!;
+    assert.equal(prefixes.ttlMs, 15_000);
+    assert.deepEqual(['room/1', 'game/x', 'news', 'rooms'].map(prefixes.isPresenceTopic), [true, true, false, false]);
+    const predicate = resolveOptions({ presence: { topics: (topic) => topic.endsWith('/live'), ttlMs: '3000' as unknown as number } }).presence!;
+    assert.equal(predicate.ttlMs, 3_000);
+    assert.equal(predicate.isPresenceTopic('a/live'), true);
+  });
+
+  it('rejects a bad topic list or time-to-live at start-up, naming the option', () => {
+    assert.throws(() => resolveOptions({ presence: { topics: 'room/' } } as unknown as PushletModuleOptions), /presence\.topics/);
+    assert.throws(() => resolveOptions({ presence: { topics: [1] } } as unknown as PushletModuleOptions), /presence\.topics/);
+    assert.throws(() => resolveOptions({ presence: { topics: ['room/'], ttlMs: -1 } }), /presence\.ttlMs/);
   });
 });
