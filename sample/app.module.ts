@@ -6,7 +6,7 @@ import { PushletModule, type PushletRedisOptions } from '../src/index.js';
 import { PushletHealthModule } from '../src/health/index.js';
 import { PushletMetricsModule } from '../src/metrics/index.js';
 import { DemoController } from './demo.controller.js';
-import { HealthController, MetricsController } from './ops.controller.js';
+import { HealthController, MetricsController, PresenceController } from './ops.controller.js';
 import { SendController } from './send.controller.js';
 
 export interface SampleConfig {
@@ -21,6 +21,24 @@ export interface SampleConfig {
   token?: string;
   /** Prometheus metrics at `/metrics` (default true); `/health` and `/stats` are always there. */
   metrics?: boolean;
+  /** How long a presence member outlives its instance (the module's `presence.ttlMs`, default 15 s). */
+  presenceTtlMs?: number;
+}
+
+/** Longest demo user name. */
+const MAX_USER_LENGTH = 64;
+
+/**
+ * The demo's identity: `?user=NAME`, or the client SDK's `token` option (`?token=NAME` on
+ * WebSocket, `Authorization: Bearer NAME` on SSE) taken as the name itself. Demo only: a real app
+ * verifies a token (a signed JWT, a session) and takes the user from it. No name: anonymous.
+ */
+function demoIdentity(request: IncomingMessage): { id: string } | null | false {
+  const query = new URL(request.url ?? '/', 'http://localhost').searchParams;
+  const bearer = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '')?.[1];
+  const name = (query.get('user') ?? query.get('token') ?? bearer)?.trim();
+  if (name === undefined || name === '') return null;
+  return name.length <= MAX_USER_LENGTH && !/[\u0000-\u001f]/.test(name) ? { id: name } : false;
 }
 
 /**
@@ -30,6 +48,21 @@ export interface SampleConfig {
 function hasToken(request: IncomingMessage, token: string): boolean {
   const fromQuery = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token');
   return request.headers['x-pushlet-token'] === token || fromQuery === token;
+}
+
+/** Longest chat text. */
+const MAX_CHAT_TEXT = 1_000;
+
+/** A chat message as the room gets it: `{ from, text }`, from the client's `{ text }`; anything else is refused. */
+function chatMessage(data: string, from: string): { data: { from: string; text: string } } | false {
+  let text: unknown;
+  try {
+    text = (JSON.parse(data) as { text?: unknown } | null)?.text;
+  } catch {
+    return false;
+  }
+  if (typeof text !== 'string' || text.trim() === '' || text.length > MAX_CHAT_TEXT) return false;
+  return { data: { from, text } };
 }
 
 /** The module's `redis` option from the sample's config: a cluster, one server, or none (in memory). */
@@ -56,11 +89,17 @@ export class AppModule {
         PushletModule.forRoot({
           heartbeatInterval: config.heartbeatMs ?? 30_000,
           authorize: ({ topic, request }) => !topic.startsWith('private/') || hasToken(request, config.token ?? 'demo-token'),
+          authenticate: (request) => demoIdentity(request),
+          // Chat rooms: who is online, and identified WebSocket clients may post.
+          presence: { topics: ['room/'], ...(config.presenceTtlMs ? { ttlMs: config.presenceTtlMs } : {}) },
+          authorizePublish: ({ topic, identity }) => identity !== null && topic.startsWith('room/'),
+          // Chat messages say who sent them: the server writes the sender, the client only the text.
+          onClientPublish: ({ event, data, identity }) => (event === 'chat' ? chatMessage(data, identity?.id ?? '') : undefined),
           // Distributed mode: every sample instance on the same Redis shares topics and history.
           ...redisOption(config),
         }),
       ],
-      controllers: [DemoController, SendController, HealthController, ...(config.metrics === false ? [] : [MetricsController])],
+      controllers: [DemoController, SendController, HealthController, PresenceController, ...(config.metrics === false ? [] : [MetricsController])],
     };
   }
 }

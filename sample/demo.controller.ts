@@ -2,16 +2,24 @@ import { readFileSync } from 'node:fs';
 import { Controller, Get, Header } from '@nestjs/common';
 
 const page = readFileSync(new URL('../../sample/public/index.html', import.meta.url), 'utf8');
+const chatPage = readFileSync(new URL('../../sample/public/chat.html', import.meta.url), 'utf8');
 // The client SDK as one ESM file, built next to the compiled sample by `npm run build:all`.
 const clientBundle = new URL('../pushlet-client.js', import.meta.url);
 
-/** Serves the demo page (the client SDK, and the README's plain SSE and WebSocket clients) and the SDK as one file for pages. */
+/** Serves the demo pages (the client SDK, the README's plain SSE and WebSocket clients, the chat) and the SDK as one file for pages. */
 @Controller()
 export class DemoController {
   @Get()
   @Header('Content-Type', 'text/html; charset=utf-8')
   index(): string {
     return page;
+  }
+
+  /** `GET /chat`: rooms with who is online, on the client SDK (presence and client publishing). */
+  @Get('chat')
+  @Header('Content-Type', 'text/html; charset=utf-8')
+  chat(): string {
+    return chatPage;
   }
 
   /** `GET /pushlet-client.js`: `import { PushletClient } from '/pushlet-client.js'` in a page. */

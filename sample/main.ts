@@ -23,6 +23,7 @@ const app = await createSampleApp({
   redisKeyPrefix: process.env.REDIS_KEY_PREFIX || undefined,
   heartbeatMs,
   token: process.env.PUSHLET_TOKEN || undefined,
+  presenceTtlMs: process.env.PRESENCE_TTL_MS ? Number(process.env.PRESENCE_TTL_MS) : undefined,
 });
 await app.listen(port);
 console.log(`Pushlet sample on http://localhost:${port} (SSE /events, WebSocket /ws, publish /send, /broadcast)`);

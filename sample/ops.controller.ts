@@ -1,6 +1,6 @@
-import { Controller, Get, Header, Res } from '@nestjs/common';
+import { BadRequestException, Controller, Get, Header, Query, Res, ServiceUnavailableException } from '@nestjs/common';
 import { HealthCheck, HealthCheckService } from '@nestjs/terminus';
-import { PushletService, type PushletStats } from '../src/index.js';
+import { PushletService, PushletUnavailableError, PushletValidationError, type PresenceData, type PushletStats } from '../src/index.js';
 import { PushletHealthIndicator } from '../src/health/index.js';
 import { PushletMetrics } from '../src/metrics/index.js';
 
@@ -45,5 +45,28 @@ export class HealthController {
   @Header('Cache-Control', 'no-store')
   stats(): PushletStats {
     return this.pushlet.stats({ topics: true });
+  }
+}
+
+/**
+ * `GET /presence?topic=room/lobby`: the JSON of `PushletService.presence(topic)`, across every
+ * instance. A topic that is not a presence topic (or no topic) answers 400, Redis unreachable 503,
+ * both as `{ statusCode, message }`.
+ */
+@Controller()
+export class PresenceController {
+  constructor(private readonly pushlet: PushletService) {}
+
+  @Get('presence')
+  @Header('Cache-Control', 'no-store')
+  async presence(@Query('topic') topic: unknown): Promise<PresenceData> {
+    if (typeof topic !== 'string') throw new BadRequestException('topic must be given once, e.g. /presence?topic=room/lobby');
+    try {
+      return await this.pushlet.presence(topic);
+    } catch (error) {
+      if (error instanceof PushletValidationError) throw new BadRequestException(error.message);
+      if (error instanceof PushletUnavailableError) throw new ServiceUnavailableException(error.message);
+      throw error;
+    }
   }
 }

@@ -44,6 +44,8 @@ export {
 } from './core/errors.js';
 export { Envelope } from './core/envelope.js';
 export { MemoryBroker } from './core/memory-broker.js';
+export { MemoryPresenceStore, type PresenceEntry, type PresenceRefresh, type PresenceStore } from './core/presence.js';
+export { RedisPresenceStore } from './cluster/redis-presence.js';
 export { RedisBroker, type RedisBrokerStats } from './cluster/redis-broker.js';
 export type { PushletRedisClusterOptions, PushletRedisOptions } from './cluster/redis-options.js';
 export { PushletRedisError, PushletRedisUnavailableError } from './cluster/redis-errors.js';

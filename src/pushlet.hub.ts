@@ -15,6 +15,8 @@ import { checkControl, MAX_REASON_BYTES, MAX_USER_ID_LENGTH, truncateUtf8 } from
 import { Feed } from './core/feed.js';
 import { MemoryBroker } from './core/memory-broker.js';
 import { Heartbeat } from './core/heartbeat.js';
+import { MemoryPresenceStore } from './core/presence.js';
+import { PresenceManager } from './core/presence-manager.js';
 import { Session, type SessionContext, type SessionOutput } from './core/session.js';
 import { SlowConsumerReporter } from './core/slow-consumers.js';
 import { assertSubscribableTopic } from './core/topic.js';
@@ -26,6 +28,8 @@ import { MESSAGES } from './pushlet.messages.js';
 
 /** How long `app.close()` waits for the broker to stop before giving up on it. */
 const BROKER_STOP_MS = 5_000;
+/** How long `app.close()` waits for the presence leaves of the sessions it ended. */
+const PRESENCE_STOP_MS = 2_000;
 /** Event-loop turns Nest takes to finish the response of a completed `@Sse()` stream. */
 const RESPONSE_END_TURNS = 3;
 const NO_SLOT: ConnectionSlot = { release: () => undefined };
@@ -49,6 +53,8 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   /** Identities found by {@link identify} for requests whose session is not open yet (WebSocket upgrades). */
   private readonly identities = new WeakMap<IncomingMessage, PushletIdentity | null>();
   private readonly sessionContext: SessionContext;
+  /** Presence members of this instance, their joins and leaves (absent without the `presence` option). */
+  readonly presenceManager: PresenceManager | undefined;
 
   constructor(
     @Inject(PUSHLET_OPTIONS) readonly options: ResolvedPushletOptions,
@@ -59,6 +65,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     this.heartbeat = new Heartbeat(options.heartbeatInterval);
     this.connections = new ConnectionTracker(options.limits, (reason) => counters.refusal(reason));
     this.slowConsumers = new SlowConsumerReporter(options.logger);
+    this.presenceManager = this.createPresence();
     this.sessionContext = {
       feedOf: (sink, meter) => new Feed(this.registry, this.broker, sink, meter),
       ordering: broker.ordering,
@@ -70,6 +77,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
         this.slowConsumers.report(transport, address);
       },
       refused: (reason) => counters.refusal(reason),
+      ...this.presenceHooks(),
       resumed: ({ resets, replayed }) => counters.resumed(resets > 0, replayed),
       closed: (session) => this.sessions.delete(session),
     };
@@ -77,6 +85,29 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
 
   get logger() {
     return this.options.logger;
+  }
+
+  /**
+   * The presence store the broker offers (Redis: shared by every instance), else one in memory;
+   * joins and leaves are published as messages of their topic, straight to the broker: not
+   * counted as publications, and their `pushlet:` event names are the module's own.
+   */
+  private createPresence(): PresenceManager | undefined {
+    const presence = this.options.presence;
+    if (!presence) return undefined;
+    const store = this.broker.presenceStore?.(presence.ttlMs) ?? new MemoryPresenceStore();
+    return new PresenceManager(
+      store,
+      presence,
+      { publish: (topic, event, data) => this.broker.publish(topic, event, data), servedTopics: () => this.registry.topics() },
+      this.logger,
+    );
+  }
+
+  private presenceHooks(): Pick<SessionContext, 'joined' | 'left'> {
+    const manager = this.presenceManager;
+    if (!manager) return {};
+    return { joined: (session, topics) => manager.joined(session, topics), left: (session, topics) => manager.left(session, topics) };
   }
 
   async onModuleInit(): Promise<void> {
@@ -87,6 +118,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
       control: (command) => this.onControl(command),
     };
     await this.broker.start(events);
+    this.presenceManager?.start();
     // The Redis broker names its server when it connects; the others are named here.
     if (this.broker instanceof MemoryBroker) this.logger.log('broker: in memory (this instance only; set the redis option to join others)');
     else if (!this.options.redis) this.logger.log(`broker: ${this.broker.constructor.name}`);
@@ -112,6 +144,8 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   async onApplicationShutdown(): Promise<void> {
     this.heartbeat.stop();
     this.registry.close();
+    // The leaves of the sessions just ended go out before the broker stops.
+    if (this.presenceManager) await this.stopPresence(this.presenceManager);
     let timer: NodeJS.Timeout | undefined;
     const giveUp = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), BROKER_STOP_MS);
@@ -122,6 +156,20 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
       if (outcome === 'timeout') this.logger.warn(`the broker did not stop within ${BROKER_STOP_MS} ms; shutting down without it`);
     } catch (error) {
       this.logger.error(`broker did not stop cleanly: ${String(error)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async stopPresence(manager: PresenceManager): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), PRESENCE_STOP_MS);
+      timer.unref();
+    });
+    try {
+      const outcome = await Promise.race([manager.stop(), giveUp]);
+      if (outcome === 'timeout') this.logger.warn(`presence leaves were still on their way after ${PRESENCE_STOP_MS} ms; their members expire instead`);
     } finally {
       clearTimeout(timer);
     }
@@ -151,7 +199,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   async identify(request: IncomingMessage, transport: PushletTransport): Promise<PushletIdentity | null> {
     if (!this.options.authenticate) return null;
     try {
-      const identity = await this.authenticate(request, { transport });
+      const identity = await this.askAuthenticate(request, { transport });
       // The WebSocket session opens after the upgrade, in another callback: it takes it from here.
       if (transport === 'ws') this.identities.set(request, identity);
       return identity;
@@ -167,6 +215,16 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
    * @throws PushletUnauthorizedError when it says no, throws, returns no valid identity, or one already expired.
    */
   async authenticate(request: IncomingMessage, context: { transport: PushletTransport; token?: string; identity?: PushletIdentity }): Promise<PushletIdentity> {
+    const identity = await this.askAuthenticate(request, context);
+    if (identity === null) throw new PushletUnauthorizedError(MESSAGES.unauthenticated);
+    return identity;
+  }
+
+  /** The `authenticate` option's answer, checked: an identity, or `null` for an anonymous connection. */
+  private async askAuthenticate(
+    request: IncomingMessage,
+    context: { transport: PushletTransport; token?: string; identity?: PushletIdentity },
+  ): Promise<PushletIdentity | null> {
     const authenticate = this.options.authenticate;
     if (!authenticate) throw new PushletUnauthorizedError(MESSAGES.refreshUnsupported);
     let identity: unknown;
@@ -177,6 +235,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
       throw new PushletUnauthorizedError(MESSAGES.unauthenticated);
     }
     if (identity === false) throw new PushletUnauthorizedError(MESSAGES.unauthenticated);
+    if (identity === null) return null;
     if (!isIdentity(identity)) {
       this.logger.error(MESSAGES.identityInvalid);
       throw new PushletUnauthorizedError(MESSAGES.unauthenticated);
@@ -208,9 +267,17 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
    * @throws PushletValidationError when `topic` is not a presence topic.
    */
   async presence(topic: string): Promise<PresenceData> {
-    if (!this.options.presence?.isPresenceTopic(topic)) throw new PushletValidationError(MESSAGES.presenceOff(topic));
-    // Built by the presence work (issue 14): the store answers across instances.
-    return { count: 0, members: [] };
+    if (!this.presenceManager) throw new PushletValidationError(MESSAGES.presenceOff(topic));
+    return this.presenceManager.members(topic);
+  }
+
+  /**
+   * How many are on presence topic `topic`, across instances.
+   * @throws PushletValidationError when `topic` is not a presence topic.
+   */
+  async presenceCount(topic: string): Promise<number> {
+    if (!this.presenceManager) throw new PushletValidationError(MESSAGES.presenceOff(topic));
+    return this.presenceManager.count(topic);
   }
 
   /** The open sessions of user `userId` on this instance. */

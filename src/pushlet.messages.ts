@@ -21,6 +21,7 @@ export const MESSAGES = {
   refreshUnsupported: 'refresh needs the authenticate option on the server',
   publishForbidden: (topic: string) => `not allowed to publish to "${topic}"`,
   presenceOff: (topic: string) => `"${topic}" is not a presence topic`,
+  presenceUnavailable: 'presence cannot be read or updated right now (the store is unreachable); try again shortly',
   presenceTopics: 'Pushlet option presence.topics must be a function (topic) => boolean or an array of topic prefixes',
   disconnected: 'disconnected by the server',
   disconnectUserId: (max: number) => `disconnect(userId): userId must be a non-empty string of at most ${max} characters`,

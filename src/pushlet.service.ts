@@ -14,7 +14,7 @@ import type { Session, SessionOutput } from './core/session.js';
 import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
 import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT, DEFAULT_TOPIC } from './core/topic.js';
 import type { PushletMessage } from './interfaces/message.interface.js';
-import type { PushletIdentity } from './protocol/frames.js';
+import type { PresenceData, PushletIdentity } from './protocol/frames.js';
 import type { PushletStats, PushletStatsOptions } from './interfaces/stats.interface.js';
 import type { PerTransport, PushletObserver } from './metrics/pushlet-counters.js';
 import { isIdentity, PushletHub } from './pushlet.hub.js';
@@ -70,6 +70,21 @@ export class PushletService {
     const name = event ?? DEFAULT_EVENT;
     assertEvent(name);
     return this.send(BROADCAST_TOPIC, name, dataToString(data));
+  }
+
+  /**
+   * Who is on presence topic `topic` (see the `presence` option), across every instance: each
+   * member is one connection's subscription, `{ clientId, identity, transport, since }`.
+   * @throws PushletValidationError when `topic` is not a presence topic.
+   * @throws PushletUnavailableError when the presence store cannot be read now (Redis unreachable).
+   */
+  presence(topic: string): Promise<PresenceData> {
+    return this.hub.presence(topic);
+  }
+
+  /** How many members presence topic `topic` has across every instance; cheaper than {@link presence}. Same errors. */
+  presenceCount(topic: string): Promise<number> {
+    return this.hub.presenceCount(topic);
   }
 
   /**

@@ -16,6 +16,7 @@ import { inOrder, RedisHistory, type RedisHistoryLimits, type TopicReplay } from
 import { RedisKeys } from './redis-keys.js';
 import { RedisLink, type RedisLinkState } from './redis-link.js';
 import { RedisOutbox } from './redis-outbox.js';
+import { RedisPresenceStore } from './redis-presence.js';
 import { describeSource, type ResolvedRedisOptions } from './redis-options.js';
 
 /** How often a broker whose link is down checks whether it can recover. */
@@ -112,6 +113,8 @@ export class RedisBroker implements PushletBroker {
   // resends it after reconnecting): these fail such commands at once instead.
   private readonly commandClosed = new ClosedSignal();
   private readonly subscriberClosed = new ClosedSignal();
+  /** Told each time the link becomes `ready` after an outage (presence adds its members again). */
+  private readonly readyListeners = new Set<() => void>();
   private readonly counts = { received: 0, receivedUnwatched: 0, delivered: 0, duplicatesDropped: 0, recovered: 0, resets: 0 };
 
   private readonly events: RedisLinkListener = {
@@ -281,6 +284,24 @@ export class RedisBroker implements PushletBroker {
     }
   }
 
+  /**
+   * Presence in this broker's Redis (single server or Cluster), shared by every instance on it;
+   * its commands share the broker's command connection and timeout.
+   */
+  presenceStore(ttlMs: number): RedisPresenceStore {
+    return new RedisPresenceStore(
+      this.connections.command,
+      this.keys,
+      this.connections.cluster,
+      ttlMs,
+      (call, what) => this.onCommand(call, what),
+      (listener) => {
+        this.readyListeners.add(listener);
+        return () => this.readyListeners.delete(listener);
+      },
+    );
+  }
+
   stats(): RedisBrokerStats {
     return { state: this.link.state, instanceId: this.instanceId, queued: this.outbox.size, ...this.counts };
   }
@@ -308,6 +329,7 @@ export class RedisBroker implements PushletBroker {
     } else if (state === 'ready') {
       this.outbox.flush();
       this.reportBack();
+      for (const listener of this.readyListeners) listener();
     }
   }
 

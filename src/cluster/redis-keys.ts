@@ -35,6 +35,16 @@ export class RedisKeys {
     return `${this.prefix}m:{${tag(topic)}}`;
   }
 
+  /** `topic`'s presence: a sorted set of client ids scored by when they expire (ms, Redis's clock). */
+  presence(topic: string): string {
+    return `${this.prefix}p:{${tag(topic)}}`;
+  }
+
+  /** `topic`'s presence members: a hash of client id to the member as JSON. */
+  presenceMembers(topic: string): string {
+    return `${this.prefix}pm:{${tag(topic)}}`;
+  }
+
   /** The pub/sub channel of `topic`. */
   channel(topic: string): string {
     return `${this.prefix}c:{${tag(topic)}}`;

@@ -51,6 +51,10 @@ export interface SessionContext {
   readonly validateTopics: (topics: readonly unknown[], alreadySubscribed: number) => void;
   readonly authorize: (topics: readonly string[], transport: PushletTransport, request: IncomingMessage, identity: PushletIdentity | null) => Promise<void>;
   readonly slowConsumer: (transport: PushletTransport, address: string) => void;
+  /** Topics of the session became live (presence: each presence topic gains a member). */
+  readonly joined?: (session: Session, topics: readonly string[]) => void;
+  /** The session let go of topics, or ended (presence: its memberships end). */
+  readonly left?: (session: Session, topics: readonly string[]) => void;
   /** A connection was turned away before it started. */
   readonly refused: (reason: PushletRefusalReason) => void;
   /** A resume was answered (`caughtUp.resets` > 0: with a reset). */
@@ -193,6 +197,7 @@ export class Session implements FeedSink {
       if (error instanceof PushletUnavailableError) this.refused('unavailable');
       throw error;
     }
+    this.live(topics);
     this.countResume(lastEventId, caughtUp);
   }
 
@@ -200,14 +205,24 @@ export class Session implements FeedSink {
   async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined): Promise<void> {
     this.ref = ref;
     try {
-      this.countResume(lastEventId, await this.feed.add(this.starts(topics, lastEventId)));
+      const caughtUp = await this.feed.add(this.starts(topics, lastEventId));
+      this.live(topics);
+      this.countResume(lastEventId, caughtUp);
     } finally {
       this.ref = undefined;
     }
   }
 
   unsubscribe(topics: readonly string[]): void {
-    for (const topic of topics) this.feed.remove(topic);
+    const removed = topics.filter((topic) => this.feed.remove(topic));
+    if (removed.length > 0) this.context.left?.(this, removed);
+  }
+
+  /** Tells the hub which of `topics` are live now (those still subscribed once their catch-up is done). */
+  private live(topics: readonly string[]): void {
+    if (this.ended || !this.context.joined) return;
+    const held = topics.filter((topic) => topic !== BROADCAST_TOPIC && this.feed.has(topic));
+    if (held.length > 0) this.context.joined(this, held);
   }
 
   /** Writes a reply or notice (unless the session has ended). */
@@ -262,6 +277,7 @@ export class Session implements FeedSink {
     else if (this.started && reason === 'disconnected') this.output.notice({ event: EVENTS.disconnected, data: detail ?? MESSAGES.disconnected });
     clearTimeout(this.expiry);
     this.ended = true;
+    this.context.left?.(this, this.topics);
     this.feed.close();
     this.output.end(reason, detail);
   }
@@ -272,6 +288,7 @@ export class Session implements FeedSink {
     this.disposed = true;
     this.ended = true;
     clearTimeout(this.expiry);
+    this.context.left?.(this, this.topics);
     this.feed.close();
     this.slot.release();
     this.context.closed(this);

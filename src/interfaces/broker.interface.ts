@@ -1,4 +1,5 @@
 import type { Envelope } from '../core/envelope.js';
+import type { PresenceStore } from '../core/presence.js';
 import type { Position } from '../protocol/ids.js';
 
 /**
@@ -110,6 +111,12 @@ export interface PushletBroker {
   control?(command: PushletControlCommand): Promise<void>;
   /** How the broker's link stands; a broker without it counts as always connected. */
   status?(): PushletBrokerStatus;
+  /**
+   * The presence store that goes with this broker (members shared by every instance it joins),
+   * each member living `ttlMs` unless its instance refreshes it. Without it, presence is kept in
+   * memory, per instance.
+   */
+  presenceStore?(ttlMs: number): PresenceStore;
 }
 
 /** Injection token of the active {@link PushletBroker}. */

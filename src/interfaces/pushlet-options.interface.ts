@@ -148,10 +148,14 @@ export interface PushletModuleOptions {
   /**
    * Who a connection is, run once per connection (SSE and WebSocket) before any header or upgrade
    * answer, and again with the token of a WebSocket `refresh` command: an identity (any JSON object
-   * with a string `id`, optionally `expiresAt` in ms since the epoch), or `false` (a throw counts
-   * as `false`): HTTP 401. Without it connections are anonymous.
+   * with a string `id`, optionally `expiresAt` in ms since the epoch), `null` to let the connection
+   * in anonymously (not for a `refresh`), or `false` (a throw counts as `false`): HTTP 401.
+   * Without it connections are anonymous.
    */
-  authenticate?: (request: import('node:http').IncomingMessage, context: PushletAuthenticateContext) => PushletIdentity | false | Promise<PushletIdentity | false>;
+  authenticate?: (
+    request: import('node:http').IncomingMessage,
+    context: PushletAuthenticateContext,
+  ) => PushletIdentity | null | false | Promise<PushletIdentity | null | false>;
   /** Asked for every SSE topic and WebSocket subscription; a no is 403 / `pushlet:error`. */
   authorize?: (context: PushletAuthorizeContext) => boolean | Promise<boolean>;
   /** Asked for every WebSocket `publish` command. Default: every client publication is refused. */

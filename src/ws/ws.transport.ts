@@ -258,7 +258,15 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
   private async presence(session: Session, topic: string, ref: CommandRef | undefined): Promise<void> {
     const { refused } = await session.admitEach([topic]);
     if (refused.length > 0) throw new PushletForbiddenError(refused[0]!.reason);
-    const data = await this.hub.presence(topic);
+    let data;
+    try {
+      data = await this.hub.presence(topic);
+    } catch (error) {
+      // Presence that cannot be read now (Redis unreachable) is no reason to close the connection.
+      if (!(error instanceof PushletUnavailableError)) throw error;
+      session.notice({ event: EVENTS.error, data: error.message, topic, ref });
+      return;
+    }
     session.notice({ event: EVENTS.presence, data: JSON.stringify(data), topic, ref });
   }
 
