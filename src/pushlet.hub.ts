@@ -145,33 +145,14 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     this.heartbeat.stop();
     this.registry.close();
     // The leaves of the sessions just ended go out before the broker stops.
-    if (this.presenceManager) await this.stopPresence(this.presenceManager);
-    let timer: NodeJS.Timeout | undefined;
-    const giveUp = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), BROKER_STOP_MS);
-      timer.unref();
-    });
+    if (this.presenceManager && (await settledWithin(this.presenceManager.stop(), PRESENCE_STOP_MS)) === 'timeout') {
+      this.logger.warn(`presence leaves were still on their way after ${PRESENCE_STOP_MS} ms; their members expire instead`);
+    }
     try {
-      const outcome = await Promise.race([this.broker.stop(), giveUp]);
+      const outcome = await settledWithin(this.broker.stop(), BROKER_STOP_MS);
       if (outcome === 'timeout') this.logger.warn(`the broker did not stop within ${BROKER_STOP_MS} ms; shutting down without it`);
     } catch (error) {
       this.logger.error(`broker did not stop cleanly: ${String(error)}`);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  private async stopPresence(manager: PresenceManager): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const giveUp = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), PRESENCE_STOP_MS);
-      timer.unref();
-    });
-    try {
-      const outcome = await Promise.race([manager.stop(), giveUp]);
-      if (outcome === 'timeout') this.logger.warn(`presence leaves were still on their way after ${PRESENCE_STOP_MS} ms; their members expire instead`);
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -363,4 +344,18 @@ export function isIdentity(value: unknown): value is PushletIdentity {
   const { id, expiresAt } = value as { id?: unknown; expiresAt?: unknown };
   if (typeof id !== 'string' || id.length === 0) return false;
   return expiresAt === undefined || (typeof expiresAt === 'number' && Number.isFinite(expiresAt));
+}
+
+/** Waits for `work`, or `'timeout'` after `ms` (the timer does not hold the process open). */
+async function settledWithin(work: Promise<unknown>, ms: number): Promise<'done' | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const giveUp = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work.then(() => 'done' as const), giveUp]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

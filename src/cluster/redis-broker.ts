@@ -19,9 +19,9 @@ import { RedisOutbox } from './redis-outbox.js';
 import { RedisPresenceStore } from './redis-presence.js';
 import { describeSource, type ResolvedRedisOptions } from './redis-options.js';
 
-/** How often a broker whose link is down checks whether it can recover. */
 /** Rounds of recovery (subscribe and read the topics watched meanwhile) before giving up and trying again later. */
 const MAX_RECOVERY_ROUNDS = 20;
+/** How often a broker whose link is down checks whether it can recover. */
 const HEAL_INTERVAL_MS = 250;
 /**
  * Where a topic first watched while Redis is unreachable starts on a Cluster (whose ids are the
@@ -505,10 +505,6 @@ export class RedisBroker implements PushletBroker {
 
   private onSubscriber<T>(command: Promise<T>, what: string): Promise<T> {
     return this.subscriberClosed.race(withTimeout(command, this.options.commandTimeoutMs, what));
-  }
-
-  private wantedChannels(): string[] {
-    return [...this.topics.keys()].map((topic) => this.keys.channel(topic));
   }
 
   /** Single server: notes a position from Redis (ids are global there). */
