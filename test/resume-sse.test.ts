@@ -128,7 +128,7 @@ describe('resume over SSE (PROTOCOL.md, Resume)', () => {
 
   it('keeps history memory bounded however many topics come and go', () => {
     const broker = new MemoryBroker({ maxCount: 10, maxAgeMs: 60_000, maxTopics: 100 });
-    for (let i = 0; i < 10_000; i++) broker.publishNow(`topic/${i}`, 'message', 'x');
+    for (let i = 0; i < 10_000; i++) broker.record(`topic/${i}`, "message", "x");
     assert.equal(broker.historyTopics, 100);
   });
 
