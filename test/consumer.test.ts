@@ -1,12 +1,13 @@
 // The package as an application gets it: `npm pack`, installed into a fresh folder (offline: the
 // tarball is extracted and every other package links to or is copied from this repository's
-// node_modules, without @types/ws), then the README's own examples compiled with `tsc --strict`
-// as an ES module app and as a CommonJS app, started, and checked for SSE and WebSocket traffic.
+// node_modules, without @types/ws), then the documentation's own examples (marked in README.md
+// and docs/*.md) compiled with `tsc --strict` as an ES module app and as a CommonJS app, started,
+// and checked for SSE and WebSocket traffic.
 // Once with the Nest in node_modules, once with the lowest Nest 12 the peer ranges accept
 // (installed by `npm ci` through the `*-lowest` aliases in package.json). Those apps have neither
 // prom-client nor @nestjs/terminus (optional peers): the module works without them. Two more apps
-// (ES module and CommonJS) have both, and compile, start and scrape the README's "Operations"
-// example through `pushlet-nestjs/metrics` and `pushlet-nestjs/health`. Nothing here needs the
+// (ES module and CommonJS) have both, and compile, start and scrape the operations example
+// (docs/operations.md) through `pushlet-nestjs/metrics` and `pushlet-nestjs/health`. Nothing here needs the
 // network. PUSHLET_KEEP_CONSUMER=1 keeps the apps in the system's temporary folder for a look.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
