@@ -1,7 +1,7 @@
 /**
  * `npm run bench:client`: the client SDK's own scenarios alone (`client-size`, `client-reconnect`;
  * `--only=` picks one), with every knob of `npm run bench`. Writes bench/results/client.{md,json},
- * which the README's figures come from; `npm run bench` runs the same scenarios into latest.*.
+ * which the figures of docs/performance.md come from; `npm run bench` runs the same scenarios into latest.*.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';

@@ -4,7 +4,7 @@ import { MemoryBroker } from '../src/index.js';
 import type { SseEvent } from './support/sse-client.js';
 import { perTestApps } from './support/app.js';
 
-describe('resume over SSE (PROTOCOL.md, Resume)', () => {
+describe('resume over SSE (docs/protocol.md, Resume: no message lost)', () => {
   const { app, open } = perTestApps();
 
   it('replays every missed message in order, once, before live ones, with a publisher running during the reconnect', async () => {

@@ -1,4 +1,4 @@
-/** A message as clients receive it (PROTOCOL.md, "A message"). */
+/** A message as clients receive it (docs/protocol.md, "A message"). */
 export interface PushletMessage {
   /** Opaque to clients; hand it back to resume after this message. */
   readonly id: string;
@@ -110,7 +110,7 @@ export function topicsNotice(
   return { event, data: JSON.stringify(data), ...extra };
 }
 
-/** A member of a presence topic: one connection's subscription of it (PROTOCOL.md, "Identity, presence"). */
+/** A member of a presence topic: one connection's subscription of it (docs/protocol.md, "Identity, presence and client publishing"). */
 export interface PresenceMember {
   /** The connection, unique per connection and instance. */
   readonly clientId: string;
