@@ -155,6 +155,17 @@ describe('public API: stream() in a user route, @PushletPublish, subscribe()', (
     );
   });
 
+  it('stream() names the reset of a resume that cannot continue in pushlet:connected, then sends the reset frame (issue 21)', async () => {
+    await t.pushlet.publish('unresumable', 'message', 'one');
+    const client = await open('/orders/feed?topic=unresumable', { authorization: 'Bearer ok', 'last-event-id': 'not-an-id' });
+    const [connected] = await client.waitForEvents(1, 5_000, 'pushlet:connected');
+    const [reset] = await client.waitForEvents(1, 5_000, 'pushlet:reset');
+    const named = JSON.parse(connected!.data).reset;
+    assert.deepEqual(named, JSON.parse(reset!.data));
+    assert.deepEqual(named.topics, ['unresumable']);
+    assert.ok(connected!.id, 'with its new id');
+  });
+
   it('stream() answers 400 for a bad topic in a user route', async () => {
     const response = await request(`${t.url}/orders/open-feed?topic=bad%20topic`);
     assert.equal(response.status, 400);

@@ -97,6 +97,7 @@ describe('ids from clients: one behaviour for every bad id (issue 10)', () => {
         assert.equal(typeof JSON.parse(reset!.data!).reason, 'string');
         assert.equal(reset!.id, undefined);
         assert.ok(isValidWireId(connected!.id), `${via}: connected id ${connected!.id}`);
+        assert.deepEqual(JSON.parse(connected!.data!).reset, JSON.parse(reset!.data!), `${via}: pushlet:connected names the reset with its new id`);
         assertCleanEventStream(stream.events, stream.raw, ['message'], [...distinctive(id), 'forged', 'injected']);
         stream.close();
 
@@ -127,6 +128,7 @@ describe('ids from clients: one behaviour for every bad id (issue 10)', () => {
         assert.ok(!('id' in reset!));
         assert.deepEqual(JSON.parse(String(reset!.data)).topics, [s.topic]);
         assert.ok(isValidWireId(connected!.id));
+        assert.deepEqual(JSON.parse(String(connected!.data)).reset, JSON.parse(String(reset!.data)), 'pushlet:connected names the reset with its new id');
         assertCleanWsFrames(client.frames, ['message'], { echoed: distinctive(id) });
         client.close();
 
@@ -195,6 +197,7 @@ describe('ids from clients: one behaviour for every bad id (issue 10)', () => {
       const [message] = await stream.waitForNamed('message');
       assert.equal(message!.data, 'h5');
       assert.equal(stream.named('pushlet:reset').length, 0);
+      assert.deepEqual(JSON.parse(stream.named('pushlet:connected')[0]!.data!), { topics: ['good'] }, 'no reset named in pushlet:connected');
     }
     for (const client of [url, command]) {
       const [message] = await client.waitForMessages(1);
