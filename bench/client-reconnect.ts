@@ -1,31 +1,16 @@
 /**
- * `client-reconnect`: what a server restart costs, measured with the real client SDK. Two
- * instances of the sample app share one redis-server (started here on a free port); 1,000 SDK
- * clients in one process (`bench/client/sdk-clients.ts`, `ws`'s WebSocket or the SDK's SSE
- * transport over Node's fetch) are connected to instance B, each subscribed to one of 100 topics,
- * while instance A publishes round-robin on all topics throughout. Instance B is then restarted on
- * the same port (`bench/servers/pushlet-restart.ts`): its app closed (WebSocket close 1001, SSE
- * streams end) and a new one started in the same process. The clients reconnect with their backoff
- * and resume from their last id, the missed messages replayed from Redis.
- *
- * Figures, all from the moment the restart began (t0) on the machine's shared monotonic clock:
- * when the new instance listened, when every client was connected again, when every client had
- * received every message published before its own reconnection (replayed or in flight), the
- * failed attempts per client, and the CPU the client process and the new instance spent until
- * then. Every message is counted per client: missed, duplicated, out of order, resets.
+ * `client-reconnect`: what a server restart costs, measured with the real client SDK
+ * (`client/sdk-clients.ts`); instance B restarts in its own process (`servers/pushlet-restart.ts`).
+ * The scenario's description below says what is measured.
  */
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { BenchConfig } from './config.js';
 import type { ClientReport, OpenArgs, Status } from './client/sdk-clients.js';
-import { Child } from './lib/ipc.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
-import { LOG_DIR, PEERS, ServerHandle } from './lib/processes.js';
+import { PEERS, ProcessPool, ServerHandle } from './lib/processes.js';
 import { RedisServer } from './lib/redis.js';
 import type { Row, Scenario, ScenarioResult } from './lib/scenario.js';
 import { percentile, round } from './lib/stats.js';
 
-const BUILD_DIR = fileURLToPath(new URL('.', import.meta.url));
 const TOPIC_PREFIX = 'reconnect/';
 const MAX_DELAY_MS = 30_000;
 /** Longest wait for every client to be back, and then for every message to arrive. */
@@ -132,9 +117,8 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
     cleanup.push(() => b.stop());
     const port = b.port;
 
-    const clients = Child.start(join(BUILD_DIR, 'client/sdk-clients.js'), { name: `${name}-clients`, logPath: join(LOG_DIR, `bench-${name}-clients.log`) });
+    const clients = (await ProcessPool.spawn('client/sdk-clients.js', 1, name))[0]!;
     cleanup.push(() => clients.stop());
-    await clients.once('ready', 30_000);
     const topics = Array.from({ length: config.reconnectTopics }, (_, i) => `${TOPIC_PREFIX}${i}`);
     const open: OpenArgs = {
       baseUrl: `http://127.0.0.1:${port}`,

@@ -6,7 +6,7 @@
 // Run: npm run build:all && node build/bench/metrics-cost.js
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
-import { Envelope } from '../src/core/envelope.js';
+import { Envelope } from '../src/index.js';
 import { PushletCounters } from '../src/metrics/pushlet-counters.js';
 import { PushletMetricSet } from '../src/metrics/pushlet-metrics.js';
 import type { PushletService } from '../src/pushlet.service.js';

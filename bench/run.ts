@@ -12,7 +12,7 @@ import { profileMarkdown, summarizeProfile } from './lib/cpuprofile.js';
 import { floodPhase, warmUp } from './lib/phases.js';
 import { nowUs } from './lib/proc.js';
 import { ClientPool, LOG_DIR, PEERS, ServerHandle, setRunLabel } from './lib/processes.js';
-import { evaluateTargets, gitCommit, markdownReport, startRun, svgChart, targetsTable, writeReport } from './lib/report.js';
+import { evaluateTargets, gitCommit, markdownReport, scenarioTable, startRun, svgChart, targetsTable, writeReport } from './lib/report.js';
 import { combineRuns, runScenario, type ScenarioResult } from './lib/scenario.js';
 import { SCENARIOS } from './scenarios.js';
 
@@ -54,7 +54,7 @@ export async function bench(suite: Suite, config: BenchConfig = loadConfig()): P
     md: markdownReport(suite.title, meta, targets, results),
     svg: main ? svgChart(meta, targets, results) : undefined,
   });
-  console.log(`\n${main ? targetsTable(targets) : ''}\n\nWrote ${base}.* (${Math.round(meta.durationS)} s)`);
+  console.log(`\n${main ? targetsTable(targets) : results.map((r) => scenarioTable(r)).join('\n\n')}\n\nWrote ${base}.* (${Math.round(meta.durationS)} s)`);
 }
 
 /** Profiles the saturated fan-out of each peer with --cpu-prof and summarises where the time goes. */

@@ -27,27 +27,17 @@ export interface Peer {
   scriptPath?: string;
 }
 
-export const PEERS: Record<string, Peer> = {
-  ws: { id: 'ws', label: 'plain ws', script: 'servers/plain-ws.js', protocol: 'ws', pathPrefix: '/ws?topic=', pushlet: false },
-  socketio: {
-    id: 'socketio',
-    label: 'Socket.IO 4',
-    script: 'servers/socketio.js',
-    protocol: 'sio',
-    pathPrefix: '/socket.io/?EIO=4&transport=websocket&topic=',
-    pushlet: false,
-  },
-  'pushlet-ws': { id: 'pushlet-ws', label: 'Pushlet WS', script: 'servers/pushlet.js', protocol: 'ws', pathPrefix: '/ws?topic=', pushlet: true },
-  sse: { id: 'sse', label: 'plain node:http SSE', script: 'servers/plain-sse.js', protocol: 'sse', pathPrefix: '/events?topic=', pushlet: false },
-  'pushlet-sse': {
-    id: 'pushlet-sse',
-    label: 'Pushlet SSE',
-    script: 'servers/pushlet.js',
-    protocol: 'sse',
-    pathPrefix: '/events?topic=',
-    pushlet: true,
-  },
-};
+const peer = (id: string, label: string, script: string, protocol: Protocol, pathPrefix: string): Peer => ({ id, label, script: `servers/${script}.js`, protocol, pathPrefix, pushlet: id.startsWith('pushlet') });
+
+export const PEERS: Record<string, Peer> = Object.fromEntries(
+  [
+    peer('ws', 'plain ws', 'plain-ws', 'ws', '/ws?topic='),
+    peer('socketio', 'Socket.IO 4', 'socketio', 'sio', '/socket.io/?EIO=4&transport=websocket&topic='),
+    peer('pushlet-ws', 'Pushlet WS', 'pushlet', 'ws', '/ws?topic='),
+    peer('sse', 'plain node:http SSE', 'plain-sse', 'sse', '/events?topic='),
+    peer('pushlet-sse', 'Pushlet SSE', 'pushlet', 'sse', '/events?topic='),
+  ].map((p) => [p.id, p]),
+);
 
 let runLabel = 'run';
 export function setRunLabel(label: string): void {
