@@ -31,30 +31,10 @@ const TOPIC_PREFIX = 'storm/t';
 /** The baseline (publisher only) is measured over the last this-many ms before the kill. */
 const BASELINE_MS = 3_000;
 
-export interface StormOptions {
-  clients: number;
-  wsShare: number;
-  topics: number;
-  rate: number;
-  jitterMs: number;
-  warmMs: number;
-  timeoutMs: number;
-  tailMs: number;
-  connsPerProcess: number;
-  /** A client's attempt without an answer (101 or 200) is given up after this long. */
-  connectTimeoutMs: number;
-  /** Listen queue of the instances; 0 for Node's default (511). */
-  backlog: number;
-  /** Niceness of the load-client processes (0: as the servers). */
-  clientNice: number;
-  payloadBytes: number;
-  /** How instance B reads history (see bench/servers/pushlet.ts): `per-turn` is main's. */
-  reads: string;
-  /** `--cpu-prof` on instance B, summarised over the storm window into this directory. */
-  profileDir?: string;
-}
+/** The storm's knobs (see bench/config.ts); `reads`: how instance B reads history; `profileDir`: B under `--cpu-prof`. */
+export type StormOptions = ReturnType<typeof stormOptions>;
 
-export function stormOptions(config: BenchConfig, reads = 'per-turn'): StormOptions {
+export function stormOptions(config: BenchConfig, reads = 'per-turn') {
   return {
     clients: config.stormClients,
     wsShare: config.stormWsShare,
@@ -70,7 +50,7 @@ export function stormOptions(config: BenchConfig, reads = 'per-turn'): StormOpti
     clientNice: config.stormClientNice,
     payloadBytes: config.payloadBytes,
     reads,
-    profileDir: config.stormProfile ? join(config.outDir, 'profiles') : undefined,
+    profileDir: config.stormProfile ? join(config.outDir, 'profiles') : (undefined as string | undefined),
   };
 }
 

@@ -1,7 +1,7 @@
 import { Histogram } from './histogram.js';
 import { nowUs, sampleProcess, type ProcSample } from './proc.js';
 import type { ClientPool, Collected, ServerHandle } from './processes.js';
-import { median, round, sum } from './stats.js';
+import { mean, median, round, sum } from './stats.js';
 
 /** The measured phases of the load scenarios: warm-up, a steady rate, saturation; and merging slices. */
 
@@ -192,7 +192,7 @@ export function mergePhases(phases: PhaseResult[]): PhaseResult {
     flow: last.flow
       ? {
           stalls: sum(phases.map((p) => p.flow?.stalls ?? 0)),
-          eventLoopUtilization: round(sum(phases.map((p) => p.flow?.eventLoopUtilization ?? 0)) / phases.length, 3),
+          eventLoopUtilization: round(mean(phases.map((p) => p.flow?.eventLoopUtilization ?? 0)), 3),
         }
       : undefined,
   };
