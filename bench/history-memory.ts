@@ -2,7 +2,7 @@
 // for a few payload sizes. Live delivery drops each envelope's cached encodings once every
 // subscriber has written them; the last column shows what keeping them would cost instead.
 // Run: npm run build:all && node --expose-gc build/bench/history-memory.js
-import { MemoryBroker } from '../src/index.js';
+import { Envelope, MemoryBroker } from '../src/index.js';
 import { messageFrame } from '../src/sse/sse-encoder.js';
 import { DEFAULTS } from '../src/pushlet.constants.js';
 
@@ -26,8 +26,8 @@ for (const size of [16, 100, 1000]) {
     const before = heap();
     for (let t = 0; t < topics; t++) {
       for (let i = 0; i < count; i++) {
-        const envelope = broker.publishNow(`bench/topic-${t}`, 'message', 'x'.repeat(size - String(i).length) + i);
-        if (encode) messageFrame(envelope);
+        const record = broker.record(`bench/topic-${t}`, 'message', 'x'.repeat(size - String(i).length) + i);
+        if (encode) messageFrame(Envelope.create(record.position, record.topic, record.event, record.data));
       }
     }
     results.push((heap() - before) / topics);

@@ -4,7 +4,7 @@ import { PushletService, PushletUnavailableError, PushletValidationError, type P
 import { PushletHealthIndicator } from '../src/health/index.js';
 import { PushletMetrics } from '../src/metrics/index.js';
 
-/** `GET /metrics`: Prometheus text of the app's registry (README, "Operations"). */
+/** `GET /metrics`: Prometheus text of the app's registry (docs/operations.md). */
 @Controller()
 export class MetricsController {
   constructor(private readonly metrics: PushletMetrics) {}

@@ -37,7 +37,7 @@ function checkSize(message: unknown): void {
 }
 
 /**
- * The sample's publishing routes (PROTOCOL.md, "The sample app"): `GET` or `POST`, with the fields
+ * The sample's publishing routes (docs/protocol.md, "The sample app"): `GET` or `POST`, with the fields
  * `topic`, `event` and `message` in the query or (POST) a JSON or form body. A bad topic or event
  * is answered 400 and a message over {@link MAX_MESSAGE_BYTES} 413, both as `{ statusCode, message }`.
  */

@@ -6,13 +6,15 @@ export { PushletPublishInterceptor } from './decorators/pushlet-publish.intercep
 export { PUSHLET_OPTIONS } from './pushlet.constants.js';
 export {
   PUSHLET_BROKER,
-  type BrokerEventHandler,
+  type BrokerEvents,
+  type BrokerPublication,
+  type BrokerRecord,
   type PushletBroker,
   type PushletBrokerStatus,
   type PushletControlCommand,
-  type ReplayRequest,
-  type ReplayResult,
+  type TopicRead,
 } from './interfaces/broker.interface.js';
+export type { RecoveryCoreStats } from './core/recovery-core.js';
 export type { Position } from './protocol/ids.js';
 export type { PushletMessage } from './interfaces/message.interface.js';
 export type { PushletStats, PushletStatsOptions, PushletTransportFigures } from './interfaces/stats.interface.js';
@@ -41,12 +43,13 @@ export {
   PushletUnauthorizedError,
   PushletUnavailableError,
   PushletValidationError,
+  PushletBrokerError,
 } from './core/errors.js';
 export { Envelope } from './core/envelope.js';
 export { MemoryBroker } from './core/memory-broker.js';
 export { MemoryPresenceStore, type PresenceEntry, type PresenceRefresh, type PresenceStore } from './core/presence.js';
 export { RedisPresenceStore } from './cluster/redis-presence.js';
-export { RedisBroker, type RedisBrokerStats } from './cluster/redis-broker.js';
+export { RedisBroker } from './cluster/redis-broker.js';
 export type { PushletRedisClusterOptions, PushletRedisOptions } from './cluster/redis-options.js';
 export { PushletRedisError, PushletRedisUnavailableError } from './cluster/redis-errors.js';
 export { PushletErrorFilter } from './pushlet-error.filter.js';

@@ -6,17 +6,17 @@ import {
   type OnApplicationShutdown,
   type OnModuleInit,
 } from '@nestjs/common';
-import { PUSHLET_BROKER, type BrokerEventHandler, type PushletBroker, type PushletControlCommand } from './interfaces/broker.interface.js';
+import { PUSHLET_BROKER, type PushletBroker, type PushletControlCommand } from './interfaces/broker.interface.js';
 import type { PushletTransport, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { ConnectionTracker, type ConnectionSlot } from './core/connection-tracker.js';
 import { PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletValidationError } from './core/errors.js';
 import type { PresenceData, PushletIdentity } from './protocol/frames.js';
 import { checkControl, MAX_REASON_BYTES, MAX_USER_ID_LENGTH, truncateUtf8 } from './core/control.js';
 import { Feed } from './core/feed.js';
-import { MemoryBroker } from './core/memory-broker.js';
 import { Heartbeat } from './core/heartbeat.js';
 import { MemoryPresenceStore } from './core/presence.js';
 import { PresenceManager } from './core/presence-manager.js';
+import { RecoveryCore } from './core/recovery-core.js';
 import { Session, type SessionContext, type SessionOutput } from './core/session.js';
 import { SlowConsumerReporter } from './core/slow-consumers.js';
 import { assertSubscribableTopic } from './core/topic.js';
@@ -55,20 +55,23 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   private readonly sessionContext: SessionContext;
   /** Presence members of this instance, their joins and leaves (absent without the `presence` option). */
   readonly presenceManager: PresenceManager | undefined;
+  /** The broker, driven by the recovery core: what every part of the module talks to. */
+  readonly core: RecoveryCore;
 
   constructor(
     @Inject(PUSHLET_OPTIONS) readonly options: ResolvedPushletOptions,
-    @Inject(PUSHLET_BROKER) readonly broker: PushletBroker,
+    @Inject(PUSHLET_BROKER) broker: PushletBroker,
   ) {
     const counters = this.counters;
-    this.registry = new TopicRegistry(broker, counters);
+    this.core = new RecoveryCore(broker, options.logger);
+    this.registry = new TopicRegistry(this.core, counters);
     this.heartbeat = new Heartbeat(options.heartbeatInterval);
     this.connections = new ConnectionTracker(options.limits, (reason) => counters.refusal(reason));
     this.slowConsumers = new SlowConsumerReporter(options.logger);
     this.presenceManager = this.createPresence();
     this.sessionContext = {
-      feedOf: (sink, meter) => new Feed(this.registry, this.broker, sink, meter),
-      ordering: broker.ordering,
+      feedOf: (sink, meter) => new Feed(this.registry, this.core, sink, meter),
+      ordering: this.core.ordering,
       bufferBytes: options.limits.bufferBytes,
       validateTopics: (topics, already) => this.validateTopics(topics, already),
       authorize: (topics, transport, request, identity) => this.authorize(topics, transport, request, identity),
@@ -95,11 +98,11 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   private createPresence(): PresenceManager | undefined {
     const presence = this.options.presence;
     if (!presence) return undefined;
-    const store = this.broker.presenceStore?.(presence.ttlMs) ?? new MemoryPresenceStore();
+    const store = this.core.presenceStore(presence.ttlMs) ?? new MemoryPresenceStore();
     return new PresenceManager(
       store,
       presence,
-      { publish: (topic, event, data) => this.broker.publish(topic, event, data), servedTopics: () => this.registry.topics() },
+      { publish: (topic, event, data) => this.core.publish(topic, event, data), servedTopics: () => this.registry.topics() },
       this.logger,
     );
   }
@@ -112,16 +115,12 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
 
   async onModuleInit(): Promise<void> {
     const registry = this.registry;
-    const events: BrokerEventHandler = {
+    await this.core.start({
       message: (envelope) => registry.message(envelope),
       gap: (topic, until) => registry.gap(topic, until),
       control: (command) => this.onControl(command),
-    };
-    await this.broker.start(events);
+    });
     this.presenceManager?.start();
-    // The Redis broker names its server when it connects; the others are named here.
-    if (this.broker instanceof MemoryBroker) this.logger.log('broker: in memory (this instance only; set the redis option to join others)');
-    else if (!this.options.redis) this.logger.log(`broker: ${this.broker.constructor.name}`);
     this.heartbeat.start();
   }
 
@@ -149,7 +148,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
       this.logger.warn(`presence leaves were still on their way after ${PRESENCE_STOP_MS} ms; their members expire instead`);
     }
     try {
-      const outcome = await settledWithin(this.broker.stop(), BROKER_STOP_MS);
+      const outcome = await settledWithin(this.core.stop(), BROKER_STOP_MS);
       if (outcome === 'timeout') this.logger.warn(`the broker did not stop within ${BROKER_STOP_MS} ms; shutting down without it`);
     } catch (error) {
       this.logger.error(`broker did not stop cleanly: ${String(error)}`);
@@ -238,7 +237,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     }
     const counters = this.counters;
     const started = counters.publishing();
-    const envelope = await this.broker.publish(topic, event, data);
+    const envelope = await this.core.publish(topic, event, data);
     counters.acknowledged(origin, started);
     return envelope.message;
   }
@@ -279,7 +278,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     if (reason !== undefined && typeof reason !== 'string') throw new PushletValidationError(MESSAGES.disconnectReason);
     const command: PushletControlCommand = { kind: 'disconnect', userId, reason: truncateUtf8(reason ?? MESSAGES.disconnected, MAX_REASON_BYTES) };
     const closed = this.runControl(command);
-    await this.broker.control?.(command);
+    await this.core.control(command);
     return closed;
   }
 

@@ -200,10 +200,10 @@ export class PushletService {
    * with `{ topics: true }` it also lists each topic's subscribers, which walks the topics.
    */
   stats(options: PushletStatsOptions = {}): PushletStats {
-    const { registry, counters, heartbeat, broker } = this.hub;
+    const { registry, counters, heartbeat, core } = this.hub;
     const connections = this.hub.connections.snapshot();
     const { server, client } = counters.published;
-    const status = broker.status?.() ?? UNKNOWN_BROKER;
+    const status = core.status();
     const stats: PushletStats = {
       connections: { sse: connections.sse, ws: connections.ws, total: connections.total },
       topics: registry.topicCount,
@@ -244,9 +244,6 @@ function normaliseTopics(topics: string | readonly string[] | undefined): string
   const list = typeof topics === 'string' ? [topics] : [...topics];
   return list.length === 0 ? [DEFAULT_TOPIC] : list;
 }
-
-/** A broker that cannot say how it stands (a custom one without `status()`) counts as connected. */
-const UNKNOWN_BROKER = { connected: true, state: 'unknown', queued: 0 } as const;
 
 function figures({ sse, ws }: PerTransport) {
   return { sse, ws, total: sse + ws };

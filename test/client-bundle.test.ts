@@ -9,7 +9,7 @@ import { PushletService } from '../src/index.js';
 import { until } from './support/wait.js';
 
 /**
- * The client SDK as one ESM file (PROTOCOL.md: the sample serves it at `/pushlet-client.js`):
+ * The client SDK as one ESM file (docs/protocol.md: the sample serves it at `/pushlet-client.js`):
  * fetched from the sample as a page would, imported as a module, and used against the sample.
  */
 describe('the client SDK bundle served at /pushlet-client.js', () => {

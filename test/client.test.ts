@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, it } from 'node:test';
@@ -328,5 +329,70 @@ describe('backoffDelay', () => {
     assert.equal(backoffDelay(3, 100, 10_000, () => 0.5), 500);
     assert.equal(backoffDelay(20, 100, 10_000, () => 1), 10_000);
     assert.equal(backoffDelay(5_000, 100, 10_000, () => 1), 10_000);
+  });
+});
+
+describe('client SDK: a resume that cannot continue is told with pushlet:connected (issue 21)', () => {
+  const clients: PushletClient[] = [];
+  const closers: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    for (const close of closers.splice(0)) await close();
+  });
+
+  for (const transport of TRANSPORTS) {
+    it(`${transport}: after a restart that lost history, the reset is told once, before the new id is kept`, async () => {
+      const first = await startApp({ heartbeatInterval: 60_000 });
+      let closed = false;
+      closers.push(async () => closed || first.close());
+      const c = new PushletClient(first.url, { WebSocket, ...FAST, transport });
+      clients.push(c);
+      const told: Array<{ topics: readonly string[]; idThen: string | undefined }> = [];
+      c.on('reset', (reset) => told.push({ topics: reset.topics, idThen: c.lastEventId }));
+      const data: string[] = [];
+      const sub = c.subscribe('news', (m) => data.push(m.data));
+      await within(sub.ready, 5_000, 'ready');
+      await first.pushlet.publish('news', 'message', 'one');
+      await until(() => data.length === 1, 5_000, 'the first message');
+      const before = c.lastEventId;
+      const port = Number(new URL(first.url).port);
+      await first.close();
+      closed = true;
+      // A new process on the same port: its history starts empty, after the client's id.
+      const second = await startApp({ heartbeatInterval: 60_000 }, undefined, port);
+      closers.push(() => second.close());
+      await until(() => c.state === 'connected' && c.lastEventId !== before, 10_000, 'the client to reconnect');
+      assert.deepEqual(told, [{ topics: ['news'], idThen: before }], 'one reset, told while the id was still the one before the gap');
+      await second.pushlet.publish('news', 'message', 'two');
+      await until(() => data.length === 2, 5_000, 'the next message');
+      assert.deepEqual(data, ['one', 'two']);
+    });
+  }
+
+  it('sse: a connected frame naming a reset is enough, even when the stream is cut right after it', async () => {
+    let requests = 0;
+    const server = http.createServer((request, response) => {
+      requests += 1;
+      if (requests > 1) {
+        response.writeHead(503, { 'retry-after': '60' }).end();
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      const data = JSON.stringify({ topics: ['news'], reset: { topics: ['news'], reason: 'the id is older than the history kept' } });
+      // The frame that hands out the new id, then the connection is cut: no pushlet:reset frame follows.
+      response.write(`id: 9-0\nevent: pushlet:connected\ndata: ${data}\n\n`, () => request.socket.destroy());
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    closers.push(() => new Promise((resolve) => server.close(resolve)));
+    const { port } = server.address() as import('node:net').AddressInfo;
+    const c = new PushletClient(`http://127.0.0.1:${port}`, { WebSocket, ...FAST, transport: 'sse' });
+    clients.push(c);
+    const told: Array<{ reason: string; idThen: string | undefined }> = [];
+    c.on('reset', (reset) => told.push({ reason: reset.reason, idThen: c.lastEventId }));
+    c.subscribe('news', () => undefined);
+    await until(() => requests >= 2, 5_000, 'the client to come back after the cut');
+    assert.deepEqual(told, [{ reason: 'the id is older than the history kept', idThen: undefined }]);
+    assert.equal(c.lastEventId, '9-0', 'the id is kept, after the reset was told');
   });
 });

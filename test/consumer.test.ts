@@ -1,12 +1,13 @@
 // The package as an application gets it: `npm pack`, installed into a fresh folder (offline: the
 // tarball is extracted and every other package links to or is copied from this repository's
-// node_modules, without @types/ws), then the README's own examples compiled with `tsc --strict`
-// as an ES module app and as a CommonJS app, started, and checked for SSE and WebSocket traffic.
+// node_modules, without @types/ws), then the documentation's own examples (marked in README.md
+// and docs/*.md) compiled with `tsc --strict` as an ES module app and as a CommonJS app, started,
+// and checked for SSE and WebSocket traffic.
 // Once with the Nest in node_modules, once with the lowest Nest 12 the peer ranges accept
 // (installed by `npm ci` through the `*-lowest` aliases in package.json). Those apps have neither
 // prom-client nor @nestjs/terminus (optional peers): the module works without them. Two more apps
-// (ES module and CommonJS) have both, and compile, start and scrape the README's "Operations"
-// example through `pushlet-nestjs/metrics` and `pushlet-nestjs/health`. Nothing here needs the
+// (ES module and CommonJS) have both, and compile, start and scrape the operations example
+// (docs/operations.md) through `pushlet-nestjs/metrics` and `pushlet-nestjs/health`. Nothing here needs the
 // network. PUSHLET_KEEP_CONSUMER=1 keeps the apps in the system's temporary folder for a look.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -24,9 +25,9 @@ import { WsClient } from './support/ws-client.js';
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const repoModules = join(repo, 'node_modules');
 
-/** The README's marked examples (`<!-- consumer-test: file.ts -->` before a ```ts fence). */
+/** The documentation's marked examples (`<!-- consumer-test: file.ts -->` before a ```ts fence, in README.md or docs/*.md). */
 const README_FILES = ['orders.service.ts', 'app.module.ts', 'app-config.module.ts', 'orders.controller.ts', 'my-feed.controller.ts'];
-/** The README's "Operations" examples (`<!-- consumer-test-ops: file.ts -->`), compiled in the apps that have the optional peers. */
+/** The operations examples (`<!-- consumer-test-ops: file.ts -->`, docs/operations.md), compiled in the apps that have the optional peers. */
 const README_OPS_FILES = ['ops.module.ts'];
 /** Optional peers for metrics and health: left out of the README apps, put in the ops apps. */
 const OPTIONAL_OPS_PEERS = ['prom-client', '@nestjs/terminus'];
@@ -78,15 +79,34 @@ async function pack(destination: string): Promise<string> {
   return join(destination, info!.filename);
 }
 
-/** The README's examples marked with `marker`, by file name. */
-function readmeExamples(marker = 'consumer-test', expected = README_FILES): Map<string, string> {
-  const readme = readFileSync(join(repo, 'README.md'), 'utf8');
+/** Where marked examples may be: README.md and every Markdown file of docs/, in that order. */
+function documentationFiles(): string[] {
+  const docs = join(repo, 'docs');
+  const inDocs = existsSync(docs)
+    ? readdirSync(docs)
+        .filter((name) => name.endsWith('.md'))
+        .sort()
+        .map((name) => join('docs', name))
+    : [];
+  return ['README.md', ...inDocs];
+}
+
+/**
+ * The documentation's examples marked with `marker` (README.md and docs/*.md), by file name. Every
+ * expected file must be marked exactly once across all of them, and nothing else marked.
+ */
+function markedExamples(marker = 'consumer-test', expected = README_FILES): Map<string, string> {
   const files = new Map<string, string>();
-  for (const match of readme.matchAll(new RegExp(`<!-- ${marker}: ([\\w.-]+) -->\\r?\\n\`\`\`ts\\r?\\n([\\s\\S]*?)\\r?\\n\`\`\``, 'g'))) {
-    assert.ok(!files.has(match[1]!), `README marks ${match[1]} twice`);
-    files.set(match[1]!, `${match[2]}\n`);
+  const foundIn = new Map<string, string>();
+  for (const document of documentationFiles()) {
+    const text = readFileSync(join(repo, document), 'utf8');
+    for (const match of text.matchAll(new RegExp(`<!-- ${marker}: ([\\w.-]+) -->\\r?\\n\`\`\`ts\\r?\\n([\\s\\S]*?)\\r?\\n\`\`\``, 'g'))) {
+      assert.ok(!files.has(match[1]!), `${match[1]} is marked twice: in ${foundIn.get(match[1]!)} and in ${document}`);
+      files.set(match[1]!, `${match[2]}\n`);
+      foundIn.set(match[1]!, document);
+    }
   }
-  assert.deepEqual([...files.keys()].sort(), [...expected].sort(), `the README examples marked ${marker}`);
+  assert.deepEqual([...files.keys()].sort(), [...expected].sort(), `the examples marked ${marker} in README.md and docs/*.md`);
   return files;
 }
 
@@ -298,8 +318,8 @@ describe('the packed library in a fresh app, built from the README examples', ()
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'pushlet-consumer-'));
     const tarball = await pack(root);
-    const examples = readmeExamples();
-    const opsExamples = readmeExamples('consumer-test-ops', README_OPS_FILES);
+    const examples = markedExamples();
+    const opsExamples = markedExamples('consumer-test-ops', README_OPS_FILES);
     const names: string[] = [];
     const apps: string[] = [];
     for (const { nest, moduleSystem } of VARIANTS) {

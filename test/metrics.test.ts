@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import type { CanActivate, ExecutionContext } from '@nestjs/common';
 import { Registry } from 'prom-client';
-import { MemoryBroker, type PushletBrokerStatus, type PushletMessage } from '../src/index.js';
+import { MemoryBroker, type BrokerPublication, type Position, type PushletMessage } from '../src/index.js';
 import { PUSHLET_METRIC_NAMES } from '../src/metrics/index.js';
 import { request, type TestApp } from './support/app.js';
 import { perTestConnections } from './support/connections.js';
@@ -248,12 +248,12 @@ describe('Prometheus metrics after a known workload (issue 15)', () => {
   });
 });
 
-/** A memory broker whose queue the test sets (a custom broker reporting `status()`). */
+/** A memory broker that records nothing while `holding`: publications wait for it, as for an unreachable backend. */
 class QueueingBroker extends MemoryBroker {
-  queued = 0;
+  holding = false;
 
-  override status(): PushletBrokerStatus {
-    return { connected: true, state: 'ready', queued: this.queued };
+  override append(publications: readonly BrokerPublication[]): Array<Promise<Position>> {
+    return this.holding ? publications.map(() => new Promise<Position>(() => undefined)) : super.append(publications);
   }
 }
 
@@ -263,18 +263,25 @@ describe('readiness of a custom broker with a queue (issue 15)', () => {
   it('is ready up to maxQueued publications waiting, not past it; liveness stays up; pushlet_broker_queued follows', async () => {
     const broker = new QueueingBroker({ maxCount: 10, maxAgeMs: 60_000, maxTopics: 10 });
     const t: TestApp = await app(opsApp({ heartbeatInterval: 60_000, broker }, new Registry(), { maxQueued: 2 }));
-    broker.queued = 2;
+    broker.holding = true;
+    // Never answered: they stay queued until the app's close fails them.
+    const publish = (n: number) => void t.pushlet.publish('q', 'message', `m${n}`).catch(() => undefined);
+    const queued = (n: number) => until(() => t.pushlet.stats().broker.queued === n, 5_000, `${n} publications to wait`);
+    publish(1);
+    publish(2);
+    await queued(2);
     const ready = await request(`${t.url}/health`);
     assert.equal(ready.status, 200, ready.body);
     assert.deepEqual(JSON.parse(ready.body).details.pushlet, { broker: 'ready', queued: 2, connections: 0, status: 'up' });
-    broker.queued = 3;
+    publish(3);
+    await queued(3);
     const full = await request(`${t.url}/health`);
     assert.equal(full.status, 503, full.body);
     assert.deepEqual(JSON.parse(full.body).details.pushlet, {
       broker: 'ready',
       queued: 3,
       connections: 0,
-      message: '3 publications wait for Redis, more than 2',
+      message: '3 publications wait for the broker, more than 2',
       status: 'down',
     });
     assert.equal((await request(`${t.url}/health/live`)).status, 200);

@@ -4,7 +4,7 @@ import { MemoryBroker } from '../src/index.js';
 import type { SseEvent } from './support/sse-client.js';
 import { perTestApps } from './support/app.js';
 
-describe('resume over SSE (PROTOCOL.md, Resume)', () => {
+describe('resume over SSE (docs/protocol.md, Resume: no message lost)', () => {
   const { app, open } = perTestApps();
 
   it('replays every missed message in order, once, before live ones, with a publisher running during the reconnect', async () => {
@@ -128,7 +128,7 @@ describe('resume over SSE (PROTOCOL.md, Resume)', () => {
 
   it('keeps history memory bounded however many topics come and go', () => {
     const broker = new MemoryBroker({ maxCount: 10, maxAgeMs: 60_000, maxTopics: 100 });
-    for (let i = 0; i < 10_000; i++) broker.publishNow(`topic/${i}`, 'message', 'x');
+    for (let i = 0; i < 10_000; i++) broker.record(`topic/${i}`, "message", "x");
     assert.equal(broker.historyTopics, 100);
   });
 

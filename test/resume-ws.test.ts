@@ -6,7 +6,7 @@ import { until } from './support/wait.js';
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
-describe('resume over WebSocket (PROTOCOL.md, Resume)', () => {
+describe('resume over WebSocket (docs/protocol.md, Resume: no message lost)', () => {
   const apps: TestApp[] = [];
   const clients: WsClient[] = [];
   const app = async (options = {}) => {

@@ -9,7 +9,7 @@ import { SseClient } from './support/sse-client.js';
 import { eventually } from './support/wait.js';
 
 /**
- * The sample's operations routes (issue 15; PROTOCOL.md, "The sample app"): `GET /metrics`,
+ * The sample's operations routes (issue 15; docs/protocol.md, "The sample app"): `GET /metrics`,
  * `GET /health` (503 while the broker is down), `GET /health/live` and `GET /stats`, the JSON a
  * page can poll.
  */

@@ -23,7 +23,7 @@ function assertRefused(answer: { status: number; body: string; headers: Headers 
   return body.message as string;
 }
 
-describe('sample /send and /broadcast with the fields in a POST body (PROTOCOL.md, The sample app)', () => {
+describe('sample /send and /broadcast with the fields in a POST body (docs/protocol.md, The sample app)', () => {
   let app: INestApplication;
   let url: string;
   const clients: SseClient[] = [];

@@ -5,7 +5,7 @@ import { createSampleApp } from '../sample/app.js';
 import { SseClient } from './support/sse-client.js';
 import { request } from './support/app.js';
 
-describe('sample app routes (PROTOCOL.md, The sample app)', () => {
+describe('sample app routes (docs/protocol.md, The sample app)', () => {
   let app: INestApplication;
   let url: string;
   const clients: SseClient[] = [];

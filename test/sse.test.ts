@@ -8,7 +8,7 @@ import { SseClient } from './support/sse-client.js';
 import { request, startApp, type TestApp } from './support/app.js';
 import { until, within } from './support/wait.js';
 
-describe('SSE endpoint (PROTOCOL.md, Server-Sent Events)', () => {
+describe('SSE endpoint (docs/protocol.md, Server-Sent Events)', () => {
   let t: TestApp;
   const clients: SseClient[] = [];
   const open = async (path: string, headers?: Record<string, string>) => {

@@ -5,7 +5,8 @@ import { WsAdapter } from '@nestjs/platform-ws';
 import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { WebSocket } from 'ws';
 import { createSampleApp } from '../sample/app.js';
-import { Envelope, MemoryBroker, PushletModule, type BrokerEventHandler } from '../src/index.js';
+import { Envelope, PushletModule } from '../src/index.js';
+import { PushletHub } from '../src/pushlet.hub.js';
 import { request, startApp, type TestApp } from './support/app.js';
 import { SseClient } from './support/sse-client.js';
 import { onceWithin } from './support/wait.js';
@@ -20,30 +21,23 @@ class ChatGateway {
   }
 }
 
-/** The in-memory broker, counting how often each message is encoded, per encoding. */
-class CountingBroker extends MemoryBroker {
-  readonly encodings = new Map<string, Map<symbol, number>>();
-
-  override start(handler: BrokerEventHandler): Promise<void> {
-    return super.start({
-      message: (envelope) => {
-        this.count(envelope);
-        handler.message(envelope);
-      },
-      gap: (topic) => handler.gap(topic),
-    });
-  }
-
-  private count(envelope: Envelope): void {
+/** Counts, per message id, how often each encoding of a delivered message is computed (wraps the app's topic registry). */
+function countEncodings(app: INestApplication): Map<string, Map<symbol, number>> {
+  const encodings = new Map<string, Map<symbol, number>>();
+  const registry = app.get(PushletHub).registry;
+  const deliver = registry.message;
+  (registry as { message: (envelope: Envelope) => void }).message = (envelope) => {
     const counts = new Map<symbol, number>();
-    this.encodings.set(envelope.id, counts);
+    encodings.set(envelope.id, counts);
     const encoded = envelope.encoded.bind(envelope);
     envelope.encoded = <T>(key: symbol, encode: (e: Envelope) => T): T =>
       encoded(key, (e) => {
         counts.set(key, (counts.get(key) ?? 0) + 1);
         return encode(e);
       });
-  }
+    deliver(envelope);
+  };
+  return encodings;
 }
 
 describe('WebSocket next to the rest of an application', () => {
@@ -105,8 +99,8 @@ describe('WebSocket next to the rest of an application', () => {
   });
 
   it('delivers one message to SSE and WebSocket clients of its topic, encoded once per protocol', async () => {
-    const broker = new CountingBroker({ maxCount: 100, maxAgeMs: 60_000, maxTopics: 100 });
-    t = await startApp({ heartbeatInterval: 60_000, broker });
+    t = await startApp({ heartbeatInterval: 60_000 });
+    const encodings = countEncodings(t.app);
     const sse = await SseClient.open(`${t.url}/events?topic=both`);
     clients.push(sse);
     await sse.waitForEvents(1, 5_000, 'pushlet:connected');
@@ -122,7 +116,7 @@ describe('WebSocket next to the rest of an application', () => {
       const message = await socket.waitFor((json) => json.id === published.id);
       assert.deepEqual(message, { ...published });
     }
-    const counts = broker.encodings.get(published.id)!;
+    const counts = encodings.get(published.id)!;
     assert.equal(counts.size, 2, 'one encoding for SSE, one for WebSocket');
     assert.deepEqual([...counts.values()], [1, 1]);
   });

@@ -33,7 +33,7 @@ function clientPool() {
 }
 
 for (const mode of MODES) {
-  describe(`WebSocket endpoint ${mode.name} (PROTOCOL.md, WebSocket)`, () => {
+  describe(`WebSocket endpoint ${mode.name} (docs/protocol.md, WebSocket)`, () => {
     let t: TestApp;
     const authorized: PushletAuthorizeContext[] = [];
     const pool = clientPool();

@@ -353,7 +353,7 @@ export class Connection {
     else this.last = seq;
   }
 
-  /** Checks one whole message against PROTOCOL.md; an empty string when it conforms. */
+  /** Checks one whole message against docs/protocol.md; an empty string when it conforms. */
   private checkContract(text: string): string {
     if (this.protocol === 'sse') {
       const lines = text.split('\n');

@@ -10,14 +10,15 @@
 import type { AddressInfo } from 'node:net';
 import { createSampleApp } from '../../sample/app.js';
 import { MemoryBroker, PUSHLET_BROKER, PushletService, RedisBroker } from '../../src/index.js';
+import { positionsMany, readMany, type RecoveryCore } from '../../src/core/recovery-core.js';
+import { PushletHub } from '../../src/pushlet.hub.js';
 import { PushletMetrics } from '../../src/metrics/index.js';
 import { heartbeatMs, serve } from './harness.js';
 
 /** How instance B serves resume reads and start positions (BENCH_READS; reconnect-storm bench only). */
 type ReadMode = 'per-turn' | 'per-connection' | 'coalesced';
 
-interface BrokerReads {
-  history: { read(requests: unknown): Promise<unknown>; readMany(readers: unknown[]): Promise<unknown[]>; positions(topics: unknown): Promise<unknown>; positionsMany(lists: unknown[]): Promise<unknown[]> };
+interface CoreReads {
   reads: { call(requests: unknown): Promise<unknown> };
   positionReads: { call(topics: unknown): Promise<unknown> };
 }
@@ -28,19 +29,19 @@ interface BrokerReads {
  * - `per-connection`: one read per call, as before commit 4f2d30d (exactly what that commit changed);
  * - `coalesced`: a proposal: calls are queued while a read is in flight and the next read serves
  *   them all, so that reconnections spread over time (a client's backoff jitter) still share reads.
- * This reaches into the broker's private fields: a bench-only emulation, not a way to configure it.
+ * This reaches into the recovery core's private fields: a bench-only emulation, not a way to configure it.
  */
-function swapReads(broker: unknown, mode: ReadMode): boolean {
+function swapReads(core: RecoveryCore, mode: ReadMode): boolean {
   if (mode === 'per-turn') return true;
+  const broker = core.broker;
   if (!(broker instanceof RedisBroker)) return false;
-  const internals = broker as unknown as BrokerReads;
-  const history = internals.history;
+  const internals = core as unknown as CoreReads;
   if (mode === 'per-connection') {
-    internals.reads = { call: (requests) => history.read(requests) };
-    internals.positionReads = { call: (topics) => history.positions(topics) };
+    internals.reads = { call: (requests) => broker.read(requests as never) };
+    internals.positionReads = { call: (topics) => broker.positions(topics as never) };
   } else {
-    internals.reads = new Coalescing((readers) => history.readMany(readers));
-    internals.positionReads = new Coalescing((lists) => history.positionsMany(lists));
+    internals.reads = new Coalescing((readers) => readMany(broker, readers as never));
+    internals.positionReads = new Coalescing((lists) => positionsMany(broker, lists as never));
   }
   return true;
 }
@@ -90,7 +91,7 @@ await serve(async () => {
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const pushlet = app.get(PushletService);
   const broker: unknown = app.get(PUSHLET_BROKER);
-  const reads = swapReads(broker, (process.env.BENCH_READS ?? 'per-turn') as ReadMode) ? (process.env.BENCH_READS ?? 'per-turn') : 'unchanged';
+  const reads = swapReads(app.get(PushletHub).core, (process.env.BENCH_READS ?? 'per-turn') as ReadMode) ? (process.env.BENCH_READS ?? 'per-turn') : 'unchanged';
   let scraper: NodeJS.Timeout | undefined;
   if (metrics) {
     const registry = app.get(PushletMetrics);

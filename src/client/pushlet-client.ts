@@ -63,6 +63,8 @@ export class PushletClient {
   #worked: 'none' | 'websocket' | 'sse' = 'none';
   #transport: Transport | undefined;
   #lastId: string | undefined;
+  /** Topics whose reset `pushlet:connected` told already: the `pushlet:reset` frames after it are not told twice. */
+  #toldResets = new Set<string>();
   #attempt = 0;
   #refs = 0;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -304,23 +306,32 @@ export class PushletClient {
 
   #receive(transport: Transport, frame: ClientFrame): void {
     switch (frame.event) {
-      case EVENTS.connected:
+      case EVENTS.connected: {
+        const data = topicsData(frame.data);
+        // The gap is told before the id that skips it is kept (docs/protocol.md, "Resume").
+        this.#toldResets = new Set(data.reset?.topics);
+        if (data.reset) this.#emit('reset', data.reset);
         if (frame.id !== undefined) this.#lastId = frame.id;
         this.#attempt = 0;
         if (this.#worked === 'none') this.#worked = transport.kind;
         this.#setState('connected');
-        this.#confirm(topicsOf(frame.data));
+        this.#confirm(data.topics);
         return this.#syncTopics();
+      }
       case EVENTS.subscribed:
         if (frame.ref !== undefined) this.#pendingRefs.delete(frame.ref);
-        return this.#confirm(topicsOf(frame.data));
+        return this.#confirm(topicsData(frame.data).topics);
       case EVENTS.error: {
         const pending = frame.ref !== undefined ? this.#commands.get(frame.ref) : undefined;
         if (pending) return void this.#settle(frame.ref, new PushletCommandError(pending.action, frame.data));
         return this.#serverError(frame);
       }
-      case EVENTS.reset:
-        return this.#emit('reset', resetOf(frame.data));
+      case EVENTS.reset: {
+        const reset = resetOf(frame.data);
+        const told = this.#toldResets;
+        if (reset.topics.length > 0 && reset.topics.every((topic) => told.delete(topic))) return;
+        return this.#emit('reset', reset);
+      }
       case EVENTS.published:
       case EVENTS.presence:
       case EVENTS.refreshed:
@@ -535,9 +546,15 @@ function parseJson(data: string): unknown {
   }
 }
 
-function topicsOf(data: string): string[] {
+function topicsData(data: string): { topics: string[]; reset?: ResetData } {
   const value = parseJson(data) as Partial<TopicsData> | null | undefined;
-  return Array.isArray(value?.topics) ? value.topics.filter((t): t is string => typeof t === 'string') : [];
+  const topics = strings(value?.topics);
+  const reset = value?.reset;
+  return reset && typeof reset === 'object' ? { topics, reset: { topics: strings(reset.topics), reason: String(reset.reason ?? '') } } : { topics };
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((t): t is string => typeof t === 'string') : [];
 }
 
 function resetOf(data: string): ResetData {

@@ -16,7 +16,7 @@ export function openEventStream(request: ConnectRequest, options: PushletClientO
   let finished = false;
   let retryMs: number | undefined;
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
-  // Message frames as JSON with their topic and timestamp (PROTOCOL.md, SSE `format=json`).
+  // Message frames as JSON with their topic and timestamp (docs/protocol.md, SSE `format=json`).
   request.url.searchParams.set('format', 'json');
   const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache' };
   if (request.lastEventId !== undefined) headers['Last-Event-ID'] = request.lastEventId;

@@ -1,5 +1,5 @@
-import { Envelope } from '../core/envelope.js';
-import { formatId, parseId, type ParsedId } from '../core/message-id.js';
+import type { BrokerPublication, BrokerRecord } from '../interfaces/broker.interface.js';
+import { formatPosition, parsePosition, type Position } from '../protocol/ids.js';
 
 /**
  * What the Redis broker stores in a stream entry (field `m`) and publishes (`<id> <body>`):
@@ -7,20 +7,7 @@ import { formatId, parseId, type ParsedId } from '../core/message-id.js';
  * id and `counter` its publication number: together they let receivers drop a publication that
  * reaches them twice (sent again after a connection loss left its fate unknown).
  */
-export interface WireMessage {
-  readonly topic: string;
-  readonly event: string;
-  readonly data: string;
-  readonly origin: string;
-  readonly counter: number;
-}
-
-/** A message read from Redis, with its id and origin. */
-export interface Received {
-  readonly envelope: Envelope;
-  readonly origin: string;
-  readonly counter: number;
-}
+export type WireMessage = BrokerPublication;
 
 export function encodeBody(message: WireMessage): string {
   return JSON.stringify([message.topic, message.event, message.data, message.origin, message.counter]);
@@ -40,24 +27,20 @@ export function decodeBody(body: string): WireMessage | undefined {
   return { topic, event, data, origin, counter };
 }
 
-/** Builds the envelope of a message read from Redis; `undefined` if it is not one of ours. */
-export function receive(id: string, body: string): Received | undefined {
-  const position = parseId(id);
+/** The record of a message read from Redis; `undefined` if it is not one of ours. */
+export function receive(id: string, body: string): BrokerRecord | undefined {
+  const position = parsePosition(id);
   const message = decodeBody(body);
   if (!position || !message) return undefined;
-  return {
-    envelope: Envelope.create(position, message.topic, message.event, message.data),
-    origin: message.origin,
-    counter: message.counter,
-  };
+  return { position, ...message };
 }
 
 /**
  * Splits a pub/sub payload: one or more `<id> <body>` lines (a batch of one topic's messages,
  * see `PUBLISH_SCRIPT`), in id order. Lines that are not ours are skipped.
  */
-export function receivePublications(payload: string): Received[] {
-  const out: Received[] = [];
+export function receivePublications(payload: string): BrokerRecord[] {
+  const out: BrokerRecord[] = [];
   let from = 0;
   while (from < payload.length) {
     let end = payload.indexOf('\n', from);
@@ -73,6 +56,6 @@ export function receivePublications(payload: string): Received[] {
 }
 
 /** A position in the text form Redis takes (`XRANGE key (<id> +` reads after it). */
-export function idText(position: ParsedId): string {
-  return formatId(position.ms, position.seq);
+export function idText(position: Position): string {
+  return formatPosition(position);
 }

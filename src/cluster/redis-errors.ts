@@ -1,15 +1,8 @@
+import { PushletBrokerError } from '../core/errors.js';
 import { MESSAGES } from '../pushlet.messages.js';
 
-/**
- * Errors of distributed mode. They are not `PushletError`s on purpose: they are not the
- * client's fault, so they must not turn into a 400; left to Nest they answer 500.
- */
-export class PushletRedisError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+/** Errors of the Redis broker (see {@link PushletBrokerError}: not the client's fault). */
+export class PushletRedisError extends PushletBrokerError {}
 
 /** Redis could not be reached at start-up (and `redis.startWithoutRedis` is not set). */
 export class PushletRedisUnavailableError extends PushletRedisError {}

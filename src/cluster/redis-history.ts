@@ -1,7 +1,8 @@
 import clusterKeySlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
-import { compareIds, parseId, type ParsedId } from '../core/message-id.js';
-import { encodeBody, idText, receive, type Received, type WireMessage } from './redis-codec.js';
+import type { BrokerRecord, TopicRead } from '../interfaces/broker.interface.js';
+import { comparePositions as compareIds, parsePosition as parseId, type Position as ParsedId } from '../protocol/ids.js';
+import { encodeBody, idText, receive, type WireMessage } from './redis-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT } from './redis-scripts.js';
 
@@ -19,21 +20,6 @@ const MARKER_MIN_LIFETIME_MS = 24 * 60 * 60_000;
 export interface RedisHistoryLimits {
   readonly maxCount: number;
   readonly maxAgeMs: number;
-}
-
-/** What one topic's history holds after a position. */
-export interface TopicReplay {
-  readonly topic: string;
-  /** Something after the position may be gone (trimmed, expired, lost with Redis's data). */
-  readonly incomplete: boolean;
-  /** The position from which the topic's history is complete. */
-  readonly floor: ParsedId;
-  /** The position is ahead of Redis's clock: not one Redis handed out. */
-  readonly unknown: boolean;
-  /** Messages after the position, oldest first. */
-  readonly received: Received[];
-  /** Redis's clock when it was read: every message at or before it is in `received` or gone. */
-  readonly readAt: ParsedId;
 }
 
 export type EpochState = 'created' | 'restarted' | 'same';
@@ -137,15 +123,6 @@ export class RedisHistory {
     );
   }
 
-  /** Positions for many callers at once: each topic read once (single server: one read for all). */
-  async positionsMany(lists: ReadonlyArray<readonly string[]>): Promise<ParsedId[][]> {
-    const topics = [...new Set(lists.flat())];
-    if (topics.length === 0) return lists.map(() => []);
-    const positions = await this.positions(topics);
-    const byTopic = new Map(topics.map((topic, i) => [topic, positions[i]!]));
-    return lists.map((list) => list.map((topic) => byTopic.get(topic)!));
-  }
-
   /** Checks the run marker against the run ids of the server (single server; see `EPOCH_SCRIPT`). */
   async checkEpoch(runIds: ReadonlyArray<readonly [string, string]>): Promise<{ state: EpochState; horizon: ParsedId }> {
     const reply = (await EPOCH_SCRIPT.run(this.client, [this.keys.epoch], runIds.flat())) as [EpochState, string];
@@ -154,26 +131,8 @@ export class RedisHistory {
     return { state: reply[0], horizon };
   }
 
-  /**
-   * Reads history for many readers at once (see {@link PerTurn}): each topic once, after the
-   * earliest position any reader asked for, then each reader's part of it. One script call on a
-   * single server, one per topic on a Cluster, however many readers.
-   */
-  async readMany(readers: ReadonlyArray<ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>>): Promise<TopicReplay[][]> {
-    const earliest = new Map<string, ParsedId>();
-    for (const requests of readers) {
-      for (const { topic, after } of requests) {
-        const known = earliest.get(topic);
-        if (!known || compareIds(after, known) < 0) earliest.set(topic, after);
-      }
-    }
-    const merged = await this.read([...earliest].map(([topic, after]) => ({ topic, after })));
-    const byTopic = new Map(merged.map((replay) => [replay.topic, replay]));
-    return readers.map((requests) => requests.map(({ topic, after }) => replayAfter(byTopic.get(topic)!, after)));
-  }
-
   /** Reads each topic's history after its own position. */
-  async read(requests: ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>): Promise<TopicReplay[]> {
+  async read(requests: ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>): Promise<TopicRead[]> {
     if (requests.length === 0) return [];
     if (!this.cluster) return this.interpret(requests, await this.runReplay(requests, [this.keys.epoch]));
     // In a cluster each topic lives in its own slot: one script per topic, on its shard.
@@ -187,35 +146,17 @@ export class RedisHistory {
     return (await REPLAY_SCRIPT.run(this.client, keys, args)) as ReplayReply;
   }
 
-  private interpret(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, reply: ReplayReply): TopicReplay[] {
+  private interpret(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, reply: ReplayReply): TopicRead[] {
     const now = Number(reply[0]);
+    // Ids come from Redis's clock, which may step back a little: a position up to this far ahead is still one it handed out.
+    const limit = { ms: now + FUTURE_TOLERANCE_MS, seq: Number.MAX_SAFE_INTEGER };
     return requests.map((request, i) => {
       const [floorText, entries] = reply[1 + i] as [string, Array<[string, string[]]>];
       const floor = parseId(floorText) ?? { ms: now, seq: 0 };
-      const unknown = request.after.ms > now + FUTURE_TOLERANCE_MS;
-      return {
-        topic: request.topic,
-        incomplete: !unknown && compareIds(request.after, floor) < 0,
-        floor,
-        unknown,
-        received: unknown ? [] : readEntries(entries),
-        readAt: { ms: now, seq: 0 },
-      };
+      const unknown = compareIds(request.after, limit) > 0;
+      return { topic: request.topic, floor, records: unknown ? [] : readEntries(entries), readAt: { ms: now, seq: 0 }, limit };
     });
   }
-}
-
-/** What a read of a topic after an earlier (or equal) position says about a reader at `after`. */
-export function replayAfter(read: TopicReplay, after: ParsedId): TopicReplay {
-  const unknown = after.ms > read.readAt.ms + FUTURE_TOLERANCE_MS;
-  return {
-    topic: read.topic,
-    incomplete: !unknown && compareIds(after, read.floor) < 0,
-    floor: read.floor,
-    unknown,
-    received: unknown ? [] : read.received.filter((r) => compareIds(r.envelope.position, after) > 0),
-    readAt: read.readAt,
-  };
 }
 
 type ReplayReply = [string, ...Array<[string, Array<[string, string[]]>]>];
@@ -227,8 +168,8 @@ function readPosition(reply: unknown): ParsedId {
 }
 
 /** Stream entries as received messages. */
-function readEntries(entries: ReadonlyArray<[string, string[]]>): Received[] {
-  const out: Received[] = [];
+function readEntries(entries: ReadonlyArray<[string, string[]]>): BrokerRecord[] {
+  const out: BrokerRecord[] = [];
   for (const [id, fields] of entries) {
     const body = fieldValue(fields, 'm');
     const received = body === undefined ? undefined : receive(id, body);
@@ -240,11 +181,4 @@ function readEntries(entries: ReadonlyArray<[string, string[]]>): Received[] {
 function fieldValue(fields: readonly string[], name: string): string | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
   return undefined;
-}
-
-/** Every topic's messages: merged in id order where ids are global, each topic's in its order otherwise. */
-export function inOrder(replays: readonly TopicReplay[], global: boolean): Received[] {
-  const all = replays.flatMap((r) => r.received);
-  if (global && replays.length > 1) all.sort((a, b) => compareIds(a.envelope.position, b.envelope.position));
-  return all;
 }

@@ -37,3 +37,15 @@ export class PushletUnavailableError extends Error {
     this.name = new.target.name;
   }
 }
+
+/**
+ * The broker failed (it stopped, refused a publication, or holds too many waiting). Not a
+ * `PushletError` on purpose: not the client's fault, so it must not turn into a 400; left to Nest
+ * it answers 500.
+ */
+export class PushletBrokerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}

@@ -1,10 +1,10 @@
-import type { PushletBroker, ReplayRequest } from '../interfaces/broker.interface.js';
 import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
 import { comparePositions, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
 import { PushletUnavailableError } from './errors.js';
 import type { Envelope } from './envelope.js';
+import type { RecoveryCore, ReplayRequest } from './recovery-core.js';
 import type { ChannelListener, TopicRegistry } from './topic-registry.js';
 
 /** Where a feed hands its messages: a session. */
@@ -22,6 +22,12 @@ export interface TopicStart {
   readonly after?: Position;
   /** The client's position for this topic could not be used: say so with a reset, then start from now. */
   readonly resetReason?: string;
+}
+
+/** Topics a catch-up could not continue exactly, and why (told with `pushlet:reset`). */
+export interface FeedReset {
+  readonly reason: string;
+  readonly topics: readonly string[];
 }
 
 /** How {@link Feed.add} caught its topics up. */
@@ -68,7 +74,7 @@ export class Feed {
 
   constructor(
     private readonly registry: TopicRegistry,
-    private readonly broker: PushletBroker,
+    private readonly broker: RecoveryCore,
     private readonly sink: FeedSink,
     /** How this feed's deliveries are counted (none: not a connection). */
     private readonly meter?: DeliveryMeter,
@@ -93,15 +99,15 @@ export class Feed {
 
   /**
    * Subscribes `starts` (topics already subscribed are skipped) and catches them up. `announce`
-   * runs once every start position is known and before any message of these topics (the
-   * session sends `pushlet:connected` there); then come the resets, the replay and the held
-   * live messages. Resolves once the topics are live, with what the catch-up did (`undefined` when
-   * nothing was added).
+   * runs once every start position is known and before any message of these topics, with the
+   * resets to come (the session sends `pushlet:connected` there, naming them); then come the
+   * resets, the replay and the held live messages. Resolves once the topics are live, with what
+   * the catch-up did (`undefined` when nothing was added).
    */
-  async add(starts: readonly TopicStart[], announce?: () => void): Promise<CaughtUp | undefined> {
+  async add(starts: readonly TopicStart[], announce?: (resets: readonly FeedReset[]) => void): Promise<CaughtUp | undefined> {
     const wanted = starts.filter((start) => !this.entries.has(start.topic));
     if (this.closed || wanted.length === 0) {
-      announce?.();
+      announce?.([]);
       return undefined;
     }
     // A topic that starts from now starts from the broker's position read before subscribing:
@@ -133,9 +139,10 @@ export class Feed {
     }
     const { replayed, resets } = caughtUp;
     if (this.closed) return undefined;
-    announce?.();
+    const told = [...resets].map(([reason, topics]) => ({ reason, topics }));
+    announce?.(told);
     let reset = 0;
-    for (const [reason, topics] of resets) {
+    for (const { reason, topics } of told) {
       this.sink.gap(topics, reason);
       reset += topics.length;
     }

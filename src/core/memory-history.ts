@@ -1,6 +1,5 @@
-import type { ReplayRequest, ReplayResult } from '../interfaces/broker.interface.js';
-import type { Envelope } from './envelope.js';
-import { compareIds, type ParsedId } from './message-id.js';
+import type { BrokerRecord, TopicRead } from '../interfaces/broker.interface.js';
+import { comparePositions as compareIds, type Position as ParsedId } from '../protocol/ids.js';
 
 export interface HistoryLimits {
   /** Messages kept per topic. */
@@ -25,19 +24,19 @@ interface Totals {
 /** The default of {@link HistoryLimits.maxBytes}. */
 export const DEFAULT_HISTORY_BYTES = 64 * 1024 * 1024;
 /**
- * What a retained message costs besides its strings: the envelope, the message object, the id's
+ * What a retained message costs besides its strings: the record, the message object, the id's
  * position, queue slots (bench/history-memory.ts measures about 580 B in all with 100 B of data).
  */
 const ENTRY_OVERHEAD_BYTES = 320;
 
-function entryBytes(envelope: Envelope): number {
-  const { message } = envelope;
-  return ENTRY_OVERHEAD_BYTES + 2 * (message.data.length + message.topic.length + message.event.length + message.id.length);
+function entryBytes(record: BrokerRecord): number {
+  // The id's text is about 16 characters.
+  return ENTRY_OVERHEAD_BYTES + 2 * (record.data.length + record.topic.length + record.event.length + 16);
 }
 
 /** One topic's retained messages, oldest first, with the newest position evicted from it. */
 class TopicHistory {
-  entries: Envelope[] = [];
+  entries: BrokerRecord[] = [];
   head = 0;
   evicted: ParsedId | undefined;
   /** Set once the whole history is dropped: its entries in the global queue are stale. */
@@ -51,13 +50,13 @@ class TopicHistory {
   }
 
   /** The oldest retained message, if any. */
-  get oldest(): Envelope | undefined {
+  get oldest(): BrokerRecord | undefined {
     return this.size > 0 ? this.entries[this.head] : undefined;
   }
 
-  push(envelope: Envelope, maxCount: number): void {
-    this.entries.push(envelope);
-    this.totals.bytes += entryBytes(envelope);
+  push(record: BrokerRecord, maxCount: number): void {
+    this.entries.push(record);
+    this.totals.bytes += entryBytes(record);
     this.totals.count += 1;
     if (this.size > maxCount) this.evictOne();
   }
@@ -72,8 +71,8 @@ class TopicHistory {
     this.dropped = true;
   }
 
-  /** Retained envelopes strictly after `after`, oldest first. */
-  after(after: ParsedId): Envelope[] {
+  /** Retained records strictly after `after`, oldest first. */
+  after(after: ParsedId): BrokerRecord[] {
     let lo = this.head;
     let hi = this.entries.length;
     while (lo < hi) {
@@ -85,11 +84,11 @@ class TopicHistory {
   }
 
   evictOne(): void {
-    const envelope = this.entries[this.head]!;
-    this.totals.bytes -= entryBytes(envelope);
+    const record = this.entries[this.head]!;
+    this.totals.bytes -= entryBytes(record);
     this.totals.count -= 1;
-    this.evicted = envelope.position;
-    this.entries[this.head] = undefined as unknown as Envelope;
+    this.evicted = record.position;
+    this.entries[this.head] = undefined as unknown as BrokerRecord;
     this.head += 1;
     // Compact once the dead prefix outweighs the live part, so memory tracks the retained count.
     if (this.head > 64 && this.head * 2 > this.entries.length) {
@@ -122,7 +121,7 @@ export class MemoryHistory {
    * message still retained anywhere, unless stale (already evicted by count or age, or its topic
    * dropped). Stale entries are skipped at the front and compacted away when they pile up.
    */
-  private queue: Array<{ readonly history: TopicHistory; readonly envelope: Envelope }> = [];
+  private queue: Array<{ readonly history: TopicHistory; readonly record: BrokerRecord }> = [];
   private queueHead = 0;
 
   constructor(
@@ -143,8 +142,8 @@ export class MemoryHistory {
     return this.totals.bytes;
   }
 
-  append(envelope: Envelope): void {
-    const topic = envelope.topic;
+  append(record: BrokerRecord): void {
+    const topic = record.topic;
     let history = this.topics.get(topic);
     if (!history) {
       history = new TopicHistory(this.totals);
@@ -155,9 +154,9 @@ export class MemoryHistory {
       this.topics.delete(topic);
       this.topics.set(topic, history);
     }
-    history.push(envelope, this.limits.maxCount);
-    this.queue.push({ history, envelope });
-    this.newest = envelope.position;
+    history.push(record, this.limits.maxCount);
+    this.queue.push({ history, record });
+    this.newest = record.position;
     while (this.totals.bytes > this.maxBytes && this.evictOldest());
     this.compactQueue();
   }
@@ -165,10 +164,10 @@ export class MemoryHistory {
   /** Evicts the oldest retained message of any topic; false when none is left. */
   private evictOldest(): boolean {
     while (this.queueHead < this.queue.length) {
-      const { history, envelope } = this.queue[this.queueHead]!;
+      const { history, record } = this.queue[this.queueHead]!;
       this.queue[this.queueHead] = undefined as never;
       this.queueHead += 1;
-      if (!history.dropped && history.oldest === envelope) {
+      if (!history.dropped && history.oldest === record) {
         history.evictOne();
         return true;
       }
@@ -184,36 +183,31 @@ export class MemoryHistory {
       this.queueHead = 0;
     }
     if (length < 1024 || length < 2 * this.totals.count) return;
-    this.queue = this.queue.slice(this.queueHead).filter(({ history, envelope }) => !history.dropped && !isEvicted(history, envelope));
+    this.queue = this.queue.slice(this.queueHead).filter(({ history, record }) => !history.dropped && !isEvicted(history, record));
     this.queueHead = 0;
   }
 
   /**
-   * Each request's messages after its position, merged in id order. A position ahead of every id
-   * handed out is unknown; one behind the horizon, the age cutoff or an eviction of its topic is
-   * incomplete.
+   * Each request's topic's records after its position, with the floor from which its history is
+   * complete: the global horizon, the age cutoff, or the newest record its topic evicted.
    */
-  replay(requests: readonly ReplayRequest[], now = Date.now()): ReplayResult {
+  read(requests: ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>, now = Date.now()): TopicRead[] {
     const cutoff = now - this.limits.maxAgeMs;
-    const incomplete: string[] = [];
-    const unknown: string[] = [];
-    const found: Envelope[] = [];
-    for (const { topic, after } of requests) {
-      if (compareIds(after, this.newest) > 0) {
-        unknown.push(topic);
-        continue;
-      }
-      let lost = compareIds(after, this.horizon) < 0 || after.ms < cutoff;
+    return requests.map(({ topic, after }) => {
+      let floor = later(this.horizon, { ms: cutoff, seq: 0 });
       const history = this.topics.get(topic);
       if (history) {
         history.pruneOlderThan(cutoff);
-        if (history.evicted && compareIds(after, history.evicted) < 0) lost = true;
-        for (const envelope of history.after(after)) found.push(envelope);
+        if (history.evicted) floor = later(floor, history.evicted);
       }
-      if (lost) incomplete.push(topic);
-    }
-    if (requests.length > 1) found.sort((a, b) => compareIds(a.position, b.position));
-    return { envelopes: found, incomplete, unknown };
+      const records = history && compareIds(after, this.newest) <= 0 ? history.after(after) : [];
+      return { topic, records, floor, readAt: this.newest, limit: this.newest };
+    });
+  }
+
+  /** The newest position appended (or the start). */
+  get newestPosition(): ParsedId {
+    return this.newest;
   }
 
   /** Drops expired messages, and the histories left empty, so idle topics cost nothing. */
@@ -249,7 +243,11 @@ export class MemoryHistory {
   }
 }
 
-/** Whether `envelope` has left its topic's history (every eviction takes the oldest). */
-function isEvicted(history: TopicHistory, envelope: Envelope): boolean {
-  return history.evicted !== undefined && compareIds(envelope.position, history.evicted) <= 0;
+/** Whether `record` has left its topic's history (every eviction takes the oldest). */
+function isEvicted(history: TopicHistory, record: BrokerRecord): boolean {
+  return history.evicted !== undefined && compareIds(record.position, history.evicted) <= 0;
+}
+
+function later(a: ParsedId, b: ParsedId): ParsedId {
+  return compareIds(a, b) >= 0 ? a : b;
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
 import type { DeliveryMeter, PushletRefusalReason } from '../metrics/pushlet-counters.js';
-import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice, type PushletIdentity } from '../protocol/frames.js';
+import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice, type PushletIdentity, type ResetData } from '../protocol/frames.js';
 import { comparePositions, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
 import { ResumeCursorWriter } from './resume-cursor.js';
 import { BROADCAST_TOPIC } from '../protocol/topics.js';
@@ -11,7 +11,7 @@ import { BoundedWriter, type WriteQueue } from './bounded-writer.js';
 import type { ConnectionSlot } from './connection-tracker.js';
 import type { Envelope } from './envelope.js';
 import { PushletError, PushletForbiddenError, PushletUnavailableError, PushletValidationError } from './errors.js';
-import { Feed, type CaughtUp, type FeedSink, type TopicStart } from './feed.js';
+import { Feed, type CaughtUp, type FeedReset, type FeedSink, type TopicStart } from './feed.js';
 
 /** Why the server ends a session. */
 export type SessionEndReason = 'shutdown' | 'slow' | 'error' | 'expired' | 'disconnected';
@@ -188,9 +188,9 @@ export class Session implements FeedSink {
     const starts = this.starts([...topics, BROADCAST_TOPIC], lastEventId);
     let caughtUp: CaughtUp | undefined;
     try {
-      caughtUp = await this.feed.add(starts, () => {
+      caughtUp = await this.feed.add(starts, (resets) => {
         if (this.ended) return;
-        this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }));
+        this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }, this.resetData(resets)));
         for (const { topic, reason } of refused) this.output.notice({ event: EVENTS.error, data: reason, topic });
       });
     } catch (error) {
@@ -235,14 +235,16 @@ export class Session implements FeedSink {
     this.output.message(envelope, this.context.ordering === 'per-topic' ? this.resumeId() : undefined);
   }
 
-  /**
-   * A reset names the topics that may have missed messages; broadcasts (`*`) are named only when
-   * they alone are concerned, since every connection holds them.
-   */
+  /** Tells that messages of `topics` may be missing, for `reason` (see {@link named}). */
   gap(topics: readonly string[], reason: string): void {
     if (this.ended) return;
-    const named = topics.length > 1 ? topics.filter((topic) => topic !== BROADCAST_TOPIC) : topics;
-    this.output.notice(resetNotice(named, reason, this.ref));
+    this.output.notice(resetNotice(named(topics), reason, this.ref));
+  }
+
+  /** What `pushlet:connected` says of the resets that follow it (all of them, their reasons joined); none without any. */
+  private resetData(resets: readonly FeedReset[]): ResetData | undefined {
+    if (resets.length === 0) return undefined;
+    return { topics: named(resets.flatMap((reset) => reset.topics)), reason: resets.map((reset) => reset.reason).join('; ') };
   }
 
   whenWritable(): Promise<void> | undefined {
@@ -331,4 +333,12 @@ export class Session implements FeedSink {
       return after && !ambiguous ? { topic, after } : { topic, resetReason: MESSAGES.resetCursorIncomplete };
     });
   }
+}
+
+/**
+ * The topics a reset names: broadcasts (`*`) only when they alone are concerned, since every
+ * connection holds them.
+ */
+function named(topics: readonly string[]): readonly string[] {
+  return topics.length > 1 ? topics.filter((topic) => topic !== BROADCAST_TOPIC) : topics;
 }

@@ -1,8 +1,8 @@
 import { Subject } from 'rxjs';
-import type { BrokerEventHandler, PushletBroker } from '../interfaces/broker.interface.js';
 import type { DeliveryMeter, MeteredListeners, PushletCounters } from '../metrics/pushlet-counters.js';
 import type { Position } from '../protocol/ids.js';
 import type { Envelope } from './envelope.js';
+import type { CoreEventHandler, RecoveryCore } from './recovery-core.js';
 import { BROADCAST_TOPIC } from './topic.js';
 
 /** A local subscriber of a topic: a session's feed, called for every live message and gap. */
@@ -76,14 +76,14 @@ class Channel implements TopicChannel {
  * lets the Redis broker route by interest. `publishToAll` messages go to the broadcast channel,
  * which every connection holds once.
  */
-export class TopicRegistry implements BrokerEventHandler {
+export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> {
   private readonly broadcastChannel = new Channel(BROADCAST_TOPIC, Promise.resolve());
   private readonly channels = new Map<string, Channel>();
   /** Listeners of every topic but broadcasts, kept as they come and go (stats are read every second). */
   private topicSubscriptions = 0;
 
   constructor(
-    private readonly broker: PushletBroker,
+    private readonly broker: RecoveryCore,
     private readonly counters?: PushletCounters,
   ) {}
 

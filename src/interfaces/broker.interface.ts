@@ -1,25 +1,5 @@
-import type { Envelope } from '../core/envelope.js';
 import type { PresenceStore } from '../core/presence.js';
 import type { Position } from '../protocol/ids.js';
-
-/**
- * What a broker reports to the instance it serves. Typed events, never fake messages.
- */
-export interface BrokerEventHandler {
-  /** A message for this instance's subscribers of its topic, in the topic's order, once. */
-  message(envelope: Envelope): void;
-  /**
-   * Messages of `topic` may have been lost on this instance (e.g. Redis lost its data while this
-   * instance was cut off): its subscribers are told with `pushlet:reset`. With `until`, only
-   * messages before that position are concerned: a subscriber already past it lost nothing.
-   */
-  gap(topic: string, until?: Position): void;
-  /**
-   * An instance-wide command sent by some instance (this one included) with
-   * {@link PushletBroker.control}: the hub runs it on this instance's connections.
-   */
-  control?(command: PushletControlCommand): void;
-}
 
 /**
  * A command for every instance (`PushletBroker.control`), such as "close this user's connections"
@@ -34,89 +14,162 @@ export type PushletControlCommand = {
   readonly reason: string;
 };
 
-/** Where one topic's replay starts: every message of `topic` after `after`. */
-export interface ReplayRequest {
+/** A publication handed to a broker to record and route. */
+export interface BrokerPublication {
   readonly topic: string;
-  readonly after: Position;
+  readonly event: string;
+  readonly data: string;
+  /**
+   * The publishing instance (random per process) and its publication number. A publication whose
+   * outcome was unknown (the link dropped before the answer) is appended again with the same pair:
+   * a broker records it once and answers the first position (Redis: the publish script; JetStream:
+   * message de-duplication).
+   */
+  readonly origin: string;
+  readonly counter: number;
 }
 
-/** What a broker found in its history. */
-export interface ReplayResult {
+/** A message as a broker hands it back, live or from history. */
+export interface BrokerRecord {
+  /** Its position in its topic (in every topic with `ordering: 'total'`), assigned by the broker. */
+  readonly position: Position;
+  readonly topic: string;
+  readonly event: string;
+  readonly data: string;
+  /** The publication's origin and counter, where the broker keeps them (see {@link BrokerPublication}). */
+  readonly origin?: string;
+  readonly counter?: number;
+}
+
+/** What a broker's history holds of one topic after a position. */
+export interface TopicRead {
+  readonly topic: string;
+  /** The records after the position, oldest first. */
+  readonly records: readonly BrokerRecord[];
   /**
-   * Messages after each request's position, each topic's in its order. With `ordering: 'total'`
-   * they are merged in id order across topics.
+   * The history is complete from here on: a position before it may have missed messages (trimmed
+   * by count or age, or lost with the broker's data). A broker whose history can be lost (a Redis
+   * restarted empty) moves it past everything it lost: that is how the core tells a reset from an
+   * exact resume.
    */
-  readonly envelopes: readonly Envelope[];
+  readonly floor: Position;
+  /** The broker's clock when it read: every message at or before it is in `records`, or gone. */
+  readonly readAt: Position;
   /**
-   * Topics for which messages after the position may be missing: the position is older than the
-   * history window, or history was lost. Clients are told with `pushlet:reset`; never a silent gap.
+   * No position after this one had been handed out when the broker read (its clock, plus any
+   * tolerance it needs for clock steps): a client's position past it is unknown, not a resume.
    */
-  readonly incomplete: readonly string[];
+  readonly limit: Position;
+}
+
+/**
+ * What a broker reports to the recovery core that drives it. Typed events, never fake messages.
+ */
+export interface BrokerEvents {
+  /** The broker can be used again (a connection came back): the core recovers as soon as {@link PushletBroker.isConnected}. */
+  up(): void;
   /**
-   * Topics whose position is not one this broker handed out (ahead of its clock, for one): there
-   * is nothing to replay after it, and delivery starts from now.
+   * Something was lost (a connection, a subscription, or a command found the backend unreachable):
+   * live messages may have been missed. The core holds live messages, queues publications and
+   * recovers once the broker is connected again.
    */
-  readonly unknown: readonly string[];
+  down(): void;
+  /** Live records of watched topics, each topic's in its order (one call may carry several). */
+  records(records: readonly BrokerRecord[]): void;
+  /** An instance-wide command sent by some instance (this one included) with {@link PushletBroker.control}. */
+  control(command: PushletControlCommand): void;
 }
 
 /** How a broker's link stands now (for `stats()`, metrics and health checks). */
 export interface PushletBrokerStatus {
   /** Publications go out and messages come in now. */
   readonly connected: boolean;
-  /** The state by name: `ready` for a broker that is always connected; the Redis link's state (`redis-link.ts`). */
+  /** The link's state by name (`core/broker-link.ts`): `ready` when live. */
   readonly state: string;
-  /** Publications waiting for the broker to record them (the Redis outbox). */
+  /** Publications waiting for the broker to record them. */
   readonly queued: number;
 }
 
 /**
- * Moves messages between publishers and this instance's subscribers, and keeps the history that
- * resume reads. The in-memory broker serves one process; the Redis broker joins many.
- * Implement it to plug in another backbone (pass it as the `broker` option).
+ * A broker: moves messages between instances and keeps the history that resume reads. It is an
+ * adapter with no delivery logic of its own: the recovery core (`core/recovery-core.ts`) decides
+ * what a connection or an instance gets after any fault (held live messages, recovery rounds,
+ * positions, resets), the same way for every broker. The in-memory broker serves one process;
+ * the Redis broker joins many. Implement it to plug in another backbone (the `broker` option);
+ * `test/broker-conformance.test.ts` is the contract it must pass.
  */
 export interface PushletBroker {
   /**
-   * `total`: ids are ordered across topics, so one position resumes every topic of a connection.
-   * `per-topic`: each topic orders its own ids (Redis Cluster); connections carry a position per topic.
+   * `total`: positions are ordered across topics, so one position resumes every topic of a
+   * connection. `per-topic`: each topic orders its own (Redis Cluster); connections carry a
+   * position per topic.
    */
   readonly ordering: 'total' | 'per-topic';
+  /** Names the backend in logs: `Redis at 127.0.0.1:6379`. */
+  readonly description: string;
   /**
-   * Starts the broker. From then on it reports every message that this instance's local
-   * subscribers must see (its own publications included), and every gap, to `handler`.
+   * Publications kept while the broker is unreachable, and live records held while the core
+   * catches an instance up; past it publications fail and held records turn into resets.
+   * Default 10,000.
    */
-  start(handler: BrokerEventHandler): Promise<void>;
-  /** Assigns an id, records the message in history and routes it to every interested instance. */
-  publish(topic: string, event: string, data: string): Promise<Envelope>;
-  /** This instance now has subscribers of `topic`; resolves once its messages will be delivered. */
-  watch(topic: string): Promise<void>;
-  /** This instance no longer has subscribers of `topic`. */
-  unwatch(topic: string): void;
-  /** Each request's topic's messages after its position. */
-  replay(requests: readonly ReplayRequest[]): Promise<ReplayResult>;
+  readonly maxQueued?: number;
   /**
-   * For each topic, a position at or before every message of it not yet delivered here, and
-   * after every one already delivered. A new connection starts from these, so that if it drops
-   * before its first message, resuming from them still loses nothing. With `estimate`, a broker
-   * that cannot tell exactly now (Redis unreachable) may answer an earlier position (which can
-   * only add older messages); without it, it rejects instead.
+   * Whether the instance may start while the broker cannot be reached (publications then wait
+   * for it). Default false: the module's start fails.
    */
-  positions(topics: readonly string[], estimate?: boolean): Promise<Position[]>;
-  /** Stops delivering and releases connections. */
+  readonly startWithoutBackend?: boolean;
+  /**
+   * Whether a publication should wait for the end of the event-loop turn so that a turn's
+   * publications go out together (a remote backend), rather than at once (in the process).
+   */
+  readonly batching?: boolean;
+  /**
+   * Connects and reports to `events` from then on; resolves once connected.
+   * @throws an error naming the backend when it cannot be reached (unless `startWithoutBackend`).
+   */
+  start(events: BrokerEvents): Promise<void>;
+  /** Whether every connection the broker needs answers now (a recovery may be tried). */
+  isConnected(): boolean;
+  /**
+   * Prepares a connected backend before the core reads from it, at start and after every loss:
+   * load scripts, subscribe the control channel, and check the history's identity (a backend that
+   * lost its data must move its floors past what was lost, see {@link TopicRead.floor}).
+   */
+  prepare?(): Promise<void>;
+  /**
+   * Records publications and routes them to every instance that watches their topics (this one
+   * included, through {@link BrokerEvents.records}); one answer per publication, in order, each
+   * its position. Idempotent per origin and counter. A rejection that {@link unreachable} calls
+   * transient makes the core send it again once the broker is back.
+   */
+  append(publications: readonly BrokerPublication[]): Array<Promise<Position>>;
+  /** Routes the live records of `topics` to this instance; resolves once they will come. */
+  subscribe(topics: readonly string[]): Promise<void>;
+  /** This instance no longer needs the live records of `topics`. */
+  unsubscribe(topics: readonly string[]): void;
+  /** Each topic's history after its position. */
+  read(requests: ReadonlyArray<{ readonly topic: string; readonly after: Position }>): Promise<TopicRead[]>;
+  /** For each topic, a position at or after every record of it already published, and before every later one. */
+  positions(topics: readonly string[]): Promise<Position[]>;
+  /**
+   * True when a failed call means the broker could not be reached (its outcome unknown: the core
+   * sends a publication again later), false for a refusal a retry would meet again. Default: true.
+   */
+  unreachable?(error: unknown): boolean;
+  /** Disconnects for good. */
   stop(): Promise<void>;
   /**
-   * Sends `command` to every instance, this one included (each reports it as a `control` event),
-   * at most once, live only (an instance cut off from the broker at that moment misses it).
-   * A broker without it serves one instance: commands reach only this one.
+   * Sends `command` to every instance, this one included (each reports it through
+   * {@link BrokerEvents.control}), at most once, live only. Without it, commands reach only this
+   * instance.
    */
   control?(command: PushletControlCommand): Promise<void>;
-  /** How the broker's link stands; a broker without it counts as always connected. */
-  status?(): PushletBrokerStatus;
   /**
-   * The presence store that goes with this broker (members shared by every instance it joins),
-   * each member living `ttlMs` unless its instance refreshes it. Without it, presence is kept in
-   * memory, per instance.
+   * The presence store that goes with this broker (members shared by every instance it joins).
+   * `onAvailable` tells the store each time the broker is live again after an outage. Without it,
+   * presence is kept in memory, per instance.
    */
-  presenceStore?(ttlMs: number): PresenceStore;
+  presenceStore?(ttlMs: number, onAvailable: (listener: () => void) => () => void): PresenceStore;
 }
 
 /** Injection token of the active {@link PushletBroker}. */

@@ -3,7 +3,7 @@ import { PROTOCOL_TEXTS as TEXTS } from './texts.js';
 import { DEFAULT_EVENT, eventProblem, publishTopicProblem, topicProblem } from './topics.js';
 
 /**
- * Client-to-server commands over WebSocket, JSON in a text or binary frame (PROTOCOL.md):
+ * Client-to-server commands over WebSocket, JSON in a text or binary frame (docs/protocol.md, "WebSocket"):
  * `{"action":"subscribe","topic":"a"}` or `{"action":"subscribe","topics":["a","b"]}`, either
  * with `"lastEventId"` to resume; `{"action":"unsubscribe","topic":"a"}` (or `topics`);
  * `{"action":"ping"}`; `{"action":"publish","topic":"a","event":"e","data":…}` (data: a string as is,

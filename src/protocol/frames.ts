@@ -1,4 +1,4 @@
-/** A message as clients receive it (PROTOCOL.md, "A message"). */
+/** A message as clients receive it (docs/protocol.md, "A message"). */
 export interface PushletMessage {
   /** Opaque to clients; hand it back to resume after this message. */
   readonly id: string;
@@ -82,6 +82,12 @@ export interface ResetData {
 /** `data` of `pushlet:connected`, `pushlet:subscribed` and `pushlet:unsubscribed`. */
 export interface TopicsData {
   readonly topics: readonly string[];
+  /**
+   * `pushlet:connected` only: the topics whose resume could not be continued, and why (the
+   * `pushlet:reset` frames follow too). Told here, with the frame that hands out the new id, so
+   * that a client that keeps that id knows of the gap even if it is cut before the next frame.
+   */
+  readonly reset?: ResetData;
 }
 
 /** The JSON text of a notice, keys in message order (`undefined` ones left out). */
@@ -94,12 +100,17 @@ export function resetNotice(topics: readonly string[], reason: string, ref?: Com
   return { event: EVENTS.reset, data: JSON.stringify(data), ref };
 }
 
-export function topicsNotice(event: 'pushlet:connected' | 'pushlet:subscribed' | 'pushlet:unsubscribed', topics: readonly string[], extra: { id?: string; topic?: string; ref?: CommandRef } = {}): Notice {
-  const data: TopicsData = { topics };
+export function topicsNotice(
+  event: 'pushlet:connected' | 'pushlet:subscribed' | 'pushlet:unsubscribed',
+  topics: readonly string[],
+  extra: { id?: string; topic?: string; ref?: CommandRef } = {},
+  reset?: ResetData,
+): Notice {
+  const data: TopicsData = reset ? { topics, reset } : { topics };
   return { event, data: JSON.stringify(data), ...extra };
 }
 
-/** A member of a presence topic: one connection's subscription of it (PROTOCOL.md, "Identity, presence"). */
+/** A member of a presence topic: one connection's subscription of it (docs/protocol.md, "Identity, presence and client publishing"). */
 export interface PresenceMember {
   /** The connection, unique per connection and instance. */
   readonly clientId: string;

@@ -1,5 +1,5 @@
 /**
- * Ids and resume cursors (PROTOCOL.md, "Resume").
+ * Ids and resume cursors (docs/protocol.md, "Ids" and "Resume: no message lost").
  *
  * A position is `<milliseconds>-<sequence>`, the shape of Redis stream ids. Brokers whose ids
  * are totally ordered across topics (in memory, one Redis server) hand out plain positions, and

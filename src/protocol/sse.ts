@@ -1,5 +1,5 @@
 /**
- * Server-Sent Events framing as text (PROTOCOL.md, "Server-Sent Events"). Every field is made
+ * Server-Sent Events framing as text (docs/protocol.md, "Server-Sent Events"). Every field is made
  * safe here, whatever the caller passes: no value can forge a field or end a frame early.
  */
 

@@ -8,7 +8,7 @@ const OPCODE_TEXT = 0x1;
 const OPCODE_BINARY = 0x2;
 
 /**
- * Server-to-client frames (PROTOCOL.md, "WebSocket"). Every frame is one UTF-8 JSON object,
+ * Server-to-client frames (docs/protocol.md, "WebSocket"). Every frame is one UTF-8 JSON object,
  * sent as a binary frame (or a text frame with `ws: { frame: 'text' }`). A message is exactly
  * the message JSON, `{"id","topic","event","data","timestamp"}`; replies and notices have the
  * same shape (`protocol/frames.ts`).

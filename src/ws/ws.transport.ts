@@ -17,7 +17,7 @@ import { mountWsServer, type MountedWsServer } from './ws-server.js';
 
 /**
  * The built-in WebSocket endpoint (`/ws` by default): one connection subscribes to and leaves
- * many topics while it stays open (PROTOCOL.md, "WebSocket"). It parses upgrades and commands
+ * many topics while it stays open (docs/protocol.md, "WebSocket"). It parses upgrades and commands
  * and hands them to the connection's session; frames are described in `protocol/frames.ts`,
  * commands in `protocol/commands.ts`.
  */

@@ -1,6 +1,8 @@
 import type { INestApplication } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { PUSHLET_BROKER, RedisBroker, type PushletModuleOptions, type PushletRedisOptions } from '../../src/index.js';
+import type { RedisKeys } from '../../src/cluster/redis-keys.js';
+import { PushletHub } from '../../src/pushlet.hub.js';
+import { PUSHLET_BROKER, RedisBroker, type RecoveryCoreStats, type PushletModuleOptions, type PushletRedisOptions } from '../../src/index.js';
 import { startApp, type TestApp } from './app.js';
 import type { TestSubscriber } from './subscribers.js';
 
@@ -53,12 +55,13 @@ export class Instances {
   }
 }
 
-/** The Redis broker of an app instance. */
-export function brokerOf(app: TestApp | INestApplication): RedisBroker {
+/** The Redis broker of an app instance (its keys), with the recovery core's link state and counters. */
+export function brokerOf(app: TestApp | INestApplication): { readonly keys: RedisKeys; stats(): RecoveryCoreStats } {
   const nest = 'app' in app ? app.app : app;
   const broker = nest.get(PUSHLET_BROKER);
   if (!(broker instanceof RedisBroker)) throw new Error('not running in distributed mode');
-  return broker;
+  const core = nest.get(PushletHub).core;
+  return { keys: broker.keys, stats: () => core.stats() };
 }
 
 /** Data strings of messages, for comparing what was published with what arrived. */

@@ -7,7 +7,7 @@ import { PushletMetrics, PushletMetricsModule } from '../../src/metrics/index.js
 import { request } from './app.js';
 
 /**
- * Apps with the metrics and health entry points mounted as the README's Operations example
+ * Apps with the metrics and health entry points mounted as the example of docs/operations.md
  * mounts them: `GET /metrics` (Prometheus text of the app's registry), `GET /health` (readiness
  * through Terminus) and `GET /health/live`.
  */

@@ -1,29 +1,32 @@
-import { MemoryBroker, type BrokerEventHandler, type Position, type PushletBroker, type ReplayRequest, type ReplayResult } from '../../src/index.js';
-import type { Envelope } from '../../src/index.js';
+import { MemoryBroker, type BrokerEvents, type BrokerPublication, type Position, type PushletBroker, type TopicRead } from '../../src/index.js';
 
 /**
- * The in-memory broker presented as one whose ids are ordered per topic (as on Redis Cluster), so
- * that connections hand out cursors (`c1_…`) without a cluster: ids ordered across topics are
- * ordered within each topic too, so everything it answers stays true.
+ * The in-memory broker presented as one whose positions are ordered per topic (as on Redis
+ * Cluster), so that connections hand out cursors (`c1_…`) without a cluster: positions ordered
+ * across topics are ordered within each topic too, so everything it answers stays true.
  */
 export class PerTopicMemoryBroker implements PushletBroker {
   readonly ordering = 'per-topic';
+  readonly description = 'in memory, ordered per topic (tests)';
   private readonly inner = new MemoryBroker({ maxCount: 1_000, maxAgeMs: 300_000, maxTopics: 1_000 });
 
-  start(handler: BrokerEventHandler): Promise<void> {
-    return this.inner.start(handler);
+  start(events: BrokerEvents): Promise<void> {
+    return this.inner.start(events);
   }
-  publish(topic: string, event: string, data: string): Promise<Envelope> {
-    return this.inner.publish(topic, event, data);
+  isConnected(): boolean {
+    return true;
   }
-  watch(): Promise<void> {
-    return this.inner.watch();
+  append(publications: readonly BrokerPublication[]): Array<Promise<Position>> {
+    return this.inner.append(publications);
   }
-  unwatch(): void {
-    this.inner.unwatch();
+  subscribe(): Promise<void> {
+    return this.inner.subscribe();
   }
-  replay(requests: readonly ReplayRequest[]): Promise<ReplayResult> {
-    return this.inner.replay(requests);
+  unsubscribe(): void {
+    this.inner.unsubscribe();
+  }
+  read(requests: ReadonlyArray<{ readonly topic: string; readonly after: Position }>): Promise<TopicRead[]> {
+    return this.inner.read(requests);
   }
   positions(topics: readonly string[]): Promise<Position[]> {
     return this.inner.positions(topics);

@@ -1,7 +1,7 @@
 /**
  * The publications delivered on this instance most recently, by origin broker and publication
  * counter, with the id each was delivered under. The publish script records a publication once
- * however often it is sent; a second record with another id exists only if Redis lost the first
+ * however often it is sent; a second record with another id exists only if the broker lost the first
  * one's marker with its data before the copy arrived. Checking the exact pair (not the newest
  * counter per origin) keeps this right however such copies interleave.
  *

@@ -1,31 +1,34 @@
+import type { BrokerPublication } from '../interfaces/broker.interface.js';
+import type { Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
-import { isTransient, PushletRedisError } from './redis-errors.js';
-import type { WireMessage } from './redis-codec.js';
+import { PushletBrokerError } from './errors.js';
 
-/** A publication waiting for Redis to record it. */
+/** A publication waiting for the broker to record it. */
 interface Pending {
-  readonly message: WireMessage;
-  readonly resolve: (id: string) => void;
+  readonly message: BrokerPublication;
+  readonly resolve: (position: Position) => void;
   readonly reject: (error: Error) => void;
 }
 
-/** What the outbox needs: a way to send, and someone to tell when Redis stops answering. */
+/** What the outbox needs: a way to send, and someone to tell when the broker stops answering. */
 export interface OutboxTransport {
-  /** Sends messages in order (batched as the transport sees fit); one answer per message, in order. */
-  send(messages: readonly WireMessage[]): Array<Promise<string>>;
-  /** A send failed in a way that says Redis is unreachable (its outcome may be unknown). */
+  /** Sends messages in order (batched as the broker sees fit); one answer per message, in order. */
+  send(messages: readonly BrokerPublication[]): Array<Promise<Position>>;
+  /** Whether a failed send says the broker is unreachable (its outcome unknown), rather than a refusal. */
+  isUnreachable(error: unknown): boolean;
+  /** A send failed because the broker is unreachable. */
   unreachable(): void;
 }
 
 /**
- * Publications in the order they were made, each kept until Redis has recorded it and given it
- * its id. While the link is not ready they wait; when it is, they are sent in order, pipelined on
- * the one command connection. A publication whose outcome is unknown (the connection dropped
- * before the reply) is sent again: the publish script recognises a second copy and answers with
- * the first one's id, so nothing is recorded twice.
+ * Publications in the order they were made, each kept until the broker has recorded it and given
+ * it its position. While the link is not ready they wait; when it is, they are sent in order. A
+ * publication whose outcome is unknown (the connection dropped before the reply) is sent again
+ * with the same origin and counter: the broker recognises a second copy and answers with the
+ * first one's position, so nothing is recorded twice.
  */
-export class RedisOutbox {
-  /** Not yet recorded by Redis, in publication order (a Set keeps insertion order). */
+export class Outbox {
+  /** Not yet recorded by the broker, in publication order (a Set keeps insertion order). */
   private readonly pending = new Set<Pending>();
   /** Of those, the ones to send at the next flush, in order. */
   private unsent: Pending[] = [];
@@ -37,17 +40,17 @@ export class RedisOutbox {
     private readonly transport: OutboxTransport,
   ) {}
 
-  /** Publications not yet recorded by Redis. */
+  /** Publications not yet recorded by the broker. */
   get size(): number {
     return this.pending.size;
   }
 
-  /** Queues a publication; resolves to its id once Redis has recorded it. */
-  publish(topic: string, event: string, data: string): Promise<string> {
+  /** Queues a publication; resolves to its position once the broker has recorded it. */
+  publish(topic: string, event: string, data: string): Promise<Position> {
     if (this.pending.size >= this.maxQueued) {
-      return Promise.reject(new PushletRedisError(MESSAGES.redisQueueFull(this.maxQueued)));
+      return Promise.reject(new PushletBrokerError(MESSAGES.brokerQueueFull(this.maxQueued)));
     }
-    return new Promise<string>((resolve, reject) => {
+    return new Promise<Position>((resolve, reject) => {
       this.counter += 1;
       const item: Pending = { message: { topic, event, data, origin: this.origin, counter: this.counter }, resolve, reject };
       this.pending.add(item);
@@ -64,7 +67,7 @@ export class RedisOutbox {
     const answers = this.transport.send(items.map((item) => item.message));
     items.forEach((item, i) =>
       answers[i]!.then(
-        (id) => this.settle(item, () => item.resolve(id)),
+        (position) => this.settle(item, () => item.resolve(position)),
         (error: unknown) => this.failed(item, error),
       ),
     );
@@ -86,8 +89,8 @@ export class RedisOutbox {
   private failed(item: Pending, error: unknown): void {
     if (!this.pending.has(item)) return;
     // Unreachable: the link goes down, and `resend` queues it again with everything after it.
-    if (isTransient(error)) this.transport.unreachable();
-    else this.settle(item, () => item.reject(new PushletRedisError(MESSAGES.redisPublishFailed(reason(error)))));
+    if (this.transport.isUnreachable(error)) this.transport.unreachable();
+    else this.settle(item, () => item.reject(new PushletBrokerError(MESSAGES.publishFailed(reason(error)))));
   }
 
   private settle(item: Pending, done: () => void): void {

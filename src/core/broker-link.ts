@@ -1,17 +1,18 @@
 /**
- * The state of an instance's link to Redis, as one explicit machine:
+ * The state of an instance's link to its broker, as one explicit machine (the same for every
+ * broker: the recovery core drives it):
  *
  * - `starting`: connecting for the first time;
- * - `recovering`: both connections answer; loading scripts, subscribing every watched topic and
- *   reading what was missed from history, while live messages are held;
+ * - `recovering`: the broker answers; preparing it, subscribing every watched topic and reading
+ *   what was missed from history, while live messages are held;
  * - `ready`: publications go out, live messages are delivered as they come;
- * - `down`: a connection was lost (or a recovery failed); publications wait in the outbox, live
- *   messages are held, and recovery is tried again as soon as both connections answer;
+ * - `down`: something was lost (or a recovery failed); publications wait in the outbox, live
+ *   messages are held, and recovery is tried again as soon as the broker is connected;
  * - `stopped`: for good.
  */
-export type RedisLinkState = 'starting' | 'recovering' | 'ready' | 'down' | 'stopped';
+export type BrokerLinkState = 'starting' | 'recovering' | 'ready' | 'down' | 'stopped';
 
-const ALLOWED: Record<RedisLinkState, readonly RedisLinkState[]> = {
+const ALLOWED: Record<BrokerLinkState, readonly BrokerLinkState[]> = {
   starting: ['recovering', 'down', 'stopped'],
   recovering: ['ready', 'down', 'stopped'],
   ready: ['down', 'stopped'],
@@ -20,14 +21,14 @@ const ALLOWED: Record<RedisLinkState, readonly RedisLinkState[]> = {
 };
 
 /** The link's state and its one transition function. */
-export class RedisLink {
-  private current: RedisLinkState = 'starting';
+export class BrokerLink {
+  private current: BrokerLinkState = 'starting';
   /** Advances on every transition: work started in one recovery can tell it was overtaken. */
   private generation = 0;
 
-  constructor(private readonly entered: (state: RedisLinkState, previous: RedisLinkState) => void) {}
+  constructor(private readonly entered: (state: BrokerLinkState, previous: BrokerLinkState) => void) {}
 
-  get state(): RedisLinkState {
+  get state(): BrokerLinkState {
     return this.current;
   }
 
@@ -36,7 +37,7 @@ export class RedisLink {
   }
 
   /** Moves to `next` if the machine allows it from here; false (and nothing happens) otherwise. */
-  to(next: RedisLinkState): boolean {
+  to(next: BrokerLinkState): boolean {
     const previous = this.current;
     if (!ALLOWED[previous].includes(next)) return false;
     this.current = next;

@@ -1,0 +1,596 @@
+import { randomBytes } from 'node:crypto';
+import type { LoggerService } from '@nestjs/common';
+import type {
+  BrokerEvents,
+  BrokerRecord,
+  PushletBroker,
+  PushletBrokerStatus,
+  PushletControlCommand,
+  TopicRead,
+} from '../interfaces/broker.interface.js';
+import { comparePositions, formatPosition, type Position } from '../protocol/ids.js';
+import { BROADCAST_TOPIC } from '../protocol/topics.js';
+import { MESSAGES } from '../pushlet.messages.js';
+import { BrokerLink, type BrokerLinkState } from './broker-link.js';
+import { CatchUp, TopicPosition } from './catch-up.js';
+import { Envelope } from './envelope.js';
+import { PushletBrokerError } from './errors.js';
+import { Outbox } from './outbox.js';
+import { PerTurn } from './per-turn.js';
+import type { PresenceStore } from './presence.js';
+import { RecentPublications } from './recent-publications.js';
+
+/** Rounds of recovery (subscribe and read the topics watched meanwhile) before giving up and trying again later. */
+const MAX_RECOVERY_ROUNDS = 20;
+/** How often a core whose link is down checks whether it can recover. */
+const HEAL_INTERVAL_MS = 250;
+/**
+ * Where a topic first watched while the broker is unreachable starts when ids are ordered per
+ * topic (the backend's clocks, not ours): this far back, so that clock skew can only add older
+ * messages, never skip one.
+ */
+const CLOCK_SKEW_MARGIN_MS = 10_000;
+/** Default of {@link PushletBroker.maxQueued}. */
+export const DEFAULT_MAX_QUEUED = 10_000;
+
+/** What the core reports to the instance it serves (the topic registry and the hub). */
+export interface CoreEventHandler {
+  /** A message for this instance's subscribers of its topic, in the topic's order, once. */
+  message(envelope: Envelope): void;
+  /**
+   * Messages of `topic` may have been lost on this instance: its subscribers are told with
+   * `pushlet:reset`. With `until`, only messages before that position are concerned: a
+   * subscriber already past it lost nothing.
+   */
+  gap(topic: string, until?: Position): void;
+  /** An instance-wide command from some instance. */
+  control(command: PushletControlCommand): void;
+}
+
+/** Where one topic's replay starts: every message of `topic` after `after`. */
+export interface ReplayRequest {
+  readonly topic: string;
+  readonly after: Position;
+}
+
+/** What a replay found. */
+export interface ReplayResult {
+  /** Messages after each request's position, each topic's in its order; merged in position order with `ordering: 'total'`. */
+  readonly envelopes: readonly Envelope[];
+  /** Topics whose history after the position may be incomplete (trimmed, expired, lost): a reset, never a silent gap. */
+  readonly incomplete: readonly string[];
+  /** Topics whose position the broker never handed out: nothing to replay, delivery starts from now. */
+  readonly unknown: readonly string[];
+}
+
+/** What this instance knows about one topic it has subscribers of (or the broadcast topic). */
+interface TopicState {
+  /** Newest position delivered here (or known to be current); recovery reads history after it. */
+  readonly position: TopicPosition;
+  /**
+   * The position came from the broker (a message, a position read, a recovery), not from an
+   * estimate: only then may a connection start from it while the broker cannot be asked.
+   */
+  confirmed: boolean;
+}
+
+/** A snapshot of the core's link and counters (for tests, benchmarks and health checks). */
+export interface RecoveryCoreStats {
+  /** The link's state (see `broker-link.ts`). */
+  readonly state: BrokerLinkState;
+  /** Random id of this instance, carried by its publications. */
+  readonly instanceId: string;
+  /** Live records received from the broker. */
+  readonly received: number;
+  /** Of those, records of topics without subscribers here (in flight while unsubscribing). */
+  readonly receivedUnwatched: number;
+  /** Messages handed to local subscribers (live or recovered). */
+  readonly delivered: number;
+  /** Records that reached this instance twice (live and from history, or recorded twice) and were dropped. */
+  readonly duplicatesDropped: number;
+  /** Publications waiting for the broker now. */
+  readonly queued: number;
+  /** Messages recovered from history after a lost link. */
+  readonly recovered: number;
+  /** Topics whose local subscribers were told `pushlet:reset` after a lost link. */
+  readonly resets: number;
+}
+
+/**
+ * The one place where an instance keeps its promise through broker faults, for every broker: the
+ * broker ({@link PushletBroker}) only appends, reads, routes and reports its link; this decides.
+ *
+ * - **Link**: an explicit machine ({@link BrokerLink}); any loss sends it `down`, and it recovers
+ *   as soon as the broker is connected (checked on every `up` and every {@link HEAL_INTERVAL_MS}).
+ * - **Publications** wait in the {@link Outbox} until the broker has recorded them, in order,
+ *   sent again after a loss with the same origin and counter; nothing is delivered that the
+ *   broker has not ordered, so nothing arrives twice or out of order.
+ * - **Live records** are delivered once per topic in order ({@link TopicPosition}, and
+ *   {@link RecentPublications} for a publication the broker recorded twice); while the link is
+ *   down or recovering they are held ({@link CatchUp}); past `maxQueued` held, every topic gets a
+ *   reset instead.
+ * - **Recovery** runs in rounds: subscribe the watched topics, read each one's history after the
+ *   newest position delivered here, deliver it, then what was held; topics watched meanwhile make
+ *   another round. A topic whose history no longer reaches back (the broker lost it, or trimmed
+ *   it) gets a gap with the floor, so that only subscribers behind it are reset.
+ * - **Positions and replays** for connections: read from the broker when it is live; while it is
+ *   not, a topic watched here is exact from the newest position delivered here (recovery will
+ *   bring everything after it), and anything older must wait.
+ *
+ * Connections' own catch-up (a client resuming) is the feed's (`feed.ts`), on top of this.
+ */
+export class RecoveryCore {
+  readonly instanceId = randomBytes(8).toString('hex');
+  readonly ordering: 'total' | 'per-topic';
+  private readonly link: BrokerLink;
+  private readonly outbox: Outbox;
+  private readonly maxQueued: number;
+  private handler: CoreEventHandler | undefined;
+  private readonly topics = new Map<string, TopicState>();
+  /**
+   * Publications delivered here lately, by origin and counter. A broker records a publication
+   * once even when it is sent again; this catches the one case it cannot: a copy sent again to a
+   * broker that lost the first one's record with its data.
+   */
+  private readonly recent: RecentPublications;
+  /** Live records held while the link is down or recovering. */
+  private held: CatchUp<BrokerRecord> | undefined;
+  private recovering: Promise<void> | undefined;
+  private flushScheduled = false;
+  /** Resume reads and start positions of one event-loop turn, served together (reconnect storms). */
+  private readonly reads: Pick<PerTurn<readonly ReplayRequest[], TopicRead[]>, 'call'>;
+  private readonly positionReads: Pick<PerTurn<readonly string[], Position[]>, 'call'>;
+  private healer: NodeJS.Timeout | undefined;
+  /** With `ordering: 'total'`: the newest position seen from the broker (positions are global there). */
+  private lastSeen: Position = { ms: 0, seq: 0 };
+  private everReady = false;
+  private reportedStart = false;
+  private lastRecoveryError: unknown;
+  private outage: { recovered: number; resets: number } | undefined;
+  /** Told each time the link becomes `ready` after an outage (presence adds its members again). */
+  private readonly readyListeners = new Set<() => void>();
+  private readonly counts = { received: 0, receivedUnwatched: 0, delivered: 0, duplicatesDropped: 0, recovered: 0, resets: 0 };
+
+  private readonly events: BrokerEvents = {
+    up: () => this.heal(),
+    down: () => this.lost(),
+    records: (records) => this.onRecords(records),
+    control: (command) => this.handler?.control(command),
+  };
+
+  constructor(
+    readonly broker: PushletBroker,
+    private readonly logger: LoggerService,
+  ) {
+    this.ordering = broker.ordering;
+    this.maxQueued = broker.maxQueued ?? DEFAULT_MAX_QUEUED;
+    this.recent = new RecentPublications(Math.max(20_000, 2 * this.maxQueued));
+    this.link = new BrokerLink((state, previous) => this.entered(state, previous));
+    this.outbox = new Outbox(this.instanceId, this.maxQueued, {
+      send: (publications) => broker.append(publications),
+      isUnreachable: (error) => broker.unreachable?.(error) ?? true,
+      unreachable: () => this.lost(),
+    });
+    // A remote broker answers a turn's questions together; one in the process answers at once.
+    this.reads = broker.batching ? new PerTurn((readers) => readMany(broker, readers)) : { call: (requests) => broker.read(requests) };
+    this.positionReads = broker.batching ? new PerTurn((lists) => positionsMany(broker, lists)) : { call: (topics) => broker.positions(topics) };
+  }
+
+  /** Connects the broker and catches up; rejects if it cannot (unless the broker may start without its backend). */
+  async start(handler: CoreEventHandler): Promise<void> {
+    this.handler = handler;
+    this.topics.set(BROADCAST_TOPIC, { position: new TopicPosition(this.fallbackPosition()), confirmed: false });
+    try {
+      await this.broker.start(this.events);
+      if (this.broker.isConnected()) this.link.to('recovering');
+      await this.recovering;
+      if (this.link.state !== 'ready') throw new PushletBrokerError(`could not catch up with ${this.broker.description}: ${reason(this.lastRecoveryError ?? 'not connected')}`);
+    } catch (error) {
+      if (!this.broker.startWithoutBackend) {
+        this.link.to('stopped');
+        await this.broker.stop().catch(() => undefined);
+        throw error;
+      }
+      this.logger.warn(`${this.broker.description} is unreachable (${reason(error)}): starting without it; publications wait for it and are delivered once it has recorded them`);
+      if (this.link.state !== 'down') this.link.to('down');
+    }
+    this.healer = setInterval(() => this.heal(), HEAL_INTERVAL_MS);
+    this.healer.unref();
+  }
+
+  /** Resolves once the broker has recorded the message (waiting in order while it is unreachable). */
+  async publish(topic: string, event: string, data: string): Promise<Envelope> {
+    const sent = this.outbox.publish(topic, event, data);
+    this.flushSoon();
+    return Envelope.create(await sent, topic, event, data);
+  }
+
+  /**
+   * Sends an instance-wide command to every instance (this one included), live only.
+   * @throws PushletBrokerError when the broker has stopped, or its own error when it cannot send it.
+   */
+  async control(command: PushletControlCommand): Promise<void> {
+    if (this.link.state === 'stopped') throw new PushletBrokerError(MESSAGES.brokerHasStopped);
+    // Without one, the broker serves this instance alone, where the caller has run it already.
+    await this.broker.control?.(command);
+  }
+
+  /** This instance now has subscribers of `topic`; resolves once its messages will be delivered. */
+  async watch(topic: string): Promise<void> {
+    if (this.topics.has(topic)) return;
+    const ready = this.link.state === 'ready';
+    // Not ready: recovery subscribes it and reads what it missed after a safe start.
+    const state: TopicState = { position: new TopicPosition(ready ? undefined : this.fallbackPosition()), confirmed: false };
+    this.topics.set(topic, state);
+    if (!ready) return;
+    try {
+      await this.broker.subscribe([topic]);
+      const [position] = await this.broker.positions([topic]);
+      if (position && (!state.position.last || comparePositions(position, state.position.last) > 0)) state.position.last = position;
+      state.confirmed = true;
+    } catch {
+      // Not subscribed for sure: recover (which subscribes again and reads what was missed).
+      this.lost();
+    }
+  }
+
+  /** This instance no longer has subscribers of `topic`. */
+  unwatch(topic: string): void {
+    if (topic === BROADCAST_TOPIC) return;
+    this.topics.delete(topic);
+    if (this.link.state === 'ready') this.broker.unsubscribe([topic]);
+  }
+
+  /** Each request's topic's messages after its position (see {@link ReplayResult}). */
+  async replay(requests: readonly ReplayRequest[]): Promise<ReplayResult> {
+    if (this.link.state !== 'ready') return this.replayWhileDown(requests);
+    const reads = await this.reads.call(requests);
+    return {
+      envelopes: inOrder(reads, this.ordering === 'total').map(envelopeOf),
+      incomplete: reads.filter((read, i) => readVerdict(read, requests[i]!.after) === 'incomplete').map((read) => read.topic),
+      unknown: reads.filter((read, i) => readVerdict(read, requests[i]!.after) === 'unknown').map((read) => read.topic),
+    };
+  }
+
+  /**
+   * For each topic, a position at or before every message of it not yet delivered here, and
+   * after every one already delivered: a new connection starts from these, so that if it drops
+   * before its first message, resuming from them loses nothing. While the broker cannot be asked,
+   * a topic followed here without a break is exact from its newest delivered position; with
+   * `estimate` (a client with no id, to whom older messages are no harm) an earlier position may
+   * be answered; otherwise it rejects.
+   */
+  async positions(topics: readonly string[], estimate = false): Promise<Position[]> {
+    if (this.link.state === 'ready') {
+      try {
+        const positions = await this.positionReads.call(topics);
+        for (const position of positions) this.noteSeen(position);
+        return positions;
+      } catch {
+        // What this instance knows is still a safe start (see below).
+      }
+    }
+    return topics.map((topic) => {
+      const state = this.topics.get(topic);
+      if (state?.position.last && (state.confirmed || estimate)) return state.position.last;
+      if (estimate) return this.fallbackPosition();
+      throw new PushletBrokerError(MESSAGES.brokerNotConnected);
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (!this.link.to('stopped')) return;
+    if (this.healer) clearInterval(this.healer);
+    if (this.outbox.size > 0) this.logger.warn(`${this.outbox.size} publications never reached ${this.broker.description}; their publish() calls fail`);
+    this.outbox.rejectAll(new PushletBrokerError(MESSAGES.brokerStopped));
+    try {
+      await this.broker.stop();
+    } finally {
+      this.handler = undefined;
+      this.topics.clear();
+      this.held = undefined;
+    }
+  }
+
+  /** The broker's presence store, told when the link is live again after an outage; none without one. */
+  presenceStore(ttlMs: number): PresenceStore | undefined {
+    return this.broker.presenceStore?.(ttlMs, (listener) => {
+      this.readyListeners.add(listener);
+      return () => this.readyListeners.delete(listener);
+    });
+  }
+
+  stats(): RecoveryCoreStats {
+    return { state: this.link.state, instanceId: this.instanceId, queued: this.outbox.size, ...this.counts };
+  }
+
+  /** Connected only while the link is `ready`; `queued` is what waits for the broker. */
+  status(): PushletBrokerStatus {
+    const state = this.link.state;
+    return { connected: state === 'ready', state, queued: this.outbox.size };
+  }
+
+  // ---- the link ---------------------------------------------------------------------------
+
+  private entered(state: BrokerLinkState, previous: BrokerLinkState): void {
+    this.logger.debug?.(`broker link ${previous} -> ${state}`);
+    if (state === 'down') {
+      this.held ??= new CatchUp();
+      this.outbox.resend();
+      if (previous === 'ready' && !this.outage) {
+        this.outage = { recovered: 0, resets: 0 };
+        this.logger.warn(`lost the connection to ${this.broker.description}: publications wait until it has recorded them`);
+      }
+    } else if (state === 'recovering') {
+      this.held ??= new CatchUp();
+      this.recovering = this.recover().finally(() => (this.recovering = undefined));
+    } else if (state === 'ready') {
+      this.outbox.flush();
+      this.reportBack();
+      for (const listener of this.readyListeners) listener();
+    }
+  }
+
+  /**
+   * Sends what the outbox holds: at once for a broker in the process; for a remote one, once this
+   * event-loop turn's publications are all in (after I/O callbacks and their promise chains), so
+   * that one call carries them all.
+   */
+  private flushSoon(): void {
+    if (!this.broker.batching) {
+      if (this.link.state === 'ready') this.outbox.flush();
+      return;
+    }
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (this.link.state === 'ready') this.outbox.flush();
+    });
+  }
+
+  /** Something was lost, or a call found the broker unreachable. */
+  private lost(): void {
+    const state = this.link.state;
+    if (state === 'ready' || state === 'recovering') this.link.to('down');
+  }
+
+  /** Tries to recover when the link is down and the broker is connected again. */
+  private heal(): void {
+    if (this.link.state === 'down' && this.broker.isConnected()) this.link.to('recovering');
+  }
+
+  /**
+   * Prepares the broker, then in rounds subscribes every watched topic and reads its history
+   * after the newest position delivered here: what is new is delivered, then the live records
+   * held meanwhile; topics whose history was lost get a gap. Topics watched while a round runs are
+   * not in its subscriptions: the next round takes those (few, so the rounds end). Any failure
+   * sends the link down again (and healing retries).
+   */
+  private async recover(): Promise<void> {
+    const epoch = this.link.epoch;
+    const current = () => this.link.epoch === epoch;
+    let step = 'prepare';
+    try {
+      await this.broker.prepare?.();
+      const subscribed = new Set<string>();
+      for (let round = 1; ; round++) {
+        const topics = [...this.topics.keys()].filter((topic) => !subscribed.has(topic));
+        if (topics.length === 0) break;
+        if (round > MAX_RECOVERY_ROUNDS) throw new Error(`topics kept arriving for ${MAX_RECOVERY_ROUNDS} rounds`);
+        this.held ??= new CatchUp();
+        step = 'subscribe';
+        for (const topic of topics) subscribed.add(topic);
+        await this.broker.subscribe(topics);
+        step = 'read';
+        const requests = topics
+          .filter((topic) => this.topics.has(topic))
+          .map((topic) => {
+            const state = this.topics.get(topic)!;
+            state.position.last ??= this.fallbackPosition();
+            return { topic, after: state.position.last };
+          });
+        const reads = await this.reads.call(requests);
+        if (!current()) return;
+        await this.deliverRecovered(reads, requests);
+        if (!current()) return;
+      }
+      this.everReady = true;
+      this.lastRecoveryError = undefined;
+      this.link.to('ready');
+    } catch (error) {
+      this.lastRecoveryError = error;
+      this.logger.debug?.(`recovery from ${this.broker.description} failed at ${step}: ${reason(error)}`);
+      if (current() && this.link.state === 'recovering') this.link.to('down');
+    }
+  }
+
+  private async deliverRecovered(reads: readonly TopicRead[], requests: readonly ReplayRequest[]): Promise<void> {
+    for (const [i, read] of reads.entries()) {
+      // The first recovery starts from estimated positions, and a new backend has no history
+      // yet: only a topic this instance has followed through the broker can have lost something.
+      if (readVerdict(read, requests[i]!.after) === 'exact' || !this.topics.has(read.topic) || !this.everReady) continue;
+      this.counts.resets += 1;
+      if (this.outage) this.outage.resets += 1;
+      this.handler?.gap(read.topic, read.floor);
+    }
+    const held = this.held ?? new CatchUp<BrokerRecord>();
+    this.held = undefined;
+    const recovered = inOrder(reads, this.ordering === 'total');
+    let fromHistory = recovered.length;
+    await held.finish(recovered, (record) => {
+      const delivered = this.accept(record);
+      if (fromHistory > 0) {
+        fromHistory -= 1;
+        if (delivered) {
+          this.counts.recovered += 1;
+          if (this.outage) this.outage.recovered += 1;
+        }
+      }
+    });
+    // Everything up to the read is delivered or announced lost: start from there next time.
+    for (const read of reads) {
+      const state = this.topics.get(read.topic);
+      if (!state) continue;
+      if (!state.position.last || comparePositions(state.position.last, read.readAt) < 0) state.position.last = read.readAt;
+      state.confirmed = true;
+    }
+  }
+
+  // ---- receiving --------------------------------------------------------------------------
+
+  private onRecords(records: readonly BrokerRecord[]): void {
+    for (const record of records) {
+      this.counts.received += 1;
+      if (this.held?.hold(record)) {
+        if (this.held.heldCount > this.maxQueued) this.overflowHeld();
+        continue;
+      }
+      this.accept(record);
+    }
+  }
+
+  /**
+   * History stays unreadable while live records pile up: stop holding them, and tell every
+   * subscriber that messages may be missing. Positions move past what recovery would have read:
+   * it reads from there.
+   */
+  private overflowHeld(): void {
+    const held = this.held?.abandon() ?? [];
+    this.held = new CatchUp();
+    for (const topic of this.topics.keys()) this.handler?.gap(topic);
+    for (const record of held) this.accept(record);
+  }
+
+  /** Delivers a record unless this instance has delivered it already. */
+  private accept(record: BrokerRecord): boolean {
+    const state = this.topics.get(record.topic);
+    if (!state) {
+      this.counts.receivedUnwatched += 1;
+      return false;
+    }
+    if (!state.position.advance(record.position) || !this.firstCopy(record)) {
+      this.counts.duplicatesDropped += 1;
+      return false;
+    }
+    this.noteSeen(record.position);
+    state.confirmed = true;
+    this.counts.delivered += 1;
+    this.handler?.message(envelopeOf(record));
+    return true;
+  }
+
+  /** False for a publication already delivered here under another position (recorded twice). */
+  private firstCopy(record: BrokerRecord): boolean {
+    if (record.origin === undefined || record.counter === undefined) return true;
+    return this.recent.add(record.origin, record.counter, formatPosition(record.position));
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------
+
+  /** With `ordering: 'total'`: notes a position from the broker. */
+  private noteSeen(position: Position): void {
+    if (this.ordering === 'total' && comparePositions(position, this.lastSeen) > 0) this.lastSeen = position;
+  }
+
+  /**
+   * A start for a topic this instance has no position of, while the broker cannot be asked: the
+   * newest position seen (positions ordered across topics), else the local clock less a margin
+   * for skew. Either is at or before every message not yet delivered here, so it can only add
+   * older messages.
+   */
+  private fallbackPosition(): Position {
+    if (this.ordering === 'total' && this.lastSeen.ms > 0) return this.lastSeen;
+    return { ms: Date.now() - CLOCK_SKEW_MARGIN_MS, seq: 0 };
+  }
+
+  /**
+   * Without the broker, history cannot be read; but a topic watched here will get, once the link
+   * recovers, everything after the newest position delivered here: a request from there or later
+   * is complete with nothing to replay yet. Anything older cannot be served now.
+   */
+  private replayWhileDown(requests: readonly ReplayRequest[]): ReplayResult {
+    for (const { topic, after } of requests) {
+      const state = this.topics.get(topic);
+      const last = state?.position.last;
+      if (!state || !last) throw new PushletBrokerError(MESSAGES.brokerNotConnected);
+      if (comparePositions(after, last) >= 0) continue;
+      // An estimate may move back: recovery then reads from earlier, which only adds older messages.
+      if (!state.confirmed) state.position.last = after;
+      else throw new PushletBrokerError(MESSAGES.brokerNotConnected);
+    }
+    return { envelopes: [], incomplete: [], unknown: [] };
+  }
+
+  private reportBack(): void {
+    const outage = this.outage;
+    if (!outage) {
+      if (this.everReady && !this.reportedStart) {
+        this.reportedStart = true;
+        this.logger.log(`broker: ${this.broker.description} (instance ${this.instanceId})`);
+      }
+      return;
+    }
+    this.outage = undefined;
+    const resets = outage.resets > 0 ? `; history was lost, ${outage.resets} topics told pushlet:reset` : '';
+    this.logger.log(`connected to ${this.broker.description} again: recovered ${outage.recovered} messages from history${resets}`);
+  }
+}
+
+/**
+ * Whether a read continues a position `after` exactly: `unknown` past what the broker had handed
+ * out, `incomplete` before the history's floor (something after it may be gone).
+ */
+export function readVerdict(read: TopicRead, after: Position): 'exact' | 'incomplete' | 'unknown' {
+  if (comparePositions(after, read.limit) > 0) return 'unknown';
+  return comparePositions(after, read.floor) < 0 ? 'incomplete' : 'exact';
+}
+
+/** Every topic's records: merged in position order where positions are global, each topic's in its order otherwise. */
+function inOrder(reads: readonly TopicRead[], global: boolean): BrokerRecord[] {
+  const all = reads.flatMap((read) => read.records);
+  if (global && reads.length > 1) all.sort((a, b) => comparePositions(a.position, b.position));
+  return all;
+}
+
+function envelopeOf(record: BrokerRecord): Envelope {
+  return Envelope.create(record.position, record.topic, record.event, record.data);
+}
+
+/**
+ * Reads history for many readers at once (see {@link PerTurn}): each topic once, after the
+ * earliest position any reader asked for, then each reader's part of it.
+ */
+export async function readMany(broker: PushletBroker, readers: ReadonlyArray<readonly ReplayRequest[]>): Promise<TopicRead[][]> {
+  const earliest = new Map<string, Position>();
+  for (const requests of readers) {
+    for (const { topic, after } of requests) {
+      const known = earliest.get(topic);
+      if (!known || comparePositions(after, known) < 0) earliest.set(topic, after);
+    }
+  }
+  if (earliest.size === 0) return readers.map(() => []);
+  const merged = await broker.read([...earliest].map(([topic, after]) => ({ topic, after })));
+  const byTopic = new Map(merged.map((read) => [read.topic, { read, after: earliest.get(read.topic)! }]));
+  return readers.map((requests) => requests.map(({ topic, after }) => readAfter(byTopic.get(topic)!, after)));
+}
+
+/** A read of a topic after an earlier (or equal) position, cut for a reader at `after`. */
+function readAfter({ read, after: readFrom }: { read: TopicRead; after: Position }, after: Position): TopicRead {
+  if (comparePositions(after, readFrom) === 0) return read;
+  return { ...read, records: read.records.filter((record) => comparePositions(record.position, after) > 0) };
+}
+
+/** Positions for many callers at once: each topic asked once. */
+export async function positionsMany(broker: PushletBroker, lists: ReadonlyArray<readonly string[]>): Promise<Position[][]> {
+  const topics = [...new Set(lists.flat())];
+  if (topics.length === 0) return lists.map(() => []);
+  const positions = await broker.positions(topics);
+  const byTopic = new Map(topics.map((topic, i) => [topic, positions[i]!]));
+  return lists.map((list) => list.map((topic) => byTopic.get(topic)!));
+}
+
+function reason(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length > 0) return reason(error.errors[0]);
+  return error instanceof Error ? error.message : String(error);
+}
