@@ -1,31 +1,16 @@
 /**
- * `client-reconnect`: what a server restart costs, measured with the real client SDK. Two
- * instances of the sample app share one redis-server (started here on a free port); 1,000 SDK
- * clients in one process (`bench/client/sdk-clients.ts`, `ws`'s WebSocket or the SDK's SSE
- * transport over Node's fetch) are connected to instance B, each subscribed to one of 100 topics,
- * while instance A publishes round-robin on all topics throughout. Instance B is then restarted on
- * the same port (`bench/servers/pushlet-restart.ts`): its app closed (WebSocket close 1001, SSE
- * streams end) and a new one started in the same process. The clients reconnect with their backoff
- * and resume from their last id, the missed messages replayed from Redis.
- *
- * Figures, all from the moment the restart began (t0) on the machine's shared monotonic clock:
- * when the new instance listened, when every client was connected again, when every client had
- * received every message published before its own reconnection (replayed or in flight), the
- * failed attempts per client, and the CPU the client process and the new instance spent until
- * then. Every message is counted per client: missed, duplicated, out of order, resets.
+ * `client-reconnect`: what a server restart costs, measured with the real client SDK
+ * (`client/sdk-clients.ts`); instance B restarts in its own process (`servers/pushlet-restart.ts`).
+ * The scenario's description below says what is measured.
  */
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { BenchConfig } from './config.js';
 import type { ClientReport, OpenArgs, Status } from './client/sdk-clients.js';
-import { round } from './lib/histogram.js';
-import { Child } from './lib/ipc.js';
-import { nowUs, sampleProcess } from './lib/proc.js';
-import { startRedis } from './lib/redis.js';
-import { LOG_DIR, PEERS, probeWebSocket, ServerHandle, sleep } from './lib/runner.js';
-import type { Row, Scenario, ScenarioResult } from './scenarios.js';
+import { nowUs, sampleProcess, sleep } from './lib/proc.js';
+import { PEERS, ProcessPool, ServerHandle } from './lib/processes.js';
+import { RedisServer } from './lib/redis.js';
+import type { Row, Scenario, ScenarioResult } from './lib/scenario.js';
+import { percentile, round } from './lib/stats.js';
 
-const BUILD_DIR = fileURLToPath(new URL('.', import.meta.url));
 const TOPIC_PREFIX = 'reconnect/';
 const MAX_DELAY_MS = 30_000;
 /** Longest wait for every client to be back, and then for every message to arrive. */
@@ -70,12 +55,6 @@ class CpuTrace {
   }
 }
 
-function percentile(values: number[], p: number): number {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
 /** Counts of values in buckets `width` wide: `{ "0": n, "250": m, ... }`. */
 function buckets(values: number[], width: number): Record<string, number> {
   const out: Record<string, number> = {};
@@ -106,7 +85,7 @@ function attemptSpread(report: ClientReport): Array<{ attempt: number; count: nu
     attempt,
     count: offsets.length,
     minMs: round(Math.min(...offsets), 1),
-    p50Ms: round(percentile(offsets, 50), 1),
+    p50Ms: round(percentile(offsets, 0.5), 1),
     maxMs: round(Math.max(...offsets), 1),
   }));
 }
@@ -129,20 +108,17 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
   const name = `reconnect-${variant.transport}-${variant.minDelayMs}`;
   process.stdout.write(`  ${label.padEnd(44)} `);
   try {
-    const redis = await startRedis();
+    const redis = await RedisServer.start();
     cleanup.push(() => redis.stop());
     const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000' };
     const a = await ServerHandle.start(peer, { env, name: `${name}-a` });
     cleanup.push(() => a.stop());
     const b = await ServerHandle.start({ ...peer, script: 'servers/pushlet-restart.js' }, { env, name: `${name}-b` });
     cleanup.push(() => b.stop());
-    if (!a.features.distributed) throw new Error('the sample app ignored REDIS_URL');
-    if (variant.transport === 'websocket' && !(await probeWebSocket(b.port))) throw new Error('no WebSocket endpoint');
     const port = b.port;
 
-    const clients = Child.start(join(BUILD_DIR, 'client/sdk-clients.js'), { name: `${name}-clients`, logPath: join(LOG_DIR, `bench-${name}-clients.log`) });
+    const clients = (await ProcessPool.spawn('client/sdk-clients.js', 1, name))[0]!;
     cleanup.push(() => clients.stop());
-    await clients.once('ready', 30_000);
     const topics = Array.from({ length: config.reconnectTopics }, (_, i) => `${TOPIC_PREFIX}${i}`);
     const open: OpenArgs = {
       baseUrl: `http://127.0.0.1:${port}`,
@@ -227,10 +203,10 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
         clients: report.clients,
         serverDownS: round((upUs - t0) / 1e6, 2),
         allConnectedS: round((back - t0) / 1e6, 2),
-        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 50), 0),
+        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 0.5), 0),
         reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0),
         allCaughtUpS: round((caughtUpUs - t0) / 1e6, 2),
-        failedAttemptsP50: percentile(failedAttempts, 50),
+        failedAttemptsP50: percentile(failedAttempts, 0.5),
         failedAttemptsMax: Math.max(...failedAttempts),
         peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
         clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0),
@@ -251,12 +227,12 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
         publishedPerTopic: totalByTopic,
         expectedDeliveries: expected,
         clientsMissing: report.clientsMissing,
-        reconnectedMsAfterServerUp: { p50: percentile(reconnectAfterUpMs, 50), p90: percentile(reconnectAfterUpMs, 90), p99: percentile(reconnectAfterUpMs, 99), histogram250ms: buckets(reconnectAfterUpMs, 250) },
+        reconnectedMsAfterServerUp: { p50: percentile(reconnectAfterUpMs, 0.5), p90: percentile(reconnectAfterUpMs, 0.9), p99: percentile(reconnectAfterUpMs, 0.99), histogram250ms: buckets(reconnectAfterUpMs, 250) },
         attemptStartMsAfterDrop: attemptSpread(report),
         failedAttempts: buckets(failedAttempts, 1),
         failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
         caughtUpMsAfterReconnect: {
-          p50: percentile(report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000), 50),
+          p50: percentile(report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000), 0.5),
           max: Math.max(...report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000)),
         },
         errorSamples: report.errorSamples,
@@ -279,18 +255,35 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
   return row;
 }
 
+/** When attempt k after the drop started, per row (the backoff as it played out). */
+function attemptTable(result: ScenarioResult): string[] {
+  const spreads = result.rows.map((row) => (row.detail as { attemptStartMsAfterDrop?: ReturnType<typeof attemptSpread> } | undefined)?.attemptStartMsAfterDrop);
+  const attempts = Math.max(0, ...spreads.map((s) => s?.length ?? 0));
+  if (attempts === 0) return [];
+  const ms = (v: number) => Math.round(v).toLocaleString('en');
+  const cells = (i: number) => Array.from({ length: attempts }, (_, k) => spreads[i]?.[k]).map((a) => (a ? `${a.count}: ${ms(a.minMs)} / ${ms(a.p50Ms)} / ${ms(a.maxMs)}` : ''));
+  return [
+    "Connection attempts after the drop: clients that made attempt k, and when it started (ms after that client's drop, min / p50 / max).",
+    '',
+    `| Peer | ${Array.from({ length: attempts }, (_, k) => `attempt ${k}`).join(' | ')} |`,
+    `|---|${Array.from({ length: attempts }, () => '---:').join('|')}|`,
+    ...result.rows.map((row, i) => `| ${row.label} | ${cells(i).join(' | ')} |`),
+    '',
+  ];
+}
+
 export const clientReconnect: Scenario = {
   id: 'client-reconnect',
-  async run(config): Promise<ScenarioResult> {
-    const variants: Variant[] = config.reconnectTransports.flatMap((transport) =>
-      config.reconnectMinDelays.map((ms) => ({ transport: transport as Variant['transport'], minDelayMs: Number(ms) })),
-    );
+  async rows(config) {
     const rows: Row[] = [];
-    for (const variant of variants) rows.push(await runVariant(config, variant));
-    return {
-      id: 'client-reconnect',
-      title: 'Client SDK: reconnect after a server restart',
-      description:
+    for (const transport of config.reconnectTransports) {
+      for (const ms of config.reconnectMinDelays) rows.push(await runVariant(config, { transport: transport as Variant['transport'], minDelayMs: Number(ms) }));
+    }
+    return rows;
+  },
+  notes: attemptTable,
+  title: () => 'Client SDK: reconnect after a server restart',
+  description: (config) =>
         `${config.reconnectClients.toLocaleString('en')} SDK clients in one Node process (WebSocket: \`ws\`; SSE: the SDK's fetch transport), each subscribed to one of ` +
         `${config.reconnectTopics} topics on instance B of two sample-app instances sharing one redis-server; instance A publishes ${config.reconnectRate} msg/s round-robin ` +
         `throughout. B is restarted on the same port: its app closed (WebSocket close 1001, SSE streams end) and a new one started in the same process. Times are from the start of the restart: ` +
@@ -300,8 +293,8 @@ export const clientReconnect: Scenario = {
         `CPU: the client process from the restart until all caught up (and its rate while only receiving, before the restart), ` +
         `and B from listening again until all caught up. ` +
         `Reconnect backoff: the SDK's full jitter, attempt n waits between min and min(30 s, min × 2ⁿ).`,
-      params: { clients: config.reconnectClients, topics: config.reconnectTopics, rate: config.reconnectRate, maxReconnectDelayMs: MAX_DELAY_MS },
-      columns: [
+  params: (config) => ({ clients: config.reconnectClients, topics: config.reconnectTopics, rate: config.reconnectRate, maxReconnectDelayMs: MAX_DELAY_MS }),
+  columns: [
         { key: 'clients', label: 'clients' },
         { key: 'serverDownS', label: 'server down s', digits: 2 },
         { key: 'allConnectedS', label: 'all connected s', digits: 2, better: 'lower' },
@@ -318,8 +311,5 @@ export const clientReconnect: Scenario = {
         { key: 'duplicates', label: 'dup' },
         { key: 'outOfOrder', label: 'out of order' },
         { key: 'resets', label: 'resets' },
-      ],
-      rows,
-    };
-  },
+  ],
 };

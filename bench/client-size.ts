@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
-import type { Row, Scenario, ScenarioResult } from './scenarios.js';
+import { measureRow, type Row, type Scenario } from './lib/scenario.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -91,34 +91,23 @@ export function sizes(text: string): { minifiedB: number; gzipB: number; brotliB
 
 export const clientSize: Scenario = {
   id: 'client-size',
-  async run(): Promise<ScenarioResult> {
+  async rows() {
     const rows: Row[] = [];
     for (const candidate of candidates()) {
-      const row: Row = { peer: candidate.id, label: candidate.label, pushlet: candidate.pushlet, status: 'ok', metrics: {} };
-      try {
-        row.metrics = sizes(await candidate.load());
-        console.log(`  ${candidate.label.padEnd(52)} ${row.metrics.minifiedB} B, ${row.metrics.gzipB} B gzipped`);
-      } catch (error) {
-        row.status = 'failed';
-        row.note = error instanceof Error ? error.message.split('\n')[0] : String(error);
-        console.log(`  ${candidate.label.padEnd(52)} failed: ${row.note}`);
-      }
-      rows.push(row);
+      rows.push(await measureRow({ peer: candidate.id, label: candidate.label, pushlet: candidate.pushlet }, async () => ({ metrics: sizes(await candidate.load()) })));
+      console.log(`  ${candidate.label.padEnd(52)} ${rows.at(-1)!.metrics.minifiedB ?? '–'} B, ${rows.at(-1)!.metrics.gzipB ?? '–'} B gzipped`);
     }
-    return {
-      id: 'client-size',
-      title: 'Client library size',
-      description:
-        'Bytes a page downloads for the client library: the file minified, then gzipped (level 9) and brotli-compressed (quality 11). ' +
-        'This SDK is its one-file ESM build (`build/pushlet-client.js`, as shipped in `dist/`); the peers as shipped for pages, and their ESM entry ' +
-        '(`Centrifuge`, `io`) bundled with this SDK\'s esbuild settings (browser, ES2022, minified). centrifuge uses its JSON protocol build.',
-      params: { gzipLevel: 9, brotliQuality: 11 },
-      columns: [
-        { key: 'minifiedB', label: 'minified B', better: 'lower' },
-        { key: 'gzipB', label: 'gzip B', better: 'lower' },
-        { key: 'brotliB', label: 'brotli B', better: 'lower' },
-      ],
-      rows,
-    };
+    return rows;
   },
+  title: () => 'Client library size',
+  description: () =>
+    'Bytes a page downloads for the client library: the file minified, then gzipped (level 9) and brotli-compressed (quality 11). ' +
+    'This SDK is its one-file ESM build (`build/pushlet-client.js`, as shipped in `dist/`); the peers as shipped for pages, and their ESM entry ' +
+    "(`Centrifuge`, `io`) bundled with this SDK's esbuild settings (browser, ES2022, minified). centrifuge uses its JSON protocol build.",
+  params: () => ({ gzipLevel: 9, brotliQuality: 11 }),
+  columns: [
+    { key: 'minifiedB', label: 'minified B', better: 'lower' },
+    { key: 'gzipB', label: 'gzip B', better: 'lower' },
+    { key: 'brotliB', label: 'brotli B', better: 'lower' },
+  ],
 };

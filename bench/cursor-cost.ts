@@ -2,7 +2,7 @@
 // topic orders its own ids) against the shared encoding every subscriber writes elsewhere, for
 // SSE (chunked, the direct socket path) and WebSocket (a whole frame, the direct socket path).
 // Run: npm run build:all && node build/bench/cursor-cost.js
-import { Envelope } from '../src/core/envelope.js';
+import { Envelope } from '../src/index.js';
 import { TopicPosition } from '../src/core/catch-up.js';
 import { ResumeCursorWriter } from '../src/core/resume-cursor.js';
 import { messageEncoding, messageWithId as sseWithId } from '../src/sse/sse-encoder.js';

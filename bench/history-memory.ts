@@ -2,8 +2,7 @@
 // for a few payload sizes. Live delivery drops each envelope's cached encodings once every
 // subscriber has written them; the last column shows what keeping them would cost instead.
 // Run: npm run build:all && node --expose-gc build/bench/history-memory.js
-import { MemoryBroker } from '../src/core/memory-broker.js';
-import { Envelope } from '../src/core/envelope.js';
+import { Envelope, MemoryBroker } from '../src/index.js';
 import { messageFrame } from '../src/sse/sse-encoder.js';
 import { DEFAULTS } from '../src/pushlet.constants.js';
 

@@ -6,12 +6,13 @@
 // Run: npm run build:all && node build/bench/metrics-cost.js
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
-import { Envelope } from '../src/core/envelope.js';
+import { Envelope } from '../src/index.js';
 import { PushletCounters } from '../src/metrics/pushlet-counters.js';
 import { PushletMetricSet } from '../src/metrics/pushlet-metrics.js';
 import type { PushletService } from '../src/pushlet.service.js';
 import { messageEncoding, SSE_METERS } from '../src/sse/sse-encoder.js';
 import { messageWireFrame, WS_METERS } from '../src/ws/ws-encoder.js';
+import { median } from './lib/stats.js';
 
 const MESSAGES = 200_000;
 const ROUNDS = 7;
@@ -37,7 +38,7 @@ function nsPerMessage(work: (envelope: Envelope) => void): number {
     for (let i = 0; i < MESSAGES; i++) work(list[i % list.length]!);
     results.push(((performance.now() - started) * 1e6) / MESSAGES);
   }
-  return results.sort((a, b) => a - b)[ROUNDS >> 1]!;
+  return median(results);
 }
 
 const meters = [

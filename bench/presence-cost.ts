@@ -7,10 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
-import { RedisPresenceStore } from '../src/cluster/redis-presence.js';
-import type { PresenceEntry } from '../src/core/presence.js';
-import type { PresenceMember } from '../src/index.js';
-import { RedisCluster, RedisServer } from '../test/support/redis.js';
+import { RedisPresenceStore, type PresenceEntry, type PresenceMember } from '../src/index.js';
+import { RedisCluster, RedisServer, redisInfo, type RedisInfo } from './lib/redis.js';
+import { median } from './lib/stats.js';
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -53,23 +52,7 @@ async function target(): Promise<Target> {
   return { servers: [admin], client: () => new Redis({ port: server.port, host: '127.0.0.1' }), stop: async () => { admin.disconnect(); await server.stop(); } };
 }
 
-/** Sum over servers of one INFO field (numeric). */
-async function info(servers: readonly Redis[], section: string, field: RegExp): Promise<number> {
-  let sum = 0;
-  for (const server of servers) {
-    const text = await server.info(section);
-    for (const match of text.matchAll(new RegExp(field.source, 'gm'))) sum += Number(match[1]);
-  }
-  return sum;
-}
-
-const cpu = async (servers: readonly Redis[]) => (await info(servers, 'cpu', /^used_cpu_user:([\d.]+)/)) + (await info(servers, 'cpu', /^used_cpu_sys:([\d.]+)/));
-const calls = async (servers: readonly Redis[], command: string) => info(servers, 'commandstats', new RegExp(`^cmdstat_${command}:calls=(\\d+)`));
-/** Every command Redis ran (the scripts' own commands included), but this benchmark's INFO reads. */
-const allCommands = async (servers: readonly Redis[]) =>
-  (await info(servers, 'commandstats', /^cmdstat_\w+:calls=(\d+)/)) - (await calls(servers, 'info'));
-const evalUsec = async (servers: readonly Redis[]) => info(servers, 'commandstats', /^cmdstat_evalsha:calls=\d+,usec=(\d+)/);
-const memory = async (servers: readonly Redis[]) => info(servers, 'memory', /^used_memory:(\d+)/);
+const commandsOf = (i: RedisInfo) => Object.values(i.commands).reduce((a, b) => a + b, 0);
 
 const t = await target();
 try {
@@ -84,7 +67,7 @@ try {
     ids.push(entry.member.clientId);
     held.set(entry.topic, ids);
   });
-  const memoryBefore = await memory(t.servers);
+  const memoryBefore = (await redisInfo(t.servers)).usedMemory;
   const addStarted = performance.now();
   for (let from = 0; from < entries.length; from += ADDS_PER_CALL) {
     const batch = entries.slice(from, from + ADDS_PER_CALL);
@@ -92,7 +75,7 @@ try {
     if (added.some((a) => !a)) throw new Error('a member was not added');
   }
   const addMs = performance.now() - addStarted;
-  const memoryAfter = await memory(t.servers);
+  const memoryAfter = (await redisInfo(t.servers)).usedMemory;
   const count = await stores[0]!.count('room/0');
   if (count !== MEMBERS / TOPICS) throw new Error(`room/0 has ${count} members`);
   const one = t.servers.length === 1 ? t.servers[0]! : undefined;
@@ -101,7 +84,7 @@ try {
     : NaN;
 
   // Steady state: every instance refreshes and sweeps on its interval, staggered like independent processes.
-  const before = { cpu: await cpu(t.servers), eval: await calls(t.servers, 'evalsha'), all: await allCommands(t.servers), usec: await evalUsec(t.servers) };
+  const before = await redisInfo(t.servers);
   const refreshMs: number[] = [];
   const timers: NodeJS.Timeout[] = [];
   let failures = 0;
@@ -125,8 +108,8 @@ try {
   await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
   timers.forEach((timer) => clearInterval(timer));
   const seconds = WINDOW_MS / 1000;
-  const after = { cpu: await cpu(t.servers), eval: await calls(t.servers, 'evalsha'), all: await allCommands(t.servers), usec: await evalUsec(t.servers) };
-  refreshMs.sort((a, b) => a - b);
+  const after = await redisInfo(t.servers);
+  const evals = (after.commands.evalsha ?? 0) - (before.commands.evalsha ?? 0);
   const result = {
     redis: onCluster ? `Cluster of ${t.servers.length} masters` : 'single server',
     members: MEMBERS,
@@ -139,14 +122,14 @@ try {
     bytesPerMember: Math.round((memoryAfter - memoryBefore) / MEMBERS),
     topicKeysBytes: topicBytes,
     addAllMs: Math.round(addMs),
-    scriptCallsPerSecond: +((after.eval - before.eval) / seconds).toFixed(2),
+    scriptCallsPerSecond: +(evals / seconds).toFixed(2),
     /** How long Redis runs one refresh script call (it serves nothing else meanwhile). */
-    scriptCallMs: +((after.usec - before.usec) / Math.max(1, after.eval - before.eval) / 1000).toFixed(1),
-    commandsPerSecond: Math.round((after.all - before.all) / seconds),
-    redisCpuPercent: +((100 * (after.cpu - before.cpu)) / seconds).toFixed(2),
+    scriptCallMs: +(((after.usec.evalsha ?? 0) - (before.usec.evalsha ?? 0)) / Math.max(1, evals) / 1000).toFixed(1),
+    commandsPerSecond: Math.round((commandsOf(after) - commandsOf(before)) / seconds),
+    redisCpuPercent: +((after.cpuMs - before.cpuMs) / 10 / seconds).toFixed(2),
     refreshes: refreshMs.length,
-    refreshMedianMs: +(refreshMs[Math.floor(refreshMs.length / 2)] ?? NaN).toFixed(1),
-    refreshMaxMs: +(refreshMs.at(-1) ?? NaN).toFixed(1),
+    refreshMedianMs: +median(refreshMs).toFixed(1),
+    refreshMaxMs: +Math.max(...refreshMs).toFixed(1),
     unexpected: failures,
   };
   console.log(JSON.stringify(result, null, 2));

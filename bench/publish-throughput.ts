@@ -1,61 +1,41 @@
-// Publish throughput through Redis from one instance (issue 13): what one instance can publish a
-// second and what each publication costs Redis and the instance, side by side with bare PUBLISH,
-// XADD + PUBLISH in MULTI, and Socket.IO's Redis adapter, all in one run on one redis-server.
-//
-// Every variant: 100 topics, 100-byte messages, `inFlight` publications outstanding at any time,
-// for `durationMs`, after a warm-up. Redis CPU is read from INFO (used_cpu_user + used_cpu_sys),
-// instance CPU from process.cpuUsage() of this process (which only publishes).
-//
-// Run: npm run build:all && node build/bench/publish-throughput.js [durationMs] [inFlight] [--json]
-// (`npm run bench` runs it as the `publish` scenario, in its own process.)
+/**
+ * `publish`: publish throughput through Redis from one instance (issue 13): what one instance can
+ * publish a second and what each publication costs Redis and the instance, side by side with bare
+ * PUBLISH, XADD + PUBLISH in MULTI, and Socket.IO's Redis adapter, on one redis-server; then on a
+ * one-master and a three-master Cluster. Every variant: 100 topics, 100-byte messages, `inFlight`
+ * publications outstanding, for `durationMs` after a warm-up. Redis CPU and commands from INFO,
+ * instance CPU from process.cpuUsage() of the measuring process (which only publishes): the
+ * scenario runs it in a process of its own, `node build/bench/publish-throughput.js [durationMs]
+ * [inFlight] [--json]` (ONLY=bare,multi,pushlet,socketio,cluster picks variants).
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { startApp, type TestApp } from '../test/support/app.js';
-import { RedisCluster, RedisServer } from '../test/support/redis.js';
+import { startApp } from '../test/support/app.js';
+import { RedisCluster, RedisServer, redisInfo } from './lib/redis.js';
+import type { Row, Scenario } from './lib/scenario.js';
+import { round } from './lib/stats.js';
 
-const durationMs = Number(process.argv[2] ?? 3_000);
-const inFlight = Number(process.argv[3] ?? 64);
 const TOPICS = 100;
 const PAYLOAD = 'x'.repeat(100);
 
-export interface ThroughputResult {
-  readonly name: string;
-  readonly published: number;
-  readonly perSecond: number;
+interface ThroughputResult {
+  name: string;
+  published: number;
+  perSecond: number;
   /** Redis CPU per published message, µs (summed over every master on a Cluster). */
-  readonly redisCpuUs: number;
+  redisCpuUs: number;
   /** This process's CPU per published message, µs. */
-  readonly instanceCpuUs: number;
+  instanceCpuUs: number;
   /** Redis commands per published message (scripts' inner commands included), and script calls. */
-  readonly commandsPerMessage: number;
-  readonly scriptCallsPerMessage: number;
+  commandsPerMessage: number;
+  scriptCallsPerMessage: number;
 }
 
 type Publish = (topic: string, i: number) => Promise<unknown>;
 
-interface RedisCounters {
-  cpuMs: number;
-  commands: number;
-  scripts: number;
-}
-
-async function redisCounters(clients: readonly Redis[]): Promise<RedisCounters> {
-  const total = { cpuMs: 0, commands: 0, scripts: 0 };
-  for (const client of clients) {
-    const info = await client.info('all');
-    const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0);
-    const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0);
-    total.cpuMs += (user + sys) * 1_000;
-    for (const [, name, calls] of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) {
-      if (name === 'info') continue;
-      total.commands += Number(calls);
-      if (name === 'evalsha' || name === 'eval') total.scripts += Number(calls);
-    }
-  }
-  return total;
-}
-
 /** Keeps `inFlight` publications outstanding for `ms`; resolves to how many completed. */
-async function drive(publish: Publish, ms: number): Promise<number> {
+async function drive(publish: Publish, ms: number, inFlight: number): Promise<number> {
   let done = 0;
   let i = 0;
   const end = Date.now() + ms;
@@ -70,140 +50,124 @@ async function drive(publish: Publish, ms: number): Promise<number> {
   return done;
 }
 
-export async function measure(name: string, publish: Publish, info: readonly Redis[]): Promise<ThroughputResult> {
-  await drive(publish, Math.min(1_000, durationMs / 2));
-  const redisBefore = await redisCounters(info);
+async function measure(name: string, publish: Publish, info: readonly Redis[], durationMs: number, inFlight: number): Promise<ThroughputResult> {
+  await drive(publish, Math.min(1_000, durationMs / 2), inFlight);
+  const before = await redisInfo(info);
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
-  const published = await drive(publish, durationMs);
+  const published = await drive(publish, durationMs, inFlight);
   const elapsed = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
-  const redisAfter = await redisCounters(info);
+  const after = await redisInfo(info);
+  const count = (i: typeof after, scripts: boolean) => Object.entries(i.commands).reduce((n, [cmd, calls]) => n + (!scripts || cmd === 'evalsha' || cmd === 'eval' ? calls : 0), 0);
   return {
     name,
     published,
     perSecond: Math.round((published / elapsed) * 1_000),
-    redisCpuUs: Number((((redisAfter.cpuMs - redisBefore.cpuMs) * 1_000) / published).toFixed(1)),
-    instanceCpuUs: Number(((cpu.user + cpu.system) / published).toFixed(1)),
-    commandsPerMessage: Number(((redisAfter.commands - redisBefore.commands) / published).toFixed(2)),
-    scriptCallsPerMessage: Number(((redisAfter.scripts - redisBefore.scripts) / published).toFixed(3)),
+    redisCpuUs: round(((after.cpuMs - before.cpuMs) * 1_000) / published, 1),
+    instanceCpuUs: round((cpu.user + cpu.system) / published, 1),
+    commandsPerMessage: round((count(after, false) - count(before, false)) / published, 2),
+    scriptCallsPerMessage: round((count(after, true) - count(before, true)) / published, 3),
   };
 }
 
-async function bare(url: string, info: Redis): Promise<ThroughputResult> {
-  const client = new Redis(url);
-  try {
-    return await measure('bare PUBLISH (ioredis)', (topic, i) => client.publish(`bare:${topic}`, `${i} ${PAYLOAD}`), [info]);
-  } finally {
-    client.disconnect();
-  }
-}
-
-async function multi(url: string, info: Redis): Promise<ThroughputResult> {
-  const client = new Redis(url);
-  try {
-    return await measure(
-      'XADD MAXLEN ~ 1000 + PUBLISH in MULTI',
-      (topic, i) =>
-        client
-          .multi()
-          .xadd(`multi:s:${topic}`, 'MAXLEN', '~', 1000, '*', 'm', PAYLOAD)
-          .publish(`multi:c:${topic}`, `${i} ${PAYLOAD}`)
-          .exec(),
-      [info],
-    );
-  } finally {
-    client.disconnect();
-  }
-}
-
-async function pushlet(url: string, info: Redis): Promise<ThroughputResult> {
-  const app: TestApp = await startApp({ heartbeatInterval: 60_000, redis: { url, keyPrefix: 'pt:' } });
-  try {
-    return await measure('PushletService.publish (history on)', (topic) => app.pushlet.publish(topic, 'message', PAYLOAD), [info]);
-  } finally {
-    await app.close();
-  }
-}
-
-async function socketIo(url: string, info: Redis): Promise<ThroughputResult | undefined> {
-  let createAdapter: (pub: Redis, sub: Redis) => unknown;
-  let Server: new () => { adapter(a: unknown): void; to(room: string): { emit(event: string, data: string): void }; close(): void };
-  try {
-    ({ createAdapter } = (await import('@socket.io/redis-adapter')) as never);
-    ({ Server } = (await import('socket.io')) as never);
-  } catch {
-    return undefined;
-  }
-  const pub = new Redis(url);
-  const sub = new Redis(url);
-  const io = new Server();
-  io.adapter(createAdapter(pub, sub));
-  try {
-    // emit() is fire-and-forget: each call emits 16 and then waits for a PING on the publishing
-    // connection, which Redis answers after those 16 PUBLISH commands (one PING per 16 messages).
-    const result = await measure(
-      'Socket.IO Redis adapter emit (no history)',
-      async (topic) => {
-        for (let k = 0; k < 16; k += 1) io.to(topic).emit('message', PAYLOAD);
-        await pub.ping();
-      },
-      [info],
-    );
-    return {
-      ...result,
-      published: result.published * 16,
-      perSecond: result.perSecond * 16,
-      redisCpuUs: Number((result.redisCpuUs / 16).toFixed(1)),
-      instanceCpuUs: Number((result.instanceCpuUs / 16).toFixed(1)),
-      commandsPerMessage: Number((result.commandsPerMessage / 16).toFixed(2)),
-      scriptCallsPerMessage: 0,
-    };
-  } finally {
-    pub.disconnect();
-    sub.disconnect();
-  }
-}
-
-async function cluster(masters: number): Promise<ThroughputResult> {
-  const redis = await RedisCluster.start({ masters });
-  const nodes = redis.nodes;
-  const infos = nodes.map((node) => new Redis(node.port));
-  const app = await startApp({ heartbeatInterval: 60_000, redis: { cluster: { nodes }, keyPrefix: 'pt:' } });
-  try {
-    return await measure(`PushletService.publish, Cluster of ${masters}`, (topic) => app.pushlet.publish(topic, 'message', PAYLOAD), infos);
-  } finally {
-    await app.close();
-    for (const info of infos) info.disconnect();
-    await redis.stop();
-  }
-}
-
-async function main(): Promise<void> {
+async function main(durationMs: number, inFlight: number): Promise<ThroughputResult[]> {
+  const only = process.env.ONLY?.split(',');
+  const want = (key: string) => !only || only.includes(key);
+  const results: ThroughputResult[] = [];
   const server = await RedisServer.start();
   const info = server.client();
-  const results: ThroughputResult[] = [];
+  const run = async (name: string, publish: Publish, infos: readonly Redis[] = [info]) => results.push(await measure(name, publish, infos, durationMs, inFlight));
+  const pushletOn = async (name: string, redis: object, infos?: readonly Redis[]) => {
+    const app = await startApp({ heartbeatInterval: 60_000, redis: { ...redis, keyPrefix: 'pt:' } });
+    try {
+      await run(name, (topic) => app.pushlet.publish(topic, 'message', PAYLOAD), infos);
+    } finally {
+      await app.close();
+    }
+  };
   try {
-    const only = process.env.ONLY?.split(',');
-    const want = (key: string) => !only || only.includes(key);
-    if (want('bare')) results.push(await bare(server.url, info));
-    if (want('multi')) results.push(await multi(server.url, info));
-    if (want('pushlet')) results.push(await pushlet(server.url, info));
+    const client = new Redis(server.url);
+    if (want('bare')) await run('bare PUBLISH (ioredis)', (topic, i) => client.publish(`bare:${topic}`, `${i} ${PAYLOAD}`));
+    if (want('multi')) {
+      await run('XADD MAXLEN ~ 1000 + PUBLISH in MULTI', (topic, i) =>
+        client.multi().xadd(`multi:s:${topic}`, 'MAXLEN', '~', 1000, '*', 'm', PAYLOAD).publish(`multi:c:${topic}`, `${i} ${PAYLOAD}`).exec(),
+      );
+    }
+    client.disconnect();
+    if (want('pushlet')) await pushletOn('PushletService.publish (history on)', { url: server.url });
     if (want('socketio')) {
-      const result = await socketIo(server.url, info);
-      if (result) results.push(result);
+      const { createAdapter } = await import('@socket.io/redis-adapter');
+      const { Server } = await import('socket.io');
+      const [pub, sub] = [new Redis(server.url), new Redis(server.url)];
+      const io = new Server();
+      io.adapter(createAdapter(pub, sub));
+      // emit() is fire-and-forget: each call emits 16 and then waits for a PING on the publishing
+      // connection, which Redis answers after those 16 PUBLISH commands (one PING per 16 messages).
+      await run('Socket.IO Redis adapter emit (no history)', async (topic) => {
+        for (let k = 0; k < 16; k += 1) io.to(topic).emit('message', PAYLOAD);
+        await pub.ping();
+      });
+      const r = results.pop()!;
+      const per16 = (n: number, digits: number) => round(n / 16, digits);
+      results.push({ ...r, published: r.published * 16, perSecond: r.perSecond * 16, redisCpuUs: per16(r.redisCpuUs, 1), instanceCpuUs: per16(r.instanceCpuUs, 1), commandsPerMessage: per16(r.commandsPerMessage, 2), scriptCallsPerMessage: 0 });
+      pub.disconnect();
+      sub.disconnect();
     }
   } finally {
     info.disconnect();
     await server.stop();
   }
-  if (process.env.CLUSTER !== '0' && (process.env.ONLY === undefined || process.env.ONLY.includes('cluster'))) {
-    // Same load on a one-master and a three-master Cluster: how publish throughput grows with shards.
-    results.push(await cluster(1));
-    results.push(await cluster(3));
+  // Same load on a one-master and a three-master Cluster: how publish throughput grows with shards.
+  for (const masters of want('cluster') && process.env.CLUSTER !== '0' ? [1, 3] : []) {
+    const cluster = await RedisCluster.start({ masters });
+    const infos = cluster.nodes.map((node) => new Redis(node.port));
+    try {
+      await pushletOn(`PushletService.publish, Cluster of ${masters}`, { cluster: { nodes: cluster.nodes } }, infos);
+    } finally {
+      for (const i of infos) i.disconnect();
+      await cluster.stop();
+    }
   }
+  return results;
+}
+
+const peerOf = (name: string) =>
+  name.startsWith('bare') ? 'bare-publish' : name.startsWith('XADD') ? 'xadd-multi' : name.startsWith('Socket.IO') ? 'socketio-adapter' : /Cluster of (\d)/.test(name) ? `pushlet-cluster-${/Cluster of (\d)/.exec(name)![1]}` : 'pushlet';
+
+export const publish: Scenario = {
+  id: 'publish',
+  async rows(c) {
+    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), String(c.quick ? 1_000 : 4_000), '64', '--json'], { encoding: 'utf8', timeout: 300_000 });
+    let results: ThroughputResult[] = [];
+    try {
+      results = JSON.parse((child.stdout ?? '').trim().split('\n').at(-1) ?? '[]');
+    } catch {
+      results = [];
+    }
+    const rows: Row[] = results.map(({ name, published: _, ...metrics }) => ({ peer: peerOf(name), label: name, pushlet: name.startsWith('PushletService'), status: 'ok', metrics }));
+    if (rows.length === 0) rows.push({ peer: 'pushlet', label: 'PushletService.publish', pushlet: true, status: 'failed', note: (child.stderr ?? String(child.error)).slice(-500), metrics: {} });
+    return rows;
+  },
+  title: () => 'Publish throughput through Redis from one instance',
+  description: (c) =>
+    `One process publishes to 100 topics (100-byte messages) with 64 publications in flight for ${c.quick ? 1 : 4} s after a warm-up, ` +
+    `on one redis-server (own process, free loopback port), then on a one-master and a three-master Cluster. Redis CPU from INFO (all masters), ` +
+    `instance CPU from the publishing process; Redis commands per message include the scripts' inner commands. ` +
+    `Pushlet records every message in its topic's history (Redis Streams) and publishes it in one atomic script per event-loop turn (per slot on a Cluster); ` +
+    `bare PUBLISH and the Socket.IO Redis adapter keep no history.`,
+  params: (c) => ({ durationMs: c.quick ? 1_000 : 4_000, inFlight: 64, topics: TOPICS, payloadBytes: 100 }),
+  columns: [
+    { key: 'perSecond', label: 'published/s', digits: 0, better: 'higher' },
+    { key: 'redisCpuUs', label: 'Redis CPU µs/msg', digits: 1, better: 'lower' },
+    { key: 'instanceCpuUs', label: 'instance CPU µs/msg', digits: 1, better: 'lower' },
+    { key: 'commandsPerMessage', label: 'Redis commands/msg', digits: 2 },
+    { key: 'scriptCallsPerMessage', label: 'script calls/msg', digits: 3 },
+  ],
+};
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const results = await main(Number(process.argv[2] ?? 3_000), Number(process.argv[3] ?? 64));
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(results)}\n`);
   else console.table(results);
 }
-
-await main();

@@ -10,51 +10,31 @@
  * bench/config.ts). Writes bench/results/storm.{json,md} (storm-partial.* when a size or rate
  * differs from the defaults). `npm run bench` runs it as the `storm` scenario.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, setPriority } from 'node:os';
-import { dirname, join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { StormCollected, StormCounts, StormProgress, StormTarget, StormTimes } from './client/storm-client.js';
 import { loadConfig, type BenchConfig } from './config.js';
 import { profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
-import { round } from './lib/histogram.js';
-import { Child } from './lib/ipc.js';
-import { nowUs, sampleProcess } from './lib/proc.js';
-import { startRedis, type RedisHandle } from './lib/redis.js';
-import { LOG_DIR, PEERS, ServerHandle, setRunLabel, sleep, sum } from './lib/runner.js';
+import { nowUs, sampleProcess, sleep } from './lib/proc.js';
+import { LOG_DIR, PEERS, ProcessPool, ServerHandle, setRunLabel } from './lib/processes.js';
+import { commandDelta, RedisServer, redisInfo } from './lib/redis.js';
+import { gitCommit, writeReport } from './lib/report.js';
+import { measureRow, type Row, type Scenario } from './lib/scenario.js';
+import { percentile, round, sum, sumFields } from './lib/stats.js';
 
-const BUILD_DIR = fileURLToPath(new URL('.', import.meta.url));
 const HOST = '127.0.0.1';
 const TOPIC_PREFIX = 'storm/t';
 /** The baseline (publisher only) is measured over the last this-many ms before the kill. */
 const BASELINE_MS = 3_000;
 
-export interface StormOptions {
-  clients: number;
-  wsShare: number;
-  topics: number;
-  rate: number;
-  jitterMs: number;
-  warmMs: number;
-  timeoutMs: number;
-  tailMs: number;
-  connsPerProcess: number;
-  /** A client's attempt without an answer (101 or 200) is given up after this long. */
-  connectTimeoutMs: number;
-  /** Listen queue of the instances; 0 for Node's default (511). */
-  backlog: number;
-  /** Niceness of the load-client processes (0: as the servers). */
-  clientNice: number;
-  payloadBytes: number;
-  /** How instance B reads history (see bench/servers/pushlet.ts): `per-turn` is main's. */
-  reads: string;
-  /** `--cpu-prof` on instance B, summarised over the storm window into this directory. */
-  profileDir?: string;
-}
+/** The storm's knobs (see bench/config.ts); `reads`: how instance B reads history; `profileDir`: B under `--cpu-prof`. */
+export type StormOptions = ReturnType<typeof stormOptions>;
 
-export function stormOptions(config: BenchConfig, reads = 'per-turn'): StormOptions {
+export function stormOptions(config: BenchConfig, reads = 'per-turn') {
   return {
     clients: config.stormClients,
     wsShare: config.stormWsShare,
@@ -70,34 +50,8 @@ export function stormOptions(config: BenchConfig, reads = 'per-turn'): StormOpti
     clientNice: config.stormClientNice,
     payloadBytes: config.payloadBytes,
     reads,
-    profileDir: config.stormProfile ? join(config.outDir, 'profiles') : undefined,
+    profileDir: config.stormProfile ? join(config.outDir, 'profiles') : (undefined as string | undefined),
   };
-}
-
-/** Redis's own counters (INFO): CPU and calls per command, the orchestrator's INFO calls left out. */
-interface RedisCounters {
-  cpuMs: number;
-  commands: Record<string, number>;
-}
-
-async function redisCounters(client: Redis): Promise<RedisCounters> {
-  const info = await client.info('all');
-  const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0);
-  const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0);
-  const commands: Record<string, number> = {};
-  for (const [, name, calls] of info.matchAll(/^cmdstat_([a-z|_-]+):calls=(\d+)/gm)) {
-    if (name !== 'info') commands[name!] = Number(calls);
-  }
-  return { cpuMs: (user + sys) * 1_000, commands };
-}
-
-function commandDelta(after: RedisCounters, before: RedisCounters): Record<string, number> {
-  const delta: Record<string, number> = {};
-  for (const [name, calls] of Object.entries(after.commands)) {
-    const d = calls - (before.commands[name] ?? 0);
-    if (d > 0) delta[name] = d;
-  }
-  return Object.fromEntries(Object.entries(delta).sort((a, b) => b[1] - a[1]));
 }
 
 /**
@@ -140,166 +94,32 @@ function listenQueue(port: number): Promise<{ queued: number; backlog: number } 
   });
 }
 
-function mergeCounts(parts: Array<Record<string, number>>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const part of parts) for (const [key, n] of Object.entries(part)) out[key] = (out[key] ?? 0) + n;
-  return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
-}
+/** Everything one storm measured (bench/results/storm.json). */
+export type StormRun = Awaited<ReturnType<typeof runStorm>>;
 
+/** Percentiles of times in µs, in ms. */
 function percentiles(valuesUs: number[]): { p50: number; p90: number; p99: number; max: number; count: number } {
-  const sorted = valuesUs.slice().sort((a, b) => a - b);
-  const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]! : NaN);
-  const ms = (us: number) => round(us / 1000, 0);
-  return { p50: ms(at(0.5)), p90: ms(at(0.9)), p99: ms(at(0.99)), max: ms(sorted.length ? sorted[sorted.length - 1]! : NaN), count: sorted.length };
+  const ms = (p: number) => round(percentile(valuesUs, p) / 1000, 0);
+  return { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), max: ms(1), count: valuesUs.length };
 }
 
-/** The storm's load-client processes, each with its own transport and source address. */
-class StormPool {
-  private readonly latest: StormProgress[];
-  private waiters: Array<() => void> = [];
-
-  private constructor(readonly children: Child[]) {
-    this.latest = children.map(() => ({ clients: 0, connected: 0, warm: 0, dropped: 0, reconnected: 0, caughtUp: 0, pending: 0 }));
-    children.forEach((child, i) =>
-      child.on('progress', (p: StormProgress) => {
-        this.latest[i] = p;
-        for (const waiter of this.waiters.slice()) waiter();
-      }),
-    );
-  }
-
-  static async start(processes: number, label: string, nice: number): Promise<StormPool> {
-    const children = Array.from({ length: processes }, (_, i) =>
-      Child.start(join(BUILD_DIR, 'client/storm-client.js'), { name: `${label}-client${i}`, logPath: join(LOG_DIR, `storm-${label}-client${i}.log`) }),
-    );
-    const pool = new StormPool(children);
-    try {
-      await Promise.all(children.map((child) => child.once('ready', 30_000)));
-      for (const child of children) if (nice !== 0) setPriority(child.pid, nice);
-    } catch (error) {
-      await pool.stop();
-      throw error;
-    }
-    return pool;
-  }
-
-  total(): StormProgress {
-    const keys = Object.keys(this.latest[0]!) as Array<keyof StormProgress>;
-    return Object.fromEntries(keys.map((k) => [k, sum(this.latest.map((p) => p[k]))])) as unknown as StormProgress;
-  }
-
-  async watch(intervalMs: number): Promise<void> {
-    const now = await Promise.all(this.children.map((c) => c.call<StormProgress>('watch', { intervalMs })));
-    now.forEach((p, i) => (this.latest[i] = p));
-  }
-
-  async expect(totals: Record<string, number>): Promise<void> {
-    const now = await Promise.all(this.children.map((c) => c.call<StormProgress>('expect', { totals })));
-    now.forEach((p, i) => (this.latest[i] = p));
-  }
-
-  /** Resolves true once `check(total)` holds, false after `timeoutMs`. */
-  waitFor(check: (total: StormProgress) => boolean, timeoutMs: number): Promise<boolean> {
-    if (check(this.total())) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const waiter = () => check(this.total()) && finish(true);
-      const finish = (value: boolean) => {
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        resolve(value);
-      };
-      const timer = setTimeout(() => finish(false), timeoutMs);
-      this.waiters.push(waiter);
-    });
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(this.children.map((child) => child.stop()));
-  }
-}
-
-export interface StormRun {
-  options: StormOptions;
-  transports: { ws: number; sse: number };
-  processes: number;
-  startedAt: string;
-  loadAverage: { start: number[]; kill: number[]; end: number[] };
-  connectMs: number;
-  /** Every figure in ms from the kill. */
-  allReconnectedMs: number;
-  allCaughtUpMs: number;
-  allReplayedMs: number;
-  reconnected: ReturnType<typeof percentiles>;
-  caughtUp: ReturnType<typeof percentiles>;
-  replayed: ReturnType<typeof percentiles>;
-  dropNoticed: ReturnType<typeof percentiles>;
-  /** The successful reconnection attempt, in steps (ms): TCP handshake, HTTP answer, `pushlet:connected`. */
-  steps: { tcpConnect: ReturnType<typeof percentiles>; httpAccept: ReturnType<typeof percentiles>; sessionStart: ReturnType<typeof percentiles> };
-  /** When the orchestrator saw A's process exit, after the kill. */
-  aExitMs: number;
-  /** From the kill to the moment the orchestrator saw every client caught up (or the timeout). */
-  windowMs: number;
-  /** The window on the monotonic clock (µs), e.g. to cut a CPU profile. */
-  window: { killUs: number; endUs: number };
-  timedOut: boolean;
-  redis: {
-    cpuMs: number;
-    cpuMsProc: number;
-    commands: number;
-    perCommand: Record<string, number>;
-    scripts: ReturnType<typeof scriptCalls>;
-    /** The publisher's own load over the baseline window, per second. */
-    baselinePerSec: { cpuMs: number; commands: number; evalsha: number; perCommand: Record<string, number> };
-    /** The window's figures less the baseline's for as long. */
-    net: { cpuMs: number; commands: number; evalsha: number };
-  };
-  /** Script calls that read for the storm (replay and position), per client: 1 means no batching at all. */
-  readsPerClient: number;
-  replayCallsPerClient: number;
-  topicReadsPerClient: number;
-  /**
-   * Instance A's CPU per delivery in the baseline (every client on A, publisher running): what a
-   * live delivery costs on this machine at the moment, to tell B's reconnection work from its deliveries.
-   */
-  aCpuUsPerDelivery: number;
-  instanceB: {
-    cpuMs: number;
-    cpuPct: number;
-    cpuMsPerClient: number;
-    /** Messages B delivered in the window (replayed and live), and B's CPU per client less those at A's cost per delivery. */
-    deliveries: number;
-    cpuMsPerClientLessDeliveries: number;
-    eventLoopUtilization: number;
-    rssMB: number; connections: number; problems: { count: number; samples: string[] } };
-  publisher: { cpuMs: number; published: number; publishErrors: number };
-  clientCpuMs: number;
-  /** The load-client processes' CPU in the window (they share the machine with the servers). */
-  clientWindowCpuMs: number;
-  listenQueue: { overflows: number; drops: number };
-  /** B's accept queue, sampled every 250 ms in the window (`ss`): its peak length and the backlog. */
-  acceptQueue: { peak: number; backlog: number; samples: number };
-  counts: StormCounts;
-  drained: boolean;
-  samples: string[];
-  /** Established connections to B that closed, and failed attempts, by reason. */
-  dropReasons: Record<string, number>;
-  failureReasons: Record<string, number>;
-  timeline: Array<{ ms: number; reconnected: number; caughtUp: number; redisCpuMs: number; bCpuMs: number }>;
-  profile?: { file: string; summary: ProfileSummary };
+function mergeCounts(parts: Array<Record<string, number>>): Record<string, number> {
+  return Object.fromEntries(Object.entries(sumFields(parts)).sort((a, b) => b[1] - a[1]));
 }
 
 /** One storm: fresh Redis, instances A, B and a publisher, clients on A; A killed; measured until all caught up. */
-export async function runStorm(o: StormOptions, log: (line: string) => void = console.log): Promise<StormRun> {
+export async function runStorm(o: StormOptions, log: (line: string) => void = console.log) {
   mkdirSync(LOG_DIR, { recursive: true });
   const label = o.reads;
   const cleanup: Array<() => Promise<void>> = [];
   const startLoad = loadavg();
   const startedAt = new Date().toISOString();
   try {
-    const redis: RedisHandle = await startRedis();
-    cleanup.push(() => redis.stop());
-    const info = new Redis(redis.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    const redisServer = await RedisServer.start();
+    cleanup.push(() => redisServer.stop());
+    const info = new Redis(redisServer.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
     cleanup.push(async () => info.disconnect());
+    const redis = { url: redisServer.url, pid: (await redisInfo([info])).pid };
 
     const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(o.payloadBytes), ...(o.backlog > 0 ? { BENCH_BACKLOG: String(o.backlog) } : {}) };
     const peer = PEERS['pushlet-ws']!;
@@ -330,7 +150,8 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
         first += share;
       }
     }
-    const pool = await StormPool.start(shares.length, label, o.clientNice);
+    const zero: StormProgress = { clients: 0, connected: 0, warm: 0, dropped: 0, reconnected: 0, caughtUp: 0, pending: 0 };
+    const pool = new ProcessPool<StormProgress>(await ProcessPool.spawn('client/storm-client.js', shares.length, `storm-${label}`, o.clientNice), () => ({ ...zero }));
     cleanup.push(() => pool.stop());
 
     // Every client on A, `pushlet:connected` received, before anything is published.
@@ -369,11 +190,11 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     steady.catch(() => undefined);
     if (!(await pool.waitFor((p) => p.warm === o.clients, 30_000))) throw new Error(`only ${pool.total().warm} of ${o.clients} clients received a message`);
     await sleep(Math.max(0, o.warmMs - BASELINE_MS));
-    const base0 = await redisCounters(info);
+    const base0 = await redisInfo([info]);
     const a0 = a.sample();
     const baseStartUs = nowUs();
     await sleep(BASELINE_MS);
-    const base1 = await redisCounters(info);
+    const base1 = await redisInfo([info]);
     const a1 = a.sample();
     const baseSeconds = (nowUs() - baseStartUs) / 1e6;
 
@@ -391,7 +212,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     void a.child.exitPromise.then(() => (aExitMs = round((nowUs() - killUs) / 1000, 0)));
     log(`  A (pid ${a.pid}) killed; waiting for every client to reconnect to B and catch up`);
 
-    const timeline: StormRun['timeline'] = [];
+    const timeline: Array<{ ms: number; reconnected: number; caughtUp: number; redisCpuMs: number; bCpuMs: number }> = [];
     const acceptQueue = { peak: 0, backlog: 0, samples: 0 };
     const sampler = setInterval(() => {
       void listenQueue(b.port).then((q) => {
@@ -405,7 +226,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     }, 250);
     const allCaughtUp = await pool.waitFor((p) => p.caughtUp === o.clients, o.timeoutMs);
     const endUs = nowUs();
-    const redis1 = await redisCounters(info);
+    const redis1 = await redisInfo([info]);
     const redisProc1 = sampleProcess(redis.pid);
     const b1 = b.sample();
     const clients1 = sum(pool.children.map((c) => sampleProcess(c.pid).cpuMs));
@@ -426,7 +247,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const parts = await Promise.all(pool.children.map((c) => c.call<StormCollected>('collect', { killUs, endUs, totals }, 120_000)));
     const bStats = await b.stats(false);
 
-    const counts = Object.fromEntries(Object.keys(parts[0]!.counts).map((k) => [k, sum(parts.map((p) => p.counts[k as keyof StormCounts]))])) as unknown as StormCounts;
+    const counts: StormCounts = sumFields(parts.map((p) => p.counts));
     const times: StormTimes = { dropped: [], tcpConnect: [], httpAccept: [], sessionStart: [], reconnected: [], caughtUp: [], replayed: [] };
     for (const part of parts) for (const key of Object.keys(times) as Array<keyof StormTimes>) times[key].push(...part.times[key]);
 
@@ -445,7 +266,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const commands = sum(Object.values(perCommand));
     const netEvalsha = scripts.evalsha - baselinePerSec.evalsha * windowS;
 
-    const run: StormRun = {
+    const run = {
       options: o,
       transports: { ws, sse },
       processes: shares.length,
@@ -503,6 +324,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
       dropReasons: mergeCounts(parts.map((p) => p.dropReasons)),
       failureReasons: mergeCounts(parts.map((p) => p.failureReasons)),
       timeline,
+      profile: undefined as { file: string; summary: ProfileSummary } | undefined,
     };
 
     if (o.profileDir) {
@@ -640,16 +462,6 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
   return lines.join('\n');
 }
 
-function gitCommit(): string {
-  try {
-    const hash = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'sample', 'bench', ':!bench/results'], { encoding: 'utf8' }).trim();
-    return dirty ? `${hash}+changes` : hash;
-  } catch {
-    return 'unknown';
-  }
-}
-
 /** Whether the storm options are the defaults (only then are storm.* written, else storm-partial.*). */
 function isDefault(config: BenchConfig): boolean {
   const defaults = loadConfig([], {});
@@ -677,9 +489,7 @@ async function main(): Promise<void> {
     .map(([key, value]) => `--${key.replace(/^BENCH_/, '').toLowerCase().replace(/_/g, '-')}=${value ?? ''}`);
   const meta = { commit: gitCommit(), command: ['node build/bench/reconnect-storm.js', ...fromEnv, ...process.argv.slice(2)].join(' ') };
   const base = join(config.outDir, config.stormName || (config.quick || !isDefault(config) ? 'storm-partial' : 'storm'));
-  mkdirSync(dirname(base), { recursive: true });
-  writeFileSync(`${base}.json`, `${JSON.stringify({ meta: { ...meta, node: process.version, cpus: cpus()[0]?.model, cores: cpus().length }, runs }, null, 2)}\n`);
-  writeFileSync(`${base}.md`, stormMarkdown(runs, meta));
+  writeReport(base, { json: { meta: { ...meta, node: process.version, cpus: cpus()[0]?.model, cores: cpus().length }, runs }, md: stormMarkdown(runs, meta) });
   for (const run of runs) {
     const c = run.counts;
     console.log(
@@ -690,6 +500,74 @@ async function main(): Promise<void> {
   }
   console.log(`Wrote ${base}.md and ${base}.json`);
 }
+
+/**
+ * `storm` in `npm run bench`: one row per way of reading history on instance B (`--storm-reads`);
+ * main's is the Pushlet row, the emulated others are its references.
+ */
+export const storm: Scenario = {
+  id: 'storm',
+  async rows(config) {
+    const rows: Row[] = [];
+    for (const reads of config.stormReads) {
+      const main = reads === 'per-turn';
+      rows.push(
+        await measureRow({ peer: main ? 'pushlet-storm' : `storm-${reads}`, label: READ_LABELS[reads] ?? reads, pushlet: main }, async () => {
+          const run = await runStorm(stormOptions(config, reads), (line) => console.log(`  ${line.trim()}`));
+          const c = run.counts;
+          return {
+            metrics: {
+              allReconnectedS: run.allReconnectedMs / 1000,
+              allCaughtUpS: run.timedOut ? NaN : run.allCaughtUpMs / 1000,
+              caughtUpP50S: run.caughtUp.p50 / 1000,
+              redisCpuMs: run.redis.cpuMs,
+              redisCommands: run.redis.commands,
+              evalsha: run.redis.scripts.evalsha,
+              readsPerClient: run.readsPerClient,
+              bCpuMs: run.instanceB.cpuMs,
+              bCpuMsPerClient: run.instanceB.cpuMsPerClient,
+              missing: c.missing + c.tailMissing,
+              duplicates: c.duplicates,
+              reorders: c.reorders,
+              resets: c.resets,
+              errors: c.errors + run.instanceB.problems.count + (run.timedOut ? 1 : 0),
+              met: stormMet(run) ? 1 : 0,
+            },
+            detail: run,
+          };
+        }),
+      );
+    }
+    return rows;
+  },
+  title: (c) => `Reconnect storm: ${c.stormClients.toLocaleString('en')} clients of a killed instance reconnect to the other`,
+  description: (c) => {
+    const ws = Math.round(c.stormClients * c.stormWsShare);
+    return (
+      `${ws.toLocaleString('en')} WebSocket and ${(c.stormClients - ws).toLocaleString('en')} SSE clients on ${c.stormTopics} topics of instance A; ` +
+      `${c.stormRate} msg/s published throughout by a third instance; A SIGKILLed; each client reconnects to instance B with its last id after a random delay in [0, ${c.stormJitterMs} ms). ` +
+      'Times from the kill: all reconnected (`pushlet:connected` from B), all caught up (every message of its topic up to the first one published after its reconnection). ' +
+      "Redis CPU and commands (INFO deltas) and instance B's CPU over the same window. Details: bench/reconnect-storm.ts, `npm run bench:storm` writes bench/results/storm.md."
+    );
+  },
+  params: (c) => ({ ...stormOptions(c) }),
+  columns: [
+    { key: 'allReconnectedS', label: 'all reconnected s', digits: 2, better: 'lower' },
+    { key: 'allCaughtUpS', label: 'all caught up s', digits: 2, better: 'lower' },
+    { key: 'caughtUpP50S', label: 'caught up p50 s', digits: 2, better: 'lower' },
+    { key: 'redisCpuMs', label: 'Redis CPU ms', digits: 0, better: 'lower' },
+    { key: 'redisCommands', label: 'Redis commands', digits: 0, better: 'lower' },
+    { key: 'evalsha', label: 'evalsha', digits: 0, better: 'lower' },
+    { key: 'readsPerClient', label: 'read scripts per client', digits: 3, better: 'lower' },
+    { key: 'bCpuMs', label: 'B CPU ms', digits: 0, better: 'lower' },
+    { key: 'bCpuMsPerClient', label: 'B CPU ms/client', digits: 2, better: 'lower' },
+    { key: 'missing', label: 'missing' },
+    { key: 'duplicates', label: 'dup' },
+    { key: 'reorders', label: 'reorders' },
+    { key: 'resets', label: 'resets' },
+    { key: 'errors', label: 'errors' },
+  ],
+};
 
 // Imported by bench/scenarios.ts as well: only the script run by itself runs the storm.
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();

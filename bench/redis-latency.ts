@@ -9,7 +9,8 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { startApp, type TestApp } from '../test/support/app.js';
 import { brokerOf } from '../test/support/distributed.js';
-import { RedisServer } from '../test/support/redis.js';
+import { RedisServer, redisInfo } from './lib/redis.js';
+import { percentile, round } from './lib/stats.js';
 
 const messages = Number(process.argv[2] ?? 2_000);
 const rate = Number(process.argv[3] ?? 500);
@@ -45,10 +46,6 @@ function deadline(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
 async function latency(from: TestApp, to: TestApp, topic: string): Promise<Record<string, number>> {
   const latencies: number[] = [];
   let done: () => void = () => undefined;
@@ -67,13 +64,11 @@ async function latency(from: TestApp, to: TestApp, topic: string): Promise<Recor
   }
   await Promise.race([finished, deadline(30_000)]);
   request.destroy();
-  const sorted = [...latencies].sort((a, b) => a - b);
-  const round = (n: number) => Math.round(n * 100) / 100;
   return {
-    p50: round(percentile(sorted, 50)),
-    p90: round(percentile(sorted, 90)),
-    p99: round(percentile(sorted, 99)),
-    max: round(sorted.at(-1) ?? NaN),
+    p50: round(percentile(latencies, 0.5), 2),
+    p90: round(percentile(latencies, 0.9), 2),
+    p99: round(percentile(latencies, 0.99), 2),
+    max: round(percentile(latencies, 1), 2),
     received: latencies.length,
   };
 }
@@ -83,12 +78,8 @@ async function commandsPerPublish(app: TestApp, admin: Redis): Promise<Record<st
   await admin.config('RESETSTAT');
   const count = 500;
   for (let i = 0; i < count; i += 1) await app.pushlet.publish('counted', 'message', `c${i}`);
-  const info = await admin.info('commandstats');
-  const stats: Record<string, number> = {};
-  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    if (!match[1]!.startsWith('config') && match[1] !== 'info') stats[match[1]!] = Number(match[2]) / count;
-  }
-  return stats;
+  const { commands } = await redisInfo([admin]);
+  return Object.fromEntries(Object.entries(commands).filter(([name]) => !name.startsWith('config')).map(([name, calls]) => [name, calls / count]));
 }
 
 async function interestRouting(apps: readonly TestApp[], server: RedisServer): Promise<Record<string, number>> {

@@ -1,79 +1,60 @@
 /**
- * `npm run bench`: every scenario against every peer, one server process at a time, load clients
- * in their own processes. Writes bench/results/latest.{md,json,svg}. See bench/README.md.
+ * The entry point of `npm run bench`: runs the scenarios of bench/scenarios.ts (all but the
+ * optional ones, or `--only=`) with the one runner and writes bench/results/latest.{md,json,svg}
+ * (`partial.*` for a quick or narrowed run). `npm run bench:client` is the same over the client
+ * SDK's scenarios (bench/client.ts); `--profile` profiles the fan-out instead. See bench/README.md.
  */
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadConfig, type BenchConfig } from './config.js';
 import { profileMarkdown, summarizeProfile } from './lib/cpuprofile.js';
-import { evaluateTargets, gitCommit, markdownReport, svgChart, targetsTable, type RunMeta } from './lib/report.js';
+import { floodPhase, warmUp } from './lib/phases.js';
 import { nowUs } from './lib/proc.js';
-import { ClientPool, floodPhase, LOG_DIR, PEERS, probeWebSocket, ServerHandle, setRunLabel, warmUp } from './lib/runner.js';
-import { SCENARIOS, type Row, type ScenarioResult } from './scenarios.js';
+import { ClientPool, LOG_DIR, PEERS, ServerHandle, setRunLabel } from './lib/processes.js';
+import { evaluateTargets, gitCommit, markdownReport, scenarioTable, startRun, svgChart, targetsTable, writeReport } from './lib/report.js';
+import { combineRuns, runScenario, type ScenarioResult } from './lib/scenario.js';
+import { SCENARIOS } from './scenarios.js';
 
-function median(values: number[]): number {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+export interface Suite {
+  /** Scenarios run without --only (all but the optional ones by default). */
+  ids?: string[];
+  title: string;
+  /** Results go to `<base>.*`, or `<base>-partial.*` (`partial.*` for latest) for a quick or narrowed run. */
+  base: string;
+  command: string;
 }
 
-/** Median of every figure over repeated runs; integrity and error counts are summed instead. */
-function combine(runs: ScenarioResult[]): ScenarioResult {
-  if (runs.length === 1) return runs[0]!;
-  const first = runs[0]!;
-  const summed = new Set(['lost', 'duplicates', 'outOfOrder', 'errors', 'leaked']);
-  const rows: Row[] = first.rows.map((row) => {
-    const same = runs.map((r) => r.rows.find((x) => x.peer === row.peer)).filter((r): r is Row => r?.status === 'ok');
-    if (same.length === 0) return row;
-    const metrics: Record<string, number> = {};
-    for (const key of Object.keys(same[0]!.metrics)) {
-      const values = same.map((r) => r.metrics[key]!);
-      metrics[key] = summed.has(key) ? values.reduce((a, b) => a + b, 0) : median(values);
-    }
-    return { ...same[0]!, metrics, detail: { runs: same.map((r) => ({ metrics: r.metrics, detail: r.detail })) } };
-  });
-  return { ...first, rows };
-}
-
-async function benchmark(config: BenchConfig): Promise<void> {
-  const started = new Date();
-  const loadStart = loadavg();
-  const scenarios = SCENARIOS.filter((s) => !config.only || config.only.includes(s.id)).filter((s) => s.id !== 'max-conn' || config.maxConns > 0);
+export async function bench(suite: Suite, config: BenchConfig = loadConfig()): Promise<void> {
+  setRunLabel('bench');
+  rmSync(LOG_DIR, { recursive: true, force: true });
+  if (config.profile) return profile(config);
+  const run = startRun(suite.command, config.quick, config.repeat);
+  const inSuite = SCENARIOS.filter((s) => (suite.ids ? suite.ids.includes(s.id) : !s.optional));
+  const scenarios = (config.only ? SCENARIOS.filter((s) => config.only!.includes(s.id) && (!suite.ids || inSuite.includes(s))) : inSuite).filter(
+    (s) => s.id !== 'max-conn' || config.maxConns > 0,
+  );
   const results: ScenarioResult[] = [];
   for (const scenario of scenarios) {
     const runs: ScenarioResult[] = [];
     for (let i = 0; i < config.repeat; i += 1) {
       console.log(`\n${scenario.id}${config.repeat > 1 ? ` (run ${i + 1} of ${config.repeat})` : ''}`);
-      runs.push(await scenario.run(config));
+      runs.push(await runScenario(scenario, config));
     }
-    results.push(combine(runs));
+    results.push(combineRuns(runs));
   }
-  const finished = new Date();
-  const meta: RunMeta = {
-    startedAt: started.toISOString(),
-    finishedAt: finished.toISOString(),
-    durationS: (finished.getTime() - started.getTime()) / 1000,
-    commit: gitCommit(),
-    node: process.version,
-    cpus: cpus()[0]?.model ?? 'unknown CPU',
-    cores: cpus().length,
-    loadAverageStart: loadStart,
-    loadAverageEnd: loadavg(),
-    quick: config.quick,
-    repeat: config.repeat,
-    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}${config.quick ? ' (BENCH_QUICK=1)' : ''}`,
-  };
-  const targets = evaluateTargets(results);
-  mkdirSync(config.outDir, { recursive: true });
+  const meta = run.finish();
+  const main = suite.base === 'latest';
+  const targets = main ? evaluateTargets(results) : [];
   // A partial run (--only, --peers, quick) must not overwrite the committed full results.
   const partial = config.quick || config.only !== undefined || config.peers !== undefined;
-  const base = join(config.outDir, partial ? 'partial' : 'latest');
-  writeFileSync(`${base}.json`, `${JSON.stringify({ meta, config, targets, scenarios: results }, null, 2)}\n`);
-  writeFileSync(`${base}.md`, markdownReport(meta, targets, results));
-  writeFileSync(`${base}.svg`, svgChart(meta, targets, results));
-  console.log(`\n${targetsTable(targets)}\n\nWrote ${base}.md, ${base}.json and ${base}.svg (${Math.round(meta.durationS)} s)`);
+  const base = join(config.outDir, partial ? (main ? 'partial' : `${suite.base}-partial`) : suite.base);
+  writeReport(base, {
+    json: { meta, config, targets, scenarios: results },
+    md: markdownReport(suite.title, meta, targets, results),
+    svg: main ? svgChart(meta, targets, results) : undefined,
+  });
+  console.log(`\n${main ? targetsTable(targets) : results.map((r) => scenarioTable(r)).join('\n\n')}\n\nWrote ${base}.* (${Math.round(meta.durationS)} s)`);
 }
 
 /** Profiles the saturated fan-out of each peer with --cpu-prof and summarises where the time goes. */
@@ -90,10 +71,6 @@ async function profile(config: BenchConfig): Promise<void> {
     const server = await ServerHandle.start(peer, { env: { HEARTBEAT_MS: '30000' }, name, cpuProfileDir: dir });
     let pool: ClientPool | undefined;
     try {
-      if (peer.pushlet && peer.protocol === 'ws' && !(await probeWebSocket(server.port))) {
-        sections.push(`### ${peer.label}\n\nNot profiled: the WebSocket transport is not on main yet.`);
-        continue;
-      }
       pool = await ClientPool.start(2, name);
       await pool.open({ protocol: peer.protocol, host: '127.0.0.1', port: server.port, pathPrefix: peer.pathPrefix, topic: 'fanout' }, config.fanoutSubs, config.connectConcurrency);
       await warmUp(server, pool, ['fanout'], config.fanoutSubs);
@@ -126,8 +103,4 @@ async function profile(config: BenchConfig): Promise<void> {
   console.log(`Wrote ${out}`);
 }
 
-const config = loadConfig();
-setRunLabel(config.profile ? 'profile' : 'bench');
-rmSync(LOG_DIR, { recursive: true, force: true });
-if (config.profile) await profile(config);
-else await benchmark(config);
+if (process.argv[1] === fileURLToPath(import.meta.url)) await bench({ title: 'Pushlet benchmark results', base: 'latest', command: 'npm run bench' });

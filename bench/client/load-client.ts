@@ -236,13 +236,6 @@ serveCommands({
 
   churn: (args: Target & { durationMs: number; concurrency: number }) => churn(args),
 
-  closeAll: async () => {
-    await Promise.all(connections.map((c) => c.close()));
-    const count = connections.length;
-    connections.length = 0;
-    return count;
-  },
-
   exit: () => {
     for (const connection of connections) {
       connection.closing = true;

@@ -143,3 +143,32 @@ export function profileMarkdown(title: string, summary: ProfileSummary): string 
   }
   return lines.join('\n');
 }
+
+/**
+ * Samples in a profile's `window` that are busy (everything but idle), and of those the ones with
+ * a frame whose url passes `test` on the stack. Samples are counted, not weighed by their time
+ * deltas: on a loaded machine the profiler's thread is sometimes held up, and one late sample
+ * would carry tens of milliseconds.
+ */
+export function samplesUnder(path: string, window: { startUs: number; endUs: number }, test: (url: string) => boolean): { busy: number; under: number } {
+  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const marked = new Map<number, boolean>();
+  const mark = (id: number, inherited: boolean) => {
+    const node = byId.get(id)!;
+    const flag = inherited || test(node.callFrame.url);
+    marked.set(id, flag);
+    for (const child of node.children ?? []) mark(child, flag);
+  };
+  mark(profile.nodes[0]!.id, false);
+  let at = profile.startTime;
+  let busy = 0;
+  let under = 0;
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0;
+    if (at < window.startUs || at > window.endUs || byId.get(id)!.callFrame.functionName === '(idle)') return;
+    busy += 1;
+    if (marked.get(id)) under += 1;
+  });
+  return { busy, under };
+}

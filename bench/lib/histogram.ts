@@ -1,3 +1,5 @@
+import { round } from './stats.js';
+
 /**
  * A log-bucketed latency histogram (about 2 % wide buckets from 1 µs up), cheap enough to record
  * every delivery and small enough to send over IPC and merge across load-client processes.
@@ -66,7 +68,7 @@ export class Histogram {
     this.negative = 0;
   }
 
-  /** The value below which `p` (0..1) of the samples fall, in µs (bucket midpoint). */
+  /** The p-quantile (0..1) by the nearest rank, as in stats.ts: the bucket holding rank ⌈p·count⌉, its midpoint in µs. */
   percentile(p: number): number {
     if (this.count === 0) return NaN;
     const rank = Math.max(1, Math.ceil(p * this.count));
@@ -102,10 +104,4 @@ function bucketMid(index: number): number {
   if (index === 0) return 0.5;
   // Bucket i (i >= 1) holds [GROWTH^(i-1), GROWTH^i).
   return Math.exp((index - 0.5) / SCALE);
-}
-
-export function round(value: number, digits: number): number {
-  if (!Number.isFinite(value)) return value;
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
 }

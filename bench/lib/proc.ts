@@ -66,3 +66,5 @@ export function nowUs(): number {
   const [s, ns] = process.hrtime();
   return s * 1e6 + Math.floor(ns / 1000);
 }
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

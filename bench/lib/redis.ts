@@ -1,71 +1,58 @@
-import { spawn } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import type { Redis } from 'ioredis';
 
-/** A free TCP port on the loopback interface (never Redis's default 6379). */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as { port: number };
-        server.close(() => resolve(port));
-      });
-    });
-    if (port !== 6379) return port;
-  }
-}
+/**
+ * Redis for the bench: servers are started by the test suite's launcher (test/support/redis.ts:
+ * throw-away `redis-server` processes on free loopback ports, never 6379, no persistence), and
+ * measured through INFO, parsed here only.
+ */
+export { RedisCluster, RedisServer } from '../../test/support/redis.js';
 
-export interface RedisHandle {
-  url: string;
+/** What INFO says of one server, or of several summed (every master of a Cluster). */
+export interface RedisInfo {
+  /** used_cpu_user + used_cpu_sys, in ms. */
+  cpuMs: number;
+  /** Calls per command (commandstats, the scripts' inner commands included), INFO's own left out. */
+  commands: Record<string, number>;
+  /** Microseconds spent per command (commandstats usec). */
+  usec: Record<string, number>;
+  usedMemory: number;
+  /** The server's process id (the first server's, for several). */
   pid: number;
-  flush(): Promise<void>;
-  stop(): Promise<void>;
 }
 
-/** Starts a throw-away redis-server (no persistence) on a free loopback port. */
-export async function startRedis(): Promise<RedisHandle> {
-  const port = await freePort();
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const deadline = Date.now() + 10_000;
-  while (!(await command(port, 'PING').then((r) => r.startsWith('+PONG'), () => false))) {
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`redis-server did not start on port ${port}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+export function parseInfo(text: string): RedisInfo {
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(text)?.[1] ?? 0);
+  const commands: Record<string, number> = {};
+  const usec: Record<string, number> = {};
+  for (const [, name, calls, us] of text.matchAll(/^cmdstat_([a-z|_-]+):calls=(\d+),usec=(\d+)/gm)) {
+    if (name === 'info') continue;
+    commands[name!] = Number(calls);
+    usec[name!] = Number(us);
   }
+  return { cpuMs: (field('used_cpu_user') + field('used_cpu_sys')) * 1_000, commands, usec, usedMemory: field('used_memory'), pid: field('process_id') };
+}
+
+/** INFO of every server in `clients`, summed. */
+export async function redisInfo(clients: readonly Redis[]): Promise<RedisInfo> {
+  const parts = await Promise.all(clients.map(async (client) => parseInfo(await client.info('all'))));
+  const add = (key: 'commands' | 'usec') => {
+    const out: Record<string, number> = {};
+    for (const part of parts) for (const [name, n] of Object.entries(part[key])) out[name] = (out[name] ?? 0) + n;
+    return out;
+  };
   return {
-    url: `redis://127.0.0.1:${port}`,
-    pid: child.pid!,
-    flush: async () => {
-      await command(port, 'FLUSHALL');
-    },
-    stop: async () => {
-      child.kill('SIGTERM');
-      await exited;
-    },
+    cpuMs: parts.reduce((a, p) => a + p.cpuMs, 0),
+    commands: add('commands'),
+    usec: add('usec'),
+    usedMemory: parts.reduce((a, p) => a + p.usedMemory, 0),
+    pid: parts[0]?.pid ?? 0,
   };
 }
 
-/** One inline Redis command; resolves to the raw reply. */
-function command(port: number, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ port, host: '127.0.0.1' });
-    let reply = '';
-    socket.once('error', reject);
-    socket.on('connect', () => socket.write(`${text}\r\n`));
-    socket.on('data', (chunk) => {
-      reply += chunk.toString();
-      if (reply.endsWith('\r\n')) {
-        socket.end();
-        resolve(reply);
-      }
-    });
-  });
+/** Calls per command from `before` to `after`, most called first, commands not called left out. */
+export function commandDelta(after: RedisInfo, before: RedisInfo): Record<string, number> {
+  const delta = Object.entries(after.commands)
+    .map(([name, calls]) => [name, calls - (before.commands[name] ?? 0)] as const)
+    .filter(([, d]) => d > 0);
+  return Object.fromEntries(delta.sort((a, b) => b[1] - a[1]));
 }

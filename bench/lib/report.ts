@@ -1,5 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import type { Column, Row, ScenarioResult } from '../scenarios.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname } from 'node:path';
+import type { Column, Row, ScenarioResult } from './scenario.js';
+
+/** Report writing: the run's facts, targets, Markdown tables, the SVG chart, and the files. */
 
 export interface RunMeta {
   startedAt: string;
@@ -27,6 +32,40 @@ export function gitCommit(): string {
   }
 }
 
+/** Facts of a run, taken when `finish` is called on what `startRun` returned. */
+export function startRun(command: string, quick: boolean, repeat = 1): { finish(): RunMeta } {
+  const started = new Date();
+  const loadAverageStart = loadavg();
+  const args = process.argv.slice(2);
+  return {
+    finish: () => {
+      const finished = new Date();
+      return {
+        startedAt: started.toISOString(),
+        finishedAt: finished.toISOString(),
+        durationS: (finished.getTime() - started.getTime()) / 1000,
+        commit: gitCommit(),
+        node: process.version,
+        cpus: cpus()[0]?.model ?? 'unknown CPU',
+        cores: cpus().length,
+        loadAverageStart,
+        loadAverageEnd: loadavg(),
+        quick,
+        repeat,
+        command: `${command}${args.length ? ` -- ${args.join(' ')}` : ''}${quick ? ' (BENCH_QUICK=1)' : ''}`,
+      };
+    },
+  };
+}
+
+/** Writes `<base>.json` and `<base>.md` (and `<base>.svg` when given). */
+export function writeReport(base: string, files: { json: unknown; md: string; svg?: string }): void {
+  mkdirSync(dirname(base), { recursive: true });
+  writeFileSync(`${base}.json`, `${JSON.stringify(files.json, null, 2)}\n`);
+  writeFileSync(`${base}.md`, files.md);
+  if (files.svg) writeFileSync(`${base}.svg`, files.svg);
+}
+
 export interface TargetResult {
   id: string;
   target: string;
@@ -42,135 +81,87 @@ export interface TargetResult {
 }
 
 function rowOf(results: ScenarioResult[], scenario: string, peer: string): Row | undefined {
-  const row = results.find((r) => r.id === scenario)?.rows.find((r) => r.peer === peer);
-  return row?.status === 'ok' ? row : undefined;
+  return results.find((r) => r.id === scenario)?.rows.find((r) => r.peer === peer && r.status === 'ok');
 }
 
-function ratioTarget(
-  results: ScenarioResult[],
-  spec: { id: string; target: string; scenario: string; metric: string; pushlet: string; reference: string; refScenario?: string; limit: number; kind: 'max' | 'min' },
-): TargetResult {
-  const p = rowOf(results, spec.scenario, spec.pushlet);
-  const r = rowOf(results, spec.refScenario ?? spec.scenario, spec.reference);
-  const pv = p?.metrics[spec.metric];
-  const rv = r?.metrics[spec.metric];
+type RatioSpec = [id: string, target: string, scenario: string, metric: string, pushlet: string, reference: string, limit: number, kind: 'max' | 'min', refScenario?: string];
+
+function ratioTarget(results: ScenarioResult[], [id, target, scenario, metric, pushlet, reference, limit, kind, refScenario = scenario]: RatioSpec): TargetResult {
+  const p = rowOf(results, scenario, pushlet);
+  const r = rowOf(results, refScenario, reference);
+  const pv = p?.metrics[metric];
+  const rv = r?.metrics[metric];
   const ratio = pv !== undefined && rv !== undefined && rv > 0 ? pv / rv : undefined;
-  const met = ratio === undefined ? undefined : spec.kind === 'max' ? ratio <= spec.limit : ratio >= spec.limit;
-  const scenario = results.find((s) => s.id === spec.scenario);
-  const missing = !scenario
-    ? 'scenario not run'
-    : !p
-      ? (scenario.rows.find((row) => row.peer === spec.pushlet)?.note ?? 'not run')
-      : !r
-        ? (results.find((s) => s.id === (spec.refScenario ?? spec.scenario))?.rows.find((row) => row.peer === spec.reference)?.note ?? 'reference not run')
-        : '';
-  return {
-    id: spec.id,
-    target: spec.target,
-    pushlet: pv,
-    reference: rv,
-    referenceLabel: r?.label ?? spec.reference,
-    ratio,
-    limit: spec.limit,
-    kind: spec.kind,
-    met,
-    note: missing,
-  };
+  const noteOf = (s: string, peer: string, fallback: string) => results.find((x) => x.id === s)?.rows.find((row) => row.peer === peer)?.note ?? fallback;
+  const note = !results.some((s) => s.id === scenario) ? 'scenario not run' : !p ? noteOf(scenario, pushlet, 'not run') : !r ? noteOf(refScenario, reference, 'reference not run') : '';
+  const met = ratio === undefined ? undefined : kind === 'max' ? ratio <= limit : ratio >= limit;
+  return { id, target, pushlet: pv, reference: rv, referenceLabel: r?.label ?? reference, ratio, limit, kind, met, note };
 }
 
-/** The issue's targets, each measured as a ratio within this one run. */
+const PLAIN = { ws: ['plain ws', 'ws'], sse: ['node:http SSE', 'sse'] } as const;
+
+/** The issue's targets, each a ratio within this one run: Pushlet's figure over a reference's. */
+const RATIO_TARGETS: RatioSpec[] = [
+  ...(['ws', 'sse'] as const).flatMap((t): RatioSpec[] => {
+    const [name, ref] = PLAIN[t];
+    const T = t.toUpperCase();
+    return [
+      [`${t}-cpu`, `Server CPU per ${T} delivery, saturation (≤ 1.1× ${name})`, `fanout-${t}`, 'satCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
+      [`${t}-cpu-steady`, `Server CPU per ${T} delivery, 20 msg/s (≤ 1.1× ${name})`, `fanout-${t}`, 'steadyCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
+      [`${t}-throughput`, `${T} deliveries/s at saturation (≥ 0.9× ${name})`, `fanout-${t}`, 'satDeliveriesPerSec', `pushlet-${t}`, ref, 0.9, 'min'],
+    ];
+  }),
+  ...(['ws', 'sse'] as const).flatMap((t): RatioSpec[] => {
+    const [name, ref] = PLAIN[t];
+    const T = t.toUpperCase();
+    return [
+      [`${t}-p99`, `${T} p99 latency, fan-out at 20 msg/s, median slice (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99SliceMs', `pushlet-${t}`, ref, 1.25, 'max'],
+      [`${t}-p99-all`, `${T} p99 latency, fan-out at 20 msg/s, all deliveries (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99Ms', `pushlet-${t}`, ref, 1.25, 'max'],
+    ];
+  }),
+  ['ws-memory', 'Memory per idle WS (≤ 1.2× plain ws)', 'idle-ws', 'rssPerConnKB', 'pushlet-ws', 'ws', 1.2, 'max'],
+  ['sse-memory', 'Memory per idle SSE, vs Pushlet per idle WS (≤ 1×)', 'idle-sse', 'rssPerConnKB', 'pushlet-sse', 'pushlet-ws', 1.0, 'max', 'idle-ws'],
+];
+
+const LATER_TARGETS: RatioSpec[] = [
+  ...['pushlet-ws+redis', 'pushlet-sse+redis'].flatMap((peer) =>
+    (
+      [
+        ['p99SliceMs', 'median slice'],
+        ['p99Ms', 'all deliveries'],
+      ] as const
+    ).map(([metric, what]): RatioSpec => [`cluster-${metric}-${peer}`, `Cross-instance p99 through Redis, ${peer.startsWith('pushlet-ws') ? 'WS' : 'SSE'}, ${what} (≤ Socket.IO Redis adapter)`, 'cluster', metric, peer, 'socketio+redis', 1.0, 'max']),
+  ),
+  ['publish-redis-cpu', 'Redis CPU per message published with history (≤ bare PUBLISH)', 'publish', 'redisCpuUs', 'pushlet', 'bare-publish', 1.0, 'max'],
+  ['publish-rate', 'Messages/s published by one instance with history (≥ bare PUBLISH)', 'publish', 'perSecond', 'pushlet', 'bare-publish', 1.0, 'min'],
+  ['publish-cluster-scaling', 'Publish throughput, three-master Cluster vs one master (≥ 2.2×)', 'publish', 'perSecond', 'pushlet-cluster-3', 'pushlet-cluster-1', 2.2, 'min'],
+];
+
+/** Whether a row passed its check (`all`: a pass/fail target rather than a ratio). */
+function checkTarget(id: string, target: string, row: Row | undefined, scenarioRun: boolean, value: number | undefined, reference: number, referenceLabel: string, met: boolean | undefined, failNote: string): TargetResult {
+  const ok = row?.status === 'ok';
+  const ratio = ok && value !== undefined && Number.isFinite(value) && reference ? value / reference : undefined;
+  const note = !scenarioRun ? 'scenario not run' : !ok ? (row?.note ?? 'not run') : met ? '' : failNote;
+  return { id, target, pushlet: ok ? value : undefined, reference: reference || undefined, referenceLabel, ratio, limit: 1, kind: referenceLabel === 'wanted' ? 'all' : 'max', met: ok ? met : undefined, note };
+}
+
 export function evaluateTargets(results: ScenarioResult[]): TargetResult[] {
-  const targets: TargetResult[] = [
-    ratioTarget(results, { id: 'ws-cpu', target: 'Server CPU per WS delivery, saturation (≤ 1.1× plain ws)', scenario: 'fanout-ws', metric: 'satCpuUs', pushlet: 'pushlet-ws', reference: 'ws', limit: 1.1, kind: 'max' }),
-    ratioTarget(results, { id: 'ws-cpu-steady', target: 'Server CPU per WS delivery, 20 msg/s (≤ 1.1× plain ws)', scenario: 'fanout-ws', metric: 'steadyCpuUs', pushlet: 'pushlet-ws', reference: 'ws', limit: 1.1, kind: 'max' }),
-    ratioTarget(results, { id: 'ws-throughput', target: 'WS deliveries/s at saturation (≥ 0.9× plain ws)', scenario: 'fanout-ws', metric: 'satDeliveriesPerSec', pushlet: 'pushlet-ws', reference: 'ws', limit: 0.9, kind: 'min' }),
-    ratioTarget(results, { id: 'sse-cpu', target: 'Server CPU per SSE delivery, saturation (≤ 1.1× node:http SSE)', scenario: 'fanout-sse', metric: 'satCpuUs', pushlet: 'pushlet-sse', reference: 'sse', limit: 1.1, kind: 'max' }),
-    ratioTarget(results, { id: 'sse-cpu-steady', target: 'Server CPU per SSE delivery, 20 msg/s (≤ 1.1× node:http SSE)', scenario: 'fanout-sse', metric: 'steadyCpuUs', pushlet: 'pushlet-sse', reference: 'sse', limit: 1.1, kind: 'max' }),
-    ratioTarget(results, { id: 'sse-throughput', target: 'SSE deliveries/s at saturation (≥ 0.9× node:http SSE)', scenario: 'fanout-sse', metric: 'satDeliveriesPerSec', pushlet: 'pushlet-sse', reference: 'sse', limit: 0.9, kind: 'min' }),
-    ratioTarget(results, { id: 'ws-p99', target: 'WS p99 latency, fan-out at 20 msg/s, median slice (≤ 1.25× plain ws)', scenario: 'fanout-ws', metric: 'steadyP99SliceMs', pushlet: 'pushlet-ws', reference: 'ws', limit: 1.25, kind: 'max' }),
-    ratioTarget(results, { id: 'ws-p99-all', target: 'WS p99 latency, fan-out at 20 msg/s, all deliveries (≤ 1.25× plain ws)', scenario: 'fanout-ws', metric: 'steadyP99Ms', pushlet: 'pushlet-ws', reference: 'ws', limit: 1.25, kind: 'max' }),
-    ratioTarget(results, { id: 'sse-p99', target: 'SSE p99 latency, fan-out at 20 msg/s, median slice (≤ 1.25× node:http SSE)', scenario: 'fanout-sse', metric: 'steadyP99SliceMs', pushlet: 'pushlet-sse', reference: 'sse', limit: 1.25, kind: 'max' }),
-    ratioTarget(results, { id: 'sse-p99-all', target: 'SSE p99 latency, fan-out at 20 msg/s, all deliveries (≤ 1.25× node:http SSE)', scenario: 'fanout-sse', metric: 'steadyP99Ms', pushlet: 'pushlet-sse', reference: 'sse', limit: 1.25, kind: 'max' }),
-    ratioTarget(results, { id: 'ws-memory', target: 'Memory per idle WS (≤ 1.2× plain ws)', scenario: 'idle-ws', metric: 'rssPerConnKB', pushlet: 'pushlet-ws', reference: 'ws', limit: 1.2, kind: 'max' }),
-    ratioTarget(results, {
-      id: 'sse-memory',
-      target: 'Memory per idle SSE, vs Pushlet per idle WS (≤ 1×)',
-      scenario: 'idle-sse',
-      metric: 'rssPerConnKB',
-      pushlet: 'pushlet-sse',
-      refScenario: 'idle-ws',
-      reference: 'pushlet-ws',
-      limit: 1.0,
-      kind: 'max',
-    }),
-  ];
+  const targets = RATIO_TARGETS.map((spec) => ratioTarget(results, spec));
   const maxConn = results.find((r) => r.id === 'max-conn');
+  const wanted = Number(maxConn?.params.connections ?? 0);
   for (const peer of ['pushlet-ws', 'pushlet-sse']) {
     const row = maxConn?.rows.find((r) => r.peer === peer);
-    const wantedCount = Number(maxConn?.params.connections ?? 0);
-    const ok = row?.status === 'ok' ? row.metrics.openAtEnd === wantedCount && row.metrics.errors === 0 : undefined;
-    targets.push({
-      id: `max-conn-${peer}`,
-      target: `${peer === 'pushlet-ws' ? 'WS' : 'SSE'}: ${wantedCount.toLocaleString('en')} connections in one process, heartbeats, no errors`,
-      pushlet: row?.status === 'ok' ? row.metrics.openAtEnd : undefined,
-      reference: wantedCount || undefined,
-      referenceLabel: 'wanted',
-      ratio: row?.status === 'ok' && wantedCount ? row.metrics.openAtEnd! / wantedCount : undefined,
-      limit: 1,
-      kind: 'all',
-      met: ok,
-      note: !maxConn ? 'scenario not run' : row?.status === 'ok' ? (row.metrics.errors ? `${row.metrics.errors} errors` : '') : (row?.note ?? 'not run'),
-    });
+    const met = row?.metrics.openAtEnd === wanted && row?.metrics.errors === 0;
+    const target = `${peer === 'pushlet-ws' ? 'WS' : 'SSE'}: ${wanted.toLocaleString('en')} connections in one process, heartbeats, no errors`;
+    targets.push(checkTarget(`max-conn-${peer}`, target, row, !!maxConn, row?.metrics.openAtEnd, wanted, 'wanted', met, `${row?.metrics.errors} errors`));
   }
-  for (const peer of ['pushlet-ws+redis', 'pushlet-sse+redis']) {
-    for (const [metric, what] of [
-      ['p99SliceMs', 'median slice'],
-      ['p99Ms', 'all deliveries'],
-    ] as const) {
-      targets.push(
-        ratioTarget(results, {
-          id: `cluster-${metric}-${peer}`,
-          target: `Cross-instance p99 through Redis, ${peer.startsWith('pushlet-ws') ? 'WS' : 'SSE'}, ${what} (≤ Socket.IO Redis adapter)`,
-          scenario: 'cluster',
-          metric,
-          pushlet: peer,
-          reference: 'socketio+redis',
-          limit: 1.0,
-          kind: 'max',
-        }),
-      );
-    }
-  }
-  targets.push(
-    ratioTarget(results, { id: 'publish-redis-cpu', target: 'Redis CPU per message published with history (≤ bare PUBLISH)', scenario: 'publish', metric: 'redisCpuUs', pushlet: 'pushlet', reference: 'bare-publish', limit: 1.0, kind: 'max' }),
-    ratioTarget(results, { id: 'publish-rate', target: 'Messages/s published by one instance with history (≥ bare PUBLISH)', scenario: 'publish', metric: 'perSecond', pushlet: 'pushlet', reference: 'bare-publish', limit: 1.0, kind: 'min' }),
-    ratioTarget(results, {
-      id: 'publish-cluster-scaling',
-      target: 'Publish throughput, three-master Cluster vs one master (≥ 2.2×)',
-      scenario: 'publish',
-      metric: 'perSecond',
-      pushlet: 'pushlet-cluster-3',
-      reference: 'pushlet-cluster-1',
-      limit: 2.2,
-      kind: 'min',
-    }),
-  );
+  targets.push(...LATER_TARGETS.map((spec) => ratioTarget(results, spec)));
   const storm = results.find((r) => r.id === 'storm');
-  const stormRow = storm?.rows.find((r) => r.peer === 'pushlet-storm');
-  const caughtUpS = stormRow?.status === 'ok' ? stormRow.metrics.allCaughtUpS : undefined;
-  const clean = stormRow?.status === 'ok' && stormRow.metrics.met === 1;
-  targets.push({
-    id: 'storm',
-    target: `Reconnect storm, ${Number(storm?.params.clients ?? 0).toLocaleString('en')} clients: all caught up (< 10 s, every message once, no reset)`,
-    pushlet: caughtUpS,
-    reference: 10,
-    referenceLabel: 's, target',
-    ratio: caughtUpS !== undefined && Number.isFinite(caughtUpS) ? caughtUpS / 10 : undefined,
-    limit: 1,
-    kind: 'max',
-    met: stormRow?.status === 'ok' ? clean : undefined,
-    note: !storm ? 'scenario not run' : stormRow?.status !== 'ok' ? (stormRow?.note ?? 'not run') : clean ? '' : Number.isFinite(caughtUpS) ? 'messages lost, twice or reset' : 'not all caught up within the timeout',
-  });
+  const row = storm?.rows.find((r) => r.peer === 'pushlet-storm');
+  const caughtUpS = row?.metrics.allCaughtUpS;
+  const target = `Reconnect storm, ${Number(storm?.params.clients ?? 0).toLocaleString('en')} clients: all caught up (< 10 s, every message once, no reset)`;
+  const failNote = Number.isFinite(caughtUpS) ? 'messages lost, twice or reset' : 'not all caught up within the timeout';
+  targets.push(checkTarget('storm', target, row, !!storm, caughtUpS, 10, 's, target', row?.metrics.met === 1, failNote));
   return targets;
 }
 
@@ -235,9 +226,9 @@ export function targetsTable(targets: TargetResult[]): string {
   return lines.join('\n');
 }
 
-export function markdownReport(meta: RunMeta, targets: TargetResult[], results: ScenarioResult[]): string {
+export function markdownReport(title: string, meta: RunMeta, targets: TargetResult[], results: ScenarioResult[]): string {
   const parts = [
-    '# Pushlet benchmark results',
+    `# ${title}`,
     '',
     `Run ${meta.startedAt} (${Math.round(meta.durationS)} s), commit \`${meta.commit}\`, Node ${meta.node}, ${meta.cores} × ${meta.cpus}. ` +
       `Load average ${meta.loadAverageStart.map((l) => l.toFixed(2)).join(' / ')} at start, ${meta.loadAverageEnd.map((l) => l.toFixed(2)).join(' / ')} at the end` +
@@ -247,13 +238,10 @@ export function markdownReport(meta: RunMeta, targets: TargetResult[], results: 
       'CPU is the server process\'s utime+stime from /proc/<pid>/stat; latency is from the publish call to receipt, on the machine\'s monotonic clock. ' +
       'Other work shares this machine, so compare ratios within this run rather than absolute figures.',
     '',
-    '## Targets',
-    '',
-    targetsTable(targets),
-    '',
+    ...(targets.length ? ['## Targets', '', targetsTable(targets), ''] : []),
   ];
   for (const result of results) {
-    parts.push(`## ${result.title}`, '', result.description, '', scenarioTable(result), '');
+    parts.push(`## ${result.title}`, '', result.description, '', scenarioTable(result), '', ...(result.notes ?? []));
   }
   return parts.join('\n');
 }

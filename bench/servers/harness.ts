@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { writeHeapSnapshot } from 'node:v8';
 import { nowUs } from '../lib/proc.js';
 import { notify, serveCommands } from '../lib/ipc.js';
 
@@ -169,12 +168,6 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
         publishErrors,
         lastPublishError,
       };
-    },
-
-    /** Writes a V8 heap snapshot (for looking into memory per connection). */
-    heapSnapshot: (args: { path: string }) => {
-      (globalThis as { gc?: () => void }).gc?.();
-      return writeHeapSnapshot(args.path);
     },
 
     exit: async () => {
