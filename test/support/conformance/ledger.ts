@@ -84,7 +84,7 @@ export class Ledger {
     return new Map(topics.map((topic) => [topic, this.count(topic) + 1]));
   }
 
-  /** Waits (bounded) until the last connection of `chain` has every topic's last publication. */
+  /** Waits (bounded) until `recorder` has every topic's last publication. */
   async delivered(recorder: StreamRecorder, topics: readonly string[], ms = 15_000): Promise<void> {
     const done = () => topics.every((topic) => this.count(topic) === 0 || recorder.messagesOf(topic).some((m) => m.seq === this.count(topic)));
     await recorder.waitFor(done, ms, `the last message of ${topics.map((t) => `${t}#${this.count(t)}`).join(', ')}`);
@@ -171,6 +171,16 @@ export interface LedgerExpectations {
    * for all.
    */
   resets?: 'none' | 'allowed' | 'required' | ReadonlyMap<string, 'none' | 'allowed' | 'required'>;
+}
+
+/**
+ * Asserts that nothing published from `from` (per topic) on is missing, even where a reset came:
+ * a reset excuses what was published before it was sent, never what a stream was owed since it
+ * subscribed (or since the backend came back).
+ */
+export function assertNothingLostFrom(tallies: readonly TopicTally[], from: ReadonlyMap<string, number>, context = ''): void {
+  const lost = tallies.flatMap((t) => [...t.missing, ...t.coveredByReset].filter((seq) => seq >= (from.get(t.topic) ?? 1)).map((seq) => `${t.topic}#${seq}`));
+  assert.deepEqual(lost, [], `lost since it was owed everything: ${context}\n${describeTallies(tallies)}`);
 }
 
 /**
