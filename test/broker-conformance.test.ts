@@ -244,7 +244,6 @@ for (const fixture of FIXTURES) {
       }
     });
 
-
     it('5. history lost (backend killed and restarted empty) with clients live, resuming and to resume: a reset, never a silent gap, no duplicate', fixture.canFail ? {} : NEEDS_FAILURES, async (ctx) => {
       const t = await app();
       const topics = await backend.topics(2);
