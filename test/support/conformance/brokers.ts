@@ -33,7 +33,9 @@ export interface Backend {
    * Brings the backend back on the same address, serving again, with its data lost (a crash
    * without persistence: every Redis fixture runs without RDB or AOF). A fixture whose backend
    * persists must wipe its store here, so that "history lost" tests mean what they say. Nothing
-   * when the backend is up.
+   * when the backend is up. (No `keepData` choice: a single Redis server restarted with its data
+   * still counts as one that may have lost some, since its run id changed, so a restart that
+   * keeps data would expect the same resets and test nothing more.)
    */
   restore(): Promise<void>;
   tearDown(): Promise<void>;
