@@ -60,6 +60,10 @@ export interface ChaosOutcome {
 }
 
 const MAX_FINDINGS_SHOWN_PER_KIND = 6;
+/** Catching up at the end: no client moving for this long is a stall (see `ChaosRun.caughtUp`). */
+const CATCH_UP_STALL_MS = 10_000;
+/** Catching up at the end: at most this long in all, however slowly the clients move. */
+const CATCH_UP_MAX_MS = 60_000;
 
 /**
  * One chaos run: a Redis deployment, sample instances as child processes, reconnecting SSE and
@@ -239,18 +243,42 @@ export class ChaosRun {
     const publisher = this.publisher!;
     const last = new Map(topics.map((t) => [t, publisher.lastAcknowledged(t)]));
     try {
-      await until(() => this.clients.every((c) => c.connected), 15_000, 'every client to be connected again');
-      await until(
-        () => this.clients.every((c) => c.topics.every((t) => (c.highest.get(t) ?? 0) >= last.get(t)!)),
-        10_000,
-        'every client to reach the last acknowledged seq of each of its topics',
-      );
+      await until(() => this.clients.every((c) => c.connected), 30_000, 'every client to be connected again');
+      await this.caughtUp(last);
     } catch (error) {
       const behind = this.clients.flatMap((c) =>
         c.topics.filter((t) => (c.highest.get(t) ?? 0) < last.get(t)!).map((t) => `${c.name}/${t} at ${c.highest.get(t) ?? 0} of ${last.get(t)}`),
       );
       this.notes.push(`${(error as Error).message}; behind: ${behind.slice(0, 12).join(', ')}${behind.length > 12 ? ` and ${behind.length - 12} more` : ''}`);
       if (process.env.CHAOS_DEBUG) this.notes.push(...(await this.behindDetails(last)));
+    }
+  }
+
+  /**
+   * Waits until every client has reached the last acknowledged seq of each of its topics. A
+   * client that stops moving for {@link CATCH_UP_STALL_MS} is left behind (a stall: a resume that
+   * never completes, an instance that never recovers); one that is still moving only slowly (the
+   * test process, the instances and Redis starved of CPU by other runs on the machine) is given up
+   * to {@link CATCH_UP_MAX_MS} in all. A fixed 10 s bound could not tell the two apart.
+   */
+  private async caughtUp(last: ReadonlyMap<string, number>): Promise<void> {
+    const missing = () =>
+      this.clients.reduce((sum, c) => sum + c.topics.reduce((n, t) => n + Math.max(0, last.get(t)! - (c.highest.get(t) ?? 0)), 0), 0);
+    const start = performance.now();
+    let movedAt = start;
+    let left = missing();
+    while (left > 0) {
+      const now = performance.now();
+      if (now - movedAt > CATCH_UP_STALL_MS || now - start > CATCH_UP_MAX_MS) {
+        throw new Error(
+          `timed out waiting until every client reached the last acknowledged seq of each of its topics ` +
+            `(${left} seqs to go; no progress for ${Math.round(now - movedAt)} ms, ${Math.round(now - start)} ms in all)`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const next = missing();
+      if (next < left) movedAt = performance.now();
+      left = next;
     }
   }
 
