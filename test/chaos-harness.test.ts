@@ -4,6 +4,8 @@ import { ChaosClient, type ClientRecord } from './support/chaos/chaos-client.js'
 import { EventStreamParser, type StreamEvent } from './support/chaos/event-stream.js';
 import { judge, type HistoryLoss, type Phase } from './support/chaos/ledger.js';
 import { Publisher, type Fate } from './support/chaos/publisher.js';
+import { formatCursor, topicHash } from '../src/protocol/ids.js';
+import { PROTOCOL_TEXTS } from '../src/protocol/texts.js';
 
 /**
  * The chaos test's own parts, checked without any server: the event-stream parser against the
@@ -113,6 +115,44 @@ describe('chaos harness: ledger', () => {
     assert.deepEqual(kinds([{ what: 'master', topics: new Set(['other']), killedAt: 50, restartedAt: 60 }], 3), ['unjustified-reset']);
     assert.deepEqual(kinds([{ what: 'redis', topics: new Set(['t']), killedAt: 1, restartedAt: 2 }], 3), ['unjustified-reset']);
     assert.deepEqual(kinds([{ what: 'redis', topics: new Set(['t']), killedAt: 1, restartedAt: 4 }], 3), []);
+  });
+
+  it('justifies a reset at a resume from a message stamped before the loss, also after a reset without an id', () => {
+    // A reset in the middle of a connection carries no id: the client still holds the position of
+    // its last message, drops before the next one and is told "too old" on its next resume. Its
+    // last news of the topic (the first reset) came after the restart; its position did not.
+    const cursor = (ms: number, seq: number) => formatCursor([[topicHash('t'), { ms, seq }]]);
+    const history = (resumedFrom: string) => {
+      const client = new ChaosClient('c00', 'ws', ['t'], () => [], Math.random);
+      const conn = (n: number, at: number, resumeId: string | undefined, baseline: number) => {
+        client.connections.set(n, { conn: n, instance: 'i0', resumeId, baseline, openedAt: at });
+        client.records.push({ kind: 'open', at, conn: n, instance: 'i0', resumeId });
+      };
+      conn(1, 2, undefined, 2);
+      client.records.push({ kind: 'connected', at: 3, conn: 1, id: cursor(900, 0) });
+      client.records.push({ kind: 'message', at: 10, conn: 1, topic: 't', seq: 1, id: cursor(1000, 1) });
+      client.records.push({ kind: 'closed', at: 21, conn: 1, cause: 'cut' });
+      conn(2, 35, cursor(1000, 1), 10);
+      client.records.push({ kind: 'connected', at: 36, conn: 2, id: cursor(1000, 1) });
+      client.records.push({ kind: 'reset', at: 37, conn: 2, topics: ['t'], reason: PROTOCOL_TEXTS.resetHistoryLost });
+      client.records.push({ kind: 'closed', at: 38, conn: 2, cause: 'closed' });
+      conn(3, 40, resumedFrom, 36);
+      client.records.push({ kind: 'connected', at: 41, conn: 3, id: cursor(3000, 0) });
+      client.records.push({ kind: 'reset', at: 42, conn: 3, topics: ['t'], reason: PROTOCOL_TEXTS.resetTooOld });
+      client.records.push({ kind: 'message', at: 50, conn: 3, topic: 't', seq: 3, id: cursor(3000, 1) });
+      return client;
+    };
+    const kinds = (resumedFrom: string, clockAtRestart: number | undefined) =>
+      judge([history(resumedFrom)], publisherWith(acked(3)), [{ what: 'master', topics: new Set(['t']), killedAt: 20, restartedAt: 30, clockAtRestart }], phases).findings.map(
+        (f) => f.kind,
+      );
+    assert.deepEqual(kinds(cursor(1000, 1), 2000), []);
+    // Judged by receipt times alone (no clock of the restart), the second reset looks unjustified.
+    assert.deepEqual(kinds(cursor(1000, 1), undefined), ['unjustified-reset']);
+    // A position no message had (an instance's estimate) proves nothing about the loss.
+    assert.deepEqual(kinds(cursor(1500, 0), 2000), ['unjustified-reset']);
+    // Nor does a message stamped after the restart.
+    assert.deepEqual(kinds(cursor(1000, 1), 900), ['unjustified-reset']);
   });
 
   it('finds clients that disagree on where a seq of unknown fate belongs', () => {

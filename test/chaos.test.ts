@@ -13,7 +13,8 @@ import { ChaosRun, chaosSettings } from './support/chaos/scenario.js';
  */
 describe('chaos: exactly once, in order, or a reset', () => {
   const settings = chaosSettings();
-  const timeout = settings.durationMs + 120_000;
+  // Beyond the fault phases: starts and restarts of starved instances (up to 60 s each) and the catch-up (up to 90 s).
+  const timeout = settings.durationMs + 240_000;
   let run: ChaosRun | undefined;
 
   afterEach(async () => {

@@ -41,6 +41,8 @@ export class ChaosClient {
   readonly highest = new Map<string, number>();
   reconnects = 0;
   failedAttempts = 0;
+  /** Diagnostics (`CHAOS_DEBUG`): told of every `pushlet:reset` as it arrives. */
+  onReset: ((record: Extract<ClientRecord, { kind: 'reset' }>) => void) | undefined;
   private current: StreamConnection | undefined;
   private currentConn = 0;
   private connectedNow = false;
@@ -157,7 +159,9 @@ export class ChaosClient {
       } catch {
         this.records.push({ kind: 'odd', at, conn, what: `unparsable pushlet:reset data ${JSON.stringify(frame.data)}` });
       }
-      this.records.push({ kind: 'reset', at, conn, topics, reason });
+      const record = { kind: 'reset', at, conn, topics, reason } as const;
+      this.records.push(record);
+      this.onReset?.(record);
       return;
     }
     if (frame.event.startsWith('pushlet:')) {

@@ -1,5 +1,8 @@
+import { performance } from 'node:perf_hooks';
 import type { ChaosClient, ClientRecord, ConnectionInfo } from './chaos-client.js';
+import { PROTOCOL_TEXTS } from '../../../src/protocol/texts.js';
 import type { Publisher } from './publisher.js';
+import { parseResumeId, topicHash, type Position } from '../../../src/protocol/ids.js';
 
 /** Redis history that was truly lost: a server (or a cluster master) killed and restarted empty. */
 export interface HistoryLoss {
@@ -9,6 +12,12 @@ export interface HistoryLoss {
   readonly killedAt: number;
   /** When it answered again (Infinity while it has not). */
   restartedAt: number;
+  /**
+   * Redis's clock (this machine's wall clock, ms) just before the server was started again
+   * (Infinity until then): every id it stamped before the loss is older, and every id, horizon
+   * or position it hands out afterwards is not. Unset: judge by receipt times alone.
+   */
+  clockAtRestart?: number;
 }
 
 /** A stretch of the run with one kind of fault, for telling where a reset was seen. */
@@ -51,6 +60,8 @@ export function judge(
   publisher: Publisher,
   losses: readonly HistoryLoss[],
   phases: readonly Phase[],
+  /** `CHAOS_DEBUG`: what was probed at each reset; also turns on the details of unjustified ones. */
+  explain?: ReadonlyMap<unknown, string>,
 ): Verdict {
   const findings: Finding[] = [];
   let transport: string | undefined;
@@ -83,7 +94,8 @@ export function judge(
         add(
           'unjustified-reset',
           `${who}: pushlet:reset for ${unjustified.join(',')} (named ${JSON.stringify(record.topics)}, "${record.reason}") in phase "${phase}" ` +
-            `on conn ${record.conn} to ${info?.instance ?? '?'} (resumed from ${info?.resumeId ?? 'nothing'}), but no history of it was lost before that`,
+            `on conn ${record.conn} to ${info?.instance ?? '?'} (resumed from ${info?.resumeId ?? 'nothing'}), but no history of it was lost before that` +
+            (explain ? `\n      ${resetDetails(client, record, unjustified, info, losses, publisher, explain)}` : ''),
         );
       }
     }
@@ -102,11 +114,25 @@ export function judge(
 
 /**
  * A reset of `topic` is justified when its history was lost (killed at or before the reset) and
- * what the client knew of the topic predates the restart: it resumed from an id obtained before,
- * or the last message of the topic it got (or the last reset of it, or its first connection)
- * came before. A resume id carries each
- * topic's own position on a Cluster, so an id obtained after the restart can still hold an older
- * position for a quiet topic (broadcasts, for one).
+ * the position the module judged predates the restart. Either of two tests says so:
+ *
+ * - by receipt times: what the client knew of the topic predates the restart: it resumed from an
+ *   id obtained before, or the last message of the topic it got (or the last reset of it, or its
+ *   first connection) came before. A resume id carries each topic's own position on a Cluster,
+ *   so an id obtained after the restart can still hold an older position for a quiet topic
+ *   (broadcasts, for one);
+ * - by the position itself (see {@link judgedPosition}): it is the id of a message of the topic
+ *   that the client received, so stamped by Redis, and Redis's clock was then older than the
+ *   restart ({@link HistoryLoss.clockAtRestart}). Only a message's position counts: an estimate
+ *   an instance hands out while Redis is unreachable is not a point in Redis's history.
+ *
+ * The second is needed because the first is wrong in two cases. (1) A reset in the middle of a
+ * connection ("the broker lost messages") carries no id (README, Resume): the client's id keeps
+ * the topic's old position until its next message, so a client that drops before one resumes
+ * from before the loss and is rightly told `reset` again (too old), though its "last reset" of the
+ * topic came after the restart. Seen on a Cluster under CPU load (a client resumed on an instance
+ * that was recovering, was told the loss, and dropped 190 ms later). (2) A message stamped before
+ * the loss can be read by a starved test process after the restart.
  */
 function justified(
   record: ResetRecord,
@@ -117,7 +143,32 @@ function justified(
 ): boolean {
   if (!info) return false;
   const known = topic === undefined ? info.baseline : Math.min(info.baseline, topicBaseline(client, topic, record.at));
-  return losses.some((loss) => (topic === undefined || loss.topics.has(topic)) && loss.killedAt <= record.at && known < loss.restartedAt);
+  const lost = losses.filter((loss) => (topic === undefined || loss.topics.has(topic)) && loss.killedAt <= record.at);
+  if (lost.some((loss) => known < loss.restartedAt)) return true;
+  if (topic === undefined) return false;
+  const position = judgedPosition(client, record, info, topic);
+  if (!position || !lost.some((loss) => loss.clockAtRestart !== undefined && position.ms < loss.clockAtRestart)) return false;
+  return client.records.some((r) => {
+    if (r.kind !== 'message' || r.topic !== topic || r.at >= record.at) return false;
+    const stamped = positionIn(r.id, topic);
+    return stamped !== undefined && stamped.ms === position.ms && stamped.seq === position.seq;
+  });
+}
+
+/**
+ * The position of `topic` that the module found incomplete when it sent `record`: for a reset at
+ * a resume ("too old" and the like), the one in the id the client resumed from; for a reset in the
+ * middle of a connection (history lost), the one in the last id the connection gave before it
+ * (its `pushlet:connected` id, or its last message's), which is where the connection stood.
+ */
+function judgedPosition(client: ChaosClient, record: ResetRecord, info: ConnectionInfo, topic: string): { ms: number; seq: number } | undefined {
+  if (record.reason !== PROTOCOL_TEXTS.resetHistoryLost) return positionIn(info.resumeId, topic);
+  let id = info.resumeId;
+  for (const r of client.records) {
+    if (r === record) break;
+    if (r.conn === record.conn && (r.kind === 'connected' || r.kind === 'message') && r.id !== undefined) id = r.id;
+  }
+  return positionIn(id, topic);
 }
 
 /** When the client last learned where `topic` stands, before `at`. */
@@ -234,6 +285,60 @@ function judgeAgreement(clients: readonly ChaosClient[], publisher: Publisher, a
   }
 }
 
+/** `CHAOS_DEBUG`: the positions, receipt times and Redis state behind a reset judged unjustified. */
+function resetDetails(
+  client: ChaosClient,
+  record: ResetRecord,
+  topics: readonly string[],
+  info: ConnectionInfo | undefined,
+  losses: readonly HistoryLoss[],
+  publisher: Publisher,
+  explain: ReadonlyMap<unknown, string>,
+): string {
+  const lines: string[] = [];
+  lines.push(`reset read at ${wallClock(record.at)} (wall ms); conn opened ${info ? wallClock(info.openedAt) : '?'}, resume id obtained ${info ? wallClock(info.baseline) : '?'}`);
+  for (const loss of losses) {
+    lines.push(`loss ${loss.what} topics ${[...loss.topics].join(',')}: killed ${wallClock(loss.killedAt)} restarted ${Number.isFinite(loss.restartedAt) ? wallClock(loss.restartedAt) : 'never'} (Redis clock at restart ${loss.clockAtRestart})`);
+  }
+  for (const topic of topics) {
+    const resumed = positionIn(info?.resumeId, topic);
+    let last: MessageRecord | undefined;
+    for (const r of client.records) {
+      if (r.at >= record.at) break;
+      if (r.kind === 'message' && r.topic === topic) last = r;
+    }
+    const lastPosition = last ? positionIn(last.id, topic) : undefined;
+    const ackedAfter = (publisher.publications.get(topic) ?? []).filter(
+      (p) => p.fate === 'acknowledged' && p.seq > (last?.seq ?? 0) && p.settledAt < record.at,
+    ).length;
+    lines.push(
+      `${topic}: resumed from ${resumed ? `${resumed.ms}-${resumed.seq}` : 'no position'}; last message before it seq ${last?.seq ?? '-'} ` +
+        `at position ${lastPosition ? `${lastPosition.ms}-${lastPosition.seq}` : '-'} read at ${last ? wallClock(last.at) : '-'} ` +
+        `(${last && lastPosition ? `${wallClock(last.at) - lastPosition.ms} ms after Redis stamped it` : '-'}); ` +
+        `${ackedAfter} acknowledged publications after it before the reset`,
+    );
+  }
+  // The client's last records before the reset: opens, connected ids, this reset's topics' messages and resets, closes.
+  const trace = client.records
+    .filter((r) => r.at <= record.at && r.at >= record.at - 8_000)
+    .filter((r) => r.kind !== 'message' || topics.includes(r.topic))
+    .slice(-24)
+    .map((r) => {
+      const t = wallClock(r.at) % 100_000;
+      switch (r.kind) {
+        case 'open': return `${t} open#${r.conn}->${r.instance}`;
+        case 'connected': return `${t} connected#${r.conn} ${topics.map((tp) => { const p = positionIn(r.id, tp); return `${tp}@${p ? `${p.ms}-${p.seq}` : '-'}`; }).join(',')}`;
+        case 'message': return `${t} m#${r.conn} ${r.topic}/${r.seq}`;
+        case 'reset': return `${t} RESET#${r.conn} [${r.topics.join(',')}] ${r.reason.slice(0, 24)}`;
+        case 'closed': return `${t} closed#${r.conn} (${r.cause})`;
+        default: return `${t} ${r.kind}#${r.conn}`;
+      }
+    });
+  lines.push(`trace (wall ms mod 1e5): ${trace.join(' | ')}`);
+  lines.push(`probe: ${explain.get(record) ?? '(none)'}`);
+  return lines.join('\n      ');
+}
+
 function connText(client: ChaosClient, conn: number): string {
   const info = client.connections.get(conn);
   return info ? `on ${info.instance}, resumed from ${info.resumeId ?? 'nothing'}` : '?';
@@ -255,4 +360,17 @@ export function ranges(seqs: readonly number[]): string {
   }
   const text = parts.join(',');
   return `seq ${text.length > 120 ? text.slice(0, 120) + '…' : text} (${seqs.length})`;
+}
+
+/** The position a resume id gives `topic` (a cursor's entry), if any. */
+export function positionIn(id: string | undefined, topic: string): Position | undefined {
+  const parsed = parseResumeId(id);
+  if (!parsed) return undefined;
+  if (parsed.kind === 'position') return parsed.position;
+  return parsed.positions.get(topicHash(topic));
+}
+
+/** performance.now() as wall-clock milliseconds (Redis's clock on this machine). */
+export function wallClock(at: number): number {
+  return Math.round(performance.timeOrigin + at);
 }

@@ -33,10 +33,12 @@ export async function singleRedis(): Promise<RedisUnderTest> {
     },
     async loseHistory(downMs, onLoss) {
       // Broadcasts (`*`) have their history on the same server.
-      const loss: HistoryLoss = { what: `redis-server :${server.port}`, topics: new Set([...topics, '*']), killedAt: performance.now(), restartedAt: Infinity };
+      const loss: HistoryLoss = { what: `redis-server :${server.port}`, topics: new Set([...topics, '*']), killedAt: performance.now(), restartedAt: Infinity, clockAtRestart: Infinity };
       onLoss(loss);
       await server.kill();
       await new Promise((resolve) => setTimeout(resolve, downMs));
+      // Redis's clock is this machine's: nothing the new server stamps is older than this.
+      loss.clockAtRestart = Date.now();
       await server.restart();
       loss.restartedAt = performance.now();
       return loss;
@@ -76,10 +78,13 @@ export async function clusterRedis(): Promise<RedisUnderTest> {
         topics: new Set([...(topicsOf.get(server.port) ?? []), ...(broadcastPort === server.port ? ['*'] : [])]),
         killedAt: performance.now(),
         restartedAt: Infinity,
+        clockAtRestart: Infinity,
       };
       onLoss(loss);
       await server.kill();
       await new Promise((resolve) => setTimeout(resolve, downMs));
+      // Redis's clock is this machine's: nothing the new server stamps is older than this.
+      loss.clockAtRestart = Date.now();
       await server.restart();
       loss.restartedAt = performance.now();
       await eventually(() => cluster.stateOk(), 20_000, 'cluster_state:ok after restarting a master');

@@ -15,6 +15,15 @@ import { within } from '../wait.js';
 
 const MAIN = fileURLToPath(new URL('../../../sample/main.js', import.meta.url));
 
+/**
+ * How long a start (or restart) may take until the instance answers HTTP. Generous on purpose:
+ * on a 2-core machine shared with other test runs and busy loops (load average 20 and more), a
+ * Node + Nest start took more than 20 s (the old bound): the process had printed only "Starting
+ * Nest application..", or nothing at all, when it ran out (Cluster seeds 105 and 106 beside two
+ * busy loops). That is starvation, not a fault of the module: the run only waits longer.
+ */
+const READY_MS = 60_000;
+
 const live = new Set<ChildProcess>();
 const dirs = new Set<string>();
 process.once('exit', () => {
@@ -39,7 +48,7 @@ export class SampleProcess {
   }
 
   /** Starts an instance on a free port and resolves once it answers HTTP. */
-  static async start(name: string, env: Record<string, string>, readyMs = 20_000): Promise<SampleProcess> {
+  static async start(name: string, env: Record<string, string>, readyMs = READY_MS): Promise<SampleProcess> {
     const sample = new SampleProcess(name, await freePort(), env);
     await sample.spawnReady(readyMs);
     return sample;
@@ -71,7 +80,7 @@ export class SampleProcess {
    * Starts the instance again on the same port and waits until it answers. An attempt whose
    * process exits before it answers (Redis not reachable yet) is retried until `readyMs` is spent.
    */
-  async restart(readyMs = 20_000): Promise<void> {
+  async restart(readyMs = READY_MS): Promise<void> {
     if (this.child) throw new Error(`${this.name} is still running`);
     await this.spawnReady(readyMs);
   }

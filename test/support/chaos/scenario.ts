@@ -6,6 +6,7 @@ import { judge, type HistoryLoss, type Phase, type Verdict } from './ledger.js';
 import { Publisher } from './publisher.js';
 import { clusterRedis, singleRedis, type RedisUnderTest } from './redis-under-test.js';
 import { SampleProcess } from './sample-process.js';
+import { ResetProbe } from './diagnostics.js';
 import type { Transport } from './stream-connections.js';
 
 export interface ChaosSettings {
@@ -59,6 +60,10 @@ export interface ChaosOutcome {
 }
 
 const MAX_FINDINGS_SHOWN_PER_KIND = 6;
+/** Catching up at the end: no client moving for this long is a stall (see `ChaosRun.caughtUp`). */
+const CATCH_UP_STALL_MS = 10_000;
+/** Catching up at the end: at most this long in all, however slowly the clients move. */
+const CATCH_UP_MAX_MS = 60_000;
 
 /**
  * One chaos run: a Redis deployment, sample instances as child processes, reconnecting SSE and
@@ -84,6 +89,8 @@ export class ChaosRun {
   private instanceKills = 0;
   private droppers: Promise<void> | undefined;
   private readonly notes: string[] = [];
+  /** `CHAOS_DEBUG=1`: what Redis and the instance said at each reset (see `diagnostics.ts`). */
+  private probe: ResetProbe | undefined;
 
   constructor(
     readonly kind: 'single' | 'cluster',
@@ -106,6 +113,7 @@ export class ChaosRun {
     this.log(`[${this.kind}] CHAOS_SEED=${settings.seed} CHAOS_MS=${settings.durationMs} CHAOS_CLIENTS=${settings.clients} CHAOS_FAULTS=${[...settings.faults].join(',')}`);
     const topics = await this.redis.chooseTopics(settings.topics);
     const env = { ...this.redis.env, HEARTBEAT_MS: '5000' };
+    if (process.env.CHAOS_DEBUG) this.probe = new ResetProbe(this.redis.env);
     this.instances.push(
       ...(await Promise.all(Array.from({ length: settings.instances }, (_, i) => SampleProcess.start(`i${i}`, env)))),
     );
@@ -141,7 +149,18 @@ export class ChaosRun {
     await this.publisher.stop();
     await this.settle(topics);
     for (const client of this.clients) await client.stop();
-    return this.outcome();
+    const explain = new Map<unknown, string>();
+    if (this.probe) {
+      for (const client of this.clients) {
+        for (const record of client.records) {
+          if (record.kind !== 'reset') continue;
+          const text = await this.probe.text(record);
+          if (text) explain.set(record, text);
+        }
+      }
+      await this.probe.stop();
+    }
+    return this.outcome(explain);
   }
 
   /** Stops everything this run started; safe to call twice, and after a failure half-way. */
@@ -149,6 +168,7 @@ export class ChaosRun {
     this.dropping = false;
     for (const client of this.clients) await client.stop().catch(() => undefined);
     await this.publisher?.stop().catch(() => undefined);
+    await this.probe?.stop().catch(() => undefined);
     for (const instance of this.instances) await instance.stop().catch(() => undefined);
     await this.redis?.stop().catch(() => undefined);
   }
@@ -160,6 +180,13 @@ export class ChaosRun {
       const count = 2 + Math.floor(random() * 3);
       const mine = shuffle([...topics], random).slice(0, count).sort();
       const client = new ChaosClient(`c${String(i).padStart(2, '0')}`, transport, mine, () => this.endpoints, this.random(100 + i));
+      const probe = this.probe;
+      if (probe) {
+        client.onReset = (record) => {
+          const name = client.connections.get(record.conn)?.instance;
+          probe.probe(record, this.instances.find((i) => i.name === name)?.url);
+        };
+      }
       this.clients.push(client);
       client.start();
     }
@@ -216,23 +243,73 @@ export class ChaosRun {
     const publisher = this.publisher!;
     const last = new Map(topics.map((t) => [t, publisher.lastAcknowledged(t)]));
     try {
-      await until(() => this.clients.every((c) => c.connected), 15_000, 'every client to be connected again');
-      await until(
-        () => this.clients.every((c) => c.topics.every((t) => (c.highest.get(t) ?? 0) >= last.get(t)!)),
-        10_000,
-        'every client to reach the last acknowledged seq of each of its topics',
-      );
+      await until(() => this.clients.every((c) => c.connected), 30_000, 'every client to be connected again');
+      await this.caughtUp(last);
     } catch (error) {
       const behind = this.clients.flatMap((c) =>
         c.topics.filter((t) => (c.highest.get(t) ?? 0) < last.get(t)!).map((t) => `${c.name}/${t} at ${c.highest.get(t) ?? 0} of ${last.get(t)}`),
       );
       this.notes.push(`${(error as Error).message}; behind: ${behind.slice(0, 12).join(', ')}${behind.length > 12 ? ` and ${behind.length - 12} more` : ''}`);
+      if (process.env.CHAOS_DEBUG) this.notes.push(...(await this.behindDetails(last)));
     }
   }
 
-  private outcome(): ChaosOutcome {
+  /**
+   * Waits until every client has reached the last acknowledged seq of each of its topics. A
+   * client that stops moving for {@link CATCH_UP_STALL_MS} is left behind (a stall: a resume that
+   * never completes, an instance that never recovers); one that is still moving only slowly (the
+   * test process, the instances and Redis starved of CPU by other runs on the machine) is given up
+   * to {@link CATCH_UP_MAX_MS} in all. A fixed 10 s bound could not tell the two apart.
+   */
+  private async caughtUp(last: ReadonlyMap<string, number>): Promise<void> {
+    const missing = () =>
+      this.clients.reduce((sum, c) => sum + c.topics.reduce((n, t) => n + Math.max(0, last.get(t)! - (c.highest.get(t) ?? 0)), 0), 0);
+    const start = performance.now();
+    let movedAt = start;
+    let left = missing();
+    while (left > 0) {
+      const now = performance.now();
+      if (now - movedAt > CATCH_UP_STALL_MS || now - start > CATCH_UP_MAX_MS) {
+        throw new Error(
+          `timed out waiting until every client reached the last acknowledged seq of each of its topics ` +
+            `(${left} seqs to go; no progress for ${Math.round(now - movedAt)} ms, ${Math.round(now - start)} ms in all)`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const next = missing();
+      if (next < left) movedAt = performance.now();
+      left = next;
+    }
+  }
+
+  /** `CHAOS_DEBUG`: for each client left behind, its connection, where it stands, and each instance's link. */
+  private async behindDetails(last: ReadonlyMap<string, number>): Promise<string[]> {
+    const now = performance.now();
+    const lines: string[] = [];
+    for (const c of this.clients) {
+      const topics = c.topics.filter((t) => (c.highest.get(t) ?? 0) < last.get(t)!);
+      if (topics.length === 0) continue;
+      const open = [...c.records].reverse().find((r) => r.kind === 'open');
+      const lastMessage = [...c.records].reverse().find((r) => r.kind === 'message');
+      const conn = open?.conn;
+      const since = conn === undefined ? [] : c.records.filter((r) => r.conn === conn).map((r) => r.kind);
+      lines.push(
+        `  behind ${c.name} (${c.transport}) ${topics.map((t) => `${t} at ${c.highest.get(t) ?? 0}/${last.get(t)}`).join(' ')}: ` +
+          `connected=${c.connected} conn ${conn} to ${open?.kind === 'open' ? open.instance : '?'} opened ${open ? Math.round(now - open.at) : '?'} ms ago ` +
+          `(records on it: ${since.length}, ${since.filter((k) => k === 'message').length} messages), last message ${lastMessage ? Math.round(now - lastMessage.at) : '?'} ms ago, ` +
+          `failed attempts ${c.failedAttempts}, id ${c.lastId}`,
+      );
+    }
+    for (const instance of this.instances) {
+      const stats = await fetchStats(instance.url);
+      lines.push(`  ${instance.name}: ${stats}`);
+    }
+    return lines;
+  }
+
+  private outcome(explain: ReadonlyMap<unknown, string> = new Map()): ChaosOutcome {
     const publisher = this.publisher!;
-    const verdict = judge(this.clients, publisher, this.losses, this.phases);
+    const verdict = judge(this.clients, publisher, this.losses, this.phases, process.env.CHAOS_DEBUG ? explain : undefined);
     const { counts } = verdict;
     const { published, acknowledged, unknown } = publisher.counts;
     const sse = this.clients.filter((c) => c.transport === 'sse').length;
@@ -265,6 +342,17 @@ export class ChaosRun {
       if (all.length > MAX_FINDINGS_SHOWN_PER_KIND) lines.push(`  … and ${all.length - MAX_FINDINGS_SHOWN_PER_KIND} more`);
     }
     return { verdict, summary, failure: lines.join('\n') };
+  }
+}
+
+/** An instance's `/stats` (connections and broker link), for diagnostics. */
+async function fetchStats(url: string): Promise<string> {
+  try {
+    const response = await fetch(`${url}/stats`, { signal: AbortSignal.timeout(3_000) });
+    const stats = (await response.json()) as { connections?: unknown; broker?: unknown; topicSubscribers?: unknown };
+    return JSON.stringify({ connections: stats.connections, broker: stats.broker, topicSubscribers: stats.topicSubscribers });
+  } catch (error) {
+    return `no stats: ${(error as Error).message}`;
   }
 }
 
