@@ -80,6 +80,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
         this.slowConsumers.report(transport, address);
       },
       refused: (reason) => counters.refusal(reason),
+      heartbeatMs: () => this.heartbeat.interval,
       ...this.presenceHooks(),
       resumed: ({ resets, replayed }) => counters.resumed(resets > 0, replayed),
       closed: (session) => this.sessions.delete(session),

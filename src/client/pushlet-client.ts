@@ -276,7 +276,7 @@ export class PushletClient {
       return;
     }
     this.#setState('connecting');
-    const placeholder: Transport = { kind, topics: new Set(), send: () => false, close: () => undefined };
+    const placeholder: Transport = { kind, topics: new Set(), send: () => false, heartbeat: () => undefined, close: () => undefined };
     this.#transport = placeholder;
     const options = this.#options;
     let token: string | undefined;
@@ -311,6 +311,7 @@ export class PushletClient {
         // The gap is told before the id that skips it is kept (docs/protocol.md, "Resume").
         this.#toldResets = new Set(data.reset?.topics);
         if (data.reset) this.#emit('reset', data.reset);
+        if (data.heartbeat) transport.heartbeat(data.heartbeat);
         if (frame.id !== undefined) this.#lastId = frame.id;
         this.#attempt = 0;
         if (this.#worked === 'none') this.#worked = transport.kind;
@@ -546,11 +547,12 @@ function parseJson(data: string): unknown {
   }
 }
 
-function topicsData(data: string): { topics: string[]; reset?: ResetData } {
+function topicsData(data: string): { topics: string[]; reset?: ResetData; heartbeat?: number } {
   const value = parseJson(data) as Partial<TopicsData> | null | undefined;
   const topics = strings(value?.topics);
   const reset = value?.reset;
-  return reset && typeof reset === 'object' ? { topics, reset: { topics: strings(reset.topics), reason: String(reset.reason ?? '') } } : { topics };
+  const heartbeat = typeof value?.heartbeat === 'number' && value.heartbeat > 0 ? value.heartbeat : undefined;
+  return reset && typeof reset === 'object' ? { topics, reset: { topics: strings(reset.topics), reason: String(reset.reason ?? '') }, heartbeat } : { topics, heartbeat };
 }
 
 function strings(value: unknown): string[] {
