@@ -1,5 +1,4 @@
-import { EVENTS } from '../protocol/frames.js';
-import { RESERVED_PREFIX } from '../protocol/topics.js';
+import { JOIN, LEAVE, RESERVED } from './wire.js';
 import type { PushletClientOptions } from './client-types.js';
 import { EventStreamParser } from './sse-parser.js';
 import { DEAD_LINK_FACTOR, type ClientFrame, type ConnectRequest, type Transport, type TransportEnd, type TransportHandlers } from './transport.js';
@@ -82,7 +81,7 @@ export function openEventStream(request: ConnectRequest, options: PushletClientO
 
 /** Notices as they are; a message's `data:` is the message as JSON (`format=json`), presence joins and leaves included. */
 function toFrame(id: string | undefined, event: string, data: string): ClientFrame {
-  if (!event.startsWith(RESERVED_PREFIX) || event === EVENTS.join || event === EVENTS.leave) {
+  if (!event.startsWith(RESERVED) || event === JOIN || event === LEAVE) {
     try {
       const message = JSON.parse(data) as Partial<Record<'topic' | 'data' | 'timestamp', unknown>> | null;
       if (typeof message?.topic === 'string' && typeof message.data === 'string') {

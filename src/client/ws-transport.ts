@@ -1,4 +1,4 @@
-import { EVENTS } from '../protocol/frames.js';
+import { PONG } from './wire.js';
 import type { PushletClientOptions } from './client-types.js';
 import { DEAD_LINK_FACTOR, type ClientFrame, type ConnectRequest, type Transport, type TransportEnd, type TransportHandlers } from './transport.js';
 
@@ -108,7 +108,7 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
   socket.onmessage = (event: MessageLike) => {
     const frame = parseFrame(event.data);
     if (!frame) return;
-    if (frame.event === EVENTS.pong && awaitingPong) {
+    if (frame.event === PONG && awaitingPong) {
       clearTimeout(timer);
       schedulePing();
     }
