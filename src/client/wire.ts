@@ -15,5 +15,5 @@ export const LEAVE: typeof EVENTS.leave = 'pushlet:leave';
 export const DISCONNECTED: typeof EVENTS.disconnected = 'pushlet:disconnected';
 /** Close code: the server disconnected the connection's user. */
 export const CLOSE_DISCONNECTED: typeof CLOSE_CODES.disconnected = 4002;
-/** Prefix of the module's own events (`RESERVED_PREFIX`). */
-export const RESERVED = 'pushlet:';
+/** Prefix of the module's own events, from the shared wire contract. */
+export { RESERVED_PREFIX as RESERVED } from '../protocol/topics.js';
