@@ -52,6 +52,7 @@ async function bundled(source: string): Promise<string> {
 
 function candidates(): Candidate[] {
   return [
+    { id: 'pushlet-core', label: 'Pushlet core client (pushlet-client-core.js)', pushlet: true, load: async () => readFileSync(join(ROOT, 'build/pushlet-client-core.js'), 'utf8') },
     { id: 'pushlet', label: 'Pushlet client (pushlet-client.js)', pushlet: true, load: async () => readFileSync(join(ROOT, 'build/pushlet-client.js'), 'utf8') },
     {
       id: 'centrifuge',

@@ -23,6 +23,14 @@ export interface SampleConfig {
   metrics?: boolean;
   /** How long a presence member outlives its instance (the module's `presence.ttlMs`, default 15 s). */
   presenceTtlMs?: number;
+  /** Open connections from one client address (the module's `limits.maxConnectionsPerAddress`, default unlimited). */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Express's `trust proxy` (`app.set('trust proxy', …)`): behind a load balancer, which hops of
+   * `X-Forwarded-For` to believe, so that the client's own address is the one counted and logged
+   * (docs/deploy.md). `1`: the one proxy in front. Default: none (the socket's peer).
+   */
+  trustProxy?: boolean | number | string;
 }
 
 /** Longest demo user name. */
@@ -88,6 +96,7 @@ export class AppModule {
         PushletHealthModule,
         PushletModule.forRoot({
           heartbeatInterval: config.heartbeatMs ?? 30_000,
+          ...(config.maxConnectionsPerAddress ? { limits: { maxConnectionsPerAddress: config.maxConnectionsPerAddress } } : {}),
           authorize: ({ topic, request }) => !topic.startsWith('private/') || hasToken(request, config.token ?? 'demo-token'),
           authenticate: (request) => demoIdentity(request),
           // Chat rooms: who is online, and identified WebSocket clients may post.

@@ -9,10 +9,24 @@ function clusterNodes(value: string | undefined): Array<{ host: string; port: nu
     .filter((node) => node.length > 0)
     .map((node) => {
       const colon = node.lastIndexOf(':');
-      const port = Number(node.slice(colon + 1));
+      /** `TRUST_PROXY`: `true`/`false`, a hop count, or Express's list of addresses and subnets. */
+function trustProxy(value: string | undefined): boolean | number | string | undefined {
+  if (!value) return undefined;
+  if (value === 'true' || value === 'false') return value === 'true';
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
+const port = Number(node.slice(colon + 1));
       if (colon <= 0 || !Number.isInteger(port) || port <= 0) throw new Error(`REDIS_CLUSTER_NODES: "${node}" is not host:port`);
       return { host: node.slice(0, colon), port };
     });
+}
+
+/** `TRUST_PROXY`: `true`/`false`, a hop count, or Express's list of addresses and subnets. */
+function trustProxy(value: string | undefined): boolean | number | string | undefined {
+  if (!value) return undefined;
+  if (value === 'true' || value === 'false') return value === 'true';
+  return /^\d+$/.test(value) ? Number(value) : value;
 }
 
 const port = Number(process.env.PORT ?? 3000);
@@ -24,6 +38,9 @@ const app = await createSampleApp({
   heartbeatMs,
   token: process.env.PUSHLET_TOKEN || undefined,
   presenceTtlMs: process.env.PRESENCE_TTL_MS ? Number(process.env.PRESENCE_TTL_MS) : undefined,
+  maxConnectionsPerAddress: process.env.MAX_CONNECTIONS_PER_ADDRESS ? Number(process.env.MAX_CONNECTIONS_PER_ADDRESS) : undefined,
+  // `TRUST_PROXY=1`: one proxy in front (docs/deploy.md); a number of hops, `true`, or addresses/subnets.
+  trustProxy: trustProxy(process.env.TRUST_PROXY),
 });
 await app.listen(port);
 console.log(`Pushlet sample on http://localhost:${port} (SSE /events, WebSocket /ws, publish /send, /broadcast)`);

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { preflight } from './preflight.mjs';
 
 function find(dir) {
   const out = [];
@@ -13,6 +14,10 @@ function find(dir) {
   }
   return out;
 }
+
+// Programs the suite needs (redis-server, redis-cli, chromium, nginx): one line each for the
+// missing ones, with the command that installs them, and no test started.
+if (!preflight()) process.exit(1);
 
 const filter = process.argv.slice(2);
 const files = find('build/test')

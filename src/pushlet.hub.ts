@@ -13,6 +13,7 @@ import { PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, Pus
 import type { PresenceData, PushletIdentity } from './protocol/frames.js';
 import { checkControl, MAX_REASON_BYTES, MAX_USER_ID_LENGTH, truncateUtf8 } from './core/control.js';
 import { Feed } from './core/feed.js';
+import { clientAddress } from './core/client-address.js';
 import { Heartbeat } from './core/heartbeat.js';
 import { MemoryPresenceStore } from './core/presence.js';
 import { PresenceManager } from './core/presence-manager.js';
@@ -80,6 +81,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
         this.slowConsumers.report(transport, address);
       },
       refused: (reason) => counters.refusal(reason),
+      heartbeatMs: () => this.heartbeat.interval,
       ...this.presenceHooks(),
       resumed: ({ resets, replayed }) => counters.resumed(resets > 0, replayed),
       closed: (session) => this.sessions.delete(session),
@@ -162,7 +164,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   openSession(output: SessionOutput, transport: PushletTransport, request?: IncomingMessage, identity?: PushletIdentity | null): Session {
     // A 503 / close 1013 like a full server: the client comes back, to this instance or another.
     if (this.closing) throw new PushletLimitError(MESSAGES.shuttingDown);
-    const address = request?.socket.remoteAddress ?? 'unknown';
+    const address = clientAddress(request);
     const who = identity ?? (request ? this.takeIdentity(request) : undefined) ?? null;
     const slot = request ? this.connections.acquire(transport, address, who?.id) : NO_SLOT;
     const session = new Session(this.sessionContext, output, transport, address, slot, request, who);

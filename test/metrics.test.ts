@@ -107,7 +107,7 @@ describe('Prometheus metrics after a known workload (issue 15)', () => {
     await resumed.waitForNamed('notice');
     assert.deepEqual(
       resumed.dispatched.map((e) => e.data),
-      ['{"topics":["news"]}', 'two', 'three', 'to everyone'],
+      ['{"topics":["news"],"heartbeat":60000}', 'two', 'three', 'to everyone'],
     );
     const reset = await sse(t, '/events?topic=news', { 'Last-Event-ID': 'garbage' });
     await reset.waitForNamed('pushlet:reset');

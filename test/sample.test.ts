@@ -32,8 +32,8 @@ describe('sample app routes (docs/protocol.md, The sample app)', () => {
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);
     assert.match(page.body, /new EventSource\("\/events\?topic=my-topic"\)/);
-    // The client SDK, from the file the sample serves.
-    assert.match(page.body, /<script type="module">[^]*import \{ PushletClient \} from "\/pushlet-client\.js"/);
+    // The client SDK's core build, from the file the sample serves.
+    assert.match(page.body, /<script type="module">[^]*import \{ PushletClient \} from "\/pushlet-client-core\.js"/);
     assert.match(page.body, /new PushletClient\(location\.origin, /);
   });
 

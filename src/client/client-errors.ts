@@ -1,11 +1,17 @@
+// One constant per text, so that a bundle keeps only the ones it uses (the core build has no commands).
+export const TEXT_CLOSED = 'the client is closed; create a new PushletClient to connect again';
+export const TEXT_NO_WEBSOCKET = 'no WebSocket constructor: pass options.WebSocket (in Node 20, `import { WebSocket } from "ws"`) or use transport "sse"';
+export const TEXT_BAD_BASE_URL = 'baseUrl must be an absolute http(s) URL such as "https://example.com"';
+export const TEXT_NO_TOPICS = 'subscribe needs at least one topic';
+export const TEXT_UNSUBSCRIBED = 'unsubscribed before the server confirmed the subscription';
+
 /** Texts of the client's own errors, in one place. */
 export const CLIENT_TEXTS = {
-  closed: 'the client is closed; create a new PushletClient to connect again',
-  noWebSocket:
-    'no WebSocket constructor: pass options.WebSocket (in Node 20, `import { WebSocket } from "ws"`) or use transport "sse"',
-  badBaseUrl: 'baseUrl must be an absolute http(s) URL such as "https://example.com"',
-  noTopics: 'subscribe needs at least one topic',
-  unsubscribed: 'unsubscribed before the server confirmed the subscription',
+  closed: TEXT_CLOSED,
+  noWebSocket: TEXT_NO_WEBSOCKET,
+  badBaseUrl: TEXT_BAD_BASE_URL,
+  noTopics: TEXT_NO_TOPICS,
+  unsubscribed: TEXT_UNSUBSCRIBED,
   notWebSocket: 'publish, presence and refresh need a connected WebSocket (transport "websocket", state "connected")',
   dropped: 'the connection ended before the server answered',
   noToken: 'refresh needs a token: pass one, or set the token option',

@@ -35,13 +35,21 @@ export interface PushletClientOptions {
   minReconnectDelayMs?: number;
   /** Longest wait before a reconnect. Default 30 000. */
   maxReconnectDelayMs?: number;
-  /** WebSocket: how long after each pong the next ping goes out. Default 25 000. */
+  /**
+   * WebSocket: how long after each pong the next ping goes out; 0: no pings. Default the heartbeat
+   * interval the server announces in `pushlet:connected`, at most 25 000.
+   */
   pingIntervalMs?: number;
-  /** WebSocket: how long a ping may wait for its pong before the connection counts as dead. Default 10 000. */
+  /**
+   * WebSocket: how long a ping may wait for its pong before the connection counts as dead.
+   * Default 1.5 times the announced heartbeat, at most 10 000 (a dead link is noticed within
+   * 2.5 heartbeats).
+   */
   pingTimeoutMs?: number;
   /**
    * SSE: a stream silent this long (not even a heartbeat comment) counts as dead and is
-   * reconnected. Set it above the server's `heartbeatInterval` (say 2.5 times). Default 0: never.
+   * reconnected; 0: never. Default 2.5 times the heartbeat interval the server announces in
+   * `pushlet:connected` (none from a server that announces none).
    */
   sseIdleTimeoutMs?: number;
   /**

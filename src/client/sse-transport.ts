@@ -1,8 +1,7 @@
-import { EVENTS } from '../protocol/frames.js';
-import { RESERVED_PREFIX } from '../protocol/topics.js';
+import { JOIN, LEAVE, RESERVED } from './wire.js';
 import type { PushletClientOptions } from './client-types.js';
 import { EventStreamParser } from './sse-parser.js';
-import type { ClientFrame, ConnectRequest, Transport, TransportEnd, TransportHandlers } from './transport.js';
+import { DEAD_LINK_FACTOR, type ClientFrame, type ConnectRequest, type Transport, type TransportEnd, type TransportHandlers } from './transport.js';
 
 /**
  * Opens one Server-Sent Events stream read with `fetch` (so that it can send `Authorization` and
@@ -11,7 +10,8 @@ import type { ClientFrame, ConnectRequest, Transport, TransportEnd, TransportHan
  * A stream silent (not even a heartbeat) for `sseIdleTimeoutMs` counts as dead.
  */
 export function openEventStream(request: ConnectRequest, options: PushletClientOptions, handlers: TransportHandlers): Transport {
-  const idleTimeoutMs = options.sseIdleTimeoutMs ?? 0;
+  // Set: that (0: never); else 2.5 times the heartbeat the server announces, off until it does.
+  let idleTimeoutMs = options.sseIdleTimeoutMs ?? 0;
   const abort = new AbortController();
   let finished = false;
   let retryMs: number | undefined;
@@ -66,12 +66,22 @@ export function openEventStream(request: ConnectRequest, options: PushletClientO
   };
 
   run().then(finish, (error: unknown) => finish({ kind: 'dropped', opened: false, detail: describe(error) }));
-  return { kind: 'sse', topics: new Set(request.topics), send: () => false, close: stop };
+  return {
+    kind: 'sse',
+    topics: new Set(request.topics),
+    send: () => false,
+    heartbeat(ms) {
+      if (options.sseIdleTimeoutMs !== undefined || finished) return;
+      idleTimeoutMs = ms * DEAD_LINK_FACTOR;
+      watchIdle();
+    },
+    close: stop,
+  };
 }
 
 /** Notices as they are; a message's `data:` is the message as JSON (`format=json`), presence joins and leaves included. */
 function toFrame(id: string | undefined, event: string, data: string): ClientFrame {
-  if (!event.startsWith(RESERVED_PREFIX) || event === EVENTS.join || event === EVENTS.leave) {
+  if (!event.startsWith(RESERVED) || event === JOIN || event === LEAVE) {
     try {
       const message = JSON.parse(data) as Partial<Record<'topic' | 'data' | 'timestamp', unknown>> | null;
       if (typeof message?.topic === 'string' && typeof message.data === 'string') {

@@ -1,4 +1,4 @@
-import { CLIENT_TEXTS, PushletClientError, PushletSubscribeError } from './client-errors.js';
+import { PushletClientError, PushletSubscribeError, TEXT_UNSUBSCRIBED } from './client-errors.js';
 import type { ClientMessage } from './client-types.js';
 
 /** Where a subscription stands: waiting for the server, confirmed, or ended (refused or unsubscribed). */
@@ -62,7 +62,7 @@ export function createSubscription(
     get state() {
       return state;
     },
-    unsubscribe: () => end(new PushletClientError(CLIENT_TEXTS.unsubscribed)),
+    unsubscribe: () => end(new PushletClientError(TEXT_UNSUBSCRIBED)),
     confirm(topic) {
       if (state !== 'subscribing' || !waiting.delete(topic) || waiting.size > 0) return;
       state = 'subscribed';

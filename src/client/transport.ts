@@ -1,5 +1,11 @@
 import type { CommandRef } from '../protocol/frames.js';
 
+/**
+ * A link silent for this many heartbeat intervals (the server's, from `pushlet:connected`) counts
+ * as dead: SSE's idle timeout, and WebSocket's ping interval plus pong timeout (1 + 1.5).
+ */
+export const DEAD_LINK_FACTOR = 2.5;
+
 /** One frame from the server, as either transport reads it. */
 export interface ClientFrame {
   readonly event: string;
@@ -44,6 +50,11 @@ export interface Transport {
   readonly topics: Set<string>;
   /** WebSocket: sends a command; false when the socket is not open. SSE has no command channel. */
   send(command: Record<string, unknown>): boolean;
+  /**
+   * The server announced its heartbeat interval (`pushlet:connected`): the transport derives its
+   * dead-link detection from it unless the options set it (docs/client.md, "Dead links").
+   */
+  heartbeat(ms: number): void;
   /** Ends the connection at once, leaving no timer or socket behind. No `ended` call follows. */
   close(): void;
 }

@@ -1,6 +1,6 @@
-import { EVENTS } from '../protocol/frames.js';
+import { PONG } from './wire.js';
 import type { PushletClientOptions } from './client-types.js';
-import type { ClientFrame, ConnectRequest, Transport, TransportEnd, TransportHandlers } from './transport.js';
+import { DEAD_LINK_FACTOR, type ClientFrame, type ConnectRequest, type Transport, type TransportEnd, type TransportHandlers } from './transport.js';
 
 /**
  * The part of the WHATWG `WebSocket` the client uses (browsers' own, or `ws` in Node). Handler
@@ -47,8 +47,9 @@ export function webSocketConstructor(options: PushletClientOptions): WebSocketCo
  * than `pingTimeoutMs` drops the connection (a half-open TCP connection shows no close).
  */
 export function openWebSocket(request: ConnectRequest, options: PushletClientOptions, handlers: TransportHandlers): Transport {
-  const pingIntervalMs = options.pingIntervalMs ?? 25_000;
-  const pingTimeoutMs = options.pingTimeoutMs ?? 10_000;
+  // Unless set: at most 25 s and 10 s, less when the server announces a shorter heartbeat (heartbeat, 1.5 × heartbeat).
+  let pingIntervalMs = options.pingIntervalMs ?? 25_000;
+  let pingTimeoutMs = options.pingTimeoutMs ?? 10_000;
   const { url } = request;
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   if (request.lastEventId !== undefined) url.searchParams.set('lastEventId', request.lastEventId);
@@ -82,6 +83,8 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
   };
   const schedulePing = (): void => {
     awaitingPong = false;
+    clearTimeout(timer);
+    if (finished || pingIntervalMs <= 0) return;
     timer = setTimeout(() => {
       awaitingPong = send({ action: 'ping', ref: `ping-${++pings}` });
       if (awaitingPong) timer = setTimeout(dead, pingTimeoutMs);
@@ -105,7 +108,7 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
   socket.onmessage = (event: MessageLike) => {
     const frame = parseFrame(event.data);
     if (!frame) return;
-    if (frame.event === EVENTS.pong && awaitingPong) {
+    if (frame.event === PONG && awaitingPong) {
       clearTimeout(timer);
       schedulePing();
     }
@@ -122,6 +125,11 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
     kind: 'websocket',
     topics: new Set(request.topics),
     send,
+    heartbeat(ms) {
+      pingIntervalMs = options.pingIntervalMs ?? Math.min(pingIntervalMs, ms);
+      pingTimeoutMs = options.pingTimeoutMs ?? Math.min(pingTimeoutMs, ms * (DEAD_LINK_FACTOR - 1));
+      if (!awaitingPong) schedulePing();
+    },
     close() {
       if (!stop()) return;
       detach();

@@ -55,6 +55,8 @@ export interface SessionContext {
   readonly joined?: (session: Session, topics: readonly string[]) => void;
   /** The session let go of topics, or ended (presence: its memberships end). */
   readonly left?: (session: Session, topics: readonly string[]) => void;
+  /** The heartbeat interval now, announced in `pushlet:connected` (`heartbeat`) so that clients can tell a dead link. */
+  readonly heartbeatMs?: () => number;
   /** A connection was turned away before it started. */
   readonly refused: (reason: PushletRefusalReason) => void;
   /** A resume was answered (`caughtUp.resets` > 0: with a reset). */
@@ -190,7 +192,7 @@ export class Session implements FeedSink {
     try {
       caughtUp = await this.feed.add(starts, (resets) => {
         if (this.ended) return;
-        this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }, this.resetData(resets)));
+        this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }, this.resetData(resets), this.context.heartbeatMs?.()));
         for (const { topic, reason } of refused) this.output.notice({ event: EVENTS.error, data: reason, topic });
       });
     } catch (error) {

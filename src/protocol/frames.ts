@@ -88,6 +88,11 @@ export interface TopicsData {
    * that a client that keeps that id knows of the gap even if it is cut before the next frame.
    */
   readonly reset?: ResetData;
+  /**
+   * `pushlet:connected` only: the server's heartbeat interval in ms (SSE comments, WebSocket
+   * pings). A client may count a link silent for 2.5 times this as dead.
+   */
+  readonly heartbeat?: number;
 }
 
 /** The JSON text of a notice, keys in message order (`undefined` ones left out). */
@@ -105,8 +110,9 @@ export function topicsNotice(
   topics: readonly string[],
   extra: { id?: string; topic?: string; ref?: CommandRef } = {},
   reset?: ResetData,
+  heartbeat?: number,
 ): Notice {
-  const data: TopicsData = reset ? { topics, reset } : { topics };
+  const data: TopicsData = { topics, ...(reset && { reset }), ...(heartbeat !== undefined && { heartbeat }) };
   return { event, data: JSON.stringify(data), ...extra };
 }
 

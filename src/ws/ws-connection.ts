@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import { clientAddress } from '../core/client-address.js';
 import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import type { WriteQueue } from '../core/bounded-writer.js';
@@ -69,7 +70,7 @@ export class WsConnection implements SessionOutput, WriteQueue {
     private readonly settings: WsConnectionSettings,
     private readonly handlers: WsConnectionHandlers,
   ) {
-    this.address = request.socket.remoteAddress ?? 'unknown';
+    this.address = clientAddress(request);
     this.budget = new CommandBudget(settings.commandsPerSecond);
     this.meter = WS_METERS[settings.binary ? 'binary' : 'text'];
     this.raw = socket.extensions === '' ? new SocketWriter(request.socket, settings.writeBatch) : undefined;

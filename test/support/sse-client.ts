@@ -27,15 +27,16 @@ export class SseClient {
   private current: { id?: string; event?: string; data: string[] } = { data: [] };
   private waiters: Array<() => void> = [];
 
-  static async open(url: string, headers: Record<string, string> = {}, timeoutMs = 5_000): Promise<SseClient> {
+  /** `localAddress`: the address to connect from (another loopback address, 127.0.0.2, looks like another client). */
+  static async open(url: string, headers: Record<string, string> = {}, timeoutMs = 5_000, localAddress?: string): Promise<SseClient> {
     const client = new SseClient();
-    await within(client.connect(url, headers), timeoutMs, `response from ${url}`);
+    await within(client.connect(url, headers, localAddress), timeoutMs, `response from ${url}`);
     return client;
   }
 
-  private connect(url: string, headers: Record<string, string>): Promise<void> {
+  private connect(url: string, headers: Record<string, string>, localAddress: string | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
-      const request = http.get(url, { headers: { Accept: 'text/event-stream', ...headers } }, (response) => {
+      const request = http.get(url, { headers: { Accept: 'text/event-stream', ...headers }, localAddress }, (response) => {
         this.response = response;
         this.status = response.statusCode ?? 0;
         this.headers = response.headers;

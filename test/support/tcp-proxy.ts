@@ -14,13 +14,19 @@ export interface TcpProxyOptions {
  * A TCP proxy in front of an app, to cut connections the way a network does: `cut()` destroys
  * every piped socket (no WebSocket close frame, no end of the SSE stream) and refuses new ones
  * until `restore()`; `freeze()` stops forwarding on the open connections without closing them
- * (a half-open link that only a ping notices); `pointAt()` sends new connections to another
+ * (a half-open link that only a ping notices), and with `hold` holds new connections as well
+ * (accepted, nothing forwarded) until `thaw()` lets everything flow again; `pointAt()` sends new connections to another
  * port (a load balancer failing over). Close it in `afterEach`.
  */
 export class TcpProxy {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private mode: 'open' | 'cut' = 'open';
+  /** Each piped connection: the client's socket and the one to the app. */
+  private readonly pairs = new Map<net.Socket, net.Socket>();
+  /** While frozen with `hold`: connections accepted and held, bytes and all, until `thaw()`. */
+  private held: Array<() => void> | undefined;
+  private frozen = false;
 
   private constructor(
     private target: number,
@@ -59,15 +65,35 @@ export class TcpProxy {
     this.target = port;
   }
 
-  /** Open connections stop carrying bytes either way; new ones work. */
-  freeze(): void {
+  /**
+   * Open connections stop carrying bytes either way, without FIN or RST. New ones work, or with
+   * `newConnections: 'hold'` are accepted and held (nothing forwarded) until {@link thaw}.
+   */
+  freeze(options: { newConnections?: 'pass' | 'hold' } = {}): void {
+    this.frozen = true;
     for (const socket of this.sockets) {
       socket.unpipe();
       socket.pause();
     }
+    if (options.newConnections === 'hold') this.held ??= [];
+  }
+
+  /** Ends a freeze: the frozen connections carry bytes again (what was written meanwhile first), the held ones go through. */
+  thaw(): void {
+    if (!this.frozen) return;
+    this.frozen = false;
+    for (const [client, upstream] of this.pairs) {
+      if (client.destroyed || upstream.destroyed) continue;
+      client.pipe(upstream);
+      upstream.pipe(client);
+    }
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const release of held) release();
   }
 
   async close(): Promise<void> {
+    this.held = undefined;
     this.cut();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -75,6 +101,17 @@ export class TcpProxy {
   private accept(client: net.Socket): void {
     if (this.mode === 'cut') {
       client.destroy();
+      return;
+    }
+    if (this.held) {
+      client.pause();
+      this.sockets.add(client);
+      client.on('error', () => undefined);
+      client.on('close', () => this.sockets.delete(client));
+      this.held.push(() => {
+        this.sockets.delete(client);
+        if (!client.destroyed) this.accept(client);
+      });
       return;
     }
     if (this.options.upgrades === 'refuse') return this.screenUpgrade(client);
@@ -106,6 +143,8 @@ export class TcpProxy {
   private pipe(client: net.Socket, head?: Buffer): void {
     const upstream = net.connect(this.target, '127.0.0.1');
     if (head) upstream.write(head);
+    this.pairs.set(client, upstream);
+    client.once('close', () => this.pairs.delete(client));
     for (const socket of [client, upstream]) {
       this.sockets.add(socket);
       socket.on('error', () => undefined);
