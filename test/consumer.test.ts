@@ -236,6 +236,7 @@ import 'reflect-metadata';
 import { Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
+import { PushletModule } from 'pushlet-nestjs';
 import { PushletHealthModule } from 'pushlet-nestjs/health';
 import { PushletMetricsModule } from 'pushlet-nestjs/metrics';
 import { Registry } from 'prom-client';
@@ -249,6 +250,10 @@ import { OpsController, OpsModule } from './ops.module.js';
 })
 class DistributedOpsModule {}
 
+/** The same Redis through the redis option of pushlet-nestjs (its Redis broker imported at start-up). */
+@Module({ imports: [PushletModule.forRoot({ redis: { url: process.env.REDIS_URL, keyPrefix: 'option:', options: { connectionName: 'redis-option' } } })] })
+class RedisOptionModule {}
+
 async function start(app: INestApplication): Promise<string> {
   app.enableShutdownHooks();
   await app.listen(0, '127.0.0.1');
@@ -258,7 +263,8 @@ async function start(app: INestApplication): Promise<string> {
 async function main(): Promise<void> {
   const url = await start(await NestFactory.create(OpsModule, { logger: false }));
   const redis = process.env.REDIS_URL ? await start(await NestFactory.create(DistributedOpsModule, { logger: false })) : undefined;
-  console.log('READY ' + JSON.stringify({ forRoot: url, forRootAsync: url, redis }));
+  const redisOption = process.env.REDIS_URL ? await start(await NestFactory.create(RedisOptionModule, { logger: false })) : undefined;
+  console.log('READY ' + JSON.stringify({ forRoot: url, forRootAsync: url, redis, redisOption }));
 }
 
 main().catch((error) => {
@@ -328,6 +334,7 @@ interface Ready {
   forRoot: string;
   forRootAsync: string;
   redis?: string;
+  redisOption?: string;
   loaded?: string[];
 }
 
@@ -586,7 +593,7 @@ describe('the packed library in a fresh app, built from the README examples', ()
         assert.equal((await request(`${url}/health/live`)).status, 200);
       });
 
-      it('the Redis set-up (redisBroker of pushlet-nestjs/redis) runs on the redis-server, with its metrics and health', async () => {
+      it('the Redis set-up (redisBroker of pushlet-nestjs/redis) runs on the redis-server, with its metrics and health; so does the redis option', async () => {
         assert.ok(started?.urls.redis, 'the app started the Redis set-up');
         const url = started.urls.redis;
         const sse = await SseClient.open(`${url}/events?topic=ops`);
@@ -605,6 +612,9 @@ describe('the packed library in a fresh app, built from the README examples', ()
           await client.connect();
           const list = String(await client.client('LIST'));
           assert.match(list, /name=orders-api /, list);
+          // And the redis option of pushlet-nestjs, in the same packed library (ES module or required).
+          assert.ok(started.urls.redisOption, 'the app started the redis option module');
+          assert.match(list, /name=redis-option /, list);
         } finally {
           client.disconnect();
         }
