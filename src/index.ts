@@ -22,6 +22,8 @@ export { PUSHLET_REFUSAL_REASONS, type PushletObserver, type PushletPublishOrigi
 export type {
   PushletAuthenticateContext,
   PushletAuthorizeContext,
+  PushletBrokerContext,
+  PushletBrokerFactory,
   PushletClientPublishContext,
   PushletClientPublishDecision,
   PushletIdentity,
@@ -48,8 +50,8 @@ export {
 export { Envelope } from './core/envelope.js';
 export { MemoryBroker } from './core/memory-broker.js';
 export { MemoryPresenceStore, type PresenceEntry, type PresenceRefresh, type PresenceStore } from './core/presence.js';
-export { RedisPresenceStore } from './cluster/redis-presence.js';
-export { RedisBroker } from './cluster/redis-broker.js';
+// Redis: the option types name no ioredis type and the errors load no ioredis; the broker and its
+// presence store are in `pushlet-nestjs/redis` (cluster/index.ts), which loads ioredis.
 export type { PushletRedisClusterOptions, PushletRedisOptions } from './cluster/redis-options.js';
 export { PushletRedisError, PushletRedisUnavailableError } from './cluster/redis-errors.js';
 export { PushletErrorFilter } from './pushlet-error.filter.js';

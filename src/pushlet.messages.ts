@@ -51,6 +51,7 @@ export const MESSAGES = {
   redisKeyPrefix: 'redis.keyPrefix must be a non-empty string without "{" or "}" (those mark hash tags in Redis Cluster)',
   redisClusterNodes: 'redis.cluster.nodes must list at least one node',
   redisClient: 'redis.client must be an ioredis Redis or Cluster instance',
+  redisNotInstalled: 'the redis option needs the ioredis package, an optional peer dependency of pushlet-nestjs: npm install ioredis',
   redisUrl: (url: string) => `redis.url must be a redis:// or rediss:// URL, got "${url}"`,
   brokerNotConnected: 'the broker is not connected; history cannot be read right now',
   historyUnavailable: 'the message history cannot be read right now; reconnect with the same last event id shortly',

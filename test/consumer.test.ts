@@ -7,17 +7,24 @@
 // (installed by `npm ci` through the `*-lowest` aliases in package.json). Those apps have neither
 // prom-client nor @nestjs/terminus (optional peers): the module works without them. Two more apps
 // (ES module and CommonJS) have both, and compile, start and scrape the operations example
-// (docs/operations.md) through `pushlet-nestjs/metrics` and `pushlet-nestjs/health`. Nothing here needs the
-// network. PUSHLET_KEEP_CONSUMER=1 keeps the apps in the system's temporary folder for a look.
+// (docs/operations.md) through `pushlet-nestjs/metrics` and `pushlet-nestjs/health`, and the Redis
+// set-up of docs/distributed.md through `pushlet-nestjs/redis` against a real redis-server, with
+// those metrics and health checks. Redis has its own entry: the README apps, which use no Redis,
+// must neither load an ioredis module (checked in the running process and on import, ES module and
+// CommonJS) nor read an ioredis declaration when they compile (`tsc --listFiles`), so that no
+// ioredis release can break their strict compile. Nothing here needs the network.
+// PUSHLET_KEEP_CONSUMER=1 keeps the apps in the system's temporary folder for a look.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { request } from './support/app.js';
+import { RedisServer } from './support/redis.js';
 import { SseClient } from './support/sse-client.js';
 import { within } from './support/wait.js';
 import { WsClient } from './support/ws-client.js';
@@ -27,10 +34,39 @@ const repoModules = join(repo, 'node_modules');
 
 /** The documentation's marked examples (`<!-- consumer-test: file.ts -->` before a ```ts fence, in README.md or docs/*.md). */
 const README_FILES = ['orders.service.ts', 'app.module.ts', 'app-config.module.ts', 'orders.controller.ts', 'my-feed.controller.ts'];
-/** The operations examples (`<!-- consumer-test-ops: file.ts -->`, docs/operations.md), compiled in the apps that have the optional peers. */
-const README_OPS_FILES = ['ops.module.ts'];
+/**
+ * The operations examples (`<!-- consumer-test-ops: file.ts -->`: docs/operations.md, and the Redis
+ * set-up of docs/distributed.md), compiled in the apps that have the optional peers.
+ */
+const README_OPS_FILES = ['ops.module.ts', 'distributed.module.ts'];
 /** Optional peers for metrics and health: left out of the README apps, put in the ops apps. */
 const OPTIONAL_OPS_PEERS = ['prom-client', '@nestjs/terminus'];
+/**
+ * The optional peer for Redis (`pushlet-nestjs/redis`, or the `redis` option). Installed in every
+ * app (linked), so that loading none of its modules in the README apps means something.
+ */
+const IOREDIS = 'ioredis';
+/** A module file of ioredis, in a path of the module cache or of `tsc --listFiles`. */
+const IOREDIS_FILE = /[\\/]node_modules[\\/]ioredis[\\/]/;
+/** A module file of a CommonJS package the library loads in every app. */
+const COMMONJS_DEPENDENCY_FILE = /[\\/]node_modules[\\/](ws|rxjs)[\\/]/;
+
+/**
+ * Preloaded (`node --require`) into a process to report, at its exit, every CommonJS module file it
+ * loaded: `require.cache` is Node's one module cache for CommonJS, filled by `require` and by an ES
+ * module's `import` of a CommonJS package alike. ioredis and every package it loads are CommonJS
+ * (Nest 12 is not: the sanity check looks for ws and rxjs, which are), so a load of ioredis from
+ * anywhere shows there; and the check is proven able to see it: `pushlet-nestjs/redis` must list
+ * ioredis (were ioredis ever an ES module, that would fail, not pass unnoticed).
+ */
+const LOADED_MODULES_PROBE = `process.on('exit', () => process.stdout.write('\\nLOADED ' + JSON.stringify(Object.keys(require.cache)) + '\\n'));\n`;
+
+/** The module files a process loaded, as the probe reported them. */
+function loadedModules(output: string): string[] {
+  const line = /^LOADED (.*)$/m.exec(output);
+  assert.ok(line, `the probe reported:\n${output}`);
+  return JSON.parse(line[1]!) as string[];
+}
 
 /** What the lowest-version aliases stand for (package.json devDependencies). */
 const LOWEST_ALIASES: Record<string, string> = {
@@ -133,6 +169,8 @@ export class AuthGuard implements CanActivate {
 `,
   'main.ts': `
 import 'reflect-metadata';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { Controller, Module, Post, Query, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { WsAdapter } from '@nestjs/platform-ws';
@@ -168,7 +206,9 @@ async function main(): Promise<void> {
   const configured = await NestFactory.create(WithForRootAsync);
   configured.useWebSocketAdapter(new WsAdapter(configured));
   const forRootAsync = await start(configured);
-  console.log('READY ' + JSON.stringify({ forRoot, forRootAsync }));
+  // Every CommonJS module file loaded so far (ioredis is CommonJS; see LOADED_MODULES_PROBE).
+  const loaded = Object.keys(createRequire(join(process.cwd(), 'main.js')).cache);
+  console.log('READY ' + JSON.stringify({ forRoot, forRootAsync, loaded }));
 }
 
 main().catch((error) => {
@@ -178,19 +218,53 @@ main().catch((error) => {
 `,
 };
 
-/** The entry point of the ops apps: the README's OpsModule on a free port. */
+/** An app with the `redis` option, started without ioredis installed (plain JavaScript, no compile). */
+const MISSING_IOREDIS_APP = `
+import 'reflect-metadata';
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { PushletModule } from 'pushlet-nestjs';
+class App {}
+Module({ imports: [PushletModule.forRoot({ redis: { url: 'redis://127.0.0.1:1' } })] })(App);
+await NestFactory.createApplicationContext(App, { logger: false, abortOnError: false });
+`;
+
+/** The entry point of the ops apps: the README's OpsModule on a free port, and the Redis set-up of docs/distributed.md with it when REDIS_URL is set. */
 const OPS_HARNESS: Record<string, string> = {
   'main.ts': `
 import 'reflect-metadata';
+import { Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { OpsModule } from './ops.module.js';
+import { TerminusModule } from '@nestjs/terminus';
+import { PushletModule } from 'pushlet-nestjs';
+import { PushletHealthModule } from 'pushlet-nestjs/health';
+import { PushletMetricsModule } from 'pushlet-nestjs/metrics';
+import { Registry } from 'prom-client';
+import { DistributedModule } from './distributed.module.js';
+import { OpsController, OpsModule } from './ops.module.js';
 
-async function main(): Promise<void> {
-  const app = await NestFactory.create(OpsModule, { logger: false });
+/** The Redis set-up of docs/distributed.md with the Operations controller, metrics on a registry of its own. */
+@Module({
+  imports: [DistributedModule, PushletMetricsModule.forRoot({ registry: new Registry() }), TerminusModule, PushletHealthModule],
+  controllers: [OpsController],
+})
+class DistributedOpsModule {}
+
+/** The same Redis through the redis option of pushlet-nestjs (its Redis broker imported at start-up). */
+@Module({ imports: [PushletModule.forRoot({ redis: { url: process.env.REDIS_URL, keyPrefix: 'option:', options: { connectionName: 'redis-option' } } })] })
+class RedisOptionModule {}
+
+async function start(app: INestApplication): Promise<string> {
   app.enableShutdownHooks();
   await app.listen(0, '127.0.0.1');
-  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
-  console.log('READY ' + JSON.stringify({ forRoot: url, forRootAsync: url }));
+  return (await app.getUrl()).replace('[::1]', '127.0.0.1');
+}
+
+async function main(): Promise<void> {
+  const url = await start(await NestFactory.create(OpsModule, { logger: false }));
+  const redis = process.env.REDIS_URL ? await start(await NestFactory.create(DistributedOpsModule, { logger: false })) : undefined;
+  const redisOption = process.env.REDIS_URL ? await start(await NestFactory.create(RedisOptionModule, { logger: false })) : undefined;
+  console.log('READY ' + JSON.stringify({ forRoot: url, forRootAsync: url, redis, redisOption }));
 }
 
 main().catch((error) => {
@@ -255,14 +329,23 @@ function versionOf(app: string, name: string): string {
 }
 
 /** Starts the compiled app; resolves to its URLs once it says READY. */
-async function startApp(app: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; urls: { forRoot: string; forRootAsync: string }; output: () => string }> {
+/** What an app's entry point says once it listens: its URLs, and (README apps) the CommonJS module files it loaded. */
+interface Ready {
+  forRoot: string;
+  forRootAsync: string;
+  redis?: string;
+  redisOption?: string;
+  loaded?: string[];
+}
+
+async function startApp(app: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; urls: Ready; output: () => string }> {
   const child = spawn(process.execPath, ['dist/main.js'], { cwd: app, env });
   let output = '';
-  const ready = new Promise<{ forRoot: string; forRootAsync: string }>((resolve, reject) => {
+  const ready = new Promise<Ready>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       output += chunk.toString();
       const line = /^READY (.*)$/m.exec(output);
-      if (line) resolve(JSON.parse(line[1]!) as { forRoot: string; forRootAsync: string });
+      if (line) resolve(JSON.parse(line[1]!) as Ready);
     });
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.on('exit', (code) => reject(new Error(`the app exited with ${code} before it was ready:\n${output}`)));
@@ -301,19 +384,30 @@ async function setUp(root: string, tarball: string, examples: Map<string, string
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: moduleSystem === 'esm' ? 'module' : 'commonjs' }));
   writeFileSync(join(app, 'tsconfig.json'), tsconfig(moduleSystem));
   for (const [file, source] of [...examples, ...Object.entries(ops ? OPS_HARNESS : HARNESS)]) writeFileSync(join(app, 'src', file), source);
+  writeFileSync(join(app, 'loaded-modules.cjs'), LOADED_MODULES_PROBE);
   return app;
 }
 
 /** Six apps compile at once on what may be two busy cores: each gets up to four minutes. */
 const COMPILE_TIMEOUT_MS = 240_000;
 
-function compile(app: string): Promise<Run> {
-  return run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--pretty', 'false'], app, COMPILE_TIMEOUT_MS);
+interface Compiled extends Run {
+  /** Every file tsc read (`--listFiles`), declarations of the packages included. */
+  files: string[];
+  /** What tsc said besides the file list: its errors. */
+  said: string;
+}
+
+async function compile(app: string): Promise<Compiled> {
+  const result = await run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--pretty', 'false', '--listFiles'], app, COMPILE_TIMEOUT_MS);
+  const lines = result.stdout.split(/\r?\n/);
+  const isFile = (line: string) => /^\/.*\.[cm]?tsx?$/.test(line.trim());
+  return { ...result, files: lines.filter(isFile), said: lines.filter((line) => line.trim() && !isFile(line)).join('\n') + result.stderr };
 }
 
 describe('the packed library in a fresh app, built from the README examples', () => {
   let root: string;
-  const prepared = new Map<string, { app: string; compile: Run }>();
+  const prepared = new Map<string, { app: string; compile: Compiled }>();
 
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'pushlet-consumer-'));
@@ -337,7 +431,7 @@ describe('the packed library in a fresh app, built from the README examples', ()
   it('declares peer ranges that start at the versions tested as the lowest', () => {
     const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
     // reflect-metadata: the library does not use it itself; its range is Nest's own.
-    const peers = Object.keys(manifest.peerDependencies).filter((name) => name !== 'reflect-metadata' && !OPTIONAL_OPS_PEERS.includes(name));
+    const peers = Object.keys(manifest.peerDependencies).filter((name) => name !== 'reflect-metadata' && name !== IOREDIS && !OPTIONAL_OPS_PEERS.includes(name));
     assert.deepEqual(peers.sort(), ['@nestjs/common', '@nestjs/core', '@nestjs/platform-ws', '@nestjs/websockets', 'rxjs']);
     for (const name of peers) assert.equal(manifest.peerDependencies[name], `^${versionOf(repo, LOWEST_ALIASES[name]!)}`, name);
   });
@@ -350,6 +444,74 @@ describe('the packed library in a fresh app, built from the README examples', ()
     for (const name of OPTIONAL_OPS_PEERS) {
       assert.equal(manifest.peerDependenciesMeta[name]?.optional, true, name);
       assert.equal(manifest.peerDependencies[name], `^${versionOf(repo, name).split('.')[0]}.0.0`, name);
+    }
+  });
+
+  it('declares ioredis as an optional peer (one copy: a client of the app\'s own passes its instanceof check), cluster-key-slot as a dependency', () => {
+    const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      peerDependencies: Record<string, string>;
+      peerDependenciesMeta: Record<string, { optional?: boolean }>;
+      exports: Record<string, unknown>;
+    };
+    assert.equal(manifest.peerDependenciesMeta[IOREDIS]?.optional, true);
+    assert.equal(manifest.peerDependencies[IOREDIS], `^${versionOf(repo, IOREDIS).split('.')[0]}.0.0`);
+    assert.equal(manifest.dependencies[IOREDIS], undefined, 'not a dependency: an app without Redis does not install it');
+    assert.ok(manifest.dependencies['cluster-key-slot'], 'cluster-key-slot: the slot function the Redis broker uses (ioredis 6.1 no longer depends on it)');
+    assert.deepEqual(manifest.exports['./redis'], { types: './dist/cluster/index.d.ts', default: './dist/cluster/index.js' });
+  });
+
+  for (const moduleSystem of ['esm', 'cjs'] as const) {
+    it(`${moduleSystem === 'esm' ? 'import()' : 'require()'} of pushlet-nestjs loads no ioredis module; of pushlet-nestjs/redis, ioredis (${moduleSystem === 'esm' ? 'ES module' : 'CommonJS'} app)`, async (t) => {
+      const app = prepared.get(`current-${moduleSystem}`)!.app;
+      assert.ok(existsSync(join(app, 'node_modules', IOREDIS, 'package.json')), 'ioredis is installed in the app');
+      const load = (entry: string) =>
+        moduleSystem === 'esm'
+          ? `import('${entry}').then((m) => console.log(Object.keys(m).length > 0))`
+          : `console.log(Object.keys(require('${entry}')).length > 0)`;
+      const main = await run(process.execPath, ['--require', './loaded-modules.cjs', '-e', load('pushlet-nestjs')], app);
+      assert.equal(main.code, 0, main.stderr);
+      assert.match(main.stdout, /^true$/m);
+      const loaded = loadedModules(main.stdout);
+      assert.ok(loaded.some((file) => COMMONJS_DEPENDENCY_FILE.test(file)), 'the probe sees the CommonJS packages the library loads (ws, rxjs)');
+      assert.deepEqual(loaded.filter((file) => IOREDIS_FILE.test(file)), [], 'pushlet-nestjs loads no ioredis module');
+      t.diagnostic(`pushlet-nestjs: ${loaded.length} CommonJS module files loaded, none of ioredis`);
+      const redis = await run(process.execPath, ['--require', './loaded-modules.cjs', '-e', load('pushlet-nestjs/redis')], app);
+      assert.equal(redis.code, 0, redis.stderr);
+      const withRedis = loadedModules(redis.stdout).filter((file) => IOREDIS_FILE.test(file));
+      assert.ok(withRedis.length > 0, 'pushlet-nestjs/redis loads ioredis, and the probe sees it');
+      t.diagnostic(`pushlet-nestjs/redis: ${withRedis.length} ioredis module files loaded`);
+    });
+  }
+
+  it('reads no ioredis declaration when an app without Redis compiles (tsc --listFiles), and the Redis one does', () => {
+    for (const { nest, moduleSystem } of VARIANTS) {
+      const { files } = prepared.get(`${nest}-${moduleSystem}`)!.compile;
+      assert.ok(files.some((file) => file.includes('/node_modules/pushlet-nestjs/dist/index.d.ts')), `${nest}-${moduleSystem}: tsc listed the library's declarations`);
+      assert.deepEqual(files.filter((file) => IOREDIS_FILE.test(file)), [], `${nest}-${moduleSystem} reads no ioredis declaration`);
+    }
+    for (const moduleSystem of ['esm', 'cjs'] as const) {
+      const { files } = prepared.get(`current-${moduleSystem}-ops`)!.compile;
+      assert.ok(files.some((file) => IOREDIS_FILE.test(file)), `current-${moduleSystem}-ops (pushlet-nestjs/redis) reads ioredis's declarations`);
+    }
+  });
+
+  it('loads without ioredis installed; pushlet-nestjs/redis and the redis option say it is needed', async () => {
+    const app = prepared.get('current-esm')!.app;
+    const link = join(app, 'node_modules', IOREDIS);
+    const aside = join(app, 'node_modules', '.ioredis-aside');
+    renameSync(link, aside);
+    try {
+      const main = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('pushlet-nestjs'); console.log(typeof m.PushletModule)"], app);
+      assert.equal(main.stdout.trim(), 'function', main.stderr);
+      const redis = await run(process.execPath, ['--input-type=module', '-e', "await import('pushlet-nestjs/redis')"], app);
+      assert.notEqual(redis.code, 0);
+      assert.match(redis.stderr, /Cannot find package 'ioredis'/);
+      const option = await run(process.execPath, ['--input-type=module', '-e', MISSING_IOREDIS_APP], app);
+      assert.notEqual(option.code, 0);
+      assert.match(option.stderr, /the redis option needs the ioredis package, an optional peer dependency of pushlet-nestjs: npm install ioredis/);
+    } finally {
+      renameSync(aside, link);
     }
   });
 
@@ -397,21 +559,25 @@ describe('the packed library in a fresh app, built from the README examples', ()
   });
 
   for (const moduleSystem of ['esm', 'cjs'] as const) {
-    describe(`${moduleSystem === 'esm' ? 'ES module' : 'CommonJS'} app with prom-client and @nestjs/terminus: the README's Operations example`, () => {
+    describe(`${moduleSystem === 'esm' ? 'ES module' : 'CommonJS'} app with prom-client, @nestjs/terminus and ioredis: the Operations example, and the Redis set-up on a real redis-server`, () => {
       let started: Awaited<ReturnType<typeof startApp>> | undefined;
+      let redisServer: RedisServer | undefined;
       const clients: Array<{ close(): void }> = [];
       after(async () => {
         for (const client of clients.splice(0)) client.close();
         await stopApp(started?.child);
+        await redisServer?.stop();
       });
 
-      it('compiles with tsc --strict, importing pushlet-nestjs/metrics and pushlet-nestjs/health', () => {
+      it('compiles with tsc --strict, importing pushlet-nestjs/metrics, pushlet-nestjs/health and pushlet-nestjs/redis', () => {
         const { compile } = prepared.get(`current-${moduleSystem}-ops`)!;
-        assert.equal(compile.code, 0, compile.stdout + compile.stderr);
+        assert.equal(compile.code, 0, compile.said);
+        assert.equal(compile.said.trim(), '', 'tsc said nothing but the file list');
       });
 
       it('serves /metrics with the connections it holds, /health and /health/live', async () => {
-        started = await startApp(prepared.get(`current-${moduleSystem}-ops`)!.app, { ...process.env });
+        redisServer = await RedisServer.start();
+        started = await startApp(prepared.get(`current-${moduleSystem}-ops`)!.app, { ...process.env, REDIS_URL: redisServer.url });
         const url = started.urls.forRoot;
         const sse = await SseClient.open(`${url}/events?topic=ops`);
         clients.push(sse);
@@ -426,13 +592,40 @@ describe('the packed library in a fresh app, built from the README examples', ()
         assert.equal(JSON.parse(ready.body).details.pushlet.status, 'up');
         assert.equal((await request(`${url}/health/live`)).status, 200);
       });
+
+      it('the Redis set-up (redisBroker of pushlet-nestjs/redis) runs on the redis-server, with its metrics and health; so does the redis option', async () => {
+        assert.ok(started?.urls.redis, 'the app started the Redis set-up');
+        const url = started.urls.redis;
+        const sse = await SseClient.open(`${url}/events?topic=ops`);
+        clients.push(sse);
+        await sse.waitForEvents(1, 5_000, 'pushlet:connected');
+        const metrics = await request(`${url}/metrics`);
+        assert.match(metrics.body, /^pushlet_connections\{transport="sse"\} 1$/m);
+        assert.match(metrics.body, /^pushlet_broker_up 1$/m);
+        assert.match(metrics.body, /^pushlet_broker_queued 0$/m);
+        const ready = await request(`${url}/health`);
+        assert.equal(ready.status, 200, ready.body);
+        assert.deepEqual(JSON.parse(ready.body).details.pushlet, { status: 'up', broker: 'ready', queued: 0, connections: 1 });
+        // Connected to this redis-server, with the ioredis options the example gives (typed RedisOptions).
+        const client = new Redis(redisServer!.port, { lazyConnect: true });
+        try {
+          await client.connect();
+          const list = String(await client.client('LIST'));
+          assert.match(list, /name=orders-api /, list);
+          // And the redis option of pushlet-nestjs, in the same packed library (ES module or required).
+          assert.ok(started.urls.redisOption, 'the app started the redis option module');
+          assert.match(list, /name=redis-option /, list);
+        } finally {
+          client.disconnect();
+        }
+      });
     });
   }
 
   for (const { nest, moduleSystem } of VARIANTS) {
     describe(`${moduleSystem === 'esm' ? 'ES module' : 'CommonJS'} app, ${nest} Nest`, () => {
       let app: string;
-      let compile: Run;
+      let compile: Compiled;
       let started: Awaited<ReturnType<typeof startApp>> | undefined;
       const clients: Array<{ close(): void }> = [];
 
@@ -452,7 +645,8 @@ describe('the packed library in a fresh app, built from the README examples', ()
       });
 
       it('compiles with tsc --strict with no error at all (no declaration needs @types/ws)', () => {
-        assert.equal(compile.code, 0, compile.stdout + compile.stderr);
+        assert.equal(compile.code, 0, compile.said);
+        assert.equal(compile.said.trim(), '', 'tsc said nothing but the file list');
         assert.ok(existsSync(join(app, 'dist', 'main.js')), 'tsc emitted the app');
       });
 
@@ -461,6 +655,8 @@ describe('the packed library in a fresh app, built from the README examples', ()
         delete env.REDIS_URL;
         started = await startApp(app, env);
         assert.match(started.output(), /distributed mode is off/);
+        assert.ok(started.urls.loaded!.some((file) => COMMONJS_DEPENDENCY_FILE.test(file)), 'the app reports its CommonJS modules (ws, rxjs)');
+        assert.deepEqual(started.urls.loaded!.filter((file) => IOREDIS_FILE.test(file)), [], 'the running app, with the redis option but no Redis named, loaded no ioredis module');
         assert.equal(started.output().match(/distributed mode is off/g)!.length, 1, 'one line, from the forRootAsync module');
       });
 

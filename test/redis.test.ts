@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { PushletModule, type PushletMessage } from '../src/index.js';
+import { firstValueFrom } from 'rxjs';
+import { MemoryBroker, PUSHLET_BROKER, PushletModule, type PushletMessage } from '../src/index.js';
+import { RedisBroker, redisBroker } from '../src/cluster/index.js';
 import { resolveOptions } from '../src/pushlet.options.js';
 import { startApp, type TestApp } from './support/app.js';
 import { brokerOf, dataOf, Instances } from './support/distributed.js';
@@ -224,6 +226,29 @@ describe('distributed mode on one Redis server', () => {
     assert.equal(stats.evalsha, count);
     assert.equal(stats.publish, count);
     assert.equal(stats.xadd, count);
+  });
+
+  it('redisBroker() of pushlet-nestjs/redis (the broker option) joins the same Redis as the redis option; naming none, it runs in memory and says so', async () => {
+    const keyPrefix = Instances.freshPrefix();
+    const viaEntry = await startApp({ broker: redisBroker({ url: server.url, keyPrefix, options: { connectionName: 'via-entry' } }) });
+    const viaOption = await startApp({ redis: { url: server.url, keyPrefix } });
+    const warnings: string[] = [];
+    const logger = { log() {}, error() {}, warn: (message: unknown) => void warnings.push(String(message)) };
+    const inMemory = await startApp({ broker: redisBroker({ url: '' }), logger });
+    try {
+      assert.ok(viaEntry.app.get(PUSHLET_BROKER) instanceof RedisBroker);
+      assert.ok(viaOption.app.get(PUSHLET_BROKER) instanceof RedisBroker);
+      assert.ok(inMemory.app.get(PUSHLET_BROKER) instanceof MemoryBroker);
+      assert.match(warnings.join('\n'), /distributed mode is off/);
+      const arrived = firstValueFrom(viaOption.pushlet.subscribe('entry'));
+      const channel = brokerOf(viaOption).keys.channel('entry');
+      await eventually(async () => Number((await server.command<[string, number]>('PUBSUB', 'NUMSUB', channel))[1]) > 0, 5_000, 'the subscription');
+      const sent = await viaEntry.pushlet.publish('entry', 'message', 'across');
+      assert.equal((await arrived).id, sent.id);
+      assert.match(String(await server.command('CLIENT', 'LIST')), /name=via-entry /);
+    } finally {
+      await Promise.all([viaEntry.close(), viaOption.close(), inMemory.close()]);
+    }
   });
 
   it('rejects a redis option that names several sources, a bad key prefix, or a broker too', () => {

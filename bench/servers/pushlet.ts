@@ -9,7 +9,8 @@
  */
 import type { AddressInfo } from 'node:net';
 import { createSampleApp } from '../../sample/app.js';
-import { MemoryBroker, PUSHLET_BROKER, PushletService, RedisBroker } from '../../src/index.js';
+import { MemoryBroker, PUSHLET_BROKER, PushletService } from '../../src/index.js';
+import { RedisBroker } from '../../src/cluster/index.js';
 import { positionsMany, readMany, type RecoveryCore } from '../../src/core/recovery-core.js';
 import { PushletHub } from '../../src/pushlet.hub.js';
 import { PushletMetrics } from '../../src/metrics/index.js';

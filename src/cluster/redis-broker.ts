@@ -9,7 +9,8 @@ import { isTransient, PushletRedisError, PushletRedisUnavailableError, withTimeo
 import { RedisHistory, type RedisHistoryLimits } from './redis-history.js';
 import { RedisKeys } from './redis-keys.js';
 import { RedisPresenceStore } from './redis-presence.js';
-import { describeSource, type ResolvedRedisOptions } from './redis-options.js';
+import { describeSource, ioredisOptions, type ResolvedIoredisOptions } from './redis-client.js';
+import type { ResolvedRedisOptions } from './redis-options.js';
 
 /**
  * The distributed broker: history in Redis Streams, live messages over Redis pub/sub (sharded on
@@ -29,6 +30,7 @@ export class RedisBroker implements PushletBroker {
   readonly maxQueued: number;
   readonly startWithoutBackend: boolean;
   readonly batching = true;
+  private readonly options: ResolvedIoredisOptions;
   private readonly connections: RedisConnections;
   private readonly history: RedisHistory;
   private events: BrokerEvents | undefined;
@@ -60,16 +62,18 @@ export class RedisBroker implements PushletBroker {
     message: (channel, payload) => (channel === this.keys.control ? this.onControl(payload) : this.events?.records(receivePublications(payload))),
   };
 
+  /** @throws TypeError when `options` name a `client` that is not an ioredis `Redis` or `Cluster`. */
   constructor(
-    private readonly options: ResolvedRedisOptions,
+    options: ResolvedRedisOptions,
     limits: RedisHistoryLimits,
     private readonly logger: LoggerService,
   ) {
+    this.options = ioredisOptions(options);
     this.keys = new RedisKeys(options.keyPrefix);
-    this.description = `Redis at ${describeSource(options.source)}`;
+    this.description = `Redis at ${describeSource(this.options.source)}`;
     this.maxQueued = options.maxQueued;
     this.startWithoutBackend = options.startWithoutRedis;
-    this.connections = new RedisConnections(options, this.listener);
+    this.connections = new RedisConnections(this.options, this.listener);
     this.ordering = this.connections.cluster ? 'per-topic' : 'total';
     this.history = new RedisHistory(this.connections.command, this.keys, this.connections.cluster, limits);
   }

@@ -1,6 +1,6 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { withTimeout } from './redis-errors.js';
-import type { ResolvedRedisOptions } from './redis-options.js';
+import type { ResolvedIoredisOptions } from './redis-client.js';
 
 /** What the connections report to the broker. */
 export interface RedisLinkListener {
@@ -39,7 +39,7 @@ export class RedisConnections {
   private readonly detachers: Array<() => void> = [];
 
   constructor(
-    options: ResolvedRedisOptions,
+    options: ResolvedIoredisOptions,
     private readonly listener: RedisLinkListener,
   ) {
     const source = options.source;

@@ -1,9 +1,15 @@
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+// Loaded by every app (the `redis` option is resolved at start-up): it must name no ioredis type
+// and import no ioredis module. The ioredis-typed views and the checks that need ioredis's classes
+// are in redis-client.ts, loaded with the Redis broker only.
 import { MESSAGES } from '../pushlet.messages.js';
 import { booleanOption, isUnset, nonNegativeInteger, positiveNumber } from '../pushlet.option-values.js';
 
-/** A Redis Cluster to join: seed nodes (any of its masters will do) and ioredis Cluster options. */
-export interface PushletRedisClusterOptions {
+/**
+ * A Redis Cluster to join: seed nodes (any of its masters will do) and ioredis Cluster options.
+ * `ClusterOptions` is ioredis's `ClusterOptions` in `pushlet-nestjs/redis` (`RedisBrokerOptions`),
+ * any object here, so that an app that does not use Redis never reads ioredis's declarations.
+ */
+export interface PushletRedisClusterOptions<ClusterOptions extends object = object> {
   /** `{ host, port }` objects or `host:port` strings. */
   nodes: ReadonlyArray<{ host: string; port: number } | string>;
   /** Passed to ioredis `Cluster` (its `redisOptions` reach every node connection). */
@@ -15,8 +21,13 @@ export interface PushletRedisClusterOptions {
  * Redis (and `keyPrefix`) shares topics, history and ids. Give exactly one of `url`, `host`,
  * `cluster` or `client`; with none of them (each unset or `''`, as an unset environment variable
  * reads) the module runs without Redis and logs so. Numbers may be given as numeric strings.
+ *
+ * The type parameters are ioredis's `Redis | Cluster`, `RedisOptions` and `ClusterOptions` in
+ * `pushlet-nestjs/redis` (`RedisBrokerOptions`, for `redisBroker()`); here they are any object,
+ * so that the core's declarations never name ioredis (whose declarations need `redis-errors`'
+ * types under `skipLibCheck: false`) and the module loads ioredis only when Redis is configured.
  */
-export interface PushletRedisOptions {
+export interface PushletRedisOptions<Client extends object = object, RedisOptions extends object = object, ClusterOptions extends object = object> {
   /** `redis://[[user]:password@]host[:port][/db]` or `rediss://…`. */
   url?: string;
   host?: string;
@@ -27,12 +38,12 @@ export interface PushletRedisOptions {
   /** Database number (single server only). Default 0. */
   db?: number;
   /** A Redis Cluster; messages travel over sharded pub/sub (SSUBSCRIBE / SPUBLISH). */
-  cluster?: PushletRedisClusterOptions;
+  cluster?: PushletRedisClusterOptions<ClusterOptions>;
   /**
    * A connected (or connecting) ioredis `Redis` or `Cluster` of your own. The module runs its
    * commands on it, subscribes on a `duplicate()`, and never quits it: you close it yourself.
    */
-  client?: Redis | Cluster;
+  client?: Client;
   /** Prefix of every key and channel. Default `pushlet:`. Instances must agree on it. */
   keyPrefix?: string;
   /**
@@ -55,15 +66,15 @@ export interface PushletRedisOptions {
 }
 
 /** Where the module's connections come from. */
-export type RedisSource =
+export type RedisSource<Client extends object = object, ClusterOptions extends object = object> =
   | { readonly kind: 'url'; readonly url: string }
   | { readonly kind: 'host'; readonly host: string; readonly port: number; readonly username?: string; readonly password?: string; readonly db?: number }
   | { readonly kind: 'cluster'; readonly nodes: ReadonlyArray<{ host: string; port: number }>; readonly options?: ClusterOptions }
-  | { readonly kind: 'client'; readonly client: Redis | Cluster };
+  | { readonly kind: 'client'; readonly client: Client };
 
-/** {@link PushletRedisOptions} with defaults filled in. */
-export interface ResolvedRedisOptions {
-  readonly source: RedisSource;
+/** {@link PushletRedisOptions} with defaults filled in (typed with ioredis's types in redis-client.ts). */
+export interface ResolvedRedisOptions<Client extends object = object, RedisOptions extends object = object, ClusterOptions extends object = object> {
+  readonly source: RedisSource<Client, ClusterOptions>;
   readonly keyPrefix: string;
   readonly startWithoutRedis: boolean;
   readonly connectTimeoutMs: number;
@@ -92,7 +103,7 @@ function parseNode(node: { host: string; port: number } | string): { host: strin
 }
 
 /** The source named by the options, or `undefined` when none is (each unset or empty). */
-function resolveSource(options: PushletRedisOptions): RedisSource | undefined {
+function resolveSource<Client extends object, ClusterOptions extends object>(options: PushletRedisOptions<Client, object, ClusterOptions>): RedisSource<Client, ClusterOptions> | undefined {
   const given = { url: !isUnset(options.url), host: !isUnset(options.host), cluster: !isUnset(options.cluster), client: !isUnset(options.client) };
   const count = Object.values(given).filter(Boolean).length;
   if (count === 0) return undefined;
@@ -116,16 +127,22 @@ function resolveSource(options: PushletRedisOptions): RedisSource | undefined {
     if (nodes.length === 0) throw new RangeError(MESSAGES.redisClusterNodes);
     return { kind: 'cluster', nodes, options: options.cluster!.options };
   }
-  const client = options.client;
-  if (!(client instanceof Redis) && !(client instanceof Cluster)) throw new TypeError(MESSAGES.redisClient);
-  return { kind: 'client', client };
+  // Checked against ioredis's classes when the Redis broker is created (redis-client.ts); here
+  // only its shape, so that nonsense still fails when the options are resolved.
+  const client = options.client as { duplicate?: unknown; options?: unknown } | undefined;
+  if (typeof client !== 'object' || client === null || typeof client.duplicate !== 'function' || typeof client.options !== 'object') {
+    throw new TypeError(MESSAGES.redisClient);
+  }
+  return { kind: 'client', client: options.client! };
 }
 
 /**
  * Fills in the defaults of the `redis` option and rejects nonsense at start-up; `undefined` when
  * the option names no Redis at all (then the module runs without one).
  */
-export function resolveRedisOptions(options: PushletRedisOptions): ResolvedRedisOptions | undefined {
+export function resolveRedisOptions<Client extends object = object, RedisOptions extends object = object, ClusterOptions extends object = object>(
+  options: PushletRedisOptions<Client, RedisOptions, ClusterOptions>,
+): ResolvedRedisOptions<Client, RedisOptions, ClusterOptions> | undefined {
   const source = resolveSource(options);
   if (!source) return undefined;
   const keyPrefix = isUnset(options.keyPrefix) ? REDIS_DEFAULTS.keyPrefix : options.keyPrefix;
@@ -139,32 +156,6 @@ export function resolveRedisOptions(options: PushletRedisOptions): ResolvedRedis
     connectTimeoutMs: positive(options.connectTimeoutMs, REDIS_DEFAULTS.connectTimeoutMs, 'connectTimeoutMs'),
     commandTimeoutMs: positive(options.commandTimeoutMs, REDIS_DEFAULTS.commandTimeoutMs, 'commandTimeoutMs'),
     maxQueued: positive(options.maxQueued, REDIS_DEFAULTS.maxQueued, 'maxQueued'),
-    redisOptions: options.options ?? {},
+    redisOptions: options.options ?? ({} as RedisOptions),
   };
-}
-
-/** `host:port` (or a list of them) for messages and logs; never a password. */
-export function describeSource(source: RedisSource): string {
-  switch (source.kind) {
-    case 'url': {
-      try {
-        const url = new URL(source.url);
-        return `${url.hostname || 'localhost'}:${url.port || REDIS_DEFAULTS.port}`;
-      } catch {
-        return source.url.replace(/\/\/[^@/]*@/, '//');
-      }
-    }
-    case 'host':
-      return `${source.host}:${source.port}`;
-    case 'cluster':
-      return source.nodes.map((n) => `${n.host}:${n.port}`).join(',');
-    case 'client': {
-      const client = source.client;
-      if (client instanceof Cluster) {
-        const nodes = (client as unknown as { startupNodes?: Array<{ host?: string; port?: number } | string> }).startupNodes ?? [];
-        return nodes.map((n) => (typeof n === 'string' ? n : `${n.host ?? 'localhost'}:${n.port ?? REDIS_DEFAULTS.port}`)).join(',');
-      }
-      return `${client.options.host ?? 'localhost'}:${client.options.port ?? REDIS_DEFAULTS.port}`;
-    }
-  }
 }

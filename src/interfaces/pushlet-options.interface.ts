@@ -1,4 +1,5 @@
 import type { CanActivate, LoggerService, Type } from '@nestjs/common';
+// redis-options.ts names no ioredis type: an app that does not use Redis never reads ioredis's declarations.
 import type { PushletRedisOptions, ResolvedRedisOptions } from '../cluster/redis-options.js';
 import type { PushletBroker } from './broker.interface.js';
 import type { PushletIdentity } from '../protocol/frames.js';
@@ -164,14 +165,36 @@ export interface PushletModuleOptions {
   onClientPublish?: (context: PushletClientPublishContext) => PushletClientPublishDecision | Promise<PushletClientPublishDecision>;
   /** Presence topics (off by default). */
   presence?: PushletPresenceOptions;
-  /** A broker of your own (replaces the in-memory default). */
-  broker?: PushletBroker;
+  /**
+   * A broker of your own (replaces the in-memory default), or a factory that builds one at
+   * start-up, such as `redisBroker({ url })` of `pushlet-nestjs/redis`.
+   */
+  broker?: PushletBroker | PushletBrokerFactory;
   /**
    * Distributed mode: instances naming the same Redis share topics, history and ids, so that a
    * message published on any instance reaches every subscriber on every instance, and a client
-   * may resume on another instance. See {@link PushletRedisOptions}.
+   * may resume on another instance. Needs the `ioredis` package (an optional peer dependency),
+   * loaded only when this option names a Redis. See {@link PushletRedisOptions}; for ioredis's
+   * own types on `client` and `options`, give `broker: redisBroker({ … })` of
+   * `pushlet-nestjs/redis` instead.
    */
   redis?: PushletRedisOptions;
+}
+
+/** What a {@link PushletBrokerFactory} gets to build its broker with. */
+export interface PushletBrokerContext {
+  /** The `history` option with its defaults. */
+  readonly history: Required<PushletHistoryOptions>;
+  /** The module's logger. */
+  readonly logger: LoggerService;
+}
+
+/**
+ * Builds the broker at start-up, from the module's resolved history limits and logger (the
+ * `broker` option takes one instead of a broker): `redisBroker()` of `pushlet-nestjs/redis` is one.
+ */
+export interface PushletBrokerFactory {
+  createBroker(context: PushletBrokerContext): PushletBroker | Promise<PushletBroker>;
 }
 
 /** Options with every default filled in. */
@@ -189,6 +212,6 @@ export interface ResolvedPushletOptions {
   readonly onClientPublish?: PushletModuleOptions['onClientPublish'];
   /** Presence with its predicate and interval resolved; absent when off. */
   readonly presence?: { readonly isPresenceTopic: (topic: string) => boolean; readonly ttlMs: number };
-  readonly broker?: PushletBroker;
+  readonly broker?: PushletBroker | PushletBrokerFactory;
   readonly redis?: ResolvedRedisOptions;
 }

@@ -2,7 +2,8 @@ import type { INestApplication } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import type { RedisKeys } from '../../src/cluster/redis-keys.js';
 import { PushletHub } from '../../src/pushlet.hub.js';
-import { PUSHLET_BROKER, RedisBroker, type RecoveryCoreStats, type PushletModuleOptions, type PushletRedisOptions } from '../../src/index.js';
+import { PUSHLET_BROKER, type RecoveryCoreStats, type PushletModuleOptions, type PushletRedisOptions } from '../../src/index.js';
+import { RedisBroker } from '../../src/cluster/index.js';
 import { startApp, type TestApp } from './app.js';
 import type { TestSubscriber } from './subscribers.js';
 
