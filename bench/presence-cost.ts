@@ -7,7 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
-import { RedisPresenceStore, type PresenceEntry, type PresenceMember } from '../src/index.js';
+import { type PresenceEntry, type PresenceMember } from '../src/index.js';
+import { RedisPresenceStore } from '../src/cluster/index.js';
 import { RedisCluster, RedisServer, redisInfo, type RedisInfo } from './lib/redis.js';
 import { median } from './lib/stats.js';
 
