@@ -8,7 +8,7 @@ import type { ClientReport, OpenArgs, Status } from './client/sdk-clients.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
 import { PEERS, ProcessPool, ServerHandle } from './lib/processes.js';
 import { RedisServer } from './lib/redis.js';
-import type { Row, Scenario, ScenarioResult } from './lib/scenario.js';
+import { col, type Row, type Scenario, type ScenarioResult } from './lib/scenario.js';
 import { percentile, round } from './lib/stats.js';
 
 const TOPIC_PREFIX = 'reconnect/';
@@ -295,21 +295,11 @@ export const clientReconnect: Scenario = {
         `Reconnect backoff: the SDK's full jitter, attempt n waits between min and min(30 s, min × 2ⁿ).`,
   params: (config) => ({ clients: config.reconnectClients, topics: config.reconnectTopics, rate: config.reconnectRate, maxReconnectDelayMs: MAX_DELAY_MS }),
   columns: [
-        { key: 'clients', label: 'clients' },
-        { key: 'serverDownS', label: 'server down s', digits: 2 },
-        { key: 'allConnectedS', label: 'all connected s', digits: 2, better: 'lower' },
-        { key: 'reconnectP50MsAfterUp', label: 'reconnect p50 ms', digits: 0, better: 'lower' },
-        { key: 'reconnectMaxMsAfterUp', label: 'reconnect max ms', digits: 0, better: 'lower' },
-        { key: 'allCaughtUpS', label: 'all caught up s', digits: 2, better: 'lower' },
-        { key: 'failedAttemptsP50', label: 'failed attempts p50', digits: 0 },
-        { key: 'failedAttemptsMax', label: 'failed attempts max', digits: 0 },
-        { key: 'peakAttemptsPer100ms', label: 'attempts in busiest 100 ms', digits: 0, better: 'lower' },
-        { key: 'clientCpuMs', label: 'client CPU ms', digits: 0, better: 'lower' },
-        { key: 'clientCpuMsPerSSteady', label: 'client CPU ms/s before', digits: 0 },
-        { key: 'serverCpuMs', label: 'server CPU ms', digits: 0, better: 'lower' },
-        { key: 'lost', label: 'lost' },
-        { key: 'duplicates', label: 'dup' },
-        { key: 'outOfOrder', label: 'out of order' },
-        { key: 'resets', label: 'resets' },
+    col('clients', 'clients'), col('serverDownS', 'server down s', 2), col('allConnectedS', 'all connected s', 2, 'lower'),
+    col('reconnectP50MsAfterUp', 'reconnect p50 ms', 0, 'lower'), col('reconnectMaxMsAfterUp', 'reconnect max ms', 0, 'lower'),
+    col('allCaughtUpS', 'all caught up s', 2, 'lower'), col('failedAttemptsP50', 'failed attempts p50', 0), col('failedAttemptsMax', 'failed attempts max', 0),
+    col('peakAttemptsPer100ms', 'attempts in busiest 100 ms', 0, 'lower'), col('clientCpuMs', 'client CPU ms', 0, 'lower'),
+    col('clientCpuMsPerSSteady', 'client CPU ms/s before', 0), col('serverCpuMs', 'server CPU ms', 0, 'lower'), col('lost', 'lost'), col('duplicates', 'dup'),
+    col('outOfOrder', 'out of order'), col('resets', 'resets'),
   ],
 };

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
-import { measureRow, type Row, type Scenario } from './lib/scenario.js';
+import { col, measureRow, type Row, type Scenario } from './lib/scenario.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -106,8 +106,6 @@ export const clientSize: Scenario = {
     "(`Centrifuge`, `io`) bundled with this SDK's esbuild settings (browser, ES2022, minified). centrifuge uses its JSON protocol build.",
   params: () => ({ gzipLevel: 9, brotliQuality: 11 }),
   columns: [
-    { key: 'minifiedB', label: 'minified B', better: 'lower' },
-    { key: 'gzipB', label: 'gzip B', better: 'lower' },
-    { key: 'brotliB', label: 'brotli B', better: 'lower' },
+    col('minifiedB', 'minified B', undefined, 'lower'), col('gzipB', 'gzip B', undefined, 'lower'), col('brotliB', 'brotli B', undefined, 'lower'),
   ],
 };

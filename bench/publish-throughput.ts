@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { startApp } from '../test/support/app.js';
 import { RedisCluster, RedisServer, redisInfo } from './lib/redis.js';
-import type { Row, Scenario } from './lib/scenario.js';
+import { col, type Row, type Scenario } from './lib/scenario.js';
 import { round } from './lib/stats.js';
 
 const TOPICS = 100;
@@ -158,11 +158,8 @@ export const publish: Scenario = {
     `bare PUBLISH and the Socket.IO Redis adapter keep no history.`,
   params: (c) => ({ durationMs: c.quick ? 1_000 : 4_000, inFlight: 64, topics: TOPICS, payloadBytes: 100 }),
   columns: [
-    { key: 'perSecond', label: 'published/s', digits: 0, better: 'higher' },
-    { key: 'redisCpuUs', label: 'Redis CPU µs/msg', digits: 1, better: 'lower' },
-    { key: 'instanceCpuUs', label: 'instance CPU µs/msg', digits: 1, better: 'lower' },
-    { key: 'commandsPerMessage', label: 'Redis commands/msg', digits: 2 },
-    { key: 'scriptCallsPerMessage', label: 'script calls/msg', digits: 3 },
+    col('perSecond', 'published/s', 0, 'higher'), col('redisCpuUs', 'Redis CPU µs/msg', 1, 'lower'), col('instanceCpuUs', 'instance CPU µs/msg', 1, 'lower'),
+    col('commandsPerMessage', 'Redis commands/msg', 2), col('scriptCallsPerMessage', 'script calls/msg', 3),
   ],
 };
 

@@ -12,6 +12,7 @@ import { sleep } from './lib/proc.js';
 import { PEERS, type ClientPool, type ServerHandle } from './lib/processes.js';
 import { parseInfo, RedisServer } from './lib/redis.js';
 import {
+  col,
   errorCount,
   HOST,
   integrity,
@@ -107,19 +108,11 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
     };
   },
   columns: [
-    { key: 'steadyP50Ms', label: 'p50 ms @steady', digits: 2, better: 'lower' },
-    { key: 'steadyP99Ms', label: 'p99 ms @steady', digits: 2, better: 'lower' },
-    { key: 'steadyP99SliceMs', label: 'p99 ms @steady, median slice', digits: 2, better: 'lower' },
-    { key: 'steadyCpuUs', label: 'CPU µs/delivery @steady', digits: 2, better: 'lower' },
-    { key: 'satDeliveriesPerSec', label: 'deliveries/s @saturation', digits: 0, better: 'higher' },
-    { key: 'satCpuUs', label: 'CPU µs/delivery @saturation', digits: 2, better: 'lower' },
-    { key: 'satServerCpuPct', label: 'server CPU % @saturation', digits: 0 },
-    { key: 'satP99Ms', label: 'p99 ms @saturation', digits: 1 },
-    { key: 'satElu', label: 'server event-loop use @saturation', digits: 2 },
-    { key: 'satStalls', label: 'waits for slow clients', digits: 0 },
-    { key: 'clientCpuPct', label: 'load-client CPU % (all processes)', digits: 0 },
-    { key: 'rssMB', label: 'RSS MB', digits: 0, better: 'lower' },
-    ...INTEGRITY_COLUMNS,
+    col('steadyP50Ms', 'p50 ms @steady', 2, 'lower'), col('steadyP99Ms', 'p99 ms @steady', 2, 'lower'),
+    col('steadyP99SliceMs', 'p99 ms @steady, median slice', 2, 'lower'), col('steadyCpuUs', 'CPU µs/delivery @steady', 2, 'lower'),
+    col('satDeliveriesPerSec', 'deliveries/s @saturation', 0, 'higher'), col('satCpuUs', 'CPU µs/delivery @saturation', 2, 'lower'),
+    col('satServerCpuPct', 'server CPU % @saturation', 0), col('satP99Ms', 'p99 ms @saturation', 1), col('satElu', 'server event-loop use @saturation', 2),
+    col('satStalls', 'waits for slow clients', 0), col('clientCpuPct', 'load-client CPU % (all processes)', 0), col('rssMB', 'RSS MB', 0, 'lower'), ...INTEGRITY_COLUMNS,
   ],
 });
 
@@ -159,14 +152,8 @@ const manyTopics = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
     };
   },
   columns: [
-    { key: 'deliveriesPerSec', label: 'deliveries/s', digits: 0 },
-    { key: 'p50Ms', label: 'p50 ms', digits: 2, better: 'lower' },
-    { key: 'p99Ms', label: 'p99 ms', digits: 2, better: 'lower' },
-    { key: 'cpuUs', label: 'CPU µs/delivery', digits: 2, better: 'lower' },
-    { key: 'serverCpuPct', label: 'server CPU %', digits: 0 },
-    { key: 'clientCpuPct', label: 'load-client CPU %', digits: 0 },
-    { key: 'rssMB', label: 'RSS MB', digits: 0, better: 'lower' },
-    ...INTEGRITY_COLUMNS,
+    col('deliveriesPerSec', 'deliveries/s', 0), col('p50Ms', 'p50 ms', 2, 'lower'), col('p99Ms', 'p99 ms', 2, 'lower'), col('cpuUs', 'CPU µs/delivery', 2, 'lower'),
+    col('serverCpuPct', 'server CPU %', 0), col('clientCpuPct', 'load-client CPU %', 0), col('rssMB', 'RSS MB', 0, 'lower'), ...INTEGRITY_COLUMNS,
   ],
 });
 
@@ -215,13 +202,8 @@ const idle = (t: 'ws' | 'sse'): Scenario => ({
   params: (c) => ({ connections: c.idleConns, holdMs: c.idleHoldMs, heartbeatMs: c.idleHeartbeatMs, topics: c.idleTopics }),
   measure: (entry, c, cleanup) => holdIdle(`idle-${t}`, entry, c, cleanup, c.idleConns, c.idleHeartbeatMs, c.idleHoldMs),
   columns: [
-    { key: 'rssPerConnKB', label: 'RSS KB/conn', digits: 1, better: 'lower' },
-    { key: 'heapPerConnKB', label: 'heap KB/conn', digits: 1, better: 'lower' },
-    { key: 'connectPerSec', label: 'connects/s', digits: 0, better: 'higher' },
-    { key: 'idleCpuPct', label: 'idle CPU %', digits: 1 },
-    { key: 'heartbeatsPerConn', label: 'heartbeats/conn', digits: 1 },
-    { key: 'openAtEnd', label: 'open at end', digits: 0 },
-    { key: 'errors', label: 'errors' },
+    col('rssPerConnKB', 'RSS KB/conn', 1, 'lower'), col('heapPerConnKB', 'heap KB/conn', 1, 'lower'), col('connectPerSec', 'connects/s', 0, 'higher'),
+    col('idleCpuPct', 'idle CPU %', 1), col('heartbeatsPerConn', 'heartbeats/conn', 1), col('openAtEnd', 'open at end', 0), col('errors', 'errors'),
   ],
 });
 
@@ -236,15 +218,9 @@ const maxConnections: Scenario = {
   params: (c) => ({ connections: c.maxConns, holdMs: c.maxHoldMs, heartbeatMs: c.maxHeartbeatMs }),
   measure: (entry, c, cleanup) => holdIdle('max-conn', entry, c, cleanup, c.maxConns, c.maxHeartbeatMs, c.maxHoldMs),
   columns: [
-    { key: 'opened', label: 'opened', digits: 0 },
-    { key: 'openAtEnd', label: 'open at end', digits: 0 },
-    { key: 'serverCounted', label: 'server counts', digits: 0 },
-    { key: 'serverFds', label: 'server fds', digits: 0 },
-    { key: 'connectPerSec', label: 'connects/s', digits: 0 },
-    { key: 'heartbeatsPerConn', label: 'heartbeats/conn', digits: 1 },
-    { key: 'rssPerConnKB', label: 'RSS KB/conn', digits: 1 },
-    { key: 'idleCpuPct', label: 'idle CPU %', digits: 1 },
-    { key: 'errors', label: 'errors' },
+    col('opened', 'opened', 0), col('openAtEnd', 'open at end', 0), col('serverCounted', 'server counts', 0), col('serverFds', 'server fds', 0),
+    col('connectPerSec', 'connects/s', 0), col('heartbeatsPerConn', 'heartbeats/conn', 1), col('rssPerConnKB', 'RSS KB/conn', 1), col('idleCpuPct', 'idle CPU %', 1),
+    col('errors', 'errors'),
   ],
 };
 
@@ -315,15 +291,9 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
     };
   },
   columns: [
-    { key: 'p50Ms', label: 'p50 ms', digits: 2, better: 'lower' },
-    { key: 'p99Ms', label: 'p99 ms', digits: 2, better: 'lower' },
-    { key: 'p99SliceMs', label: 'p99 ms, median slice', digits: 2, better: 'lower' },
-    { key: 'p999Ms', label: 'p99.9 ms', digits: 2 },
-    { key: 'deliveriesPerSec', label: 'deliveries/s', digits: 0 },
-    { key: 'cpuUs', label: 'CPU µs/delivery (B)', digits: 2, better: 'lower' },
-    { key: 'publisherCpuMs', label: 'CPU ms (A)', digits: 0 },
-    { key: 'redisCpuMs', label: 'CPU ms (Redis)', digits: 0 },
-    ...INTEGRITY_COLUMNS,
+    col('p50Ms', 'p50 ms', 2, 'lower'), col('p99Ms', 'p99 ms', 2, 'lower'), col('p99SliceMs', 'p99 ms, median slice', 2, 'lower'), col('p999Ms', 'p99.9 ms', 2),
+    col('deliveriesPerSec', 'deliveries/s', 0), col('cpuUs', 'CPU µs/delivery (B)', 2, 'lower'), col('publisherCpuMs', 'CPU ms (A)', 0),
+    col('redisCpuMs', 'CPU ms (Redis)', 0), ...INTEGRITY_COLUMNS,
   ],
 };
 
@@ -375,13 +345,8 @@ const churn: Scenario = {
     };
   },
   columns: [
-    { key: 'cyclesPerSec', label: 'open+close/s', digits: 0, better: 'higher' },
-    { key: 'cpuUsPerCycle', label: 'CPU µs/cycle', digits: 0, better: 'lower' },
-    { key: 'openP50Ms', label: 'open p50 ms', digits: 2, better: 'lower' },
-    { key: 'openP99Ms', label: 'open p99 ms', digits: 2, better: 'lower' },
-    { key: 'steadyP99Ms', label: 'background p99 ms', digits: 2, better: 'lower' },
-    { key: 'heapGrowthKB', label: 'heap growth KB', digits: 0 },
-    { key: 'leaked', label: 'leaked' },
+    col('cyclesPerSec', 'open+close/s', 0, 'higher'), col('cpuUsPerCycle', 'CPU µs/cycle', 0, 'lower'), col('openP50Ms', 'open p50 ms', 2, 'lower'),
+    col('openP99Ms', 'open p99 ms', 2, 'lower'), col('steadyP99Ms', 'background p99 ms', 2, 'lower'), col('heapGrowthKB', 'heap growth KB', 0), col('leaked', 'leaked'),
     ...INTEGRITY_COLUMNS,
   ],
 };

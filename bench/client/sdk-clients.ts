@@ -9,6 +9,7 @@ import { WebSocket } from 'ws';
 import { PushletClient, type ClientMessage, type ClientState } from '../../src/client/index.js';
 import { notify, serveCommands } from '../lib/ipc.js';
 import { nowUs } from '../lib/proc.js';
+import { Ledger } from './connection.js';
 
 export interface OpenArgs {
   baseUrl: string;
@@ -58,8 +59,7 @@ interface Tracked {
   readonly topic: string;
   state: ClientState;
   warm: boolean;
-  /** Bit per sequence number received. */
-  seen: Uint8Array;
+  seen: Ledger;
   lastSeq: number;
   duplicates: number;
   outOfOrder: number;
@@ -90,14 +90,7 @@ function record(t: Tracked, message: ClientMessage): void {
   const seq = Number(match[1]);
   const at = nowUs();
   received += 1;
-  if (seq >= t.seen.length * 8) {
-    const grown = new Uint8Array(Math.max(t.seen.length * 2, (seq >> 3) + 1));
-    grown.set(t.seen);
-    t.seen = grown;
-  }
-  const bit = 1 << (seq & 7);
-  if (t.seen[seq >> 3]! & bit) t.duplicates += 1;
-  else t.seen[seq >> 3]! |= bit;
+  if (!t.seen.add(seq)) t.duplicates += 1;
   if (seq < t.lastSeq) t.outOfOrder += 1;
   t.lastSeq = Math.max(t.lastSeq, seq);
   if (at >= markUs) {
@@ -134,7 +127,7 @@ function open(args: OpenArgs): Promise<{ elapsedMs: number }> {
       topic: `${args.topicPrefix}${i % args.topics}`,
       state: 'disconnected',
       warm: false,
-      seen: new Uint8Array(64),
+      seen: new Ledger(),
       lastSeq: -1,
       duplicates: 0,
       outOfOrder: 0,
@@ -199,7 +192,7 @@ function report(args: { totals: Record<string, number> }): ClientReport {
   for (const t of tracked) {
     const total = args.totals[t.topic] ?? 0;
     let missing = 0;
-    for (let seq = 0; seq < total; seq += 1) if (seq >> 3 >= t.seen.length || !(t.seen[seq >> 3]! & (1 << (seq & 7)))) missing += 1;
+    for (let seq = 0; seq < total; seq += 1) if (!t.seen.has(seq)) missing += 1;
     missed += missing;
     if (missing > 0) clientsMissing += 1;
     let caughtUp = t.connectedUs;

@@ -16,6 +16,9 @@ export interface Column {
   better?: 'lower' | 'higher';
 }
 
+/** A column: `col('p99Ms', 'p99 ms', 2, 'lower')`. */
+export const col = (key: string, label: string, digits?: number, better?: Column['better']): Column => ({ key, label, ...(digits !== undefined && { digits }), ...(better && { better }) });
+
 export interface Row {
   /** Peer id (`ws`, `socketio`, `pushlet-ws`, ...), with `+redis` in the cross-instance scenario. */
   peer: string;
@@ -220,12 +223,7 @@ export function phaseDetail(phase: PhaseResult) {
   return { ...rest, integrity: collected.integrity, heartbeats: collected.heartbeats, samples: collected.samples };
 }
 
-export const INTEGRITY_COLUMNS: Column[] = [
-  { key: 'lost', label: 'lost' },
-  { key: 'duplicates', label: 'dup' },
-  { key: 'outOfOrder', label: 'out of order' },
-  { key: 'errors', label: 'errors' },
-];
+export const INTEGRITY_COLUMNS: Column[] = [col('lost', 'lost'), col('duplicates', 'dup'), col('outOfOrder', 'out of order'), col('errors', 'errors')];
 
 /** Runs `body` for one row, turning a failure into the row's status instead of stopping the run. */
 export async function measureRow(row: Omit<Row, 'status' | 'metrics'>, body: () => Promise<Measured>): Promise<Row> {
