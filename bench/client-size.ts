@@ -51,32 +51,14 @@ async function bundled(source: string): Promise<string> {
 }
 
 function candidates(): Candidate[] {
+  const shipped = (name: string, file: string) => async () => readFileSync(join(packageDir(name), file), 'utf8');
+  const [centrifuge, socketio] = [version('centrifuge'), version('socket.io-client')];
   return [
     { id: 'pushlet', label: 'Pushlet client (pushlet-client.js)', pushlet: true, load: async () => readFileSync(join(ROOT, 'build/pushlet-client.js'), 'utf8') },
-    {
-      id: 'centrifuge',
-      label: `centrifuge ${version('centrifuge')} (dist/centrifuge.js)`,
-      pushlet: false,
-      load: async () => readFileSync(join(packageDir('centrifuge'), 'dist/centrifuge.js'), 'utf8'),
-    },
-    {
-      id: 'centrifuge-esbuild',
-      label: `centrifuge ${version('centrifuge')} (ESM, same esbuild)`,
-      pushlet: false,
-      load: () => bundled(`export { Centrifuge } from 'centrifuge';`),
-    },
-    {
-      id: 'socketio',
-      label: `socket.io-client ${version('socket.io-client')} (dist/socket.io.esm.min.js)`,
-      pushlet: false,
-      load: async () => readFileSync(join(packageDir('socket.io-client'), 'dist/socket.io.esm.min.js'), 'utf8'),
-    },
-    {
-      id: 'socketio-esbuild',
-      label: `socket.io-client ${version('socket.io-client')} (ESM, same esbuild)`,
-      pushlet: false,
-      load: () => bundled(`export { io } from 'socket.io-client';`),
-    },
+    { id: 'centrifuge', label: `centrifuge ${centrifuge} (dist/centrifuge.js)`, pushlet: false, load: shipped('centrifuge', 'dist/centrifuge.js') },
+    { id: 'centrifuge-esbuild', label: `centrifuge ${centrifuge} (ESM, same esbuild)`, pushlet: false, load: () => bundled(`export { Centrifuge } from 'centrifuge';`) },
+    { id: 'socketio', label: `socket.io-client ${socketio} (dist/socket.io.esm.min.js)`, pushlet: false, load: shipped('socket.io-client', 'dist/socket.io.esm.min.js') },
+    { id: 'socketio-esbuild', label: `socket.io-client ${socketio} (ESM, same esbuild)`, pushlet: false, load: () => bundled(`export { io } from 'socket.io-client';`) },
   ];
 }
 
@@ -105,7 +87,5 @@ export const clientSize: Scenario = {
     'This SDK is its one-file ESM build (`build/pushlet-client.js`, as shipped in `dist/`); the peers as shipped for pages, and their ESM entry ' +
     "(`Centrifuge`, `io`) bundled with this SDK's esbuild settings (browser, ES2022, minified). centrifuge uses its JSON protocol build.",
   params: () => ({ gzipLevel: 9, brotliQuality: 11 }),
-  columns: [
-    col('minifiedB', 'minified B', undefined, 'lower'), col('gzipB', 'gzip B', undefined, 'lower'), col('brotliB', 'brotli B', undefined, 'lower'),
-  ],
+  columns: [col('minifiedB', 'minified B', undefined, 'lower'), col('gzipB', 'gzip B', undefined, 'lower'), col('brotliB', 'brotli B', undefined, 'lower')],
 };

@@ -11,17 +11,16 @@
  * differs from the defaults). `npm run bench` runs it as the `storm` scenario.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
 import type { StormCollected, StormCounts, StormProgress, StormTarget, StormTimes } from './client/load-client.js';
 import { loadConfig, type BenchConfig } from './config.js';
-import { profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
+import { latestProfile, profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
 import { LOG_DIR, PEERS, ProcessPool, ServerHandle, setRunLabel } from './lib/processes.js';
-import { commandDelta, RedisServer, redisInfo } from './lib/redis.js';
+import { commandDelta, startRedis } from './lib/redis.js';
 import { gitCommit, writeReport } from './lib/report.js';
 import { col, measureRow, type Row, type Scenario } from './lib/scenario.js';
 import { percentile, round, sum, sumFields } from './lib/stats.js';
@@ -36,20 +35,9 @@ export type StormOptions = ReturnType<typeof stormOptions>;
 
 export function stormOptions(config: BenchConfig, reads = 'per-turn') {
   return {
-    clients: config.stormClients,
-    wsShare: config.stormWsShare,
-    topics: config.stormTopics,
-    rate: config.stormRate,
-    jitterMs: config.stormJitterMs,
-    warmMs: config.stormWarmMs,
-    timeoutMs: config.stormTimeoutMs,
-    tailMs: config.stormTailMs,
-    connsPerProcess: config.stormConnsPerProcess,
-    connectTimeoutMs: config.stormConnectTimeoutMs,
-    backlog: config.stormBacklog,
-    clientNice: config.stormClientNice,
-    payloadBytes: config.payloadBytes,
-    reads,
+    clients: config.stormClients, wsShare: config.stormWsShare, topics: config.stormTopics, rate: config.stormRate, jitterMs: config.stormJitterMs,
+    warmMs: config.stormWarmMs, timeoutMs: config.stormTimeoutMs, tailMs: config.stormTailMs, connsPerProcess: config.stormConnsPerProcess,
+    connectTimeoutMs: config.stormConnectTimeoutMs, backlog: config.stormBacklog, clientNice: config.stormClientNice, payloadBytes: config.payloadBytes, reads,
     profileDir: config.stormProfile ? join(config.outDir, 'profiles') : (undefined as string | undefined),
   };
 }
@@ -63,11 +51,7 @@ export function stormOptions(config: BenchConfig, reads = 'per-turn') {
 function scriptCalls(commands: Record<string, number>) {
   const get = (name: string) => commands[name] ?? 0;
   return {
-    evalsha: get('evalsha') + get('eval'),
-    publish: get('set'),
-    replay: get('hget'),
-    topicReads: get('xrange') / 2,
-    position: Math.max(0, get('get') - get('set')),
+    evalsha: get('evalsha') + get('eval'), publish: get('set'), replay: get('hget'), topicReads: get('xrange') / 2, position: Math.max(0, get('get') - get('set')),
   };
 }
 
@@ -115,11 +99,8 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
   const startLoad = loadavg();
   const startedAt = new Date().toISOString();
   try {
-    const redisServer = await RedisServer.start();
-    cleanup.push(() => redisServer.stop());
-    const info = new Redis(redisServer.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
-    cleanup.push(async () => info.disconnect());
-    const redis = { url: redisServer.url, pid: (await redisInfo([info])).pid };
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
 
     const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(o.payloadBytes), ...(o.backlog > 0 ? { BENCH_BACKLOG: String(o.backlog) } : {}) };
     const peer = PEERS['pushlet-ws']!;
@@ -175,11 +156,11 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     steady.catch(() => undefined);
     if (!(await pool.waitFor((p) => p.warm === o.clients, 30_000))) throw new Error(`only ${pool.total().warm} of ${o.clients} clients received a message`);
     await sleep(Math.max(0, o.warmMs - BASELINE_MS));
-    const base0 = await redisInfo([info]);
+    const base0 = await redis.info();
     const a0 = a.sample();
     const baseStartUs = nowUs();
     await sleep(BASELINE_MS);
-    const base1 = await redisInfo([info]);
+    const base1 = await redis.info();
     const a1 = a.sample();
     const baseSeconds = (nowUs() - baseStartUs) / 1e6;
 
@@ -211,7 +192,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     }, 250);
     const allCaughtUp = await pool.waitFor((p) => p.caughtUp === o.clients, o.timeoutMs);
     const endUs = nowUs();
-    const redis1 = await redisInfo([info]);
+    const redis1 = await redis.info();
     const redisProc1 = sampleProcess(redis.pid);
     const b1 = b.sample();
     const clients1 = sum(pool.children.map((c) => sampleProcess(c.pid).cpuMs));
@@ -242,9 +223,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const basePerCommand = commandDelta(base1, base0);
     const perSec = (n: number) => round(n / baseSeconds, 1);
     const baselinePerSec = {
-      cpuMs: perSec(base1.cpuMs - base0.cpuMs),
-      commands: perSec(sum(Object.values(basePerCommand))),
-      evalsha: perSec(scriptCalls(basePerCommand).evalsha),
+      cpuMs: perSec(base1.cpuMs - base0.cpuMs), commands: perSec(sum(Object.values(basePerCommand))), evalsha: perSec(scriptCalls(basePerCommand).evalsha),
       perCommand: Object.fromEntries(Object.entries(basePerCommand).map(([k, v]) => [k, perSec(v)])),
     };
     const windowS = windowMs / 1000;
@@ -252,72 +231,37 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const netEvalsha = scripts.evalsha - baselinePerSec.evalsha * windowS;
 
     const run = {
-      options: o,
-      transports: { ws, sse },
-      processes: shares.length,
-      startedAt,
-      loadAverage: { start: startLoad, kill: killLoad, end: loadavg() },
-      connectMs,
-      allReconnectedMs: percentiles(times.reconnected).max,
-      allCaughtUpMs: percentiles(times.caughtUp).max,
-      allReplayedMs: percentiles(times.replayed).max,
-      reconnected: percentiles(times.reconnected),
-      caughtUp: percentiles(times.caughtUp),
-      replayed: percentiles(times.replayed),
-      dropNoticed: percentiles(times.dropped),
-      steps: { tcpConnect: percentiles(times.tcpConnect), httpAccept: percentiles(times.httpAccept), sessionStart: percentiles(times.sessionStart) },
-      aExitMs,
-      windowMs: round(windowMs, 0),
-      window: { killUs, endUs },
-      timedOut: !allCaughtUp,
+      options: o, transports: { ws, sse }, processes: shares.length, startedAt, loadAverage: { start: startLoad, kill: killLoad, end: loadavg() }, connectMs,
+      allReconnectedMs: percentiles(times.reconnected).max, allCaughtUpMs: percentiles(times.caughtUp).max, allReplayedMs: percentiles(times.replayed).max,
+      reconnected: percentiles(times.reconnected), caughtUp: percentiles(times.caughtUp), replayed: percentiles(times.replayed), dropNoticed: percentiles(times.dropped),
+      steps: { tcpConnect: percentiles(times.tcpConnect), httpAccept: percentiles(times.httpAccept), sessionStart: percentiles(times.sessionStart) }, aExitMs,
+      windowMs: round(windowMs, 0), window: { killUs, endUs }, timedOut: !allCaughtUp,
       redis: {
-        cpuMs: round(redis1.cpuMs - base1.cpuMs, 0),
-        cpuMsProc: round(redisProc1.cpuMs - redisProc0.cpuMs, 0),
-        commands,
-        perCommand,
-        scripts,
-        baselinePerSec,
+        cpuMs: round(redis1.cpuMs - base1.cpuMs, 0), cpuMsProc: round(redisProc1.cpuMs - redisProc0.cpuMs, 0), commands, perCommand, scripts, baselinePerSec,
         net: {
-          cpuMs: round(redis1.cpuMs - base1.cpuMs - baselinePerSec.cpuMs * windowS, 0),
-          commands: round(commands - baselinePerSec.commands * windowS, 0),
+          cpuMs: round(redis1.cpuMs - base1.cpuMs - baselinePerSec.cpuMs * windowS, 0), commands: round(commands - baselinePerSec.commands * windowS, 0),
           evalsha: round(netEvalsha, 0),
         },
       },
-      aCpuUsPerDelivery,
-      readsPerClient: round((scripts.replay + scripts.position) / o.clients, 4),
-      replayCallsPerClient: round(scripts.replay / o.clients, 4),
+      aCpuUsPerDelivery, readsPerClient: round((scripts.replay + scripts.position) / o.clients, 4), replayCallsPerClient: round(scripts.replay / o.clients, 4),
       topicReadsPerClient: round(scripts.topicReads / o.clients, 4),
       instanceB: {
-        cpuMs: round(b1.cpuMs - b0.cpuMs, 0),
-        cpuPct: round(((b1.cpuMs - b0.cpuMs) * 100) / windowMs, 0),
-        cpuMsPerClient: round((b1.cpuMs - b0.cpuMs) / o.clients, 2),
+        cpuMs: round(b1.cpuMs - b0.cpuMs, 0), cpuPct: round(((b1.cpuMs - b0.cpuMs) * 100) / windowMs, 0), cpuMsPerClient: round((b1.cpuMs - b0.cpuMs) / o.clients, 2),
         deliveries: counts.windowDeliveries,
         cpuMsPerClientLessDeliveries: round((b1.cpuMs - b0.cpuMs - (counts.windowDeliveries * aCpuUsPerDelivery) / 1000) / o.clients, 2),
         eventLoopUtilization: round((bLoop1.activeMs - bLoop0.activeMs) / Math.max(1, bLoop1.activeMs - bLoop0.activeMs + bLoop1.idleMs - bLoop0.idleMs), 2),
-        rssMB: round(bStats.rssBytes / 2 ** 20, 0),
-        connections: bStats.connections,
-        problems: b.problems(),
+        rssMB: round(bStats.rssBytes / 2 ** 20, 0), connections: bStats.connections, problems: b.problems(),
       },
       publisher: { cpuMs: round(p1.cpuMs - p0.cpuMs, 0), published: published.sent, publishErrors: published.publishErrors },
-      clientCpuMs: round(sum(parts.map((p) => p.cpuUs)) / 1000, 0),
-      clientWindowCpuMs: round(clients1 - clients0, 0),
-      listenQueue: { overflows: queue1.overflows - queue0.overflows, drops: queue1.drops - queue0.drops },
-      acceptQueue,
-      counts,
-      drained,
-      samples: parts.flatMap((p) => p.problems).slice(0, 24),
-      dropReasons: mergeCounts(parts.map((p) => p.dropReasons)),
-      failureReasons: mergeCounts(parts.map((p) => p.failureReasons)),
-      timeline,
-      profile: undefined as { file: string; summary: ProfileSummary } | undefined,
+      clientCpuMs: round(sum(parts.map((p) => p.cpuUs)) / 1000, 0), clientWindowCpuMs: round(clients1 - clients0, 0),
+      listenQueue: { overflows: queue1.overflows - queue0.overflows, drops: queue1.drops - queue0.drops }, acceptQueue, counts, drained,
+      samples: parts.flatMap((p) => p.problems).slice(0, 24), dropReasons: mergeCounts(parts.map((p) => p.dropReasons)),
+      failureReasons: mergeCounts(parts.map((p) => p.failureReasons)), timeline, profile: undefined as { file: string; summary: ProfileSummary } | undefined,
     };
 
     if (o.profileDir) {
       await b.stop(); // exits the process, which writes its profile
-      const file = readdirSync(o.profileDir)
-        .filter((f) => f.startsWith(`${bName}-`) && f.endsWith('.cpuprofile'))
-        .sort()
-        .pop();
+      const file = latestProfile(o.profileDir, bName);
       if (file) run.profile = { file, summary: summarizeProfile(join(o.profileDir, file), { startUs: killUs, endUs }) };
     }
     return run;

@@ -10,19 +10,9 @@ import type { BenchConfig } from './config.js';
 import { floodPhase, mergePhases, steadyPhase, warmUp, type PhaseResult } from './lib/phases.js';
 import { sleep } from './lib/proc.js';
 import { PEERS, type ClientPool, type ServerHandle } from './lib/processes.js';
-import { parseInfo, RedisServer } from './lib/redis.js';
+import { startRedis } from './lib/redis.js';
 import {
-  col,
-  errorCount,
-  HOST,
-  integrity,
-  INTEGRITY_COLUMNS,
-  openAll,
-  phaseDetail,
-  processesFor,
-  roundDetail,
-  startPool,
-  startServer,
+  col, errorCount, HOST, integrity, INTEGRITY_COLUMNS, openAll, phaseDetail, processesFor, roundDetail, startPool, startServer,
   type Cleanup,
   type Entry,
   type Measured,
@@ -83,27 +73,15 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
     const stats = await server.stats(true);
     return {
       metrics: {
-        steadyP50Ms: steady.latency.p50Ms,
-        steadyP99Ms: steady.latency.p99Ms,
-        steadyP99SliceMs: steady.p99SliceMedianMs ?? NaN,
-        steadyCpuUs: steady.cpuUsPerDelivery,
-        satDeliveriesPerSec: flood.deliveriesPerSec,
-        satCpuUs: flood.cpuUsPerDelivery,
-        satServerCpuPct: flood.serverCpuPct,
-        satP99Ms: flood.latency.p99Ms,
-        satElu: flood.flow?.eventLoopUtilization ?? NaN,
-        satStalls: flood.flow?.stalls ?? NaN,
-        clientCpuPct: flood.clientCpuPct,
-        rssMB: round(stats.rssBytes / MB, 1),
+        steadyP50Ms: steady.latency.p50Ms, steadyP99Ms: steady.latency.p99Ms, steadyP99SliceMs: steady.p99SliceMedianMs ?? NaN, steadyCpuUs: steady.cpuUsPerDelivery,
+        satDeliveriesPerSec: flood.deliveriesPerSec, satCpuUs: flood.cpuUsPerDelivery, satServerCpuPct: flood.serverCpuPct, satP99Ms: flood.latency.p99Ms,
+        satElu: flood.flow?.eventLoopUtilization ?? NaN, satStalls: flood.flow?.stalls ?? NaN, clientCpuPct: flood.clientCpuPct, rssMB: round(stats.rssBytes / MB, 1),
         ...integrity(flood.collected),
         errors: errorCount([server], flood.collected, steady.publishErrors + flood.publishErrors + (steady.drained && flood.drained ? 0 : 1)),
       },
       detail: {
-        steady: phaseDetail(steady),
-        saturation: phaseDetail(flood),
-        rounds: { steady: steadyRuns.map(roundDetail), saturation: floodRuns.map(roundDetail) },
-        server: stats,
-        problems: server.problems(),
+        steady: phaseDetail(steady), saturation: phaseDetail(flood), rounds: { steady: steadyRuns.map(roundDetail), saturation: floodRuns.map(roundDetail) },
+        server: stats, problems: server.problems(),
       },
     };
   },
@@ -138,14 +116,8 @@ const manyTopics = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
     const stats = await server.stats(true);
     return {
       metrics: {
-        deliveriesPerSec: steady.deliveriesPerSec,
-        p50Ms: steady.latency.p50Ms,
-        p99Ms: steady.latency.p99Ms,
-        cpuUs: steady.cpuUsPerDelivery,
-        serverCpuPct: steady.serverCpuPct,
-        clientCpuPct: steady.clientCpuPct,
-        rssMB: round(stats.rssBytes / MB, 1),
-        ...integrity(steady.collected),
+        deliveriesPerSec: steady.deliveriesPerSec, p50Ms: steady.latency.p50Ms, p99Ms: steady.latency.p99Ms, cpuUs: steady.cpuUsPerDelivery,
+        serverCpuPct: steady.serverCpuPct, clientCpuPct: steady.clientCpuPct, rssMB: round(stats.rssBytes / MB, 1), ...integrity(steady.collected),
         errors: errorCount([server], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), server: stats, problems: server.problems() },
@@ -175,18 +147,10 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
   const n = Math.max(1, opened.opened);
   return {
     metrics: {
-      opened: opened.opened,
-      failed: opened.failed,
-      connectPerSec: opened.perSecond,
-      openAtEnd: collected.open,
-      serverCounted: stats.connections,
-      rssPerConnKB: round((stats.rssBytes - base.rssBytes) / n / 1024, 2),
-      heapPerConnKB: round((stats.heapUsedBytes - base.heapUsedBytes) / n / 1024, 2),
-      idleCpuPct: round(((cpuAfter.cpuMs - cpuBefore.cpuMs) * 100) / holdMs, 1),
-      heartbeatsPerConn: round(collected.heartbeats / n, 1),
-      rssMB: round(stats.rssBytes / MB, 0),
-      serverFds: fds,
-      errors: errorCount([server], collected, opened.failed + Math.abs(collected.open - opened.opened)),
+      opened: opened.opened, failed: opened.failed, connectPerSec: opened.perSecond, openAtEnd: collected.open, serverCounted: stats.connections,
+      rssPerConnKB: round((stats.rssBytes - base.rssBytes) / n / 1024, 2), heapPerConnKB: round((stats.heapUsedBytes - base.heapUsedBytes) / n / 1024, 2),
+      idleCpuPct: round(((cpuAfter.cpuMs - cpuBefore.cpuMs) * 100) / holdMs, 1), heartbeatsPerConn: round(collected.heartbeats / n, 1),
+      rssMB: round(stats.rssBytes / MB, 0), serverFds: fds, errors: errorCount([server], collected, opened.failed + Math.abs(collected.open - opened.opened)),
     },
     detail: { base, final: stats, open: opened, samples: collected.samples, problems: server.problems() },
   };
@@ -194,8 +158,7 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
 
 const idle = (t: 'ws' | 'sse'): Scenario => ({
   id: `idle-${t}`,
-  peers: t === 'ws' ? WS_PEERS : SSE_PEERS,
-  mode: 'sequential',
+  peers: t === 'ws' ? WS_PEERS : SSE_PEERS, mode: 'sequential',
   title: (c) => `Idle connections, ${transportName(t)}: ${c.idleConns.toLocaleString('en')} open`,
   description: (c) =>
     `Connections opened (${c.connectConcurrency} handshakes in flight per load-client process), then held ${c.idleHoldMs / 1000} s with heartbeats every ${c.idleHeartbeatMs / 1000} s. Memory per connection is the growth of the server's RSS and V8 heap (after a full GC) divided by the connections.`,
@@ -209,9 +172,7 @@ const idle = (t: 'ws' | 'sse'): Scenario => ({
 
 /** As many connections as one process's open-file limit allows, heartbeats running (skipped when --max-conns=0). */
 const maxConnections: Scenario = {
-  id: 'max-conn',
-  peers: (c) => c.maxPeers.map((id) => ({ peer: PEERS[id]!, rowId: id, label: PEERS[id]!.label })),
-  mode: 'sequential',
+  id: 'max-conn', peers: (c) => c.maxPeers.map((id) => ({ peer: PEERS[id]!, rowId: id, label: PEERS[id]!.label })), mode: 'sequential',
   title: (c) => `Connection limit: ${c.maxConns.toLocaleString('en')} concurrent connections in one server process`,
   description: (c) =>
     `The open-file limit is ${c.maxConns + 100} per process; the server keeps about 100 descriptors for itself. Held ${c.maxHoldMs / 1000} s with heartbeats every ${c.maxHeartbeatMs / 1000} s; every connection must stay open and nothing may be logged as an error.`,
@@ -246,9 +207,9 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
     `Two server processes per peer and one redis-server (own process, free loopback port). ${c.clusterRate} msg/s for ${c.clusterMs / 1000} s in ${c.rounds} interleaved slices; latency from the publish call on A to receipt by the clients of B.`,
   params: (c) => ({ subscribers: c.clusterSubs, rate: c.clusterRate, durationMs: c.clusterMs, rounds: c.rounds }),
   async shared(_c, cleanup) {
-    const redis = await RedisServer.start();
+    const redis = await startRedis();
     cleanup.push(() => redis.stop());
-    return { url: redis.url, pid: parseInfo(await redis.command<string>('INFO', 'server')).pid };
+    return redis;
   },
   async setup({ peer }, c, cleanup, redis) {
     const env = serverEnv(c, { REDIS_URL: redis.url });
@@ -275,16 +236,9 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
     const steady = mergePhases(runs);
     return {
       metrics: {
-        p50Ms: steady.latency.p50Ms,
-        p99Ms: steady.latency.p99Ms,
-        p99SliceMs: steady.p99SliceMedianMs ?? NaN,
-        p999Ms: steady.latency.p999Ms,
-        maxMs: steady.latency.maxMs,
-        deliveriesPerSec: steady.deliveriesPerSec,
-        cpuUs: steady.cpuUsPerDelivery,
-        publisherCpuMs: steady.extraCpuMs.publisher ?? NaN,
-        redisCpuMs: steady.extraCpuMs.redis ?? NaN,
-        ...integrity(steady.collected),
+        p50Ms: steady.latency.p50Ms, p99Ms: steady.latency.p99Ms, p99SliceMs: steady.p99SliceMedianMs ?? NaN, p999Ms: steady.latency.p999Ms, maxMs: steady.latency.maxMs,
+        deliveriesPerSec: steady.deliveriesPerSec, cpuUs: steady.cpuUsPerDelivery, publisherCpuMs: steady.extraCpuMs.publisher ?? NaN,
+        redisCpuMs: steady.extraCpuMs.redis ?? NaN, ...integrity(steady.collected),
         errors: errorCount([a, b], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), problems: [a.problems(), b.problems()] },
@@ -299,10 +253,7 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
 
 /** Connections opened and closed continuously next to a steady fan-out that must not notice. */
 const churn: Scenario = {
-  id: 'churn',
-  peers: [...WS_PEERS, ...SSE_PEERS],
-  mode: 'sequential',
-  title: () => 'Connection churn',
+  id: 'churn', peers: [...WS_PEERS, ...SSE_PEERS], mode: 'sequential', title: () => 'Connection churn',
   description: (c) =>
     `${c.churnProcesses} load-client processes × ${c.churnConcurrency} loops open a connection (subscribing to one of 100 topics), wait until it is established ` +
     `(101 for WebSocket, CONNECT for Socket.IO, 200 for SSE) and close it as a browser would, for ${c.churnMs / 1000} s, ` +
@@ -331,14 +282,9 @@ const churn: Scenario = {
     const leaked = stats.connections - bgSubs;
     return {
       metrics: {
-        cyclesPerSec: round(cycles / elapsedS, 0),
-        cpuUsPerCycle: round(((after.cpuMs - before.cpuMs) * 1000) / Math.max(1, cycles), 0),
-        openP50Ms: Math.max(...churned.map((x) => x.openLatency.p50Ms)),
-        openP99Ms: Math.max(...churned.map((x) => x.openLatency.p99Ms)),
-        steadyP99Ms: steady.latency.p99Ms,
-        heapGrowthKB: round((stats.heapUsedBytes - base.heapUsedBytes) / 1024, 0),
-        leaked,
-        ...integrity(steady.collected),
+        cyclesPerSec: round(cycles / elapsedS, 0), cpuUsPerCycle: round(((after.cpuMs - before.cpuMs) * 1000) / Math.max(1, cycles), 0),
+        openP50Ms: Math.max(...churned.map((x) => x.openLatency.p50Ms)), openP99Ms: Math.max(...churned.map((x) => x.openLatency.p99Ms)),
+        steadyP99Ms: steady.latency.p99Ms, heapGrowthKB: round((stats.heapUsedBytes - base.heapUsedBytes) / 1024, 0), leaked, ...integrity(steady.collected),
         errors: errorCount([server], steady.collected, sum(churned.map((x) => x.failures + x.unexpectedCloses)) + Math.abs(leaked) + (steady.drained ? 0 : 1)),
       },
       detail: { churn: churned, steady: phaseDetail(steady), base, final: stats, problems: server.problems() },
@@ -370,8 +316,7 @@ function metricsOverhead(s: Scenario<Loaded>, t: 'ws' | 'sse'): Scenario<Loaded>
   return {
     ...s,
     id: `metrics-${s.id}`,
-    optional: true,
-    peers: () => variants,
+    optional: true, peers: () => variants,
     title: (c) => `Metrics overhead, ${s.title(c)}`,
     description: (c) => `The sample app with the Prometheus metrics off and on (scraped every second), side by side. ${s.description(c)}`,
     after(rows) {
@@ -398,13 +343,7 @@ export const SCENARIOS: Scenario[] = [
   manyTopics('sse'),
   idle('ws'),
   idle('sse'),
-  maxConnections,
-  cluster,
-  churn,
-  publish,
-  clientSize,
-  clientReconnect,
-  storm,
+  maxConnections, cluster, churn, publish, clientSize, clientReconnect, storm,
   metricsOverhead(fanout('ws'), 'ws'),
   metricsOverhead(fanout('sse'), 'sse'),
   metricsOverhead(manyTopics('ws'), 'ws'),

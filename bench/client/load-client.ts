@@ -26,7 +26,6 @@ export interface Target {
   topicFirst?: number;
   topicModulo?: number;
   localAddress?: string;
-  timeoutMs?: number;
 }
 
 export type OpenResult = Awaited<ReturnType<typeof openInParallel>>;
@@ -84,7 +83,7 @@ function topicOf(target: Target, index: number): string {
 function openMany(args: Target & { count: number; concurrency: number }) {
   return openInParallel(args.count, args.concurrency, async (index) => {
     const connection = new Connection(args.protocol, topicOf(args, index), sink);
-    await connection.open(args.host, args.port, args.pathPrefix + encodeURIComponent(connection.topic), args.localAddress, args.timeoutMs ?? 15_000);
+    await connection.open(args.host, args.port, args.pathPrefix + encodeURIComponent(connection.topic), args.localAddress, 15_000);
     connections.push(connection);
   });
 }
@@ -119,7 +118,7 @@ async function churn(args: Target & { durationMs: number; concurrency: number })
       const connection = new Connection(args.protocol, topicOf(args, counter++), sink);
       const t0 = nowUs();
       try {
-        await connection.open(args.host, args.port, args.pathPrefix + encodeURIComponent(connection.topic), args.localAddress, args.timeoutMs ?? 15_000);
+        await connection.open(args.host, args.port, args.pathPrefix + encodeURIComponent(connection.topic), args.localAddress, 15_000);
         openLatency.record(nowUs() - t0);
         await connection.close();
         cycles += 1;

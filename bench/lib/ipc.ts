@@ -49,13 +49,6 @@ export function notify(event: string, data: unknown): void {
   process.send?.({ event, data } satisfies Notice);
 }
 
-export interface ChildOptions {
-  name: string;
-  env?: NodeJS.ProcessEnv;
-  execArgv?: string[];
-  /** stdout and stderr go here. */
-  logPath: string;
-}
 
 /** Orchestrator side: one forked child and its command channel. */
 export class Child {
@@ -108,7 +101,8 @@ export class Child {
     });
   }
 
-  static start(script: string, options: ChildOptions): Child {
+  /** `logPath`: where stdout and stderr go. */
+  static start(script: string, options: { name: string; env?: NodeJS.ProcessEnv; execArgv?: string[]; logPath: string }): Child {
     const child = fork(script, [], {
       env: { ...process.env, NO_COLOR: '1', ...options.env },
       execArgv: options.execArgv ?? [],
@@ -119,10 +113,6 @@ export class Child {
 
   get pid(): number {
     return this.process.pid!;
-  }
-
-  get alive(): boolean {
-    return !this.exited;
   }
 
   call<T>(cmd: string, args: unknown = {}, timeoutMs = 120_000): Promise<T> {

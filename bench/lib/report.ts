@@ -6,20 +6,7 @@ import type { Column, Row, ScenarioResult } from './scenario.js';
 
 /** Report writing: the run's facts, targets, Markdown tables, the SVG chart, and the files. */
 
-export interface RunMeta {
-  startedAt: string;
-  finishedAt: string;
-  durationS: number;
-  commit: string;
-  node: string;
-  cpus: string;
-  cores: number;
-  loadAverageStart: number[];
-  loadAverageEnd: number[];
-  quick: boolean;
-  repeat: number;
-  command: string;
-}
+export type RunMeta = ReturnType<ReturnType<typeof startRun>['finish']>;
 
 /** The commit measured, `+changes` when the code under test differs from it. */
 export function gitCommit(): string {
@@ -33,7 +20,7 @@ export function gitCommit(): string {
 }
 
 /** Facts of a run, taken when `finish` is called on what `startRun` returned. */
-export function startRun(command: string, quick: boolean, repeat = 1): { finish(): RunMeta } {
+export function startRun(command: string, quick: boolean, repeat = 1) {
   const started = new Date();
   const loadAverageStart = loadavg();
   const args = process.argv.slice(2);
@@ -41,17 +28,8 @@ export function startRun(command: string, quick: boolean, repeat = 1): { finish(
     finish: () => {
       const finished = new Date();
       return {
-        startedAt: started.toISOString(),
-        finishedAt: finished.toISOString(),
-        durationS: (finished.getTime() - started.getTime()) / 1000,
-        commit: gitCommit(),
-        node: process.version,
-        cpus: cpus()[0]?.model ?? 'unknown CPU',
-        cores: cpus().length,
-        loadAverageStart,
-        loadAverageEnd: loadavg(),
-        quick,
-        repeat,
+        startedAt: started.toISOString(), finishedAt: finished.toISOString(), durationS: (finished.getTime() - started.getTime()) / 1000, commit: gitCommit(),
+        node: process.version, cpus: cpus()[0]?.model ?? 'unknown CPU', cores: cpus().length, loadAverageStart, loadAverageEnd: loadavg(), quick, repeat,
         command: `${command}${args.length ? ` -- ${args.join(' ')}` : ''}${quick ? ' (BENCH_QUICK=1)' : ''}`,
       };
     },
@@ -248,13 +226,7 @@ export function markdownReport(title: string, meta: RunMeta, targets: TargetResu
 
 // ---- SVG --------------------------------------------------------------------------------------
 
-const COLORS: Record<string, string> = {
-  ws: '#7f8c8d',
-  socketio: '#e67e22',
-  sse: '#95a5a6',
-  'pushlet-ws': '#2471a3',
-  'pushlet-sse': '#5dade2',
-};
+const COLORS: Record<string, string> = { ws: '#7f8c8d', socketio: '#e67e22', sse: '#95a5a6', 'pushlet-ws': '#2471a3', 'pushlet-sse': '#5dade2' };
 
 /** A target's text without its limit (the tick shows it) and with shorter words, for the chart. */
 function shortTarget(text: string): string {
@@ -316,9 +288,7 @@ export function svgChart(meta: RunMeta, targets: TargetResult[], results: Scenar
   const ratioBars: Bar[] = targets
     .filter((t) => t.kind !== 'all')
     .map((t) => ({
-      label: shortTarget(t.target),
-      value: t.ratio,
-      color: t.met === undefined ? '#bbb' : t.met ? '#27ae60' : '#c0392b',
+      label: shortTarget(t.target), value: t.ratio, color: t.met === undefined ? '#bbb' : t.met ? '#27ae60' : '#c0392b',
       text: t.ratio === undefined ? `not measured` : `${t.ratio.toFixed(2)}×`,
       marker: t.limit,
     }));
@@ -330,8 +300,7 @@ export function svgChart(meta: RunMeta, targets: TargetResult[], results: Scenar
         .filter((r) => r.status === 'ok')
         .map((r) => ({
           label: `${r.label} (${id})`,
-          value: r.metrics[key],
-          color: COLORS[r.peer.replace('+redis', '')] ?? '#999',
+          value: r.metrics[key], color: COLORS[r.peer.replace('+redis', '')] ?? '#999',
           text: `${(r.metrics[key] ?? NaN).toFixed(digits)} ${unit}`,
         })),
     );

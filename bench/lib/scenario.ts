@@ -1,7 +1,9 @@
 import type { BenchConfig } from '../config.js';
 import type { Collected } from './processes.js';
 import { ClientPool, PEERS, ServerHandle, type Peer } from './processes.js';
-import type { PhaseResult } from './phases.js';
+import { warmUp, type PhaseResult } from './phases.js';
+import { latestProfile } from './cpuprofile.js';
+import { nowUs } from './proc.js';
 import { median, sum } from './stats.js';
 
 /**
@@ -236,4 +238,27 @@ export async function measureRow(row: Omit<Row, 'status' | 'metrics'>, body: () 
     console.log(`  ${row.label}: failed: ${result.note}`);
   }
   return result;
+}
+
+/**
+ * A peer under `node --cpu-prof` (profiles in `dir`): `count` connections, warmed up, `run` once
+ * unmeasured (`preheatMs`) and once measured (`durationMs`); then the server exits, writing its
+ * profile. Answers the measured phase, its window on the monotonic clock, and the profile's file.
+ */
+export async function profiledLoad(o: { peer: Peer; name: string; dir: string; env: NodeJS.ProcessEnv; c: BenchConfig; count: number; topic: { topic?: string; topicPrefix?: string }; topics: string[] }, run: (server: ServerHandle, pool: ClientPool, durationMs: number) => Promise<PhaseResult>, durationMs: number) {
+  const cleanup: Cleanup = [];
+  try {
+    const server = await startServer(o.peer, cleanup, o.env, o.name, o.dir);
+    const pool = await startPool(processesFor(o.c, o.count), o.name, cleanup);
+    await openAll(pool, o.peer, server, o.count, o.c, o.topic);
+    await warmUp(server, pool, o.topics, o.count);
+    await run(server, pool, o.c.preheatMs);
+    const startUs = nowUs();
+    const phase = await run(server, pool, durationMs);
+    const window = { startUs, endUs: nowUs() };
+    await release(cleanup); // the server exits, writing its profile
+    return { phase, window, file: latestProfile(o.dir, o.name) };
+  } finally {
+    await release(cleanup);
+  }
 }

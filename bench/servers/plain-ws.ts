@@ -77,15 +77,6 @@ await serve(async () => {
       const requested = url.searchParams.getAll('topic');
       for (const topic of requested.length ? requested : ['default']) subscribe(ws, topic);
       ws.on('pong', () => (ws.isAlive = true));
-      ws.on('message', (data) => {
-        try {
-          const command = JSON.parse(String(data)) as { action?: string; topic?: string };
-          if (command.action === 'subscribe' && typeof command.topic === 'string') subscribe(ws, command.topic);
-          if (command.action === 'unsubscribe' && typeof command.topic === 'string') unsubscribe(ws, command.topic);
-        } catch {
-          // A ceiling, not a product: bad input is ignored.
-        }
-      });
       ws.on('close', () => {
         for (const topic of ws.topics!) unsubscribe(ws, topic);
       });
