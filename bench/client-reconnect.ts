@@ -6,9 +6,9 @@
 import type { BenchConfig } from './config.js';
 import type { ClientReport, OpenArgs, Status } from './client/sdk-clients.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
-import { PEERS, ProcessPool, ServerHandle } from './lib/processes.js';
+import { PEERS, ProcessPool } from './lib/processes.js';
 import { RedisServer } from './lib/redis.js';
-import { col, type Row, type Scenario, type ScenarioResult } from './lib/scenario.js';
+import { col, release, startServer, type Cleanup, type Row, type Scenario, type ScenarioResult } from './lib/scenario.js';
 import { percentile, round } from './lib/stats.js';
 
 const TOPIC_PREFIX = 'reconnect/';
@@ -100,17 +100,15 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
   const peer = PEERS[variant.transport === 'websocket' ? 'pushlet-ws' : 'pushlet-sse']!;
   const label = `Pushlet ${variant.transport === 'websocket' ? 'WS' : 'SSE'}, backoff ${variant.minDelayMs} ms–${MAX_DELAY_MS / 1000} s${variant.minDelayMs === 500 ? ' (default)' : ''}`;
   const row: Row = { peer: `${peer.id}-min${variant.minDelayMs}`, label, pushlet: true, status: 'ok', metrics: {} };
-  const cleanup: Array<() => Promise<void>> = [];
+  const cleanup: Cleanup = [];
   const name = `reconnect-${variant.transport}-${variant.minDelayMs}`;
   process.stdout.write(`  ${label.padEnd(44)} `);
   try {
     const redis = await RedisServer.start();
     cleanup.push(() => redis.stop());
     const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000' };
-    const a = await ServerHandle.start(peer, { env, name: `${name}-a` });
-    cleanup.push(() => a.stop());
-    const b = await ServerHandle.start({ ...peer, script: 'servers/pushlet-restart.js' }, { env, name: `${name}-b` });
-    cleanup.push(() => b.stop());
+    const a = await startServer(peer, cleanup, env, `${name}-a`);
+    const b = await startServer({ ...peer, script: 'servers/pushlet-restart.js' }, cleanup, env, `${name}-b`);
 
     const clients = (await ProcessPool.spawn('client/sdk-clients.js', 1, name))[0]!;
     cleanup.push(() => clients.stop());
@@ -220,7 +218,7 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
     row.note = error instanceof Error ? error.message.split('\n')[0] : String(error);
     console.log(`failed: ${row.note}`);
   } finally {
-    for (const step of cleanup.reverse()) await step().catch((error: unknown) => console.log(`    cleanup: ${String(error)}`));
+    await release(cleanup);
   }
   return row;
 }

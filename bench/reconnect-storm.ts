@@ -19,10 +19,10 @@ import type { StormCollected, StormCounts, StormProgress, StormTarget, StormTime
 import { loadConfig, type BenchConfig } from './config.js';
 import { latestProfile, profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
-import { LOG_DIR, PEERS, ProcessPool, ServerHandle, setRunLabel } from './lib/processes.js';
+import { LOG_DIR, PEERS, ProcessPool, setRunLabel } from './lib/processes.js';
 import { commandDelta, startRedis } from './lib/redis.js';
 import { gitCommit, writeReport } from './lib/report.js';
-import { col, measureRow, type Row, type Scenario } from './lib/scenario.js';
+import { col, measureRow, release, startServer, type Cleanup, type Row, type Scenario } from './lib/scenario.js';
 import { percentile, round, sum, sumFields } from './lib/stats.js';
 
 const HOST = '127.0.0.1';
@@ -95,7 +95,7 @@ function mergeCounts(parts: Array<Record<string, number>>): Record<string, numbe
 export async function runStorm(o: StormOptions, log: (line: string) => void = console.log) {
   mkdirSync(LOG_DIR, { recursive: true });
   const label = o.reads;
-  const cleanup: Array<() => Promise<void>> = [];
+  const cleanup: Cleanup = [];
   const startLoad = loadavg();
   const startedAt = new Date().toISOString();
   try {
@@ -105,8 +105,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(o.payloadBytes), ...(o.backlog > 0 ? { BENCH_BACKLOG: String(o.backlog) } : {}) };
     const peer = PEERS['pushlet-ws']!;
     const start = async (name: string, extra: NodeJS.ProcessEnv = {}, cpuProfileDir?: string) => {
-      const server = await ServerHandle.start(peer, { env: { ...env, ...extra }, name, cpuProfileDir });
-      cleanup.push(() => server.stop());
+      const server = await startServer(peer, cleanup, { ...env, ...extra }, name, cpuProfileDir);
       if (!server.features.distributed) throw new Error(`${name}: the sample app did not start in distributed mode`);
       return server;
     };
@@ -120,10 +119,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const ws = Math.round(o.clients * o.wsShare);
     const sse = o.clients - ws;
     const shares: Array<{ protocol: 'ws' | 'sse'; first: number; count: number }> = [];
-    for (const [protocol, count, offset] of [
-      ['ws', ws, 0],
-      ['sse', sse, ws],
-    ] as const) {
+    for (const [protocol, count, offset] of [['ws', ws, 0], ['sse', sse, ws]] as const) {
       const processes = Math.ceil(count / o.connsPerProcess);
       for (let i = 0, first = offset; i < processes; i += 1) {
         const share = Math.floor(count / processes) + (i < count % processes ? 1 : 0);
@@ -266,7 +262,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     }
     return run;
   } finally {
-    for (const step of cleanup.reverse()) await step().catch((error: unknown) => log(`    cleanup: ${String(error)}`));
+    await release(cleanup);
   }
 }
 

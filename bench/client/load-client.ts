@@ -80,10 +80,16 @@ function topicOf(target: Target, index: number): string {
   return target.topicPrefix + (target.topicModulo ? n % target.topicModulo : n);
 }
 
+/** A connection to `target`'s topic number `index`, opening (resolves once established). */
+function connectTo(target: Target, index: number): [Connection, Promise<void>] {
+  const connection = new Connection(target.protocol, topicOf(target, index), sink);
+  return [connection, connection.open(target.host, target.port, target.pathPrefix + encodeURIComponent(connection.topic), target.localAddress, 15_000)];
+}
+
 function openMany(args: Target & { count: number; concurrency: number }) {
   return openInParallel(args.count, args.concurrency, async (index) => {
-    const connection = new Connection(args.protocol, topicOf(args, index), sink);
-    await connection.open(args.host, args.port, args.pathPrefix + encodeURIComponent(connection.topic), args.localAddress, 15_000);
+    const [connection, opened] = connectTo(args, index);
+    await opened;
     connections.push(connection);
   });
 }
@@ -115,10 +121,10 @@ async function churn(args: Target & { durationMs: number; concurrency: number })
   const closesBefore = unexpectedCloses;
   const worker = async () => {
     while (Date.now() < deadline) {
-      const connection = new Connection(args.protocol, topicOf(args, counter++), sink);
       const t0 = nowUs();
+      const [connection, opened] = connectTo(args, counter++);
       try {
-        await connection.open(args.host, args.port, args.pathPrefix + encodeURIComponent(connection.topic), args.localAddress, 15_000);
+        await opened;
         openLatency.record(nowUs() - t0);
         await connection.close();
         cycles += 1;

@@ -123,16 +123,11 @@ export class Child {
         this.pending.delete(reqId);
         reject(new Error(`${this.name}: no answer to ${cmd} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(reqId, {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v as T);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
+      const settle = <V,>(f: (v: V) => void) => (v: V) => {
+        clearTimeout(timer);
+        f(v);
+      };
+      this.pending.set(reqId, { resolve: settle((v) => resolve(v as T)), reject: settle(reject) });
       this.process.send({ reqId, cmd, args } satisfies Request);
     });
   }
@@ -154,11 +149,7 @@ export class Child {
       const timer = setTimeout(() => reject(new Error(`${this.name}: no "${event}" within ${timeoutMs} ms`)), timeoutMs);
       const listener = (data: T) => {
         clearTimeout(timer);
-        const list = this.listeners.get(event) ?? [];
-        this.listeners.set(
-          event,
-          list.filter((l) => l !== listener),
-        );
+        this.listeners.set(event, (this.listeners.get(event) ?? []).filter((l) => l !== listener));
         resolve(data);
       };
       this.on(event, listener);

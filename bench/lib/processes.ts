@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChurnResult, CollectResult, OpenResult, Target } from '../client/load-client.js';
 import type { Protocol } from '../client/connection.js';
-import { Histogram, type HistogramData } from './histogram.js';
+import { Histogram } from './histogram.js';
 import { Child } from './ipc.js';
 import { sampleProcess, type ProcSample } from './proc.js';
 import { round, sum, sumFields } from './stats.js';

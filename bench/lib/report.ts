@@ -78,25 +78,20 @@ function ratioTarget(results: ScenarioResult[], [id, target, scenario, metric, p
 
 const PLAIN = { ws: ['plain ws', 'ws'], sse: ['node:http SSE', 'sse'] } as const;
 
+/** Specs for WebSocket then SSE, each against its plain peer. */
+const perTransport = (make: (t: 'ws' | 'sse', T: string, name: string, ref: string) => RatioSpec[]) => (['ws', 'sse'] as const).flatMap((t) => make(t, t.toUpperCase(), PLAIN[t][0], PLAIN[t][1]));
+
 /** The issue's targets, each a ratio within this one run: Pushlet's figure over a reference's. */
 const RATIO_TARGETS: RatioSpec[] = [
-  ...(['ws', 'sse'] as const).flatMap((t): RatioSpec[] => {
-    const [name, ref] = PLAIN[t];
-    const T = t.toUpperCase();
-    return [
-      [`${t}-cpu`, `Server CPU per ${T} delivery, saturation (≤ 1.1× ${name})`, `fanout-${t}`, 'satCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
-      [`${t}-cpu-steady`, `Server CPU per ${T} delivery, 20 msg/s (≤ 1.1× ${name})`, `fanout-${t}`, 'steadyCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
-      [`${t}-throughput`, `${T} deliveries/s at saturation (≥ 0.9× ${name})`, `fanout-${t}`, 'satDeliveriesPerSec', `pushlet-${t}`, ref, 0.9, 'min'],
-    ];
-  }),
-  ...(['ws', 'sse'] as const).flatMap((t): RatioSpec[] => {
-    const [name, ref] = PLAIN[t];
-    const T = t.toUpperCase();
-    return [
-      [`${t}-p99`, `${T} p99 latency, fan-out at 20 msg/s, median slice (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99SliceMs', `pushlet-${t}`, ref, 1.25, 'max'],
-      [`${t}-p99-all`, `${T} p99 latency, fan-out at 20 msg/s, all deliveries (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99Ms', `pushlet-${t}`, ref, 1.25, 'max'],
-    ];
-  }),
+  ...perTransport((t, T, name, ref) => [
+    [`${t}-cpu`, `Server CPU per ${T} delivery, saturation (≤ 1.1× ${name})`, `fanout-${t}`, 'satCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
+    [`${t}-cpu-steady`, `Server CPU per ${T} delivery, 20 msg/s (≤ 1.1× ${name})`, `fanout-${t}`, 'steadyCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
+    [`${t}-throughput`, `${T} deliveries/s at saturation (≥ 0.9× ${name})`, `fanout-${t}`, 'satDeliveriesPerSec', `pushlet-${t}`, ref, 0.9, 'min'],
+  ]),
+  ...perTransport((t, T, name, ref) => [
+    [`${t}-p99`, `${T} p99 latency, fan-out at 20 msg/s, median slice (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99SliceMs', `pushlet-${t}`, ref, 1.25, 'max'],
+    [`${t}-p99-all`, `${T} p99 latency, fan-out at 20 msg/s, all deliveries (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99Ms', `pushlet-${t}`, ref, 1.25, 'max'],
+  ]),
   ['ws-memory', 'Memory per idle WS (≤ 1.2× plain ws)', 'idle-ws', 'rssPerConnKB', 'pushlet-ws', 'ws', 1.2, 'max'],
   ['sse-memory', 'Memory per idle SSE, vs Pushlet per idle WS (≤ 1×)', 'idle-sse', 'rssPerConnKB', 'pushlet-sse', 'pushlet-ws', 1.0, 'max', 'idle-ws'],
 ];

@@ -89,7 +89,8 @@ export interface Scenario<S = any, Shared = any> {
 
 const message = (error: unknown) => (error instanceof Error ? error.message.split('\n')[0]! : String(error));
 
-async function release(cleanup: Cleanup): Promise<void> {
+/** Runs the cleanup steps, last first, and empties the list. */
+export async function release(cleanup: Cleanup): Promise<void> {
   for (const step of cleanup.splice(0).reverse()) await step().catch((error: unknown) => console.log(`    cleanup: ${String(error)}`));
 }
 

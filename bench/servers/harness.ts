@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { nowUs } from '../lib/proc.js';
 import { notify, serveCommands } from '../lib/ipc.js';
@@ -171,6 +172,12 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
     },
   });
   notify('ready', { port: server.port, pid: process.pid, features: server.features ?? {} });
+}
+
+/** Listens on a free loopback port; answers the port. */
+export async function listen(http: Server): Promise<number> {
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  return (http.address() as { port: number }).port;
 }
 
 /** Heartbeat interval of the servers under test (`HEARTBEAT_MS`, default 30 s as the module's). */

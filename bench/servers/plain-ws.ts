@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { Redis } from 'ioredis';
 import * as wsModule from 'ws';
 import { WebSocket, WebSocketServer } from 'ws';
-import { heartbeatMs, MessageFactory, serve } from './harness.js';
+import { heartbeatMs, listen, MessageFactory, serve } from './harness.js';
 
 interface Client extends WebSocket {
   isAlive?: boolean;
@@ -93,9 +93,8 @@ await serve(async () => {
     }
   }, heartbeatMs());
 
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   return {
-    port: (http.address() as { port: number }).port,
+    port: await listen(http),
     features: { ws: true, distributed: Boolean(redisUrl) },
     publish(topic, event, data) {
       const text = JSON.stringify(messages.create(topic, event, data));
