@@ -96,6 +96,16 @@ export async function floodPhase(options: { server: ServerHandle; pool: ClientPo
   return { ...result, flow: { stalls: published.stalls, eventLoopUtilization: round(published.eventLoopUtilization, 3) } };
 }
 
+/** The per-second and per-delivery figures of a phase, or of merged phases, from its sums. */
+function rates(deliveries: number, serverCpuMs: number, spanUs: number, wallUs: number, clientCpuUs: number) {
+  return {
+    deliveriesPerSec: round((deliveries * 1e6) / Math.max(1, spanUs), 0),
+    serverCpuPct: round((serverCpuMs * 1000 * 100) / Math.max(1, wallUs), 1),
+    cpuUsPerDelivery: round((serverCpuMs * 1000) / Math.max(1, deliveries), 2),
+    clientCpuPct: round((clientCpuUs * 100) / Math.max(1, wallUs), 1),
+  };
+}
+
 async function finishPhase(o: {
   receiver: ServerHandle;
   pool: ClientPool;
@@ -118,10 +128,9 @@ async function finishPhase(o: {
   const spanUs = Math.max(1, collected.lastReceivedUs - o.publishedStartUs);
   const wallUs = Math.max(1, endedUs - o.startedUs);
   return {
-    published: o.sent, deliveries, deliveriesPerSec: round((deliveries * 1e6) / spanUs, 0), latency: collected.latency, serverCpuMs: round(serverCpuMs, 0),
-    serverCpuPct: round((serverCpuMs * 1000 * 100) / wallUs, 1), cpuUsPerDelivery: round((serverCpuMs * 1000) / Math.max(1, deliveries), 2),
+    published: o.sent, deliveries, latency: collected.latency, serverCpuMs: round(serverCpuMs, 0), ...rates(deliveries, serverCpuMs, spanUs, wallUs, collected.cpuUs),
     extraCpuMs: Object.fromEntries([...extraAfter].map(([name, ms]) => [name, round(ms - (o.extraBefore.get(name) ?? ms), 0)])),
-    clientCpuPct: round((collected.cpuUs * 100) / wallUs, 1), clientMaxProcessCpuPct: round(collected.maxProcessCpuPct, 1), drained: o.drained, spanUs, wallUs,
+    clientMaxProcessCpuPct: round(collected.maxProcessCpuPct, 1), drained: o.drained, spanUs, wallUs,
     clientCpuUs: collected.cpuUs, collected, publishErrors: o.publishErrors,
   };
 }
@@ -140,18 +149,13 @@ export function mergePhases(phases: PhaseResult[]): PhaseResult {
   const extraCpuMs: Record<string, number> = {};
   for (const phase of phases) for (const [k, v] of Object.entries(phase.extraCpuMs)) extraCpuMs[k] = (extraCpuMs[k] ?? 0) + v;
   return {
-    published: sum(phases.map((p) => p.published)), deliveries, deliveriesPerSec: round((deliveries * 1e6) / Math.max(1, spanUs), 0), latency: histogram.summary(),
-    serverCpuMs, serverCpuPct: round((serverCpuMs * 1000 * 100) / Math.max(1, wallUs), 1), cpuUsPerDelivery: round((serverCpuMs * 1000) / Math.max(1, deliveries), 2),
-    extraCpuMs, clientCpuPct: round((clientCpuUs * 100) / Math.max(1, wallUs), 1), clientMaxProcessCpuPct: Math.max(...phases.map((p) => p.clientMaxProcessCpuPct)),
+    published: sum(phases.map((p) => p.published)), deliveries, latency: histogram.summary(), serverCpuMs, ...rates(deliveries, serverCpuMs, spanUs, wallUs, clientCpuUs),
+    extraCpuMs, clientMaxProcessCpuPct: Math.max(...phases.map((p) => p.clientMaxProcessCpuPct)),
     drained: phases.every((p) => p.drained), spanUs, wallUs, clientCpuUs,
     // Integrity and error counters are cumulative per connection: the last phase holds them all.
     collected: { ...last.collected, histogram: histogram.toJSON(), latency: histogram.summary(), negativeLatencies: histogram.negative },
     publishErrors: Math.max(...phases.map((p) => p.publishErrors)), p99SliceMedianMs: median(phases.map((p) => p.latency.p99Ms)),
-    flow: last.flow
-      ? {
-          stalls: sum(phases.map((p) => p.flow?.stalls ?? 0)), eventLoopUtilization: round(mean(phases.map((p) => p.flow?.eventLoopUtilization ?? 0)), 3),
-        }
-      : undefined,
+    flow: last.flow && { stalls: sum(phases.map((p) => p.flow?.stalls ?? 0)), eventLoopUtilization: round(mean(phases.map((p) => p.flow?.eventLoopUtilization ?? 0)), 3) },
   };
 }
 
