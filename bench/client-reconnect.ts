@@ -6,9 +6,9 @@
 import type { BenchConfig } from './config.js';
 import type { ClientReport, OpenArgs, Status } from './client/sdk-clients.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
-import { PEERS, ProcessPool, ServerHandle } from './lib/processes.js';
+import { PEERS, ProcessPool } from './lib/processes.js';
 import { RedisServer } from './lib/redis.js';
-import type { Row, Scenario, ScenarioResult } from './lib/scenario.js';
+import { col, release, startServer, type Cleanup, type Row, type Scenario, type ScenarioResult } from './lib/scenario.js';
 import { percentile, round } from './lib/stats.js';
 
 const TOPIC_PREFIX = 'reconnect/';
@@ -82,11 +82,7 @@ function attemptSpread(report: ClientReport): Array<{ attempt: number; count: nu
   const byAttempt: number[][] = [];
   report.attemptsUs.forEach((list, client) => list.forEach((us, k) => (byAttempt[k] ??= []).push((us - report.droppedUs[client]!) / 1000)));
   return byAttempt.map((offsets, attempt) => ({
-    attempt,
-    count: offsets.length,
-    minMs: round(Math.min(...offsets), 1),
-    p50Ms: round(percentile(offsets, 0.5), 1),
-    maxMs: round(Math.max(...offsets), 1),
+    attempt, count: offsets.length, minMs: round(Math.min(...offsets), 1), p50Ms: round(percentile(offsets, 0.5), 1), maxMs: round(Math.max(...offsets), 1),
   }));
 }
 
@@ -104,31 +100,21 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
   const peer = PEERS[variant.transport === 'websocket' ? 'pushlet-ws' : 'pushlet-sse']!;
   const label = `Pushlet ${variant.transport === 'websocket' ? 'WS' : 'SSE'}, backoff ${variant.minDelayMs} ms–${MAX_DELAY_MS / 1000} s${variant.minDelayMs === 500 ? ' (default)' : ''}`;
   const row: Row = { peer: `${peer.id}-min${variant.minDelayMs}`, label, pushlet: true, status: 'ok', metrics: {} };
-  const cleanup: Array<() => Promise<void>> = [];
+  const cleanup: Cleanup = [];
   const name = `reconnect-${variant.transport}-${variant.minDelayMs}`;
   process.stdout.write(`  ${label.padEnd(44)} `);
   try {
     const redis = await RedisServer.start();
     cleanup.push(() => redis.stop());
     const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000' };
-    const a = await ServerHandle.start(peer, { env, name: `${name}-a` });
-    cleanup.push(() => a.stop());
-    const b = await ServerHandle.start({ ...peer, script: 'servers/pushlet-restart.js' }, { env, name: `${name}-b` });
-    cleanup.push(() => b.stop());
-    const port = b.port;
+    const a = await startServer(peer, cleanup, env, `${name}-a`);
+    const b = await startServer({ ...peer, script: 'servers/pushlet-restart.js' }, cleanup, env, `${name}-b`);
 
     const clients = (await ProcessPool.spawn('client/sdk-clients.js', 1, name))[0]!;
     cleanup.push(() => clients.stop());
     const topics = Array.from({ length: config.reconnectTopics }, (_, i) => `${TOPIC_PREFIX}${i}`);
-    const open: OpenArgs = {
-      baseUrl: `http://127.0.0.1:${port}`,
-      transport: variant.transport,
-      clients: config.reconnectClients,
-      topics: config.reconnectTopics,
-      topicPrefix: TOPIC_PREFIX,
-      minReconnectDelayMs: variant.minDelayMs,
-      maxReconnectDelayMs: MAX_DELAY_MS,
-    };
+    const open: OpenArgs = { baseUrl: `http://127.0.0.1:${b.port}`, transport: variant.transport, clients: config.reconnectClients, topics: config.reconnectTopics, topicPrefix: TOPIC_PREFIX,
+      minReconnectDelayMs: variant.minDelayMs, maxReconnectDelayMs: MAX_DELAY_MS };
     const opened = await clients.call<{ elapsedMs: number }>('open', open, RECOVERY_TIMEOUT_MS);
     const status = () => clients.call<Status>('status', {});
     // Subscriptions are live through Redis once a message published on A has reached every client.
@@ -199,44 +185,26 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
       const reconnectAfterUpMs = report.connectedUs.map((us) => (us - upUs) / 1000);
       const failedAttempts = report.attemptsUs.map((list) => Math.max(0, list.length - 1));
       const attemptStarts = report.attemptsUs.flat();
+      const s = (us: number) => round(us / 1e6, 2);
       row.metrics = {
-        clients: report.clients,
-        serverDownS: round((upUs - t0) / 1e6, 2),
-        allConnectedS: round((back - t0) / 1e6, 2),
-        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 0.5), 0),
-        reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0),
-        allCaughtUpS: round((caughtUpUs - t0) / 1e6, 2),
-        failedAttemptsP50: percentile(failedAttempts, 0.5),
-        failedAttemptsMax: Math.max(...failedAttempts),
-        peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
-        clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0),
-        clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0),
-        serverCpuMs: round(serverCpu.between(upUs, caughtUpUs), 0),
-        lost: report.missed,
-        duplicates: report.duplicates,
-        outOfOrder: report.outOfOrder,
-        resets: report.resets,
+        clients: report.clients, serverDownS: s(upUs - t0), allConnectedS: s(back - t0),
+        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 0.5), 0), reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0), allCaughtUpS: s(caughtUpUs - t0),
+        failedAttemptsP50: percentile(failedAttempts, 0.5), failedAttemptsMax: Math.max(...failedAttempts), peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
+        clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0), clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0), serverCpuMs: round(serverCpu.between(upUs, caughtUpUs), 0),
+        lost: report.missed, duplicates: report.duplicates, outOfOrder: report.outOfOrder, resets: report.resets,
       };
       row.detail = {
-        openedInMs: opened.elapsedMs,
-        clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
+        openedInMs: opened.elapsedMs, clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
         // What the window would have cost at the rate measured before the restart, receiving only.
-        clientCpuMsAtSteadyRate: round((clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0),
-        restart: { closeS: round((downUs - t0) / 1e6, 2), startS: round((upUs - downUs) / 1e6, 2) },
-        serverCpuMsPerSBefore: round(steadyServerRate, 0),
-        publishedPerTopic: totalByTopic,
-        expectedDeliveries: expected,
-        clientsMissing: report.clientsMissing,
+        clientCpuMsAtSteadyRate: round((clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0), restart: { closeS: s(downUs - t0), startS: s(upUs - downUs) },
+        serverCpuMsPerSBefore: round(steadyServerRate, 0), publishedPerTopic: totalByTopic, expectedDeliveries: expected, clientsMissing: report.clientsMissing,
         reconnectedMsAfterServerUp: { p50: percentile(reconnectAfterUpMs, 0.5), p90: percentile(reconnectAfterUpMs, 0.9), p99: percentile(reconnectAfterUpMs, 0.99), histogram250ms: buckets(reconnectAfterUpMs, 250) },
-        attemptStartMsAfterDrop: attemptSpread(report),
-        failedAttempts: buckets(failedAttempts, 1),
-        failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
+        attemptStartMsAfterDrop: attemptSpread(report), failedAttempts: buckets(failedAttempts, 1), failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
         caughtUpMsAfterReconnect: {
           p50: percentile(report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000), 0.5),
           max: Math.max(...report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000)),
         },
-        errorSamples: report.errorSamples,
-        serverProblems: [a.problems(), b.problems()],
+        errorSamples: report.errorSamples, serverProblems: [a.problems(), b.problems()],
       };
       console.log(
         `back ${row.metrics.allConnectedS} s, caught up ${row.metrics.allCaughtUpS} s after the restart began; lost ${report.missed}, dup ${report.duplicates}`,
@@ -250,7 +218,7 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
     row.note = error instanceof Error ? error.message.split('\n')[0] : String(error);
     console.log(`failed: ${row.note}`);
   } finally {
-    for (const step of cleanup.reverse()) await step().catch((error: unknown) => console.log(`    cleanup: ${String(error)}`));
+    await release(cleanup);
   }
   return row;
 }
@@ -281,8 +249,7 @@ export const clientReconnect: Scenario = {
     }
     return rows;
   },
-  notes: attemptTable,
-  title: () => 'Client SDK: reconnect after a server restart',
+  notes: attemptTable, title: () => 'Client SDK: reconnect after a server restart',
   description: (config) =>
         `${config.reconnectClients.toLocaleString('en')} SDK clients in one Node process (WebSocket: \`ws\`; SSE: the SDK's fetch transport), each subscribed to one of ` +
         `${config.reconnectTopics} topics on instance B of two sample-app instances sharing one redis-server; instance A publishes ${config.reconnectRate} msg/s round-robin ` +
@@ -295,21 +262,11 @@ export const clientReconnect: Scenario = {
         `Reconnect backoff: the SDK's full jitter, attempt n waits between min and min(30 s, min × 2ⁿ).`,
   params: (config) => ({ clients: config.reconnectClients, topics: config.reconnectTopics, rate: config.reconnectRate, maxReconnectDelayMs: MAX_DELAY_MS }),
   columns: [
-        { key: 'clients', label: 'clients' },
-        { key: 'serverDownS', label: 'server down s', digits: 2 },
-        { key: 'allConnectedS', label: 'all connected s', digits: 2, better: 'lower' },
-        { key: 'reconnectP50MsAfterUp', label: 'reconnect p50 ms', digits: 0, better: 'lower' },
-        { key: 'reconnectMaxMsAfterUp', label: 'reconnect max ms', digits: 0, better: 'lower' },
-        { key: 'allCaughtUpS', label: 'all caught up s', digits: 2, better: 'lower' },
-        { key: 'failedAttemptsP50', label: 'failed attempts p50', digits: 0 },
-        { key: 'failedAttemptsMax', label: 'failed attempts max', digits: 0 },
-        { key: 'peakAttemptsPer100ms', label: 'attempts in busiest 100 ms', digits: 0, better: 'lower' },
-        { key: 'clientCpuMs', label: 'client CPU ms', digits: 0, better: 'lower' },
-        { key: 'clientCpuMsPerSSteady', label: 'client CPU ms/s before', digits: 0 },
-        { key: 'serverCpuMs', label: 'server CPU ms', digits: 0, better: 'lower' },
-        { key: 'lost', label: 'lost' },
-        { key: 'duplicates', label: 'dup' },
-        { key: 'outOfOrder', label: 'out of order' },
-        { key: 'resets', label: 'resets' },
+    col('clients', 'clients'), col('serverDownS', 'server down s', 2), col('allConnectedS', 'all connected s', 2, 'lower'),
+    col('reconnectP50MsAfterUp', 'reconnect p50 ms', 0, 'lower'), col('reconnectMaxMsAfterUp', 'reconnect max ms', 0, 'lower'),
+    col('allCaughtUpS', 'all caught up s', 2, 'lower'), col('failedAttemptsP50', 'failed attempts p50', 0), col('failedAttemptsMax', 'failed attempts max', 0),
+    col('peakAttemptsPer100ms', 'attempts in busiest 100 ms', 0, 'lower'), col('clientCpuMs', 'client CPU ms', 0, 'lower'),
+    col('clientCpuMsPerSSteady', 'client CPU ms/s before', 0), col('serverCpuMs', 'server CPU ms', 0, 'lower'), col('lost', 'lost'), col('duplicates', 'dup'),
+    col('outOfOrder', 'out of order'), col('resets', 'resets'),
   ],
 };

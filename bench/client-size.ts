@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
-import { measureRow, type Row, type Scenario } from './lib/scenario.js';
+import { col, measureRow, type Row, type Scenario } from './lib/scenario.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -51,33 +51,15 @@ async function bundled(source: string): Promise<string> {
 }
 
 function candidates(): Candidate[] {
+  const shipped = (name: string, file: string) => async () => readFileSync(join(packageDir(name), file), 'utf8');
+  const [centrifuge, socketio] = [version('centrifuge'), version('socket.io-client')];
   return [
     { id: 'pushlet-core', label: 'Pushlet core client (pushlet-client-core.js)', pushlet: true, load: async () => readFileSync(join(ROOT, 'build/pushlet-client-core.js'), 'utf8') },
     { id: 'pushlet', label: 'Pushlet client (pushlet-client.js)', pushlet: true, load: async () => readFileSync(join(ROOT, 'build/pushlet-client.js'), 'utf8') },
-    {
-      id: 'centrifuge',
-      label: `centrifuge ${version('centrifuge')} (dist/centrifuge.js)`,
-      pushlet: false,
-      load: async () => readFileSync(join(packageDir('centrifuge'), 'dist/centrifuge.js'), 'utf8'),
-    },
-    {
-      id: 'centrifuge-esbuild',
-      label: `centrifuge ${version('centrifuge')} (ESM, same esbuild)`,
-      pushlet: false,
-      load: () => bundled(`export { Centrifuge } from 'centrifuge';`),
-    },
-    {
-      id: 'socketio',
-      label: `socket.io-client ${version('socket.io-client')} (dist/socket.io.esm.min.js)`,
-      pushlet: false,
-      load: async () => readFileSync(join(packageDir('socket.io-client'), 'dist/socket.io.esm.min.js'), 'utf8'),
-    },
-    {
-      id: 'socketio-esbuild',
-      label: `socket.io-client ${version('socket.io-client')} (ESM, same esbuild)`,
-      pushlet: false,
-      load: () => bundled(`export { io } from 'socket.io-client';`),
-    },
+    { id: 'centrifuge', label: `centrifuge ${centrifuge} (dist/centrifuge.js)`, pushlet: false, load: shipped('centrifuge', 'dist/centrifuge.js') },
+    { id: 'centrifuge-esbuild', label: `centrifuge ${centrifuge} (ESM, same esbuild)`, pushlet: false, load: () => bundled(`export { Centrifuge } from 'centrifuge';`) },
+    { id: 'socketio', label: `socket.io-client ${socketio} (dist/socket.io.esm.min.js)`, pushlet: false, load: shipped('socket.io-client', 'dist/socket.io.esm.min.js') },
+    { id: 'socketio-esbuild', label: `socket.io-client ${socketio} (ESM, same esbuild)`, pushlet: false, load: () => bundled(`export { io } from 'socket.io-client';`) },
   ];
 }
 
@@ -106,9 +88,5 @@ export const clientSize: Scenario = {
     'This SDK is its one-file ESM build (`build/pushlet-client.js`, as shipped in `dist/`); the peers as shipped for pages, and their ESM entry ' +
     "(`Centrifuge`, `io`) bundled with this SDK's esbuild settings (browser, ES2022, minified). centrifuge uses its JSON protocol build.",
   params: () => ({ gzipLevel: 9, brotliQuality: 11 }),
-  columns: [
-    { key: 'minifiedB', label: 'minified B', better: 'lower' },
-    { key: 'gzipB', label: 'gzip B', better: 'lower' },
-    { key: 'brotliB', label: 'brotli B', better: 'lower' },
-  ],
+  columns: [col('minifiedB', 'minified B', undefined, 'lower'), col('gzipB', 'gzip B', undefined, 'lower'), col('brotliB', 'brotli B', undefined, 'lower')],
 };

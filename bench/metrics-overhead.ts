@@ -9,14 +9,13 @@
  * Run: npm run build:all && node build/bench/metrics-overhead.js [--only=fanout-ws,topics-sse] [BENCH_QUICK=1].
  * Writes bench/results/metrics-profile.md.
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from './config.js';
 import { samplesUnder } from './lib/cpuprofile.js';
-import { floodPhase, steadyPhase, warmUp, type PhaseResult } from './lib/phases.js';
-import { nowUs } from './lib/proc.js';
-import { PEERS, setRunLabel } from './lib/processes.js';
-import { openAll, processesFor, startPool, startServer, type Cleanup } from './lib/scenario.js';
+import { floodPhase, steadyPhase } from './lib/phases.js';
+import { PEERS, setRunLabel, type ClientPool, type ServerHandle } from './lib/processes.js';
+import { profiledLoad } from './lib/scenario.js';
 
 const config = loadConfig();
 setRunLabel('metrics');
@@ -26,32 +25,17 @@ const rows: string[] = [];
 for (const load of ['fanout-ws', 'fanout-sse', 'topics-ws', 'topics-sse'].filter((id) => !config.only || config.only.includes(id))) {
   const [kind, transport] = load.split('-') as ['fanout' | 'topics', 'ws' | 'sse'];
   const topics = kind === 'fanout' ? ['fanout'] : Array.from({ length: config.topics }, (_, i) => `t${i}`);
-  const count = kind === 'fanout' ? config.fanoutSubs : config.topics;
   for (const metrics of ['off', 'on']) {
     console.log(`profiling ${load}, metrics ${metrics}`);
-    const peer = PEERS[`pushlet-${transport}`]!;
     const name = `${load}-${metrics}`;
-    const cleanup: Cleanup = [];
-    let phase: PhaseResult;
-    let window: { startUs: number; endUs: number };
-    try {
-      const env = { HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(config.payloadBytes), PUSHLET_METRICS: metrics === 'on' ? '1' : '0', BENCH_SCRAPE_MS: '1000' };
-      const server = await startServer(peer, cleanup, env, name, dir);
-      const pool = await startPool(processesFor(config, count), name, cleanup);
-      await openAll(pool, peer, server, count, config, kind === 'fanout' ? { topic: 'fanout' } : { topicPrefix: 't' });
-      await warmUp(server, pool, topics, count);
-      const run = (durationMs: number) =>
-        kind === 'fanout'
-          ? floodPhase({ server, pool, topic: 'fanout', durationMs, window: config.floodWindow })
-          : steadyPhase({ publisher: server, receiver: server, pool, topics, rate: config.topicsRate, durationMs });
-      await run(config.preheatMs);
-      const startUs = nowUs();
-      phase = await run(kind === 'fanout' ? config.floodMs : config.topicsMs);
-      window = { startUs, endUs: nowUs() };
-    } finally {
-      for (const step of cleanup.reverse()) await step().catch(() => undefined); // the server exits, writing its profile
-    }
-    const file = readdirSync(dir).filter((f) => f.startsWith(`${name}-`) && f.endsWith('.cpuprofile')).sort().pop();
+    const env = { HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(config.payloadBytes), PUSHLET_METRICS: metrics === 'on' ? '1' : '0', BENCH_SCRAPE_MS: '1000' };
+    const count = kind === 'fanout' ? config.fanoutSubs : config.topics;
+    const run = (server: ServerHandle, pool: ClientPool, durationMs: number) =>
+      kind === 'fanout'
+        ? floodPhase({ server, pool, topic: 'fanout', durationMs, window: config.floodWindow })
+        : steadyPhase({ publisher: server, receiver: server, pool, topics, rate: config.topicsRate, durationMs });
+    const spec = { peer: PEERS[`pushlet-${transport}`]!, name, dir, env, c: config, count, topic: kind === 'fanout' ? { topic: 'fanout' } : { topicPrefix: 't' }, topics };
+    const { phase, window, file } = await profiledLoad(spec, run, kind === 'fanout' ? config.floodMs : config.topicsMs);
     if (!file) throw new Error(`no profile written for ${name}`);
     const share = samplesUnder(join(dir, file), window, (url) => url.includes('/build/src/metrics/') || url.includes('/node_modules/prom-client/'));
     const fraction = share.under / Math.max(1, share.busy);

@@ -5,11 +5,10 @@
 // Reports Redis's memory for the members, the calls and commands per second it runs, and its CPU.
 // Run: npm run build:all && node build/bench/presence-cost.js [--cluster] [--window-ms 20000] [--ttl-ms 15000]
 import { randomUUID } from 'node:crypto';
-import { Cluster, Redis } from 'ioredis';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
 import { type PresenceEntry, type PresenceMember } from '../src/index.js';
 import { RedisPresenceStore } from '../src/cluster/index.js';
-import { RedisCluster, RedisServer, redisInfo, type RedisInfo } from './lib/redis.js';
+import { startRedis, type RedisInfo } from './lib/redis.js';
 import { median } from './lib/stats.js';
 
 const args = process.argv.slice(2);
@@ -35,27 +34,9 @@ function member(i: number): PresenceEntry {
   return { topic: `room/${i % TOPICS}`, member: m };
 }
 
-/** Servers whose INFO is read (every master of a cluster). */
-interface Target {
-  readonly servers: Redis[];
-  client(): Redis | Cluster;
-  stop(): Promise<void>;
-}
-
-async function target(): Promise<Target> {
-  if (onCluster) {
-    const cluster = await RedisCluster.start();
-    const servers = cluster.servers.map((s) => new Redis({ port: s.port, host: '127.0.0.1' }));
-    return { servers, client: () => new Cluster(cluster.nodes), stop: async () => { servers.forEach((s) => s.disconnect()); await cluster.stop(); } };
-  }
-  const server = await RedisServer.start();
-  const admin = new Redis({ port: server.port, host: '127.0.0.1' });
-  return { servers: [admin], client: () => new Redis({ port: server.port, host: '127.0.0.1' }), stop: async () => { admin.disconnect(); await server.stop(); } };
-}
-
 const commandsOf = (i: RedisInfo) => Object.values(i.commands).reduce((a, b) => a + b, 0);
 
-const t = await target();
+const t = await startRedis(onCluster ? 3 : 0);
 try {
   const clients = Array.from({ length: INSTANCES }, () => t.client());
   const stores = clients.map((client) => new RedisPresenceStore(client, keys, onCluster, TTL_MS, direct));
@@ -68,7 +49,7 @@ try {
     ids.push(entry.member.clientId);
     held.set(entry.topic, ids);
   });
-  const memoryBefore = (await redisInfo(t.servers)).usedMemory;
+  const memoryBefore = (await t.info()).usedMemory;
   const addStarted = performance.now();
   for (let from = 0; from < entries.length; from += ADDS_PER_CALL) {
     const batch = entries.slice(from, from + ADDS_PER_CALL);
@@ -76,16 +57,16 @@ try {
     if (added.some((a) => !a)) throw new Error('a member was not added');
   }
   const addMs = performance.now() - addStarted;
-  const memoryAfter = (await redisInfo(t.servers)).usedMemory;
+  const memoryAfter = (await t.info()).usedMemory;
   const count = await stores[0]!.count('room/0');
   if (count !== MEMBERS / TOPICS) throw new Error(`room/0 has ${count} members`);
-  const one = t.servers.length === 1 ? t.servers[0]! : undefined;
+  const one = t.infos.length === 1 ? t.infos[0]! : undefined;
   const topicBytes = one
     ? Number(await one.call('MEMORY', 'USAGE', keys.presence('room/0'), 'SAMPLES', '0')) + Number(await one.call('MEMORY', 'USAGE', keys.presenceMembers('room/0'), 'SAMPLES', '0'))
     : NaN;
 
   // Steady state: every instance refreshes and sweeps on its interval, staggered like independent processes.
-  const before = await redisInfo(t.servers);
+  const before = await t.info();
   const refreshMs: number[] = [];
   const timers: NodeJS.Timeout[] = [];
   let failures = 0;
@@ -109,10 +90,10 @@ try {
   await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
   timers.forEach((timer) => clearInterval(timer));
   const seconds = WINDOW_MS / 1000;
-  const after = await redisInfo(t.servers);
+  const after = await t.info();
   const evals = (after.commands.evalsha ?? 0) - (before.commands.evalsha ?? 0);
   const result = {
-    redis: onCluster ? `Cluster of ${t.servers.length} masters` : 'single server',
+    redis: onCluster ? `Cluster of ${t.infos.length} masters` : 'single server',
     members: MEMBERS,
     topics: TOPICS,
     instances: INSTANCES,

@@ -12,8 +12,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { startApp } from '../test/support/app.js';
-import { RedisCluster, RedisServer, redisInfo } from './lib/redis.js';
-import type { Row, Scenario } from './lib/scenario.js';
+import { redisInfo, startRedis } from './lib/redis.js';
+import { col, type Row, type Scenario } from './lib/scenario.js';
 import { round } from './lib/stats.js';
 
 const TOPICS = 100;
@@ -75,58 +75,51 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
   const only = process.env.ONLY?.split(',');
   const want = (key: string) => !only || only.includes(key);
   const results: ThroughputResult[] = [];
-  const server = await RedisServer.start();
-  const info = server.client();
-  const run = async (name: string, publish: Publish, infos: readonly Redis[] = [info]) => results.push(await measure(name, publish, infos, durationMs, inFlight));
-  const pushletOn = async (name: string, redis: object, infos?: readonly Redis[]) => {
-    const app = await startApp({ heartbeatInterval: 60_000, redis: { ...redis, keyPrefix: 'pt:' } });
+  const run = async (name: string, publish: Publish, infos: readonly Redis[]) => results.push(await measure(name, publish, infos, durationMs, inFlight));
+  const pushletOn = async (name: string, redis: Awaited<ReturnType<typeof startRedis>>) => {
+    const app = await startApp({ heartbeatInterval: 60_000, redis: { ...(redis.url ? { url: redis.url } : { cluster: { nodes: redis.nodes } }), keyPrefix: 'pt:' } });
     try {
-      await run(name, (topic) => app.pushlet.publish(topic, 'message', PAYLOAD), infos);
+      await run(name, (topic) => app.pushlet.publish(topic, 'message', PAYLOAD), redis.infos);
     } finally {
       await app.close();
     }
   };
-  try {
-    const client = new Redis(server.url);
-    if (want('bare')) await run('bare PUBLISH (ioredis)', (topic, i) => client.publish(`bare:${topic}`, `${i} ${PAYLOAD}`));
-    if (want('multi')) {
-      await run('XADD MAXLEN ~ 1000 + PUBLISH in MULTI', (topic, i) =>
-        client.multi().xadd(`multi:s:${topic}`, 'MAXLEN', '~', 1000, '*', 'm', PAYLOAD).publish(`multi:c:${topic}`, `${i} ${PAYLOAD}`).exec(),
-      );
-    }
-    client.disconnect();
-    if (want('pushlet')) await pushletOn('PushletService.publish (history on)', { url: server.url });
-    if (want('socketio')) {
-      const { createAdapter } = await import('@socket.io/redis-adapter');
-      const { Server } = await import('socket.io');
-      const [pub, sub] = [new Redis(server.url), new Redis(server.url)];
-      const io = new Server();
-      io.adapter(createAdapter(pub, sub));
-      // emit() is fire-and-forget: each call emits 16 and then waits for a PING on the publishing
-      // connection, which Redis answers after those 16 PUBLISH commands (one PING per 16 messages).
-      await run('Socket.IO Redis adapter emit (no history)', async (topic) => {
-        for (let k = 0; k < 16; k += 1) io.to(topic).emit('message', PAYLOAD);
-        await pub.ping();
-      });
-      const r = results.pop()!;
-      const per16 = (n: number, digits: number) => round(n / 16, digits);
-      results.push({ ...r, published: r.published * 16, perSecond: r.perSecond * 16, redisCpuUs: per16(r.redisCpuUs, 1), instanceCpuUs: per16(r.instanceCpuUs, 1), commandsPerMessage: per16(r.commandsPerMessage, 2), scriptCallsPerMessage: 0 });
-      pub.disconnect();
-      sub.disconnect();
-    }
-  } finally {
-    info.disconnect();
-    await server.stop();
-  }
-  // Same load on a one-master and a three-master Cluster: how publish throughput grows with shards.
-  for (const masters of want('cluster') && process.env.CLUSTER !== '0' ? [1, 3] : []) {
-    const cluster = await RedisCluster.start({ masters });
-    const infos = cluster.nodes.map((node) => new Redis(node.port));
+  // One redis-server, then the same load on a one-master and a three-master Cluster: how publish throughput grows with shards.
+  for (const masters of [0, ...(want('cluster') && process.env.CLUSTER !== '0' ? [1, 3] : [])]) {
+    const redis = await startRedis(masters);
     try {
-      await pushletOn(`PushletService.publish, Cluster of ${masters}`, { cluster: { nodes: cluster.nodes } }, infos);
+      if (masters > 0) {
+        await pushletOn(`PushletService.publish, Cluster of ${masters}`, redis);
+        continue;
+      }
+      const client = new Redis(redis.url);
+      if (want('bare')) await run('bare PUBLISH (ioredis)', (topic, i) => client.publish(`bare:${topic}`, `${i} ${PAYLOAD}`), redis.infos);
+      if (want('multi')) {
+        await run('XADD MAXLEN ~ 1000 + PUBLISH in MULTI', (topic, i) =>
+          client.multi().xadd(`multi:s:${topic}`, 'MAXLEN', '~', 1000, '*', 'm', PAYLOAD).publish(`multi:c:${topic}`, `${i} ${PAYLOAD}`).exec(), redis.infos);
+      }
+      client.disconnect();
+      if (want('pushlet')) await pushletOn('PushletService.publish (history on)', redis);
+      if (want('socketio')) {
+        const { createAdapter } = await import('@socket.io/redis-adapter');
+        const { Server } = await import('socket.io');
+        const [pub, sub] = [new Redis(redis.url), new Redis(redis.url)];
+        const io = new Server();
+        io.adapter(createAdapter(pub, sub));
+        // emit() is fire-and-forget: each call emits 16 and then waits for a PING on the publishing
+        // connection, which Redis answers after those 16 PUBLISH commands (one PING per 16 messages).
+        await run('Socket.IO Redis adapter emit (no history)', async (topic) => {
+          for (let k = 0; k < 16; k += 1) io.to(topic).emit('message', PAYLOAD);
+          await pub.ping();
+        }, redis.infos);
+        const r = results.pop()!;
+        const per16 = (n: number, digits: number) => round(n / 16, digits);
+        results.push({ ...r, published: r.published * 16, perSecond: r.perSecond * 16, redisCpuUs: per16(r.redisCpuUs, 1), instanceCpuUs: per16(r.instanceCpuUs, 1), commandsPerMessage: per16(r.commandsPerMessage, 2), scriptCallsPerMessage: 0 });
+        pub.disconnect();
+        sub.disconnect();
+      }
     } finally {
-      for (const i of infos) i.disconnect();
-      await cluster.stop();
+      await redis.stop();
     }
   }
   return results;
@@ -158,11 +151,8 @@ export const publish: Scenario = {
     `bare PUBLISH and the Socket.IO Redis adapter keep no history.`,
   params: (c) => ({ durationMs: c.quick ? 1_000 : 4_000, inFlight: 64, topics: TOPICS, payloadBytes: 100 }),
   columns: [
-    { key: 'perSecond', label: 'published/s', digits: 0, better: 'higher' },
-    { key: 'redisCpuUs', label: 'Redis CPU µs/msg', digits: 1, better: 'lower' },
-    { key: 'instanceCpuUs', label: 'instance CPU µs/msg', digits: 1, better: 'lower' },
-    { key: 'commandsPerMessage', label: 'Redis commands/msg', digits: 2 },
-    { key: 'scriptCallsPerMessage', label: 'script calls/msg', digits: 3 },
+    col('perSecond', 'published/s', 0, 'higher'), col('redisCpuUs', 'Redis CPU µs/msg', 1, 'lower'), col('instanceCpuUs', 'instance CPU µs/msg', 1, 'lower'),
+    col('commandsPerMessage', 'Redis commands/msg', 2), col('scriptCallsPerMessage', 'script calls/msg', 3),
   ],
 };
 

@@ -11,19 +11,18 @@
  * differs from the defaults). `npm run bench` runs it as the `storm` scenario.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import type { StormCollected, StormCounts, StormProgress, StormTarget, StormTimes } from './client/storm-client.js';
+import type { StormCollected, StormCounts, StormProgress, StormTarget, StormTimes } from './client/load-client.js';
 import { loadConfig, type BenchConfig } from './config.js';
-import { profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
+import { latestProfile, profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
-import { LOG_DIR, PEERS, ProcessPool, ServerHandle, setRunLabel } from './lib/processes.js';
-import { commandDelta, RedisServer, redisInfo } from './lib/redis.js';
+import { LOG_DIR, PEERS, ProcessPool, setRunLabel } from './lib/processes.js';
+import { commandDelta, startRedis } from './lib/redis.js';
 import { gitCommit, writeReport } from './lib/report.js';
-import { measureRow, type Row, type Scenario } from './lib/scenario.js';
+import { col, measureRow, release, startServer, type Cleanup, type Row, type Scenario } from './lib/scenario.js';
 import { percentile, round, sum, sumFields } from './lib/stats.js';
 
 const HOST = '127.0.0.1';
@@ -36,20 +35,9 @@ export type StormOptions = ReturnType<typeof stormOptions>;
 
 export function stormOptions(config: BenchConfig, reads = 'per-turn') {
   return {
-    clients: config.stormClients,
-    wsShare: config.stormWsShare,
-    topics: config.stormTopics,
-    rate: config.stormRate,
-    jitterMs: config.stormJitterMs,
-    warmMs: config.stormWarmMs,
-    timeoutMs: config.stormTimeoutMs,
-    tailMs: config.stormTailMs,
-    connsPerProcess: config.stormConnsPerProcess,
-    connectTimeoutMs: config.stormConnectTimeoutMs,
-    backlog: config.stormBacklog,
-    clientNice: config.stormClientNice,
-    payloadBytes: config.payloadBytes,
-    reads,
+    clients: config.stormClients, wsShare: config.stormWsShare, topics: config.stormTopics, rate: config.stormRate, jitterMs: config.stormJitterMs,
+    warmMs: config.stormWarmMs, timeoutMs: config.stormTimeoutMs, tailMs: config.stormTailMs, connsPerProcess: config.stormConnsPerProcess,
+    connectTimeoutMs: config.stormConnectTimeoutMs, backlog: config.stormBacklog, clientNice: config.stormClientNice, payloadBytes: config.payloadBytes, reads,
     profileDir: config.stormProfile ? join(config.outDir, 'profiles') : (undefined as string | undefined),
   };
 }
@@ -63,11 +51,7 @@ export function stormOptions(config: BenchConfig, reads = 'per-turn') {
 function scriptCalls(commands: Record<string, number>) {
   const get = (name: string) => commands[name] ?? 0;
   return {
-    evalsha: get('evalsha') + get('eval'),
-    publish: get('set'),
-    replay: get('hget'),
-    topicReads: get('xrange') / 2,
-    position: Math.max(0, get('get') - get('set')),
+    evalsha: get('evalsha') + get('eval'), publish: get('set'), replay: get('hget'), topicReads: get('xrange') / 2, position: Math.max(0, get('get') - get('set')),
   };
 }
 
@@ -111,21 +95,17 @@ function mergeCounts(parts: Array<Record<string, number>>): Record<string, numbe
 export async function runStorm(o: StormOptions, log: (line: string) => void = console.log) {
   mkdirSync(LOG_DIR, { recursive: true });
   const label = o.reads;
-  const cleanup: Array<() => Promise<void>> = [];
+  const cleanup: Cleanup = [];
   const startLoad = loadavg();
   const startedAt = new Date().toISOString();
   try {
-    const redisServer = await RedisServer.start();
-    cleanup.push(() => redisServer.stop());
-    const info = new Redis(redisServer.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
-    cleanup.push(async () => info.disconnect());
-    const redis = { url: redisServer.url, pid: (await redisInfo([info])).pid };
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
 
     const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(o.payloadBytes), ...(o.backlog > 0 ? { BENCH_BACKLOG: String(o.backlog) } : {}) };
     const peer = PEERS['pushlet-ws']!;
     const start = async (name: string, extra: NodeJS.ProcessEnv = {}, cpuProfileDir?: string) => {
-      const server = await ServerHandle.start(peer, { env: { ...env, ...extra }, name, cpuProfileDir });
-      cleanup.push(() => server.stop());
+      const server = await startServer(peer, cleanup, { ...env, ...extra }, name, cpuProfileDir);
       if (!server.features.distributed) throw new Error(`${name}: the sample app did not start in distributed mode`);
       return server;
     };
@@ -139,10 +119,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const ws = Math.round(o.clients * o.wsShare);
     const sse = o.clients - ws;
     const shares: Array<{ protocol: 'ws' | 'sse'; first: number; count: number }> = [];
-    for (const [protocol, count, offset] of [
-      ['ws', ws, 0],
-      ['sse', sse, ws],
-    ] as const) {
+    for (const [protocol, count, offset] of [['ws', ws, 0], ['sse', sse, ws]] as const) {
       const processes = Math.ceil(count / o.connsPerProcess);
       for (let i = 0, first = offset; i < processes; i += 1) {
         const share = Math.floor(count / processes) + (i < count % processes ? 1 : 0);
@@ -150,30 +127,15 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
         first += share;
       }
     }
-    const zero: StormProgress = { clients: 0, connected: 0, warm: 0, dropped: 0, reconnected: 0, caughtUp: 0, pending: 0 };
-    const pool = new ProcessPool<StormProgress>(await ProcessPool.spawn('client/storm-client.js', shares.length, `storm-${label}`, o.clientNice), () => ({ ...zero }));
+    const pool = new ProcessPool<StormProgress>(await ProcessPool.spawn('client/load-client.js', shares.length, `storm-${label}`, o.clientNice), () => ({ clients: 0, connected: 0, warm: 0, dropped: 0, reconnected: 0, caughtUp: 0, pending: 0 }));
     cleanup.push(() => pool.stop());
 
     // Every client on A, `pushlet:connected` received, before anything is published.
     const connectStarted = Date.now();
     const opened = await Promise.all(
       shares.map((share, i) => {
-        const target: StormTarget = {
-          protocol: share.protocol,
-          host: HOST,
-          portA: a.port,
-          portB: b.port,
-          topicPrefix: TOPIC_PREFIX,
-          topicFirst: share.first,
-          topics: o.topics,
-          count: share.count,
-          localAddress: `127.20.${1 + (i >> 8)}.${1 + (i & 0xff)}`,
-          concurrency: 100,
-          jitterMs: o.jitterMs,
-          backoffBaseMs: 500,
-          backoffMaxMs: 5_000,
-          timeoutMs: o.connectTimeoutMs,
-        };
+        const target: StormTarget = { protocol: share.protocol, host: HOST, portA: a.port, portB: b.port, topicPrefix: TOPIC_PREFIX, topicFirst: share.first, topics: o.topics, count: share.count,
+          localAddress: `127.20.${1 + (i >> 8)}.${1 + (i & 0xff)}`, concurrency: 100, jitterMs: o.jitterMs, backoffBaseMs: 500, backoffMaxMs: 5_000, timeoutMs: o.connectTimeoutMs };
         return pool.children[i]!.call<{ opened: number; failed: number; errors: string[] }>('open', target, 600_000);
       }),
     );
@@ -190,11 +152,11 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     steady.catch(() => undefined);
     if (!(await pool.waitFor((p) => p.warm === o.clients, 30_000))) throw new Error(`only ${pool.total().warm} of ${o.clients} clients received a message`);
     await sleep(Math.max(0, o.warmMs - BASELINE_MS));
-    const base0 = await redisInfo([info]);
+    const base0 = await redis.info();
     const a0 = a.sample();
     const baseStartUs = nowUs();
     await sleep(BASELINE_MS);
-    const base1 = await redisInfo([info]);
+    const base1 = await redis.info();
     const a1 = a.sample();
     const baseSeconds = (nowUs() - baseStartUs) / 1e6;
 
@@ -226,7 +188,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     }, 250);
     const allCaughtUp = await pool.waitFor((p) => p.caughtUp === o.clients, o.timeoutMs);
     const endUs = nowUs();
-    const redis1 = await redisInfo([info]);
+    const redis1 = await redis.info();
     const redisProc1 = sampleProcess(redis.pid);
     const b1 = b.sample();
     const clients1 = sum(pool.children.map((c) => sampleProcess(c.pid).cpuMs));
@@ -257,9 +219,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const basePerCommand = commandDelta(base1, base0);
     const perSec = (n: number) => round(n / baseSeconds, 1);
     const baselinePerSec = {
-      cpuMs: perSec(base1.cpuMs - base0.cpuMs),
-      commands: perSec(sum(Object.values(basePerCommand))),
-      evalsha: perSec(scriptCalls(basePerCommand).evalsha),
+      cpuMs: perSec(base1.cpuMs - base0.cpuMs), commands: perSec(sum(Object.values(basePerCommand))), evalsha: perSec(scriptCalls(basePerCommand).evalsha),
       perCommand: Object.fromEntries(Object.entries(basePerCommand).map(([k, v]) => [k, perSec(v)])),
     };
     const windowS = windowMs / 1000;
@@ -267,77 +227,42 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const netEvalsha = scripts.evalsha - baselinePerSec.evalsha * windowS;
 
     const run = {
-      options: o,
-      transports: { ws, sse },
-      processes: shares.length,
-      startedAt,
-      loadAverage: { start: startLoad, kill: killLoad, end: loadavg() },
-      connectMs,
-      allReconnectedMs: percentiles(times.reconnected).max,
-      allCaughtUpMs: percentiles(times.caughtUp).max,
-      allReplayedMs: percentiles(times.replayed).max,
-      reconnected: percentiles(times.reconnected),
-      caughtUp: percentiles(times.caughtUp),
-      replayed: percentiles(times.replayed),
-      dropNoticed: percentiles(times.dropped),
-      steps: { tcpConnect: percentiles(times.tcpConnect), httpAccept: percentiles(times.httpAccept), sessionStart: percentiles(times.sessionStart) },
-      aExitMs,
-      windowMs: round(windowMs, 0),
-      window: { killUs, endUs },
-      timedOut: !allCaughtUp,
+      options: o, transports: { ws, sse }, processes: shares.length, startedAt, loadAverage: { start: startLoad, kill: killLoad, end: loadavg() }, connectMs,
+      allReconnectedMs: percentiles(times.reconnected).max, allCaughtUpMs: percentiles(times.caughtUp).max, allReplayedMs: percentiles(times.replayed).max,
+      reconnected: percentiles(times.reconnected), caughtUp: percentiles(times.caughtUp), replayed: percentiles(times.replayed), dropNoticed: percentiles(times.dropped),
+      steps: { tcpConnect: percentiles(times.tcpConnect), httpAccept: percentiles(times.httpAccept), sessionStart: percentiles(times.sessionStart) }, aExitMs,
+      windowMs: round(windowMs, 0), window: { killUs, endUs }, timedOut: !allCaughtUp,
       redis: {
-        cpuMs: round(redis1.cpuMs - base1.cpuMs, 0),
-        cpuMsProc: round(redisProc1.cpuMs - redisProc0.cpuMs, 0),
-        commands,
-        perCommand,
-        scripts,
-        baselinePerSec,
+        cpuMs: round(redis1.cpuMs - base1.cpuMs, 0), cpuMsProc: round(redisProc1.cpuMs - redisProc0.cpuMs, 0), commands, perCommand, scripts, baselinePerSec,
         net: {
-          cpuMs: round(redis1.cpuMs - base1.cpuMs - baselinePerSec.cpuMs * windowS, 0),
-          commands: round(commands - baselinePerSec.commands * windowS, 0),
+          cpuMs: round(redis1.cpuMs - base1.cpuMs - baselinePerSec.cpuMs * windowS, 0), commands: round(commands - baselinePerSec.commands * windowS, 0),
           evalsha: round(netEvalsha, 0),
         },
       },
-      aCpuUsPerDelivery,
-      readsPerClient: round((scripts.replay + scripts.position) / o.clients, 4),
-      replayCallsPerClient: round(scripts.replay / o.clients, 4),
+      aCpuUsPerDelivery, readsPerClient: round((scripts.replay + scripts.position) / o.clients, 4), replayCallsPerClient: round(scripts.replay / o.clients, 4),
       topicReadsPerClient: round(scripts.topicReads / o.clients, 4),
       instanceB: {
-        cpuMs: round(b1.cpuMs - b0.cpuMs, 0),
-        cpuPct: round(((b1.cpuMs - b0.cpuMs) * 100) / windowMs, 0),
-        cpuMsPerClient: round((b1.cpuMs - b0.cpuMs) / o.clients, 2),
+        cpuMs: round(b1.cpuMs - b0.cpuMs, 0), cpuPct: round(((b1.cpuMs - b0.cpuMs) * 100) / windowMs, 0), cpuMsPerClient: round((b1.cpuMs - b0.cpuMs) / o.clients, 2),
         deliveries: counts.windowDeliveries,
         cpuMsPerClientLessDeliveries: round((b1.cpuMs - b0.cpuMs - (counts.windowDeliveries * aCpuUsPerDelivery) / 1000) / o.clients, 2),
         eventLoopUtilization: round((bLoop1.activeMs - bLoop0.activeMs) / Math.max(1, bLoop1.activeMs - bLoop0.activeMs + bLoop1.idleMs - bLoop0.idleMs), 2),
-        rssMB: round(bStats.rssBytes / 2 ** 20, 0),
-        connections: bStats.connections,
-        problems: b.problems(),
+        rssMB: round(bStats.rssBytes / 2 ** 20, 0), connections: bStats.connections, problems: b.problems(),
       },
       publisher: { cpuMs: round(p1.cpuMs - p0.cpuMs, 0), published: published.sent, publishErrors: published.publishErrors },
-      clientCpuMs: round(sum(parts.map((p) => p.cpuUs)) / 1000, 0),
-      clientWindowCpuMs: round(clients1 - clients0, 0),
-      listenQueue: { overflows: queue1.overflows - queue0.overflows, drops: queue1.drops - queue0.drops },
-      acceptQueue,
-      counts,
-      drained,
-      samples: parts.flatMap((p) => p.problems).slice(0, 24),
-      dropReasons: mergeCounts(parts.map((p) => p.dropReasons)),
-      failureReasons: mergeCounts(parts.map((p) => p.failureReasons)),
-      timeline,
-      profile: undefined as { file: string; summary: ProfileSummary } | undefined,
+      clientCpuMs: round(sum(parts.map((p) => p.cpuUs)) / 1000, 0), clientWindowCpuMs: round(clients1 - clients0, 0),
+      listenQueue: { overflows: queue1.overflows - queue0.overflows, drops: queue1.drops - queue0.drops }, acceptQueue, counts, drained,
+      samples: parts.flatMap((p) => p.problems).slice(0, 24), dropReasons: mergeCounts(parts.map((p) => p.dropReasons)),
+      failureReasons: mergeCounts(parts.map((p) => p.failureReasons)), timeline, profile: undefined as { file: string; summary: ProfileSummary } | undefined,
     };
 
     if (o.profileDir) {
       await b.stop(); // exits the process, which writes its profile
-      const file = readdirSync(o.profileDir)
-        .filter((f) => f.startsWith(`${bName}-`) && f.endsWith('.cpuprofile'))
-        .sort()
-        .pop();
+      const file = latestProfile(o.profileDir, bName);
       if (file) run.profile = { file, summary: summarizeProfile(join(o.profileDir, file), { startUs: killUs, endUs }) };
     }
     return run;
   } finally {
-    for (const step of cleanup.reverse()) await step().catch((error: unknown) => log(`    cleanup: ${String(error)}`));
+    await release(cleanup);
   }
 }
 
@@ -370,18 +295,14 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
   const lines = [
     '# Reconnect storm',
     '',
-    `Run ${first.startedAt}, commit \`${meta.commit}\`, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}. ` +
-      `Command: \`${meta.command}\`. The machine is shared: load average (1/5/15 min) ${runs.map((r) => `${r.loadAverage.kill.map((l) => l.toFixed(1)).join(' / ')} at the kill (${runLabel(r)})`).join(', ')}; ` +
-      'every process of the bench (Redis, three instances, the load clients) shares the same 2 cores.',
+    `Run ${first.startedAt}, commit \`${meta.commit}\`, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, command \`${meta.command}\`. ` +
+      `Load average (1/5/15 min) at the kill: ${runs.map((r) => `${r.loadAverage.kill.map((l) => l.toFixed(1)).join(' / ')} (${runLabel(r)})`).join(', ')}; Redis, the three instances and the load clients share the cores.`,
     '',
-    `${fmt(o.clients)} clients (${fmt(first.transports.ws)} WebSocket, ${fmt(first.transports.sse)} SSE, in ${first.processes} load-client processes) on ${o.topics} topics, ` +
-      `connected to instance A; a publisher (a third instance) publishes ${o.rate} msg/s round-robin over the topics (${round(o.rate / o.topics, 2)} msg/s per topic, ${o.payloadBytes}-byte data) throughout. ` +
-      `After ${o.warmMs / 1000} s of messages, A is SIGKILLed; each client notices its connection close and reconnects to instance B with the id of the last message ` +
-      `(or \`pushlet:connected\`) it saw, after a random delay uniform in [0, ${o.jitterMs} ms) (a real client's backoff jitter; a failed attempt is retried after a ` +
-      `full-jitter backoff from 500 ms up to 5 s; an attempt without an answer (101 or 200) is given up after ${o.connectTimeoutMs / 1000} s). ` +
-      'WebSocket clients resume with `?topic=…&lastEventId=…`, SSE clients with the `Last-Event-ID` header. ' +
-      `${o.clientNice !== 0 ? `The load clients run at nice ${o.clientNice}: they share the cores with the servers under test, which real clients would not, so the servers and Redis go first. ` : ''}` +
-      `The instances are the sample app (Nest on Express, module defaults), listen queue ${o.backlog > 0 ? o.backlog : "Node's default, 511"}.`,
+    `${fmt(o.clients)} clients (${fmt(first.transports.ws)} WebSocket, ${fmt(first.transports.sse)} SSE, ${first.processes} load-client processes) on ${o.topics} topics of instance A; ` +
+      `a third instance publishes ${o.rate} msg/s round-robin (${round(o.rate / o.topics, 2)} msg/s per topic, ${o.payloadBytes}-byte data) throughout. After ${o.warmMs / 1000} s A is SIGKILLed; ` +
+      `each client reconnects to B with its last id (WebSocket \`lastEventId=\`, SSE \`Last-Event-ID\`) after a uniform delay in [0, ${o.jitterMs} ms); failed attempts: full jitter ` +
+      `from 500 ms up to 5 s, an attempt without an answer given up after ${o.connectTimeoutMs / 1000} s. ` +
+      `${o.clientNice !== 0 ? `Load clients at nice ${o.clientNice}. ` : ''}Instances: the sample app, listen queue ${o.backlog > 0 ? o.backlog : "Node's default, 511"}.`,
     '',
     '| | ' + runs.map(runLabel).join(' | ') + ' |',
     '|---|' + runs.map(() => '---:').join('|') + '|',
@@ -413,17 +334,12 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
   row('target: all caught up < 10 s, every message once, no reset', (r) => (stormMet(r) ? '**met**' : `**missed**${r.allCaughtUpMs >= TARGET_MS ? ` by ${s(r.allCaughtUpMs - TARGET_MS)}` : ''}`));
   lines.push(
     '',
-    '**Definitions.** Times are from the kill, on the machine\'s monotonic clock shared by all processes, and "all" is the slowest client. ' +
-      'A client is *reconnected* when it receives `pushlet:connected` from B. It is *caught up* when it receives the first message published (the publish call on the ' +
-      'publisher, stamped in the data) after its reconnection, at a moment when it holds every earlier message of its topic from sequence number 0: so it has everything published ' +
-      `up to the kill and during its outage. That includes waiting for the next message of its topic (${round(o.rate / o.topics, 2)} msg/s per topic: up to ${round(o.topics / o.rate, 2)} s). ` +
-      '*Replayed*: the client holds every message published before its reconnection (the receipt of the last of them it got after its drop; they come from history). ' +
-      'Redis figures are deltas of INFO (cpu, commandstats) from just before the kill to the moment every client was seen caught up; the *baseline* is the same figure per second over the ' +
-      `${BASELINE_MS / 1000} s before the kill, when only the publisher used Redis, and *net* subtracts it for the window's length. Script calls are told apart by the commands ` +
-      'they run inside (commandstats counts those): the publish script SETs once per call, the replay script HGETs once per call and XRANGEs twice per topic read, ' +
-      'the position script GETs once per call (as the publish script does). ' +
-      '*Missing*: a gap in a client\'s per-topic sequence without a `pushlet:reset` before it, or a message published that it never received by the end ' +
-      `(publishing goes on ${o.tailMs / 1000} s after the window, then every client must hold every message). *Reorders*: a message received after a later one.`,
+    '**Definitions.** Times from the kill (monotonic clock shared by all processes); "all" is the slowest client. *Reconnected*: `pushlet:connected` from B. ' +
+      'Caught up: the first message published after its reconnection received while holding every earlier one of its topic from sequence 0 ' +
+      `(so it includes waiting for the topic's next message, up to ${round(o.topics / o.rate, 2)} s). *Replayed*: holds every message published before its reconnection. ` +
+      `Redis: INFO deltas from the kill to all caught up; *baseline*: the same per second over the ${BASELINE_MS / 1000} s before the kill (publisher only), *net* subtracts it. ` +
+      'Scripts are told apart by their inner commands: publish SETs once, replay HGETs once and XRANGEs twice per topic, position GETs once. ' +
+      `*Missing*: a gap without a \`pushlet:reset\` before it, or a message never received (publishing goes on ${o.tailMs / 1000} s after the window). *Reorders*: received after a later one.`,
     '',
   );
   for (const r of runs) {
@@ -517,21 +433,10 @@ export const storm: Scenario = {
           const c = run.counts;
           return {
             metrics: {
-              allReconnectedS: run.allReconnectedMs / 1000,
-              allCaughtUpS: run.timedOut ? NaN : run.allCaughtUpMs / 1000,
-              caughtUpP50S: run.caughtUp.p50 / 1000,
-              redisCpuMs: run.redis.cpuMs,
-              redisCommands: run.redis.commands,
-              evalsha: run.redis.scripts.evalsha,
-              readsPerClient: run.readsPerClient,
-              bCpuMs: run.instanceB.cpuMs,
-              bCpuMsPerClient: run.instanceB.cpuMsPerClient,
-              missing: c.missing + c.tailMissing,
-              duplicates: c.duplicates,
-              reorders: c.reorders,
-              resets: c.resets,
-              errors: c.errors + run.instanceB.problems.count + (run.timedOut ? 1 : 0),
-              met: stormMet(run) ? 1 : 0,
+              allReconnectedS: run.allReconnectedMs / 1000, allCaughtUpS: run.timedOut ? NaN : run.allCaughtUpMs / 1000, caughtUpP50S: run.caughtUp.p50 / 1000,
+              redisCpuMs: run.redis.cpuMs, redisCommands: run.redis.commands, evalsha: run.redis.scripts.evalsha, readsPerClient: run.readsPerClient,
+              bCpuMs: run.instanceB.cpuMs, bCpuMsPerClient: run.instanceB.cpuMsPerClient, missing: c.missing + c.tailMissing, duplicates: c.duplicates, reorders: c.reorders, resets: c.resets,
+              errors: c.errors + run.instanceB.problems.count + (run.timedOut ? 1 : 0), met: stormMet(run) ? 1 : 0,
             },
             detail: run,
           };
@@ -552,20 +457,10 @@ export const storm: Scenario = {
   },
   params: (c) => ({ ...stormOptions(c) }),
   columns: [
-    { key: 'allReconnectedS', label: 'all reconnected s', digits: 2, better: 'lower' },
-    { key: 'allCaughtUpS', label: 'all caught up s', digits: 2, better: 'lower' },
-    { key: 'caughtUpP50S', label: 'caught up p50 s', digits: 2, better: 'lower' },
-    { key: 'redisCpuMs', label: 'Redis CPU ms', digits: 0, better: 'lower' },
-    { key: 'redisCommands', label: 'Redis commands', digits: 0, better: 'lower' },
-    { key: 'evalsha', label: 'evalsha', digits: 0, better: 'lower' },
-    { key: 'readsPerClient', label: 'read scripts per client', digits: 3, better: 'lower' },
-    { key: 'bCpuMs', label: 'B CPU ms', digits: 0, better: 'lower' },
-    { key: 'bCpuMsPerClient', label: 'B CPU ms/client', digits: 2, better: 'lower' },
-    { key: 'missing', label: 'missing' },
-    { key: 'duplicates', label: 'dup' },
-    { key: 'reorders', label: 'reorders' },
-    { key: 'resets', label: 'resets' },
-    { key: 'errors', label: 'errors' },
+    col('allReconnectedS', 'all reconnected s', 2, 'lower'), col('allCaughtUpS', 'all caught up s', 2, 'lower'), col('caughtUpP50S', 'caught up p50 s', 2, 'lower'),
+    col('redisCpuMs', 'Redis CPU ms', 0, 'lower'), col('redisCommands', 'Redis commands', 0, 'lower'), col('evalsha', 'evalsha', 0, 'lower'),
+    col('readsPerClient', 'read scripts per client', 3, 'lower'), col('bCpuMs', 'B CPU ms', 0, 'lower'), col('bCpuMsPerClient', 'B CPU ms/client', 2, 'lower'),
+    col('missing', 'missing'), col('duplicates', 'dup'), col('reorders', 'reorders'), col('resets', 'resets'), col('errors', 'errors'),
   ],
 };
 

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { startApp, type TestApp } from '../test/support/app.js';
 import { brokerOf } from '../test/support/distributed.js';
-import { RedisServer, redisInfo } from './lib/redis.js';
+import { redisInfo, startRedis } from './lib/redis.js';
 import { percentile, round } from './lib/stats.js';
 
 const messages = Number(process.argv[2] ?? 2_000);
@@ -82,9 +82,9 @@ async function commandsPerPublish(app: TestApp, admin: Redis): Promise<Record<st
   return Object.fromEntries(Object.entries(commands).filter(([name]) => !name.startsWith('config')).map(([name, calls]) => [name, calls / count]));
 }
 
-async function interestRouting(apps: readonly TestApp[], server: RedisServer): Promise<Record<string, number>> {
+async function interestRouting(apps: readonly TestApp[], url: string): Promise<Record<string, number>> {
   const [a, b] = apps as [TestApp, TestApp, TestApp];
-  const everything = new Redis(server.url);
+  const everything = new Redis(url);
   let everyChannel = 0;
   everything.on('pmessage', () => (everyChannel += 1));
   await everything.psubscribe(`${brokerOf(a).keys.prefix}c:*`);
@@ -105,23 +105,21 @@ async function interestRouting(apps: readonly TestApp[], server: RedisServer): P
   return { published: count, subscriberInstanceA: after[0]!, publisherInstanceB: after[1]!, idleInstanceC: after[2]!, everyChannelSubscriber: everyChannel };
 }
 
-const server = await RedisServer.start();
+const redis = await startRedis();
 const apps: TestApp[] = [];
-const admin = new Redis(server.url);
 try {
-  for (let i = 0; i < 3; i += 1) apps.push(await startApp({ heartbeatInterval: 60_000, redis: { url: server.url } }));
+  for (let i = 0; i < 3; i += 1) apps.push(await startApp({ heartbeatInterval: 60_000, redis: { url: redis.url } }));
   const [a, b] = apps as [TestApp, TestApp];
   const results = {
     messages,
     ratePerSecond: rate,
     crossInstanceMs: await latency(a, b, 'cross'),
     sameInstanceMs: await latency(b, b, 'same'),
-    commandsPerPublish: await commandsPerPublish(a, admin),
-    interestRouting: await interestRouting(apps, server),
+    commandsPerPublish: await commandsPerPublish(a, redis.infos[0]!),
+    interestRouting: await interestRouting(apps, redis.url),
   };
   console.log(JSON.stringify(results, null, 2));
 } finally {
-  admin.disconnect();
   for (const app of apps) await app.close();
-  await server.stop();
+  await redis.stop();
 }

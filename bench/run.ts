@@ -4,16 +4,15 @@
  * (`partial.*` for a quick or narrowed run). `npm run bench:client` is the same over the client
  * SDK's scenarios (bench/client.ts); `--profile` profiles the fan-out instead. See bench/README.md.
  */
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type BenchConfig } from './config.js';
 import { profileMarkdown, summarizeProfile } from './lib/cpuprofile.js';
-import { floodPhase, warmUp } from './lib/phases.js';
-import { nowUs } from './lib/proc.js';
-import { ClientPool, LOG_DIR, PEERS, ServerHandle, setRunLabel } from './lib/processes.js';
+import { floodPhase } from './lib/phases.js';
+import { LOG_DIR, PEERS, setRunLabel, type ClientPool, type ServerHandle } from './lib/processes.js';
 import { evaluateTargets, gitCommit, markdownReport, scenarioTable, startRun, svgChart, targetsTable, writeReport } from './lib/report.js';
-import { combineRuns, runScenario, type ScenarioResult } from './lib/scenario.js';
+import { combineRuns, profiledLoad, runScenario, type ScenarioResult } from './lib/scenario.js';
 import { SCENARIOS } from './scenarios.js';
 
 export interface Suite {
@@ -62,44 +61,18 @@ async function profile(config: BenchConfig): Promise<void> {
   const dir = join(config.outDir, 'profiles');
   mkdirSync(dir, { recursive: true });
   const sections: string[] = [];
-  const windows = new Map<string, { startUs: number; endUs: number }>();
-  const ids = (config.peers ?? ['pushlet-sse', 'sse', 'pushlet-ws', 'ws']).filter((id) => PEERS[id]);
-  for (const id of ids) {
+  for (const id of (config.peers ?? ['pushlet-sse', 'sse', 'pushlet-ws', 'ws']).filter((id) => PEERS[id])) {
     const peer = PEERS[id]!;
     console.log(`profiling ${peer.label}`);
-    const name = `profile-${id}`;
-    const server = await ServerHandle.start(peer, { env: { HEARTBEAT_MS: '30000' }, name, cpuProfileDir: dir });
-    let pool: ClientPool | undefined;
-    try {
-      pool = await ClientPool.start(2, name);
-      await pool.open({ protocol: peer.protocol, host: '127.0.0.1', port: server.port, pathPrefix: peer.pathPrefix, topic: 'fanout' }, config.fanoutSubs, config.connectConcurrency);
-      await warmUp(server, pool, ['fanout'], config.fanoutSubs);
-      await floodPhase({ server, pool, topic: 'fanout', durationMs: config.preheatMs, window: config.floodWindow });
-      const startUs = nowUs();
-      const flood = await floodPhase({ server, pool, topic: 'fanout', durationMs: config.floodMs, window: config.floodWindow });
-      windows.set(id, { startUs, endUs: nowUs() });
-      sections.push(
-        `_${peer.label}: ${flood.deliveriesPerSec.toLocaleString('en')} deliveries/s, ${flood.cpuUsPerDelivery} µs CPU per delivery while profiled (the profiler itself costs CPU)._`,
-      );
-    } finally {
-      await pool?.stop();
-      await server.stop();
-    }
-    const file = readdirSync(dir)
-      .filter((f) => f.startsWith(name) && f.endsWith('.cpuprofile'))
-      .sort()
-      .pop();
-    if (!file) {
-      sections.push(`### ${peer.label}\n\nNo profile was written.`);
-      continue;
-    }
-    sections.push(profileMarkdown(`${peer.label}: ${config.fanoutSubs.toLocaleString('en')} subscribers at saturation, samples of the measured ${config.floodMs / 1000} s only (${file})`, summarizeProfile(join(dir, file), windows.get(id))));
+    const load = { peer, name: `profile-${id}`, dir, env: { HEARTBEAT_MS: '30000' }, c: config, count: config.fanoutSubs, topic: { topic: 'fanout' }, topics: ['fanout'] };
+    const flood = (server: ServerHandle, pool: ClientPool, durationMs: number) => floodPhase({ server, pool, topic: 'fanout', durationMs, window: config.floodWindow });
+    const { phase, window, file } = await profiledLoad(load, flood, config.floodMs);
+    sections.push(`_${peer.label}: ${phase.deliveriesPerSec.toLocaleString('en')} deliveries/s, ${phase.cpuUsPerDelivery} µs CPU per delivery while profiled (the profiler itself costs CPU)._`);
+    const title = `${peer.label}: ${config.fanoutSubs.toLocaleString('en')} subscribers at saturation, samples of the measured ${config.floodMs / 1000} s only (${file})`;
+    sections.push(file ? profileMarkdown(title, summarizeProfile(join(dir, file), window)) : `### ${peer.label}\n\nNo profile was written.`);
   }
   const out = join(config.outDir, 'profile.md');
-  writeFileSync(
-    out,
-    ['# CPU profiles of the fan-out write path', '', `\`npm run bench -- --profile\`, ${new Date().toISOString()}, commit \`${gitCommit()}\`.`, '', ...sections.flatMap((s) => [s, ''])].join('\n'),
-  );
+  writeFileSync(out, ['# CPU profiles of the fan-out write path', '', `\`npm run bench -- --profile\`, ${new Date().toISOString()}, commit \`${gitCommit()}\`.`, '', ...sections.flatMap((s) => [s, ''])].join('\n'));
   console.log(`Wrote ${out}`);
 }
 

@@ -10,18 +10,9 @@ import type { BenchConfig } from './config.js';
 import { floodPhase, mergePhases, steadyPhase, warmUp, type PhaseResult } from './lib/phases.js';
 import { sleep } from './lib/proc.js';
 import { PEERS, type ClientPool, type ServerHandle } from './lib/processes.js';
-import { parseInfo, RedisServer } from './lib/redis.js';
+import { startRedis } from './lib/redis.js';
 import {
-  errorCount,
-  HOST,
-  integrity,
-  INTEGRITY_COLUMNS,
-  openAll,
-  phaseDetail,
-  processesFor,
-  roundDetail,
-  startPool,
-  startServer,
+  col, errorCount, HOST, integrity, INTEGRITY_COLUMNS, openAll, phaseDetail, processesFor, roundDetail, startPool, startServer,
   type Cleanup,
   type Entry,
   type Measured,
@@ -82,44 +73,24 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
     const stats = await server.stats(true);
     return {
       metrics: {
-        steadyP50Ms: steady.latency.p50Ms,
-        steadyP99Ms: steady.latency.p99Ms,
-        steadyP99SliceMs: steady.p99SliceMedianMs ?? NaN,
-        steadyCpuUs: steady.cpuUsPerDelivery,
-        satDeliveriesPerSec: flood.deliveriesPerSec,
-        satCpuUs: flood.cpuUsPerDelivery,
-        satServerCpuPct: flood.serverCpuPct,
-        satP99Ms: flood.latency.p99Ms,
-        satElu: flood.flow?.eventLoopUtilization ?? NaN,
-        satStalls: flood.flow?.stalls ?? NaN,
-        clientCpuPct: flood.clientCpuPct,
-        rssMB: round(stats.rssBytes / MB, 1),
+        steadyP50Ms: steady.latency.p50Ms, steadyP99Ms: steady.latency.p99Ms, steadyP99SliceMs: steady.p99SliceMedianMs ?? NaN, steadyCpuUs: steady.cpuUsPerDelivery,
+        satDeliveriesPerSec: flood.deliveriesPerSec, satCpuUs: flood.cpuUsPerDelivery, satServerCpuPct: flood.serverCpuPct, satP99Ms: flood.latency.p99Ms,
+        satElu: flood.flow?.eventLoopUtilization ?? NaN, satStalls: flood.flow?.stalls ?? NaN, clientCpuPct: flood.clientCpuPct, rssMB: round(stats.rssBytes / MB, 1),
         ...integrity(flood.collected),
         errors: errorCount([server], flood.collected, steady.publishErrors + flood.publishErrors + (steady.drained && flood.drained ? 0 : 1)),
       },
       detail: {
-        steady: phaseDetail(steady),
-        saturation: phaseDetail(flood),
-        rounds: { steady: steadyRuns.map(roundDetail), saturation: floodRuns.map(roundDetail) },
-        server: stats,
-        problems: server.problems(),
+        steady: phaseDetail(steady), saturation: phaseDetail(flood), rounds: { steady: steadyRuns.map(roundDetail), saturation: floodRuns.map(roundDetail) },
+        server: stats, problems: server.problems(),
       },
     };
   },
   columns: [
-    { key: 'steadyP50Ms', label: 'p50 ms @steady', digits: 2, better: 'lower' },
-    { key: 'steadyP99Ms', label: 'p99 ms @steady', digits: 2, better: 'lower' },
-    { key: 'steadyP99SliceMs', label: 'p99 ms @steady, median slice', digits: 2, better: 'lower' },
-    { key: 'steadyCpuUs', label: 'CPU µs/delivery @steady', digits: 2, better: 'lower' },
-    { key: 'satDeliveriesPerSec', label: 'deliveries/s @saturation', digits: 0, better: 'higher' },
-    { key: 'satCpuUs', label: 'CPU µs/delivery @saturation', digits: 2, better: 'lower' },
-    { key: 'satServerCpuPct', label: 'server CPU % @saturation', digits: 0 },
-    { key: 'satP99Ms', label: 'p99 ms @saturation', digits: 1 },
-    { key: 'satElu', label: 'server event-loop use @saturation', digits: 2 },
-    { key: 'satStalls', label: 'waits for slow clients', digits: 0 },
-    { key: 'clientCpuPct', label: 'load-client CPU % (all processes)', digits: 0 },
-    { key: 'rssMB', label: 'RSS MB', digits: 0, better: 'lower' },
-    ...INTEGRITY_COLUMNS,
+    col('steadyP50Ms', 'p50 ms @steady', 2, 'lower'), col('steadyP99Ms', 'p99 ms @steady', 2, 'lower'),
+    col('steadyP99SliceMs', 'p99 ms @steady, median slice', 2, 'lower'), col('steadyCpuUs', 'CPU µs/delivery @steady', 2, 'lower'),
+    col('satDeliveriesPerSec', 'deliveries/s @saturation', 0, 'higher'), col('satCpuUs', 'CPU µs/delivery @saturation', 2, 'lower'),
+    col('satServerCpuPct', 'server CPU % @saturation', 0), col('satP99Ms', 'p99 ms @saturation', 1), col('satElu', 'server event-loop use @saturation', 2),
+    col('satStalls', 'waits for slow clients', 0), col('clientCpuPct', 'load-client CPU % (all processes)', 0), col('rssMB', 'RSS MB', 0, 'lower'), ...INTEGRITY_COLUMNS,
   ],
 });
 
@@ -145,28 +116,16 @@ const manyTopics = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
     const stats = await server.stats(true);
     return {
       metrics: {
-        deliveriesPerSec: steady.deliveriesPerSec,
-        p50Ms: steady.latency.p50Ms,
-        p99Ms: steady.latency.p99Ms,
-        cpuUs: steady.cpuUsPerDelivery,
-        serverCpuPct: steady.serverCpuPct,
-        clientCpuPct: steady.clientCpuPct,
-        rssMB: round(stats.rssBytes / MB, 1),
-        ...integrity(steady.collected),
+        deliveriesPerSec: steady.deliveriesPerSec, p50Ms: steady.latency.p50Ms, p99Ms: steady.latency.p99Ms, cpuUs: steady.cpuUsPerDelivery,
+        serverCpuPct: steady.serverCpuPct, clientCpuPct: steady.clientCpuPct, rssMB: round(stats.rssBytes / MB, 1), ...integrity(steady.collected),
         errors: errorCount([server], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), server: stats, problems: server.problems() },
     };
   },
   columns: [
-    { key: 'deliveriesPerSec', label: 'deliveries/s', digits: 0 },
-    { key: 'p50Ms', label: 'p50 ms', digits: 2, better: 'lower' },
-    { key: 'p99Ms', label: 'p99 ms', digits: 2, better: 'lower' },
-    { key: 'cpuUs', label: 'CPU µs/delivery', digits: 2, better: 'lower' },
-    { key: 'serverCpuPct', label: 'server CPU %', digits: 0 },
-    { key: 'clientCpuPct', label: 'load-client CPU %', digits: 0 },
-    { key: 'rssMB', label: 'RSS MB', digits: 0, better: 'lower' },
-    ...INTEGRITY_COLUMNS,
+    col('deliveriesPerSec', 'deliveries/s', 0), col('p50Ms', 'p50 ms', 2, 'lower'), col('p99Ms', 'p99 ms', 2, 'lower'), col('cpuUs', 'CPU µs/delivery', 2, 'lower'),
+    col('serverCpuPct', 'server CPU %', 0), col('clientCpuPct', 'load-client CPU %', 0), col('rssMB', 'RSS MB', 0, 'lower'), ...INTEGRITY_COLUMNS,
   ],
 });
 
@@ -188,18 +147,10 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
   const n = Math.max(1, opened.opened);
   return {
     metrics: {
-      opened: opened.opened,
-      failed: opened.failed,
-      connectPerSec: opened.perSecond,
-      openAtEnd: collected.open,
-      serverCounted: stats.connections,
-      rssPerConnKB: round((stats.rssBytes - base.rssBytes) / n / 1024, 2),
-      heapPerConnKB: round((stats.heapUsedBytes - base.heapUsedBytes) / n / 1024, 2),
-      idleCpuPct: round(((cpuAfter.cpuMs - cpuBefore.cpuMs) * 100) / holdMs, 1),
-      heartbeatsPerConn: round(collected.heartbeats / n, 1),
-      rssMB: round(stats.rssBytes / MB, 0),
-      serverFds: fds,
-      errors: errorCount([server], collected, opened.failed + Math.abs(collected.open - opened.opened)),
+      opened: opened.opened, failed: opened.failed, connectPerSec: opened.perSecond, openAtEnd: collected.open, serverCounted: stats.connections,
+      rssPerConnKB: round((stats.rssBytes - base.rssBytes) / n / 1024, 2), heapPerConnKB: round((stats.heapUsedBytes - base.heapUsedBytes) / n / 1024, 2),
+      idleCpuPct: round(((cpuAfter.cpuMs - cpuBefore.cpuMs) * 100) / holdMs, 1), heartbeatsPerConn: round(collected.heartbeats / n, 1),
+      rssMB: round(stats.rssBytes / MB, 0), serverFds: fds, errors: errorCount([server], collected, opened.failed + Math.abs(collected.open - opened.opened)),
     },
     detail: { base, final: stats, open: opened, samples: collected.samples, problems: server.problems() },
   };
@@ -207,44 +158,30 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
 
 const idle = (t: 'ws' | 'sse'): Scenario => ({
   id: `idle-${t}`,
-  peers: t === 'ws' ? WS_PEERS : SSE_PEERS,
-  mode: 'sequential',
+  peers: t === 'ws' ? WS_PEERS : SSE_PEERS, mode: 'sequential',
   title: (c) => `Idle connections, ${transportName(t)}: ${c.idleConns.toLocaleString('en')} open`,
   description: (c) =>
     `Connections opened (${c.connectConcurrency} handshakes in flight per load-client process), then held ${c.idleHoldMs / 1000} s with heartbeats every ${c.idleHeartbeatMs / 1000} s. Memory per connection is the growth of the server's RSS and V8 heap (after a full GC) divided by the connections.`,
   params: (c) => ({ connections: c.idleConns, holdMs: c.idleHoldMs, heartbeatMs: c.idleHeartbeatMs, topics: c.idleTopics }),
   measure: (entry, c, cleanup) => holdIdle(`idle-${t}`, entry, c, cleanup, c.idleConns, c.idleHeartbeatMs, c.idleHoldMs),
   columns: [
-    { key: 'rssPerConnKB', label: 'RSS KB/conn', digits: 1, better: 'lower' },
-    { key: 'heapPerConnKB', label: 'heap KB/conn', digits: 1, better: 'lower' },
-    { key: 'connectPerSec', label: 'connects/s', digits: 0, better: 'higher' },
-    { key: 'idleCpuPct', label: 'idle CPU %', digits: 1 },
-    { key: 'heartbeatsPerConn', label: 'heartbeats/conn', digits: 1 },
-    { key: 'openAtEnd', label: 'open at end', digits: 0 },
-    { key: 'errors', label: 'errors' },
+    col('rssPerConnKB', 'RSS KB/conn', 1, 'lower'), col('heapPerConnKB', 'heap KB/conn', 1, 'lower'), col('connectPerSec', 'connects/s', 0, 'higher'),
+    col('idleCpuPct', 'idle CPU %', 1), col('heartbeatsPerConn', 'heartbeats/conn', 1), col('openAtEnd', 'open at end', 0), col('errors', 'errors'),
   ],
 });
 
 /** As many connections as one process's open-file limit allows, heartbeats running (skipped when --max-conns=0). */
 const maxConnections: Scenario = {
-  id: 'max-conn',
-  peers: (c) => c.maxPeers.map((id) => ({ peer: PEERS[id]!, rowId: id, label: PEERS[id]!.label })),
-  mode: 'sequential',
+  id: 'max-conn', peers: (c) => c.maxPeers.map((id) => ({ peer: PEERS[id]!, rowId: id, label: PEERS[id]!.label })), mode: 'sequential',
   title: (c) => `Connection limit: ${c.maxConns.toLocaleString('en')} concurrent connections in one server process`,
   description: (c) =>
     `The open-file limit is ${c.maxConns + 100} per process; the server keeps about 100 descriptors for itself. Held ${c.maxHoldMs / 1000} s with heartbeats every ${c.maxHeartbeatMs / 1000} s; every connection must stay open and nothing may be logged as an error.`,
   params: (c) => ({ connections: c.maxConns, holdMs: c.maxHoldMs, heartbeatMs: c.maxHeartbeatMs }),
   measure: (entry, c, cleanup) => holdIdle('max-conn', entry, c, cleanup, c.maxConns, c.maxHeartbeatMs, c.maxHoldMs),
   columns: [
-    { key: 'opened', label: 'opened', digits: 0 },
-    { key: 'openAtEnd', label: 'open at end', digits: 0 },
-    { key: 'serverCounted', label: 'server counts', digits: 0 },
-    { key: 'serverFds', label: 'server fds', digits: 0 },
-    { key: 'connectPerSec', label: 'connects/s', digits: 0 },
-    { key: 'heartbeatsPerConn', label: 'heartbeats/conn', digits: 1 },
-    { key: 'rssPerConnKB', label: 'RSS KB/conn', digits: 1 },
-    { key: 'idleCpuPct', label: 'idle CPU %', digits: 1 },
-    { key: 'errors', label: 'errors' },
+    col('opened', 'opened', 0), col('openAtEnd', 'open at end', 0), col('serverCounted', 'server counts', 0), col('serverFds', 'server fds', 0),
+    col('connectPerSec', 'connects/s', 0), col('heartbeatsPerConn', 'heartbeats/conn', 1), col('rssPerConnKB', 'RSS KB/conn', 1), col('idleCpuPct', 'idle CPU %', 1),
+    col('errors', 'errors'),
   ],
 };
 
@@ -270,9 +207,9 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
     `Two server processes per peer and one redis-server (own process, free loopback port). ${c.clusterRate} msg/s for ${c.clusterMs / 1000} s in ${c.rounds} interleaved slices; latency from the publish call on A to receipt by the clients of B.`,
   params: (c) => ({ subscribers: c.clusterSubs, rate: c.clusterRate, durationMs: c.clusterMs, rounds: c.rounds }),
   async shared(_c, cleanup) {
-    const redis = await RedisServer.start();
+    const redis = await startRedis();
     cleanup.push(() => redis.stop());
-    return { url: redis.url, pid: parseInfo(await redis.command<string>('INFO', 'server')).pid };
+    return redis;
   },
   async setup({ peer }, c, cleanup, redis) {
     const env = serverEnv(c, { REDIS_URL: redis.url });
@@ -299,40 +236,24 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
     const steady = mergePhases(runs);
     return {
       metrics: {
-        p50Ms: steady.latency.p50Ms,
-        p99Ms: steady.latency.p99Ms,
-        p99SliceMs: steady.p99SliceMedianMs ?? NaN,
-        p999Ms: steady.latency.p999Ms,
-        maxMs: steady.latency.maxMs,
-        deliveriesPerSec: steady.deliveriesPerSec,
-        cpuUs: steady.cpuUsPerDelivery,
-        publisherCpuMs: steady.extraCpuMs.publisher ?? NaN,
-        redisCpuMs: steady.extraCpuMs.redis ?? NaN,
-        ...integrity(steady.collected),
+        p50Ms: steady.latency.p50Ms, p99Ms: steady.latency.p99Ms, p99SliceMs: steady.p99SliceMedianMs ?? NaN, p999Ms: steady.latency.p999Ms, maxMs: steady.latency.maxMs,
+        deliveriesPerSec: steady.deliveriesPerSec, cpuUs: steady.cpuUsPerDelivery, publisherCpuMs: steady.extraCpuMs.publisher ?? NaN,
+        redisCpuMs: steady.extraCpuMs.redis ?? NaN, ...integrity(steady.collected),
         errors: errorCount([a, b], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), problems: [a.problems(), b.problems()] },
     };
   },
   columns: [
-    { key: 'p50Ms', label: 'p50 ms', digits: 2, better: 'lower' },
-    { key: 'p99Ms', label: 'p99 ms', digits: 2, better: 'lower' },
-    { key: 'p99SliceMs', label: 'p99 ms, median slice', digits: 2, better: 'lower' },
-    { key: 'p999Ms', label: 'p99.9 ms', digits: 2 },
-    { key: 'deliveriesPerSec', label: 'deliveries/s', digits: 0 },
-    { key: 'cpuUs', label: 'CPU µs/delivery (B)', digits: 2, better: 'lower' },
-    { key: 'publisherCpuMs', label: 'CPU ms (A)', digits: 0 },
-    { key: 'redisCpuMs', label: 'CPU ms (Redis)', digits: 0 },
-    ...INTEGRITY_COLUMNS,
+    col('p50Ms', 'p50 ms', 2, 'lower'), col('p99Ms', 'p99 ms', 2, 'lower'), col('p99SliceMs', 'p99 ms, median slice', 2, 'lower'), col('p999Ms', 'p99.9 ms', 2),
+    col('deliveriesPerSec', 'deliveries/s', 0), col('cpuUs', 'CPU µs/delivery (B)', 2, 'lower'), col('publisherCpuMs', 'CPU ms (A)', 0),
+    col('redisCpuMs', 'CPU ms (Redis)', 0), ...INTEGRITY_COLUMNS,
   ],
 };
 
 /** Connections opened and closed continuously next to a steady fan-out that must not notice. */
 const churn: Scenario = {
-  id: 'churn',
-  peers: [...WS_PEERS, ...SSE_PEERS],
-  mode: 'sequential',
-  title: () => 'Connection churn',
+  id: 'churn', peers: [...WS_PEERS, ...SSE_PEERS], mode: 'sequential', title: () => 'Connection churn',
   description: (c) =>
     `${c.churnProcesses} load-client processes × ${c.churnConcurrency} loops open a connection (subscribing to one of 100 topics), wait until it is established ` +
     `(101 for WebSocket, CONNECT for Socket.IO, 200 for SSE) and close it as a browser would, for ${c.churnMs / 1000} s, ` +
@@ -361,27 +282,17 @@ const churn: Scenario = {
     const leaked = stats.connections - bgSubs;
     return {
       metrics: {
-        cyclesPerSec: round(cycles / elapsedS, 0),
-        cpuUsPerCycle: round(((after.cpuMs - before.cpuMs) * 1000) / Math.max(1, cycles), 0),
-        openP50Ms: Math.max(...churned.map((x) => x.openLatency.p50Ms)),
-        openP99Ms: Math.max(...churned.map((x) => x.openLatency.p99Ms)),
-        steadyP99Ms: steady.latency.p99Ms,
-        heapGrowthKB: round((stats.heapUsedBytes - base.heapUsedBytes) / 1024, 0),
-        leaked,
-        ...integrity(steady.collected),
+        cyclesPerSec: round(cycles / elapsedS, 0), cpuUsPerCycle: round(((after.cpuMs - before.cpuMs) * 1000) / Math.max(1, cycles), 0),
+        openP50Ms: Math.max(...churned.map((x) => x.openLatency.p50Ms)), openP99Ms: Math.max(...churned.map((x) => x.openLatency.p99Ms)),
+        steadyP99Ms: steady.latency.p99Ms, heapGrowthKB: round((stats.heapUsedBytes - base.heapUsedBytes) / 1024, 0), leaked, ...integrity(steady.collected),
         errors: errorCount([server], steady.collected, sum(churned.map((x) => x.failures + x.unexpectedCloses)) + Math.abs(leaked) + (steady.drained ? 0 : 1)),
       },
       detail: { churn: churned, steady: phaseDetail(steady), base, final: stats, problems: server.problems() },
     };
   },
   columns: [
-    { key: 'cyclesPerSec', label: 'open+close/s', digits: 0, better: 'higher' },
-    { key: 'cpuUsPerCycle', label: 'CPU µs/cycle', digits: 0, better: 'lower' },
-    { key: 'openP50Ms', label: 'open p50 ms', digits: 2, better: 'lower' },
-    { key: 'openP99Ms', label: 'open p99 ms', digits: 2, better: 'lower' },
-    { key: 'steadyP99Ms', label: 'background p99 ms', digits: 2, better: 'lower' },
-    { key: 'heapGrowthKB', label: 'heap growth KB', digits: 0 },
-    { key: 'leaked', label: 'leaked' },
+    col('cyclesPerSec', 'open+close/s', 0, 'higher'), col('cpuUsPerCycle', 'CPU µs/cycle', 0, 'lower'), col('openP50Ms', 'open p50 ms', 2, 'lower'),
+    col('openP99Ms', 'open p99 ms', 2, 'lower'), col('steadyP99Ms', 'background p99 ms', 2, 'lower'), col('heapGrowthKB', 'heap growth KB', 0), col('leaked', 'leaked'),
     ...INTEGRITY_COLUMNS,
   ],
 };
@@ -405,8 +316,7 @@ function metricsOverhead(s: Scenario<Loaded>, t: 'ws' | 'sse'): Scenario<Loaded>
   return {
     ...s,
     id: `metrics-${s.id}`,
-    optional: true,
-    peers: () => variants,
+    optional: true, peers: () => variants,
     title: (c) => `Metrics overhead, ${s.title(c)}`,
     description: (c) => `The sample app with the Prometheus metrics off and on (scraped every second), side by side. ${s.description(c)}`,
     after(rows) {
@@ -433,13 +343,7 @@ export const SCENARIOS: Scenario[] = [
   manyTopics('sse'),
   idle('ws'),
   idle('sse'),
-  maxConnections,
-  cluster,
-  churn,
-  publish,
-  clientSize,
-  clientReconnect,
-  storm,
+  maxConnections, cluster, churn, publish, clientSize, clientReconnect, storm,
   metricsOverhead(fanout('ws'), 'ws'),
   metricsOverhead(fanout('sse'), 'sse'),
   metricsOverhead(manyTopics('ws'), 'ws'),

@@ -17,7 +17,6 @@ export interface Sink {
 const MARK = Buffer.from('@@');
 const HEADER_END = Buffer.from('\r\n\r\n');
 const SSE_FRAME_END = Buffer.from('\n\n');
-const DOT = 0x2e;
 const MAX_HEAD = 16 * 1024;
 /** Client frames must be masked; an all-zero key leaves the payload as is, which is allowed. */
 const ZERO_MASK = Buffer.alloc(4);
@@ -39,7 +38,7 @@ export class Connection {
   warm = false;
   closing = false;
   closed = false;
-  private seen: Uint8Array | undefined;
+  private seen: Ledger | undefined;
   private validated = false;
   private headDone = false;
   private pending: Buffer | undefined;
@@ -315,16 +314,11 @@ export class Connection {
   protected onPayload(buffer: Buffer, start: number, end: number, receivedUs: number): void {
     const mark = buffer.indexOf(MARK, start);
     if (mark < 0 || mark + 4 >= end) return; // a control frame (pushlet:connected, ...)
-    const kind = buffer[mark + 2];
-    let pos = mark + 3;
-    let seq = 0;
-    for (let c = buffer[pos]!; c !== DOT && pos < end; c = buffer[++pos]!) seq = seq * 10 + (c - 48);
-    let publishedUs = 0;
-    for (let c = buffer[++pos]!; c !== DOT && pos < end; c = buffer[++pos]!) publishedUs = publishedUs * 10 + (c - 48);
-    if (kind === 0x57 /* W */) {
+    if (buffer[mark + 2] === 0x57 /* W */) {
       this.warm = true;
       return;
     }
+    const { seq, publishedUs } = readMark(buffer, mark + 3, end);
     if (!this.validated) {
       this.validated = true;
       const why = this.checkContract(buffer.toString('utf8', start, end));
@@ -335,22 +329,12 @@ export class Connection {
   }
 
   private track(seq: number): void {
-    const byte = seq >> 3;
-    const bit = 1 << (seq & 7);
-    let seen = this.seen;
-    if (!seen || byte >= seen.length) {
-      const grown = new Uint8Array(Math.max(64, 2 ** Math.ceil(Math.log2(byte + 1))));
-      if (seen) grown.set(seen);
-      this.seen = seen = grown;
+    if (!(this.seen ??= new Ledger()).add(seq)) this.duplicates += 1;
+    else {
+      this.received += 1;
+      if (seq < this.last) this.outOfOrder += 1;
+      else this.last = seq;
     }
-    if (seen[byte]! & bit) {
-      this.duplicates += 1;
-      return;
-    }
-    seen[byte]! |= bit;
-    this.received += 1;
-    if (seq < this.last) this.outOfOrder += 1;
-    else this.last = seq;
   }
 
   /** Checks one whole message against docs/protocol.md; an empty string when it conforms. */
@@ -376,4 +360,63 @@ export class Connection {
     if (m.event !== 'bench') return `event ${String(m.event)} instead of bench`;
     return '';
   }
+}
+
+const DOT = 0x2e;
+const scratch = { seq: 0, publishedUs: 0 };
+
+/** `<seq>.<µs>.` from `pos` (just after `@@M`); the answer is reused by the next call. */
+export function readMark(buffer: Buffer, pos: number, end: number): { seq: number; publishedUs: number } {
+  let seq = 0;
+  for (let c = buffer[pos]!; c !== DOT && pos < end; c = buffer[++pos]!) seq = seq * 10 + (c - 48);
+  let publishedUs = 0;
+  for (let c = buffer[++pos]!; c !== DOT && pos < end; c = buffer[++pos]!) publishedUs = publishedUs * 10 + (c - 48);
+  scratch.seq = seq;
+  scratch.publishedUs = publishedUs;
+  return scratch;
+}
+
+/** A bit per sequence number received (per connection or client): duplicates and gaps. */
+export class Ledger {
+  private bits = new Uint8Array(64);
+
+  /** Marks `seq`; false when it was marked already. */
+  add(seq: number): boolean {
+    const byte = seq >> 3;
+    const bit = 1 << (seq & 7);
+    if (byte >= this.bits.length) {
+      const grown = new Uint8Array(2 ** Math.ceil(Math.log2(byte + 1)));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    if (this.bits[byte]! & bit) return false;
+    this.bits[byte]! |= bit;
+    return true;
+  }
+
+  has(seq: number): boolean {
+    return seq >> 3 < this.bits.length && (this.bits[seq >> 3]! & (1 << (seq & 7))) !== 0;
+  }
+}
+
+/** Runs `open(i)` for i in [0, count) with `concurrency` in flight; counts what failed. */
+export async function openInParallel(count: number, concurrency: number, open: (index: number) => Promise<unknown>) {
+  const started = Date.now();
+  let next = 0;
+  let opened = 0;
+  let failed = 0;
+  const errors: string[] = [];
+  const worker = async () => {
+    while (next < count) {
+      try {
+        await open(next++);
+        opened += 1;
+      } catch (error) {
+        failed += 1;
+        if (errors.length < 5) errors.push(error instanceof Error ? error.message : String(error));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, count)) }, worker));
+  return { opened, failed, errors, elapsedMs: Date.now() - started };
 }

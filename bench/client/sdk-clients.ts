@@ -9,6 +9,7 @@ import { WebSocket } from 'ws';
 import { PushletClient, type ClientMessage, type ClientState } from '../../src/client/index.js';
 import { notify, serveCommands } from '../lib/ipc.js';
 import { nowUs } from '../lib/proc.js';
+import { Ledger } from './connection.js';
 
 export interface OpenArgs {
   baseUrl: string;
@@ -20,37 +21,8 @@ export interface OpenArgs {
   maxReconnectDelayMs: number;
 }
 
-export interface Status {
-  clients: number;
-  connected: number;
-  /** Clients whose state left `connected` since `mark`. */
-  dropped: number;
-  /** Clients that dropped and are connected again. */
-  back: number;
-  received: number;
-  /** Clients that have received a warm-up message (their subscription is live end to end). */
-  warm: number;
-}
-
-export interface ClientReport {
-  clients: number;
-  /** Per client, µs on the shared monotonic clock; `-1` where it did not happen. */
-  droppedUs: number[];
-  connectedUs: number[];
-  /** The last receipt of a message published before the client was connected again (replayed or in flight). */
-  caughtUpUs: number[];
-  /** Failed attempts between the drop and the connection that got through. */
-  failedAttempts: number[];
-  /** When each reconnect attempt started (µs): the WebSocket constructed, or the SSE fetch called. */
-  attemptsUs: number[][];
-  missed: number;
-  duplicates: number;
-  outOfOrder: number;
-  resets: number;
-  /** Clients that missed at least one message. */
-  clientsMissing: number;
-  errorSamples: string[];
-}
+export type Status = ReturnType<typeof status>;
+export type ClientReport = ReturnType<typeof report>;
 
 /** One client and what it saw. */
 interface Tracked {
@@ -58,8 +30,7 @@ interface Tracked {
   readonly topic: string;
   state: ClientState;
   warm: boolean;
-  /** Bit per sequence number received. */
-  seen: Uint8Array;
+  seen: Ledger;
   lastSeq: number;
   duplicates: number;
   outOfOrder: number;
@@ -90,14 +61,7 @@ function record(t: Tracked, message: ClientMessage): void {
   const seq = Number(match[1]);
   const at = nowUs();
   received += 1;
-  if (seq >= t.seen.length * 8) {
-    const grown = new Uint8Array(Math.max(t.seen.length * 2, (seq >> 3) + 1));
-    grown.set(t.seen);
-    t.seen = grown;
-  }
-  const bit = 1 << (seq & 7);
-  if (t.seen[seq >> 3]! & bit) t.duplicates += 1;
-  else t.seen[seq >> 3]! |= bit;
+  if (!t.seen.add(seq)) t.duplicates += 1;
   if (seq < t.lastSeq) t.outOfOrder += 1;
   t.lastSeq = Math.max(t.lastSeq, seq);
   if (at >= markUs) {
@@ -125,26 +89,13 @@ function open(args: OpenArgs): Promise<{ elapsedMs: number }> {
         attempt();
         return fetch(input, init);
       },
-      transport: args.transport,
-      minReconnectDelayMs: args.minReconnectDelayMs,
-      maxReconnectDelayMs: args.maxReconnectDelayMs,
+      transport: args.transport, minReconnectDelayMs: args.minReconnectDelayMs, maxReconnectDelayMs: args.maxReconnectDelayMs,
     });
     const t: Tracked = {
       client,
       topic: `${args.topicPrefix}${i % args.topics}`,
-      state: 'disconnected',
-      warm: false,
-      seen: new Uint8Array(64),
-      lastSeq: -1,
-      duplicates: 0,
-      outOfOrder: 0,
-      resets: 0,
-      droppedUs: -1,
-      connectedUs: -1,
-      errorsAfterDrop: 0,
-      attemptsUs: [],
-      publishedUs: [],
-      receivedUs: [],
+      state: 'disconnected', warm: false, seen: new Ledger(), lastSeq: -1, duplicates: 0, outOfOrder: 0, resets: 0, droppedUs: -1, connectedUs: -1, errorsAfterDrop: 0,
+      attemptsUs: [], publishedUs: [], receivedUs: [],
     };
     client.on('state', (state) => {
       const at = nowUs();
@@ -164,7 +115,8 @@ function open(args: OpenArgs): Promise<{ elapsedMs: number }> {
   return Promise.all(ready).then(() => ({ elapsedMs: Date.now() - started }));
 }
 
-function status(): Status {
+/** dropped: clients whose state left `connected` since `mark`; back: dropped and connected again; warm: got a warm-up message. */
+function status() {
   let connected = 0;
   let dropped = 0;
   let back = 0;
@@ -178,30 +130,22 @@ function status(): Status {
   return { clients: tracked.length, connected, dropped, back, received, warm };
 }
 
-/** What each client got, against `totals` (messages published per topic, sequence numbers from 0). */
-function report(args: { totals: Record<string, number> }): ClientReport {
-  let missed = 0;
-  let clientsMissing = 0;
-  const out: ClientReport = {
-    clients: tracked.length,
-    droppedUs: [],
-    connectedUs: [],
-    caughtUpUs: [],
-    failedAttempts: [],
-    attemptsUs: [],
-    missed: 0,
-    duplicates: 0,
-    outOfOrder: 0,
-    resets: 0,
-    clientsMissing: 0,
-    errorSamples,
-  };
+/**
+ * What each client got, against `totals` (messages published per topic, sequence numbers from 0).
+ * Per client, µs on the shared monotonic clock (`-1` where it did not happen): dropped, connected
+ * again, caught up (the last receipt of a message published before it was connected again), and
+ * when each reconnect attempt started (the WebSocket constructed, or the SSE fetch called);
+ * failedAttempts: error events between the drop and the connection that got through.
+ */
+function report(args: { totals: Record<string, number> }) {
+  const out = { clients: tracked.length, droppedUs: [] as number[], connectedUs: [] as number[], caughtUpUs: [] as number[], failedAttempts: [] as number[], attemptsUs: [] as number[][] };
+  const counts = { missed: 0, duplicates: 0, outOfOrder: 0, resets: 0, clientsMissing: 0 };
   for (const t of tracked) {
     const total = args.totals[t.topic] ?? 0;
     let missing = 0;
-    for (let seq = 0; seq < total; seq += 1) if (seq >> 3 >= t.seen.length || !(t.seen[seq >> 3]! & (1 << (seq & 7)))) missing += 1;
-    missed += missing;
-    if (missing > 0) clientsMissing += 1;
+    for (let seq = 0; seq < total; seq += 1) if (!t.seen.has(seq)) missing += 1;
+    counts.missed += missing;
+    if (missing > 0) counts.clientsMissing += 1;
     let caughtUp = t.connectedUs;
     if (t.connectedUs >= 0) {
       for (let i = 0; i < t.receivedUs.length; i += 1) {
@@ -213,18 +157,15 @@ function report(args: { totals: Record<string, number> }): ClientReport {
     out.caughtUpUs.push(caughtUp);
     out.failedAttempts.push(t.errorsAfterDrop);
     out.attemptsUs.push(t.attemptsUs);
-    out.duplicates += t.duplicates;
-    out.outOfOrder += t.outOfOrder;
-    out.resets += t.resets;
+    counts.duplicates += t.duplicates;
+    counts.outOfOrder += t.outOfOrder;
+    counts.resets += t.resets;
   }
-  out.missed = missed;
-  out.clientsMissing = clientsMissing;
-  return out;
+  return { ...out, ...counts, errorSamples };
 }
 
 serveCommands({
-  open,
-  status,
+  open, status,
   /** From now on, a client leaving `connected` counts as the drop under test. */
   mark: () => {
     markUs = nowUs();

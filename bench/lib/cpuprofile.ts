@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 interface ProfileNode {
   id: number;
@@ -12,22 +12,11 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-export interface ProfileEntry {
-  name: string;
-  area: string;
-  selfMs: number;
-  selfPct: number;
-  totalMs: number;
-  totalPct: number;
-}
+export type ProfileSummary = ReturnType<typeof summarizeProfile>;
 
-export interface ProfileSummary {
-  busyMs: number;
-  idleMs: number;
-  byArea: Array<{ area: string; selfMs: number; selfPct: number }>;
-  top: ProfileEntry[];
-  /** This module's own functions (build/src), by inclusive time. */
-  pushlet: ProfileEntry[];
+/** The newest profile in `dir` of a process started with `--cpu-prof-name=<name>-…`. */
+export function latestProfile(dir: string, name: string): string | undefined {
+  return readdirSync(dir).filter((f) => f.startsWith(`${name}-`) && f.endsWith('.cpuprofile')).sort().pop();
 }
 
 /** Where a frame's code lives, for a coarse breakdown. */
@@ -54,7 +43,7 @@ function shortUrl(url: string): string {
  * profile timestamps share with `process.hrtime`), only samples inside it count: the measured
  * phase, not start-up and connection set-up.
  */
-export function summarizeProfile(path: string, window?: { startUs: number; endUs: number }, topN = 25): ProfileSummary {
+export function summarizeProfile(path: string, window?: { startUs: number; endUs: number }, topN = 25) {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
@@ -98,7 +87,7 @@ export function summarizeProfile(path: string, window?: { startUs: number; endUs
   const idleMs = selfByKey.get('(idle)')?.ms ?? 0;
   const busyMs = [...selfByKey.values()].reduce((a, e) => a + e.ms, 0) - idleMs;
   const pct = (ms: number) => Math.round((1000 * ms) / Math.max(1e-9, busyMs)) / 10;
-  const entries: ProfileEntry[] = [...selfByKey.entries()]
+  const entries = [...selfByKey.entries()]
     .filter(([key]) => key !== '(idle)' && key !== '(root)')
     .map(([name, e]) => ({ name, area: e.area, selfMs: Math.round(e.ms), selfPct: pct(e.ms), totalMs: Math.round(totalByKey.get(name) ?? 0), totalPct: pct(totalByKey.get(name) ?? 0) }));
   const areas = new Map<string, number>();
@@ -108,10 +97,8 @@ export function summarizeProfile(path: string, window?: { startUs: number; endUs
     idleMs: Math.round(idleMs),
     byArea: [...areas.entries()].map(([area, ms]) => ({ area, selfMs: ms, selfPct: pct(ms) })).sort((a, b) => b.selfMs - a.selfMs),
     top: entries.sort((a, b) => b.selfMs - a.selfMs).slice(0, topN),
-    pushlet: entries
-      .filter((e) => e.area === 'pushlet (src/)')
-      .sort((a, b) => b.totalMs - a.totalMs)
-      .slice(0, 15),
+    /** This module's own functions (build/src), by inclusive time. */
+    pushlet: entries.filter((e) => e.area === 'pushlet (src/)').sort((a, b) => b.totalMs - a.totalMs).slice(0, 15),
   };
 }
 

@@ -18,16 +18,6 @@ export interface HistogramData {
   negative: number;
 }
 
-export interface LatencySummary {
-  count: number;
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  p999Ms: number;
-  maxMs: number;
-  meanMs: number;
-}
-
 export class Histogram {
   private counts = new Float64Array(BUCKETS);
   count = 0;
@@ -86,7 +76,7 @@ export class Histogram {
     return { buckets, count: this.count, sumUs: this.sumUs, minUs: this.minUs, maxUs: this.maxUs, negative: this.negative };
   }
 
-  summary(): LatencySummary {
+  summary() {
     const ms = (us: number) => round(us / 1000, 3);
     return {
       count: this.count,

@@ -49,13 +49,6 @@ export function notify(event: string, data: unknown): void {
   process.send?.({ event, data } satisfies Notice);
 }
 
-export interface ChildOptions {
-  name: string;
-  env?: NodeJS.ProcessEnv;
-  execArgv?: string[];
-  /** stdout and stderr go here. */
-  logPath: string;
-}
 
 /** Orchestrator side: one forked child and its command channel. */
 export class Child {
@@ -108,7 +101,8 @@ export class Child {
     });
   }
 
-  static start(script: string, options: ChildOptions): Child {
+  /** `logPath`: where stdout and stderr go. */
+  static start(script: string, options: { name: string; env?: NodeJS.ProcessEnv; execArgv?: string[]; logPath: string }): Child {
     const child = fork(script, [], {
       env: { ...process.env, NO_COLOR: '1', ...options.env },
       execArgv: options.execArgv ?? [],
@@ -121,10 +115,6 @@ export class Child {
     return this.process.pid!;
   }
 
-  get alive(): boolean {
-    return !this.exited;
-  }
-
   call<T>(cmd: string, args: unknown = {}, timeoutMs = 120_000): Promise<T> {
     if (this.exited) return Promise.reject(new Error(`${this.name} has exited`));
     const reqId = this.nextId++;
@@ -133,16 +123,11 @@ export class Child {
         this.pending.delete(reqId);
         reject(new Error(`${this.name}: no answer to ${cmd} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(reqId, {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v as T);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
+      const settle = <V,>(f: (v: V) => void) => (v: V) => {
+        clearTimeout(timer);
+        f(v);
+      };
+      this.pending.set(reqId, { resolve: settle((v) => resolve(v as T)), reject: settle(reject) });
       this.process.send({ reqId, cmd, args } satisfies Request);
     });
   }
@@ -164,11 +149,7 @@ export class Child {
       const timer = setTimeout(() => reject(new Error(`${this.name}: no "${event}" within ${timeoutMs} ms`)), timeoutMs);
       const listener = (data: T) => {
         clearTimeout(timer);
-        const list = this.listeners.get(event) ?? [];
-        this.listeners.set(
-          event,
-          list.filter((l) => l !== listener),
-        );
+        this.listeners.set(event, (this.listeners.get(event) ?? []).filter((l) => l !== listener));
         resolve(data);
       };
       this.on(event, listener);

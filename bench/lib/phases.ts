@@ -1,6 +1,6 @@
 import { Histogram } from './histogram.js';
 import { nowUs, sampleProcess, type ProcSample } from './proc.js';
-import type { ClientPool, Collected, ServerHandle } from './processes.js';
+import type { ClientPool, ServerHandle } from './processes.js';
 import { mean, median, round, sum } from './stats.js';
 
 /** The measured phases of the load scenarios: warm-up, a steady rate, saturation; and merging slices. */
@@ -19,30 +19,13 @@ export async function warmUp(publisher: ServerHandle, pool: ClientPool, topics: 
   throw new Error(`only ${pool.total().warm} of ${connections} connections saw a warm-up message within ${timeoutMs} ms`);
 }
 
-export interface PhaseResult {
-  published: number;
-  deliveries: number;
-  deliveriesPerSec: number;
-  latency: Collected['latency'];
-  serverCpuMs: number;
-  serverCpuPct: number;
-  cpuUsPerDelivery: number;
-  /** Other processes whose CPU counts for the work (the Redis server, the publishing instance). */
-  extraCpuMs: Record<string, number>;
-  clientCpuPct: number;
-  clientMaxProcessCpuPct: number;
-  drained: boolean;
-  /** From the first publish to the last receipt, and from the start of the phase to its end. */
-  spanUs: number;
-  wallUs: number;
-  clientCpuUs: number;
-  collected: Collected;
-  publishErrors: number;
+/** extraCpuMs: other processes whose CPU counts for the work (Redis, the publishing instance); spanUs: first publish to last receipt; wallUs: the phase. */
+export type PhaseResult = Awaited<ReturnType<typeof finishPhase>> & {
   /** Merged phases: the median over the slices of each slice's p99 (robust to a burst of outside load in one slice). */
   p99SliceMedianMs?: number;
   /** Saturation only: how often the publisher waited for credit, and how busy its event loop was. */
   flow?: { stalls: number; eventLoopUtilization: number };
-}
+};
 
 function cpuSnapshot(handles: Array<{ name: string; pid: number }>): Map<string, number> {
   return new Map(handles.map((h) => [h.name, sampleProcess(h.pid).cpuMs]));
@@ -50,7 +33,7 @@ function cpuSnapshot(handles: Array<{ name: string; pid: number }>): Map<string,
 
 /**
  * Publishes at a fixed rate on `topics` (round-robin) and measures until every connection has
- * every message or `drainMs` passes. `receiver` is the server whose CPU is charged per delivery;
+ * every message or 10 s pass. `receiver` is the server whose CPU is charged per delivery;
  * `publisher` may be another instance (cross-instance scenario).
  */
 export async function steadyPhase(options: {
@@ -60,9 +43,6 @@ export async function steadyPhase(options: {
   topics: string[];
   rate: number;
   durationMs: number;
-  /** Messages published back to back in one event-loop turn. */
-  burst?: number;
-  drainMs?: number;
   extra?: Array<{ name: string; pid: number }>;
 }): Promise<PhaseResult> {
   const { publisher, receiver, pool } = options;
@@ -74,12 +54,12 @@ export async function steadyPhase(options: {
   const startedUs = nowUs();
   const published = await publisher.call<{ sent: number; totals: number[]; startUs: number; publishErrors: number }>(
     'steady',
-    { topics: options.topics, rate: options.rate, durationMs: options.durationMs, burst: options.burst },
+    { topics: options.topics, rate: options.rate, durationMs: options.durationMs },
     options.durationMs + 60_000,
   );
   const totals = Object.fromEntries(options.topics.map((topic, i) => [topic, published.totals[i]!]));
   await pool.expect(totals);
-  const drained = await pool.waitFor((p) => p.pending === 0, options.drainMs ?? 10_000);
+  const drained = await pool.waitFor((p) => p.pending === 0, 10_000);
   return finishPhase({ receiver, pool, totals, before, startedUs, publishedStartUs: published.startUs, sent: published.sent, drained, extra, extraBefore, publishErrors: published.publishErrors });
 }
 
@@ -116,6 +96,16 @@ export async function floodPhase(options: { server: ServerHandle; pool: ClientPo
   return { ...result, flow: { stalls: published.stalls, eventLoopUtilization: round(published.eventLoopUtilization, 3) } };
 }
 
+/** The per-second and per-delivery figures of a phase, or of merged phases, from its sums. */
+function rates(deliveries: number, serverCpuMs: number, spanUs: number, wallUs: number, clientCpuUs: number) {
+  return {
+    deliveriesPerSec: round((deliveries * 1e6) / Math.max(1, spanUs), 0),
+    serverCpuPct: round((serverCpuMs * 1000 * 100) / Math.max(1, wallUs), 1),
+    cpuUsPerDelivery: round((serverCpuMs * 1000) / Math.max(1, deliveries), 2),
+    clientCpuPct: round((clientCpuUs * 100) / Math.max(1, wallUs), 1),
+  };
+}
+
 async function finishPhase(o: {
   receiver: ServerHandle;
   pool: ClientPool;
@@ -128,7 +118,7 @@ async function finishPhase(o: {
   extra: Array<{ name: string; pid: number }>;
   extraBefore: Map<string, number>;
   publishErrors: number;
-}): Promise<PhaseResult> {
+}) {
   const after = o.receiver.sample();
   const endedUs = nowUs();
   const extraAfter = cpuSnapshot(o.extra);
@@ -138,22 +128,10 @@ async function finishPhase(o: {
   const spanUs = Math.max(1, collected.lastReceivedUs - o.publishedStartUs);
   const wallUs = Math.max(1, endedUs - o.startedUs);
   return {
-    published: o.sent,
-    deliveries,
-    deliveriesPerSec: round((deliveries * 1e6) / spanUs, 0),
-    latency: collected.latency,
-    serverCpuMs: round(serverCpuMs, 0),
-    serverCpuPct: round((serverCpuMs * 1000 * 100) / wallUs, 1),
-    cpuUsPerDelivery: round((serverCpuMs * 1000) / Math.max(1, deliveries), 2),
+    published: o.sent, deliveries, latency: collected.latency, serverCpuMs: round(serverCpuMs, 0), ...rates(deliveries, serverCpuMs, spanUs, wallUs, collected.cpuUs),
     extraCpuMs: Object.fromEntries([...extraAfter].map(([name, ms]) => [name, round(ms - (o.extraBefore.get(name) ?? ms), 0)])),
-    clientCpuPct: round((collected.cpuUs * 100) / wallUs, 1),
-    clientMaxProcessCpuPct: round(collected.maxProcessCpuPct, 1),
-    drained: o.drained,
-    spanUs,
-    wallUs,
-    clientCpuUs: collected.cpuUs,
-    collected,
-    publishErrors: o.publishErrors,
+    clientMaxProcessCpuPct: round(collected.maxProcessCpuPct, 1), drained: o.drained, spanUs, wallUs,
+    clientCpuUs: collected.cpuUs, collected, publishErrors: o.publishErrors,
   };
 }
 
@@ -171,30 +149,13 @@ export function mergePhases(phases: PhaseResult[]): PhaseResult {
   const extraCpuMs: Record<string, number> = {};
   for (const phase of phases) for (const [k, v] of Object.entries(phase.extraCpuMs)) extraCpuMs[k] = (extraCpuMs[k] ?? 0) + v;
   return {
-    published: sum(phases.map((p) => p.published)),
-    deliveries,
-    deliveriesPerSec: round((deliveries * 1e6) / Math.max(1, spanUs), 0),
-    latency: histogram.summary(),
-    serverCpuMs,
-    serverCpuPct: round((serverCpuMs * 1000 * 100) / Math.max(1, wallUs), 1),
-    cpuUsPerDelivery: round((serverCpuMs * 1000) / Math.max(1, deliveries), 2),
-    extraCpuMs,
-    clientCpuPct: round((clientCpuUs * 100) / Math.max(1, wallUs), 1),
-    clientMaxProcessCpuPct: Math.max(...phases.map((p) => p.clientMaxProcessCpuPct)),
-    drained: phases.every((p) => p.drained),
-    spanUs,
-    wallUs,
-    clientCpuUs,
+    published: sum(phases.map((p) => p.published)), deliveries, latency: histogram.summary(), serverCpuMs, ...rates(deliveries, serverCpuMs, spanUs, wallUs, clientCpuUs),
+    extraCpuMs, clientMaxProcessCpuPct: Math.max(...phases.map((p) => p.clientMaxProcessCpuPct)),
+    drained: phases.every((p) => p.drained), spanUs, wallUs, clientCpuUs,
     // Integrity and error counters are cumulative per connection: the last phase holds them all.
     collected: { ...last.collected, histogram: histogram.toJSON(), latency: histogram.summary(), negativeLatencies: histogram.negative },
-    publishErrors: Math.max(...phases.map((p) => p.publishErrors)),
-    p99SliceMedianMs: median(phases.map((p) => p.latency.p99Ms)),
-    flow: last.flow
-      ? {
-          stalls: sum(phases.map((p) => p.flow?.stalls ?? 0)),
-          eventLoopUtilization: round(mean(phases.map((p) => p.flow?.eventLoopUtilization ?? 0)), 3),
-        }
-      : undefined,
+    publishErrors: Math.max(...phases.map((p) => p.publishErrors)), p99SliceMedianMs: median(phases.map((p) => p.latency.p99Ms)),
+    flow: last.flow && { stalls: sum(phases.map((p) => p.flow?.stalls ?? 0)), eventLoopUtilization: round(mean(phases.map((p) => p.flow?.eventLoopUtilization ?? 0)), 3) },
   };
 }
 

@@ -2,22 +2,14 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of `/proc/<pid>/stat` times (almost always 100). */
-export const CLOCK_TICKS = readClockTicks();
-const PAGE_SIZE = readPageSize();
+export const CLOCK_TICKS = getconf('CLK_TCK', 100);
+const PAGE_SIZE = getconf('PAGESIZE', 4096);
 
-function readClockTicks(): number {
+function getconf(name: string, fallback: number): number {
   try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    return Number(execFileSync('getconf', [name], { encoding: 'utf8' }).trim()) || fallback;
   } catch {
-    return 100;
-  }
-}
-
-function readPageSize(): number {
-  try {
-    return Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096;
-  } catch {
-    return 4096;
+    return fallback;
   }
 }
 

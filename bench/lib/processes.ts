@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChurnResult, CollectResult, OpenResult, Target } from '../client/load-client.js';
 import type { Protocol } from '../client/connection.js';
-import { Histogram, type HistogramData } from './histogram.js';
+import { Histogram } from './histogram.js';
 import { Child } from './ipc.js';
 import { sampleProcess, type ProcSample } from './proc.js';
 import { round, sum, sumFields } from './stats.js';
@@ -71,9 +71,7 @@ export class ServerHandle {
     const execArgv = ['--expose-gc'];
     if (options.cpuProfileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
     const child = Child.start(peer.scriptPath ?? join(BUILD_DIR, peer.script), {
-      name,
-      env: options.env,
-      execArgv,
+      name, env: options.env, execArgv,
       logPath: join(LOG_DIR, `${runLabel}-${name}.log`),
     });
     const ready = await child.once<{ port: number; features: Record<string, boolean> }>('ready', 60_000);
@@ -196,14 +194,8 @@ export class ProcessPool<P extends object> {
   }
 }
 
-export interface Progress {
-  warm: number;
-  open: number;
-  minLast: number;
-  pending: number;
-  received: number;
-  lastReceivedUs: number;
-}
+const NO_PROGRESS = { warm: 0, open: 0, minLast: -1, pending: 0, received: 0, lastReceivedUs: 0 };
+export type Progress = typeof NO_PROGRESS;
 
 function combineProgress(parts: Progress[]): Progress {
   return { ...sumFields(parts), minLast: Math.min(...parts.map((p) => p.minLast)), lastReceivedUs: Math.max(...parts.map((p) => p.lastReceivedUs)) };
@@ -215,15 +207,12 @@ export class ClientPool extends ProcessPool<Progress> {
     children: Child[],
     readonly addresses: string[],
   ) {
-    super(children, () => ({ warm: 0, open: 0, minLast: -1, pending: 0, received: 0, lastReceivedUs: 0 }), combineProgress);
+    super(children, () => ({ ...NO_PROGRESS }), combineProgress);
   }
 
   static async start(processes: number, name: string): Promise<ClientPool> {
     const children = await ProcessPool.spawn('client/load-client.js', processes, name);
-    return new ClientPool(
-      children,
-      children.map(() => nextSourceAddress()),
-    );
+    return new ClientPool(children, children.map(nextSourceAddress));
   }
 
   /** Opens `count` connections spread evenly over the processes. */
@@ -243,25 +232,16 @@ export class ClientPool extends ProcessPool<Progress> {
   }
 
   /** Merged results of every process. */
-  async collect(totals?: Record<string, number>): Promise<Collected> {
+  async collect(totals?: Record<string, number>) {
     const parts = await this.callAll<CollectResult>('collect', { totals }, 120_000);
     const histogram = new Histogram();
     for (const part of parts) histogram.merge(part.histogram);
     return {
-      open: sum(parts.map((p) => p.open)),
-      received: sum(parts.map((p) => p.received)),
-      lastReceivedUs: Math.max(...parts.map((p) => p.lastReceivedUs)),
-      latency: histogram.summary(),
-      histogram: histogram.toJSON(),
-      negativeLatencies: histogram.negative,
-      cpuUs: sum(parts.map((p) => p.cpuUs)),
-      maxProcessCpuPct: Math.max(...parts.map((p) => (100 * p.cpuUs) / Math.max(1, p.elapsedUs))),
-      elapsedUs: Math.max(...parts.map((p) => p.elapsedUs)),
-      heartbeats: sum(parts.map((p) => p.heartbeats)),
-      unexpectedCloses: sum(parts.map((p) => p.unexpectedCloses)),
-      malformed: sum(parts.map((p) => p.malformed)),
-      samples: parts.flatMap((p) => p.samples).slice(0, 8),
-      integrity: sumFields(parts.map((p) => p.integrity)),
+      open: sum(parts.map((p) => p.open)), received: sum(parts.map((p) => p.received)), lastReceivedUs: Math.max(...parts.map((p) => p.lastReceivedUs)),
+      latency: histogram.summary(), histogram: histogram.toJSON(), negativeLatencies: histogram.negative, cpuUs: sum(parts.map((p) => p.cpuUs)),
+      maxProcessCpuPct: Math.max(...parts.map((p) => (100 * p.cpuUs) / Math.max(1, p.elapsedUs))), elapsedUs: Math.max(...parts.map((p) => p.elapsedUs)),
+      heartbeats: sum(parts.map((p) => p.heartbeats)), unexpectedCloses: sum(parts.map((p) => p.unexpectedCloses)), malformed: sum(parts.map((p) => p.malformed)),
+      samples: parts.flatMap((p) => p.samples).slice(0, 8), integrity: sumFields(parts.map((p) => p.integrity)),
     };
   }
 
@@ -270,20 +250,4 @@ export class ClientPool extends ProcessPool<Progress> {
   }
 }
 
-export interface Collected {
-  open: number;
-  received: number;
-  lastReceivedUs: number;
-  latency: ReturnType<Histogram['summary']>;
-  histogram: HistogramData;
-  negativeLatencies: number;
-  cpuUs: number;
-  maxProcessCpuPct: number;
-  elapsedUs: number;
-  heartbeats: number;
-  unexpectedCloses: number;
-  malformed: number;
-  samples: string[];
-  integrity: { expected: number; received: number; lost: number; duplicates: number; outOfOrder: number; extra: number };
-}
-
+export type Collected = Awaited<ReturnType<ClientPool['collect']>>;

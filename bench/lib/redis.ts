@@ -1,11 +1,12 @@
-import type { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import { RedisCluster, RedisServer } from '../../test/support/redis.js';
 
 /**
  * Redis for the bench: servers are started by the test suite's launcher (test/support/redis.ts:
  * throw-away `redis-server` processes on free loopback ports, never 6379, no persistence), and
  * measured through INFO, parsed here only.
  */
-export { RedisCluster, RedisServer } from '../../test/support/redis.js';
+export { RedisCluster, RedisServer };
 
 /** What INFO says of one server, or of several summed (every master of a Cluster). */
 export interface RedisInfo {
@@ -55,4 +56,24 @@ export function commandDelta(after: RedisInfo, before: RedisInfo): Record<string
     .map(([name, calls]) => [name, calls - (before.commands[name] ?? 0)] as const)
     .filter(([, d]) => d > 0);
   return Object.fromEntries(delta.sort((a, b) => b[1] - a[1]));
+}
+
+/** A throw-away redis-server (`masters` 0) or Cluster, a connection for INFO to each master, and `info()` summing them. */
+export async function startRedis(masters = 0) {
+  const cluster = masters > 0 ? await RedisCluster.start({ masters }) : undefined;
+  const server = cluster ? undefined : await RedisServer.start();
+  const infos = (cluster?.servers ?? [server!]).map((s) => new Redis({ host: '127.0.0.1', port: s.port, maxRetriesPerRequest: 1 }));
+  const first = await redisInfo(infos.slice(0, 1));
+  return {
+    url: server?.url ?? '',
+    nodes: cluster?.nodes ?? [],
+    pid: first.pid,
+    infos,
+    client: (): Redis | Cluster => (cluster ? new Cluster(cluster.nodes) : new Redis(server!.url)),
+    info: () => redisInfo(infos),
+    async stop() {
+      for (const info of infos) info.disconnect();
+      await (cluster ?? server!).stop();
+    },
+  };
 }

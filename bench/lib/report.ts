@@ -6,20 +6,7 @@ import type { Column, Row, ScenarioResult } from './scenario.js';
 
 /** Report writing: the run's facts, targets, Markdown tables, the SVG chart, and the files. */
 
-export interface RunMeta {
-  startedAt: string;
-  finishedAt: string;
-  durationS: number;
-  commit: string;
-  node: string;
-  cpus: string;
-  cores: number;
-  loadAverageStart: number[];
-  loadAverageEnd: number[];
-  quick: boolean;
-  repeat: number;
-  command: string;
-}
+export type RunMeta = ReturnType<ReturnType<typeof startRun>['finish']>;
 
 /** The commit measured, `+changes` when the code under test differs from it. */
 export function gitCommit(): string {
@@ -33,7 +20,7 @@ export function gitCommit(): string {
 }
 
 /** Facts of a run, taken when `finish` is called on what `startRun` returned. */
-export function startRun(command: string, quick: boolean, repeat = 1): { finish(): RunMeta } {
+export function startRun(command: string, quick: boolean, repeat = 1) {
   const started = new Date();
   const loadAverageStart = loadavg();
   const args = process.argv.slice(2);
@@ -41,17 +28,8 @@ export function startRun(command: string, quick: boolean, repeat = 1): { finish(
     finish: () => {
       const finished = new Date();
       return {
-        startedAt: started.toISOString(),
-        finishedAt: finished.toISOString(),
-        durationS: (finished.getTime() - started.getTime()) / 1000,
-        commit: gitCommit(),
-        node: process.version,
-        cpus: cpus()[0]?.model ?? 'unknown CPU',
-        cores: cpus().length,
-        loadAverageStart,
-        loadAverageEnd: loadavg(),
-        quick,
-        repeat,
+        startedAt: started.toISOString(), finishedAt: finished.toISOString(), durationS: (finished.getTime() - started.getTime()) / 1000, commit: gitCommit(),
+        node: process.version, cpus: cpus()[0]?.model ?? 'unknown CPU', cores: cpus().length, loadAverageStart, loadAverageEnd: loadavg(), quick, repeat,
         command: `${command}${args.length ? ` -- ${args.join(' ')}` : ''}${quick ? ' (BENCH_QUICK=1)' : ''}`,
       };
     },
@@ -100,25 +78,20 @@ function ratioTarget(results: ScenarioResult[], [id, target, scenario, metric, p
 
 const PLAIN = { ws: ['plain ws', 'ws'], sse: ['node:http SSE', 'sse'] } as const;
 
+/** Specs for WebSocket then SSE, each against its plain peer. */
+const perTransport = (make: (t: 'ws' | 'sse', T: string, name: string, ref: string) => RatioSpec[]) => (['ws', 'sse'] as const).flatMap((t) => make(t, t.toUpperCase(), PLAIN[t][0], PLAIN[t][1]));
+
 /** The issue's targets, each a ratio within this one run: Pushlet's figure over a reference's. */
 const RATIO_TARGETS: RatioSpec[] = [
-  ...(['ws', 'sse'] as const).flatMap((t): RatioSpec[] => {
-    const [name, ref] = PLAIN[t];
-    const T = t.toUpperCase();
-    return [
-      [`${t}-cpu`, `Server CPU per ${T} delivery, saturation (≤ 1.1× ${name})`, `fanout-${t}`, 'satCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
-      [`${t}-cpu-steady`, `Server CPU per ${T} delivery, 20 msg/s (≤ 1.1× ${name})`, `fanout-${t}`, 'steadyCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
-      [`${t}-throughput`, `${T} deliveries/s at saturation (≥ 0.9× ${name})`, `fanout-${t}`, 'satDeliveriesPerSec', `pushlet-${t}`, ref, 0.9, 'min'],
-    ];
-  }),
-  ...(['ws', 'sse'] as const).flatMap((t): RatioSpec[] => {
-    const [name, ref] = PLAIN[t];
-    const T = t.toUpperCase();
-    return [
-      [`${t}-p99`, `${T} p99 latency, fan-out at 20 msg/s, median slice (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99SliceMs', `pushlet-${t}`, ref, 1.25, 'max'],
-      [`${t}-p99-all`, `${T} p99 latency, fan-out at 20 msg/s, all deliveries (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99Ms', `pushlet-${t}`, ref, 1.25, 'max'],
-    ];
-  }),
+  ...perTransport((t, T, name, ref) => [
+    [`${t}-cpu`, `Server CPU per ${T} delivery, saturation (≤ 1.1× ${name})`, `fanout-${t}`, 'satCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
+    [`${t}-cpu-steady`, `Server CPU per ${T} delivery, 20 msg/s (≤ 1.1× ${name})`, `fanout-${t}`, 'steadyCpuUs', `pushlet-${t}`, ref, 1.1, 'max'],
+    [`${t}-throughput`, `${T} deliveries/s at saturation (≥ 0.9× ${name})`, `fanout-${t}`, 'satDeliveriesPerSec', `pushlet-${t}`, ref, 0.9, 'min'],
+  ]),
+  ...perTransport((t, T, name, ref) => [
+    [`${t}-p99`, `${T} p99 latency, fan-out at 20 msg/s, median slice (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99SliceMs', `pushlet-${t}`, ref, 1.25, 'max'],
+    [`${t}-p99-all`, `${T} p99 latency, fan-out at 20 msg/s, all deliveries (≤ 1.25× ${name})`, `fanout-${t}`, 'steadyP99Ms', `pushlet-${t}`, ref, 1.25, 'max'],
+  ]),
   ['ws-memory', 'Memory per idle WS (≤ 1.2× plain ws)', 'idle-ws', 'rssPerConnKB', 'pushlet-ws', 'ws', 1.2, 'max'],
   ['sse-memory', 'Memory per idle SSE, vs Pushlet per idle WS (≤ 1×)', 'idle-sse', 'rssPerConnKB', 'pushlet-sse', 'pushlet-ws', 1.0, 'max', 'idle-ws'],
 ];
@@ -248,13 +221,7 @@ export function markdownReport(title: string, meta: RunMeta, targets: TargetResu
 
 // ---- SVG --------------------------------------------------------------------------------------
 
-const COLORS: Record<string, string> = {
-  ws: '#7f8c8d',
-  socketio: '#e67e22',
-  sse: '#95a5a6',
-  'pushlet-ws': '#2471a3',
-  'pushlet-sse': '#5dade2',
-};
+const COLORS: Record<string, string> = { ws: '#7f8c8d', socketio: '#e67e22', sse: '#95a5a6', 'pushlet-ws': '#2471a3', 'pushlet-sse': '#5dade2' };
 
 /** A target's text without its limit (the tick shows it) and with shorter words, for the chart. */
 function shortTarget(text: string): string {
@@ -316,9 +283,7 @@ export function svgChart(meta: RunMeta, targets: TargetResult[], results: Scenar
   const ratioBars: Bar[] = targets
     .filter((t) => t.kind !== 'all')
     .map((t) => ({
-      label: shortTarget(t.target),
-      value: t.ratio,
-      color: t.met === undefined ? '#bbb' : t.met ? '#27ae60' : '#c0392b',
+      label: shortTarget(t.target), value: t.ratio, color: t.met === undefined ? '#bbb' : t.met ? '#27ae60' : '#c0392b',
       text: t.ratio === undefined ? `not measured` : `${t.ratio.toFixed(2)}×`,
       marker: t.limit,
     }));
@@ -330,8 +295,7 @@ export function svgChart(meta: RunMeta, targets: TargetResult[], results: Scenar
         .filter((r) => r.status === 'ok')
         .map((r) => ({
           label: `${r.label} (${id})`,
-          value: r.metrics[key],
-          color: COLORS[r.peer.replace('+redis', '')] ?? '#999',
+          value: r.metrics[key], color: COLORS[r.peer.replace('+redis', '')] ?? '#999',
           text: `${(r.metrics[key] ?? NaN).toFixed(digits)} ${unit}`,
         })),
     );

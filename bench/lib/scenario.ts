@@ -1,7 +1,9 @@
 import type { BenchConfig } from '../config.js';
 import type { Collected } from './processes.js';
 import { ClientPool, PEERS, ServerHandle, type Peer } from './processes.js';
-import type { PhaseResult } from './phases.js';
+import { warmUp, type PhaseResult } from './phases.js';
+import { latestProfile } from './cpuprofile.js';
+import { nowUs } from './proc.js';
 import { median, sum } from './stats.js';
 
 /**
@@ -15,6 +17,9 @@ export interface Column {
   /** Which way is better; ratio rows are shown for these columns. */
   better?: 'lower' | 'higher';
 }
+
+/** A column: `col('p99Ms', 'p99 ms', 2, 'lower')`. */
+export const col = (key: string, label: string, digits?: number, better?: Column['better']): Column => ({ key, label, ...(digits !== undefined && { digits }), ...(better && { better }) });
 
 export interface Row {
   /** Peer id (`ws`, `socketio`, `pushlet-ws`, ...), with `+redis` in the cross-instance scenario. */
@@ -84,7 +89,8 @@ export interface Scenario<S = any, Shared = any> {
 
 const message = (error: unknown) => (error instanceof Error ? error.message.split('\n')[0]! : String(error));
 
-async function release(cleanup: Cleanup): Promise<void> {
+/** Runs the cleanup steps, last first, and empties the list. */
+export async function release(cleanup: Cleanup): Promise<void> {
   for (const step of cleanup.splice(0).reverse()) await step().catch((error: unknown) => console.log(`    cleanup: ${String(error)}`));
 }
 
@@ -220,12 +226,7 @@ export function phaseDetail(phase: PhaseResult) {
   return { ...rest, integrity: collected.integrity, heartbeats: collected.heartbeats, samples: collected.samples };
 }
 
-export const INTEGRITY_COLUMNS: Column[] = [
-  { key: 'lost', label: 'lost' },
-  { key: 'duplicates', label: 'dup' },
-  { key: 'outOfOrder', label: 'out of order' },
-  { key: 'errors', label: 'errors' },
-];
+export const INTEGRITY_COLUMNS: Column[] = [col('lost', 'lost'), col('duplicates', 'dup'), col('outOfOrder', 'out of order'), col('errors', 'errors')];
 
 /** Runs `body` for one row, turning a failure into the row's status instead of stopping the run. */
 export async function measureRow(row: Omit<Row, 'status' | 'metrics'>, body: () => Promise<Measured>): Promise<Row> {
@@ -238,4 +239,27 @@ export async function measureRow(row: Omit<Row, 'status' | 'metrics'>, body: () 
     console.log(`  ${row.label}: failed: ${result.note}`);
   }
   return result;
+}
+
+/**
+ * A peer under `node --cpu-prof` (profiles in `dir`): `count` connections, warmed up, `run` once
+ * unmeasured (`preheatMs`) and once measured (`durationMs`); then the server exits, writing its
+ * profile. Answers the measured phase, its window on the monotonic clock, and the profile's file.
+ */
+export async function profiledLoad(o: { peer: Peer; name: string; dir: string; env: NodeJS.ProcessEnv; c: BenchConfig; count: number; topic: { topic?: string; topicPrefix?: string }; topics: string[] }, run: (server: ServerHandle, pool: ClientPool, durationMs: number) => Promise<PhaseResult>, durationMs: number) {
+  const cleanup: Cleanup = [];
+  try {
+    const server = await startServer(o.peer, cleanup, o.env, o.name, o.dir);
+    const pool = await startPool(processesFor(o.c, o.count), o.name, cleanup);
+    await openAll(pool, o.peer, server, o.count, o.c, o.topic);
+    await warmUp(server, pool, o.topics, o.count);
+    await run(server, pool, o.c.preheatMs);
+    const startUs = nowUs();
+    const phase = await run(server, pool, durationMs);
+    const window = { startUs, endUs: nowUs() };
+    await release(cleanup); // the server exits, writing its profile
+    return { phase, window, file: latestProfile(o.dir, o.name) };
+  } finally {
+    await release(cleanup);
+  }
 }

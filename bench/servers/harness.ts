@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { nowUs } from '../lib/proc.js';
 import { notify, serveCommands } from '../lib/ipc.js';
@@ -65,20 +66,16 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
   };
 
   serveCommands({
-    /**
-     * Publishes round-robin over `topics` at `rate` messages per second (all topics together),
-     * `burst` messages at a time in one event-loop turn (as a batch from Redis or a job would).
-     */
-    steady: (args: { topics: string[]; rate: number; durationMs: number; burst?: number }) =>
+    /** Publishes round-robin over `topics` at `rate` messages per second (all topics together). */
+    steady: (args: { topics: string[]; rate: number; durationMs: number }) =>
       new Promise((resolve) => {
         const { topics, rate, durationMs } = args;
-        const burst = Math.max(1, args.burst ?? 1);
         const total = Math.max(1, Math.round((rate * durationMs) / 1000));
         const startUs = nowUs();
         let sent = 0;
         steadyStopped = false;
         const tick = () => {
-          const due = Math.min(total, Math.ceil((Math.floor(((nowUs() - startUs) * rate) / 1e6) + 1) / burst) * burst);
+          const due = Math.min(total, Math.floor(((nowUs() - startUs) * rate) / 1e6) + 1);
           while (sent < due) {
             publishMeasured(topics[sent % topics.length]!);
             sent += 1;
@@ -87,7 +84,7 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
             resolve({ sent, totals: topics.map((t) => seqs.get(t) ?? 0), startUs, endUs: nowUs(), publishErrors });
             return;
           }
-          const nextUs = startUs + ((sent + burst - 1) * 1e6) / rate;
+          const nextUs = startUs + (sent * 1e6) / rate;
           setTimeout(tick, Math.max(0, (nextUs - nowUs()) / 1000));
         };
         tick();
@@ -158,15 +155,8 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
       const loop = performance.eventLoopUtilization();
       return {
         /** Cumulative event-loop time (ms) idle and active since the process started: deltas give utilisation. */
-        eventLoop: { idleMs: loop.idle, activeMs: loop.active },
-        rssBytes: memory.rss,
-        heapUsedBytes: memory.heapUsed,
-        heapTotalBytes: memory.heapTotal,
-        externalBytes: memory.external,
-        arrayBuffersBytes: memory.arrayBuffers,
-        connections: server.connections(),
-        publishErrors,
-        lastPublishError,
+        eventLoop: { idleMs: loop.idle, activeMs: loop.active }, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, heapTotalBytes: memory.heapTotal,
+        externalBytes: memory.external, arrayBuffersBytes: memory.arrayBuffers, connections: server.connections(), publishErrors, lastPublishError,
       };
     },
 
@@ -182,6 +172,12 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
     },
   });
   notify('ready', { port: server.port, pid: process.pid, features: server.features ?? {} });
+}
+
+/** Listens on a free loopback port; answers the port. */
+export async function listen(http: Server): Promise<number> {
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  return (http.address() as { port: number }).port;
 }
 
 /** Heartbeat interval of the servers under test (`HEARTBEAT_MS`, default 30 s as the module's). */

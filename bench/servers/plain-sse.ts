@@ -3,7 +3,7 @@
  * the same buffer written to every subscriber's response.
  */
 import { createServer, type ServerResponse } from 'node:http';
-import { heartbeatMs, MessageFactory, serve } from './harness.js';
+import { heartbeatMs, listen, MessageFactory, serve } from './harness.js';
 
 const HEADERS = {
   'Content-Type': 'text/event-stream',
@@ -47,9 +47,8 @@ await serve(async () => {
     for (const res of open) res.write(frame);
   }, heartbeatMs());
 
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   return {
-    port: (http.address() as { port: number }).port,
+    port: await listen(http),
     features: { sse: true },
     publish(topic, event, data) {
       const clients = topics.get(topic);

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { Redis } from 'ioredis';
 import * as wsModule from 'ws';
 import { WebSocket, WebSocketServer } from 'ws';
-import { heartbeatMs, MessageFactory, serve } from './harness.js';
+import { heartbeatMs, listen, MessageFactory, serve } from './harness.js';
 
 interface Client extends WebSocket {
   isAlive?: boolean;
@@ -77,15 +77,6 @@ await serve(async () => {
       const requested = url.searchParams.getAll('topic');
       for (const topic of requested.length ? requested : ['default']) subscribe(ws, topic);
       ws.on('pong', () => (ws.isAlive = true));
-      ws.on('message', (data) => {
-        try {
-          const command = JSON.parse(String(data)) as { action?: string; topic?: string };
-          if (command.action === 'subscribe' && typeof command.topic === 'string') subscribe(ws, command.topic);
-          if (command.action === 'unsubscribe' && typeof command.topic === 'string') unsubscribe(ws, command.topic);
-        } catch {
-          // A ceiling, not a product: bad input is ignored.
-        }
-      });
       ws.on('close', () => {
         for (const topic of ws.topics!) unsubscribe(ws, topic);
       });
@@ -102,9 +93,8 @@ await serve(async () => {
     }
   }, heartbeatMs());
 
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   return {
-    port: (http.address() as { port: number }).port,
+    port: await listen(http),
     features: { ws: true, distributed: Boolean(redisUrl) },
     publish(topic, event, data) {
       const text = JSON.stringify(messages.create(topic, event, data));

@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
-import { heartbeatMs, MessageFactory, serve } from './harness.js';
+import { heartbeatMs, listen, MessageFactory, serve } from './harness.js';
 
 await serve(async () => {
   const messages = new MessageFactory();
@@ -28,14 +28,10 @@ await serve(async () => {
     const query = socket.handshake.query.topic;
     const requested = Array.isArray(query) ? query : query ? [query] : ['default'];
     void socket.join(requested);
-    socket.on('subscribe', (topic: unknown) => {
-      if (typeof topic === 'string') void socket.join(topic);
-    });
   });
 
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   return {
-    port: (http.address() as { port: number }).port,
+    port: await listen(http),
     features: { ws: true, distributed: Boolean(redisUrl) },
     publish(topic, event, data) {
       io.to(topic).emit(event, messages.create(topic, event, data));
