@@ -132,7 +132,7 @@ export const publish: Scenario = {
   id: 'publish',
   async rows(c) {
     const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), String(c.quick ? 1_000 : 4_000), '64', '--json'], { encoding: 'utf8', timeout: 300_000 });
-    let results: ThroughputResult[] = [];
+    let results: ThroughputResult[];
     try {
       results = JSON.parse((child.stdout ?? '').trim().split('\n').at(-1) ?? '[]');
     } catch {

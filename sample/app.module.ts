@@ -46,6 +46,7 @@ function demoIdentity(request: IncomingMessage): { id: string } | null | false {
   const bearer = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '')?.[1];
   const name = (query.get('user') ?? query.get('token') ?? bearer)?.trim();
   if (name === undefined || name === '') return null;
+  // eslint-disable-next-line no-control-regex -- a user name with control characters is refused
   return name.length <= MAX_USER_LENGTH && !/[\u0000-\u001f]/.test(name) ? { id: name } : false;
 }
 

@@ -9,14 +9,7 @@ function clusterNodes(value: string | undefined): Array<{ host: string; port: nu
     .filter((node) => node.length > 0)
     .map((node) => {
       const colon = node.lastIndexOf(':');
-      /** `TRUST_PROXY`: `true`/`false`, a hop count, or Express's list of addresses and subnets. */
-function trustProxy(value: string | undefined): boolean | number | string | undefined {
-  if (!value) return undefined;
-  if (value === 'true' || value === 'false') return value === 'true';
-  return /^\d+$/.test(value) ? Number(value) : value;
-}
-
-const port = Number(node.slice(colon + 1));
+      const port = Number(node.slice(colon + 1));
       if (colon <= 0 || !Number.isInteger(port) || port <= 0) throw new Error(`REDIS_CLUSTER_NODES: "${node}" is not host:port`);
       return { host: node.slice(0, colon), port };
     });

@@ -195,7 +195,7 @@ describe('public API: stream() in a user route, @PushletPublish, subscribe()', (
       const subscription = t.pushlet.subscribe([`churn/${i % 100}`, 'churn/shared']).subscribe();
       subscription.unsubscribe();
     }
-    const held = Array.from({ length: 50 }, (_, i) => t.pushlet.subscribe('churn/held').subscribe());
+    const held = Array.from({ length: 50 }, () => t.pushlet.subscribe('churn/held').subscribe());
     // A subscription reads the broker's position before it joins the topic's Subject.
     await eventually(async () => t.pushlet.stats().subscribers === before.subscribers + 50, 5_000, 'the fifty subscriptions');
     assert.equal(t.pushlet.stats().topics, before.topics + 1, 'fifty subscribers of one topic share one Subject');

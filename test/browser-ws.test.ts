@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { INestApplication } from '@nestjs/common';
 import type { Browser, Page } from 'playwright-core';
 import { request } from './support/app.js';
 import { startSampleInBrowser } from './support/browser.js';
@@ -12,14 +11,13 @@ async function waitForWsLog(page: Page, text: string): Promise<void> {
 }
 
 describe('the sample page in headless Chromium (README WebSocket client)', () => {
-  let app: INestApplication;
   let url: string;
   let browser: Browser;
   let sample: Awaited<ReturnType<typeof startSampleInBrowser>>;
 
   before(async () => {
     sample = await startSampleInBrowser();
-    ({ app, url, browser } = sample);
+    ({ url, browser } = sample);
   });
   after(async () => {
     await sample?.close();

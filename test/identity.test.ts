@@ -14,7 +14,6 @@ import {
 } from '../src/index.js';
 import type { TestApp } from './support/app.js';
 import { perTestApps } from './support/app.js';
-import { SseClient } from './support/sse-client.js';
 import { WsClient } from './support/ws-client.js';
 import { until, within } from './support/wait.js';
 

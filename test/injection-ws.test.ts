@@ -16,6 +16,7 @@ const OWN = 'news';
 const OPTIONS = { ws: { commandsPerSecond: 10_000 } };
 
 /** Strings that JSON must escape, so their raw form can never be in a well-encoded frame. */
+// eslint-disable-next-line no-control-regex -- control characters are what must be escaped
 const needsEscaping = (value: string) => /["\\\u0000-\u001f]/.test(value);
 
 /** Proves the connection still answers, and that every frame before the pong has arrived. */

@@ -85,8 +85,8 @@ export class RedisBroker implements PushletBroker {
       await withTimeout(this.connections.connect(), this.options.connectTimeoutMs, 'the connection');
     } catch (error) {
       const cause = reason(this.connections.lastError ?? error);
-      if (this.options.startWithoutRedis) throw new Error(cause);
-      throw new PushletRedisUnavailableError(MESSAGES.redisUnavailable(describeSource(this.options.source), cause));
+      if (this.options.startWithoutRedis) throw new Error(cause, { cause: error });
+      throw new PushletRedisUnavailableError(MESSAGES.redisUnavailable(describeSource(this.options.source), cause), { cause: error });
     }
   }
 

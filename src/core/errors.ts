@@ -44,8 +44,8 @@ export class PushletUnavailableError extends Error {
  * it answers 500.
  */
 export class PushletBrokerError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = new.target.name;
   }
 }

@@ -220,13 +220,15 @@ export class PushletMetricSet implements PushletObserver {
   }
 
   private histogram(name: string, help: string, buckets: readonly number[]): Observations {
-    let observations: Observations | undefined;
-    const histogram = new Histogram({ name, help, buckets: [...buckets], registers: [this.registry], collect: () => observations?.flush() });
-    observations = new Observations(histogram);
+    // `collect` runs on scrape, once `observations` exists.
+    const histogram: Histogram = new Histogram({ name, help, buckets: [...buckets], registers: [this.registry], collect: (): void => observations.flush() });
+    const observations: Observations = new Observations(histogram);
     return observations;
   }
 
   private create(family: Family): Gauge<string> | Counter<string> {
+    // prom-client calls `collect` with the metric as `this`: the set is reached through this alias.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const set = this;
     const config = {
       name: family.name,

@@ -96,7 +96,7 @@ export class Nginx {
       ]);
     } catch (error) {
       await nginx.stop();
-      throw new Error(`${String(error)}\n${log().slice(-2_000)}`);
+      throw new Error(`${String(error)}\n${log().slice(-2_000)}`, { cause: error });
     }
     return nginx;
   }
