@@ -1,5 +1,5 @@
 import { MESSAGES } from '../pushlet.messages.js';
-import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import type { PushletTransport } from '../protocol/frames.js';
 import type { PushletRefusalReason } from '../metrics/pushlet-counters.js';
 import { PushletLimitError } from './errors.js';
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import type { PushletTransport } from '../protocol/frames.js';
 import type { DeliveryMeter, PushletRefusalReason } from '../metrics/pushlet-counters.js';
 import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice, type PushletIdentity, type ResetData } from '../protocol/frames.js';
 import { comparePositions, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';

@@ -1,12 +1,9 @@
 import type { CanActivate, LoggerService, Type } from '@nestjs/common';
 import type { PushletRedisOptions, ResolvedRedisOptions } from '../cluster/redis-options.js';
 import type { PushletBroker } from './broker.interface.js';
-import type { PushletIdentity } from '../protocol/frames.js';
+import type { PushletIdentity, PushletTransport } from '../protocol/frames.js';
 
-export type { PushletIdentity };
-
-/** Which endpoint asks for a topic. */
-export type PushletTransport = 'sse' | 'ws';
+export type { PushletIdentity, PushletTransport };
 
 /** What the `authorize` option is asked about. */
 export interface PushletAuthorizeContext {

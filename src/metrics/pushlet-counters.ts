@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Envelope } from '../core/envelope.js';
-import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import type { PushletTransport } from '../protocol/frames.js';
 
 /**
  * What one instance counts, in plain numbers: `PushletService.stats()` reads them, and the
