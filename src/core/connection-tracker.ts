@@ -1,6 +1,6 @@
 import { MESSAGES } from '../pushlet.messages.js';
 import type { PushletTransport } from '../protocol/frames.js';
-import type { PushletRefusalReason } from '../metrics/pushlet-counters.js';
+import type { PushletRefusalReason } from './counters.js';
 import { PushletLimitError } from './errors.js';
 
 export interface ConnectionLimits {

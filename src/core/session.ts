@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { PushletTransport } from '../protocol/frames.js';
-import type { DeliveryMeter, PushletRefusalReason } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter, PushletRefusalReason } from './counters.js';
 import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice, type PushletIdentity, type ResetData } from '../protocol/frames.js';
 import { comparePositions, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
 import { ResumeCursorWriter } from './resume-cursor.js';

@@ -1,5 +1,5 @@
 import { Subject } from 'rxjs';
-import type { DeliveryMeter, MeteredListeners, PushletCounters } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter, MeteredListeners, CoreCounters } from './counters.js';
 import type { Position } from '../protocol/ids.js';
 import type { Envelope } from './envelope.js';
 import type { CoreEventHandler, RecoveryCore } from './recovery-core.js';
@@ -84,7 +84,7 @@ export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> 
 
   constructor(
     private readonly broker: RecoveryCore,
-    private readonly counters?: PushletCounters,
+    private readonly counters?: CoreCounters,
   ) {}
 
   /** The stream of `publishToAll` messages. */

@@ -7,7 +7,7 @@ import type { Session, SessionEndReason, SessionOutput } from '../core/session.j
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { sseFrame, type SseFormat } from '../protocol/sse.js';
 import type { Notice } from '../protocol/frames.js';
-import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter } from '../core/counters.js';
 import { httpChunk, messageEncoding, messageWithId, SSE_METERS } from './sse-encoder.js';
 
 /**

@@ -8,7 +8,7 @@ import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { CLOSE_CODES, type Notice } from '../protocol/frames.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CommandBudget } from './ws-commands.js';
-import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter } from '../core/counters.js';
 import { messageFrame, messageWireFrame, messageWithId, noticeFrame, WS_METERS } from './ws-encoder.js';
 
 export { CLOSE_CODES } from '../protocol/frames.js';
