@@ -2,19 +2,13 @@ import type { IncomingMessage } from 'node:http';
 import { HttpException, Injectable, type CanActivate, type ContextType, type ExecutionContext, type Type } from '@nestjs/common';
 import { ApplicationConfig, ModuleRef } from '@nestjs/core';
 import { isObservable, lastValueFrom } from 'rxjs';
-import type { PushletGuard, PushletTransport } from './interfaces/pushlet-options.interface.js';
+import type { PushletGuard } from './interfaces/pushlet-options.interface.js';
+import type { PushletTransport } from './protocol/frames.js';
+import { PushletRouteRefusal } from './core/errors.js';
 import { PushletHub } from './pushlet.hub.js';
 import { MESSAGES } from './pushlet.messages.js';
 
-/** A refusal by a guard: the HTTP status and body to answer before any stream or upgrade. */
-export class PushletRouteRefusal extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: Record<string, unknown>,
-  ) {
-    super(typeof body.message === 'string' ? body.message : 'refused');
-  }
-}
+export { PushletRouteRefusal };
 
 /**
  * What guards see as the class and handler of the built-in endpoints. They carry no metadata, so
@@ -59,8 +53,7 @@ export class PushletRoutes {
     try {
       await this.runGuards(guards, transport, request, response);
     } catch (error) {
-      if (error instanceof PushletRouteRefusal) this.hub.counters.refusal('guard');
-      throw error;
+      throw this.hub.admission.refused(error);
     }
   }
 

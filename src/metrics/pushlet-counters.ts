@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CoreCounters, MeteredListeners, PushletRefusalReason } from '../core/counters.js';
 import type { Envelope } from '../core/envelope.js';
+import type { PublishOrigin } from '../core/publisher.js';
 import type { PushletTransport } from '../protocol/frames.js';
 import { PUSHLET_REFUSAL_REASONS } from '../core/counters.js';
 
@@ -14,7 +15,7 @@ export { PUSHLET_REFUSAL_REASONS, type DeliveryMeter, type MeteredListeners, typ
  */
 
 /** Where a publication came from: the server's own code (`PushletService`) or a client's publish command. */
-export type PushletPublishOrigin = 'server' | 'client';
+export type PushletPublishOrigin = PublishOrigin;
 
 /**
  * Timings the module reports as they happen, for histograms of your own (the Prometheus ones of
@@ -98,4 +99,24 @@ export class PushletCounters implements CoreCounters {
   refusal(reason: PushletRefusalReason): void {
     this.refused[reason] += 1;
   }
+
+  /** The counts as `stats()` reports them (copies: later counting does not change them). */
+  stats() {
+    const { server, client } = this.published;
+    return {
+      published: server + client,
+      publishedBy: { server, client },
+      deliveries: figures(this.deliveries),
+      bytesSent: figures(this.bytesSent),
+      slowConsumersDisconnected: this.slowConsumers.sse + this.slowConsumers.ws,
+      slowConsumers: figures(this.slowConsumers),
+      resumes: { ...this.resumes },
+      replayed: this.replayed,
+      refused: { ...this.refused },
+    };
+  }
+}
+
+function figures({ sse, ws }: PerTransport) {
+  return { sse, ws, total: sse + ws };
 }

@@ -3,7 +3,8 @@ import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import type { WriteQueue } from '../core/bounded-writer.js';
 import type { Envelope } from '../core/envelope.js';
-import type { Session, SessionEndReason, SessionOutput } from '../core/session.js';
+import type { Session, SessionOutput } from '../core/session.js';
+import { sessionEndWire, type SessionEndReason } from '../core/session-end.js';
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { CLOSE_CODES, type Notice } from '../protocol/frames.js';
 import { MESSAGES } from '../pushlet.messages.js';
@@ -100,11 +101,8 @@ export class WsConnection implements SessionOutput, WriteQueue {
   }
 
   end(reason: SessionEndReason, detail?: string): void {
-    if (reason === 'shutdown') this.close(CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
-    else if (reason === 'slow') this.close(CLOSE_CODES.tryAgainLater, MESSAGES.slowConsumer);
-    else if (reason === 'expired') this.close(CLOSE_CODES.identityExpired, MESSAGES.identityExpired);
-    else if (reason === 'disconnected') this.close(CLOSE_CODES.disconnected, detail ?? MESSAGES.disconnected);
-    else this.close(CLOSE_CODES.internalError, MESSAGES.wsInternalError);
+    const { closeCode, text } = sessionEndWire(reason, detail);
+    this.close(closeCode, text);
   }
 
   /** Writes one payload through `ws`, within the session's bound. */
