@@ -134,7 +134,7 @@ export class PushletService {
    */
   stats(options: PushletStatsOptions = {}): PushletStats {
     const { registry, counters, heartbeat, core, admission } = this.hub;
-    const connections = admission.connections.snapshot();
+    const connections = admission.connectionStats();
     const status = core.status();
     const stats: PushletStats = {
       connections: { sse: connections.sse, ws: connections.ws, total: connections.total },

@@ -38,7 +38,7 @@ export interface ConnectionGate {
  * for these rules, whatever the transport.
  */
 export class Admission implements ConnectionGate {
-  readonly connections: ConnectionTracker;
+  private readonly connections: ConnectionTracker;
   private closing = false;
   /** Identities found by {@link identify} for requests whose session is not open yet (WebSocket upgrades). */
   private readonly identities = new WeakMap<IncomingMessage, PushletIdentity | null>();
@@ -49,6 +49,11 @@ export class Admission implements ConnectionGate {
     private readonly logger: LoggerService,
   ) {
     this.connections = new ConnectionTracker(options.limits);
+  }
+
+  /** Open connections, per transport, address and user (what `stats()` reports). */
+  connectionStats() {
+    return this.connections.snapshot();
   }
 
   /** From here on no connection opens: the app is shutting down and would not end it. */

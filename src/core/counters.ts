@@ -24,7 +24,7 @@ export const PUSHLET_REFUSAL_REASONS = [
   'invalid',
   /** A WebSocket upgrade from an `Origin` not in `ws.allowedOrigins` (403). */
   'origin',
-  /** A WebSocket that arrived during shutdown (close 1001). */
+  /** A connection that arrived during shutdown (503 with `Connection: close`, close 1001). */
   'shutdown',
   /** Its start could not be placed while history is unreadable (SSE `retry:`, close 1013, 503): the client comes back. */
   'unavailable',

@@ -32,7 +32,7 @@ const CLOCK_SKEW_MARGIN_MS = 10_000;
 /** Default of {@link PushletBroker.maxQueued}. */
 export const DEFAULT_MAX_QUEUED = 10_000;
 
-/** What the core reports to the instance it serves (the topic registry and the hub). */
+/** What the core reports to the instance it serves (the topic registry and the session registry). */
 export interface CoreEventHandler {
   /** A message for this instance's subscribers of its topic, in the topic's order, once. */
   message(envelope: Envelope): void;

@@ -43,7 +43,7 @@ export interface SessionOutput {
   readonly meter?: DeliveryMeter;
 }
 
-/** What the session needs from the module's runtime (the hub). */
+/** What the session needs from the module's runtime (the hub gives it: admission, presence, counters). */
 export interface SessionContext {
   readonly feedOf: (sink: FeedSink, meter: DeliveryMeter | undefined) => Feed;
   readonly ordering: 'total' | 'per-topic';
@@ -219,7 +219,7 @@ export class Session implements FeedSink {
     if (removed.length > 0) this.context.left?.(this, removed);
   }
 
-  /** Tells the hub which of `topics` are live now (those still subscribed once their catch-up is done). */
+  /** Tells presence which of `topics` are live now (those still subscribed once their catch-up is done). */
   private live(topics: readonly string[]): void {
     if (this.ended || !this.context.joined) return;
     const held = TopicRegistry.subscribed(topics).filter((topic) => this.feed.has(topic));
