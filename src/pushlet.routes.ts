@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import { HttpException, Injectable, type CanActivate, type ContextType, type ExecutionContext, type Type } from '@nestjs/common';
+import { HttpException, Injectable, type CanActivate, type ContextType, type ExecutionContext, type LoggerService, type Type } from '@nestjs/common';
 import { ApplicationConfig, ModuleRef } from '@nestjs/core';
 import { isObservable, lastValueFrom } from 'rxjs';
-import type { PushletGuard } from './interfaces/pushlet-options.interface.js';
+import type { PushletGuard, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
+import type { ConnectionGate } from './core/admission.js';
 import type { PushletTransport } from './protocol/frames.js';
 import { PushletRouteRefusal } from './core/errors.js';
 import { PushletHub } from './pushlet.hub.js';
@@ -29,16 +30,24 @@ export class PushletEndpoints {
 @Injectable()
 export class PushletRoutes {
   private resolved: CanActivate[] | undefined;
+  private readonly options: ResolvedPushletOptions['routes'];
+  /** Counts the requests the guards turn away. */
+  private readonly gate: Pick<ConnectionGate, 'refused'>;
+  private readonly logger: LoggerService;
 
   constructor(
-    private readonly hub: PushletHub,
+    hub: PushletHub,
     private readonly config: ApplicationConfig,
     private readonly moduleRef: ModuleRef,
-  ) {}
+  ) {
+    this.options = hub.options.routes;
+    this.gate = hub.admission;
+    this.logger = hub.logger;
+  }
 
   /** `path` under the global prefix (unless `routes.useGlobalPrefix` is false). */
   path(path: string): string {
-    const prefix = this.hub.options.routes.useGlobalPrefix ? (this.config?.getGlobalPrefix?.() ?? '') : '';
+    const prefix = this.options.useGlobalPrefix ? (this.config?.getGlobalPrefix?.() ?? '') : '';
     const trimmed = prefix.replace(/^\/+|\/+$/g, '');
     return trimmed ? `/${trimmed}${path}` : path;
   }
@@ -53,7 +62,7 @@ export class PushletRoutes {
     try {
       await this.runGuards(guards, transport, request, response);
     } catch (error) {
-      throw this.hub.admission.refused(error);
+      throw this.gate.refused(error);
     }
   }
 
@@ -70,7 +79,7 @@ export class PushletRoutes {
           const body = error.getResponse();
           throw new PushletRouteRefusal(error.getStatus(), typeof body === 'object' ? (body as Record<string, unknown>) : { statusCode: error.getStatus(), message: String(body) });
         }
-        this.hub.logger.warn(`a guard of the ${transport} endpoint threw: ${String(error)}`);
+        this.logger.warn(`a guard of the ${transport} endpoint threw: ${String(error)}`);
         allowed = false;
       }
       if (!allowed) throw new PushletRouteRefusal(403, { statusCode: 403, message: MESSAGES.routeForbidden });
@@ -78,7 +87,7 @@ export class PushletRoutes {
   }
 
   private guards(): CanActivate[] {
-    const routes = this.hub.options.routes;
+    const routes = this.options;
     const global = routes.useGlobalGuards ? (this.config?.getGlobalGuards?.() ?? []) : [];
     this.resolved ??= routes.guards.map((guard) => this.resolve(guard));
     return [...global, ...this.resolved];
