@@ -1,20 +1,15 @@
 import type { IncomingMessage } from 'node:http';
-import { HttpException, Injectable, type CanActivate, type ContextType, type ExecutionContext, type Type } from '@nestjs/common';
+import { HttpException, Injectable, type CanActivate, type ContextType, type ExecutionContext, type LoggerService, type Type } from '@nestjs/common';
 import { ApplicationConfig, ModuleRef } from '@nestjs/core';
 import { isObservable, lastValueFrom } from 'rxjs';
-import type { PushletGuard, PushletTransport } from './interfaces/pushlet-options.interface.js';
+import type { PushletGuard, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
+import type { ConnectionGate } from './core/admission.js';
+import type { PushletTransport } from './protocol/frames.js';
+import { PushletRouteRefusal } from './core/errors.js';
 import { PushletHub } from './pushlet.hub.js';
 import { MESSAGES } from './pushlet.messages.js';
 
-/** A refusal by a guard: the HTTP status and body to answer before any stream or upgrade. */
-export class PushletRouteRefusal extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: Record<string, unknown>,
-  ) {
-    super(typeof body.message === 'string' ? body.message : 'refused');
-  }
-}
+export { PushletRouteRefusal };
 
 /**
  * What guards see as the class and handler of the built-in endpoints. They carry no metadata, so
@@ -35,16 +30,24 @@ export class PushletEndpoints {
 @Injectable()
 export class PushletRoutes {
   private resolved: CanActivate[] | undefined;
+  private readonly options: ResolvedPushletOptions['routes'];
+  /** Counts the requests the guards turn away. */
+  private readonly gate: Pick<ConnectionGate, 'refused'>;
+  private readonly logger: LoggerService;
 
   constructor(
-    private readonly hub: PushletHub,
+    hub: PushletHub,
     private readonly config: ApplicationConfig,
     private readonly moduleRef: ModuleRef,
-  ) {}
+  ) {
+    this.options = hub.options.routes;
+    this.gate = hub.admission;
+    this.logger = hub.logger;
+  }
 
   /** `path` under the global prefix (unless `routes.useGlobalPrefix` is false). */
   path(path: string): string {
-    const prefix = this.hub.options.routes.useGlobalPrefix ? (this.config?.getGlobalPrefix?.() ?? '') : '';
+    const prefix = this.options.useGlobalPrefix ? (this.config?.getGlobalPrefix?.() ?? '') : '';
     const trimmed = prefix.replace(/^\/+|\/+$/g, '');
     return trimmed ? `/${trimmed}${path}` : path;
   }
@@ -59,8 +62,7 @@ export class PushletRoutes {
     try {
       await this.runGuards(guards, transport, request, response);
     } catch (error) {
-      if (error instanceof PushletRouteRefusal) this.hub.counters.refusal('guard');
-      throw error;
+      throw this.gate.refused(error);
     }
   }
 
@@ -77,7 +79,7 @@ export class PushletRoutes {
           const body = error.getResponse();
           throw new PushletRouteRefusal(error.getStatus(), typeof body === 'object' ? (body as Record<string, unknown>) : { statusCode: error.getStatus(), message: String(body) });
         }
-        this.hub.logger.warn(`a guard of the ${transport} endpoint threw: ${String(error)}`);
+        this.logger.warn(`a guard of the ${transport} endpoint threw: ${String(error)}`);
         allowed = false;
       }
       if (!allowed) throw new PushletRouteRefusal(403, { statusCode: 403, message: MESSAGES.routeForbidden });
@@ -85,7 +87,7 @@ export class PushletRoutes {
   }
 
   private guards(): CanActivate[] {
-    const routes = this.hub.options.routes;
+    const routes = this.options;
     const global = routes.useGlobalGuards ? (this.config?.getGlobalGuards?.() ?? []) : [];
     this.resolved ??= routes.guards.map((guard) => this.resolve(guard));
     return [...global, ...this.resolved];

@@ -1,25 +1,14 @@
 import type { IncomingMessage } from 'node:http';
-import {
-  BadRequestException,
-  ForbiddenException,
-  Injectable,
-  ServiceUnavailableException,
-  UnauthorizedException,
-  type MessageEvent,
-} from '@nestjs/common';
-import { Observable } from 'rxjs';
-import { EventEmitter } from 'node:events';
-import type { WriteQueue } from './core/bounded-writer.js';
-import type { Session, SessionOutput } from './core/session.js';
-import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletUnavailableError, PushletValidationError } from './core/errors.js';
-import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT, DEFAULT_TOPIC } from './core/topic.js';
+import { Injectable, type MessageEvent } from '@nestjs/common';
+import type { Observable } from 'rxjs';
+import { assertEvent, assertPublishableTopic, BROADCAST_TOPIC, dataToString, DEFAULT_EVENT } from './core/topic.js';
 import type { PushletMessage } from './interfaces/message.interface.js';
 import type { PresenceData, PushletIdentity } from './protocol/frames.js';
 import type { PushletStats, PushletStatsOptions } from './interfaces/stats.interface.js';
-import type { PerTransport, PushletObserver } from './metrics/pushlet-counters.js';
-import { isIdentity, PushletHub } from './pushlet.hub.js';
-import { SSE_METERS } from './sse/sse-encoder.js';
-import { MESSAGES } from './pushlet.messages.js';
+import type { PushletObserver } from './metrics/pushlet-counters.js';
+import { PushletHub } from './pushlet.hub.js';
+import { TopicRegistry } from './core/topic-registry.js';
+import { messageStream, sessionStream } from './pushlet.stream.js';
 
 /** Options of {@link PushletService.stream}. */
 export interface PushletStreamOptions {
@@ -79,12 +68,12 @@ export class PushletService {
    * @throws PushletUnavailableError when the presence store cannot be read now (Redis unreachable).
    */
   presence(topic: string): Promise<PresenceData> {
-    return this.hub.presence(topic);
+    return this.hub.presence.members(topic);
   }
 
   /** How many members presence topic `topic` has across every instance; cheaper than {@link presence}. Same errors. */
   presenceCount(topic: string): Promise<number> {
-    return this.hub.presenceCount(topic);
+    return this.hub.presence.count(topic);
   }
 
   /**
@@ -99,7 +88,7 @@ export class PushletService {
    * @throws PushletRedisError when Redis cannot take the command (this instance's connections are closed already).
    */
   disconnect(userId: string, reason?: string): Promise<number> {
-    return this.hub.disconnect(userId, reason);
+    return this.hub.sessions.disconnect(userId, reason);
   }
 
   /** Changes the heartbeat interval of both protocols at once. */
@@ -125,51 +114,7 @@ export class PushletService {
    * @throws BadRequestException for a bad topic list.
    */
   stream(topics: string | readonly string[] | undefined, options: PushletStreamOptions = {}): Observable<MessageEvent> {
-    const list = normaliseTopics(topics);
-    try {
-      this.hub.validateTopics(list);
-    } catch (error) {
-      if (options.request) this.hub.counters.refusal('invalid');
-      throw toHttpException(error);
-    }
-    const { lastEventId, request, identity } = options;
-    if (identity !== undefined && !isIdentity(identity)) throw new TypeError(MESSAGES.streamIdentity);
-    return new Observable<MessageEvent>((subscriber) => {
-      const socket = request?.socket;
-      let session: Session | undefined;
-      const output: SessionOutput = {
-        message: (envelope, id) => {
-          // Nest encodes the frame; its size is about the payload's.
-          if (session?.writer.admit(envelope.message.data.length + 64)) {
-            subscriber.next({ id: id ?? envelope.id, type: envelope.message.event, data: envelope.message.data });
-          }
-        },
-        // Nest numbers every event that has no id ("1", "2", …), which a browser would then send
-        // back: a notice without one carries the connection's resume id instead.
-        notice: (notice) => subscriber.next({ id: notice.id ?? session?.resumeId(), type: notice.event, data: notice.data }),
-        queue: socket ? { queuedBytes: () => socket.writableLength, drainSource: socket } : UNBOUNDED,
-        end: () => subscriber.complete(),
-        // Nest writes about the same bytes as the built-in route's text format.
-        meter: SSE_METERS.text,
-      };
-      try {
-        session = this.hub.openSession(output, 'sse', request, identity);
-      } catch (error) {
-        subscriber.error(toHttpException(error));
-        return undefined;
-      }
-      const opened = session;
-      const stopHeartbeat = this.hub.heartbeat.onTick((now) => subscriber.next({ comment: `heartbeat ${now.toISOString()}` } as MessageEvent));
-      const start = async () => {
-        await opened.admitAll(list);
-        if (!subscriber.closed) await opened.start(list, lastEventId);
-      };
-      start().catch((error: unknown) => subscriber.error(toHttpException(error)));
-      return () => {
-        stopHeartbeat();
-        opened.dispose();
-      };
-    });
+    return sessionStream(this.hub, topics, options);
   }
 
   /**
@@ -178,20 +123,8 @@ export class PushletService {
    */
   subscribe(topics: string | readonly string[], options: PushletSubscribeOptions = {}): Observable<PushletMessage> {
     const list = typeof topics === 'string' ? [topics] : [...topics];
-    this.hub.validateTopics(list);
-    return new Observable<PushletMessage>((subscriber) => {
-      const output: SessionOutput = {
-        // With ids ordered per topic, `id` is the resume id to hand back as `lastEventId`.
-        message: (envelope, id) => subscriber.next(id === undefined ? envelope.message : { ...envelope.message, id }),
-        notice: () => undefined,
-        queue: UNBOUNDED,
-        end: () => subscriber.complete(),
-      };
-      const session = this.hub.openSession(output, 'sse');
-      const topicsToAdd = options.broadcasts ? [...list, BROADCAST_TOPIC] : list;
-      session.subscribe(topicsToAdd, options.lastEventId, undefined).catch((error: unknown) => subscriber.error(error));
-      return () => session.dispose();
-    });
+    this.hub.admission.validateTopics(list);
+    return messageStream(this.hub, options.broadcasts ? TopicRegistry.withBroadcasts(list) : list, options.lastEventId);
   }
 
   /**
@@ -200,24 +133,13 @@ export class PushletService {
    * with `{ topics: true }` it also lists each topic's subscribers, which walks the topics.
    */
   stats(options: PushletStatsOptions = {}): PushletStats {
-    const { registry, counters, heartbeat, core } = this.hub;
-    const connections = this.hub.connections.snapshot();
-    const { server, client } = counters.published;
+    const { registry, counters, heartbeat, core, admission } = this.hub;
+    const connections = admission.connectionStats();
     const status = core.status();
     const stats: PushletStats = {
       connections: { sse: connections.sse, ws: connections.ws, total: connections.total },
-      topics: registry.topicCount,
-      subscribers: registry.subscriberCount,
-      subscriptions: registry.subscriptionCount,
-      published: server + client,
-      publishedBy: { server, client },
-      deliveries: figures(counters.deliveries),
-      bytesSent: figures(counters.bytesSent),
-      slowConsumersDisconnected: counters.slowConsumers.sse + counters.slowConsumers.ws,
-      slowConsumers: figures(counters.slowConsumers),
-      resumes: { ...counters.resumes },
-      replayed: counters.replayed,
-      refused: { ...counters.refused },
+      ...registry.stats(),
+      ...counters.stats(),
       broker: { connected: status.connected, state: status.state, queued: status.queued },
       heartbeatInterval: heartbeat.interval,
     };
@@ -234,31 +156,8 @@ export class PushletService {
   }
 
   private send(topic: string, event: string, data: string): Promise<PushletMessage> {
-    return this.hub.publish(topic, event, data, 'server');
+    return this.hub.publisher.publish(topic, event, data, 'server');
   }
-
 }
 
-function normaliseTopics(topics: string | readonly string[] | undefined): string[] {
-  if (topics === undefined) return [DEFAULT_TOPIC];
-  const list = typeof topics === 'string' ? [topics] : [...topics];
-  return list.length === 0 ? [DEFAULT_TOPIC] : list;
-}
-
-function figures({ sse, ws }: PerTransport) {
-  return { sse, ws, total: sse + ws };
-}
-
-/** The queue of a session with no socket of its own to bound (server-side consumers). */
-const UNBOUNDED: WriteQueue = { queuedBytes: () => 0, drainSource: new EventEmitter() };
-
-/** Maps the module's errors onto Nest's HTTP exceptions; anything else passes through. */
-export function toHttpException(error: unknown): unknown {
-  if (error instanceof PushletUnavailableError) return new ServiceUnavailableException(error.message);
-  if (!(error instanceof PushletError)) return error;
-  if (error instanceof PushletValidationError) return new BadRequestException(error.message);
-  if (error instanceof PushletForbiddenError) return new ForbiddenException(error.message);
-  if (error instanceof PushletUnauthorizedError) return new UnauthorizedException(error.message);
-  if (error instanceof PushletLimitError) return new ServiceUnavailableException(error.message);
-  return error;
-}
+export { toHttpException } from './pushlet.stream.js';

@@ -226,8 +226,8 @@ describe('client SDK: publish, presence, refresh, expiry, server disconnect, 401
       await within(c.subscribe('room/1', (m) => seen.push(m)).ready, 5_000, 'ready');
       const hub = t.app.get(PushletHub);
       const member = JSON.stringify({ clientId: 'c1', identity: { id: 'ann' }, transport: 'ws', since: new Date(0).toISOString() });
-      const join = await hub.publish('room/1', 'pushlet:join', member, 'server');
-      await hub.publish('room/1', 'pushlet:leave', member, 'server');
+      const join = await hub.publisher.publish('room/1', 'pushlet:join', member, 'server');
+      await hub.publisher.publish('room/1', 'pushlet:leave', member, 'server');
       await until(() => seen.length === 2, 5_000, 'join and leave');
       assert.deepEqual(
         seen.map((m) => [m.topic, m.event, m.data]),

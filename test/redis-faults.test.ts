@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, describe, it } from 'node:test';
 import type { PushletMessage } from '../src/index.js';
-import { compareIds, parseId } from '../src/core/message-id.js';
+import { comparePositions, parsePosition } from '../src/protocol/ids.js';
 import { startApp, type TestApp } from './support/app.js';
 import { brokerOf, dataOf, Instances } from './support/distributed.js';
 import { freePort, RedisServer } from './support/redis.js';
@@ -65,7 +65,7 @@ describe('distributed mode under Redis faults', () => {
       for (const client of clients) await client.waitForMessage((m) => m.data === last.data, 5_000, 'the last message');
 
       const expected = [...duringIds, ...(await Promise.all(afterwards))]
-        .sort((x, y) => compareIds(parseId(x.id)!, parseId(y.id)!))
+        .sort((x, y) => comparePositions(parsePosition(x.id)!, parsePosition(y.id)!))
         .map((m) => m.data);
       const beforeData = (await Promise.all(before)).map((m) => m.data);
       for (const [i, client] of clients.entries()) {
@@ -74,8 +74,8 @@ describe('distributed mode under Redis faults', () => {
         t.diagnostic(`client on instance ${i}: received ${seen.length} of ${beforeData.length + expected.length}, resets ${client.resets}`);
         assert.equal(new Set(data).size, data.length, 'no message twice');
         // Delivered in the order Redis gave the ids, on both instances.
-        const ids = seen.map((m) => parseId(m.id)!);
-        for (let k = 1; k < ids.length; k += 1) assert.ok(compareIds(ids[k - 1]!, ids[k]!) < 0, `in id order at ${k}: ${seen[k - 1]!.id} then ${seen[k]!.id}`);
+        const ids = seen.map((m) => parsePosition(m.id)!);
+        for (let k = 1; k < ids.length; k += 1) assert.ok(comparePositions(ids[k - 1]!, ids[k]!) < 0, `in id order at ${k}: ${seen[k - 1]!.id} then ${seen[k]!.id}`);
         // Everything published while Redis was away, and after, arrives; in the order of the ids.
         assert.deepEqual(data.filter((d) => !d.startsWith('before')), expected);
         // A message Redis had just published when it died may be lost with it: then a reset says so.

@@ -1,6 +1,5 @@
 import { MESSAGES } from '../pushlet.messages.js';
-import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
-import type { PushletRefusalReason } from '../metrics/pushlet-counters.js';
+import type { PushletTransport } from '../protocol/frames.js';
 import { PushletLimitError } from './errors.js';
 
 export interface ConnectionLimits {
@@ -20,27 +19,20 @@ export class ConnectionTracker {
   private readonly perAddress = new Map<string, number>();
   private readonly perUser = new Map<string, number>();
 
-  constructor(
-    private readonly limits: ConnectionLimits,
-    /** Told of every connection a limit turns away. */
-    private readonly refused: (reason: PushletRefusalReason) => void = () => undefined,
-  ) {}
+  constructor(private readonly limits: ConnectionLimits) {}
 
-  /** Takes a slot, or throws a {@link PushletLimitError} when a limit is reached. */
+  /** Takes a slot, or throws a {@link PushletLimitError} (its `reason`: which limit) when a limit is reached. */
   acquire(transport: PushletTransport, address: string, user?: string): ConnectionSlot {
     if (this.open.sse + this.open.ws >= this.limits.maxConnections) {
-      this.refused('limit');
-      throw new PushletLimitError(MESSAGES.tooManyConnections);
+      throw new PushletLimitError(MESSAGES.tooManyConnections, 'limit');
     }
     const fromAddress = this.perAddress.get(address) ?? 0;
     if (fromAddress >= this.limits.maxConnectionsPerAddress) {
-      this.refused('address_limit');
-      throw new PushletLimitError(MESSAGES.tooManyConnectionsFromAddress);
+      throw new PushletLimitError(MESSAGES.tooManyConnectionsFromAddress, 'address_limit');
     }
     const ofUser = user === undefined ? 0 : (this.perUser.get(user) ?? 0);
     if (user !== undefined && ofUser >= this.limits.maxConnectionsPerUser) {
-      this.refused('user_limit');
-      throw new PushletLimitError(MESSAGES.tooManyConnectionsOfUser);
+      throw new PushletLimitError(MESSAGES.tooManyConnectionsOfUser, 'user_limit');
     }
     this.perAddress.set(address, fromAddress + 1);
     if (user !== undefined) this.perUser.set(user, ofUser + 1);

@@ -1,5 +1,5 @@
 import type { PushletMessage } from '../interfaces/message.interface.js';
-import { formatId, type ParsedId } from './message-id.js';
+import { formatPosition, type Position } from '../protocol/ids.js';
 
 /**
  * A published message together with its encodings. Each transport encodes a message once, on
@@ -14,15 +14,15 @@ export class Envelope {
 
   private constructor(
     readonly message: PushletMessage,
-    readonly position: ParsedId,
+    readonly position: Position,
     json?: string,
   ) {
     this.jsonText = json;
   }
 
-  static create(position: ParsedId, topic: string, event: string, data: string): Envelope {
+  static create(position: Position, topic: string, event: string, data: string): Envelope {
     const message: PushletMessage = {
-      id: formatId(position.ms, position.seq),
+      id: formatPosition(position),
       topic,
       event,
       data,

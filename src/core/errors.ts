@@ -20,7 +20,15 @@ export class PushletForbiddenError extends PushletError {}
 export class PushletUnauthorizedError extends PushletError {}
 
 /** A connection refused by a limit. Answered 503 on HTTP, close 1013 on WebSocket. */
-export class PushletLimitError extends PushletError {}
+export class PushletLimitError extends PushletError {
+  constructor(
+    message: string,
+    /** What `stats().refused` counts it under. */
+    readonly reason: PushletLimitReason = 'limit',
+  ) {
+    super(message);
+  }
+}
 
 /**
  * The broker cannot tell right now where a connection must start (its history or position cannot
@@ -48,4 +56,37 @@ export class PushletBrokerError extends Error {
     super(message, options);
     this.name = new.target.name;
   }
+}
+
+/**
+ * A connection turned away by a limit or by the shutdown, with the reason it is counted under;
+ * thrown by {@link PushletLimitError}'s subclasses.
+ */
+export type PushletLimitReason = 'limit' | 'address_limit' | 'user_limit' | 'shutdown';
+
+/** A connection that arrived once the app began shutting down (503 with `Connection: close`, close 1001). */
+export class PushletShuttingDownError extends PushletLimitError {}
+
+/** A refusal by a guard of the built-in endpoints: the HTTP status and body to answer before any stream or upgrade. */
+export class PushletRouteRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: Record<string, unknown>,
+  ) {
+    super(typeof body.message === 'string' ? body.message : 'refused');
+  }
+}
+
+/**
+ * The HTTP status each of the module's errors is answered with (the error filter, the SSE route,
+ * WebSocket upgrades and `stream()`); `undefined` for an error that is not the module's own.
+ */
+export function httpStatusOf(error: unknown): number | undefined {
+  if (error instanceof PushletRouteRefusal) return error.status;
+  if (error instanceof PushletUnavailableError) return 503;
+  if (!(error instanceof PushletError)) return undefined;
+  if (error instanceof PushletUnauthorizedError) return 401;
+  if (error instanceof PushletForbiddenError) return 403;
+  if (error instanceof PushletLimitError) return 503;
+  return 400;
 }

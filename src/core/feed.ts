@@ -1,4 +1,4 @@
-import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter } from './counters.js';
 import { comparePositions, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CatchUp, TopicPosition } from './catch-up.js';

@@ -1,5 +1,5 @@
 import type { BrokerRecord, TopicRead } from '../interfaces/broker.interface.js';
-import { comparePositions as compareIds, type Position as ParsedId } from '../protocol/ids.js';
+import { comparePositions, type Position } from '../protocol/ids.js';
 
 export interface HistoryLimits {
   /** Messages kept per topic. */
@@ -38,7 +38,7 @@ function entryBytes(record: BrokerRecord): number {
 class TopicHistory {
   entries: BrokerRecord[] = [];
   head = 0;
-  evicted: ParsedId | undefined;
+  evicted: Position | undefined;
   /** Set once the whole history is dropped: its entries in the global queue are stale. */
   dropped = false;
 
@@ -72,12 +72,12 @@ class TopicHistory {
   }
 
   /** Retained records strictly after `after`, oldest first. */
-  after(after: ParsedId): BrokerRecord[] {
+  after(after: Position): BrokerRecord[] {
     let lo = this.head;
     let hi = this.entries.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (compareIds(this.entries[mid]!.position, after) <= 0) lo = mid + 1;
+      if (comparePositions(this.entries[mid]!.position, after) <= 0) lo = mid + 1;
       else hi = mid;
     }
     return this.entries.slice(lo);
@@ -112,8 +112,8 @@ class TopicHistory {
  */
 export class MemoryHistory {
   private readonly topics = new Map<string, TopicHistory>();
-  private horizon: ParsedId;
-  private newest: ParsedId;
+  private horizon: Position;
+  private newest: Position;
   private readonly totals: Totals = { bytes: 0, count: 0 };
   private readonly maxBytes: number;
   /**
@@ -126,7 +126,7 @@ export class MemoryHistory {
 
   constructor(
     private readonly limits: HistoryLimits,
-    start: ParsedId,
+    start: Position,
   ) {
     this.horizon = start;
     this.newest = start;
@@ -191,7 +191,7 @@ export class MemoryHistory {
    * Each request's topic's records after its position, with the floor from which its history is
    * complete: the global horizon, the age cutoff, or the newest record its topic evicted.
    */
-  read(requests: ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>, now = Date.now()): TopicRead[] {
+  read(requests: ReadonlyArray<{ readonly topic: string; readonly after: Position }>, now = Date.now()): TopicRead[] {
     const cutoff = now - this.limits.maxAgeMs;
     return requests.map(({ topic, after }) => {
       let floor = later(this.horizon, { ms: cutoff, seq: 0 });
@@ -200,13 +200,13 @@ export class MemoryHistory {
         history.pruneOlderThan(cutoff);
         if (history.evicted) floor = later(floor, history.evicted);
       }
-      const records = history && compareIds(after, this.newest) <= 0 ? history.after(after) : [];
+      const records = history && comparePositions(after, this.newest) <= 0 ? history.after(after) : [];
       return { topic, records, floor, readAt: this.newest, limit: this.newest };
     });
   }
 
   /** The newest position appended (or the start). */
-  get newestPosition(): ParsedId {
+  get newestPosition(): Position {
     return this.newest;
   }
 
@@ -238,16 +238,16 @@ export class MemoryHistory {
 
   private drop(topic: string, history: TopicHistory): void {
     history.release();
-    if (history.evicted && compareIds(history.evicted, this.horizon) > 0) this.horizon = history.evicted;
+    if (history.evicted && comparePositions(history.evicted, this.horizon) > 0) this.horizon = history.evicted;
     this.topics.delete(topic);
   }
 }
 
 /** Whether `record` has left its topic's history (every eviction takes the oldest). */
 function isEvicted(history: TopicHistory, record: BrokerRecord): boolean {
-  return history.evicted !== undefined && compareIds(record.position, history.evicted) <= 0;
+  return history.evicted !== undefined && comparePositions(record.position, history.evicted) <= 0;
 }
 
-function later(a: ParsedId, b: ParsedId): ParsedId {
-  return compareIds(a, b) >= 0 ? a : b;
+function later(a: Position, b: Position): Position {
+  return comparePositions(a, b) >= 0 ? a : b;
 }

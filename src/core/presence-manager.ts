@@ -209,3 +209,20 @@ export class PresenceManager {
     this.logger.warn(`presence: ${MESSAGES.presenceUnavailable} (${error instanceof Error ? error.message : String(error)}); members are added again once it answers`);
   }
 }
+
+/** Who is on a presence topic, across instances: what `PushletService` and the `presence` command read. */
+export interface PresenceReader {
+  /** @throws PushletValidationError when `topic` is not a presence topic (or presence is off). */
+  members(topic: string): Promise<PresenceData>;
+  /** How many; same errors as {@link members}. */
+  count(topic: string): Promise<number>;
+}
+
+/** The presence reader of `manager`, or one that says presence is off when there is none. */
+export function presenceReader(manager: PresenceManager | undefined): PresenceReader {
+  if (manager) return manager;
+  const off = async (topic: string): Promise<never> => {
+    throw new PushletValidationError(MESSAGES.presenceOff(topic));
+  };
+  return { members: off, count: off };
+}

@@ -9,7 +9,6 @@ import type {
   TopicRead,
 } from '../interfaces/broker.interface.js';
 import { comparePositions, formatPosition, type Position } from '../protocol/ids.js';
-import { BROADCAST_TOPIC } from '../protocol/topics.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BrokerLink, type BrokerLinkState } from './broker-link.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
@@ -33,7 +32,7 @@ const CLOCK_SKEW_MARGIN_MS = 10_000;
 /** Default of {@link PushletBroker.maxQueued}. */
 export const DEFAULT_MAX_QUEUED = 10_000;
 
-/** What the core reports to the instance it serves (the topic registry and the hub). */
+/** What the core reports to the instance it serves (the topic registry and the session registry). */
 export interface CoreEventHandler {
   /** A message for this instance's subscribers of its topic, in the topic's order, once. */
   message(envelope: Envelope): void;
@@ -179,7 +178,6 @@ export class RecoveryCore {
   /** Connects the broker and catches up; rejects if it cannot (unless the broker may start without its backend). */
   async start(handler: CoreEventHandler): Promise<void> {
     this.handler = handler;
-    this.topics.set(BROADCAST_TOPIC, { position: new TopicPosition(this.fallbackPosition()), confirmed: false });
     try {
       await this.broker.start(this.events);
       if (this.broker.isConnected()) this.link.to('recovering');
@@ -236,7 +234,6 @@ export class RecoveryCore {
 
   /** This instance no longer has subscribers of `topic`. */
   unwatch(topic: string): void {
-    if (topic === BROADCAST_TOPIC) return;
     this.topics.delete(topic);
     if (this.link.state === 'ready') this.broker.unsubscribe([topic]);
   }

@@ -1,20 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
-import type { DeliveryMeter, PushletRefusalReason } from '../metrics/pushlet-counters.js';
+import type { PushletTransport } from '../protocol/frames.js';
+import type { DeliveryMeter } from './counters.js';
 import { EVENTS, resetNotice, topicsNotice, type CommandRef, type Notice, type PushletIdentity, type ResetData } from '../protocol/frames.js';
 import { comparePositions, formatPosition, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
 import { ResumeCursorWriter } from './resume-cursor.js';
-import { BROADCAST_TOPIC } from '../protocol/topics.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BoundedWriter, type WriteQueue } from './bounded-writer.js';
 import type { ConnectionSlot } from './connection-tracker.js';
 import type { Envelope } from './envelope.js';
-import { PushletError, PushletForbiddenError, PushletUnavailableError, PushletValidationError } from './errors.js';
+import { PushletError } from './errors.js';
+import { sessionEndWire, type SessionEndReason } from './session-end.js';
 import { Feed, type CaughtUp, type FeedReset, type FeedSink, type TopicStart } from './feed.js';
+import { TopicRegistry } from './topic-registry.js';
 
-/** Why the server ends a session. */
-export type SessionEndReason = 'shutdown' | 'slow' | 'error' | 'expired' | 'disconnected';
+export type { SessionEndReason } from './session-end.js';
 
 /** Longest delay `setTimeout` takes (about 24.8 days); a later expiry is re-armed when it fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -43,7 +43,7 @@ export interface SessionOutput {
   readonly meter?: DeliveryMeter;
 }
 
-/** What the session needs from the module's runtime (the hub). */
+/** What the session needs from the module's runtime (the hub gives it: admission, presence, counters). */
 export interface SessionContext {
   readonly feedOf: (sink: FeedSink, meter: DeliveryMeter | undefined) => Feed;
   readonly ordering: 'total' | 'per-topic';
@@ -57,8 +57,8 @@ export interface SessionContext {
   readonly left?: (session: Session, topics: readonly string[]) => void;
   /** The heartbeat interval now, announced in `pushlet:connected` (`heartbeat`) so that clients can tell a dead link. */
   readonly heartbeatMs?: () => number;
-  /** A connection was turned away before it started. */
-  readonly refused: (reason: PushletRefusalReason) => void;
+  /** A connection was turned away before it started, by `error` (counted under its reason, if it is a refusal). */
+  readonly refused: (error: unknown) => void;
   /** A resume was answered (`caughtUp.resets` > 0: with a reset). */
   readonly resumed: (caughtUp: CaughtUp) => void;
   readonly closed: (session: Session) => void;
@@ -82,6 +82,8 @@ export class Session implements FeedSink {
   /** Writes this connection's resume cursor (brokers that order ids per topic). */
   private readonly cursor = new ResumeCursorWriter();
   private disposed = false;
+  /** The subscriptions and timers are released (by {@link end} or {@link dispose}). */
+  private stopped = false;
   /** The `ref` of the command being run, echoed in the resets it causes. */
   private ref: CommandRef | undefined;
   /** This connection, unique per instance and across instances (presence members are named by it). */
@@ -139,7 +141,7 @@ export class Session implements FeedSink {
 
   /** The topics subscribed (broadcasts not included). */
   get topics(): string[] {
-    return this.feed.topics.filter((topic) => topic !== BROADCAST_TOPIC);
+    return TopicRegistry.subscribed(this.feed.topics);
   }
 
   /**
@@ -151,8 +153,7 @@ export class Session implements FeedSink {
       this.context.validateTopics(topics, 0);
       if (this.request) await this.context.authorize(topics, this.transport, this.request, this.identity);
     } catch (error) {
-      if (error instanceof PushletForbiddenError) this.refused('forbidden');
-      else if (error instanceof PushletValidationError) this.refused('invalid');
+      this.refused(error);
       throw error;
     }
   }
@@ -187,7 +188,7 @@ export class Session implements FeedSink {
   async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = []): Promise<void> {
     this.started = true;
     this.armExpiry();
-    const starts = this.starts([...topics, BROADCAST_TOPIC], lastEventId);
+    const starts = this.starts(TopicRegistry.withBroadcasts(topics), lastEventId);
     let caughtUp: CaughtUp | undefined;
     try {
       caughtUp = await this.feed.add(starts, (resets) => {
@@ -196,7 +197,7 @@ export class Session implements FeedSink {
         for (const { topic, reason } of refused) this.output.notice({ event: EVENTS.error, data: reason, topic });
       });
     } catch (error) {
-      if (error instanceof PushletUnavailableError) this.refused('unavailable');
+      this.refused(error);
       throw error;
     }
     this.live(topics);
@@ -220,10 +221,10 @@ export class Session implements FeedSink {
     if (removed.length > 0) this.context.left?.(this, removed);
   }
 
-  /** Tells the hub which of `topics` are live now (those still subscribed once their catch-up is done). */
+  /** Tells presence which of `topics` are live now (those still subscribed once their catch-up is done). */
   private live(topics: readonly string[]): void {
     if (this.ended || !this.context.joined) return;
-    const held = topics.filter((topic) => topic !== BROADCAST_TOPIC && this.feed.has(topic));
+    const held = TopicRegistry.subscribed(topics).filter((topic) => this.feed.has(topic));
     if (held.length > 0) this.context.joined(this, held);
   }
 
@@ -237,16 +238,16 @@ export class Session implements FeedSink {
     this.output.message(envelope, this.context.ordering === 'per-topic' ? this.resumeId() : undefined);
   }
 
-  /** Tells that messages of `topics` may be missing, for `reason` (see {@link named}). */
+  /** Tells that messages of `topics` may be missing, for `reason` (see {@link TopicRegistry.named}). */
   gap(topics: readonly string[], reason: string): void {
     if (this.ended) return;
-    this.output.notice(resetNotice(named(topics), reason, this.ref));
+    this.output.notice(resetNotice(TopicRegistry.named(topics), reason, this.ref));
   }
 
   /** What `pushlet:connected` says of the resets that follow it (all of them, their reasons joined); none without any. */
   private resetData(resets: readonly FeedReset[]): ResetData | undefined {
     if (resets.length === 0) return undefined;
-    return { topics: named(resets.flatMap((reset) => reset.topics)), reason: resets.map((reset) => reset.reason).join('; ') };
+    return { topics: TopicRegistry.named(resets.flatMap((reset) => reset.topics)), reason: resets.map((reset) => reset.reason).join('; ') };
   }
 
   whenWritable(): Promise<void> | undefined {
@@ -276,13 +277,10 @@ export class Session implements FeedSink {
    */
   end(reason: SessionEndReason, detail?: string): void {
     if (this.ended) return;
+    const notice = sessionEndWire(reason, detail).notice;
     // Not before the start: an SSE stream has no headers yet (the transport ends it its own way).
-    if (this.started && reason === 'expired') this.output.notice({ event: EVENTS.expired, data: MESSAGES.identityExpired });
-    else if (this.started && reason === 'disconnected') this.output.notice({ event: EVENTS.disconnected, data: detail ?? MESSAGES.disconnected });
-    clearTimeout(this.expiry);
-    this.ended = true;
-    this.context.left?.(this, this.topics);
-    this.feed.close();
+    if (this.started && notice) this.output.notice(notice);
+    this.stop();
     this.output.end(reason, detail);
   }
 
@@ -290,17 +288,24 @@ export class Session implements FeedSink {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.ended = true;
-    clearTimeout(this.expiry);
-    this.context.left?.(this, this.topics);
-    this.feed.close();
+    this.stop();
     this.slot.release();
     this.context.closed(this);
   }
 
+  /** No more frames: the expiry, the memberships and the subscriptions end (once, whichever of end and dispose comes first). */
+  private stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.ended = true;
+    clearTimeout(this.expiry);
+    this.context.left?.(this, this.topics);
+    this.feed.close();
+  }
+
   /** Counts a connection turned away (connections only, not server-side consumers). */
-  private refused(reason: PushletRefusalReason): void {
-    if (this.request) this.context.refused(reason);
+  private refused(error: unknown): void {
+    if (this.request) this.context.refused(error);
   }
 
   private countResume(lastEventId: string | undefined, caughtUp: CaughtUp | undefined): void {
@@ -335,12 +340,4 @@ export class Session implements FeedSink {
       return after && !ambiguous ? { topic, after } : { topic, resetReason: MESSAGES.resetCursorIncomplete };
     });
   }
-}
-
-/**
- * The topics a reset names: broadcasts (`*`) only when they alone are concerned, since every
- * connection holds them.
- */
-function named(topics: readonly string[]): readonly string[] {
-  return topics.length > 1 ? topics.filter((topic) => topic !== BROADCAST_TOPIC) : topics;
 }

@@ -1,5 +1,5 @@
 import type { LoggerService } from '@nestjs/common';
-import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import type { PushletTransport } from '../protocol/frames.js';
 import { MESSAGES } from '../pushlet.messages.js';
 
 /** How long one report of slow consumers gathers them. */

@@ -1,5 +1,5 @@
 import { Subject } from 'rxjs';
-import type { DeliveryMeter, MeteredListeners, PushletCounters } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter, MeteredListeners, CoreCounters } from './counters.js';
 import type { Position } from '../protocol/ids.js';
 import type { Envelope } from './envelope.js';
 import type { CoreEventHandler, RecoveryCore } from './recovery-core.js';
@@ -73,8 +73,11 @@ class Channel implements TopicChannel {
 /**
  * One RxJS Subject per topic that has local subscribers, and none for a topic that has none.
  * The broker is told when a topic gains its first subscriber and loses its last, which is what
- * lets the Redis broker route by interest. `publishToAll` messages go to the broadcast channel,
- * which every connection holds once.
+ * lets the Redis broker route by interest.
+ *
+ * Broadcasts (`publishToAll`, topic `*`) are handled here and nowhere else: their channel lives
+ * as long as the registry, the broker watches it from the start (never unwatched), it is not
+ * counted as a topic, and the helpers below say what a connection holds and names.
  */
 export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> {
   private readonly broadcastChannel = new Channel(BROADCAST_TOPIC, Promise.resolve());
@@ -83,9 +86,27 @@ export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> 
   private topicSubscriptions = 0;
 
   constructor(
-    private readonly broker: RecoveryCore,
-    private readonly counters?: PushletCounters,
-  ) {}
+    private readonly broker: Pick<RecoveryCore, 'watch' | 'unwatch'>,
+    private readonly counters?: CoreCounters,
+  ) {
+    // Every connection holds broadcasts: the broker watches them for as long as the instance runs.
+    broker.watch(BROADCAST_TOPIC).catch(() => undefined);
+  }
+
+  /** The topics a connection holds: `topics` and broadcasts. */
+  static withBroadcasts(topics: readonly string[]): string[] {
+    return [...topics, BROADCAST_TOPIC];
+  }
+
+  /** The topics a connection subscribed to, as it is told them: broadcasts left out. */
+  static subscribed(topics: readonly string[]): string[] {
+    return topics.filter((topic) => topic !== BROADCAST_TOPIC);
+  }
+
+  /** The topics a reset names: broadcasts only when they alone are concerned, since every connection holds them. */
+  static named(topics: readonly string[]): readonly string[] {
+    return topics.length > 1 ? TopicRegistry.subscribed(topics) : topics;
+  }
 
   /** The stream of `publishToAll` messages. */
   get broadcast(): Subject<Envelope> {
@@ -160,6 +181,11 @@ export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> 
   /** Local subscriptions of topics (broadcasts not included). */
   get subscriptionCount(): number {
     return this.topicSubscriptions;
+  }
+
+  /** What `stats()` reports of the registry. */
+  stats(): { topics: number; subscribers: number; subscriptions: number } {
+    return { topics: this.topicCount, subscribers: this.subscriberCount, subscriptions: this.subscriptionCount };
   }
 
   /** Each topic with local subscribers and how many, most subscribed first. */

@@ -2,12 +2,9 @@ import type { CanActivate, LoggerService, Type } from '@nestjs/common';
 // redis-options.ts names no ioredis type: an app that does not use Redis never reads ioredis's declarations.
 import type { PushletRedisOptions, ResolvedRedisOptions } from '../cluster/redis-options.js';
 import type { PushletBroker } from './broker.interface.js';
-import type { PushletIdentity } from '../protocol/frames.js';
+import type { PushletIdentity, PushletTransport } from '../protocol/frames.js';
 
-export type { PushletIdentity };
-
-/** Which endpoint asks for a topic. */
-export type PushletTransport = 'sse' | 'ws';
+export type { PushletIdentity, PushletTransport };
 
 /** What the `authorize` option is asked about. */
 export interface PushletAuthorizeContext {

@@ -1,4 +1,4 @@
-import type { PushletRefusalReason } from '../metrics/pushlet-counters.js';
+import type { PushletRefusalReason } from '../core/counters.js';
 
 /** A figure per transport, and their sum. */
 export interface PushletTransportFigures {

@@ -1,6 +1,11 @@
 import { performance } from 'node:perf_hooks';
+import type { CoreCounters, MeteredListeners, PushletRefusalReason } from '../core/counters.js';
 import type { Envelope } from '../core/envelope.js';
-import type { PushletTransport } from '../interfaces/pushlet-options.interface.js';
+import type { PublishOrigin } from '../core/publisher.js';
+import type { PushletTransport } from '../protocol/frames.js';
+import { PUSHLET_REFUSAL_REASONS } from '../core/counters.js';
+
+export { PUSHLET_REFUSAL_REASONS, type DeliveryMeter, type MeteredListeners, type PushletRefusalReason } from '../core/counters.js';
 
 /**
  * What one instance counts, in plain numbers: `PushletService.stats()` reads them, and the
@@ -10,32 +15,7 @@ import type { PushletTransport } from '../interfaces/pushlet-options.interface.j
  */
 
 /** Where a publication came from: the server's own code (`PushletService`) or a client's publish command. */
-export type PushletPublishOrigin = 'server' | 'client';
-
-/** Why a connection was turned away before it started (the `reason` of `pushlet_connections_refused_total`). */
-export const PUSHLET_REFUSAL_REASONS = [
-  /** `limits.maxConnections` reached (503, close 1013). */
-  'limit',
-  /** `limits.maxConnectionsPerAddress` reached (503, close 1013). */
-  'address_limit',
-  /** `limits.maxConnectionsPerUser` reached (503, close 1013). */
-  'user_limit',
-  /** `authenticate` said no, threw, or returned an expired identity (401, before any stream or upgrade). */
-  'unauthenticated',
-  /** A global guard or `routes.guards` said no (403 or the guard's status). */
-  'guard',
-  /** `authorize` refused a topic of an SSE request or `stream()` (403). */
-  'forbidden',
-  /** A bad topic list or `format` on an SSE request or `stream()` (400). */
-  'invalid',
-  /** A WebSocket upgrade from an `Origin` not in `ws.allowedOrigins` (403). */
-  'origin',
-  /** A WebSocket that arrived during shutdown (close 1001). */
-  'shutdown',
-  /** Its start could not be placed while history is unreadable (SSE `retry:`, close 1013, 503): the client comes back. */
-  'unavailable',
-] as const;
-export type PushletRefusalReason = (typeof PUSHLET_REFUSAL_REASONS)[number];
+export type PushletPublishOrigin = PublishOrigin;
 
 /**
  * Timings the module reports as they happen, for histograms of your own (the Prometheus ones of
@@ -49,29 +29,12 @@ export interface PushletObserver {
   delivered?(seconds: number): void;
 }
 
-/**
- * How a kind of connection (a transport and its encoding) is counted: which transport, and how
- * many bytes a message's frame takes on it. Each kind is one shared object, so that a topic can
- * count its subscribers per kind and a fan-out be counted once per kind.
- */
-export interface DeliveryMeter {
-  readonly transport: PushletTransport;
-  /** Bytes of the frame of `envelope` (the encoding shared by every connection of this kind). */
-  frameBytes(envelope: Envelope): number;
-}
-
-/** How many listeners of a topic are of one kind (a topic has one entry per kind it has). */
-export interface MeteredListeners {
-  readonly meter: DeliveryMeter;
-  count: number;
-}
-
 export interface PerTransport {
   sse: number;
   ws: number;
 }
 
-export class PushletCounters {
+export class PushletCounters implements CoreCounters {
   /** Publications acknowledged by the broker, by origin. */
   readonly published = { server: 0, client: 0 };
   /** Messages handed to connections, live (fan-out), by transport. */
@@ -136,4 +99,24 @@ export class PushletCounters {
   refusal(reason: PushletRefusalReason): void {
     this.refused[reason] += 1;
   }
+
+  /** The counts as `stats()` reports them (copies: later counting does not change them). */
+  stats() {
+    const { server, client } = this.published;
+    return {
+      published: server + client,
+      publishedBy: { server, client },
+      deliveries: figures(this.deliveries),
+      bytesSent: figures(this.bytesSent),
+      slowConsumersDisconnected: this.slowConsumers.sse + this.slowConsumers.ws,
+      slowConsumers: figures(this.slowConsumers),
+      resumes: { ...this.resumes },
+      replayed: this.replayed,
+      refused: { ...this.refused },
+    };
+  }
+}
+
+function figures({ sse, ws }: PerTransport) {
+  return { sse, ws, total: sse + ws };
 }

@@ -1,3 +1,6 @@
+/** Which endpoint a connection came through. */
+export type PushletTransport = 'sse' | 'ws';
+
 /** A message as clients receive it (docs/protocol.md, "A message"). */
 export interface PushletMessage {
   /** Opaque to clients; hand it back to resume after this message. */
@@ -122,7 +125,7 @@ export interface PresenceMember {
   readonly clientId: string;
   /** The connection's identity (what `authenticate` returned), `null` for anonymous connections. */
   readonly identity: PushletIdentity | null;
-  readonly transport: 'sse' | 'ws';
+  readonly transport: PushletTransport;
   /** When it joined, ISO 8601 in UTC. */
   readonly since: string;
 }

@@ -3,11 +3,12 @@ import type { Socket } from 'node:net';
 import type { EventEmitter } from 'node:events';
 import type { WriteQueue } from '../core/bounded-writer.js';
 import type { Envelope } from '../core/envelope.js';
-import type { Session, SessionEndReason, SessionOutput } from '../core/session.js';
+import type { Session, SessionOutput } from '../core/session.js';
+import { sessionEndWire, type SessionEndReason } from '../core/session-end.js';
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { sseFrame, type SseFormat } from '../protocol/sse.js';
 import type { Notice } from '../protocol/frames.js';
-import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter } from '../core/counters.js';
 import { httpChunk, messageEncoding, messageWithId, SSE_METERS } from './sse-encoder.js';
 
 /**
@@ -89,11 +90,12 @@ export class SseConnection implements SessionOutput, WriteQueue {
   end(reason: SessionEndReason): void {
     if (this.closed) return;
     this.closed = true;
-    // Expired or disconnected while its topics were checked (no headers yet): the route sees the
-    // destroyed response and stops there.
-    if ((reason === 'expired' || reason === 'disconnected') && !this.response.headersSent) this.response.destroy();
+    const { notice, graceful } = sessionEndWire(reason);
+    // Ended with a notice (expired, disconnected) while its topics were checked (no headers yet):
+    // the route sees the destroyed response and stops there.
+    if (notice && !this.response.headersSent) this.response.destroy();
     // Ends that say why (their notice is written) close gracefully; only a failure cuts the stream.
-    else if (reason === 'shutdown' || reason === 'expired' || reason === 'disconnected') {
+    else if (graceful) {
       this.socket?.flush();
       this.response.end();
       if (this.queuedBytes() > 0) this.response.destroy();

@@ -1,5 +1,5 @@
 import type { Envelope } from '../core/envelope.js';
-import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter } from '../core/counters.js';
 import { sseComment, sseEventBody, sseFrame, sseIdLine, sseJsonData, type SseFormat } from '../protocol/sse.js';
 
 export { SSE_HEADERS } from '../protocol/sse.js';

@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { PushletError, PushletForbiddenError, PushletLimitError, PushletUnauthorizedError, PushletUnavailableError } from '../core/errors.js';
+import { parseConnectRequest } from '../core/connect-request.js';
+import { httpStatusOf, PushletError, PushletLimitError, PushletRouteRefusal, PushletUnavailableError, PushletValidationError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
 import { DEFAULT_TOPIC } from '../core/topic.js';
 import { earlyFlushBytes, WriteBatch } from '../core/write-batch.js';
-import { PushletHub } from '../pushlet.hub.js';
-import { PushletRouteRefusal, PushletRoutes } from '../pushlet.routes.js';
+import { PushletHub, type TransportRuntime } from '../pushlet.hub.js';
+import { PushletRoutes } from '../pushlet.routes.js';
 import { SseConnection } from './sse-connection.js';
 import { heartbeatFrame, httpChunk, SSE_HEADERS } from './sse-encoder.js';
 import { parseSseFormat } from '../protocol/sse.js';
@@ -36,15 +37,15 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   private readonly connections = new Set<SseConnection>();
   private readonly batch: WriteBatch;
   private stopHeartbeat: (() => void) | undefined;
-  /** Set when the app starts shutting down: from then on no stream starts, since none would be ended. */
-  private shuttingDown = false;
+  private readonly runtime: TransportRuntime;
 
   constructor(
-    private readonly hub: PushletHub,
+    hub: PushletHub,
     private readonly adapterHost: HttpAdapterHost,
     private readonly routes: PushletRoutes,
   ) {
-    this.batch = new WriteBatch(earlyFlushBytes(hub.options.limits.bufferBytes));
+    this.runtime = hub.transport();
+    this.batch = new WriteBatch(earlyFlushBytes(this.runtime.options.limits.bufferBytes));
   }
 
   get openConnections(): number {
@@ -52,11 +53,11 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   onModuleInit(): void {
-    const sse = this.hub.options.sse;
+    const sse = this.runtime.options.sse;
     if (!sse) return;
     const adapter = this.adapterHost?.httpAdapter;
     if (!adapter) {
-      this.hub.logger.warn('no HTTP adapter: the SSE route is not mounted');
+      this.runtime.logger.warn('no HTTP adapter: the SSE route is not mounted');
       return;
     }
     const path = this.routes.path(sse.path);
@@ -65,13 +66,13 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
       const response = res.raw ?? res;
       res.hijack?.();
       this.handle(request, response, req, res).catch((error: unknown) => {
-        this.hub.logger.error(`SSE request failed: ${String(error)}`);
+        this.runtime.logger.error(`SSE request failed: ${String(error)}`);
         if (!response.headersSent) respondError(response, 500, 'internal error');
         else response.destroy();
       });
     });
-    this.hub.logger.log(`Mapped {${path}, GET} route (Pushlet Server-Sent Events)`);
-    this.stopHeartbeat = this.hub.heartbeat.onTick((now) => {
+    this.runtime.logger.log(`Mapped {${path}, GET} route (Pushlet Server-Sent Events)`);
+    this.stopHeartbeat = this.runtime.heartbeat.onTick((now) => {
       const frame = heartbeatFrame(now);
       const chunk = httpChunk(frame);
       for (const connection of this.connections) connection.writeShared(frame, chunk);
@@ -79,7 +80,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   beforeApplicationShutdown(): void {
-    this.shuttingDown = true;
+    this.runtime.gate.close();
     this.stopHeartbeat?.();
     for (const connection of this.connections) connection.session.end('shutdown');
     this.connections.clear();
@@ -87,53 +88,34 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse, adapterRequest: unknown, adapterResponse: unknown): Promise<void> {
-    if (this.shuttingDown) return refuseWhileShuttingDown(response);
-    try {
-      await this.routes.check('sse', adapterRequest as IncomingMessage, adapterResponse);
-    } catch (error) {
-      if (!(error instanceof PushletRouteRefusal)) throw error;
-      return respondJson(response, error.status, error.body);
-    }
-    if (request.destroyed || response.destroyed) return;
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    const requested = url.searchParams.getAll('topic');
-    const topics = requested.length === 0 ? [DEFAULT_TOPIC] : [...new Set(requested)];
-    const lastEventId = headerValue(request.headers['last-event-id']) ?? url.searchParams.get('lastEventId') ?? undefined;
-    const format = parseSseFormat(url.searchParams.get('format'));
-    if (format === undefined) {
-      this.hub.counters.refusal('invalid');
-      return respondError(response, 400, MESSAGES.sseFormat);
-    }
-
-    let identity;
-    try {
-      identity = await this.hub.identify(request, 'sse');
-    } catch (error) {
-      return rejectRequest(response, error);
-    }
-    if (request.destroyed || response.destroyed) return;
-    const connection = new SseConnection(request, response, this.batch, format);
+    const { gate, sessions } = this.runtime;
     let session: Session;
+    let connection: SseConnection;
+    let topics: string[];
+    let lastEventId: string | undefined;
     try {
-      session = this.hub.openSession(connection, 'sse', request, identity);
+      gate.checkOpen(request);
+      await this.routes.check('sse', adapterRequest as IncomingMessage, adapterResponse);
+      if (request.destroyed || response.destroyed) return;
+      const connect = parseConnectRequest(request, [DEFAULT_TOPIC]);
+      ({ topics, lastEventId } = connect);
+      const format = parseSseFormat(connect.params.get('format'));
+      if (format === undefined) throw gate.refused(new PushletValidationError(MESSAGES.sseFormat));
+      const identity = await gate.identify(request, 'sse');
+      if (request.destroyed || response.destroyed) return;
+      connection = new SseConnection(request, response, this.batch, format);
+      session = connection.session = sessions.open(connection, 'sse', request, identity);
     } catch (error) {
-      return rejectRequest(response, error);
+      return reject(response, error);
     }
-    connection.session = session;
     try {
       await session.admitAll(topics);
+      if (request.destroyed || response.destroyed) return session.dispose();
+      // The shutdown began while the topics were checked: it has ended the streams it knew of.
+      gate.checkOpen(request);
     } catch (error) {
       session.dispose();
-      return rejectRequest(response, error);
-    }
-    if (request.destroyed || response.destroyed) {
-      session.dispose();
-      return;
-    }
-    if (this.shuttingDown) {
-      // The shutdown began while the topics were checked: it has ended the streams it knew of.
-      session.dispose();
-      return refuseWhileShuttingDown(response);
+      return reject(response, error);
     }
     this.connections.add(connection);
     response.on('close', () => {
@@ -154,23 +136,18 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
   }
 }
 
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function rejectRequest(response: ServerResponse, error: unknown): void {
-  if (!(error instanceof PushletError)) throw error;
-  const status =
-    error instanceof PushletUnauthorizedError ? 401 : error instanceof PushletForbiddenError ? 403 : error instanceof PushletLimitError ? 503 : 400;
-  respondError(response, status, error.message);
-}
-
 /**
- * 503, and the connection closed after it: a client that kept reconnecting on the same keep-alive
- * connection would keep it busy, and Node's `server.close()` waits for busy connections forever.
+ * Answers a request turned away before its stream started: a guard's status and body, or the
+ * module's error as `{ statusCode, message }`. A 503 at shutdown closes the connection after it:
+ * a client that kept reconnecting on the same keep-alive connection would keep it busy, and
+ * Node's `server.close()` waits for busy connections forever.
  */
-function refuseWhileShuttingDown(response: ServerResponse): void {
-  respondJson(response, 503, { statusCode: 503, message: MESSAGES.shuttingDown }, { Connection: 'close' });
+function reject(response: ServerResponse, error: unknown): void {
+  if (error instanceof PushletRouteRefusal) return respondJson(response, error.status, error.body);
+  if (!(error instanceof PushletError)) throw error;
+  const statusCode = httpStatusOf(error)!;
+  const closing = error instanceof PushletLimitError && error.reason === 'shutdown';
+  respondJson(response, statusCode, { statusCode, message: error.message }, closing ? { Connection: 'close' } : {});
 }
 
 function respondError(response: ServerResponse, statusCode: number, message: string): void {

@@ -4,12 +4,13 @@ import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import type { WriteQueue } from '../core/bounded-writer.js';
 import type { Envelope } from '../core/envelope.js';
-import type { Session, SessionEndReason, SessionOutput } from '../core/session.js';
+import type { Session, SessionOutput } from '../core/session.js';
+import { sessionEndWire, type SessionEndReason } from '../core/session-end.js';
 import { SocketWriter, type WriteBatch } from '../core/write-batch.js';
 import { CLOSE_CODES, type Notice } from '../protocol/frames.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CommandBudget } from './ws-commands.js';
-import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter } from '../core/counters.js';
 import { messageFrame, messageWireFrame, messageWithId, noticeFrame, WS_METERS } from './ws-encoder.js';
 
 export { CLOSE_CODES } from '../protocol/frames.js';
@@ -101,11 +102,8 @@ export class WsConnection implements SessionOutput, WriteQueue {
   }
 
   end(reason: SessionEndReason, detail?: string): void {
-    if (reason === 'shutdown') this.close(CLOSE_CODES.goingAway, MESSAGES.shuttingDown);
-    else if (reason === 'slow') this.close(CLOSE_CODES.tryAgainLater, MESSAGES.slowConsumer);
-    else if (reason === 'expired') this.close(CLOSE_CODES.identityExpired, MESSAGES.identityExpired);
-    else if (reason === 'disconnected') this.close(CLOSE_CODES.disconnected, detail ?? MESSAGES.disconnected);
-    else this.close(CLOSE_CODES.internalError, MESSAGES.wsInternalError);
+    const { closeCode, text } = sessionEndWire(reason, detail);
+    this.close(closeCode, text);
   }
 
   /** Writes one payload through `ws`, within the session's bound. */

@@ -1,5 +1,5 @@
 import type { Envelope } from '../core/envelope.js';
-import type { DeliveryMeter } from '../metrics/pushlet-counters.js';
+import type { DeliveryMeter } from '../core/counters.js';
 import { noticeJson, type Notice } from '../protocol/frames.js';
 
 const WS_FRAME = Symbol('pushlet:ws-frame');
