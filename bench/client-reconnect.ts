@@ -82,7 +82,11 @@ function attemptSpread(report: ClientReport): Array<{ attempt: number; count: nu
   const byAttempt: number[][] = [];
   report.attemptsUs.forEach((list, client) => list.forEach((us, k) => (byAttempt[k] ??= []).push((us - report.droppedUs[client]!) / 1000)));
   return byAttempt.map((offsets, attempt) => ({
-    attempt, count: offsets.length, minMs: round(Math.min(...offsets), 1), p50Ms: round(percentile(offsets, 0.5), 1), maxMs: round(Math.max(...offsets), 1),
+    attempt,
+    count: offsets.length,
+    minMs: round(Math.min(...offsets), 1),
+    p50Ms: round(percentile(offsets, 0.5), 1),
+    maxMs: round(Math.max(...offsets), 1),
   }));
 }
 
@@ -113,8 +117,15 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
     const clients = (await ProcessPool.spawn('client/sdk-clients.js', 1, name))[0]!;
     cleanup.push(() => clients.stop());
     const topics = Array.from({ length: config.reconnectTopics }, (_, i) => `${TOPIC_PREFIX}${i}`);
-    const open: OpenArgs = { baseUrl: `http://127.0.0.1:${b.port}`, transport: variant.transport, clients: config.reconnectClients, topics: config.reconnectTopics, topicPrefix: TOPIC_PREFIX,
-      minReconnectDelayMs: variant.minDelayMs, maxReconnectDelayMs: MAX_DELAY_MS };
+    const open: OpenArgs = {
+      baseUrl: `http://127.0.0.1:${b.port}`,
+      transport: variant.transport,
+      clients: config.reconnectClients,
+      topics: config.reconnectTopics,
+      topicPrefix: TOPIC_PREFIX,
+      minReconnectDelayMs: variant.minDelayMs,
+      maxReconnectDelayMs: MAX_DELAY_MS,
+    };
     const opened = await clients.call<{ elapsedMs: number }>('open', open, RECOVERY_TIMEOUT_MS);
     const status = () => clients.call<Status>('status', {});
     // Subscriptions are live through Redis once a message published on A has reached every client.
@@ -154,7 +165,10 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
     try {
       const restart = await b.call<{ startUs: number; closedUs: number; listeningUs: number }>('restart', {}, 60_000).catch(async (error: unknown) => {
         // Say what the closing app still holds (connections accepted while it closed keep app.close() waiting).
-        const held = await b.call<{ connections: number }>('stats', {}, 5_000).then((s) => s.connections, () => 'unknown');
+        const held = await b.call<{ connections: number }>('stats', {}, 5_000).then(
+          (s) => s.connections,
+          () => 'unknown',
+        );
         throw new Error(`${error instanceof Error ? error.message : String(error)}; the closing app still counts ${held} connections`);
       });
       const downUs = restart.closedUs;
@@ -167,15 +181,23 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
       publishing = false;
       await publisher;
       const totalByTopic = Object.fromEntries(topics.map((topic, i) => [topic, totals[i] ?? 0]));
-      const expected = Array.from({ length: config.reconnectClients }, (_, i) => totalByTopic[`${TOPIC_PREFIX}${i % config.reconnectTopics}`]!).reduce((x, y) => x + y, 0);
+      const expected = Array.from({ length: config.reconnectClients }, (_, i) => totalByTopic[`${TOPIC_PREFIX}${i % config.reconnectTopics}`]!).reduce(
+        (x, y) => x + y,
+        0,
+      );
       // Every message published has arrived (or stopped arriving: then the report counts what is missing).
       let last = -1;
-      await until('every message delivered', DRAIN_TIMEOUT_MS, async () => {
-        const s = await status();
-        if (s.received >= expected || s.received === last) return s;
-        last = s.received;
-        return undefined;
-      }, 500);
+      await until(
+        'every message delivered',
+        DRAIN_TIMEOUT_MS,
+        async () => {
+          const s = await status();
+          if (s.received >= expected || s.received === last) return s;
+          last = s.received;
+          return undefined;
+        },
+        500,
+      );
       const report = await clients.call<ClientReport>('report', { totals: totalByTopic }, 60_000);
       clientCpu.sample();
       serverCpu.sample();
@@ -187,24 +209,51 @@ async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
       const attemptStarts = report.attemptsUs.flat();
       const s = (us: number) => round(us / 1e6, 2);
       row.metrics = {
-        clients: report.clients, serverDownS: s(upUs - t0), allConnectedS: s(back - t0),
-        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 0.5), 0), reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0), allCaughtUpS: s(caughtUpUs - t0),
-        failedAttemptsP50: percentile(failedAttempts, 0.5), failedAttemptsMax: Math.max(...failedAttempts), peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
-        clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0), clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0), serverCpuMs: round(serverCpu.between(upUs, caughtUpUs), 0),
-        lost: report.missed, duplicates: report.duplicates, outOfOrder: report.outOfOrder, resets: report.resets,
+        clients: report.clients,
+        serverDownS: s(upUs - t0),
+        allConnectedS: s(back - t0),
+        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 0.5), 0),
+        reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0),
+        allCaughtUpS: s(caughtUpUs - t0),
+        failedAttemptsP50: percentile(failedAttempts, 0.5),
+        failedAttemptsMax: Math.max(...failedAttempts),
+        peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
+        clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0),
+        clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0),
+        serverCpuMs: round(serverCpu.between(upUs, caughtUpUs), 0),
+        lost: report.missed,
+        duplicates: report.duplicates,
+        outOfOrder: report.outOfOrder,
+        resets: report.resets,
       };
       row.detail = {
-        openedInMs: opened.elapsedMs, clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
+        openedInMs: opened.elapsedMs,
+        clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
         // What the window would have cost at the rate measured before the restart, receiving only.
-        clientCpuMsAtSteadyRate: round((clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0), restart: { closeS: s(downUs - t0), startS: s(upUs - downUs) },
-        serverCpuMsPerSBefore: round(steadyServerRate, 0), publishedPerTopic: totalByTopic, expectedDeliveries: expected, clientsMissing: report.clientsMissing,
-        reconnectedMsAfterServerUp: { p50: percentile(reconnectAfterUpMs, 0.5), p90: percentile(reconnectAfterUpMs, 0.9), p99: percentile(reconnectAfterUpMs, 0.99), histogram250ms: buckets(reconnectAfterUpMs, 250) },
-        attemptStartMsAfterDrop: attemptSpread(report), failedAttempts: buckets(failedAttempts, 1), failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
+        clientCpuMsAtSteadyRate: round((clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0),
+        restart: { closeS: s(downUs - t0), startS: s(upUs - downUs) },
+        serverCpuMsPerSBefore: round(steadyServerRate, 0),
+        publishedPerTopic: totalByTopic,
+        expectedDeliveries: expected,
+        clientsMissing: report.clientsMissing,
+        reconnectedMsAfterServerUp: {
+          p50: percentile(reconnectAfterUpMs, 0.5),
+          p90: percentile(reconnectAfterUpMs, 0.9),
+          p99: percentile(reconnectAfterUpMs, 0.99),
+          histogram250ms: buckets(reconnectAfterUpMs, 250),
+        },
+        attemptStartMsAfterDrop: attemptSpread(report),
+        failedAttempts: buckets(failedAttempts, 1),
+        failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
         caughtUpMsAfterReconnect: {
-          p50: percentile(report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000), 0.5),
+          p50: percentile(
+            report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000),
+            0.5,
+          ),
           max: Math.max(...report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000)),
         },
-        errorSamples: report.errorSamples, serverProblems: [a.problems(), b.problems()],
+        errorSamples: report.errorSamples,
+        serverProblems: [a.problems(), b.problems()],
       };
       console.log(
         `back ${row.metrics.allConnectedS} s, caught up ${row.metrics.allCaughtUpS} s after the restart began; lost ${report.missed}, dup ${report.duplicates}`,
@@ -229,7 +278,8 @@ function attemptTable(result: ScenarioResult): string[] {
   const attempts = Math.max(0, ...spreads.map((s) => s?.length ?? 0));
   if (attempts === 0) return [];
   const ms = (v: number) => Math.round(v).toLocaleString('en');
-  const cells = (i: number) => Array.from({ length: attempts }, (_, k) => spreads[i]?.[k]).map((a) => (a ? `${a.count}: ${ms(a.minMs)} / ${ms(a.p50Ms)} / ${ms(a.maxMs)}` : ''));
+  const cells = (i: number) =>
+    Array.from({ length: attempts }, (_, k) => spreads[i]?.[k]).map((a) => (a ? `${a.count}: ${ms(a.minMs)} / ${ms(a.p50Ms)} / ${ms(a.maxMs)}` : ''));
   return [
     "Connection attempts after the drop: clients that made attempt k, and when it started (ms after that client's drop, min / p50 / max).",
     '',
@@ -249,24 +299,35 @@ export const clientReconnect: Scenario = {
     }
     return rows;
   },
-  notes: attemptTable, title: () => 'Client SDK: reconnect after a server restart',
+  notes: attemptTable,
+  title: () => 'Client SDK: reconnect after a server restart',
   description: (config) =>
-        `${config.reconnectClients.toLocaleString('en')} SDK clients in one Node process (WebSocket: \`ws\`; SSE: the SDK's fetch transport), each subscribed to one of ` +
-        `${config.reconnectTopics} topics on instance B of two sample-app instances sharing one redis-server; instance A publishes ${config.reconnectRate} msg/s round-robin ` +
-        `throughout. B is restarted on the same port: its app closed (WebSocket close 1001, SSE streams end) and a new one started in the same process. Times are from the start of the restart: ` +
-        `*server down* until the new B listens, *all connected* until every client is connected again, *all caught up* until every client has every message ` +
-        `published before its own reconnection. Reconnect ms are after the new B listens. Failed attempts: per client, before the one that got through; ` +
-        `attempts in the busiest 100 ms: connection attempts (all clients) starting within any 100 ms, what the backoff's jitter leaves of a thundering herd. ` +
-        `CPU: the client process from the restart until all caught up (and its rate while only receiving, before the restart), ` +
-        `and B from listening again until all caught up. ` +
-        `Reconnect backoff: the SDK's full jitter, attempt n waits between min and min(30 s, min × 2ⁿ).`,
+    `${config.reconnectClients.toLocaleString('en')} SDK clients in one Node process (WebSocket: \`ws\`; SSE: the SDK's fetch transport), each subscribed to one of ` +
+    `${config.reconnectTopics} topics on instance B of two sample-app instances sharing one redis-server; instance A publishes ${config.reconnectRate} msg/s round-robin ` +
+    `throughout. B is restarted on the same port: its app closed (WebSocket close 1001, SSE streams end) and a new one started in the same process. Times are from the start of the restart: ` +
+    `*server down* until the new B listens, *all connected* until every client is connected again, *all caught up* until every client has every message ` +
+    `published before its own reconnection. Reconnect ms are after the new B listens. Failed attempts: per client, before the one that got through; ` +
+    `attempts in the busiest 100 ms: connection attempts (all clients) starting within any 100 ms, what the backoff's jitter leaves of a thundering herd. ` +
+    `CPU: the client process from the restart until all caught up (and its rate while only receiving, before the restart), ` +
+    `and B from listening again until all caught up. ` +
+    `Reconnect backoff: the SDK's full jitter, attempt n waits between min and min(30 s, min × 2ⁿ).`,
   params: (config) => ({ clients: config.reconnectClients, topics: config.reconnectTopics, rate: config.reconnectRate, maxReconnectDelayMs: MAX_DELAY_MS }),
   columns: [
-    col('clients', 'clients'), col('serverDownS', 'server down s', 2), col('allConnectedS', 'all connected s', 2, 'lower'),
-    col('reconnectP50MsAfterUp', 'reconnect p50 ms', 0, 'lower'), col('reconnectMaxMsAfterUp', 'reconnect max ms', 0, 'lower'),
-    col('allCaughtUpS', 'all caught up s', 2, 'lower'), col('failedAttemptsP50', 'failed attempts p50', 0), col('failedAttemptsMax', 'failed attempts max', 0),
-    col('peakAttemptsPer100ms', 'attempts in busiest 100 ms', 0, 'lower'), col('clientCpuMs', 'client CPU ms', 0, 'lower'),
-    col('clientCpuMsPerSSteady', 'client CPU ms/s before', 0), col('serverCpuMs', 'server CPU ms', 0, 'lower'), col('lost', 'lost'), col('duplicates', 'dup'),
-    col('outOfOrder', 'out of order'), col('resets', 'resets'),
+    col('clients', 'clients'),
+    col('serverDownS', 'server down s', 2),
+    col('allConnectedS', 'all connected s', 2, 'lower'),
+    col('reconnectP50MsAfterUp', 'reconnect p50 ms', 0, 'lower'),
+    col('reconnectMaxMsAfterUp', 'reconnect max ms', 0, 'lower'),
+    col('allCaughtUpS', 'all caught up s', 2, 'lower'),
+    col('failedAttemptsP50', 'failed attempts p50', 0),
+    col('failedAttemptsMax', 'failed attempts max', 0),
+    col('peakAttemptsPer100ms', 'attempts in busiest 100 ms', 0, 'lower'),
+    col('clientCpuMs', 'client CPU ms', 0, 'lower'),
+    col('clientCpuMsPerSSteady', 'client CPU ms/s before', 0),
+    col('serverCpuMs', 'server CPU ms', 0, 'lower'),
+    col('lost', 'lost'),
+    col('duplicates', 'dup'),
+    col('outOfOrder', 'out of order'),
+    col('resets', 'resets'),
   ],
 };

@@ -20,7 +20,16 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const require = createRequire(import.meta.url);
 
 /** The SDK bundle's esbuild settings (scripts/build-client.mjs), for the peers' ESM entries. */
-const BUNDLE_SETTINGS = { bundle: true, format: 'esm', platform: 'browser', target: 'es2022', minify: true, legalComments: 'none', write: false, logLevel: 'silent' } as const;
+const BUNDLE_SETTINGS = {
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  minify: true,
+  legalComments: 'none',
+  write: false,
+  logLevel: 'silent',
+} as const;
 
 interface Candidate {
   id: string;
@@ -54,12 +63,37 @@ function candidates(): Candidate[] {
   const shipped = (name: string, file: string) => async () => readFileSync(join(packageDir(name), file), 'utf8');
   const [centrifuge, socketio] = [version('centrifuge'), version('socket.io-client')];
   return [
-    { id: 'pushlet-core', label: 'Pushlet core client (pushlet-client-core.js)', pushlet: true, load: async () => readFileSync(join(ROOT, 'build/pushlet-client-core.js'), 'utf8') },
-    { id: 'pushlet', label: 'Pushlet client (pushlet-client.js)', pushlet: true, load: async () => readFileSync(join(ROOT, 'build/pushlet-client.js'), 'utf8') },
+    {
+      id: 'pushlet-core',
+      label: 'Pushlet core client (pushlet-client-core.js)',
+      pushlet: true,
+      load: async () => readFileSync(join(ROOT, 'build/pushlet-client-core.js'), 'utf8'),
+    },
+    {
+      id: 'pushlet',
+      label: 'Pushlet client (pushlet-client.js)',
+      pushlet: true,
+      load: async () => readFileSync(join(ROOT, 'build/pushlet-client.js'), 'utf8'),
+    },
     { id: 'centrifuge', label: `centrifuge ${centrifuge} (dist/centrifuge.js)`, pushlet: false, load: shipped('centrifuge', 'dist/centrifuge.js') },
-    { id: 'centrifuge-esbuild', label: `centrifuge ${centrifuge} (ESM, same esbuild)`, pushlet: false, load: () => bundled(`export { Centrifuge } from 'centrifuge';`) },
-    { id: 'socketio', label: `socket.io-client ${socketio} (dist/socket.io.esm.min.js)`, pushlet: false, load: shipped('socket.io-client', 'dist/socket.io.esm.min.js') },
-    { id: 'socketio-esbuild', label: `socket.io-client ${socketio} (ESM, same esbuild)`, pushlet: false, load: () => bundled(`export { io } from 'socket.io-client';`) },
+    {
+      id: 'centrifuge-esbuild',
+      label: `centrifuge ${centrifuge} (ESM, same esbuild)`,
+      pushlet: false,
+      load: () => bundled(`export { Centrifuge } from 'centrifuge';`),
+    },
+    {
+      id: 'socketio',
+      label: `socket.io-client ${socketio} (dist/socket.io.esm.min.js)`,
+      pushlet: false,
+      load: shipped('socket.io-client', 'dist/socket.io.esm.min.js'),
+    },
+    {
+      id: 'socketio-esbuild',
+      label: `socket.io-client ${socketio} (ESM, same esbuild)`,
+      pushlet: false,
+      load: () => bundled(`export { io } from 'socket.io-client';`),
+    },
   ];
 }
 
@@ -77,7 +111,9 @@ export const clientSize: Scenario = {
   async rows() {
     const rows: Row[] = [];
     for (const candidate of candidates()) {
-      rows.push(await measureRow({ peer: candidate.id, label: candidate.label, pushlet: candidate.pushlet }, async () => ({ metrics: sizes(await candidate.load()) })));
+      rows.push(
+        await measureRow({ peer: candidate.id, label: candidate.label, pushlet: candidate.pushlet }, async () => ({ metrics: sizes(await candidate.load()) })),
+      );
       console.log(`  ${candidate.label.padEnd(52)} ${rows.at(-1)!.metrics.minifiedB ?? '–'} B, ${rows.at(-1)!.metrics.gzipB ?? '–'} B gzipped`);
     }
     return rows;

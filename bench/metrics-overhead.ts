@@ -34,7 +34,16 @@ for (const load of ['fanout-ws', 'fanout-sse', 'topics-ws', 'topics-sse'].filter
       kind === 'fanout'
         ? floodPhase({ server, pool, topic: 'fanout', durationMs, window: config.floodWindow })
         : steadyPhase({ publisher: server, receiver: server, pool, topics, rate: config.topicsRate, durationMs });
-    const spec = { peer: PEERS[`pushlet-${transport}`]!, name, dir, env, c: config, count, topic: kind === 'fanout' ? { topic: 'fanout' } : { topicPrefix: 't' }, topics };
+    const spec = {
+      peer: PEERS[`pushlet-${transport}`]!,
+      name,
+      dir,
+      env,
+      c: config,
+      count,
+      topic: kind === 'fanout' ? { topic: 'fanout' } : { topicPrefix: 't' },
+      topics,
+    };
     const { phase, window, file } = await profiledLoad(spec, run, kind === 'fanout' ? config.floodMs : config.topicsMs);
     if (!file) throw new Error(`no profile written for ${name}`);
     const share = samplesUnder(join(dir, file), window, (url) => url.includes('/build/src/metrics/') || url.includes('/node_modules/prom-client/'));

@@ -62,7 +62,8 @@ try {
   if (count !== MEMBERS / TOPICS) throw new Error(`room/0 has ${count} members`);
   const one = t.infos.length === 1 ? t.infos[0]! : undefined;
   const topicBytes = one
-    ? Number(await one.call('MEMORY', 'USAGE', keys.presence('room/0'), 'SAMPLES', '0')) + Number(await one.call('MEMORY', 'USAGE', keys.presenceMembers('room/0'), 'SAMPLES', '0'))
+    ? Number(await one.call('MEMORY', 'USAGE', keys.presence('room/0'), 'SAMPLES', '0')) +
+      Number(await one.call('MEMORY', 'USAGE', keys.presenceMembers('room/0'), 'SAMPLES', '0'))
     : NaN;
 
   // Steady state: every instance refreshes and sweeps on its interval, staggered like independent processes.
@@ -82,10 +83,15 @@ try {
         () => (failures += 1),
       );
     };
-    timers.push(setTimeout(() => {
-      run();
-      timers.push(setInterval(run, INTERVAL_MS));
-    }, (INTERVAL_MS * i) / INSTANCES));
+    timers.push(
+      setTimeout(
+        () => {
+          run();
+          timers.push(setInterval(run, INTERVAL_MS));
+        },
+        (INTERVAL_MS * i) / INSTANCES,
+      ),
+    );
   });
   await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
   timers.forEach((timer) => clearInterval(timer));

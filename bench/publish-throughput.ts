@@ -59,7 +59,8 @@ async function measure(name: string, publish: Publish, info: readonly Redis[], d
   const elapsed = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
   const after = await redisInfo(info);
-  const count = (i: typeof after, scripts: boolean) => Object.entries(i.commands).reduce((n, [cmd, calls]) => n + (!scripts || cmd === 'evalsha' || cmd === 'eval' ? calls : 0), 0);
+  const count = (i: typeof after, scripts: boolean) =>
+    Object.entries(i.commands).reduce((n, [cmd, calls]) => n + (!scripts || cmd === 'evalsha' || cmd === 'eval' ? calls : 0), 0);
   return {
     name,
     published,
@@ -77,7 +78,10 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
   const results: ThroughputResult[] = [];
   const run = async (name: string, publish: Publish, infos: readonly Redis[]) => results.push(await measure(name, publish, infos, durationMs, inFlight));
   const pushletOn = async (name: string, redis: Awaited<ReturnType<typeof startRedis>>) => {
-    const app = await startApp({ heartbeatInterval: 60_000, redis: { ...(redis.url ? { url: redis.url } : { cluster: { nodes: redis.nodes } }), keyPrefix: 'pt:' } });
+    const app = await startApp({
+      heartbeatInterval: 60_000,
+      redis: { ...(redis.url ? { url: redis.url } : { cluster: { nodes: redis.nodes } }), keyPrefix: 'pt:' },
+    });
     try {
       await run(name, (topic) => app.pushlet.publish(topic, 'message', PAYLOAD), redis.infos);
     } finally {
@@ -95,8 +99,11 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
       const client = new Redis(redis.url);
       if (want('bare')) await run('bare PUBLISH (ioredis)', (topic, i) => client.publish(`bare:${topic}`, `${i} ${PAYLOAD}`), redis.infos);
       if (want('multi')) {
-        await run('XADD MAXLEN ~ 1000 + PUBLISH in MULTI', (topic, i) =>
-          client.multi().xadd(`multi:s:${topic}`, 'MAXLEN', '~', 1000, '*', 'm', PAYLOAD).publish(`multi:c:${topic}`, `${i} ${PAYLOAD}`).exec(), redis.infos);
+        await run(
+          'XADD MAXLEN ~ 1000 + PUBLISH in MULTI',
+          (topic, i) => client.multi().xadd(`multi:s:${topic}`, 'MAXLEN', '~', 1000, '*', 'm', PAYLOAD).publish(`multi:c:${topic}`, `${i} ${PAYLOAD}`).exec(),
+          redis.infos,
+        );
       }
       client.disconnect();
       if (want('pushlet')) await pushletOn('PushletService.publish (history on)', redis);
@@ -108,13 +115,25 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
         io.adapter(createAdapter(pub, sub));
         // emit() is fire-and-forget: each call emits 16 and then waits for a PING on the publishing
         // connection, which Redis answers after those 16 PUBLISH commands (one PING per 16 messages).
-        await run('Socket.IO Redis adapter emit (no history)', async (topic) => {
-          for (let k = 0; k < 16; k += 1) io.to(topic).emit('message', PAYLOAD);
-          await pub.ping();
-        }, redis.infos);
+        await run(
+          'Socket.IO Redis adapter emit (no history)',
+          async (topic) => {
+            for (let k = 0; k < 16; k += 1) io.to(topic).emit('message', PAYLOAD);
+            await pub.ping();
+          },
+          redis.infos,
+        );
         const r = results.pop()!;
         const per16 = (n: number, digits: number) => round(n / 16, digits);
-        results.push({ ...r, published: r.published * 16, perSecond: r.perSecond * 16, redisCpuUs: per16(r.redisCpuUs, 1), instanceCpuUs: per16(r.instanceCpuUs, 1), commandsPerMessage: per16(r.commandsPerMessage, 2), scriptCallsPerMessage: 0 });
+        results.push({
+          ...r,
+          published: r.published * 16,
+          perSecond: r.perSecond * 16,
+          redisCpuUs: per16(r.redisCpuUs, 1),
+          instanceCpuUs: per16(r.instanceCpuUs, 1),
+          commandsPerMessage: per16(r.commandsPerMessage, 2),
+          scriptCallsPerMessage: 0,
+        });
         pub.disconnect();
         sub.disconnect();
       }
@@ -126,20 +145,45 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
 }
 
 const peerOf = (name: string) =>
-  name.startsWith('bare') ? 'bare-publish' : name.startsWith('XADD') ? 'xadd-multi' : name.startsWith('Socket.IO') ? 'socketio-adapter' : /Cluster of (\d)/.test(name) ? `pushlet-cluster-${/Cluster of (\d)/.exec(name)![1]}` : 'pushlet';
+  name.startsWith('bare')
+    ? 'bare-publish'
+    : name.startsWith('XADD')
+      ? 'xadd-multi'
+      : name.startsWith('Socket.IO')
+        ? 'socketio-adapter'
+        : /Cluster of (\d)/.test(name)
+          ? `pushlet-cluster-${/Cluster of (\d)/.exec(name)![1]}`
+          : 'pushlet';
 
 export const publish: Scenario = {
   id: 'publish',
   async rows(c) {
-    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), String(c.quick ? 1_000 : 4_000), '64', '--json'], { encoding: 'utf8', timeout: 300_000 });
+    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), String(c.quick ? 1_000 : 4_000), '64', '--json'], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
     let results: ThroughputResult[];
     try {
       results = JSON.parse((child.stdout ?? '').trim().split('\n').at(-1) ?? '[]');
     } catch {
       results = [];
     }
-    const rows: Row[] = results.map(({ name, published: _, ...metrics }) => ({ peer: peerOf(name), label: name, pushlet: name.startsWith('PushletService'), status: 'ok', metrics }));
-    if (rows.length === 0) rows.push({ peer: 'pushlet', label: 'PushletService.publish', pushlet: true, status: 'failed', note: (child.stderr ?? String(child.error)).slice(-500), metrics: {} });
+    const rows: Row[] = results.map(({ name, published: _, ...metrics }) => ({
+      peer: peerOf(name),
+      label: name,
+      pushlet: name.startsWith('PushletService'),
+      status: 'ok',
+      metrics,
+    }));
+    if (rows.length === 0)
+      rows.push({
+        peer: 'pushlet',
+        label: 'PushletService.publish',
+        pushlet: true,
+        status: 'failed',
+        note: (child.stderr ?? String(child.error)).slice(-500),
+        metrics: {},
+      });
     return rows;
   },
   title: () => 'Publish throughput through Redis from one instance',
@@ -151,8 +195,11 @@ export const publish: Scenario = {
     `bare PUBLISH and the Socket.IO Redis adapter keep no history.`,
   params: (c) => ({ durationMs: c.quick ? 1_000 : 4_000, inFlight: 64, topics: TOPICS, payloadBytes: 100 }),
   columns: [
-    col('perSecond', 'published/s', 0, 'higher'), col('redisCpuUs', 'Redis CPU µs/msg', 1, 'lower'), col('instanceCpuUs', 'instance CPU µs/msg', 1, 'lower'),
-    col('commandsPerMessage', 'Redis commands/msg', 2), col('scriptCallsPerMessage', 'script calls/msg', 3),
+    col('perSecond', 'published/s', 0, 'higher'),
+    col('redisCpuUs', 'Redis CPU µs/msg', 1, 'lower'),
+    col('instanceCpuUs', 'instance CPU µs/msg', 1, 'lower'),
+    col('commandsPerMessage', 'Redis commands/msg', 2),
+    col('scriptCallsPerMessage', 'script calls/msg', 3),
   ],
 };
 

@@ -35,9 +35,20 @@ export type StormOptions = ReturnType<typeof stormOptions>;
 
 export function stormOptions(config: BenchConfig, reads = 'per-turn') {
   return {
-    clients: config.stormClients, wsShare: config.stormWsShare, topics: config.stormTopics, rate: config.stormRate, jitterMs: config.stormJitterMs,
-    warmMs: config.stormWarmMs, timeoutMs: config.stormTimeoutMs, tailMs: config.stormTailMs, connsPerProcess: config.stormConnsPerProcess,
-    connectTimeoutMs: config.stormConnectTimeoutMs, backlog: config.stormBacklog, clientNice: config.stormClientNice, payloadBytes: config.payloadBytes, reads,
+    clients: config.stormClients,
+    wsShare: config.stormWsShare,
+    topics: config.stormTopics,
+    rate: config.stormRate,
+    jitterMs: config.stormJitterMs,
+    warmMs: config.stormWarmMs,
+    timeoutMs: config.stormTimeoutMs,
+    tailMs: config.stormTailMs,
+    connsPerProcess: config.stormConnsPerProcess,
+    connectTimeoutMs: config.stormConnectTimeoutMs,
+    backlog: config.stormBacklog,
+    clientNice: config.stormClientNice,
+    payloadBytes: config.payloadBytes,
+    reads,
     profileDir: config.stormProfile ? join(config.outDir, 'profiles') : (undefined as string | undefined),
   };
 }
@@ -51,14 +62,20 @@ export function stormOptions(config: BenchConfig, reads = 'per-turn') {
 function scriptCalls(commands: Record<string, number>) {
   const get = (name: string) => commands[name] ?? 0;
   return {
-    evalsha: get('evalsha') + get('eval'), publish: get('set'), replay: get('hget'), topicReads: get('xrange') / 2, position: Math.max(0, get('get') - get('set')),
+    evalsha: get('evalsha') + get('eval'),
+    publish: get('set'),
+    replay: get('hget'),
+    topicReads: get('xrange') / 2,
+    position: Math.max(0, get('get') - get('set')),
   };
 }
 
 /** Listen-queue overflows and drops of the machine's TCP stack (/proc/net/netstat; every process counts). */
 function listenDrops(): { overflows: number; drops: number } {
   try {
-    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const lines = readFileSync('/proc/net/netstat', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('TcpExt:'));
     const names = lines[0]!.split(/\s+/);
     const values = lines[1]!.split(/\s+/).map(Number);
     const at = (name: string) => values[names.indexOf(name)] ?? NaN;
@@ -102,7 +119,12 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const redis = await startRedis();
     cleanup.push(() => redis.stop());
 
-    const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(o.payloadBytes), ...(o.backlog > 0 ? { BENCH_BACKLOG: String(o.backlog) } : {}) };
+    const env = {
+      REDIS_URL: redis.url,
+      HEARTBEAT_MS: '30000',
+      BENCH_PAYLOAD: String(o.payloadBytes),
+      ...(o.backlog > 0 ? { BENCH_BACKLOG: String(o.backlog) } : {}),
+    };
     const peer = PEERS['pushlet-ws']!;
     const start = async (name: string, extra: NodeJS.ProcessEnv = {}, cpuProfileDir?: string) => {
       const server = await startServer(peer, cleanup, { ...env, ...extra }, name, cpuProfileDir);
@@ -119,7 +141,10 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const ws = Math.round(o.clients * o.wsShare);
     const sse = o.clients - ws;
     const shares: Array<{ protocol: 'ws' | 'sse'; first: number; count: number }> = [];
-    for (const [protocol, count, offset] of [['ws', ws, 0], ['sse', sse, ws]] as const) {
+    for (const [protocol, count, offset] of [
+      ['ws', ws, 0],
+      ['sse', sse, ws],
+    ] as const) {
       const processes = Math.ceil(count / o.connsPerProcess);
       for (let i = 0, first = offset; i < processes; i += 1) {
         const share = Math.floor(count / processes) + (i < count % processes ? 1 : 0);
@@ -127,28 +152,61 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
         first += share;
       }
     }
-    const pool = new ProcessPool<StormProgress>(await ProcessPool.spawn('client/load-client.js', shares.length, `storm-${label}`, o.clientNice), () => ({ clients: 0, connected: 0, warm: 0, dropped: 0, reconnected: 0, caughtUp: 0, pending: 0 }));
+    const pool = new ProcessPool<StormProgress>(await ProcessPool.spawn('client/load-client.js', shares.length, `storm-${label}`, o.clientNice), () => ({
+      clients: 0,
+      connected: 0,
+      warm: 0,
+      dropped: 0,
+      reconnected: 0,
+      caughtUp: 0,
+      pending: 0,
+    }));
     cleanup.push(() => pool.stop());
 
     // Every client on A, `pushlet:connected` received, before anything is published.
     const connectStarted = Date.now();
     const opened = await Promise.all(
       shares.map((share, i) => {
-        const target: StormTarget = { protocol: share.protocol, host: HOST, portA: a.port, portB: b.port, topicPrefix: TOPIC_PREFIX, topicFirst: share.first, topics: o.topics, count: share.count,
-          localAddress: `127.20.${1 + (i >> 8)}.${1 + (i & 0xff)}`, concurrency: 100, jitterMs: o.jitterMs, backoffBaseMs: 500, backoffMaxMs: 5_000, timeoutMs: o.connectTimeoutMs };
+        const target: StormTarget = {
+          protocol: share.protocol,
+          host: HOST,
+          portA: a.port,
+          portB: b.port,
+          topicPrefix: TOPIC_PREFIX,
+          topicFirst: share.first,
+          topics: o.topics,
+          count: share.count,
+          localAddress: `127.20.${1 + (i >> 8)}.${1 + (i & 0xff)}`,
+          concurrency: 100,
+          jitterMs: o.jitterMs,
+          backoffBaseMs: 500,
+          backoffMaxMs: 5_000,
+          timeoutMs: o.connectTimeoutMs,
+        };
         return pool.children[i]!.call<{ opened: number; failed: number; errors: string[] }>('open', target, 600_000);
       }),
     );
     const failed = sum(opened.map((r) => r.failed));
-    if (failed > 0) throw new Error(`${failed} of ${o.clients} clients could not connect to A: ${opened.flatMap((r) => r.errors).slice(0, 3).join('; ')}`);
+    if (failed > 0)
+      throw new Error(
+        `${failed} of ${o.clients} clients could not connect to A: ${opened
+          .flatMap((r) => r.errors)
+          .slice(0, 3)
+          .join('; ')}`,
+      );
     await pool.watch(100);
-    if (!(await pool.waitFor((p) => p.connected === o.clients, 60_000))) throw new Error(`only ${pool.total().connected} of ${o.clients} clients got pushlet:connected from A`);
+    if (!(await pool.waitFor((p) => p.connected === o.clients, 60_000)))
+      throw new Error(`only ${pool.total().connected} of ${o.clients} clients got pushlet:connected from A`);
     const connectMs = Date.now() - connectStarted;
     log(`  ${o.clients.toLocaleString('en')} clients (${ws} WebSocket, ${sse} SSE) connected to A in ${(connectMs / 1000).toFixed(1)} s`);
 
     // The publisher runs from here to the end: per-topic sequence numbers in every message's data.
     const topics = Array.from({ length: o.topics }, (_, i) => `${TOPIC_PREFIX}${i}`);
-    const steady = publisher.call<{ sent: number; totals: number[]; publishErrors: number }>('steady', { topics, rate: o.rate, durationMs: 3_600_000 }, 3_700_000);
+    const steady = publisher.call<{ sent: number; totals: number[]; publishErrors: number }>(
+      'steady',
+      { topics, rate: o.rate, durationMs: 3_600_000 },
+      3_700_000,
+    );
     steady.catch(() => undefined);
     if (!(await pool.waitFor((p) => p.warm === o.clients, 30_000))) throw new Error(`only ${pool.total().warm} of ${o.clients} clients received a message`);
     await sleep(Math.max(0, o.warmMs - BASELINE_MS));
@@ -184,7 +242,13 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
         if (q.queued > acceptQueue.peak) acceptQueue.peak = q.queued;
       });
       const p = pool.total();
-      timeline.push({ ms: round((nowUs() - killUs) / 1000, 0), reconnected: p.reconnected, caughtUp: p.caughtUp, redisCpuMs: round(sampleProcess(redis.pid).cpuMs - redisProc0.cpuMs, 0), bCpuMs: round(b.sample().cpuMs - b0.cpuMs, 0) });
+      timeline.push({
+        ms: round((nowUs() - killUs) / 1000, 0),
+        reconnected: p.reconnected,
+        caughtUp: p.caughtUp,
+        redisCpuMs: round(sampleProcess(redis.pid).cpuMs - redisProc0.cpuMs, 0),
+        bCpuMs: round(b.sample().cpuMs - b0.cpuMs, 0),
+      });
     }, 250);
     const allCaughtUp = await pool.waitFor((p) => p.caughtUp === o.clients, o.timeoutMs);
     const endUs = nowUs();
@@ -197,7 +261,9 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const queue1 = listenDrops();
     clearInterval(sampler);
     const windowMs = (endUs - killUs) / 1000;
-    log(`  ${allCaughtUp ? 'all caught up' : `timed out: ${pool.total().caughtUp} of ${o.clients} caught up`} ${(windowMs / 1000).toFixed(2)} s after the kill`);
+    log(
+      `  ${allCaughtUp ? 'all caught up' : `timed out: ${pool.total().caughtUp} of ${o.clients} caught up`} ${(windowMs / 1000).toFixed(2)} s after the kill`,
+    );
 
     // Publishing goes on a little, then stops; every client must then hold every message.
     await sleep(o.tailMs);
@@ -219,7 +285,9 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const basePerCommand = commandDelta(base1, base0);
     const perSec = (n: number) => round(n / baseSeconds, 1);
     const baselinePerSec = {
-      cpuMs: perSec(base1.cpuMs - base0.cpuMs), commands: perSec(sum(Object.values(basePerCommand))), evalsha: perSec(scriptCalls(basePerCommand).evalsha),
+      cpuMs: perSec(base1.cpuMs - base0.cpuMs),
+      commands: perSec(sum(Object.values(basePerCommand))),
+      evalsha: perSec(scriptCalls(basePerCommand).evalsha),
       perCommand: Object.fromEntries(Object.entries(basePerCommand).map(([k, v]) => [k, perSec(v)])),
     };
     const windowS = windowMs / 1000;
@@ -227,32 +295,64 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const netEvalsha = scripts.evalsha - baselinePerSec.evalsha * windowS;
 
     const run = {
-      options: o, transports: { ws, sse }, processes: shares.length, startedAt, loadAverage: { start: startLoad, kill: killLoad, end: loadavg() }, connectMs,
-      allReconnectedMs: percentiles(times.reconnected).max, allCaughtUpMs: percentiles(times.caughtUp).max, allReplayedMs: percentiles(times.replayed).max,
-      reconnected: percentiles(times.reconnected), caughtUp: percentiles(times.caughtUp), replayed: percentiles(times.replayed), dropNoticed: percentiles(times.dropped),
-      steps: { tcpConnect: percentiles(times.tcpConnect), httpAccept: percentiles(times.httpAccept), sessionStart: percentiles(times.sessionStart) }, aExitMs,
-      windowMs: round(windowMs, 0), window: { killUs, endUs }, timedOut: !allCaughtUp,
+      options: o,
+      transports: { ws, sse },
+      processes: shares.length,
+      startedAt,
+      loadAverage: { start: startLoad, kill: killLoad, end: loadavg() },
+      connectMs,
+      allReconnectedMs: percentiles(times.reconnected).max,
+      allCaughtUpMs: percentiles(times.caughtUp).max,
+      allReplayedMs: percentiles(times.replayed).max,
+      reconnected: percentiles(times.reconnected),
+      caughtUp: percentiles(times.caughtUp),
+      replayed: percentiles(times.replayed),
+      dropNoticed: percentiles(times.dropped),
+      steps: { tcpConnect: percentiles(times.tcpConnect), httpAccept: percentiles(times.httpAccept), sessionStart: percentiles(times.sessionStart) },
+      aExitMs,
+      windowMs: round(windowMs, 0),
+      window: { killUs, endUs },
+      timedOut: !allCaughtUp,
       redis: {
-        cpuMs: round(redis1.cpuMs - base1.cpuMs, 0), cpuMsProc: round(redisProc1.cpuMs - redisProc0.cpuMs, 0), commands, perCommand, scripts, baselinePerSec,
+        cpuMs: round(redis1.cpuMs - base1.cpuMs, 0),
+        cpuMsProc: round(redisProc1.cpuMs - redisProc0.cpuMs, 0),
+        commands,
+        perCommand,
+        scripts,
+        baselinePerSec,
         net: {
-          cpuMs: round(redis1.cpuMs - base1.cpuMs - baselinePerSec.cpuMs * windowS, 0), commands: round(commands - baselinePerSec.commands * windowS, 0),
+          cpuMs: round(redis1.cpuMs - base1.cpuMs - baselinePerSec.cpuMs * windowS, 0),
+          commands: round(commands - baselinePerSec.commands * windowS, 0),
           evalsha: round(netEvalsha, 0),
         },
       },
-      aCpuUsPerDelivery, readsPerClient: round((scripts.replay + scripts.position) / o.clients, 4), replayCallsPerClient: round(scripts.replay / o.clients, 4),
+      aCpuUsPerDelivery,
+      readsPerClient: round((scripts.replay + scripts.position) / o.clients, 4),
+      replayCallsPerClient: round(scripts.replay / o.clients, 4),
       topicReadsPerClient: round(scripts.topicReads / o.clients, 4),
       instanceB: {
-        cpuMs: round(b1.cpuMs - b0.cpuMs, 0), cpuPct: round(((b1.cpuMs - b0.cpuMs) * 100) / windowMs, 0), cpuMsPerClient: round((b1.cpuMs - b0.cpuMs) / o.clients, 2),
+        cpuMs: round(b1.cpuMs - b0.cpuMs, 0),
+        cpuPct: round(((b1.cpuMs - b0.cpuMs) * 100) / windowMs, 0),
+        cpuMsPerClient: round((b1.cpuMs - b0.cpuMs) / o.clients, 2),
         deliveries: counts.windowDeliveries,
         cpuMsPerClientLessDeliveries: round((b1.cpuMs - b0.cpuMs - (counts.windowDeliveries * aCpuUsPerDelivery) / 1000) / o.clients, 2),
         eventLoopUtilization: round((bLoop1.activeMs - bLoop0.activeMs) / Math.max(1, bLoop1.activeMs - bLoop0.activeMs + bLoop1.idleMs - bLoop0.idleMs), 2),
-        rssMB: round(bStats.rssBytes / 2 ** 20, 0), connections: bStats.connections, problems: b.problems(),
+        rssMB: round(bStats.rssBytes / 2 ** 20, 0),
+        connections: bStats.connections,
+        problems: b.problems(),
       },
       publisher: { cpuMs: round(p1.cpuMs - p0.cpuMs, 0), published: published.sent, publishErrors: published.publishErrors },
-      clientCpuMs: round(sum(parts.map((p) => p.cpuUs)) / 1000, 0), clientWindowCpuMs: round(clients1 - clients0, 0),
-      listenQueue: { overflows: queue1.overflows - queue0.overflows, drops: queue1.drops - queue0.drops }, acceptQueue, counts, drained,
-      samples: parts.flatMap((p) => p.problems).slice(0, 24), dropReasons: mergeCounts(parts.map((p) => p.dropReasons)),
-      failureReasons: mergeCounts(parts.map((p) => p.failureReasons)), timeline, profile: undefined as { file: string; summary: ProfileSummary } | undefined,
+      clientCpuMs: round(sum(parts.map((p) => p.cpuUs)) / 1000, 0),
+      clientWindowCpuMs: round(clients1 - clients0, 0),
+      listenQueue: { overflows: queue1.overflows - queue0.overflows, drops: queue1.drops - queue0.drops },
+      acceptQueue,
+      counts,
+      drained,
+      samples: parts.flatMap((p) => p.problems).slice(0, 24),
+      dropReasons: mergeCounts(parts.map((p) => p.dropReasons)),
+      failureReasons: mergeCounts(parts.map((p) => p.failureReasons)),
+      timeline,
+      profile: undefined as { file: string; summary: ProfileSummary } | undefined,
     };
 
     if (o.profileDir) {
@@ -314,24 +414,41 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
   row('**all caught up**', (r) => `**${s(r.allCaughtUpMs)}**${r.timedOut ? ` (timed out: ${fmt(r.counts.notCaughtUp)} not caught up)` : ''}`);
   row('caught up p50 / p99', (r) => `${s(r.caughtUp.p50)} / ${s(r.caughtUp.p99)}`);
   row('storm window measured (kill to all caught up seen)', (r) => s(r.windowMs));
-  row('Redis CPU in the window (INFO) / of it the publisher\'s baseline', (r) => `${fmt(r.redis.cpuMs)} ms / ${fmt(r.redis.baselinePerSec.cpuMs * (r.windowMs / 1000))} ms`);
-  row('Redis commands in the window (scripts\' inner commands included)', (r) => fmt(r.redis.commands));
-  row('evalsha calls in the window / net of the publisher\'s', (r) => `${fmt(r.redis.scripts.evalsha)} / ${fmt(r.redis.net.evalsha)}`);
+  row(
+    "Redis CPU in the window (INFO) / of it the publisher's baseline",
+    (r) => `${fmt(r.redis.cpuMs)} ms / ${fmt(r.redis.baselinePerSec.cpuMs * (r.windowMs / 1000))} ms`,
+  );
+  row("Redis commands in the window (scripts' inner commands included)", (r) => fmt(r.redis.commands));
+  row("evalsha calls in the window / net of the publisher's", (r) => `${fmt(r.redis.scripts.evalsha)} / ${fmt(r.redis.net.evalsha)}`);
   row('replay script calls / topic reads', (r) => `${fmt(r.redis.scripts.replay)} / ${fmt(r.redis.scripts.topicReads)}`);
   row('position script calls / publish script calls', (r) => `${fmt(r.redis.scripts.position)} / ${fmt(r.redis.scripts.publish)}`);
   row('reads (replay + position script calls) per reconnecting client', (r) => fmt(r.readsPerClient, 3));
-  row('instance B CPU in the window', (r) => `${fmt(r.instanceB.cpuMs)} ms (${fmt(r.instanceB.cpuPct)} % of one core, ${fmt(r.instanceB.cpuMsPerClient, 2)} ms per client)`);
+  row(
+    'instance B CPU in the window',
+    (r) => `${fmt(r.instanceB.cpuMs)} ms (${fmt(r.instanceB.cpuPct)} % of one core, ${fmt(r.instanceB.cpuMsPerClient, 2)} ms per client)`,
+  );
   row('instance B event loop busy', (r) => `${fmt(r.instanceB.eventLoopUtilization * 100)} %`);
-  row('B: messages delivered in the window / CPU per client less them (at A\'s cost per delivery)', (r) => `${fmt(r.instanceB.deliveries)} / ${fmt(r.instanceB.cpuMsPerClientLessDeliveries, 2)} ms`);
-  row('A\'s CPU per live delivery before the kill (this machine, now)', (r) => `${fmt(r.aCpuUsPerDelivery, 1)} µs`);
-  row('load clients\' CPU in the window', (r) => `${fmt(r.clientWindowCpuMs)} ms`);
-  row('messages replayed (published before the client\'s reconnection, received after its drop)', (r) => fmt(r.counts.replayedMessages));
+  row(
+    "B: messages delivered in the window / CPU per client less them (at A's cost per delivery)",
+    (r) => `${fmt(r.instanceB.deliveries)} / ${fmt(r.instanceB.cpuMsPerClientLessDeliveries, 2)} ms`,
+  );
+  row("A's CPU per live delivery before the kill (this machine, now)", (r) => `${fmt(r.aCpuUsPerDelivery, 1)} µs`);
+  row("load clients' CPU in the window", (r) => `${fmt(r.clientWindowCpuMs)} ms`);
+  row("messages replayed (published before the client's reconnection, received after its drop)", (r) => fmt(r.counts.replayedMessages));
   row('reconnection attempts / failed', (r) => `${fmt(r.counts.attempts)} / ${fmt(r.counts.failedAttempts)}`);
-  row('B\'s accept queue: peak / backlog; listen-queue overflows (machine-wide)', (r) => `${fmt(r.acceptQueue.peak)} / ${fmt(r.acceptQueue.backlog)}; ${fmt(r.listenQueue.overflows)}`);
-  row('missing / duplicates / reorders / resets', (r) => `${fmt(r.counts.missing + r.counts.tailMissing)} / ${fmt(r.counts.duplicates)} / ${fmt(r.counts.reorders)} / ${fmt(r.counts.resets)}`);
+  row(
+    "B's accept queue: peak / backlog; listen-queue overflows (machine-wide)",
+    (r) => `${fmt(r.acceptQueue.peak)} / ${fmt(r.acceptQueue.backlog)}; ${fmt(r.listenQueue.overflows)}`,
+  );
+  row(
+    'missing / duplicates / reorders / resets',
+    (r) => `${fmt(r.counts.missing + r.counts.tailMissing)} / ${fmt(r.counts.duplicates)} / ${fmt(r.counts.reorders)} / ${fmt(r.counts.resets)}`,
+  );
   row('clients never reconnected / the messages they did not get', (r) => `${fmt(r.counts.notReconnected)} / ${fmt(r.counts.undelivered)}`);
   row('errors (pushlet:error, bad frames, server warnings)', (r) => fmt(r.counts.errors + r.instanceB.problems.count));
-  row('target: all caught up < 10 s, every message once, no reset', (r) => (stormMet(r) ? '**met**' : `**missed**${r.allCaughtUpMs >= TARGET_MS ? ` by ${s(r.allCaughtUpMs - TARGET_MS)}` : ''}`));
+  row('target: all caught up < 10 s, every message once, no reset', (r) =>
+    stormMet(r) ? '**met**' : `**missed**${r.allCaughtUpMs >= TARGET_MS ? ` by ${s(r.allCaughtUpMs - TARGET_MS)}` : ''}`,
+  );
   lines.push(
     '',
     '**Definitions.** Times from the kill (monotonic clock shared by all processes); "all" is the slowest client. *Reconnected*: `pushlet:connected` from B. ' +
@@ -365,14 +482,20 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
       '',
       '| s | reconnected | caught up | Redis CPU ms | B CPU ms |',
       '|---:|---:|---:|---:|---:|',
-      ...r.timeline.filter((_, i) => i % 4 === 3).map((t) => `| ${(t.ms / 1000).toFixed(1)} | ${fmt(t.reconnected)} | ${fmt(t.caughtUp)} | ${fmt(t.redisCpuMs)} | ${fmt(t.bCpuMs)} |`),
+      ...r.timeline
+        .filter((_, i) => i % 4 === 3)
+        .map((t) => `| ${(t.ms / 1000).toFixed(1)} | ${fmt(t.reconnected)} | ${fmt(t.caughtUp)} | ${fmt(t.redisCpuMs)} | ${fmt(t.bCpuMs)} |`),
       '',
     );
     if (r.samples.length) lines.push('Samples of what went wrong with messages:', '', ...r.samples.map((x) => `- ${x.replace(/\|/g, '\\|')}`), '');
-    const reasons = (counts: Record<string, number>) => Object.entries(counts).map(([reason, n]) => `${reason} (${fmt(n)})`).join('; ');
+    const reasons = (counts: Record<string, number>) =>
+      Object.entries(counts)
+        .map(([reason, n]) => `${reason} (${fmt(n)})`)
+        .join('; ');
     if (Object.keys(r.failureReasons).length) lines.push(`Failed reconnection attempts: ${reasons(r.failureReasons)}.`, '');
     if (Object.keys(r.dropReasons).length) lines.push(`Connections to B closed after they were established: ${reasons(r.dropReasons)}.`, '');
-    if (r.instanceB.problems.count) lines.push(`Instance B logged ${r.instanceB.problems.count} warnings or errors:`, '', ...r.instanceB.problems.samples.map((x) => `- ${x}`), '');
+    if (r.instanceB.problems.count)
+      lines.push(`Instance B logged ${r.instanceB.problems.count} warnings or errors:`, '', ...r.instanceB.problems.samples.map((x) => `- ${x}`), '');
     if (r.profile) lines.push(profileMarkdown(`Instance B during the storm (kill to all caught up), ${r.profile.file}`, r.profile.summary), '');
   }
   return lines.join('\n');
@@ -381,7 +504,20 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
 /** Whether the storm options are the defaults (only then are storm.* written, else storm-partial.*). */
 function isDefault(config: BenchConfig): boolean {
   const defaults = loadConfig([], {});
-  const keys = ['stormClients', 'stormWsShare', 'stormTopics', 'stormRate', 'stormJitterMs', 'stormWarmMs', 'stormTailMs', 'stormConnsPerProcess', 'stormConnectTimeoutMs', 'stormBacklog', 'stormClientNice', 'payloadBytes'] as const;
+  const keys = [
+    'stormClients',
+    'stormWsShare',
+    'stormTopics',
+    'stormRate',
+    'stormJitterMs',
+    'stormWarmMs',
+    'stormTailMs',
+    'stormConnsPerProcess',
+    'stormConnectTimeoutMs',
+    'stormBacklog',
+    'stormClientNice',
+    'payloadBytes',
+  ] as const;
   return keys.every((key) => config[key] === defaults[key]);
 }
 
@@ -402,7 +538,13 @@ async function main(): Promise<void> {
   // The command as options, those given in the environment included, so that a result says how to run it again.
   const fromEnv = Object.entries(process.env)
     .filter(([key]) => /^(BENCH_)?STORM_/.test(key))
-    .map(([key, value]) => `--${key.replace(/^BENCH_/, '').toLowerCase().replace(/_/g, '-')}=${value ?? ''}`);
+    .map(
+      ([key, value]) =>
+        `--${key
+          .replace(/^BENCH_/, '')
+          .toLowerCase()
+          .replace(/_/g, '-')}=${value ?? ''}`,
+    );
   const meta = { commit: gitCommit(), command: ['node build/bench/reconnect-storm.js', ...fromEnv, ...process.argv.slice(2)].join(' ') };
   const base = join(config.outDir, config.stormName || (config.quick || !isDefault(config) ? 'storm-partial' : 'storm'));
   writeReport(base, { json: { meta: { ...meta, node: process.version, cpus: cpus()[0]?.model, cores: cpus().length }, runs }, md: stormMarkdown(runs, meta) });
@@ -433,10 +575,21 @@ export const storm: Scenario = {
           const c = run.counts;
           return {
             metrics: {
-              allReconnectedS: run.allReconnectedMs / 1000, allCaughtUpS: run.timedOut ? NaN : run.allCaughtUpMs / 1000, caughtUpP50S: run.caughtUp.p50 / 1000,
-              redisCpuMs: run.redis.cpuMs, redisCommands: run.redis.commands, evalsha: run.redis.scripts.evalsha, readsPerClient: run.readsPerClient,
-              bCpuMs: run.instanceB.cpuMs, bCpuMsPerClient: run.instanceB.cpuMsPerClient, missing: c.missing + c.tailMissing, duplicates: c.duplicates, reorders: c.reorders, resets: c.resets,
-              errors: c.errors + run.instanceB.problems.count + (run.timedOut ? 1 : 0), met: stormMet(run) ? 1 : 0,
+              allReconnectedS: run.allReconnectedMs / 1000,
+              allCaughtUpS: run.timedOut ? NaN : run.allCaughtUpMs / 1000,
+              caughtUpP50S: run.caughtUp.p50 / 1000,
+              redisCpuMs: run.redis.cpuMs,
+              redisCommands: run.redis.commands,
+              evalsha: run.redis.scripts.evalsha,
+              readsPerClient: run.readsPerClient,
+              bCpuMs: run.instanceB.cpuMs,
+              bCpuMsPerClient: run.instanceB.cpuMsPerClient,
+              missing: c.missing + c.tailMissing,
+              duplicates: c.duplicates,
+              reorders: c.reorders,
+              resets: c.resets,
+              errors: c.errors + run.instanceB.problems.count + (run.timedOut ? 1 : 0),
+              met: stormMet(run) ? 1 : 0,
             },
             detail: run,
           };
@@ -457,10 +610,20 @@ export const storm: Scenario = {
   },
   params: (c) => ({ ...stormOptions(c) }),
   columns: [
-    col('allReconnectedS', 'all reconnected s', 2, 'lower'), col('allCaughtUpS', 'all caught up s', 2, 'lower'), col('caughtUpP50S', 'caught up p50 s', 2, 'lower'),
-    col('redisCpuMs', 'Redis CPU ms', 0, 'lower'), col('redisCommands', 'Redis commands', 0, 'lower'), col('evalsha', 'evalsha', 0, 'lower'),
-    col('readsPerClient', 'read scripts per client', 3, 'lower'), col('bCpuMs', 'B CPU ms', 0, 'lower'), col('bCpuMsPerClient', 'B CPU ms/client', 2, 'lower'),
-    col('missing', 'missing'), col('duplicates', 'dup'), col('reorders', 'reorders'), col('resets', 'resets'), col('errors', 'errors'),
+    col('allReconnectedS', 'all reconnected s', 2, 'lower'),
+    col('allCaughtUpS', 'all caught up s', 2, 'lower'),
+    col('caughtUpP50S', 'caught up p50 s', 2, 'lower'),
+    col('redisCpuMs', 'Redis CPU ms', 0, 'lower'),
+    col('redisCommands', 'Redis commands', 0, 'lower'),
+    col('evalsha', 'evalsha', 0, 'lower'),
+    col('readsPerClient', 'read scripts per client', 3, 'lower'),
+    col('bCpuMs', 'B CPU ms', 0, 'lower'),
+    col('bCpuMsPerClient', 'B CPU ms/client', 2, 'lower'),
+    col('missing', 'missing'),
+    col('duplicates', 'dup'),
+    col('reorders', 'reorders'),
+    col('resets', 'resets'),
+    col('errors', 'errors'),
   ],
 };
 

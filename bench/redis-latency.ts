@@ -79,7 +79,11 @@ async function commandsPerPublish(app: TestApp, admin: Redis): Promise<Record<st
   const count = 500;
   for (let i = 0; i < count; i += 1) await app.pushlet.publish('counted', 'message', `c${i}`);
   const { commands } = await redisInfo([admin]);
-  return Object.fromEntries(Object.entries(commands).filter(([name]) => !name.startsWith('config')).map(([name, calls]) => [name, calls / count]));
+  return Object.fromEntries(
+    Object.entries(commands)
+      .filter(([name]) => !name.startsWith('config'))
+      .map(([name, calls]) => [name, calls / count]),
+  );
 }
 
 async function interestRouting(apps: readonly TestApp[], url: string): Promise<Record<string, number>> {

@@ -64,15 +64,36 @@ async function profile(config: BenchConfig): Promise<void> {
   for (const id of (config.peers ?? ['pushlet-sse', 'sse', 'pushlet-ws', 'ws']).filter((id) => PEERS[id])) {
     const peer = PEERS[id]!;
     console.log(`profiling ${peer.label}`);
-    const load = { peer, name: `profile-${id}`, dir, env: { HEARTBEAT_MS: '30000' }, c: config, count: config.fanoutSubs, topic: { topic: 'fanout' }, topics: ['fanout'] };
-    const flood = (server: ServerHandle, pool: ClientPool, durationMs: number) => floodPhase({ server, pool, topic: 'fanout', durationMs, window: config.floodWindow });
+    const load = {
+      peer,
+      name: `profile-${id}`,
+      dir,
+      env: { HEARTBEAT_MS: '30000' },
+      c: config,
+      count: config.fanoutSubs,
+      topic: { topic: 'fanout' },
+      topics: ['fanout'],
+    };
+    const flood = (server: ServerHandle, pool: ClientPool, durationMs: number) =>
+      floodPhase({ server, pool, topic: 'fanout', durationMs, window: config.floodWindow });
     const { phase, window, file } = await profiledLoad(load, flood, config.floodMs);
-    sections.push(`_${peer.label}: ${phase.deliveriesPerSec.toLocaleString('en')} deliveries/s, ${phase.cpuUsPerDelivery} µs CPU per delivery while profiled (the profiler itself costs CPU)._`);
+    sections.push(
+      `_${peer.label}: ${phase.deliveriesPerSec.toLocaleString('en')} deliveries/s, ${phase.cpuUsPerDelivery} µs CPU per delivery while profiled (the profiler itself costs CPU)._`,
+    );
     const title = `${peer.label}: ${config.fanoutSubs.toLocaleString('en')} subscribers at saturation, samples of the measured ${config.floodMs / 1000} s only (${file})`;
     sections.push(file ? profileMarkdown(title, summarizeProfile(join(dir, file), window)) : `### ${peer.label}\n\nNo profile was written.`);
   }
   const out = join(config.outDir, 'profile.md');
-  writeFileSync(out, ['# CPU profiles of the fan-out write path', '', `\`npm run bench -- --profile\`, ${new Date().toISOString()}, commit \`${gitCommit()}\`.`, '', ...sections.flatMap((s) => [s, ''])].join('\n'));
+  writeFileSync(
+    out,
+    [
+      '# CPU profiles of the fan-out write path',
+      '',
+      `\`npm run bench -- --profile\`, ${new Date().toISOString()}, commit \`${gitCommit()}\`.`,
+      '',
+      ...sections.flatMap((s) => [s, '']),
+    ].join('\n'),
+  );
   console.log(`Wrote ${out}`);
 }
 

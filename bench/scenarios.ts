@@ -12,7 +12,17 @@ import { sleep } from './lib/proc.js';
 import { PEERS, type ClientPool, type ServerHandle } from './lib/processes.js';
 import { startRedis } from './lib/redis.js';
 import {
-  col, errorCount, HOST, integrity, INTEGRITY_COLUMNS, openAll, phaseDetail, processesFor, roundDetail, startPool, startServer,
+  col,
+  errorCount,
+  HOST,
+  integrity,
+  INTEGRITY_COLUMNS,
+  openAll,
+  phaseDetail,
+  processesFor,
+  roundDetail,
+  startPool,
+  startServer,
   type Cleanup,
   type Entry,
   type Measured,
@@ -37,7 +47,15 @@ interface Loaded {
 }
 
 /** One server, `count` connections to it, warmed up (each connection has seen a message). */
-async function loaded(id: string, { peer, rowId, env }: Entry, c: BenchConfig, cleanup: Cleanup, count: number, topic: { topic?: string; topicPrefix?: string }, topics: string[]): Promise<Loaded> {
+async function loaded(
+  id: string,
+  { peer, rowId, env }: Entry,
+  c: BenchConfig,
+  cleanup: Cleanup,
+  count: number,
+  topic: { topic?: string; topicPrefix?: string },
+  topics: string[],
+): Promise<Loaded> {
   const server = await startServer(peer, cleanup, serverEnv(c, env), `${id}-${rowId}`);
   const pool = await startPool(processesFor(c, count), `${id}-${rowId}`, cleanup);
   await openAll(pool, peer, server, count, c, topic);
@@ -57,15 +75,34 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
     `Saturation: published as fast as the server delivers, at most ${c.floodWindow} messages ahead of the slowest client, for ${c.floodMs / 1000} s ` +
     `(the server is the bottleneck when its event loop is busy all the time and the publisher never waits for the clients). ` +
     `Peers run side by side, each measurement in ${c.rounds} interleaved slices.`,
-  params: (c) => ({ subscribers: c.fanoutSubs, steadyRate: c.steadyRate, steadyMs: c.steadyMs, floodMs: c.floodMs, floodWindow: c.floodWindow, payloadBytes: c.payloadBytes, rounds: c.rounds }),
+  params: (c) => ({
+    subscribers: c.fanoutSubs,
+    steadyRate: c.steadyRate,
+    steadyMs: c.steadyMs,
+    floodMs: c.floodMs,
+    floodWindow: c.floodWindow,
+    payloadBytes: c.payloadBytes,
+    rounds: c.rounds,
+  }),
   async setup(entry, c, cleanup) {
     const st = await loaded(`fanout-${t}`, entry, c, cleanup, c.fanoutSubs, { topic: 'fanout' }, ['fanout']);
     await floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs: c.preheatMs, window: c.floodWindow });
     return st;
   },
   phases: [
-    async (st, c) => void st.steady.push(await steadyPhase({ publisher: st.server, receiver: st.server, pool: st.pool, topics: ['fanout'], rate: c.steadyRate, durationMs: c.steadyMs / c.rounds })),
-    async (st, c) => void st.flood.push(await floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs: c.floodMs / c.rounds, window: c.floodWindow })),
+    async (st, c) =>
+      void st.steady.push(
+        await steadyPhase({
+          publisher: st.server,
+          receiver: st.server,
+          pool: st.pool,
+          topics: ['fanout'],
+          rate: c.steadyRate,
+          durationMs: c.steadyMs / c.rounds,
+        }),
+      ),
+    async (st, c) =>
+      void st.flood.push(await floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs: c.floodMs / c.rounds, window: c.floodWindow })),
   ],
   async finish({ server, steady: steadyRuns, flood: floodRuns }) {
     const steady = mergePhases(steadyRuns);
@@ -73,24 +110,44 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
     const stats = await server.stats(true);
     return {
       metrics: {
-        steadyP50Ms: steady.latency.p50Ms, steadyP99Ms: steady.latency.p99Ms, steadyP99SliceMs: steady.p99SliceMedianMs ?? NaN, steadyCpuUs: steady.cpuUsPerDelivery,
-        satDeliveriesPerSec: flood.deliveriesPerSec, satCpuUs: flood.cpuUsPerDelivery, satServerCpuPct: flood.serverCpuPct, satP99Ms: flood.latency.p99Ms,
-        satElu: flood.flow?.eventLoopUtilization ?? NaN, satStalls: flood.flow?.stalls ?? NaN, clientCpuPct: flood.clientCpuPct, rssMB: round(stats.rssBytes / MB, 1),
+        steadyP50Ms: steady.latency.p50Ms,
+        steadyP99Ms: steady.latency.p99Ms,
+        steadyP99SliceMs: steady.p99SliceMedianMs ?? NaN,
+        steadyCpuUs: steady.cpuUsPerDelivery,
+        satDeliveriesPerSec: flood.deliveriesPerSec,
+        satCpuUs: flood.cpuUsPerDelivery,
+        satServerCpuPct: flood.serverCpuPct,
+        satP99Ms: flood.latency.p99Ms,
+        satElu: flood.flow?.eventLoopUtilization ?? NaN,
+        satStalls: flood.flow?.stalls ?? NaN,
+        clientCpuPct: flood.clientCpuPct,
+        rssMB: round(stats.rssBytes / MB, 1),
         ...integrity(flood.collected),
         errors: errorCount([server], flood.collected, steady.publishErrors + flood.publishErrors + (steady.drained && flood.drained ? 0 : 1)),
       },
       detail: {
-        steady: phaseDetail(steady), saturation: phaseDetail(flood), rounds: { steady: steadyRuns.map(roundDetail), saturation: floodRuns.map(roundDetail) },
-        server: stats, problems: server.problems(),
+        steady: phaseDetail(steady),
+        saturation: phaseDetail(flood),
+        rounds: { steady: steadyRuns.map(roundDetail), saturation: floodRuns.map(roundDetail) },
+        server: stats,
+        problems: server.problems(),
       },
     };
   },
   columns: [
-    col('steadyP50Ms', 'p50 ms @steady', 2, 'lower'), col('steadyP99Ms', 'p99 ms @steady', 2, 'lower'),
-    col('steadyP99SliceMs', 'p99 ms @steady, median slice', 2, 'lower'), col('steadyCpuUs', 'CPU µs/delivery @steady', 2, 'lower'),
-    col('satDeliveriesPerSec', 'deliveries/s @saturation', 0, 'higher'), col('satCpuUs', 'CPU µs/delivery @saturation', 2, 'lower'),
-    col('satServerCpuPct', 'server CPU % @saturation', 0), col('satP99Ms', 'p99 ms @saturation', 1), col('satElu', 'server event-loop use @saturation', 2),
-    col('satStalls', 'waits for slow clients', 0), col('clientCpuPct', 'load-client CPU % (all processes)', 0), col('rssMB', 'RSS MB', 0, 'lower'), ...INTEGRITY_COLUMNS,
+    col('steadyP50Ms', 'p50 ms @steady', 2, 'lower'),
+    col('steadyP99Ms', 'p99 ms @steady', 2, 'lower'),
+    col('steadyP99SliceMs', 'p99 ms @steady, median slice', 2, 'lower'),
+    col('steadyCpuUs', 'CPU µs/delivery @steady', 2, 'lower'),
+    col('satDeliveriesPerSec', 'deliveries/s @saturation', 0, 'higher'),
+    col('satCpuUs', 'CPU µs/delivery @saturation', 2, 'lower'),
+    col('satServerCpuPct', 'server CPU % @saturation', 0),
+    col('satP99Ms', 'p99 ms @saturation', 1),
+    col('satElu', 'server event-loop use @saturation', 2),
+    col('satStalls', 'waits for slow clients', 0),
+    col('clientCpuPct', 'load-client CPU % (all processes)', 0),
+    col('rssMB', 'RSS MB', 0, 'lower'),
+    ...INTEGRITY_COLUMNS,
   ],
 });
 
@@ -109,23 +166,44 @@ const manyTopics = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
   },
   phases: [
     async (st, c) =>
-      void st.steady.push(await steadyPhase({ publisher: st.server, receiver: st.server, pool: st.pool, topics: topicList(c), rate: c.topicsRate, durationMs: c.topicsMs / c.rounds })),
+      void st.steady.push(
+        await steadyPhase({
+          publisher: st.server,
+          receiver: st.server,
+          pool: st.pool,
+          topics: topicList(c),
+          rate: c.topicsRate,
+          durationMs: c.topicsMs / c.rounds,
+        }),
+      ),
   ],
   async finish({ server, steady: runs }) {
     const steady = mergePhases(runs);
     const stats = await server.stats(true);
     return {
       metrics: {
-        deliveriesPerSec: steady.deliveriesPerSec, p50Ms: steady.latency.p50Ms, p99Ms: steady.latency.p99Ms, cpuUs: steady.cpuUsPerDelivery,
-        serverCpuPct: steady.serverCpuPct, clientCpuPct: steady.clientCpuPct, rssMB: round(stats.rssBytes / MB, 1), ...integrity(steady.collected),
+        deliveriesPerSec: steady.deliveriesPerSec,
+        p50Ms: steady.latency.p50Ms,
+        p99Ms: steady.latency.p99Ms,
+        cpuUs: steady.cpuUsPerDelivery,
+        serverCpuPct: steady.serverCpuPct,
+        clientCpuPct: steady.clientCpuPct,
+        rssMB: round(stats.rssBytes / MB, 1),
+        ...integrity(steady.collected),
         errors: errorCount([server], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), server: stats, problems: server.problems() },
     };
   },
   columns: [
-    col('deliveriesPerSec', 'deliveries/s', 0), col('p50Ms', 'p50 ms', 2, 'lower'), col('p99Ms', 'p99 ms', 2, 'lower'), col('cpuUs', 'CPU µs/delivery', 2, 'lower'),
-    col('serverCpuPct', 'server CPU %', 0), col('clientCpuPct', 'load-client CPU %', 0), col('rssMB', 'RSS MB', 0, 'lower'), ...INTEGRITY_COLUMNS,
+    col('deliveriesPerSec', 'deliveries/s', 0),
+    col('p50Ms', 'p50 ms', 2, 'lower'),
+    col('p99Ms', 'p99 ms', 2, 'lower'),
+    col('cpuUs', 'CPU µs/delivery', 2, 'lower'),
+    col('serverCpuPct', 'server CPU %', 0),
+    col('clientCpuPct', 'load-client CPU %', 0),
+    col('rssMB', 'RSS MB', 0, 'lower'),
+    ...INTEGRITY_COLUMNS,
   ],
 });
 
@@ -136,7 +214,11 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
   await sleep(300);
   const base = await server.stats(true);
   const topic = c.idleTopics > 1 ? { topicPrefix: 'idle', topicModulo: c.idleTopics } : { topic: 'idle' };
-  const opened = await pool.open({ protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, ...topic }, count, c.connectConcurrency);
+  const opened = await pool.open(
+    { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, ...topic },
+    count,
+    c.connectConcurrency,
+  );
   await pool.reset();
   const cpuBefore = server.sample();
   await sleep(holdMs);
@@ -147,10 +229,18 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
   const n = Math.max(1, opened.opened);
   return {
     metrics: {
-      opened: opened.opened, failed: opened.failed, connectPerSec: opened.perSecond, openAtEnd: collected.open, serverCounted: stats.connections,
-      rssPerConnKB: round((stats.rssBytes - base.rssBytes) / n / 1024, 2), heapPerConnKB: round((stats.heapUsedBytes - base.heapUsedBytes) / n / 1024, 2),
-      idleCpuPct: round(((cpuAfter.cpuMs - cpuBefore.cpuMs) * 100) / holdMs, 1), heartbeatsPerConn: round(collected.heartbeats / n, 1),
-      rssMB: round(stats.rssBytes / MB, 0), serverFds: fds, errors: errorCount([server], collected, opened.failed + Math.abs(collected.open - opened.opened)),
+      opened: opened.opened,
+      failed: opened.failed,
+      connectPerSec: opened.perSecond,
+      openAtEnd: collected.open,
+      serverCounted: stats.connections,
+      rssPerConnKB: round((stats.rssBytes - base.rssBytes) / n / 1024, 2),
+      heapPerConnKB: round((stats.heapUsedBytes - base.heapUsedBytes) / n / 1024, 2),
+      idleCpuPct: round(((cpuAfter.cpuMs - cpuBefore.cpuMs) * 100) / holdMs, 1),
+      heartbeatsPerConn: round(collected.heartbeats / n, 1),
+      rssMB: round(stats.rssBytes / MB, 0),
+      serverFds: fds,
+      errors: errorCount([server], collected, opened.failed + Math.abs(collected.open - opened.opened)),
     },
     detail: { base, final: stats, open: opened, samples: collected.samples, problems: server.problems() },
   };
@@ -158,29 +248,43 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
 
 const idle = (t: 'ws' | 'sse'): Scenario => ({
   id: `idle-${t}`,
-  peers: t === 'ws' ? WS_PEERS : SSE_PEERS, mode: 'sequential',
+  peers: t === 'ws' ? WS_PEERS : SSE_PEERS,
+  mode: 'sequential',
   title: (c) => `Idle connections, ${transportName(t)}: ${c.idleConns.toLocaleString('en')} open`,
   description: (c) =>
     `Connections opened (${c.connectConcurrency} handshakes in flight per load-client process), then held ${c.idleHoldMs / 1000} s with heartbeats every ${c.idleHeartbeatMs / 1000} s. Memory per connection is the growth of the server's RSS and V8 heap (after a full GC) divided by the connections.`,
   params: (c) => ({ connections: c.idleConns, holdMs: c.idleHoldMs, heartbeatMs: c.idleHeartbeatMs, topics: c.idleTopics }),
   measure: (entry, c, cleanup) => holdIdle(`idle-${t}`, entry, c, cleanup, c.idleConns, c.idleHeartbeatMs, c.idleHoldMs),
   columns: [
-    col('rssPerConnKB', 'RSS KB/conn', 1, 'lower'), col('heapPerConnKB', 'heap KB/conn', 1, 'lower'), col('connectPerSec', 'connects/s', 0, 'higher'),
-    col('idleCpuPct', 'idle CPU %', 1), col('heartbeatsPerConn', 'heartbeats/conn', 1), col('openAtEnd', 'open at end', 0), col('errors', 'errors'),
+    col('rssPerConnKB', 'RSS KB/conn', 1, 'lower'),
+    col('heapPerConnKB', 'heap KB/conn', 1, 'lower'),
+    col('connectPerSec', 'connects/s', 0, 'higher'),
+    col('idleCpuPct', 'idle CPU %', 1),
+    col('heartbeatsPerConn', 'heartbeats/conn', 1),
+    col('openAtEnd', 'open at end', 0),
+    col('errors', 'errors'),
   ],
 });
 
 /** As many connections as one process's open-file limit allows, heartbeats running (skipped when --max-conns=0). */
 const maxConnections: Scenario = {
-  id: 'max-conn', peers: (c) => c.maxPeers.map((id) => ({ peer: PEERS[id]!, rowId: id, label: PEERS[id]!.label })), mode: 'sequential',
+  id: 'max-conn',
+  peers: (c) => c.maxPeers.map((id) => ({ peer: PEERS[id]!, rowId: id, label: PEERS[id]!.label })),
+  mode: 'sequential',
   title: (c) => `Connection limit: ${c.maxConns.toLocaleString('en')} concurrent connections in one server process`,
   description: (c) =>
     `The open-file limit is ${c.maxConns + 100} per process; the server keeps about 100 descriptors for itself. Held ${c.maxHoldMs / 1000} s with heartbeats every ${c.maxHeartbeatMs / 1000} s; every connection must stay open and nothing may be logged as an error.`,
   params: (c) => ({ connections: c.maxConns, holdMs: c.maxHoldMs, heartbeatMs: c.maxHeartbeatMs }),
   measure: (entry, c, cleanup) => holdIdle('max-conn', entry, c, cleanup, c.maxConns, c.maxHeartbeatMs, c.maxHoldMs),
   columns: [
-    col('opened', 'opened', 0), col('openAtEnd', 'open at end', 0), col('serverCounted', 'server counts', 0), col('serverFds', 'server fds', 0),
-    col('connectPerSec', 'connects/s', 0), col('heartbeatsPerConn', 'heartbeats/conn', 1), col('rssPerConnKB', 'RSS KB/conn', 1), col('idleCpuPct', 'idle CPU %', 1),
+    col('opened', 'opened', 0),
+    col('openAtEnd', 'open at end', 0),
+    col('serverCounted', 'server counts', 0),
+    col('serverFds', 'server fds', 0),
+    col('connectPerSec', 'connects/s', 0),
+    col('heartbeatsPerConn', 'heartbeats/conn', 1),
+    col('rssPerConnKB', 'RSS KB/conn', 1),
+    col('idleCpuPct', 'idle CPU %', 1),
     col('errors', 'errors'),
   ],
 };
@@ -229,31 +333,57 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
         { name: 'publisher', pid: st.a.pid },
         { name: 'redis', pid: st.redisPid },
       ];
-      st.steady.push(await steadyPhase({ publisher: st.a, receiver: st.b, pool: st.pool, topics: [st.topic], rate: c.clusterRate, durationMs: c.clusterMs / c.rounds, extra }));
+      st.steady.push(
+        await steadyPhase({
+          publisher: st.a,
+          receiver: st.b,
+          pool: st.pool,
+          topics: [st.topic],
+          rate: c.clusterRate,
+          durationMs: c.clusterMs / c.rounds,
+          extra,
+        }),
+      );
     },
   ],
   async finish({ a, b, steady: runs }) {
     const steady = mergePhases(runs);
     return {
       metrics: {
-        p50Ms: steady.latency.p50Ms, p99Ms: steady.latency.p99Ms, p99SliceMs: steady.p99SliceMedianMs ?? NaN, p999Ms: steady.latency.p999Ms, maxMs: steady.latency.maxMs,
-        deliveriesPerSec: steady.deliveriesPerSec, cpuUs: steady.cpuUsPerDelivery, publisherCpuMs: steady.extraCpuMs.publisher ?? NaN,
-        redisCpuMs: steady.extraCpuMs.redis ?? NaN, ...integrity(steady.collected),
+        p50Ms: steady.latency.p50Ms,
+        p99Ms: steady.latency.p99Ms,
+        p99SliceMs: steady.p99SliceMedianMs ?? NaN,
+        p999Ms: steady.latency.p999Ms,
+        maxMs: steady.latency.maxMs,
+        deliveriesPerSec: steady.deliveriesPerSec,
+        cpuUs: steady.cpuUsPerDelivery,
+        publisherCpuMs: steady.extraCpuMs.publisher ?? NaN,
+        redisCpuMs: steady.extraCpuMs.redis ?? NaN,
+        ...integrity(steady.collected),
         errors: errorCount([a, b], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), problems: [a.problems(), b.problems()] },
     };
   },
   columns: [
-    col('p50Ms', 'p50 ms', 2, 'lower'), col('p99Ms', 'p99 ms', 2, 'lower'), col('p99SliceMs', 'p99 ms, median slice', 2, 'lower'), col('p999Ms', 'p99.9 ms', 2),
-    col('deliveriesPerSec', 'deliveries/s', 0), col('cpuUs', 'CPU µs/delivery (B)', 2, 'lower'), col('publisherCpuMs', 'CPU ms (A)', 0),
-    col('redisCpuMs', 'CPU ms (Redis)', 0), ...INTEGRITY_COLUMNS,
+    col('p50Ms', 'p50 ms', 2, 'lower'),
+    col('p99Ms', 'p99 ms', 2, 'lower'),
+    col('p99SliceMs', 'p99 ms, median slice', 2, 'lower'),
+    col('p999Ms', 'p99.9 ms', 2),
+    col('deliveriesPerSec', 'deliveries/s', 0),
+    col('cpuUs', 'CPU µs/delivery (B)', 2, 'lower'),
+    col('publisherCpuMs', 'CPU ms (A)', 0),
+    col('redisCpuMs', 'CPU ms (Redis)', 0),
+    ...INTEGRITY_COLUMNS,
   ],
 };
 
 /** Connections opened and closed continuously next to a steady fan-out that must not notice. */
 const churn: Scenario = {
-  id: 'churn', peers: [...WS_PEERS, ...SSE_PEERS], mode: 'sequential', title: () => 'Connection churn',
+  id: 'churn',
+  peers: [...WS_PEERS, ...SSE_PEERS],
+  mode: 'sequential',
+  title: () => 'Connection churn',
   description: (c) =>
     `${c.churnProcesses} load-client processes × ${c.churnConcurrency} loops open a connection (subscribing to one of 100 topics), wait until it is established ` +
     `(101 for WebSocket, CONNECT for Socket.IO, 200 for SSE) and close it as a browser would, for ${c.churnMs / 1000} s, ` +
@@ -272,7 +402,11 @@ const churn: Scenario = {
     const before = server.sample();
     const [steady, churned] = await Promise.all([
       steadyPhase({ publisher: server, receiver: server, pool: background, topics: ['steady'], rate: c.steadyRate, durationMs: c.churnMs }),
-      churners.churn({ protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, topicPrefix: 'churn', topicModulo: 100 }, c.churnMs, c.churnConcurrency),
+      churners.churn(
+        { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, topicPrefix: 'churn', topicModulo: 100 },
+        c.churnMs,
+        c.churnConcurrency,
+      ),
     ]);
     const after = server.sample();
     await sleep(1_000);
@@ -282,17 +416,27 @@ const churn: Scenario = {
     const leaked = stats.connections - bgSubs;
     return {
       metrics: {
-        cyclesPerSec: round(cycles / elapsedS, 0), cpuUsPerCycle: round(((after.cpuMs - before.cpuMs) * 1000) / Math.max(1, cycles), 0),
-        openP50Ms: Math.max(...churned.map((x) => x.openLatency.p50Ms)), openP99Ms: Math.max(...churned.map((x) => x.openLatency.p99Ms)),
-        steadyP99Ms: steady.latency.p99Ms, heapGrowthKB: round((stats.heapUsedBytes - base.heapUsedBytes) / 1024, 0), leaked, ...integrity(steady.collected),
+        cyclesPerSec: round(cycles / elapsedS, 0),
+        cpuUsPerCycle: round(((after.cpuMs - before.cpuMs) * 1000) / Math.max(1, cycles), 0),
+        openP50Ms: Math.max(...churned.map((x) => x.openLatency.p50Ms)),
+        openP99Ms: Math.max(...churned.map((x) => x.openLatency.p99Ms)),
+        steadyP99Ms: steady.latency.p99Ms,
+        heapGrowthKB: round((stats.heapUsedBytes - base.heapUsedBytes) / 1024, 0),
+        leaked,
+        ...integrity(steady.collected),
         errors: errorCount([server], steady.collected, sum(churned.map((x) => x.failures + x.unexpectedCloses)) + Math.abs(leaked) + (steady.drained ? 0 : 1)),
       },
       detail: { churn: churned, steady: phaseDetail(steady), base, final: stats, problems: server.problems() },
     };
   },
   columns: [
-    col('cyclesPerSec', 'open+close/s', 0, 'higher'), col('cpuUsPerCycle', 'CPU µs/cycle', 0, 'lower'), col('openP50Ms', 'open p50 ms', 2, 'lower'),
-    col('openP99Ms', 'open p99 ms', 2, 'lower'), col('steadyP99Ms', 'background p99 ms', 2, 'lower'), col('heapGrowthKB', 'heap growth KB', 0), col('leaked', 'leaked'),
+    col('cyclesPerSec', 'open+close/s', 0, 'higher'),
+    col('cpuUsPerCycle', 'CPU µs/cycle', 0, 'lower'),
+    col('openP50Ms', 'open p50 ms', 2, 'lower'),
+    col('openP99Ms', 'open p99 ms', 2, 'lower'),
+    col('steadyP99Ms', 'background p99 ms', 2, 'lower'),
+    col('heapGrowthKB', 'heap growth KB', 0),
+    col('leaked', 'leaked'),
     ...INTEGRITY_COLUMNS,
   ],
 };
@@ -311,12 +455,18 @@ function metricsOverhead(s: Scenario<Loaded>, t: 'ws' | 'sse'): Scenario<Loaded>
     { peer: { ...peer, pushlet: false }, rowId: `${peer.id}-metrics-off`, label: 'metrics off', env: { PUSHLET_METRICS: '0' } },
     { peer, rowId: `${peer.id}-metrics-on`, label: 'metrics on, scraped every second', env: { PUSHLET_METRICS: '1', BENCH_SCRAPE_MS: '1000' } },
   ];
-  if (base) variants.push({ peer: { ...peer, pushlet: false, scriptPath: `${base}/bench/servers/pushlet.js` }, rowId: `${peer.id}-base`, label: `baseline build (${base})` });
+  if (base)
+    variants.push({
+      peer: { ...peer, pushlet: false, scriptPath: `${base}/bench/servers/pushlet.js` },
+      rowId: `${peer.id}-base`,
+      label: `baseline build (${base})`,
+    });
   const phases = s.id.startsWith('fanout') ? ['steady', 'saturation'] : ['steady'];
   return {
     ...s,
     id: `metrics-${s.id}`,
-    optional: true, peers: () => variants,
+    optional: true,
+    peers: () => variants,
     title: (c) => `Metrics overhead, ${s.title(c)}`,
     description: (c) => `The sample app with the Prometheus metrics off and on (scraped every second), side by side. ${s.description(c)}`,
     after(rows) {
@@ -343,7 +493,13 @@ export const SCENARIOS: Scenario[] = [
   manyTopics('sse'),
   idle('ws'),
   idle('sse'),
-  maxConnections, cluster, churn, publish, clientSize, clientReconnect, storm,
+  maxConnections,
+  cluster,
+  churn,
+  publish,
+  clientSize,
+  clientReconnect,
+  storm,
   metricsOverhead(fanout('ws'), 'ws'),
   metricsOverhead(fanout('sse'), 'sse'),
   metricsOverhead(manyTopics('ws'), 'ws'),

@@ -1,11 +1,4 @@
-import {
-  Inject,
-  Injectable,
-  type BeforeApplicationShutdown,
-  type OnApplicationShutdown,
-  type LoggerService,
-  type OnModuleInit,
-} from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationShutdown, type LoggerService, type OnModuleInit } from '@nestjs/common';
 import { PUSHLET_BROKER, type PushletBroker } from './interfaces/broker.interface.js';
 import type { ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { Admission, type ConnectionGate } from './core/admission.js';

@@ -43,7 +43,7 @@ export const MESSAGES = {
   booleanOption: (name: string, value: string) => `Pushlet option ${name} must be true or false, got ${value}; "true" and "false" are accepted too`,
   pathsMustDiffer: (path: string) => `Pushlet options sse.path and ws.path must differ (both are ${path})`,
   redisNotConfigured:
-    'the redis option names no url, host, cluster or client (all unset or empty): distributed mode is off, so this instance\'s messages reach only its own clients',
+    "the redis option names no url, host, cluster or client (all unset or empty): distributed mode is off, so this instance's messages reach only its own clients",
   redisUnavailable: (address: string, cause: string) =>
     `cannot connect to Redis at ${address} (${cause}); start Redis or fix the redis option, or set redis.startWithoutRedis: true to start local-only and join when Redis is up`,
   redisOneSource: 'the redis option takes exactly one of url, host, cluster or client',

@@ -68,7 +68,10 @@ export class PushletRoutes {
 
   /** Each guard in turn; the first that does not let the request through refuses it. */
   private async runGuards(guards: readonly CanActivate[], transport: PushletTransport, request: IncomingMessage, response: unknown): Promise<void> {
-    const context = new EndpointContext([request, response, undefined], transport === 'sse' ? PushletEndpoints.prototype.events : PushletEndpoints.prototype.ws);
+    const context = new EndpointContext(
+      [request, response, undefined],
+      transport === 'sse' ? PushletEndpoints.prototype.events : PushletEndpoints.prototype.ws,
+    );
     for (const guard of guards) {
       let allowed: boolean;
       try {
@@ -77,7 +80,10 @@ export class PushletRoutes {
       } catch (error) {
         if (error instanceof HttpException) {
           const body = error.getResponse();
-          throw new PushletRouteRefusal(error.getStatus(), typeof body === 'object' ? (body as Record<string, unknown>) : { statusCode: error.getStatus(), message: String(body) });
+          throw new PushletRouteRefusal(
+            error.getStatus(),
+            typeof body === 'object' ? (body as Record<string, unknown>) : { statusCode: error.getStatus(), message: String(body) },
+          );
         }
         this.logger.warn(`a guard of the ${transport} endpoint threw: ${String(error)}`);
         allowed = false;

@@ -1,13 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
-import {
-  BadRequestException,
-  ForbiddenException,
-  HttpException,
-  ServiceUnavailableException,
-  UnauthorizedException,
-  type MessageEvent,
-} from '@nestjs/common';
+import { BadRequestException, ForbiddenException, HttpException, ServiceUnavailableException, UnauthorizedException, type MessageEvent } from '@nestjs/common';
 import { Observable, type Subscriber } from 'rxjs';
 import { isIdentity, type Admission } from './core/admission.js';
 import type { WriteQueue } from './core/bounded-writer.js';

@@ -1,21 +1,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { after, afterEach, before, describe, it } from 'node:test';
-import {
-  Body,
-  Controller,
-  Get,
-  Headers,
-  Injectable,
-  Param,
-  Post,
-  Query,
-  Req,
-  Sse,
-  UseGuards,
-  type CanActivate,
-  type ExecutionContext,
-} from '@nestjs/common';
+import { Body, Controller, Get, Headers, Injectable, Param, Post, Query, Req, Sse, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { PushletModule, PushletPublish, PushletService, type PushletMessage } from '../src/index.js';
 import { SseClient } from './support/sse-client.js';
@@ -85,7 +71,9 @@ describe('public API: stream() in a user route, @PushletPublish, subscribe()', (
   };
 
   before(async () => {
-    t = await startApp({ metadata: { imports: [PushletModule.forRoot({ heartbeatInterval: 60_000 })], controllers: [OrdersController], providers: [SlowTokenGuard] } });
+    t = await startApp({
+      metadata: { imports: [PushletModule.forRoot({ heartbeatInterval: 60_000 })], controllers: [OrdersController], providers: [SlowTokenGuard] },
+    });
   });
   afterEach(() => {
     for (const client of clients.splice(0)) client.close();
@@ -125,7 +113,10 @@ describe('public API: stream() in a user route, @PushletPublish, subscribe()', (
 
     const pending = SseClient.open(`${t.url}/orders/feed?topic=guarded`, { authorization: 'Bearer ok', 'x-slow': '1' });
     let responded = false;
-    void pending.then(() => (responded = true), () => undefined);
+    void pending.then(
+      () => (responded = true),
+      () => undefined,
+    );
     // The guard holds the request: wait until the server is inside it, then check nothing was sent.
     await until(() => SlowTokenGuard.entered || responded, 5_000, 'the guard to be entered');
     assert.equal(responded, false, 'headers were sent before the guard decided');
@@ -208,7 +199,9 @@ describe('public API: stream() in a user route, @PushletPublish, subscribe()', (
 
 describe('shutdown', () => {
   it('once shutdown has begun, a stream() route answers 503 and subscribe() errors: no session is left that nothing ends', async () => {
-    const t = await startApp({ metadata: { imports: [PushletModule.forRoot({ heartbeatInterval: 60_000 })], controllers: [OrdersController], providers: [SlowTokenGuard] } });
+    const t = await startApp({
+      metadata: { imports: [PushletModule.forRoot({ heartbeatInterval: 60_000 })], controllers: [OrdersController], providers: [SlowTokenGuard] },
+    });
     try {
       const hub = t.app.get(PushletHub);
       await hub.beforeApplicationShutdown();

@@ -208,7 +208,16 @@ for (const fixture of FIXTURES) {
       assert.ok(reset < firstHot, `the reset before any later message of ${hot}: ${timeline}`);
       // calm's history is whole: replayed exactly, or (where one id places every topic, so a
       // restarted topic restarts them all) reset too, but never a silent gap.
-      assertLedger(ledger.tally([first, second], topics), { resets: new Map([[hot!, 'required'], [calm!, 'allowed']]) }, `resumed from ${lastId}: ${timeline}`);
+      assertLedger(
+        ledger.tally([first, second], topics),
+        {
+          resets: new Map([
+            [hot!, 'required'],
+            [calm!, 'allowed'],
+          ]),
+        },
+        `resumed from ${lastId}: ${timeline}`,
+      );
     });
 
     it('4. an unknown or malformed id: pushlet:reset for every topic, then live messages', async () => {
@@ -243,158 +252,173 @@ for (const fixture of FIXTURES) {
       }
     });
 
-    it('5. history lost (backend killed and restarted empty) with clients live, resuming and to resume: a reset, never a silent gap, no duplicate', fixture.canFail ? {} : NEEDS_FAILURES, async (ctx) => {
-      const t = await app();
-      const topics = await backend.topics(2);
-      const ledger = new Ledger();
-      const live = open(t, topics);
-      await live.connected();
-      await ledger.publishRounds(() => t.pushlet, topics, 1);
-      await ledger.delivered(live, topics);
-      // The cursor of a client that dropped after the first round.
-      const cursor = live.resumeId;
-      const afterCursor = ledger.nextOf(topics);
-      await ledger.publishRounds(() => t.pushlet, topics, 3);
-      await ledger.delivered(live, topics);
+    it(
+      '5. history lost (backend killed and restarted empty) with clients live, resuming and to resume: a reset, never a silent gap, no duplicate',
+      fixture.canFail ? {} : NEEDS_FAILURES,
+      async (ctx) => {
+        const t = await app();
+        const topics = await backend.topics(2);
+        const ledger = new Ledger();
+        const live = open(t, topics);
+        await live.connected();
+        await ledger.publishRounds(() => t.pushlet, topics, 1);
+        await ledger.delivered(live, topics);
+        // The cursor of a client that dropped after the first round.
+        const cursor = live.resumeId;
+        const afterCursor = ledger.nextOf(topics);
+        await ledger.publishRounds(() => t.pushlet, topics, 3);
+        await ledger.delivered(live, topics);
 
-      // A resume in flight as the backend dies: opened in the same turn as the kill.
-      const inFlight = open(t, topics, cursor);
-      await backend.outage();
-      await backend.restore();
-      // Acknowledged: the instance is back on the backend.
-      const sinceBack = ledger.nextOf(topics);
-      await ledger.publishRounds(() => t.pushlet, topics, 1);
-      // The client that dropped comes back with its cursor from before the loss: told for every topic.
-      const late = (await openUntilServed(t, topics, cursor, (r) => topics.every((topic) => r.resetsOf(topic).length > 0))).at(-1)!;
-      const resumed = await servedOrReopened(t, inFlight, ctx);
-      const sinceServed = ledger.nextOf(topics);
-      await ledger.publishRounds(() => t.pushlet, topics, 3);
+        // A resume in flight as the backend dies: opened in the same turn as the kill.
+        const inFlight = open(t, topics, cursor);
+        await backend.outage();
+        await backend.restore();
+        // Acknowledged: the instance is back on the backend.
+        const sinceBack = ledger.nextOf(topics);
+        await ledger.publishRounds(() => t.pushlet, topics, 1);
+        // The client that dropped comes back with its cursor from before the loss: told for every topic.
+        const late = (await openUntilServed(t, topics, cursor, (r) => topics.every((topic) => r.resetsOf(topic).length > 0))).at(-1)!;
+        const resumed = await servedOrReopened(t, inFlight, ctx);
+        const sinceServed = ledger.nextOf(topics);
+        await ledger.publishRounds(() => t.pushlet, topics, 3);
 
-      for (const [name, recorder, from, owedFrom] of [
-        ['live through the loss', live, undefined, sinceBack],
-        ['resumed as the backend died', resumed, afterCursor, sinceServed],
-        ['resumed after the loss', late, afterCursor, sinceServed],
-      ] as const) {
-        await ledger.delivered(recorder, topics);
-        const tallies = ledger.tally([recorder], topics, from);
-        assertLedger(tallies, { resets: 'required' }, `${name}: ${recorder.describe()}`);
-        // What was published once the backend was back (for the live one) or once the resume was
-        // served is owed in full.
-        assertNothingLostFrom(tallies, owedFrom, `${name}: ${recorder.describe()}`);
-      }
-    });
+        for (const [name, recorder, from, owedFrom] of [
+          ['live through the loss', live, undefined, sinceBack],
+          ['resumed as the backend died', resumed, afterCursor, sinceServed],
+          ['resumed after the loss', late, afterCursor, sinceServed],
+        ] as const) {
+          await ledger.delivered(recorder, topics);
+          const tallies = ledger.tally([recorder], topics, from);
+          assertLedger(tallies, { resets: 'required' }, `${name}: ${recorder.describe()}`);
+          // What was published once the backend was back (for the live one) or once the resume was
+          // served is owed in full.
+          assertNothingLostFrom(tallies, owedFrom, `${name}: ${recorder.describe()}`);
+        }
+      },
+    );
 
-    it('6. resume during the outage: the stream fails cleanly or delivers exactly; publications made during the outage are delivered once, in order, after it returns', fixture.canFail ? {} : NEEDS_FAILURES, async (ctx) => {
-      const t = await app();
-      const topics = await backend.topics(2);
-      const ledger = new Ledger();
-      const live = open(t, topics);
-      const first = open(t, topics);
-      await live.connected();
-      await first.connected();
-      await ledger.publishRounds(() => t.pushlet, topics, 3);
-      await ledger.delivered(first, topics);
-      const cursor = first.resumeId;
-      first.close();
+    it(
+      '6. resume during the outage: the stream fails cleanly or delivers exactly; publications made during the outage are delivered once, in order, after it returns',
+      fixture.canFail ? {} : NEEDS_FAILURES,
+      async (ctx) => {
+        const t = await app();
+        const topics = await backend.topics(2);
+        const ledger = new Ledger();
+        const live = open(t, topics);
+        const first = open(t, topics);
+        await live.connected();
+        await first.connected();
+        await ledger.publishRounds(() => t.pushlet, topics, 3);
+        await ledger.delivered(first, topics);
+        const cursor = first.resumeId;
+        first.close();
 
-      await backend.outage();
-      const during = ledger.nextOf(topics);
-      // Published while the backend is down: publish() waits for it (not awaited here).
-      for (let round = 0; round < 3; round += 1) for (const topic of topics) ledger.publish(t.pushlet, topic);
-      const resumedDuring = open(t, topics, cursor);
-      const freshDuring = open(t, topics);
-      // Answered (pushlet:connected), refused, or held until the backend returns: all three are
-      // fine, so this wait is bounded and never fails.
-      const answered = (r: StreamRecorder) => r.connectedFrame !== undefined || r.ended;
-      await Promise.all([resumedDuring, freshDuring].map((r) => r.waitFor(() => answered(r), 3_000, 'an answer during the outage').catch(() => undefined)));
-      // Publications made during the outage are owed in full to every stream subscribed while
-      // the backend was down: the live one, and those answered with pushlet:connected.
-      const subscribedDuring = [live, resumedDuring, freshDuring].filter((r) => r.connectedFrame !== undefined && !r.ended);
-      ctx.diagnostic(`during the outage: resumed ${resumedDuring.describe()}; new ${freshDuring.describe()}`);
-      await backend.restore();
-      // A resume refused (cleanly) comes back with the same id; a new stream refused was never owed anything.
-      const resumed = await servedOrReopened(t, resumedDuring, ctx);
-      await freshDuring.waitFor(() => freshDuring.connectedFrame !== undefined || freshDuring.ended, 20_000, 'pushlet:connected or a refusal');
-      if (freshDuring.ended) assert.ok(freshDuring.failedCleanly, `a stream may fail only cleanly (503): ${freshDuring.describe()}`);
-      await ledger.settled();
-      await ledger.publishRounds(() => t.pushlet, topics, 2);
+        await backend.outage();
+        const during = ledger.nextOf(topics);
+        // Published while the backend is down: publish() waits for it (not awaited here).
+        for (let round = 0; round < 3; round += 1) for (const topic of topics) ledger.publish(t.pushlet, topic);
+        const resumedDuring = open(t, topics, cursor);
+        const freshDuring = open(t, topics);
+        // Answered (pushlet:connected), refused, or held until the backend returns: all three are
+        // fine, so this wait is bounded and never fails.
+        const answered = (r: StreamRecorder) => r.connectedFrame !== undefined || r.ended;
+        await Promise.all([resumedDuring, freshDuring].map((r) => r.waitFor(() => answered(r), 3_000, 'an answer during the outage').catch(() => undefined)));
+        // Publications made during the outage are owed in full to every stream subscribed while
+        // the backend was down: the live one, and those answered with pushlet:connected.
+        const subscribedDuring = [live, resumedDuring, freshDuring].filter((r) => r.connectedFrame !== undefined && !r.ended);
+        ctx.diagnostic(`during the outage: resumed ${resumedDuring.describe()}; new ${freshDuring.describe()}`);
+        await backend.restore();
+        // A resume refused (cleanly) comes back with the same id; a new stream refused was never owed anything.
+        const resumed = await servedOrReopened(t, resumedDuring, ctx);
+        await freshDuring.waitFor(() => freshDuring.connectedFrame !== undefined || freshDuring.ended, 20_000, 'pushlet:connected or a refusal');
+        if (freshDuring.ended) assert.ok(freshDuring.failedCleanly, `a stream may fail only cleanly (503): ${freshDuring.describe()}`);
+        await ledger.settled();
+        await ledger.publishRounds(() => t.pushlet, topics, 2);
 
-      const checked: Array<[string, StreamRecorder, Map<string, number> | undefined]> = [
-        ['live', live, undefined],
-        ['resumed', resumed, during],
-      ];
-      if (!freshDuring.ended) checked.push(['new during the outage', freshDuring, during]);
-      for (const [name, recorder, from] of checked) {
-        await ledger.delivered(recorder, topics);
-        // Resets are allowed (the backend came back empty); never a silent gap.
-        const tallies = ledger.tally([recorder], topics, from);
-        assertLedger(tallies, { resets: 'allowed' }, `${name}: ${recorder.describe()}`);
-        if (subscribedDuring.includes(recorder)) assertNothingLostFrom(tallies, during, `${name}, subscribed during the outage: ${recorder.describe()}`);
-      }
-    });
+        const checked: Array<[string, StreamRecorder, Map<string, number> | undefined]> = [
+          ['live', live, undefined],
+          ['resumed', resumed, during],
+        ];
+        if (!freshDuring.ended) checked.push(['new during the outage', freshDuring, during]);
+        for (const [name, recorder, from] of checked) {
+          await ledger.delivered(recorder, topics);
+          // Resets are allowed (the backend came back empty); never a silent gap.
+          const tallies = ledger.tally([recorder], topics, from);
+          assertLedger(tallies, { resets: 'allowed' }, `${name}: ${recorder.describe()}`);
+          if (subscribedDuring.includes(recorder)) assertNothingLostFrom(tallies, during, `${name}, subscribed during the outage: ${recorder.describe()}`);
+        }
+      },
+    );
 
-    it('7. subscriptions made as the backend comes back (same turn as the restart, several topics) get everything published after they subscribed, once, in order', fixture.canFail ? {} : NEEDS_FAILURES, async (ctx) => {
-      const t = await app();
-      const topics = await backend.topics(4);
-      const ledger = new Ledger();
-      const first = open(t, topics.slice(0, 2));
-      await first.connected();
-      await ledger.publishRounds(() => t.pushlet, topics, 2);
-      await ledger.delivered(first, first.topics);
-      const cursor = first.resumeId;
-      const afterCursor = ledger.nextOf(first.topics);
-      first.close();
+    it(
+      '7. subscriptions made as the backend comes back (same turn as the restart, several topics) get everything published after they subscribed, once, in order',
+      fixture.canFail ? {} : NEEDS_FAILURES,
+      async (ctx) => {
+        const t = await app();
+        const topics = await backend.topics(4);
+        const ledger = new Ledger();
+        const first = open(t, topics.slice(0, 2));
+        await first.connected();
+        await ledger.publishRounds(() => t.pushlet, topics, 2);
+        await ledger.delivered(first, first.topics);
+        const cursor = first.resumeId;
+        const afterCursor = ledger.nextOf(first.topics);
+        first.close();
 
-      await backend.outage();
-      const back = backend.restore();
-      // In the same turn as the restart: one stream per topic, one on all of them, one resuming.
-      const opened = [...topics.map((topic) => open(t, [topic])), open(t, topics), open(t, first.topics, cursor)];
-      await back;
-      // Right after the backend is back, while the instance is still finding it.
-      opened.push(open(t, topics), open(t, first.topics, cursor));
-      const streams: StreamRecorder[] = [];
-      for (const recorder of opened) streams.push(await servedOrReopened(t, recorder, ctx));
-      const from = ledger.nextOf(topics);
-      await within(ledger.publishBurst(t.pushlet, topics, 5), 20_000, 'a burst once the backend is back');
-      await ledger.publishRounds(() => t.pushlet, topics, 2);
+        await backend.outage();
+        const back = backend.restore();
+        // In the same turn as the restart: one stream per topic, one on all of them, one resuming.
+        const opened = [...topics.map((topic) => open(t, [topic])), open(t, topics), open(t, first.topics, cursor)];
+        await back;
+        // Right after the backend is back, while the instance is still finding it.
+        opened.push(open(t, topics), open(t, first.topics, cursor));
+        const streams: StreamRecorder[] = [];
+        for (const recorder of opened) streams.push(await servedOrReopened(t, recorder, ctx));
+        const from = ledger.nextOf(topics);
+        await within(ledger.publishBurst(t.pushlet, topics, 5), 20_000, 'a burst once the backend is back');
+        await ledger.publishRounds(() => t.pushlet, topics, 2);
 
-      for (const recorder of streams) {
-        await ledger.delivered(recorder, recorder.topics);
-        // A resume from before the loss may be reset; nothing published since it subscribed may be missing.
-        const tallies = ledger.tally([recorder], recorder.topics, recorder.lastEventId === undefined ? from : afterCursor);
-        assertLedger(tallies, { resets: 'allowed' }, `subscribed as the backend came back: ${recorder.describe()}`);
-        assertNothingLostFrom(tallies, from, `subscribed as the backend came back: ${recorder.describe()}`);
-      }
-    });
+        for (const recorder of streams) {
+          await ledger.delivered(recorder, recorder.topics);
+          // A resume from before the loss may be reset; nothing published since it subscribed may be missing.
+          const tallies = ledger.tally([recorder], recorder.topics, recorder.lastEventId === undefined ? from : afterCursor);
+          assertLedger(tallies, { resets: 'allowed' }, `subscribed as the backend came back: ${recorder.describe()}`);
+          assertNothingLostFrom(tallies, from, `subscribed as the backend came back: ${recorder.describe()}`);
+        }
+      },
+    );
 
-    it('8. two instances: publish on A, subscribe on B; resume on B with the id A\'s stream handed out', fixture.distributed ? {} : NEEDS_DISTRIBUTED, async () => {
-      const options = backend.pushletOptions();
-      const a = await app(options);
-      const b = await app(options);
-      const topics = await backend.topics(3);
-      const ledger = new Ledger();
-      const onB = open(b, topics);
-      const onA = open(a, topics);
-      await onB.connected();
-      await onA.connected();
-      await ledger.publishRounds(() => a.pushlet, topics, 5);
-      await ledger.delivered(onB, topics);
-      await ledger.delivered(onA, topics);
-      assertLedger(ledger.tally([onB], topics), {}, `subscribed on B: ${onB.describe()}`);
+    it(
+      "8. two instances: publish on A, subscribe on B; resume on B with the id A's stream handed out",
+      fixture.distributed ? {} : NEEDS_DISTRIBUTED,
+      async () => {
+        const options = backend.pushletOptions();
+        const a = await app(options);
+        const b = await app(options);
+        const topics = await backend.topics(3);
+        const ledger = new Ledger();
+        const onB = open(b, topics);
+        const onA = open(a, topics);
+        await onB.connected();
+        await onA.connected();
+        await ledger.publishRounds(() => a.pushlet, topics, 5);
+        await ledger.delivered(onB, topics);
+        await ledger.delivered(onA, topics);
+        assertLedger(ledger.tally([onB], topics), {}, `subscribed on B: ${onB.describe()}`);
 
-      const lastId = onA.resumeId;
-      onA.close();
-      await ledger.publishRounds(() => a.pushlet, topics, 4);
-      const resumedOnB = open(b, topics, lastId);
-      await resumedOnB.connected();
-      const instances: PushletService[] = [a.pushlet, b.pushlet];
-      await ledger.publishRounds((i) => instances[i % 2]!, topics, 3);
-      await ledger.delivered(resumedOnB, topics);
-      await ledger.delivered(onB, topics);
-      assertLedger(ledger.tally([onA, resumedOnB], topics), {}, `resumed on B from A's ${lastId}: ${resumedOnB.describe()}`);
-      assertLedger(ledger.tally([onB], topics), {}, `subscribed on B all along: ${onB.describe()}`);
-    });
-
+        const lastId = onA.resumeId;
+        onA.close();
+        await ledger.publishRounds(() => a.pushlet, topics, 4);
+        const resumedOnB = open(b, topics, lastId);
+        await resumedOnB.connected();
+        const instances: PushletService[] = [a.pushlet, b.pushlet];
+        await ledger.publishRounds((i) => instances[i % 2]!, topics, 3);
+        await ledger.delivered(resumedOnB, topics);
+        await ledger.delivered(onB, topics);
+        assertLedger(ledger.tally([onA, resumedOnB], topics), {}, `resumed on B from A's ${lastId}: ${resumedOnB.describe()}`);
+        assertLedger(ledger.tally([onB], topics), {}, `subscribed on B all along: ${onB.describe()}`);
+      },
+    );
 
     it('9a. pushlet:connected names the reset topics of an unknown or malformed id', async () => {
       const t = await app();

@@ -87,7 +87,10 @@ describe('the chat page (client SDK, presence, client publishing) in Chromium on
     }
     const listed = await bob.page.locator('#online li').allTextContents();
     assert.deepEqual(listed, ['alice', 'bob']);
-    const presence = JSON.parse((await request(`${urls[1]}/presence?topic=room/lobby`)).body) as { count: number; members: Array<{ identity: { id: string } }> };
+    const presence = JSON.parse((await request(`${urls[1]}/presence?topic=room/lobby`)).body) as {
+      count: number;
+      members: Array<{ identity: { id: string } }>;
+    };
     assert.deepEqual(presence.members.map((m) => m.identity.id).sort(), ['alice', 'bob']);
 
     // Markup in a message stays text.

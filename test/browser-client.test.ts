@@ -205,7 +205,7 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
       await served.stop();
       await waitForState(page, 'connecting');
       publisher.start();
-      await publisher.published(30, 'while the page\'s instance is down');
+      await publisher.published(30, "while the page's instance is down");
       await served.start();
       await waitForState(page, 'connected');
       await waitForMessages(page, publisher.count + 10);
@@ -213,7 +213,7 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
       // Again, mid-stream: the client resumes from the id of the last message it saw.
       await served.stop();
       await waitForState(page, 'connecting');
-      await publisher.published(publisher.count + 30, 'while the page\'s instance is down again');
+      await publisher.published(publisher.count + 30, "while the page's instance is down again");
       await served.start();
       await waitForState(page, 'connected');
       await waitForMessages(page, publisher.count + 10);
@@ -245,7 +245,10 @@ describe('the demo page on the client SDK in headless Chromium: nothing lost acr
       assert.deepEqual(demo.resets, [], 'no reset');
       assert.equal(await page.locator('#client-resets div').count(), 0);
       // The page shows the same, as text.
-      assert.deepEqual(await page.locator('#client-messages div').allTextContents(), expected.map((d) => `[message] ${topic} ${d}`));
+      assert.deepEqual(
+        await page.locator('#client-messages div').allTextContents(),
+        expected.map((d) => `[message] ${topic} ${d}`),
+      );
       // connecting → connected, then two restarts, then offline and back.
       const restart = ['connecting', 'connected'];
       assert.deepEqual(demo.states, [...restart, ...restart, ...restart, 'disconnected', ...restart]);

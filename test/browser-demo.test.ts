@@ -50,7 +50,7 @@ describe('the demo page in headless Chromium: its publish form', () => {
     }
   });
 
-  it('shows this instance\'s live figures from GET /stats: its own three connections, and a publication rate', async () => {
+  it("shows this instance's live figures from GET /stats: its own three connections, and a publication rate", async () => {
     const page = await openPage();
     try {
       // The page holds three connections of its own: the SDK client (auto: WebSocket), the plain SSE and the plain WebSocket.

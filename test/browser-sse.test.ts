@@ -19,7 +19,7 @@ describe('sample page in headless Chromium: SSE', () => {
     await sample?.close();
   });
 
-  it('shows a message published through /send, delivered by the README\'s EventSource client', async () => {
+  it("shows a message published through /send, delivered by the README's EventSource client", async () => {
     const page = await browser.newPage();
     try {
       await page.goto(url);
@@ -55,12 +55,7 @@ describe('sample page in headless Chromium: SSE', () => {
       await pushlet.publish('my-topic', 'message', 'after return');
       await page.waitForSelector('#messages div:text("SSE message: after return")', { timeout: 10_000 });
       const texts = await page.locator('#messages div').allTextContents();
-      assert.deepEqual(texts, [
-        'SSE message: before drop',
-        'SSE message: while away 1',
-        'SSE message: while away 2',
-        'SSE message: after return',
-      ]);
+      assert.deepEqual(texts, ['SSE message: before drop', 'SSE message: while away 1', 'SSE message: while away 2', 'SSE message: after return']);
     } finally {
       await page.close();
     }

@@ -31,11 +31,14 @@ describe('chaos harness: event-stream parser (WHATWG rules)', () => {
 
   it('ends lines at CRLF, CR or LF, also when CRLF is split across chunks, and strips a leading BOM', () => {
     const events = parse(['\uFEFFdata: one\r', '\n\r', 'data: two\rid: 2\r\r\ndata: three\n\n']);
-    assert.deepEqual(events.filter((e) => e.data !== undefined), [
-      { id: undefined, event: 'message', data: 'one' },
-      { id: '2', event: 'message', data: 'two' },
-      { id: undefined, event: 'message', data: 'three' },
-    ]);
+    assert.deepEqual(
+      events.filter((e) => e.data !== undefined),
+      [
+        { id: undefined, event: 'message', data: 'one' },
+        { id: '2', event: 'message', data: 'two' },
+        { id: undefined, event: 'message', data: 'three' },
+      ],
+    );
   });
 
   it('keeps the id of a frame without data, ignores an id with NUL, drops an unterminated frame', () => {
@@ -143,9 +146,12 @@ describe('chaos harness: ledger', () => {
       return client;
     };
     const kinds = (resumedFrom: string, clockAtRestart: number | undefined) =>
-      judge([history(resumedFrom)], publisherWith(acked(3)), [{ what: 'master', topics: new Set(['t']), killedAt: 20, restartedAt: 30, clockAtRestart }], phases).findings.map(
-        (f) => f.kind,
-      );
+      judge(
+        [history(resumedFrom)],
+        publisherWith(acked(3)),
+        [{ what: 'master', topics: new Set(['t']), killedAt: 20, restartedAt: 30, clockAtRestart }],
+        phases,
+      ).findings.map((f) => f.kind);
     assert.deepEqual(kinds(cursor(1000, 1), 2000), []);
     // Judged by receipt times alone (no clock of the restart), the second reset looks unjustified.
     assert.deepEqual(kinds(cursor(1000, 1), undefined), ['unjustified-reset']);
@@ -159,6 +165,9 @@ describe('chaos harness: ledger', () => {
     const a = clientWith('C1 m1 m2 m3');
     const b = clientWith('C1 m1 m3 m2');
     const verdict = judge([a, b], publisherWith(['acknowledged', 'unknown', 'acknowledged']), [], phases);
-    assert.deepEqual(verdict.findings.map((f) => f.kind), ['order-disagreement']);
+    assert.deepEqual(
+      verdict.findings.map((f) => f.kind),
+      ['order-disagreement'],
+    );
   });
 });

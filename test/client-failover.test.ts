@@ -124,7 +124,11 @@ describe('client SDK failover: two instances on one Redis, a proxy in front, a p
     const publisher = new SteadyPublisher(PUBLISHED_TOPICS, () => live.map((i) => i.app), PUBLISH_GAP_MS);
     publishers.push(publisher);
     publisher.start();
-    await until(() => ledgers.every((l) => l.counted.every((t) => l.received.get(t)!.length >= PER_PHASE)), 10_000, 'live messages on every topic of every client');
+    await until(
+      () => ledgers.every((l) => l.counted.every((t) => l.received.get(t)!.length >= PER_PHASE)),
+      10_000,
+      'live messages on every topic of every client',
+    );
     return { a, b, keyPrefix, proxy, ledgers, publisher, live, dropsBefore: ledgers.map((l) => l.drops) };
   }
 
@@ -159,7 +163,12 @@ describe('client SDK failover: two instances on one Redis, a proxy in front, a p
     const all = [...s.publisher.publications.values()].flat();
     t.diagnostic(
       `published ${all.length} (${all.filter((p) => p.fate === 'failed').length} failed); ` +
-        s.ledgers.map((l, i) => `${l.name}: got ${[...l.received.values()].flat().length}, ${publishedWhileAway(l, s.publisher, s.dropsBefore[i])} while away, ${l.drops - s.dropsBefore[i]!} drops`).join('; '),
+        s.ledgers
+          .map(
+            (l, i) =>
+              `${l.name}: got ${[...l.received.values()].flat().length}, ${publishedWhileAway(l, s.publisher, s.dropsBefore[i])} while away, ${l.drops - s.dropsBefore[i]!} drops`,
+          )
+          .join('; '),
     );
     s.ledgers.forEach((l, i) => {
       const faultOutages = s.dropsBefore[i]!;
@@ -218,7 +227,9 @@ describe('the failover ledger catches what it must (no network)', () => {
       const publisher = new SteadyPublisher(['t'], () => [], 1);
       const ledger = new ClientLedger('c', client, ['t']);
       for (let seq = 1; seq <= 5; seq++) {
-        publisher.publications.get('t')!.push({ topic: 't', seq, via: 'x', startedAt: seq * 10, fate: options.failed?.includes(seq) ? 'failed' : 'acknowledged' });
+        publisher.publications
+          .get('t')!
+          .push({ topic: 't', seq, via: 'x', startedAt: seq * 10, fate: options.failed?.includes(seq) ? 'failed' : 'acknowledged' });
       }
       for (const reset of options.resets ?? []) ledger.resets.push({ topics: reset.topics, reason: 'test', at: reset.afterSeq * 10 + 5 });
       for (const seq of got) ledger.received.get('t')!.push({ seq, id: String(seq), at: 0 });

@@ -116,7 +116,10 @@ describe('client SDK: publish, presence, refresh, expiry, server disconnect, 401
     const t = await app({ authenticate, authorizePublish: () => true });
     const idle = client(t, { transport: 'websocket', token: 'u:ann' });
     for (const call of [() => idle.publish('room', 'm', 'x'), () => idle.presence('room'), () => idle.refresh('u:ann')]) {
-      await assert.rejects(call(), (error: unknown) => error instanceof PushletClientError && !(error instanceof PushletCommandError) && error.message === CLIENT_TEXTS.notWebSocket);
+      await assert.rejects(
+        call(),
+        (error: unknown) => error instanceof PushletClientError && !(error instanceof PushletCommandError) && error.message === CLIENT_TEXTS.notWebSocket,
+      );
     }
     const overSse = client(t, { transport: 'sse', token: 'u:ann' });
     await within(overSse.subscribe('room', () => undefined).ready, 5_000, 'ready');

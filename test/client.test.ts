@@ -174,7 +174,11 @@ describe('client SDK', () => {
         if (missing.length > 0) {
           assert.ok(rec.resets.length > 0, `missed ${missing.length} messages without a reset`);
           const resetAt = rec.resets[0]!.at;
-          assert.deepEqual(missing.filter((p) => p.at > resetAt), [], 'nothing published after the reset is missing');
+          assert.deepEqual(
+            missing.filter((p) => p.at > resetAt),
+            [],
+            'nothing published after the reset is missing',
+          );
           assert.deepEqual(rec.resets[0]!.topics, ['ticks']);
         }
       });
@@ -246,7 +250,10 @@ describe('client SDK', () => {
     await t.pushlet.publish('feed', 'message', '2');
     await until(() => rec.data.length === 2, 5_000, 'the message published while the link was frozen');
     assert.deepEqual(rec.data, ['1', '2']);
-    assert.ok(errors.some((e) => /no pong/.test(e)), errors.join('; '));
+    assert.ok(
+      errors.some((e) => /no pong/.test(e)),
+      errors.join('; '),
+    );
   });
 
   it('SSE: a stream silent past sseIdleTimeoutMs (a half-open link) is reconnected, and the client resumes', async () => {
@@ -266,7 +273,10 @@ describe('client SDK', () => {
     await t.pushlet.publish('feed', 'message', '2');
     await until(() => rec.data.length === 2, 5_000, 'the message published while the link was frozen');
     assert.deepEqual(rec.data, ['1', '2']);
-    assert.ok(errors.some((e) => /no data within 300 ms/.test(e)), errors.join('; '));
+    assert.ok(
+      errors.some((e) => /no data within 300 ms/.test(e)),
+      errors.join('; '),
+    );
   });
 
   it('auto falls back to SSE when the server has no WebSocket endpoint', async () => {
@@ -323,12 +333,31 @@ describe('client SDK', () => {
 
 describe('backoffDelay', () => {
   it('draws uniformly between the minimum and a ceiling that doubles per attempt up to the maximum', () => {
-    assert.equal(backoffDelay(0, 100, 10_000, () => 0), 100);
-    assert.equal(backoffDelay(0, 100, 10_000, () => 1), 200, 'the first attempt is jittered too');
-    assert.equal(backoffDelay(3, 100, 10_000, () => 1), 900);
-    assert.equal(backoffDelay(3, 100, 10_000, () => 0.5), 500);
-    assert.equal(backoffDelay(20, 100, 10_000, () => 1), 10_000);
-    assert.equal(backoffDelay(5_000, 100, 10_000, () => 1), 10_000);
+    assert.equal(
+      backoffDelay(0, 100, 10_000, () => 0),
+      100,
+    );
+    assert.equal(
+      backoffDelay(0, 100, 10_000, () => 1),
+      200,
+      'the first attempt is jittered too',
+    );
+    assert.equal(
+      backoffDelay(3, 100, 10_000, () => 1),
+      900,
+    );
+    assert.equal(
+      backoffDelay(3, 100, 10_000, () => 0.5),
+      500,
+    );
+    assert.equal(
+      backoffDelay(20, 100, 10_000, () => 1),
+      10_000,
+    );
+    assert.equal(
+      backoffDelay(5_000, 100, 10_000, () => 1),
+      10_000,
+    );
   });
 });
 

@@ -399,7 +399,12 @@ interface Compiled extends Run {
 }
 
 async function compile(app: string): Promise<Compiled> {
-  const result = await run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--pretty', 'false', '--listFiles'], app, COMPILE_TIMEOUT_MS);
+  const result = await run(
+    process.execPath,
+    [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--pretty', 'false', '--listFiles'],
+    app,
+    COMPILE_TIMEOUT_MS,
+  );
   const lines = result.stdout.split(/\r?\n/);
   const isFile = (line: string) => /^\/.*\.[cm]?tsx?$/.test(line.trim());
   return { ...result, files: lines.filter(isFile), said: lines.filter((line) => line.trim() && !isFile(line)).join('\n') + result.stderr };
@@ -431,7 +436,9 @@ describe('the packed library in a fresh app, built from the README examples', ()
   it('declares peer ranges that start at the versions tested as the lowest', () => {
     const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
     // reflect-metadata: the library does not use it itself; its range is Nest's own.
-    const peers = Object.keys(manifest.peerDependencies).filter((name) => name !== 'reflect-metadata' && name !== IOREDIS && !OPTIONAL_OPS_PEERS.includes(name));
+    const peers = Object.keys(manifest.peerDependencies).filter(
+      (name) => name !== 'reflect-metadata' && name !== IOREDIS && !OPTIONAL_OPS_PEERS.includes(name),
+    );
     assert.deepEqual(peers.sort(), ['@nestjs/common', '@nestjs/core', '@nestjs/platform-ws', '@nestjs/websockets', 'rxjs']);
     for (const name of peers) assert.equal(manifest.peerDependencies[name], `^${versionOf(repo, LOWEST_ALIASES[name]!)}`, name);
   });
@@ -447,7 +454,7 @@ describe('the packed library in a fresh app, built from the README examples', ()
     }
   });
 
-  it('declares ioredis as an optional peer (one copy: a client of the app\'s own passes its instanceof check), cluster-key-slot as a dependency', () => {
+  it("declares ioredis as an optional peer (one copy: a client of the app's own passes its instanceof check), cluster-key-slot as a dependency", () => {
     const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
       dependencies: Record<string, string>;
       peerDependencies: Record<string, string>;
@@ -473,8 +480,15 @@ describe('the packed library in a fresh app, built from the README examples', ()
       assert.equal(main.code, 0, main.stderr);
       assert.match(main.stdout, /^true$/m);
       const loaded = loadedModules(main.stdout);
-      assert.ok(loaded.some((file) => COMMONJS_DEPENDENCY_FILE.test(file)), 'the probe sees the CommonJS packages the library loads (ws, rxjs)');
-      assert.deepEqual(loaded.filter((file) => IOREDIS_FILE.test(file)), [], 'pushlet-nestjs loads no ioredis module');
+      assert.ok(
+        loaded.some((file) => COMMONJS_DEPENDENCY_FILE.test(file)),
+        'the probe sees the CommonJS packages the library loads (ws, rxjs)',
+      );
+      assert.deepEqual(
+        loaded.filter((file) => IOREDIS_FILE.test(file)),
+        [],
+        'pushlet-nestjs loads no ioredis module',
+      );
       t.diagnostic(`pushlet-nestjs: ${loaded.length} CommonJS module files loaded, none of ioredis`);
       const redis = await run(process.execPath, ['--require', './loaded-modules.cjs', '-e', load('pushlet-nestjs/redis')], app);
       assert.equal(redis.code, 0, redis.stderr);
@@ -487,12 +501,22 @@ describe('the packed library in a fresh app, built from the README examples', ()
   it('reads no ioredis declaration when an app without Redis compiles (tsc --listFiles), and the Redis one does', () => {
     for (const { nest, moduleSystem } of VARIANTS) {
       const { files } = prepared.get(`${nest}-${moduleSystem}`)!.compile;
-      assert.ok(files.some((file) => file.includes('/node_modules/pushlet-nestjs/dist/index.d.ts')), `${nest}-${moduleSystem}: tsc listed the library's declarations`);
-      assert.deepEqual(files.filter((file) => IOREDIS_FILE.test(file)), [], `${nest}-${moduleSystem} reads no ioredis declaration`);
+      assert.ok(
+        files.some((file) => file.includes('/node_modules/pushlet-nestjs/dist/index.d.ts')),
+        `${nest}-${moduleSystem}: tsc listed the library's declarations`,
+      );
+      assert.deepEqual(
+        files.filter((file) => IOREDIS_FILE.test(file)),
+        [],
+        `${nest}-${moduleSystem} reads no ioredis declaration`,
+      );
     }
     for (const moduleSystem of ['esm', 'cjs'] as const) {
       const { files } = prepared.get(`current-${moduleSystem}-ops`)!.compile;
-      assert.ok(files.some((file) => IOREDIS_FILE.test(file)), `current-${moduleSystem}-ops (pushlet-nestjs/redis) reads ioredis's declarations`);
+      assert.ok(
+        files.some((file) => IOREDIS_FILE.test(file)),
+        `current-${moduleSystem}-ops (pushlet-nestjs/redis) reads ioredis's declarations`,
+      );
     }
   });
 
@@ -502,7 +526,11 @@ describe('the packed library in a fresh app, built from the README examples', ()
     const aside = join(app, 'node_modules', '.ioredis-aside');
     renameSync(link, aside);
     try {
-      const main = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('pushlet-nestjs'); console.log(typeof m.PushletModule)"], app);
+      const main = await run(
+        process.execPath,
+        ['--input-type=module', '-e', "const m = await import('pushlet-nestjs'); console.log(typeof m.PushletModule)"],
+        app,
+      );
       assert.equal(main.stdout.trim(), 'function', main.stderr);
       const redis = await run(process.execPath, ['--input-type=module', '-e', "await import('pushlet-nestjs/redis')"], app);
       assert.notEqual(redis.code, 0);
@@ -518,7 +546,11 @@ describe('the packed library in a fresh app, built from the README examples', ()
   it('loads without prom-client and @nestjs/terminus; only their own entry points need them', async () => {
     const app = prepared.get('current-esm')!.app;
     for (const name of OPTIONAL_OPS_PEERS) assert.equal(existsSync(join(app, 'node_modules', name)), false, `${name} is not installed`);
-    const main = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('pushlet-nestjs'); console.log(typeof m.PushletModule)"], app);
+    const main = await run(
+      process.execPath,
+      ['--input-type=module', '-e', "const m = await import('pushlet-nestjs'); console.log(typeof m.PushletModule)"],
+      app,
+    );
     assert.equal(main.stdout.trim(), 'function', main.stderr);
     const metrics = await run(process.execPath, ['--input-type=module', '-e', "await import('pushlet-nestjs/metrics')"], app);
     assert.notEqual(metrics.code, 0);
@@ -549,8 +581,15 @@ describe('the packed library in a fresh app, built from the README examples', ()
       }
     };
     visit(join(shipped, 'client', 'index.js'));
-    assert.ok([...seen].some((file) => file.includes(`${join('dist', 'protocol')}`)), 'the client uses the shared wire contract');
-    const loaded = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('pushlet-nestjs/client'); console.log(typeof m.PushletClient)"], app);
+    assert.ok(
+      [...seen].some((file) => file.includes(`${join('dist', 'protocol')}`)),
+      'the client uses the shared wire contract',
+    );
+    const loaded = await run(
+      process.execPath,
+      ['--input-type=module', '-e', "const m = await import('pushlet-nestjs/client'); console.log(typeof m.PushletClient)"],
+      app,
+    );
     assert.equal(loaded.stdout.trim(), 'function', loaded.stderr);
   });
 
@@ -637,7 +676,9 @@ describe('the packed library in a fresh app, built from the README examples', ()
         await stopApp(started?.child);
       });
       it(`uses ${nest === 'lowest' ? 'the lowest supported' : 'the installed'} Nest, and no @types/ws`, (t) => {
-        const versions = Object.fromEntries(['@nestjs/common', '@nestjs/core', '@nestjs/platform-express', '@nestjs/platform-ws', 'rxjs'].map((name) => [name, versionOf(app, name)]));
+        const versions = Object.fromEntries(
+          ['@nestjs/common', '@nestjs/core', '@nestjs/platform-express', '@nestjs/platform-ws', 'rxjs'].map((name) => [name, versionOf(app, name)]),
+        );
         t.diagnostic(`versions: ${JSON.stringify(versions)}`);
         const expected = (name: string) => versionOf(repo, nest === 'lowest' ? LOWEST_ALIASES[name]! : name);
         for (const name of Object.keys(versions)) assert.equal(versions[name], expected(name), name);
@@ -655,8 +696,15 @@ describe('the packed library in a fresh app, built from the README examples', ()
         delete env.REDIS_URL;
         started = await startApp(app, env);
         assert.match(started.output(), /distributed mode is off/);
-        assert.ok(started.urls.loaded!.some((file) => COMMONJS_DEPENDENCY_FILE.test(file)), 'the app reports its CommonJS modules (ws, rxjs)');
-        assert.deepEqual(started.urls.loaded!.filter((file) => IOREDIS_FILE.test(file)), [], 'the running app, with the redis option but no Redis named, loaded no ioredis module');
+        assert.ok(
+          started.urls.loaded!.some((file) => COMMONJS_DEPENDENCY_FILE.test(file)),
+          'the app reports its CommonJS modules (ws, rxjs)',
+        );
+        assert.deepEqual(
+          started.urls.loaded!.filter((file) => IOREDIS_FILE.test(file)),
+          [],
+          'the running app, with the redis option but no Redis named, loaded no ioredis module',
+        );
         assert.equal(started.output().match(/distributed mode is off/g)!.length, 1, 'one line, from the forRootAsync module');
       });
 

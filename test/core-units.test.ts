@@ -194,7 +194,7 @@ describe('Session (core/session.ts)', () => {
     }
   });
 
-  it('shows a per-connection cursor with every topic\'s position where ids are ordered per topic, and resumes exactly from it', async () => {
+  it("shows a per-connection cursor with every topic's position where ids are ordered per topic, and resumes exactly from it", async () => {
     const { broker, registry } = await started(new PerTopicMemoryBroker());
     const first = recordingOutput();
     const session = sessionOn(broker, registry, first.output);
@@ -211,7 +211,10 @@ describe('Session (core/session.ts)', () => {
     const second = recordingOutput();
     const resumed = sessionOn(broker, registry, second.output);
     await resumed.start(['a', 'b'], cursor);
-    assert.deepEqual(second.messages.map((m) => m.data), ['a2', 'b2']);
+    assert.deepEqual(
+      second.messages.map((m) => m.data),
+      ['a2', 'b2'],
+    );
     assert.equal(second.notices.filter((n) => n.event === 'pushlet:reset').length, 0);
     resumed.dispose();
   });
@@ -247,7 +250,11 @@ describe('MemoryHistory (core/memory-history.ts)', () => {
       { topic: 'a', after: at },
       { topic: 'b', after: at },
     ]);
-    assert.deepEqual(result.envelopes.map((e) => e.data), ['m4', 'm5', 'm6', 'm7'], 'merged in id order');
+    assert.deepEqual(
+      result.envelopes.map((e) => e.data),
+      ['m4', 'm5', 'm6', 'm7'],
+      'merged in id order',
+    );
     assert.deepEqual(result.incomplete, []);
     assert.deepEqual(replay(history, [{ topic: 'a', after: records[0]!.position }]).incomplete, [], '4 of a kept (maxCount 5)');
     const many = new MemoryHistory(LIMITS, { ms: 0, seq: 0 });
@@ -271,16 +278,25 @@ describe('MemoryHistory bounded by bytes', () => {
     }
     assert.equal(history.topicCount, 40, 'no topic was dropped');
     // Everything retained is the newest messages, in order: the oldest went first, whatever the topic.
-    const all = replay(history, Array.from({ length: 40 }, (_, t) => ({ topic: `t${t}`, after: start.position })));
+    const all = replay(
+      history,
+      Array.from({ length: 40 }, (_, t) => ({ topic: `t${t}`, after: start.position })),
+    );
     const kept = all.envelopes.map((e) => e.data);
     assert.ok(kept.length > 20 && kept.length < 400, `some kept, some evicted (${kept.length})`);
-    assert.deepEqual(kept, sent.slice(400 - kept.length).map((e) => e.data));
+    assert.deepEqual(
+      kept,
+      sent.slice(400 - kept.length).map((e) => e.data),
+    );
     assert.equal(all.incomplete.length, 40, 'every topic lost its oldest messages');
     // A client that saw the newest message of an evicted range resumes exactly.
     // A client whose position is within what is kept resumes exactly (t35: 355 evicted, 395 kept).
     const recent = replay(history, [{ topic: 't35', after: sent[380]!.position }]);
     assert.deepEqual(recent.incomplete, []);
-    assert.deepEqual(recent.envelopes.map((e) => e.position), [sent[395]!.position]);
+    assert.deepEqual(
+      recent.envelopes.map((e) => e.position),
+      [sent[395]!.position],
+    );
     assert.deepEqual(replay(history, [{ topic: 't35', after: sent[340]!.position }]).incomplete, ['t35'], '355 was evicted');
   });
 
@@ -290,11 +306,15 @@ describe('MemoryHistory bounded by bytes', () => {
     const start = broker.record('x', 'message', 'before');
     for (let i = 0; i < 40_000; i++) history.append(broker.record(`t${i % 2_000}`, 'message', 'x'.repeat(100)));
     assert.equal(history.topicCount, 2_000);
-    const queue = (history as unknown as { queue: unknown[]; queueHead: number });
+    const queue = history as unknown as { queue: unknown[]; queueHead: number };
     assert.ok(queue.queue.length - queue.queueHead <= 2 * 10_000 + 1_024, `queue holds ${queue.queue.length - queue.queueHead} for 10,000 retained`);
     const after = broker.record('x', 'message', 'mark');
     history.append(broker.record('t7', 'message', 'new'));
-    assert.deepEqual(replay(history, [{ topic: 't7', after: after.position }]), { envelopes: replay(history, [{ topic: 't7', after: after.position }]).envelopes, incomplete: [], unknown: [] });
+    assert.deepEqual(replay(history, [{ topic: 't7', after: after.position }]), {
+      envelopes: replay(history, [{ topic: 't7', after: after.position }]).envelopes,
+      incomplete: [],
+      unknown: [],
+    });
     assert.deepEqual(replay(history, [{ topic: 't7', after: start.position }]).incomplete, ['t7'], 'maxCount 5 evicted older ones');
   });
 });
@@ -323,7 +343,10 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
     assert.equal(again, first, 'a resend gets the first id');
     await history.append({ topic: 't', event: 'message', data: 'two', origin: 'o1', counter: 2 });
     const [complete] = await history.read([{ topic: 't', after: start! }]);
-    assert.deepEqual(complete!.records.map((r) => r.data), ['one', 'two']);
+    assert.deepEqual(
+      complete!.records.map((r) => r.data),
+      ['one', 'two'],
+    );
     assert.equal(readVerdict(complete!, start!), 'exact');
     for (let i = 3; i <= 6; i++) await history.append({ topic: 't', event: 'message', data: `m${i}`, origin: 'o1', counter: i });
     const [trimmed] = await history.read([{ topic: 't', after: start! }]);
@@ -362,7 +385,10 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
       const again = await Promise.all(history.appendAll(batch));
       assert.deepEqual(again, ids);
       const [replay] = await history.read([{ topic: 'a', after: start! }]);
-      assert.deepEqual(replay!.records.map((r) => r.data), ['a0\nline', 'a2\nline', 'a4\nline']);
+      assert.deepEqual(
+        replay!.records.map((r) => r.data),
+        ['a0\nline', 'a2\nline', 'a4\nline'],
+      );
       // An overtaken publication (a lower counter never recorded) is recorded, not dropped.
       const [late] = await Promise.all(history.appendAll([{ topic: 'a', event: 'message', data: 'late', origin: 'o2', counter: 7 }]));
       // The next publication on `a` is a marker: every pub/sub message before it has arrived.
@@ -397,7 +423,10 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
     const before = await client.info('commandstats');
     const answers = await Promise.all([
       reads.call([{ topic: 'odd', after: at(ids[0]!) }]),
-      reads.call([{ topic: 'odd', after: at(ids[2]!) }, { topic: 'even', after: at(ids[1]!) }]),
+      reads.call([
+        { topic: 'odd', after: at(ids[2]!) },
+        { topic: 'even', after: at(ids[1]!) },
+      ]),
       reads.call([{ topic: 'even', after: { ms: Date.now() + 3_600_000, seq: 0 } }]),
     ]);
     const after = await client.info('commandstats');
@@ -406,8 +435,15 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
     const data = (replays: TopicRead[]) => replays.map((r) => r.records.map((x) => x.data));
     assert.deepEqual(data(answers[0]!), [['m3', 'm5']]);
     assert.deepEqual(data(answers[1]!), [['m5'], ['m4', 'm6']]);
-    assert.deepEqual(answers[1]!.map((r, i) => readVerdict(r, [at(ids[2]!), at(ids[1]!)][i]!)), ['exact', 'exact']);
-    assert.equal(readVerdict(answers[2]![0]!, { ms: Date.now() + 3_600_000, seq: 0 }), 'unknown', 'a position ahead of Redis is unknown, even read with others');
+    assert.deepEqual(
+      answers[1]!.map((r, i) => readVerdict(r, [at(ids[2]!), at(ids[1]!)][i]!)),
+      ['exact', 'exact'],
+    );
+    assert.equal(
+      readVerdict(answers[2]![0]!, { ms: Date.now() + 3_600_000, seq: 0 }),
+      'unknown',
+      'a position ahead of Redis is unknown, even read with others',
+    );
     assert.deepEqual(data(answers[2]!), [[]]);
   });
 
@@ -421,7 +457,11 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
     // ({ms, 0}) is not after a start of {ms, 0} (known limit: a loss within one millisecond of a
     // position read).
     const startMs = start!.ms;
-    await eventually(async () => Number((await client.time())[0]) * 1000 + Math.floor(Number((await client.time())[1]) / 1000) > startMs, 1_000, 'the next millisecond');
+    await eventually(
+      async () => Number((await client.time())[0]) * 1000 + Math.floor(Number((await client.time())[1]) / 1000) > startMs,
+      1_000,
+      'the next millisecond',
+    );
     await client.flushall();
     await history.loadScripts();
     const [lost] = await history.read([{ topic: 't', after: start! }]);

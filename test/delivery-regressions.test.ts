@@ -128,7 +128,13 @@ describe('delivery regressions (found by the chaos test)', () => {
       await server.kill();
       const m0 = publishing(b!, 't', 'm0');
       // If m0's publication resolves before m1 is even issued, m0 comes first for everyone.
-      const m0ResolvedFirst = await Promise.race([m0.then(() => true, () => false), new Promise<boolean>((r) => setTimeout(() => r(false), 500))]);
+      const m0ResolvedFirst = await Promise.race([
+        m0.then(
+          () => true,
+          () => false,
+        ),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
+      ]);
       const m1 = publishing(a!, 't', 'm1');
       await server.restart();
       const [r0, r1] = await within(Promise.all([m0, m1]), 15_000, 'both publications (made while Redis was down)');
@@ -144,7 +150,10 @@ describe('delivery regressions (found by the chaos test)', () => {
       if (m0ResolvedFirst) assert.deepEqual(orderA, ['m0', 'm1'], 'm0 was acknowledged before m1 was published');
       // Every client holds the ids that publish reported, so that resuming from them works.
       const idOf = { m0: r0.id, m1: r1.id } as Record<string, string>;
-      for (const [name, client] of [['A', onA], ['B', onB]] as const) {
+      for (const [name, client] of [
+        ['A', onA],
+        ['B', onB],
+      ] as const) {
         for (const m of client.messages.filter((m) => both.has(m.data))) {
           assert.equal(m.id, idOf[m.data], `the client on ${name} got ${m.data} under id ${m.id}, publish reported ${idOf[m.data]}`);
         }
@@ -202,7 +211,9 @@ describe('delivery regressions (found by the chaos test)', () => {
 
       const problems: string[] = [];
       for (const topic of topics) {
-        const got = received(connections).filter((d) => d.startsWith(`${topic}#`)).map((d) => Number(d.slice(topic.length + 1)));
+        const got = received(connections)
+          .filter((d) => d.startsWith(`${topic}#`))
+          .map((d) => Number(d.slice(topic.length + 1)));
         const seen = new Set<number>();
         const duplicates = got.filter((n) => seen.has(n) || !seen.add(n));
         const missing = Array.from({ length: perTopic }, (_, i) => i + 1).filter((n) => !seen.has(n));
@@ -232,10 +243,12 @@ async function joinedThroughRedis(instances: Instances, ...apps: TestApp[]): Pro
       async () => {
         const tag = `ping ${++n}`;
         await within(from.pushlet.publish(topic, 'message', tag), 15_000, 'a probe publication');
-        return probe.waitForMessage((m) => m.data === tag, 250, tag).then(
-          () => true,
-          () => false,
-        );
+        return probe
+          .waitForMessage((m) => m.data === tag, 250, tag)
+          .then(
+            () => true,
+            () => false,
+          );
       },
       15_000,
       `instance ${i} to receive the other's publications through Redis`,

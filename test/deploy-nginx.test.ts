@@ -143,12 +143,26 @@ describe('deploy/nginx.conf: a real nginx in front of two instances on one Redis
     }
     for (const s of sockets) await s.waitForEvents('pushlet:connected');
     // Round robin without stickiness: the four connections are spread over both instances.
-    assert.deepEqual([a().connections(), b().connections()], [{ sse: 1, ws: 1 }, { sse: 1, ws: 1 }]);
+    assert.deepEqual(
+      [a().connections(), b().connections()],
+      [
+        { sse: 1, ws: 1 },
+        { sse: 1, ws: 1 },
+      ],
+    );
     await a().pushlet.publish('lb', 'message', 'from a');
     await b().pushlet.publish('lb', 'message', 'from b');
     // One message at a time: had nginx buffered the stream, the first would wait for more bytes.
-    for (const s of streams) assert.deepEqual((await s.waitForEvents(2, 5_000, 'message')).map((e) => e.data), ['from a', 'from b']);
-    for (const s of sockets) assert.deepEqual((await s.waitForMessages(2)).map((m) => m.data), ['from a', 'from b']);
+    for (const s of streams)
+      assert.deepEqual(
+        (await s.waitForEvents(2, 5_000, 'message')).map((e) => e.data),
+        ['from a', 'from b'],
+      );
+    for (const s of sockets)
+      assert.deepEqual(
+        (await s.waitForMessages(2)).map((m) => m.data),
+        ['from a', 'from b'],
+      );
   });
 
   it('idle streams outlive proxy_read_timeout (3 s) on heartbeats (1 s); without them nginx cuts an SSE stream', async () => {
@@ -180,7 +194,7 @@ describe('deploy/nginx.conf: a real nginx in front of two instances on one Redis
     }
   });
 
-  it('maxConnectionsPerAddress counts the client address from X-Forwarded-For (trust proxy 1), not nginx\'s, and not a forged one', async () => {
+  it("maxConnectionsPerAddress counts the client address from X-Forwarded-For (trust proxy 1), not nginx's, and not a forged one", async () => {
     // 127.0.0.2 and 127.0.0.3 are two clients; nginx reaches the apps from 127.0.0.1.
     const accepted: SseClient[] = [];
     let refused: SseClient | undefined;
@@ -236,7 +250,9 @@ describe('deploy/nginx.conf: a real nginx in front of two instances on one Redis
       assert.deepEqual(judge(ledger, publisher), [], `errors: ${ledger.errors.join(' | ')}`);
       assert.deepEqual(ledger.resets, []);
       assert.ok(publishedWhileAway(ledger, publisher) > 0, 'messages were published while the client was away');
-      t.diagnostic(`${transport}: ${[...ledger.received.values()].flat().length} messages once and in order, ${publishedWhileAway(ledger, publisher)} of them published while away`);
+      t.diagnostic(
+        `${transport}: ${[...ledger.received.values()].flat().length} messages once and in order, ${publishedWhileAway(ledger, publisher)} of them published while away`,
+      );
     });
   }
 
@@ -257,7 +273,9 @@ describe('deploy/nginx.conf: a real nginx in front of two instances on one Redis
         sent.push(String(i));
       }
       await page.waitForFunction(`globalThis.pushletDemo.messages.length >= ${sent.length}`);
-      const got = await page.evaluate(() => (globalThis as unknown as { pushletDemo: { messages: Array<{ data: string }> } }).pushletDemo.messages.map((m) => m.data));
+      const got = await page.evaluate(() =>
+        (globalThis as unknown as { pushletDemo: { messages: Array<{ data: string }> } }).pushletDemo.messages.map((m) => m.data),
+      );
       assert.deepEqual(got, sent);
     });
   }

@@ -13,19 +13,7 @@ const DURATION_MS = Number(process.env.FUZZ_MS ?? 3_000);
 
 /** What a broken client or an attacker sends to the SSE endpoint. */
 function hostileRequest(random: () => number): Buffer {
-  const topicJunk = [
-    '%0D%0A',
-    '%00',
-    'a%0Aevent:%20forged',
-    '*',
-    '#',
-    'pushlet:x',
-    '%20',
-    'x'.repeat(300),
-    '%FF%FE',
-    '',
-    encodeURIComponent('\u2028'),
-  ];
+  const topicJunk = ['%0D%0A', '%00', 'a%0Aevent:%20forged', '*', '#', 'pushlet:x', '%20', 'x'.repeat(300), '%FF%FE', '', encodeURIComponent('\u2028')];
   const forgedIds = [
     'x%0Aevent:%20forged%0Adata:%20injected%0A%0A',
     'x%0D%0Aevent:%20forged%0D%0Adata:%20injected%0D%0A%0D%0A',

@@ -39,7 +39,12 @@ function hostileFrame(random: () => number): string | Buffer {
       return JSON.stringify({ action: 'unsubscribe', topic: pick(random, [...junk, 'never-subscribed']) });
     case 9:
       // Fields that would forge a frame if they were echoed as they came.
-      return JSON.stringify({ action: pick(random, ['subscribe', 'EVIL\n', 'EVIL"}']), topic: 'ok', lastEventId: pick(random, forged), ref: pick(random, [1, 'r"\n', `EVIL${'x'.repeat(70)}`]) });
+      return JSON.stringify({
+        action: pick(random, ['subscribe', 'EVIL\n', 'EVIL"}']),
+        topic: 'ok',
+        lastEventId: pick(random, forged),
+        ref: pick(random, [1, 'r"\n', `EVIL${'x'.repeat(70)}`]),
+      });
     default:
       return Buffer.from(JSON.stringify({ action: 'ping', ref: randomBytes(random, 16).toString('latin1') }));
   }

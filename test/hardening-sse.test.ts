@@ -35,7 +35,10 @@ describe('SSE hardening: slow consumers, authorisation, limits', () => {
     assert.ok(got.length < total, 'the slow client was cut off before the end');
     const resumed = await open(t, '/events?topic=fast', { 'last-event-id': slow.lastEventId });
     const rest = await resumed.waitForEvents(total - got.length, 10_000, 'message');
-    assert.deepEqual([...got, ...rest.map((m) => Number(m.data.split(':')[0]))], Array.from({ length: total }, (_, i) => i));
+    assert.deepEqual(
+      [...got, ...rest.map((m) => Number(m.data.split(':')[0]))],
+      Array.from({ length: total }, (_, i) => i),
+    );
     assert.equal(t.pushlet.stats().connections.sse, 4);
   });
 

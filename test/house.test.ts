@@ -29,7 +29,14 @@ import { MESSAGES } from '../src/pushlet.messages.js';
 import { toHttpException } from '../src/pushlet.service.js';
 
 const SILENT = { log: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
-const LIMITS = { maxConnections: 10, maxConnectionsPerAddress: 10, maxConnectionsPerUser: 1, topicsPerConnection: 10, bufferBytes: 1_000, maxMessageBytes: 1_000 };
+const LIMITS = {
+  maxConnections: 10,
+  maxConnectionsPerAddress: 10,
+  maxConnectionsPerUser: 1,
+  topicsPerConnection: 10,
+  bufferBytes: 1_000,
+  maxMessageBytes: 1_000,
+};
 
 function request(url: string, headers: Record<string, string> = {}): IncomingMessage {
   return { url, headers, socket: { remoteAddress: '10.0.0.1' } } as unknown as IncomingMessage;
@@ -37,12 +44,17 @@ function request(url: string, headers: Record<string, string> = {}): IncomingMes
 
 function counting() {
   const refused: PushletRefusalReason[] = [];
-  const counters = { refusal: (reason: PushletRefusalReason) => refused.push(reason), fannedOut: () => undefined, slowConsumer: () => undefined, resumed: () => undefined };
+  const counters = {
+    refusal: (reason: PushletRefusalReason) => refused.push(reason),
+    fannedOut: () => undefined,
+    slowConsumer: () => undefined,
+    resumed: () => undefined,
+  };
   return { refused, counters };
 }
 
 describe('one home per rule (issue "The house")', () => {
-  it('httpStatusOf: 400, 401, 403, 503, a guard\'s own status; not the module\'s: undefined', () => {
+  it("httpStatusOf: 400, 401, 403, 503, a guard's own status; not the module's: undefined", () => {
     assert.equal(httpStatusOf(new PushletValidationError('x')), 400);
     assert.equal(httpStatusOf(new PushletUnauthorizedError('x')), 401);
     assert.equal(httpStatusOf(new PushletForbiddenError('x')), 403);
@@ -60,7 +72,9 @@ describe('one home per rule (issue "The house")', () => {
     for (const error of errors) {
       const exception = toHttpException(error) as { getStatus(): number };
       let replied: { body: unknown; status: number } | undefined;
-      const adapterHost = { httpAdapter: { setHeader: () => undefined, reply: (_: unknown, body: unknown, status: number) => (replied = { body, status }) } } as unknown as HttpAdapterHost;
+      const adapterHost = {
+        httpAdapter: { setHeader: () => undefined, reply: (_: unknown, body: unknown, status: number) => (replied = { body, status }) },
+      } as unknown as HttpAdapterHost;
       const host = { switchToHttp: () => ({ getResponse: () => ({}) }) } as unknown as ArgumentsHost;
       new PushletErrorFilter(adapterHost).catch(error, host);
       assert.equal(exception.getStatus(), httpStatusOf(error));
@@ -100,7 +114,10 @@ describe('one home per rule (issue "The house")', () => {
     const admission = new Admission({ limits: LIMITS }, counters, SILENT);
     admission.checkOpen(request('/events'));
     admission.close();
-    assert.throws(() => admission.checkOpen(request('/events')), (error: unknown) => error instanceof PushletShuttingDownError && httpStatusOf(error) === 503);
+    assert.throws(
+      () => admission.checkOpen(request('/events')),
+      (error: unknown) => error instanceof PushletShuttingDownError && httpStatusOf(error) === 503,
+    );
     assert.throws(() => admission.admit('ws', request('/ws'), null), PushletShuttingDownError);
     assert.throws(() => admission.admit('sse', undefined, null), PushletShuttingDownError);
     assert.deepEqual(refused, ['shutdown', 'shutdown']);
@@ -110,7 +127,10 @@ describe('one home per rule (issue "The house")', () => {
     const { refused, counters } = counting();
     const admission = new Admission({ limits: LIMITS }, counters, SILENT);
     const first = admission.admit('sse', request('/events'), { id: 'u' });
-    assert.throws(() => admission.admit('ws', request('/ws'), { id: 'u' }), (error: unknown) => error instanceof PushletLimitError && error.reason === 'user_limit');
+    assert.throws(
+      () => admission.admit('ws', request('/ws'), { id: 'u' }),
+      (error: unknown) => error instanceof PushletLimitError && error.reason === 'user_limit',
+    );
     first.slot.release();
     admission.admit('ws', request('/ws'), { id: 'u' });
     assert.deepEqual(refused, ['user_limit']);
@@ -121,7 +141,9 @@ describe('one home per rule (issue "The house")', () => {
     const { counters } = counting();
     const admission = new Admission({ limits: LIMITS, authenticate: (_request, { token }) => ({ id: token ?? 'nobody' }) }, counters, SILENT);
     assert.deepEqual(await admission.reauthenticate(request('/ws'), { transport: 'ws', token: 'ann', identity: { id: 'ann' } }), { id: 'ann' });
-    await assert.rejects(admission.reauthenticate(request('/ws'), { transport: 'ws', token: 'bob', identity: { id: 'ann' } }), { message: MESSAGES.refreshOtherUser });
+    await assert.rejects(admission.reauthenticate(request('/ws'), { transport: 'ws', token: 'bob', identity: { id: 'ann' } }), {
+      message: MESSAGES.refreshOtherUser,
+    });
   });
 
   it('askHook: the answer, or the fallback and a warning when the hook throws', async () => {
@@ -129,15 +151,21 @@ describe('one home per rule (issue "The house")', () => {
     const logger = { warn: (message: string) => warnings.push(message) };
     assert.equal(await askHook(logger, 'authorize', ' for topic "a"', () => true, false), true);
     assert.equal(
-      await askHook(logger, 'authorize', ' for topic "a"', () => {
-        throw new Error('boom');
-      }, false),
+      await askHook(
+        logger,
+        'authorize',
+        ' for topic "a"',
+        () => {
+          throw new Error('boom');
+        },
+        false,
+      ),
       false,
     );
     assert.deepEqual(warnings, ['authorize threw for topic "a": Error: boom']);
   });
 
-  it('settleWithin: done, timeout, or the work\'s own error', async () => {
+  it("settleWithin: done, timeout, or the work's own error", async () => {
     assert.equal(await settleWithin(Promise.resolve(), 1_000), 'done');
     // Its timer does not hold the process open: something else does here.
     const alive = setTimeout(() => undefined, 1_000);
@@ -159,7 +187,7 @@ describe('one home per rule (issue "The house")', () => {
     assert.deepEqual(parseConnectRequest(request('/ws')).topics, []);
   });
 
-  it('broadcasts are the registry\'s: held by every connection, never named beside other topics', () => {
+  it("broadcasts are the registry's: held by every connection, never named beside other topics", () => {
     assert.deepEqual(TopicRegistry.withBroadcasts(['a']), ['a', '*']);
     assert.deepEqual(TopicRegistry.subscribed(['a', '*']), ['a']);
     assert.deepEqual(TopicRegistry.named(['a', '*']), ['a']);

@@ -258,7 +258,7 @@ describe('identity: authenticate, expiry and refresh, per-user limit, disconnect
   });
 
   describe('disconnect(userId)', () => {
-    it("closes every connection of that user: SSE gets pushlet:disconnected and ends, WebSocket closes with 4002 and the reason", async () => {
+    it('closes every connection of that user: SSE gets pushlet:disconnected and ends, WebSocket closes with 4002 and the reason', async () => {
       const t = await app({ authenticate: tokenAuth() });
       const stream = await open(t, '/events?topic=a&token=u:ann');
       await stream.waitForEvents(1, 5_000, 'pushlet:connected');
@@ -396,7 +396,12 @@ describe('identity: authenticate, expiry and refresh, per-user limit, disconnect
     });
 
     it('applies the same validation and size limit as server-side publishing', async () => {
-      const t = await app({ authenticate: tokenAuth(), authorizePublish: () => true, onClientPublish: ({ event }) => (event === 'rename' ? { event: 'pushlet:forged' } : undefined), limits: { maxMessageBytes: 1024 } });
+      const t = await app({
+        authenticate: tokenAuth(),
+        authorizePublish: () => true,
+        onClientPublish: ({ event }) => (event === 'rename' ? { event: 'pushlet:forged' } : undefined),
+        limits: { maxMessageBytes: 1024 },
+      });
       const ann = await ws(t, '/ws?token=u:ann');
       const cases: Array<[Record<string, unknown>, RegExp]> = [
         [{ topic: 'room', event: 'pushlet:join', data: 'x' }, /pushlet:/],

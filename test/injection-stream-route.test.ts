@@ -55,25 +55,22 @@ describe('stream() in an app route: nothing from the request reaches the stream 
     for (const event of stream.events) if (event.id !== undefined) assert.ok(isValidWireId(event.id) || event.event === 'pushlet:reset', event.id);
   });
 
-  it(
-    "a reset carries no id of Nest's, so a client that drops right after it resumes exactly from the connected id",
-    async () => {
-      const t = await app();
-      const stream = await sse(t, '/app/feed?topic=r', { 'Last-Event-ID': 'bogus' });
-      const [reset] = await stream.waitForNamed('pushlet:reset');
-      const [connected] = stream.named('pushlet:connected');
-      // Nest gives every event an id; the reset carries the connection's resume id, never a number of Nest's.
-      assert.ok(reset!.id === undefined || reset!.id === connected!.id, `the reset carries id ${reset!.id}`);
-      assertCleanEventStream(stream.events, stream.raw, [], [], 'valid');
-      // What a browser sends on reconnect: the last id field it saw.
-      const lastId = stream.events.reduce<string | undefined>((last, e) => e.id ?? last, undefined);
-      assert.equal(lastId, connected!.id);
-      stream.close();
-      await t.pushlet.publish('r', 'news', 'missed');
-      const resumed = await sse(t, '/app/feed?topic=r', { 'Last-Event-ID': lastId! });
-      const [missed] = await resumed.waitForNamed('news');
-      assert.equal(missed!.data, 'missed');
-      assert.equal(resumed.named('pushlet:reset').length, 0);
-    },
-  );
+  it("a reset carries no id of Nest's, so a client that drops right after it resumes exactly from the connected id", async () => {
+    const t = await app();
+    const stream = await sse(t, '/app/feed?topic=r', { 'Last-Event-ID': 'bogus' });
+    const [reset] = await stream.waitForNamed('pushlet:reset');
+    const [connected] = stream.named('pushlet:connected');
+    // Nest gives every event an id; the reset carries the connection's resume id, never a number of Nest's.
+    assert.ok(reset!.id === undefined || reset!.id === connected!.id, `the reset carries id ${reset!.id}`);
+    assertCleanEventStream(stream.events, stream.raw, [], [], 'valid');
+    // What a browser sends on reconnect: the last id field it saw.
+    const lastId = stream.events.reduce<string | undefined>((last, e) => e.id ?? last, undefined);
+    assert.equal(lastId, connected!.id);
+    stream.close();
+    await t.pushlet.publish('r', 'news', 'missed');
+    const resumed = await sse(t, '/app/feed?topic=r', { 'Last-Event-ID': lastId! });
+    const [missed] = await resumed.waitForNamed('news');
+    assert.equal(missed!.data, 'missed');
+    assert.equal(resumed.named('pushlet:reset').length, 0);
+  });
 });

@@ -44,7 +44,9 @@ function sseEventBytes(stream: RawSseStream, id: string): number {
 
 /** Bytes of every message frame (not `pushlet:*`) a WebSocket client received. */
 function wsMessageBytes(client: WsClient): number[] {
-  return client.frames.filter((frame) => frame.json && !String(frame.json.event).startsWith('pushlet:')).map((frame) => wsFrameBytes(Buffer.byteLength(frame.text)));
+  return client.frames
+    .filter((frame) => frame.json && !String(frame.json.event).startsWith('pushlet:'))
+    .map((frame) => wsFrameBytes(Buffer.byteLength(frame.text)));
 }
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
@@ -216,7 +218,10 @@ describe('Prometheus metrics after a known workload (issue 15)', () => {
     const a = await app(opsApp({ heartbeatInterval: 60_000 }, shared));
     const b = await app(opsApp({ heartbeatInterval: 60_000 }, shared));
     assert.deepEqual(
-      shared.getMetricsAsArray().map((metric) => (metric as unknown as { name: string }).name).sort(),
+      shared
+        .getMetricsAsArray()
+        .map((metric) => (metric as unknown as { name: string }).name)
+        .sort(),
       [...PUSHLET_METRIC_NAMES].sort(),
       'each metric once',
     );
@@ -244,7 +249,10 @@ describe('Prometheus metrics after a known workload (issue 15)', () => {
   it('refuses to start on a registry where a pushlet_* name is taken by something else', async () => {
     const registry = new Registry();
     registry.registerMetric(new (await import('prom-client')).Gauge({ name: 'pushlet_topics', help: 'not ours', registers: [] }));
-    await assert.rejects(app(opsApp({ heartbeatInterval: 60_000 }, registry)), /a metric named pushlet_topics is already registered on this prom-client registry, and not by Pushlet/);
+    await assert.rejects(
+      app(opsApp({ heartbeatInterval: 60_000 }, registry)),
+      /a metric named pushlet_topics is already registered on this prom-client registry, and not by Pushlet/,
+    );
   });
 });
 

@@ -2,13 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Injectable, Logger, Module, type LoggerService } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import {
-  PUSHLET_OPTIONS,
-  PushletModule,
-  PushletService,
-  type PushletModuleOptions,
-  type ResolvedPushletOptions,
-} from '../src/index.js';
+import { PUSHLET_OPTIONS, PushletModule, PushletService, type PushletModuleOptions, type ResolvedPushletOptions } from '../src/index.js';
 import { SseClient } from './support/sse-client.js';
 import { startApp } from './support/app.js';
 
@@ -103,10 +97,7 @@ describe('PushletModule.forRoot / forRootAsync', () => {
     const global = await Test.createTestingModule({ imports: [PushletModule.forRoot({}), FeatureModule] }).compile();
     assert.ok(global.get(Orders).pushlet instanceof PushletService);
     await global.close();
-    await assert.rejects(
-      Test.createTestingModule({ imports: [PushletModule.forRoot({ isGlobal: false }), FeatureModule] }).compile(),
-      /PushletService/,
-    );
+    await assert.rejects(Test.createTestingModule({ imports: [PushletModule.forRoot({ isGlobal: false }), FeatureModule] }).compile(), /PushletService/);
   });
 
   it('rejects nonsense options at start-up with a message naming the option', async () => {
@@ -132,7 +123,7 @@ describe('PushletModule.forRoot / forRootAsync', () => {
     }
   });
 
-  it('logs through a custom logger (the seed\'s WithLogger)', async () => {
+  it("logs through a custom logger (the seed's WithLogger)", async () => {
     const lines: string[] = [];
     const logger: LoggerService = {
       log: (m) => lines.push(`log ${m}`),
@@ -149,7 +140,10 @@ describe('PushletModule.forRoot / forRootAsync', () => {
         await t.pushlet.publish('big', 'message', 'x'.repeat(60 * 1024));
       }
       assert.equal(t.pushlet.stats().slowConsumersDisconnected, 1);
-      assert.ok(lines.some((line) => line.startsWith('warn') && line.includes('slow sse client')), lines.join('\n'));
+      assert.ok(
+        lines.some((line) => line.startsWith('warn') && line.includes('slow sse client')),
+        lines.join('\n'),
+      );
     } finally {
       client.close();
       await t.close();

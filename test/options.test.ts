@@ -63,11 +63,14 @@ describe('options read from the environment', () => {
 
   it('names the option, the value and its type when a value is wrong', () => {
     const rejects = (options: Record<string, unknown>, message: string) =>
-      assert.throws(() => resolveOptions(options as PushletModuleOptions), (error: Error) => {
-        assert.ok(error instanceof RangeError);
-        assert.ok(error.message.startsWith(message), `${JSON.stringify(error.message)} should start with ${JSON.stringify(message)}`);
-        return true;
-      });
+      assert.throws(
+        () => resolveOptions(options as PushletModuleOptions),
+        (error: Error) => {
+          assert.ok(error instanceof RangeError);
+          assert.ok(error.message.startsWith(message), `${JSON.stringify(error.message)} should start with ${JSON.stringify(message)}`);
+          return true;
+        },
+      );
     rejects({ heartbeatInterval: 'abc' }, 'Pushlet option heartbeatInterval must be a positive number, got "abc" (string)');
     rejects({ heartbeatInterval: -1 }, 'Pushlet option heartbeatInterval must be a positive number, got -1 (number)');
     rejects({ heartbeatInterval: '0' }, 'Pushlet option heartbeatInterval must be a positive number, got "0" (string)');
@@ -85,7 +88,7 @@ describe('options read from the environment', () => {
     ['redis: {}', {}],
     ['redis: { url: undefined }', { url: undefined }],
     ["redis: { url: '' }", { url: '' }],
-    ["every source unset or empty, other redis options set", { url: '', host: undefined, cluster: undefined, client: undefined, keyPrefix: 'app:' }],
+    ['every source unset or empty, other redis options set', { url: '', host: undefined, cluster: undefined, client: undefined, keyPrefix: 'app:' }],
   ] as const) {
     it(`${label} means no Redis, logged once through the configured logger`, () => {
       const logger = new RecordingLogger();
@@ -103,7 +106,10 @@ describe('options read from the environment', () => {
 
   it('still rejects two sources, and a redis source with a broker of your own', () => {
     assert.throws(() => resolveOptions({ redis: { url: 'redis://x', host: 'y' } }), /exactly one of url, host, cluster or client/);
-    assert.throws(() => resolveOptions({ redis: { url: 'redis://x' }, broker: new MemoryBroker({ maxCount: 1, maxAgeMs: 1000, maxTopics: 1 }) }), /cannot be combined/);
+    assert.throws(
+      () => resolveOptions({ redis: { url: 'redis://x' }, broker: new MemoryBroker({ maxCount: 1, maxAgeMs: 1000, maxTopics: 1 }) }),
+      /cannot be combined/,
+    );
     const logger = new RecordingLogger();
     const broker = new MemoryBroker({ maxCount: 1, maxAgeMs: 1000, maxTopics: 1 });
     assert.equal(resolveOptions({ redis: { url: '' }, broker, logger }).broker, broker, 'an empty redis option does not conflict with a broker');

@@ -16,11 +16,7 @@ async function run(script: string, env: Record<string, string>): Promise<{ code:
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const code = await within(
-    new Promise<number | null>((done) => child.once('exit', (c) => done(c))),
-    20_000,
-    `${script} to exit`,
-  ).catch((error: unknown) => {
+  const code = await within(new Promise<number | null>((done) => child.once('exit', (c) => done(c))), 20_000, `${script} to exit`).catch((error: unknown) => {
     child.kill('SIGKILL');
     throw error;
   });
@@ -53,7 +49,10 @@ describe('pre-flight of npm test: names what is missing and how to install it, b
       assert.equal(line.length, 1, `one line for ${program}:\n${output}`);
       assert.match(line[0]!, new RegExp(`install it with: apt-get install -y ${pkg}$`));
     }
-    assert.match(lines.at(-1)!, /^npm test did not start: 4 program\(s\) missing \(or install all at once: apt-get install -y redis-server redis-tools chromium nginx\)$/);
+    assert.match(
+      lines.at(-1)!,
+      /^npm test did not start: 4 program\(s\) missing \(or install all at once: apt-get install -y redis-server redis-tools chromium nginx\)$/,
+    );
   });
 
   it('names only what is missing, and passes silently when everything is there', async () => {
@@ -68,7 +67,10 @@ describe('pre-flight of npm test: names what is missing and how to install it, b
     const one = await run('preflight.mjs', { PATH: bin, CHROMIUM_PATH: join(bin, 'chromium') });
     assert.equal(one.code, 1);
     assert.deepEqual(
-      one.output.trim().split('\n').map((l) => l.split(' ')[1]),
+      one.output
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[1]),
       ['redis-cli', 'test'],
       one.output,
     );

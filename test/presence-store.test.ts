@@ -23,7 +23,10 @@ async function addsAndRemovesOnce(store: PresenceStore): Promise<void> {
   assert.equal(await store.count('room/a'), 3);
   const { members } = await store.members('room/a');
   assert.deepEqual(members.map((m) => m.clientId).sort(), ['c1', 'c2', 'c3']);
-  assert.deepEqual(members.find((m) => m.clientId === 'c2'), entry('room/a', 2).member);
+  assert.deepEqual(
+    members.find((m) => m.clientId === 'c2'),
+    entry('room/a', 2).member,
+  );
   assert.deepEqual(
     await store.remove([
       { topic: 'room/a', clientId: 'c1' },
@@ -65,10 +68,15 @@ describe('presence stores', () => {
     const manager = new PresenceManager(
       presence,
       { isPresenceTopic: (topic) => topic.startsWith('room/'), ttlMs: 60_000 },
-      { publish: async (topic, event, data) => void published.push(`${event} ${topic} ${(JSON.parse(data) as { clientId: string }).clientId}`), servedTopics: () => [] },
+      {
+        publish: async (topic, event, data) => void published.push(`${event} ${topic} ${(JSON.parse(data) as { clientId: string }).clientId}`),
+        servedTopics: () => [],
+      },
       SILENT,
     );
-    const evalCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+    const evalCalls = async () =>
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0) +
+      Number(/cmdstat_eval:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
     const clients = Array.from({ length: 100 }, (_, i) => ({ clientId: `k${i}`, identity: { id: `u${i}` }, transport: 'ws' as const, request: {} }));
     const before = await evalCalls();
     // One turn: 100 connections, each on two rooms and a topic without presence; one of them twice.
@@ -118,7 +126,10 @@ describe('presence stores', () => {
     await stays.add([entry('room/s', 3)]);
     assert.equal(await stays.count('room/s'), 3);
     await eventually(async () => (await stays.count('room/s')) === 1, 5_000, 'the unrefreshed members to expire', 50);
-    assert.deepEqual((await stays.members('room/s')).members.map((m) => m.clientId), ['c3']);
+    assert.deepEqual(
+      (await stays.members('room/s')).members.map((m) => m.clientId),
+      ['c3'],
+    );
     // Several sweepers at once: every expired member comes back from exactly one of them.
     const sweeps = await Promise.all([0, 1, 2, 3].map(() => stays.refresh(new Map([['room/s', ['c3']]]), ['room/s'])));
     const swept = sweeps.flatMap((s) => s.expired.map((e) => `${e.topic} ${e.member.clientId}`)).sort();

@@ -98,7 +98,10 @@ describe('presence in memory (one instance)', () => {
     assert.equal(data.members.filter((m) => m.identity === null).length, 1);
     // The server-side consumer saw both joins as messages of the topic.
     const seen = await within(consumer, 5_000, 'the consumer');
-    assert.deepEqual(seen.map((m) => m.event), ['pushlet:join', 'pushlet:join']);
+    assert.deepEqual(
+      seen.map((m) => m.event),
+      ['pushlet:join', 'pushlet:join'],
+    );
   });
 
   it('refuses presence of a topic that is not a presence topic, and of patterns, with a clear error', async () => {
@@ -149,7 +152,10 @@ describe('presence in memory (one instance)', () => {
     await watcher.waitUntil(() => watcher.leaves('m') === 1, 5_000, 'the leave');
     await t.pushlet.publish(ROOM, 'marker', 'end');
     await watcher.waitUntil(() => watcher.messages('marker').length === 1, 5_000, 'the marker');
-    assert.deepEqual(watcher.presence.map((p) => `${p.event} ${p.member.identity?.id}`), ['pushlet:join w', 'pushlet:join m', 'pushlet:leave m']);
+    assert.deepEqual(
+      watcher.presence.map((p) => `${p.event} ${p.member.identity?.id}`),
+      ['pushlet:join w', 'pushlet:join m', 'pushlet:leave m'],
+    );
     assert.equal(await t.pushlet.presenceCount(ROOM), 1);
   });
 });

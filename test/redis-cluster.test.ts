@@ -54,7 +54,10 @@ describe('distributed mode on a three-master Redis Cluster', () => {
         const expected = [...published.filter((m) => m.topic === topics[i]).map((m) => m.data), broadcast.data];
         const seen = await client.waitForMessages(expected.length);
         // One topic lives on one shard: its messages keep their order.
-        assert.deepEqual(dataOf(seen).filter((d) => d !== broadcast.data), expected.slice(0, -1));
+        assert.deepEqual(
+          dataOf(seen).filter((d) => d !== broadcast.data),
+          expected.slice(0, -1),
+        );
         assert.equal(seen.filter((m) => m.data === broadcast.data).length, 1);
       }
 
@@ -77,7 +80,10 @@ describe('distributed mode on a three-master Redis Cluster', () => {
     const topics = await topicsOnEveryMaster(a!);
     instances.track(await TRANSPORTS[0]!.open(a!, topics));
     const during = await counts();
-    assert.ok(during.every((count, i) => count > baseline[i]!), 'connected to every node');
+    assert.ok(
+      during.every((count, i) => count > baseline[i]!),
+      'connected to every node',
+    );
     await instances.closeAll();
     await eventually(async () => (await counts()).every((count, i) => count === baseline[i]), 5_000, 'every connection to close');
   });

@@ -54,7 +54,11 @@ describe('distributed mode under Redis faults', () => {
       publishMany(apps, 'during', 30, during);
       await eventually(async () => apps.reduce((sum, app) => sum + brokerOf(app).stats().queued, 0) === 30, 5_000, 'the publications to wait');
       // Nothing Redis has not ordered is delivered: no client has any of them yet.
-      for (const client of clients) assert.deepEqual(dataOf(client.messages).filter((d) => d.startsWith('during')), []);
+      for (const client of clients)
+        assert.deepEqual(
+          dataOf(client.messages).filter((d) => d.startsWith('during')),
+          [],
+        );
 
       await server.restart();
       const duringIds = await Promise.all(during);
@@ -75,9 +79,13 @@ describe('distributed mode under Redis faults', () => {
         assert.equal(new Set(data).size, data.length, 'no message twice');
         // Delivered in the order Redis gave the ids, on both instances.
         const ids = seen.map((m) => parsePosition(m.id)!);
-        for (let k = 1; k < ids.length; k += 1) assert.ok(comparePositions(ids[k - 1]!, ids[k]!) < 0, `in id order at ${k}: ${seen[k - 1]!.id} then ${seen[k]!.id}`);
+        for (let k = 1; k < ids.length; k += 1)
+          assert.ok(comparePositions(ids[k - 1]!, ids[k]!) < 0, `in id order at ${k}: ${seen[k - 1]!.id} then ${seen[k]!.id}`);
         // Everything published while Redis was away, and after, arrives; in the order of the ids.
-        assert.deepEqual(data.filter((d) => !d.startsWith('before')), expected);
+        assert.deepEqual(
+          data.filter((d) => !d.startsWith('before')),
+          expected,
+        );
         // A message Redis had just published when it died may be lost with it: then a reset says so.
         const missing = beforeData.filter((d) => !data.includes(d));
         if (missing.length > 0) assert.ok(client.resets > 0, `missed ${missing.join(', ')} without a pushlet:reset`);
@@ -95,16 +103,13 @@ describe('distributed mode under Redis faults', () => {
 
   it('fails to start with a clear error naming the address when Redis is down', async () => {
     const port = await freePort();
-    await assert.rejects(
-      startApp({ redis: { url: `redis://127.0.0.1:${port}`, connectTimeoutMs: 2_000 } }),
-      (error: Error) => {
-        assert.equal(error.name, 'PushletRedisUnavailableError');
-        assert.match(error.message, new RegExp(`cannot connect to Redis at 127\\.0\\.0\\.1:${port}`));
-        assert.match(error.message, /ECONNREFUSED/);
-        assert.match(error.message, /startWithoutRedis/);
-        return true;
-      },
-    );
+    await assert.rejects(startApp({ redis: { url: `redis://127.0.0.1:${port}`, connectTimeoutMs: 2_000 } }), (error: Error) => {
+      assert.equal(error.name, 'PushletRedisUnavailableError');
+      assert.match(error.message, new RegExp(`cannot connect to Redis at 127\\.0\\.0\\.1:${port}`));
+      assert.match(error.message, /ECONNREFUSED/);
+      assert.match(error.message, /startWithoutRedis/);
+      return true;
+    });
   });
 
   it('starts without Redis with startWithoutRedis: publications wait, and are delivered once Redis has them', async () => {

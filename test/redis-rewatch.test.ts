@@ -157,29 +157,26 @@ describe('distributed mode: a topic first subscribed while the instance recovers
     for (const server of servers.splice(0)) await server.stop();
   });
 
-  it(
-    'gets the topic\'s messages once the instance is ready (subscribed after the recovery sent its subscriptions)',
-    async () => {
-      const server = await RedisServer.start();
-      servers.push(server);
-      const proxy = await HoldingRedisProxy.start(server.port);
-      proxies.push(proxy);
-      const keyPrefix = Instances.freshPrefix();
-      const [b] = await instances.start(1, { url: proxy.url, commandTimeoutMs: 3_000, keyPrefix });
-      const [publisher] = await instances.start(1, { url: server.url, keyPrefix });
-      instances.track(await TRANSPORTS[0]!.open(b!, ['early']));
+  it("gets the topic's messages once the instance is ready (subscribed after the recovery sent its subscriptions)", async () => {
+    const server = await RedisServer.start();
+    servers.push(server);
+    const proxy = await HoldingRedisProxy.start(server.port);
+    proxies.push(proxy);
+    const keyPrefix = Instances.freshPrefix();
+    const [b] = await instances.start(1, { url: proxy.url, commandTimeoutMs: 3_000, keyPrefix });
+    const [publisher] = await instances.start(1, { url: server.url, keyPrefix });
+    instances.track(await TRANSPORTS[0]!.open(b!, ['early']));
 
-      proxy.cut();
-      await eventually(async () => brokerOf(b!).stats().state === 'down', 5_000, 'B to notice Redis is gone');
-      proxy.holdNextSubscribe(1_000);
-      const held = once(proxy, 'held');
-      proxy.restore();
-      await held;
-      assert.equal(brokerOf(b!).stats().state, 'recovering');
-      const late = instances.track(await TRANSPORTS[0]!.open(b!, ['late']));
-      await eventually(async () => brokerOf(b!).stats().state === 'ready', 10_000, 'B to recover');
-      await publisher!.pushlet.publish('late', 'message', 'after the recovery');
-      await late.waitForMessage((m) => m.data === 'after the recovery', 3_000, 'the message of the topic subscribed during the recovery');
-    },
-  );
+    proxy.cut();
+    await eventually(async () => brokerOf(b!).stats().state === 'down', 5_000, 'B to notice Redis is gone');
+    proxy.holdNextSubscribe(1_000);
+    const held = once(proxy, 'held');
+    proxy.restore();
+    await held;
+    assert.equal(brokerOf(b!).stats().state, 'recovering');
+    const late = instances.track(await TRANSPORTS[0]!.open(b!, ['late']));
+    await eventually(async () => brokerOf(b!).stats().state === 'ready', 10_000, 'B to recover');
+    await publisher!.pushlet.publish('late', 'message', 'after the recovery');
+    await late.waitForMessage((m) => m.data === 'after the recovery', 3_000, 'the message of the topic subscribed during the recovery');
+  });
 });

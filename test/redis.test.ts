@@ -26,8 +26,7 @@ describe('distributed mode on one Redis server', () => {
   });
 
   for (const transport of TRANSPORTS) {
-    const open = async (app: TestApp, topics: readonly string[], lastEventId?: string) =>
-      instances.track(await transport.open(app, topics, { lastEventId }));
+    const open = async (app: TestApp, topics: readonly string[], lastEventId?: string) => instances.track(await transport.open(app, topics, { lastEventId }));
 
     describe(`${transport.name} subscribers`, () => {
       it('delivers every message exactly once to every subscriber on every instance, in publication order', async () => {
@@ -151,7 +150,9 @@ describe('distributed mode on one Redis server', () => {
     await client.waitForMessages(count);
     const received = [a!, b!, c!].map((app, i) => brokerOf(app).stats().received - before[i]!);
     await eventually(async () => everythingReceived >= count, 5_000, 'the pattern subscriber to get every message');
-    t.diagnostic(`interest routing: ${count} messages on "hot" received by instances [a, b, c] = [${received.join(', ')}]; a subscriber of every channel got ${everythingReceived}`);
+    t.diagnostic(
+      `interest routing: ${count} messages on "hot" received by instances [a, b, c] = [${received.join(', ')}]; a subscriber of every channel got ${everythingReceived}`,
+    );
     assert.deepEqual(received, [count, 0, 0]);
     assert.equal(everythingReceived, count);
     client.close();

@@ -32,7 +32,11 @@ describe('resume over SSE (docs/protocol.md, Resume: no message lost)', () => {
     await second.waitForEvent((e) => e.data === String(total - 1), 5_000, 'the last message');
     const seenAfter = second.messages.map((m) => Number(m.data));
     const all = [...seenBefore, ...seenAfter];
-    assert.deepEqual(all, Array.from({ length: total }, (_, i) => i), 'every message once, in order');
+    assert.deepEqual(
+      all,
+      Array.from({ length: total }, (_, i) => i),
+      'every message once, in order',
+    );
     assert.equal(second.events.filter((e) => e.event === 'pushlet:reset').length, 0);
   });
 
@@ -128,7 +132,7 @@ describe('resume over SSE (docs/protocol.md, Resume: no message lost)', () => {
 
   it('keeps history memory bounded however many topics come and go', () => {
     const broker = new MemoryBroker({ maxCount: 10, maxAgeMs: 60_000, maxTopics: 100 });
-    for (let i = 0; i < 10_000; i++) broker.record(`topic/${i}`, "message", "x");
+    for (let i = 0; i < 10_000; i++) broker.record(`topic/${i}`, 'message', 'x');
     assert.equal(broker.historyTopics, 100);
   });
 

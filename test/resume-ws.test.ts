@@ -49,7 +49,11 @@ describe('resume over WebSocket (docs/protocol.md, Resume: no message lost)', ()
     const total = published;
     await second.waitFor((m) => m.data === String(total - 1), 5_000, 'the last message');
     const all = [...seenBefore, ...second.messages.map((m) => Number(m.data))];
-    assert.deepEqual(all, Array.from({ length: total }, (_, i) => i), 'every message once, in order');
+    assert.deepEqual(
+      all,
+      Array.from({ length: total }, (_, i) => i),
+      'every message once, in order',
+    );
     assert.equal(second.events('pushlet:reset').length, 0);
   });
 
@@ -76,7 +80,10 @@ describe('resume over WebSocket (docs/protocol.md, Resume: no message lost)', ()
     const again = await open(`${t.wsUrl}/ws?topic=flood&lastEventId=${encodeURIComponent(lastId)}`);
     await again.waitForMessages(published - got.length, 10_000);
     const rest = again.messages.map((m) => Number(String(m.data).split(':')[0]));
-    assert.deepEqual([...got, ...rest], Array.from({ length: published }, (_, i) => i));
+    assert.deepEqual(
+      [...got, ...rest],
+      Array.from({ length: published }, (_, i) => i),
+    );
     await until(() => t.pushlet.stats().connections.ws === 1, 5_000, 'one connection left');
   });
 });

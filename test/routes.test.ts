@@ -33,10 +33,10 @@ class TokenGuard implements CanActivate {
 async function upgradeStatus(url: string): Promise<{ status: number; body: string }> {
   const socket = new WebSocket(url);
   try {
-    const [, response] = (await Promise.race([
-      once(socket, 'unexpected-response'),
-      once(socket, 'open').then(() => [undefined, { statusCode: 101 }]),
-    ])) as [unknown, { statusCode: number; on?: (event: string, fn: (chunk: Buffer) => void) => void } & NodeJS.EventEmitter];
+    const [, response] = (await Promise.race([once(socket, 'unexpected-response'), once(socket, 'open').then(() => [undefined, { statusCode: 101 }])])) as [
+      unknown,
+      { statusCode: number; on?: (event: string, fn: (chunk: Buffer) => void) => void } & NodeJS.EventEmitter,
+    ];
     if (response.statusCode === 101) return { status: 101, body: '' };
     let body = '';
     response.on!('data', (chunk: Buffer) => (body += chunk.toString()));
@@ -76,8 +76,14 @@ describe('the built-in endpoints as Nest routes (global prefix, global guards, s
     assert.equal((await request(`${t.url}/events?topic=a`)).status, 404);
     assert.equal((await upgradeStatus(`${t.wsUrl}/api/ws`)).status, 101);
     assert.ok(lines.includes('Mapped {/api/events, GET} route (Pushlet Server-Sent Events)'), lines.join('\n'));
-    assert.ok(lines.some((l) => l.startsWith('Mapped {/api/ws} WebSocket endpoint')), lines.join('\n'));
-    assert.ok(lines.some((l) => l.startsWith('broker: in memory')), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.startsWith('Mapped {/api/ws} WebSocket endpoint')),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith('broker: in memory')),
+      lines.join('\n'),
+    );
   });
 
   it('keeps its own paths with routes.useGlobalPrefix false', async () => {

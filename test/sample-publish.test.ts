@@ -97,7 +97,10 @@ describe('sample /send and /broadcast with the fields in a POST body (docs/proto
     const atLimit = 'x'.repeat(MAX_MESSAGE_BYTES);
     assert.equal((await request(`${url}/send`, json({ topic: 'big', message: atLimit }))).status, 200);
     const overInBytes = 'é'.repeat(MAX_MESSAGE_BYTES / 2 + 1); // 2 bytes each in UTF-8
-    assert.match(assertRefused(await request(`${url}/send`, json({ topic: 'big', message: overInBytes })), 413), /message must be at most 65536 bytes, got 65538/);
+    assert.match(
+      assertRefused(await request(`${url}/send`, json({ topic: 'big', message: overInBytes })), 413),
+      /message must be at most 65536 bytes, got 65538/,
+    );
     assert.match(assertRefused(await request(`${url}/send`, form({ topic: 'big', message: 'x'.repeat(MAX_MESSAGE_BYTES + 1) })), 413), /got 65537/);
     assert.match(assertRefused(await request(`${url}/broadcast`, json({ message: overInBytes })), 413), /at most 65536 bytes/);
     assertRefused(await request(`${url}/send`, json({ topic: 'big', message: 'x'.repeat(200_000) })), 413);

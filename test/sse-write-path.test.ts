@@ -84,7 +84,10 @@ describe('SSE write path', () => {
     await t.pushlet.publish('wrapped', 'through', 'the wrapper');
     const [message] = await client.waitForEvents(1, 5_000, 'through');
     assert.equal(message!.data, 'the wrapper');
-    assert.ok(seen.some((chunk) => chunk.includes('event: through')), 'the wrapper saw the frame');
+    assert.ok(
+      seen.some((chunk) => chunk.includes('event: through')),
+      'the wrapper saw the frame',
+    );
   });
 
   it('disconnects a client that stops reading once bufferBytes are queued, and releases it', async () => {

@@ -36,7 +36,11 @@ describe('SSE endpoint (docs/protocol.md, Server-Sent Events)', () => {
     assert.equal(client.headers['x-accel-buffering'], 'no');
     const [first] = await client.waitForEvents(1);
     assert.equal(first!.event, 'pushlet:connected');
-    assert.deepEqual(JSON.parse(first!.data), { topics: ['a', 'b'], heartbeat: t.pushlet.heartbeatInterval }, 'the topics, and the heartbeat interval a client derives its dead-link timeout from');
+    assert.deepEqual(
+      JSON.parse(first!.data),
+      { topics: ['a', 'b'], heartbeat: t.pushlet.heartbeatInterval },
+      'the topics, and the heartbeat interval a client derives its dead-link timeout from',
+    );
   });
 
   it('delivers id, event and data of a published message', async () => {
@@ -151,7 +155,10 @@ describe('SSE endpoint (docs/protocol.md, Server-Sent Events)', () => {
     await assert.rejects(t.pushlet.publish('a', 'bad\nevent', 'x'), /CR, LF or NUL/);
     await assert.rejects(t.pushlet.publish('a', '', 'x'), /1 to 100/);
     await assert.rejects(t.pushlet.publish('a/#', 'message', 'x'), /reserved for subscription patterns/);
-    await assert.rejects(t.pushlet.publish('a', 'message', () => 1), /JSON-serialisable/);
+    await assert.rejects(
+      t.pushlet.publish('a', 'message', () => 1),
+      /JSON-serialisable/,
+    );
     await assert.rejects(t.pushlet.publishToAll('pushlet:x', 'x'), /control events/);
   });
 

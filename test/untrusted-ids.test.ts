@@ -59,7 +59,14 @@ const BAD_IDS: ReadonlyArray<readonly [string, (s: Seeded) => string]> = [
   ['too old (evicted from the history)', (s) => s.evicted.id],
   ['from before the server started', () => '0-0'],
   ['a cluster cursor for this topic', (s) => formatCursor([[topicHash(s.topic), position(s.kept)]])],
-  ['a cluster cursor of several topics', (s) => formatCursor([[topicHash(s.topic), position(s.kept)], [topicHash('*'), position(s.kept)]])],
+  [
+    'a cluster cursor of several topics',
+    (s) =>
+      formatCursor([
+        [topicHash(s.topic), position(s.kept)],
+        [topicHash('*'), position(s.kept)],
+      ]),
+  ],
 ];
 
 /** What may be checked for absence in the output: anything long enough not to turn up by chance (in an id or timestamp). */
@@ -222,23 +229,20 @@ describe('ids from clients: one behaviour for every bad id (issue 10)', () => {
     assertCleanEventStream(resumed.events, resumed.raw, ['message']);
   });
 
-  it(
-    'with ids ordered per topic, topics whose hashes collide do not spoil the id: the other topics resume exactly',
-    async () => {
-      const [a, b] = ['x48mez2bl', 'xkstbafef'];
-      assert.equal(topicHash(a), topicHash(b));
-      const t = await app({ broker: new PerTopicMemoryBroker() });
-      const path = `/events?topic=${a}&topic=${b}&topic=other`;
-      const stream = await sse(t, path);
-      const [connected] = await stream.waitForNamed('pushlet:connected');
-      assert.ok(isValidWireId(connected!.id), `the connected id ${connected!.id} passes the grammar`);
-      stream.close();
-      await t.pushlet.publish('other', 'message', 'missed');
-      const resumed = await sse(t, path, { 'Last-Event-ID': connected!.id! });
-      await resumed.waitForNamed('message');
-      const reset = resumed.named('pushlet:reset')[0];
-      assert.deepEqual(reset ? JSON.parse(reset.data!).topics : [], [a, b], 'only the two ambiguous topics are reset');
-      assert.equal(resumed.named('message')[0]?.data, 'missed');
-    },
-  );
+  it('with ids ordered per topic, topics whose hashes collide do not spoil the id: the other topics resume exactly', async () => {
+    const [a, b] = ['x48mez2bl', 'xkstbafef'];
+    assert.equal(topicHash(a), topicHash(b));
+    const t = await app({ broker: new PerTopicMemoryBroker() });
+    const path = `/events?topic=${a}&topic=${b}&topic=other`;
+    const stream = await sse(t, path);
+    const [connected] = await stream.waitForNamed('pushlet:connected');
+    assert.ok(isValidWireId(connected!.id), `the connected id ${connected!.id} passes the grammar`);
+    stream.close();
+    await t.pushlet.publish('other', 'message', 'missed');
+    const resumed = await sse(t, path, { 'Last-Event-ID': connected!.id! });
+    await resumed.waitForNamed('message');
+    const reset = resumed.named('pushlet:reset')[0];
+    assert.deepEqual(reset ? JSON.parse(reset.data!).topics : [], [a, b], 'only the two ambiguous topics are reset');
+    assert.equal(resumed.named('message')[0]?.data, 'missed');
+  });
 });

@@ -30,8 +30,14 @@ describe('WebSocket commands', () => {
   });
 
   it('says what is wrong, echoing what could be read', () => {
-    assert.deepEqual(parseCommand(frame({ action: 'ping', ref: [1] })), { ok: false, error: { reason: 'ref must be a string of at most 64 characters or a finite number' } });
-    assert.deepEqual(parseCommand(frame({ action: 'ping', ref: true })), { ok: false, error: { reason: 'ref must be a string of at most 64 characters or a finite number' } });
+    assert.deepEqual(parseCommand(frame({ action: 'ping', ref: [1] })), {
+      ok: false,
+      error: { reason: 'ref must be a string of at most 64 characters or a finite number' },
+    });
+    assert.deepEqual(parseCommand(frame({ action: 'ping', ref: true })), {
+      ok: false,
+      error: { reason: 'ref must be a string of at most 64 characters or a finite number' },
+    });
     const bad = parseCommand(frame({ action: 'subscribe', topic: 'a b', ref: 2 }));
     assert.equal(bad.ok, false);
     if (!bad.ok) {

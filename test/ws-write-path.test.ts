@@ -50,6 +50,9 @@ describe('WebSocket write path', () => {
       messages.map((m) => m.data),
       Array.from({ length: 50 }, (_, i) => String(i)),
     );
-    assert.ok(client.frames.every((f) => f.json !== undefined), 'every frame is one whole JSON object');
+    assert.ok(
+      client.frames.every((f) => f.json !== undefined),
+      'every frame is one whole JSON object',
+    );
   });
 });

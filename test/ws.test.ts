@@ -186,7 +186,12 @@ for (const mode of MODES) {
         assert.match(error.data as string, reason, JSON.stringify(frame));
         assert.equal(error.ref, ref, JSON.stringify(frame));
         if (topic !== undefined) assert.equal(error.topic, topic, JSON.stringify(frame));
-        assert.deepEqual(Object.keys(error).filter((k) => !['ref', 'topic'].includes(k)).sort(), ['data', 'event', 'timestamp']);
+        assert.deepEqual(
+          Object.keys(error)
+            .filter((k) => !['ref', 'topic'].includes(k))
+            .sort(),
+          ['data', 'event', 'timestamp'],
+        );
       }
       assert.equal(client.closed, undefined);
       const pong = await client.call({ action: 'ping', ref: 'still-alive' });

@@ -135,7 +135,15 @@ async function churn(args: Target & { durationMs: number; concurrency: number })
     }
   };
   await Promise.all(Array.from({ length: args.concurrency }, worker));
-  return { cycles, failures, openLatency: openLatency.summary(), cpuUs: cpuUs(cpuBefore), elapsedUs: nowUs() - startUs, unexpectedCloses: unexpectedCloses - closesBefore, samples: samples.slice() };
+  return {
+    cycles,
+    failures,
+    openLatency: openLatency.summary(),
+    cpuUs: cpuUs(cpuBefore),
+    elapsedUs: nowUs() - startUs,
+    unexpectedCloses: unexpectedCloses - closesBefore,
+    samples: samples.slice(),
+  };
 }
 
 function collect(args: { totals?: Record<string, number> }) {
@@ -153,7 +161,19 @@ function collect(args: { totals?: Record<string, number> }) {
     integrity.outOfOrder += connection.outOfOrder;
   }
   const histogramData = histogram.toJSON();
-  return { open, received, lastReceivedUs, histogram: histogramData, cpuUs: cpuUs(cpuAtReset), elapsedUs: nowUs() - resetAtUs, heartbeats, unexpectedCloses, malformed, samples: samples.slice(), integrity };
+  return {
+    open,
+    received,
+    lastReceivedUs,
+    histogram: histogramData,
+    cpuUs: cpuUs(cpuAtReset),
+    elapsedUs: nowUs() - resetAtUs,
+    heartbeats,
+    unexpectedCloses,
+    malformed,
+    samples: samples.slice(),
+    integrity,
+  };
 }
 
 // ---- the reconnect storm ----------------------------------------------------------------------
@@ -187,7 +207,15 @@ export type StormProgress = typeof STORM_PROGRESS;
  * the HTTP answer (101 or 200), then `pushlet:connected`. replayed: receipt of the last message
  * published before the client's reconnection that it got after its drop (from history, or in flight).
  */
-const TIMES = { dropped: [] as number[], tcpConnect: [] as number[], httpAccept: [] as number[], sessionStart: [] as number[], reconnected: [] as number[], caughtUp: [] as number[], replayed: [] as number[] };
+const TIMES = {
+  dropped: [] as number[],
+  tcpConnect: [] as number[],
+  httpAccept: [] as number[],
+  sessionStart: [] as number[],
+  reconnected: [] as number[],
+  caughtUp: [] as number[],
+  replayed: [] as number[],
+};
 export type StormTimes = typeof TIMES;
 /**
  * missing: gaps no `pushlet:reset` announced; tailMissing: messages (by the totals) a reconnected
@@ -197,8 +225,23 @@ export type StormTimes = typeof TIMES;
  * the drop, published before the reconnection; windowDeliveries: from B up to the storm window's end.
  */
 const COUNTS = {
-  clients: 0, received: 0, missing: 0, tailMissing: 0, undelivered: 0, duplicates: 0, reorders: 0, resets: 0, skippedByReset: 0,
-  attempts: 0, failedAttempts: 0, droppedTwice: 0, errors: 0, notReconnected: 0, notCaughtUp: 0, replayedMessages: 0, windowDeliveries: 0,
+  clients: 0,
+  received: 0,
+  missing: 0,
+  tailMissing: 0,
+  undelivered: 0,
+  duplicates: 0,
+  reorders: 0,
+  resets: 0,
+  skippedByReset: 0,
+  attempts: 0,
+  failedAttempts: 0,
+  droppedTwice: 0,
+  errors: 0,
+  notReconnected: 0,
+  notCaughtUp: 0,
+  replayedMessages: 0,
+  windowDeliveries: 0,
 };
 export type StormCounts = typeof COUNTS;
 export type StormCollected = ReturnType<typeof stormCollect>;
@@ -227,7 +270,7 @@ function jsonField(buffer: Buffer, start: number, end: number, key: Buffer): str
 
 /** The value of an SSE field line (`id: `, `event: `) of a frame. */
 function sseField(buffer: Buffer, start: number, end: number, key: Buffer): string | undefined {
-  for (let at = start; at < end; ) {
+  for (let at = start; at < end;) {
     if (buffer.compare(key, 0, key.length, at, at + key.length) === 0) {
       const to = buffer.indexOf(NEWLINE, at);
       return buffer.toString('utf8', at + key.length, to < 0 || to > end ? end : to);
@@ -240,7 +283,12 @@ function sseField(buffer: Buffer, start: number, end: number, key: Buffer): stri
 }
 
 function frameData(ws: boolean, text: string): string {
-  if (!ws) return text.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
+  if (!ws)
+    return text
+      .split('\n')
+      .filter((line) => line.startsWith('data: '))
+      .map((line) => line.slice(6))
+      .join('\n');
   try {
     const data = (JSON.parse(text) as { data?: unknown }).data;
     return typeof data === 'string' ? data : '';
@@ -506,7 +554,14 @@ function stormCollect(args: { killUs: number; endUs: number; totals: Record<stri
   }
   const stalled = [...shortByTopic].sort((a, b) => b[1].messages - a[1].messages).slice(0, 5);
   for (const [topic, { clients, messages }] of stalled) sample(`short at the end (${topic}): ${clients} reconnected clients miss ${messages} messages in all`);
-  return { counts, times, problems: samples.slice(), dropReasons: Object.fromEntries(dropReasons), failureReasons: Object.fromEntries(failureReasons), cpuUs: cpuUs(cpuAtStart) };
+  return {
+    counts,
+    times,
+    problems: samples.slice(),
+    dropReasons: Object.fromEntries(dropReasons),
+    failureReasons: Object.fromEntries(failureReasons),
+    cpuUs: cpuUs(cpuAtStart),
+  };
 }
 
 serveCommands({

@@ -89,13 +89,26 @@ function open(args: OpenArgs): Promise<{ elapsedMs: number }> {
         attempt();
         return fetch(input, init);
       },
-      transport: args.transport, minReconnectDelayMs: args.minReconnectDelayMs, maxReconnectDelayMs: args.maxReconnectDelayMs,
+      transport: args.transport,
+      minReconnectDelayMs: args.minReconnectDelayMs,
+      maxReconnectDelayMs: args.maxReconnectDelayMs,
     });
     const t: Tracked = {
       client,
       topic: `${args.topicPrefix}${i % args.topics}`,
-      state: 'disconnected', warm: false, seen: new Ledger(), lastSeq: -1, duplicates: 0, outOfOrder: 0, resets: 0, droppedUs: -1, connectedUs: -1, errorsAfterDrop: 0,
-      attemptsUs: [], publishedUs: [], receivedUs: [],
+      state: 'disconnected',
+      warm: false,
+      seen: new Ledger(),
+      lastSeq: -1,
+      duplicates: 0,
+      outOfOrder: 0,
+      resets: 0,
+      droppedUs: -1,
+      connectedUs: -1,
+      errorsAfterDrop: 0,
+      attemptsUs: [],
+      publishedUs: [],
+      receivedUs: [],
     };
     client.on('state', (state) => {
       const at = nowUs();
@@ -138,7 +151,14 @@ function status() {
  * failedAttempts: error events between the drop and the connection that got through.
  */
 function report(args: { totals: Record<string, number> }) {
-  const out = { clients: tracked.length, droppedUs: [] as number[], connectedUs: [] as number[], caughtUpUs: [] as number[], failedAttempts: [] as number[], attemptsUs: [] as number[][] };
+  const out = {
+    clients: tracked.length,
+    droppedUs: [] as number[],
+    connectedUs: [] as number[],
+    caughtUpUs: [] as number[],
+    failedAttempts: [] as number[],
+    attemptsUs: [] as number[][],
+  };
   const counts = { missed: 0, duplicates: 0, outOfOrder: 0, resets: 0, clientsMissing: 0 };
   for (const t of tracked) {
     const total = args.totals[t.topic] ?? 0;
@@ -165,7 +185,8 @@ function report(args: { totals: Record<string, number> }) {
 }
 
 serveCommands({
-  open, status,
+  open,
+  status,
   /** From now on, a client leaving `connected` counts as the drop under test. */
   mark: () => {
     markUs = nowUs();

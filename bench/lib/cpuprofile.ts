@@ -16,7 +16,10 @@ export type ProfileSummary = ReturnType<typeof summarizeProfile>;
 
 /** The newest profile in `dir` of a process started with `--cpu-prof-name=<name>-…`. */
 export function latestProfile(dir: string, name: string): string | undefined {
-  return readdirSync(dir).filter((f) => f.startsWith(`${name}-`) && f.endsWith('.cpuprofile')).sort().pop();
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(`${name}-`) && f.endsWith('.cpuprofile'))
+    .sort()
+    .pop();
 }
 
 /** Where a frame's code lives, for a coarse breakdown. */
@@ -89,7 +92,14 @@ export function summarizeProfile(path: string, window?: { startUs: number; endUs
   const pct = (ms: number) => Math.round((1000 * ms) / Math.max(1e-9, busyMs)) / 10;
   const entries = [...selfByKey.entries()]
     .filter(([key]) => key !== '(idle)' && key !== '(root)')
-    .map(([name, e]) => ({ name, area: e.area, selfMs: Math.round(e.ms), selfPct: pct(e.ms), totalMs: Math.round(totalByKey.get(name) ?? 0), totalPct: pct(totalByKey.get(name) ?? 0) }));
+    .map(([name, e]) => ({
+      name,
+      area: e.area,
+      selfMs: Math.round(e.ms),
+      selfPct: pct(e.ms),
+      totalMs: Math.round(totalByKey.get(name) ?? 0),
+      totalPct: pct(totalByKey.get(name) ?? 0),
+    }));
   const areas = new Map<string, number>();
   for (const e of entries) areas.set(e.area, (areas.get(e.area) ?? 0) + e.selfMs);
   return {
@@ -98,7 +108,10 @@ export function summarizeProfile(path: string, window?: { startUs: number; endUs
     byArea: [...areas.entries()].map(([area, ms]) => ({ area, selfMs: ms, selfPct: pct(ms) })).sort((a, b) => b.selfMs - a.selfMs),
     top: entries.sort((a, b) => b.selfMs - a.selfMs).slice(0, topN),
     /** This module's own functions (build/src), by inclusive time. */
-    pushlet: entries.filter((e) => e.area === 'pushlet (src/)').sort((a, b) => b.totalMs - a.totalMs).slice(0, 15),
+    pushlet: entries
+      .filter((e) => e.area === 'pushlet (src/)')
+      .sort((a, b) => b.totalMs - a.totalMs)
+      .slice(0, 15),
   };
 }
 

@@ -37,7 +37,7 @@ export function serveCommands(handlers: Record<string, Handler>): void {
       .then(() => handler(message.args))
       .then(
         (result) => reply({ reqId: message.reqId, ok: true, result }),
-        (error: unknown) => reply({ reqId: message.reqId, ok: false, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
+        (error: unknown) => reply({ reqId: message.reqId, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
       );
   });
   // The orchestrator going away must not leave children behind.
@@ -48,7 +48,6 @@ export function serveCommands(handlers: Record<string, Handler>): void {
 export function notify(event: string, data: unknown): void {
   process.send?.({ event, data } satisfies Notice);
 }
-
 
 /** Orchestrator side: one forked child and its command channel. */
 export class Child {
@@ -123,10 +122,12 @@ export class Child {
         this.pending.delete(reqId);
         reject(new Error(`${this.name}: no answer to ${cmd} within ${timeoutMs} ms`));
       }, timeoutMs);
-      const settle = <V,>(f: (v: V) => void) => (v: V) => {
-        clearTimeout(timer);
-        f(v);
-      };
+      const settle =
+        <V>(f: (v: V) => void) =>
+        (v: V) => {
+          clearTimeout(timer);
+          f(v);
+        };
       this.pending.set(reqId, { resolve: settle((v) => resolve(v as T)), reject: settle(reject) });
       this.process.send({ reqId, cmd, args } satisfies Request);
     });
@@ -149,7 +150,10 @@ export class Child {
       const timer = setTimeout(() => reject(new Error(`${this.name}: no "${event}" within ${timeoutMs} ms`)), timeoutMs);
       const listener = (data: T) => {
         clearTimeout(timer);
-        this.listeners.set(event, (this.listeners.get(event) ?? []).filter((l) => l !== listener));
+        this.listeners.set(
+          event,
+          (this.listeners.get(event) ?? []).filter((l) => l !== listener),
+        );
         resolve(data);
       };
       this.on(event, listener);

@@ -60,7 +60,19 @@ export async function steadyPhase(options: {
   const totals = Object.fromEntries(options.topics.map((topic, i) => [topic, published.totals[i]!]));
   await pool.expect(totals);
   const drained = await pool.waitFor((p) => p.pending === 0, 10_000);
-  return finishPhase({ receiver, pool, totals, before, startedUs, publishedStartUs: published.startUs, sent: published.sent, drained, extra, extraBefore, publishErrors: published.publishErrors });
+  return finishPhase({
+    receiver,
+    pool,
+    totals,
+    before,
+    startedUs,
+    publishedStartUs: published.startUs,
+    sent: published.sent,
+    drained,
+    extra,
+    extraBefore,
+    publishErrors: published.publishErrors,
+  });
 }
 
 /**
@@ -92,7 +104,19 @@ export async function floodPhase(options: { server: ServerHandle; pool: ClientPo
   await pool.expect(totals);
   const drained = await pool.waitFor((p) => p.pending === 0, 15_000);
   await pool.watch(200);
-  const result = await finishPhase({ receiver: server, pool, totals, before, startedUs, publishedStartUs: published.startUs, sent: published.sent, drained, extra: [], extraBefore: new Map(), publishErrors: published.publishErrors });
+  const result = await finishPhase({
+    receiver: server,
+    pool,
+    totals,
+    before,
+    startedUs,
+    publishedStartUs: published.startUs,
+    sent: published.sent,
+    drained,
+    extra: [],
+    extraBefore: new Map(),
+    publishErrors: published.publishErrors,
+  });
   return { ...result, flow: { stalls: published.stalls, eventLoopUtilization: round(published.eventLoopUtilization, 3) } };
 }
 
@@ -128,10 +152,19 @@ async function finishPhase(o: {
   const spanUs = Math.max(1, collected.lastReceivedUs - o.publishedStartUs);
   const wallUs = Math.max(1, endedUs - o.startedUs);
   return {
-    published: o.sent, deliveries, latency: collected.latency, serverCpuMs: round(serverCpuMs, 0), ...rates(deliveries, serverCpuMs, spanUs, wallUs, collected.cpuUs),
+    published: o.sent,
+    deliveries,
+    latency: collected.latency,
+    serverCpuMs: round(serverCpuMs, 0),
+    ...rates(deliveries, serverCpuMs, spanUs, wallUs, collected.cpuUs),
     extraCpuMs: Object.fromEntries([...extraAfter].map(([name, ms]) => [name, round(ms - (o.extraBefore.get(name) ?? ms), 0)])),
-    clientMaxProcessCpuPct: round(collected.maxProcessCpuPct, 1), drained: o.drained, spanUs, wallUs,
-    clientCpuUs: collected.cpuUs, collected, publishErrors: o.publishErrors,
+    clientMaxProcessCpuPct: round(collected.maxProcessCpuPct, 1),
+    drained: o.drained,
+    spanUs,
+    wallUs,
+    clientCpuUs: collected.cpuUs,
+    collected,
+    publishErrors: o.publishErrors,
   };
 }
 
@@ -149,13 +182,24 @@ export function mergePhases(phases: PhaseResult[]): PhaseResult {
   const extraCpuMs: Record<string, number> = {};
   for (const phase of phases) for (const [k, v] of Object.entries(phase.extraCpuMs)) extraCpuMs[k] = (extraCpuMs[k] ?? 0) + v;
   return {
-    published: sum(phases.map((p) => p.published)), deliveries, latency: histogram.summary(), serverCpuMs, ...rates(deliveries, serverCpuMs, spanUs, wallUs, clientCpuUs),
-    extraCpuMs, clientMaxProcessCpuPct: Math.max(...phases.map((p) => p.clientMaxProcessCpuPct)),
-    drained: phases.every((p) => p.drained), spanUs, wallUs, clientCpuUs,
+    published: sum(phases.map((p) => p.published)),
+    deliveries,
+    latency: histogram.summary(),
+    serverCpuMs,
+    ...rates(deliveries, serverCpuMs, spanUs, wallUs, clientCpuUs),
+    extraCpuMs,
+    clientMaxProcessCpuPct: Math.max(...phases.map((p) => p.clientMaxProcessCpuPct)),
+    drained: phases.every((p) => p.drained),
+    spanUs,
+    wallUs,
+    clientCpuUs,
     // Integrity and error counters are cumulative per connection: the last phase holds them all.
     collected: { ...last.collected, histogram: histogram.toJSON(), latency: histogram.summary(), negativeLatencies: histogram.negative },
-    publishErrors: Math.max(...phases.map((p) => p.publishErrors)), p99SliceMedianMs: median(phases.map((p) => p.latency.p99Ms)),
-    flow: last.flow && { stalls: sum(phases.map((p) => p.flow?.stalls ?? 0)), eventLoopUtilization: round(mean(phases.map((p) => p.flow?.eventLoopUtilization ?? 0)), 3) },
+    publishErrors: Math.max(...phases.map((p) => p.publishErrors)),
+    p99SliceMedianMs: median(phases.map((p) => p.latency.p99Ms)),
+    flow: last.flow && {
+      stalls: sum(phases.map((p) => p.flow?.stalls ?? 0)),
+      eventLoopUtilization: round(mean(phases.map((p) => p.flow?.eventLoopUtilization ?? 0)), 3),
+    },
   };
 }
-

@@ -27,7 +27,14 @@ export interface Peer {
   scriptPath?: string;
 }
 
-const peer = (id: string, label: string, script: string, protocol: Protocol, pathPrefix: string): Peer => ({ id, label, script: `servers/${script}.js`, protocol, pathPrefix, pushlet: id.startsWith('pushlet') });
+const peer = (id: string, label: string, script: string, protocol: Protocol, pathPrefix: string): Peer => ({
+  id,
+  label,
+  script: `servers/${script}.js`,
+  protocol,
+  pathPrefix,
+  pushlet: id.startsWith('pushlet'),
+});
 
 export const PEERS: Record<string, Peer> = Object.fromEntries(
   [
@@ -71,7 +78,9 @@ export class ServerHandle {
     const execArgv = ['--expose-gc'];
     if (options.cpuProfileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
     const child = Child.start(peer.scriptPath ?? join(BUILD_DIR, peer.script), {
-      name, env: options.env, execArgv,
+      name,
+      env: options.env,
+      execArgv,
       logPath: join(LOG_DIR, `${runLabel}-${name}.log`),
     });
     const ready = await child.once<{ port: number; features: Record<string, boolean> }>('ready', 60_000);
@@ -221,10 +230,20 @@ export class ClientPool extends ProcessPool<Progress> {
     const started = Date.now();
     const share = (i: number) => Math.floor(count / n) + (i < count % n ? 1 : 0);
     const firstOf = (i: number) => (target.topicFirst ?? 0) + sum(Array.from({ length: i }, (_, k) => share(k)));
-    const results = await this.callAll<OpenResult>('open', (i: number) => ({ ...target, topicFirst: firstOf(i), localAddress: this.addresses[i], count: share(i), concurrency }), 600_000);
+    const results = await this.callAll<OpenResult>(
+      'open',
+      (i: number) => ({ ...target, topicFirst: firstOf(i), localAddress: this.addresses[i], count: share(i), concurrency }),
+      600_000,
+    );
     const elapsedMs = Date.now() - started;
     const opened = sum(results.map((r) => r.opened));
-    return { opened, failed: sum(results.map((r) => r.failed)), elapsedMs, errors: results.flatMap((r) => r.errors).slice(0, 5), perSecond: round((opened * 1000) / Math.max(1, elapsedMs), 0) };
+    return {
+      opened,
+      failed: sum(results.map((r) => r.failed)),
+      elapsedMs,
+      errors: results.flatMap((r) => r.errors).slice(0, 5),
+      perSecond: round((opened * 1000) / Math.max(1, elapsedMs), 0),
+    };
   }
 
   async reset(): Promise<void> {
@@ -237,16 +256,29 @@ export class ClientPool extends ProcessPool<Progress> {
     const histogram = new Histogram();
     for (const part of parts) histogram.merge(part.histogram);
     return {
-      open: sum(parts.map((p) => p.open)), received: sum(parts.map((p) => p.received)), lastReceivedUs: Math.max(...parts.map((p) => p.lastReceivedUs)),
-      latency: histogram.summary(), histogram: histogram.toJSON(), negativeLatencies: histogram.negative, cpuUs: sum(parts.map((p) => p.cpuUs)),
-      maxProcessCpuPct: Math.max(...parts.map((p) => (100 * p.cpuUs) / Math.max(1, p.elapsedUs))), elapsedUs: Math.max(...parts.map((p) => p.elapsedUs)),
-      heartbeats: sum(parts.map((p) => p.heartbeats)), unexpectedCloses: sum(parts.map((p) => p.unexpectedCloses)), malformed: sum(parts.map((p) => p.malformed)),
-      samples: parts.flatMap((p) => p.samples).slice(0, 8), integrity: sumFields(parts.map((p) => p.integrity)),
+      open: sum(parts.map((p) => p.open)),
+      received: sum(parts.map((p) => p.received)),
+      lastReceivedUs: Math.max(...parts.map((p) => p.lastReceivedUs)),
+      latency: histogram.summary(),
+      histogram: histogram.toJSON(),
+      negativeLatencies: histogram.negative,
+      cpuUs: sum(parts.map((p) => p.cpuUs)),
+      maxProcessCpuPct: Math.max(...parts.map((p) => (100 * p.cpuUs) / Math.max(1, p.elapsedUs))),
+      elapsedUs: Math.max(...parts.map((p) => p.elapsedUs)),
+      heartbeats: sum(parts.map((p) => p.heartbeats)),
+      unexpectedCloses: sum(parts.map((p) => p.unexpectedCloses)),
+      malformed: sum(parts.map((p) => p.malformed)),
+      samples: parts.flatMap((p) => p.samples).slice(0, 8),
+      integrity: sumFields(parts.map((p) => p.integrity)),
     };
   }
 
   churn(target: Omit<Target, 'localAddress'>, durationMs: number, concurrency: number): Promise<ChurnResult[]> {
-    return this.callAll<ChurnResult>('churn', (i: number) => ({ ...target, topicFirst: i * 1_000_000, localAddress: this.addresses[i], durationMs, concurrency }), durationMs + 120_000);
+    return this.callAll<ChurnResult>(
+      'churn',
+      (i: number) => ({ ...target, topicFirst: i * 1_000_000, localAddress: this.addresses[i], durationMs, concurrency }),
+      durationMs + 120_000,
+    );
   }
 }
 

@@ -28,8 +28,17 @@ export function startRun(command: string, quick: boolean, repeat = 1) {
     finish: () => {
       const finished = new Date();
       return {
-        startedAt: started.toISOString(), finishedAt: finished.toISOString(), durationS: (finished.getTime() - started.getTime()) / 1000, commit: gitCommit(),
-        node: process.version, cpus: cpus()[0]?.model ?? 'unknown CPU', cores: cpus().length, loadAverageStart, loadAverageEnd: loadavg(), quick, repeat,
+        startedAt: started.toISOString(),
+        finishedAt: finished.toISOString(),
+        durationS: (finished.getTime() - started.getTime()) / 1000,
+        commit: gitCommit(),
+        node: process.version,
+        cpus: cpus()[0]?.model ?? 'unknown CPU',
+        cores: cpus().length,
+        loadAverageStart,
+        loadAverageEnd: loadavg(),
+        quick,
+        repeat,
         command: `${command}${args.length ? ` -- ${args.join(' ')}` : ''}${quick ? ' (BENCH_QUICK=1)' : ''}`,
       };
     },
@@ -62,16 +71,35 @@ function rowOf(results: ScenarioResult[], scenario: string, peer: string): Row |
   return results.find((r) => r.id === scenario)?.rows.find((r) => r.peer === peer && r.status === 'ok');
 }
 
-type RatioSpec = [id: string, target: string, scenario: string, metric: string, pushlet: string, reference: string, limit: number, kind: 'max' | 'min', refScenario?: string];
+type RatioSpec = [
+  id: string,
+  target: string,
+  scenario: string,
+  metric: string,
+  pushlet: string,
+  reference: string,
+  limit: number,
+  kind: 'max' | 'min',
+  refScenario?: string,
+];
 
-function ratioTarget(results: ScenarioResult[], [id, target, scenario, metric, pushlet, reference, limit, kind, refScenario = scenario]: RatioSpec): TargetResult {
+function ratioTarget(
+  results: ScenarioResult[],
+  [id, target, scenario, metric, pushlet, reference, limit, kind, refScenario = scenario]: RatioSpec,
+): TargetResult {
   const p = rowOf(results, scenario, pushlet);
   const r = rowOf(results, refScenario, reference);
   const pv = p?.metrics[metric];
   const rv = r?.metrics[metric];
   const ratio = pv !== undefined && rv !== undefined && rv > 0 ? pv / rv : undefined;
   const noteOf = (s: string, peer: string, fallback: string) => results.find((x) => x.id === s)?.rows.find((row) => row.peer === peer)?.note ?? fallback;
-  const note = !results.some((s) => s.id === scenario) ? 'scenario not run' : !p ? noteOf(scenario, pushlet, 'not run') : !r ? noteOf(refScenario, reference, 'reference not run') : '';
+  const note = !results.some((s) => s.id === scenario)
+    ? 'scenario not run'
+    : !p
+      ? noteOf(scenario, pushlet, 'not run')
+      : !r
+        ? noteOf(refScenario, reference, 'reference not run')
+        : '';
   const met = ratio === undefined ? undefined : kind === 'max' ? ratio <= limit : ratio >= limit;
   return { id, target, pushlet: pv, reference: rv, referenceLabel: r?.label ?? reference, ratio, limit, kind, met, note };
 }
@@ -79,7 +107,8 @@ function ratioTarget(results: ScenarioResult[], [id, target, scenario, metric, p
 const PLAIN = { ws: ['plain ws', 'ws'], sse: ['node:http SSE', 'sse'] } as const;
 
 /** Specs for WebSocket then SSE, each against its plain peer. */
-const perTransport = (make: (t: 'ws' | 'sse', T: string, name: string, ref: string) => RatioSpec[]) => (['ws', 'sse'] as const).flatMap((t) => make(t, t.toUpperCase(), PLAIN[t][0], PLAIN[t][1]));
+const perTransport = (make: (t: 'ws' | 'sse', T: string, name: string, ref: string) => RatioSpec[]) =>
+  (['ws', 'sse'] as const).flatMap((t) => make(t, t.toUpperCase(), PLAIN[t][0], PLAIN[t][1]));
 
 /** The issue's targets, each a ratio within this one run: Pushlet's figure over a reference's. */
 const RATIO_TARGETS: RatioSpec[] = [
@@ -103,19 +132,58 @@ const LATER_TARGETS: RatioSpec[] = [
         ['p99SliceMs', 'median slice'],
         ['p99Ms', 'all deliveries'],
       ] as const
-    ).map(([metric, what]): RatioSpec => [`cluster-${metric}-${peer}`, `Cross-instance p99 through Redis, ${peer.startsWith('pushlet-ws') ? 'WS' : 'SSE'}, ${what} (≤ Socket.IO Redis adapter)`, 'cluster', metric, peer, 'socketio+redis', 1.0, 'max']),
+    ).map(([metric, what]): RatioSpec => [
+      `cluster-${metric}-${peer}`,
+      `Cross-instance p99 through Redis, ${peer.startsWith('pushlet-ws') ? 'WS' : 'SSE'}, ${what} (≤ Socket.IO Redis adapter)`,
+      'cluster',
+      metric,
+      peer,
+      'socketio+redis',
+      1.0,
+      'max',
+    ]),
   ),
   ['publish-redis-cpu', 'Redis CPU per message published with history (≤ bare PUBLISH)', 'publish', 'redisCpuUs', 'pushlet', 'bare-publish', 1.0, 'max'],
   ['publish-rate', 'Messages/s published by one instance with history (≥ bare PUBLISH)', 'publish', 'perSecond', 'pushlet', 'bare-publish', 1.0, 'min'],
-  ['publish-cluster-scaling', 'Publish throughput, three-master Cluster vs one master (≥ 2.2×)', 'publish', 'perSecond', 'pushlet-cluster-3', 'pushlet-cluster-1', 2.2, 'min'],
+  [
+    'publish-cluster-scaling',
+    'Publish throughput, three-master Cluster vs one master (≥ 2.2×)',
+    'publish',
+    'perSecond',
+    'pushlet-cluster-3',
+    'pushlet-cluster-1',
+    2.2,
+    'min',
+  ],
 ];
 
 /** Whether a row passed its check (`all`: a pass/fail target rather than a ratio). */
-function checkTarget(id: string, target: string, row: Row | undefined, scenarioRun: boolean, value: number | undefined, reference: number, referenceLabel: string, met: boolean | undefined, failNote: string): TargetResult {
+function checkTarget(
+  id: string,
+  target: string,
+  row: Row | undefined,
+  scenarioRun: boolean,
+  value: number | undefined,
+  reference: number,
+  referenceLabel: string,
+  met: boolean | undefined,
+  failNote: string,
+): TargetResult {
   const ok = row?.status === 'ok';
   const ratio = ok && value !== undefined && Number.isFinite(value) && reference ? value / reference : undefined;
   const note = !scenarioRun ? 'scenario not run' : !ok ? (row?.note ?? 'not run') : met ? '' : failNote;
-  return { id, target, pushlet: ok ? value : undefined, reference: reference || undefined, referenceLabel, ratio, limit: 1, kind: referenceLabel === 'wanted' ? 'all' : 'max', met: ok ? met : undefined, note };
+  return {
+    id,
+    target,
+    pushlet: ok ? value : undefined,
+    reference: reference || undefined,
+    referenceLabel,
+    ratio,
+    limit: 1,
+    kind: referenceLabel === 'wanted' ? 'all' : 'max',
+    met: ok ? met : undefined,
+    note,
+  };
 }
 
 export function evaluateTargets(results: ScenarioResult[]): TargetResult[] {
@@ -208,7 +276,7 @@ export function markdownReport(title: string, meta: RunMeta, targets: TargetResu
       `${meta.quick ? '; **quick smoke run (BENCH_QUICK=1): figures are indicative only**' : ''}${meta.repeat > 1 ? `; median of ${meta.repeat} runs` : ''}.`,
     '',
     `Command: \`${meta.command}\`. Each server runs in its own process; load clients in separate processes. ` +
-      'CPU is the server process\'s utime+stime from /proc/<pid>/stat; latency is from the publish call to receipt, on the machine\'s monotonic clock. ' +
+      "CPU is the server process's utime+stime from /proc/<pid>/stat; latency is from the publish call to receipt, on the machine's monotonic clock. " +
       'Other work shares this machine, so compare ratios within this run rather than absolute figures.',
     '',
     ...(targets.length ? ['## Targets', '', targetsTable(targets), ''] : []),
@@ -267,7 +335,9 @@ function panel(y: number, title: string, bars: Bar[], options: { scaleMax?: numb
       out.push(`<text x="${LABEL_W + 4}" y="${cy + 13}" font-size="12" fill="#888">${escapeXml(bar.text ?? 'not measured')}</text>`);
     }
     if (bar.marker !== undefined) {
-      out.push(`<line x1="${x(bar.marker).toFixed(1)}" x2="${x(bar.marker).toFixed(1)}" y1="${cy - 2}" y2="${cy + BAR_H + 2}" stroke="#000" stroke-width="2"/>`);
+      out.push(
+        `<line x1="${x(bar.marker).toFixed(1)}" x2="${x(bar.marker).toFixed(1)}" y1="${cy - 2}" y2="${cy + BAR_H + 2}" stroke="#000" stroke-width="2"/>`,
+      );
     }
     cy += BAR_H + GAP;
   }
@@ -283,11 +353,18 @@ export function svgChart(meta: RunMeta, targets: TargetResult[], results: Scenar
   const ratioBars: Bar[] = targets
     .filter((t) => t.kind !== 'all')
     .map((t) => ({
-      label: shortTarget(t.target), value: t.ratio, color: t.met === undefined ? '#bbb' : t.met ? '#27ae60' : '#c0392b',
+      label: shortTarget(t.target),
+      value: t.ratio,
+      color: t.met === undefined ? '#bbb' : t.met ? '#27ae60' : '#c0392b',
       text: t.ratio === undefined ? `not measured` : `${t.ratio.toFixed(2)}×`,
       marker: t.limit,
     }));
-  panels.push((y) => panel(y, 'Targets: Pushlet ÷ reference (black tick = limit; green met, red missed)', ratioBars, { scaleMax: Math.max(2, ...ratioBars.map((b) => (b.value ?? 0) * 1.1)), unitLine: 1 }));
+  panels.push((y) =>
+    panel(y, 'Targets: Pushlet ÷ reference (black tick = limit; green met, red missed)', ratioBars, {
+      scaleMax: Math.max(2, ...ratioBars.map((b) => (b.value ?? 0) * 1.1)),
+      unitLine: 1,
+    }),
+  );
 
   const metricBars = (scenarioIds: string[], key: string, unit: string, digits: number): Bar[] =>
     scenarioIds.flatMap((id) =>
@@ -295,7 +372,8 @@ export function svgChart(meta: RunMeta, targets: TargetResult[], results: Scenar
         .filter((r) => r.status === 'ok')
         .map((r) => ({
           label: `${r.label} (${id})`,
-          value: r.metrics[key], color: COLORS[r.peer.replace('+redis', '')] ?? '#999',
+          value: r.metrics[key],
+          color: COLORS[r.peer.replace('+redis', '')] ?? '#999',
           text: `${(r.metrics[key] ?? NaN).toFixed(digits)} ${unit}`,
         })),
     );

@@ -19,7 +19,12 @@ export interface Column {
 }
 
 /** A column: `col('p99Ms', 'p99 ms', 2, 'lower')`. */
-export const col = (key: string, label: string, digits?: number, better?: Column['better']): Column => ({ key, label, ...(digits !== undefined && { digits }), ...(better && { better }) });
+export const col = (key: string, label: string, digits?: number, better?: Column['better']): Column => ({
+  key,
+  label,
+  ...(digits !== undefined && { digits }),
+  ...(better && { better }),
+});
 
 export interface Row {
   /** Peer id (`ws`, `socketio`, `pushlet-ws`, ...), with `+redis` in the cross-instance scenario. */
@@ -107,7 +112,11 @@ interface Contender extends Entry {
 
 /** Peers side by side: all set up, each phase in `rounds` slices taken in turn, then their figures. */
 async function contest(s: Scenario, entries: Entry[], c: BenchConfig, shared: unknown, rounds: number): Promise<Row[]> {
-  const contenders: Contender[] = entries.map((e) => ({ ...e, cleanup: [], row: { peer: e.rowId, label: e.label, pushlet: e.peer.pushlet, status: 'ok', metrics: {} } }));
+  const contenders: Contender[] = entries.map((e) => ({
+    ...e,
+    cleanup: [],
+    row: { peer: e.rowId, label: e.label, pushlet: e.peer.pushlet, status: 'ok', metrics: {} },
+  }));
   const live = () => contenders.filter((x) => x.state !== undefined);
   const attempt = async (x: Contender, step: () => Promise<void>) => {
     try {
@@ -171,10 +180,12 @@ export function combineRuns(runs: ScenarioResult[]): ScenarioResult {
   const rows = runs[0]!.rows.map((row) => {
     const same = runs.map((r) => r.rows.find((x) => x.peer === row.peer)).filter((r): r is Row => r?.status === 'ok');
     if (same.length === 0) return row;
-    const metrics = Object.fromEntries(Object.keys(same[0]!.metrics).map((key) => {
-      const values = same.map((r) => r.metrics[key]!);
-      return [key, summed.has(key) ? sum(values) : median(values)];
-    }));
+    const metrics = Object.fromEntries(
+      Object.keys(same[0]!.metrics).map((key) => {
+        const values = same.map((r) => r.metrics[key]!);
+        return [key, summed.has(key) ? sum(values) : median(values)];
+      }),
+    );
     return { ...same[0]!, metrics, detail: { runs: same.map((r) => ({ metrics: r.metrics, detail: r.detail })) } };
   });
   return { ...runs[0]!, rows };
@@ -201,8 +212,19 @@ export async function startPool(processes: number, name: string, cleanup: Cleanu
 }
 
 /** `count` connections to `server`, every one of them open, or an error. */
-export async function openAll(pool: ClientPool, peer: Peer, server: ServerHandle, count: number, c: BenchConfig, topic: { topic?: string; topicPrefix?: string; topicModulo?: number }) {
-  const opened = await pool.open({ protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, ...topic }, count, c.connectConcurrency);
+export async function openAll(
+  pool: ClientPool,
+  peer: Peer,
+  server: ServerHandle,
+  count: number,
+  c: BenchConfig,
+  topic: { topic?: string; topicPrefix?: string; topicModulo?: number },
+) {
+  const opened = await pool.open(
+    { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, ...topic },
+    count,
+    c.connectConcurrency,
+  );
   if (opened.failed > 0) throw new Error(`${opened.failed} of ${count} connections failed: ${opened.errors.join('; ')}`);
   return opened;
 }
@@ -218,7 +240,13 @@ export function integrity(collected: Collected) {
 }
 
 export function roundDetail(phase: PhaseResult) {
-  return { deliveriesPerSec: phase.deliveriesPerSec, cpuUsPerDelivery: phase.cpuUsPerDelivery, serverCpuPct: phase.serverCpuPct, p99Ms: phase.latency.p99Ms, clientCpuPct: phase.clientCpuPct };
+  return {
+    deliveriesPerSec: phase.deliveriesPerSec,
+    cpuUsPerDelivery: phase.cpuUsPerDelivery,
+    serverCpuPct: phase.serverCpuPct,
+    p99Ms: phase.latency.p99Ms,
+    clientCpuPct: phase.clientCpuPct,
+  };
 }
 
 export function phaseDetail(phase: PhaseResult) {
@@ -246,7 +274,20 @@ export async function measureRow(row: Omit<Row, 'status' | 'metrics'>, body: () 
  * unmeasured (`preheatMs`) and once measured (`durationMs`); then the server exits, writing its
  * profile. Answers the measured phase, its window on the monotonic clock, and the profile's file.
  */
-export async function profiledLoad(o: { peer: Peer; name: string; dir: string; env: NodeJS.ProcessEnv; c: BenchConfig; count: number; topic: { topic?: string; topicPrefix?: string }; topics: string[] }, run: (server: ServerHandle, pool: ClientPool, durationMs: number) => Promise<PhaseResult>, durationMs: number) {
+export async function profiledLoad(
+  o: {
+    peer: Peer;
+    name: string;
+    dir: string;
+    env: NodeJS.ProcessEnv;
+    c: BenchConfig;
+    count: number;
+    topic: { topic?: string; topicPrefix?: string };
+    topics: string[];
+  },
+  run: (server: ServerHandle, pool: ClientPool, durationMs: number) => Promise<PhaseResult>,
+  durationMs: number,
+) {
   const cleanup: Cleanup = [];
   try {
     const server = await startServer(o.peer, cleanup, o.env, o.name, o.dir);

@@ -155,8 +155,15 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
       const loop = performance.eventLoopUtilization();
       return {
         /** Cumulative event-loop time (ms) idle and active since the process started: deltas give utilisation. */
-        eventLoop: { idleMs: loop.idle, activeMs: loop.active }, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, heapTotalBytes: memory.heapTotal,
-        externalBytes: memory.external, arrayBuffersBytes: memory.arrayBuffers, connections: server.connections(), publishErrors, lastPublishError,
+        eventLoop: { idleMs: loop.idle, activeMs: loop.active },
+        rssBytes: memory.rss,
+        heapUsedBytes: memory.heapUsed,
+        heapTotalBytes: memory.heapTotal,
+        externalBytes: memory.external,
+        arrayBuffersBytes: memory.arrayBuffers,
+        connections: server.connections(),
+        publishErrors,
+        lastPublishError,
       };
     },
 

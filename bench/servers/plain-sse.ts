@@ -54,7 +54,10 @@ await serve(async () => {
       const clients = topics.get(topic);
       if (!clients) return;
       const message = messages.create(topic, event, data);
-      const lines = data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join('');
+      const lines = data
+        .split(/\r\n|\r|\n/)
+        .map((line) => `data: ${line}\n`)
+        .join('');
       const frame = Buffer.from(`id: ${message.id}\nevent: ${event}\n${lines}\n`);
       for (const res of clients) res.write(frame);
     },

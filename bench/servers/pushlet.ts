@@ -92,7 +92,9 @@ await serve(async () => {
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const pushlet = app.get(PushletService);
   const broker: unknown = app.get(PUSHLET_BROKER);
-  const reads = swapReads(app.get(PushletHub).core, (process.env.BENCH_READS ?? 'per-turn') as ReadMode) ? (process.env.BENCH_READS ?? 'per-turn') : 'unchanged';
+  const reads = swapReads(app.get(PushletHub).core, (process.env.BENCH_READS ?? 'per-turn') as ReadMode)
+    ? (process.env.BENCH_READS ?? 'per-turn')
+    : 'unchanged';
   let scraper: NodeJS.Timeout | undefined;
   if (metrics) {
     const registry = app.get(PushletMetrics);

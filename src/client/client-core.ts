@@ -1,7 +1,15 @@
 import type { CommandRef, ResetData, TopicsData } from '../protocol/index.js';
 import { CLOSE_DISCONNECTED, CONNECTED, DISCONNECTED, ERROR, JOIN, LEAVE, RESERVED, RESET, SUBSCRIBED } from './wire.js';
 import { backoffDelay } from './backoff.js';
-import { PushletClientError, PushletConnectionError, PushletSubscribeError, TEXT_BAD_BASE_URL, TEXT_CLOSED, TEXT_NO_TOPICS, TEXT_NO_WEBSOCKET } from './client-errors.js';
+import {
+  PushletClientError,
+  PushletConnectionError,
+  PushletSubscribeError,
+  TEXT_BAD_BASE_URL,
+  TEXT_CLOSED,
+  TEXT_NO_TOPICS,
+  TEXT_NO_WEBSOCKET,
+} from './client-errors.js';
 import type { ClientEvents, ClientMessage, ClientState, PushletClientOptions } from './client-types.js';
 import { openEventStream } from './sse-transport.js';
 import { createSubscription, type ClientSubscription, type MessageHandler, type Subscription } from './subscription.js';
@@ -362,10 +370,13 @@ export class PushletClient {
     const delay = backoffDelay(this.#attempt++, this._options.minReconnectDelayMs ?? 500, this._options.maxReconnectDelayMs ?? 30_000);
     this.#setState('connecting');
     clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      void this.#open();
-    }, Math.max(atLeastMs, delay));
+    this.#reconnectTimer = setTimeout(
+      () => {
+        this.#reconnectTimer = undefined;
+        void this.#open();
+      },
+      Math.max(atLeastMs, delay),
+    );
   }
 
   /**
@@ -483,7 +494,9 @@ function topicsData(data: string): { topics: string[]; reset?: ResetData; heartb
   const topics = strings(value?.topics);
   const reset = value?.reset;
   const heartbeat = typeof value?.heartbeat === 'number' && value.heartbeat > 0 ? value.heartbeat : undefined;
-  return reset && typeof reset === 'object' ? { topics, reset: { topics: strings(reset.topics), reason: String(reset.reason ?? '') }, heartbeat } : { topics, heartbeat };
+  return reset && typeof reset === 'object'
+    ? { topics, reset: { topics: strings(reset.topics), reason: String(reset.reason ?? '') }, heartbeat }
+    : { topics, heartbeat };
 }
 
 function strings(value: unknown): string[] {

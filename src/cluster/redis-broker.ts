@@ -109,11 +109,13 @@ export class RedisBroker implements PushletBroker {
   }
 
   append(publications: readonly BrokerPublication[]): Array<Promise<Position>> {
-    return this.history.appendAll(publications, (call) => this.onCommand(call, 'a publication')).map(async (id) => {
-      const position = parsePosition(await id);
-      if (!position) throw new PushletRedisError(MESSAGES.publishFailed('an unreadable id'));
-      return position;
-    });
+    return this.history
+      .appendAll(publications, (call) => this.onCommand(call, 'a publication'))
+      .map(async (id) => {
+        const position = parsePosition(await id);
+        if (!position) throw new PushletRedisError(MESSAGES.publishFailed('an unreadable id'));
+        return position;
+      });
   }
 
   async subscribe(topics: readonly string[]): Promise<void> {
@@ -161,7 +163,14 @@ export class RedisBroker implements PushletBroker {
    * its commands share the broker's command connection and timeout.
    */
   presenceStore(ttlMs: number, onAvailable: (listener: () => void) => () => void): RedisPresenceStore {
-    return new RedisPresenceStore(this.connections.command, this.keys, this.connections.cluster, ttlMs, (call, what) => this.onCommand(call, what), onAvailable);
+    return new RedisPresenceStore(
+      this.connections.command,
+      this.keys,
+      this.connections.cluster,
+      ttlMs,
+      (call, what) => this.onCommand(call, what),
+      onAvailable,
+    );
   }
 
   /** An instance-wide command from the control channel: checked, never trusted; a bad one is logged and ignored. */

@@ -74,7 +74,12 @@ export class RedisConnections {
           // (redis/ioredis#2075; our chaos test saw recovery reads fail with MOVED).
           clusterRetryStrategy: retryStrategy,
           ...source.options,
-          redisOptions: { connectTimeout: options.connectTimeoutMs, autoResendUnfulfilledCommands: false, ...options.redisOptions, ...source.options?.redisOptions },
+          redisOptions: {
+            connectTimeout: options.connectTimeoutMs,
+            autoResendUnfulfilledCommands: false,
+            ...options.redisOptions,
+            ...source.options?.redisOptions,
+          },
         };
         this.command = new Cluster([...source.nodes], clusterOptions);
         break;

@@ -69,7 +69,7 @@ export class RedisHistory {
     }
     const ids = new Map<WireMessage, Promise<string>>();
     for (const group of groups.values()) {
-      for (let from = 0; from < group.length; ) {
+      for (let from = 0; from < group.length;) {
         const batch: WireMessage[] = [];
         let bytes = 0;
         while (from < group.length && batch.length < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
@@ -78,7 +78,12 @@ export class RedisHistory {
           batch.push(message);
         }
         const answer = around(this.appendBatch(batch));
-        batch.forEach((message, i) => ids.set(message, answer.then((reply) => String(reply[i]))));
+        batch.forEach((message, i) =>
+          ids.set(
+            message,
+            answer.then((reply) => String(reply[i])),
+          ),
+        );
       }
     }
     return messages.map((message) => ids.get(message)!);
@@ -92,7 +97,14 @@ export class RedisHistory {
       else byTopic.set(message.topic, [message]);
     }
     const keys: string[] = this.cluster ? [] : [this.keys.lastId];
-    const args: Array<string | number> = [this.cluster ? '1' : '0', this.limits.maxCount, this.limits.maxAgeMs, this.markerLifetimeMs, batch[0]!.origin, byTopic.size];
+    const args: Array<string | number> = [
+      this.cluster ? '1' : '0',
+      this.limits.maxCount,
+      this.limits.maxAgeMs,
+      this.markerLifetimeMs,
+      batch[0]!.origin,
+      byTopic.size,
+    ];
     const order: WireMessage[] = [];
     for (const [topic, list] of byTopic) {
       keys.push(this.keys.stream(topic), this.keys.meta(topic));
@@ -118,9 +130,7 @@ export class RedisHistory {
       const position = readPosition(await POSITION_SCRIPT.run(this.client, [this.keys.lastId], []));
       return topics.map(() => position);
     }
-    return Promise.all(
-      topics.map(async (topic) => readPosition(await POSITION_SCRIPT.run(this.client, [this.keys.meta(topic)], [this.markerLifetimeMs]))),
-    );
+    return Promise.all(topics.map(async (topic) => readPosition(await POSITION_SCRIPT.run(this.client, [this.keys.meta(topic)], [this.markerLifetimeMs]))));
   }
 
   /** Checks the run marker against the run ids of the server (single server; see `EPOCH_SCRIPT`). */

@@ -103,7 +103,9 @@ function parseNode(node: { host: string; port: number } | string): { host: strin
 }
 
 /** The source named by the options, or `undefined` when none is (each unset or empty). */
-function resolveSource<Client extends object, ClusterOptions extends object>(options: PushletRedisOptions<Client, object, ClusterOptions>): RedisSource<Client, ClusterOptions> | undefined {
+function resolveSource<Client extends object, ClusterOptions extends object>(
+  options: PushletRedisOptions<Client, object, ClusterOptions>,
+): RedisSource<Client, ClusterOptions> | undefined {
   const given = { url: !isUnset(options.url), host: !isUnset(options.host), cluster: !isUnset(options.cluster), client: !isUnset(options.client) };
   const count = Object.values(given).filter(Boolean).length;
   if (count === 0) return undefined;

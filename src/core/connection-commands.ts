@@ -120,7 +120,11 @@ export class ConnectionCommands {
 
   /** A new token for the connection: the hook runs again and must name the same user. */
   private async refresh(session: Session, token: string, ref: CommandRef | undefined): Promise<void> {
-    const identity = await this.context.admission.reauthenticate(session.request!, { transport: session.transport, token, identity: session.identity ?? undefined });
+    const identity = await this.context.admission.reauthenticate(session.request!, {
+      transport: session.transport,
+      token,
+      identity: session.identity ?? undefined,
+    });
     session.refreshIdentity(identity);
     session.notice({ event: EVENTS.refreshed, data: JSON.stringify({ expiresAt: identity.expiresAt ?? null }), ref });
   }

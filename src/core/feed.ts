@@ -146,7 +146,11 @@ export class Feed {
       this.sink.gap(topics, reason);
       reset += topics.length;
     }
-    await catchUp.finish(replayed, (envelope) => this.passPaced(envelope), () => this.closed);
+    await catchUp.finish(
+      replayed,
+      (envelope) => this.passPaced(envelope),
+      () => this.closed,
+    );
     for (const { entry } of added) if (entry.catchUp === catchUp) entry.catchUp = undefined;
     return { resets: reset, replayed: replayed.length };
   }

@@ -178,7 +178,10 @@ export class PresenceManager {
   private refresh(): void {
     if (this.refreshing || !this.timer) return;
     this.refreshing = this.refreshOnce()
-      .then(() => this.recovered(), (error: unknown) => this.failed(error))
+      .then(
+        () => this.recovered(),
+        (error: unknown) => this.failed(error),
+      )
       .finally(() => (this.refreshing = undefined));
   }
 
@@ -206,7 +209,9 @@ export class PresenceManager {
   private failed(error: unknown): void {
     if (this.failing) return;
     this.failing = true;
-    this.logger.warn(`presence: ${MESSAGES.presenceUnavailable} (${error instanceof Error ? error.message : String(error)}); members are added again once it answers`);
+    this.logger.warn(
+      `presence: ${MESSAGES.presenceUnavailable} (${error instanceof Error ? error.message : String(error)}); members are added again once it answers`,
+    );
   }
 }
 

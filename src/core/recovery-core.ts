@@ -1,13 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { LoggerService } from '@nestjs/common';
-import type {
-  BrokerEvents,
-  BrokerRecord,
-  PushletBroker,
-  PushletBrokerStatus,
-  PushletControlCommand,
-  TopicRead,
-} from '../interfaces/broker.interface.js';
+import type { BrokerEvents, BrokerRecord, PushletBroker, PushletBrokerStatus, PushletControlCommand, TopicRead } from '../interfaces/broker.interface.js';
 import { comparePositions, formatPosition, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BrokerLink, type BrokerLinkState } from './broker-link.js';
@@ -182,14 +175,17 @@ export class RecoveryCore {
       await this.broker.start(this.events);
       if (this.broker.isConnected()) this.link.to('recovering');
       await this.recovering;
-      if (this.link.state !== 'ready') throw new PushletBrokerError(`could not catch up with ${this.broker.description}: ${reason(this.lastRecoveryError ?? 'not connected')}`);
+      if (this.link.state !== 'ready')
+        throw new PushletBrokerError(`could not catch up with ${this.broker.description}: ${reason(this.lastRecoveryError ?? 'not connected')}`);
     } catch (error) {
       if (!this.broker.startWithoutBackend) {
         this.link.to('stopped');
         await this.broker.stop().catch(() => undefined);
         throw error;
       }
-      this.logger.warn(`${this.broker.description} is unreachable (${reason(error)}): starting without it; publications wait for it and are delivered once it has recorded them`);
+      this.logger.warn(
+        `${this.broker.description} is unreachable (${reason(error)}): starting without it; publications wait for it and are delivered once it has recorded them`,
+      );
       if (this.link.state !== 'down') this.link.to('down');
     }
     this.healer = setInterval(() => this.heal(), HEAL_INTERVAL_MS);

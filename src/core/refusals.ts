@@ -1,5 +1,12 @@
 import type { PushletRefusalReason } from './counters.js';
-import { PushletForbiddenError, PushletLimitError, PushletRouteRefusal, PushletUnauthorizedError, PushletUnavailableError, PushletValidationError } from './errors.js';
+import {
+  PushletForbiddenError,
+  PushletLimitError,
+  PushletRouteRefusal,
+  PushletUnauthorizedError,
+  PushletUnavailableError,
+  PushletValidationError,
+} from './errors.js';
 
 /**
  * What a connection turned away before it started is counted under (`stats().refused`), from the

@@ -26,7 +26,12 @@ export function sessionEndWire(reason: SessionEndReason, detail?: string): Sessi
     case 'slow':
       return { notice: undefined, closeCode: CLOSE_CODES.tryAgainLater, text: MESSAGES.slowConsumer, graceful: false };
     case 'expired':
-      return { notice: { event: EVENTS.expired, data: MESSAGES.identityExpired }, closeCode: CLOSE_CODES.identityExpired, text: MESSAGES.identityExpired, graceful: true };
+      return {
+        notice: { event: EVENTS.expired, data: MESSAGES.identityExpired },
+        closeCode: CLOSE_CODES.identityExpired,
+        text: MESSAGES.identityExpired,
+        graceful: true,
+      };
     case 'disconnected': {
       const text = detail ?? MESSAGES.disconnected;
       return { notice: { event: EVENTS.disconnected, data: text }, closeCode: CLOSE_CODES.disconnected, text, graceful: true };

@@ -14,10 +14,7 @@ export class PushletPublishInterceptor implements NestInterceptor {
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const metadata = this.reflector.getAllAndOverride<PushletPublishMetadata | undefined>(PUSHLET_PUBLISH_METADATA, [
-      context.getHandler(),
-      context.getClass(),
-    ]);
+    const metadata = this.reflector.getAllAndOverride<PushletPublishMetadata | undefined>(PUSHLET_PUBLISH_METADATA, [context.getHandler(), context.getClass()]);
     if (!metadata) return next.handle();
     const request = context.switchToHttp().getRequest();
     return next.handle().pipe(

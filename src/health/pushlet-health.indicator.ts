@@ -33,7 +33,10 @@ export class PushletHealthIndicator {
    * publications wait for it: take the instance out of the load balancer, do not restart it (it
    * recovers by itself when Redis comes back). Always up in memory.
    */
-  async readiness<const Key extends string = 'pushlet'>(key: Key = 'pushlet' as Key, options: PushletReadinessOptions = {}): Promise<HealthIndicatorResult<Key>> {
+  async readiness<const Key extends string = 'pushlet'>(
+    key: Key = 'pushlet' as Key,
+    options: PushletReadinessOptions = {},
+  ): Promise<HealthIndicatorResult<Key>> {
     const indicator = this.indicators.check(key);
     const { broker, connections } = this.pushlet.stats();
     const maxQueued = options.maxQueued ?? DEFAULT_READINESS_MAX_QUEUED;

@@ -6,7 +6,4 @@ export const {
   ConfigurableModuleClass: PushletMetricsConfigurableModule,
   MODULE_OPTIONS_TOKEN: PUSHLET_METRICS_OPTIONS,
   OPTIONS_TYPE: PUSHLET_METRICS_OPTIONS_TYPE,
-} = new ConfigurableModuleBuilder<PushletMetricsModuleOptions>()
-  .setClassMethodName('forRoot')
-  .setFactoryMethodName('createPushletMetricsOptions')
-  .build();
+} = new ConfigurableModuleBuilder<PushletMetricsModuleOptions>().setClassMethodName('forRoot').setFactoryMethodName('createPushletMetricsOptions').build();

@@ -46,8 +46,7 @@ export function parsePosition(text: unknown): Position | undefined {
 
 /** What a client's id says, once checked against the grammar. */
 export type ResumeId =
-  | { readonly kind: 'position'; readonly position: Position }
-  | { readonly kind: 'cursor'; readonly positions: ReadonlyMap<string, Position> };
+  { readonly kind: 'position'; readonly position: Position } | { readonly kind: 'cursor'; readonly positions: ReadonlyMap<string, Position> };
 
 /**
  * Reads an id a client handed back (header, query parameter or command field): `undefined` for

@@ -22,8 +22,10 @@ export const PROTOCOL_TEXTS = {
   lastEventIdType: 'lastEventId must be a string',
   topicsType: 'topics must be a non-empty array of topic strings',
   topicAndTopics: 'give either topic or topics, not both',
-  resetUnknownId: 'the last event id is not one this server handed out (malformed, unknown or from another deployment); messages may have been missed; delivery starts from now',
-  resetTooOld: 'messages after the last event id are no longer all in the history (too old, or lost with the broker\'s data); some may have been missed; delivery starts from now',
+  resetUnknownId:
+    'the last event id is not one this server handed out (malformed, unknown or from another deployment); messages may have been missed; delivery starts from now',
+  resetTooOld:
+    "messages after the last event id are no longer all in the history (too old, or lost with the broker's data); some may have been missed; delivery starts from now",
   resetHistoryLost: 'the broker lost messages of this topic (e.g. Redis lost its data); some may have been missed',
   resetCursorIncomplete: 'the last event id does not carry a position for this topic; delivery starts from now',
 } as const;

@@ -48,7 +48,12 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   async onModuleInit(): Promise<void> {
-    const { options: { ws: options, limits }, logger, gate, heartbeat } = this.runtime;
+    const {
+      options: { ws: options, limits },
+      logger,
+      gate,
+      heartbeat,
+    } = this.runtime;
     if (!options) return;
     const httpServer = this.adapterHost?.httpAdapter?.getHttpServer() as HttpServer | undefined;
     if (!httpServer) {

@@ -24,8 +24,7 @@ export async function startApp(
   configure?: (app: INestApplication) => void | Promise<void>,
   port = 0,
 ): Promise<TestApp> {
-  const metadata: ModuleMetadata =
-    'metadata' in options ? options.metadata : { imports: [PushletModule.forRoot(options as PushletModuleOptions)] };
+  const metadata: ModuleMetadata = 'metadata' in options ? options.metadata : { imports: [PushletModule.forRoot(options as PushletModuleOptions)] };
   const moduleRef = await Test.createTestingModule(metadata).compile();
   const app = moduleRef.createNestApplication({ logger: false });
   await configure?.(app);

@@ -213,7 +213,12 @@ export function judge(ledger: ClientLedger, publisher: SteadyPublisher): string[
   }
   const gaps = missing(ledger, publisher);
   if (gaps.length > 0) {
-    problems.push(`${ledger.name}: ${gaps.length} acknowledged messages never arrived, no reset excusing them: ${gaps.slice(0, 10).map((p) => `${p.topic} #${p.seq}`).join(', ')}`);
+    problems.push(
+      `${ledger.name}: ${gaps.length} acknowledged messages never arrived, no reset excusing them: ${gaps
+        .slice(0, 10)
+        .map((p) => `${p.topic} #${p.seq}`)
+        .join(', ')}`,
+    );
   }
   return problems;
 }

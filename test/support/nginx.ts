@@ -55,7 +55,9 @@ export class Nginx {
       config,
       /http \{\n/,
       `http {\n    access_log ${dir}/access.log;\n` +
-        ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `    ${kind}_temp_path ${dir}/${kind === 'client_body' ? 'body' : kind};\n`).join(''),
+        ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+          .map((kind) => `    ${kind}_temp_path ${dir}/${kind === 'client_body' ? 'body' : kind};\n`)
+          .join(''),
     );
     config = once(config, 'listen 8080;', `listen 127.0.0.1:${port};`);
     config = once(config, 'server 127.0.0.1:3001 ', `server 127.0.0.1:${options.upstreams[0]} `);

@@ -20,7 +20,13 @@ export class RawSseStream {
   private waiters: Array<() => void> = [];
 
   /** Opens a stream and waits for the response headers; `track` sees it first (for clean-up, even on failure). */
-  static async open(base: string, path: string, headers: Record<string, string> = {}, track?: (stream: RawSseStream) => void, ms = 5_000): Promise<RawSseStream> {
+  static async open(
+    base: string,
+    path: string,
+    headers: Record<string, string> = {},
+    track?: (stream: RawSseStream) => void,
+    ms = 5_000,
+  ): Promise<RawSseStream> {
     const stream = new RawSseStream();
     track?.(stream);
     await within(stream.connect(base, path, headers), ms, `response to ${path.slice(0, 120)}`);

@@ -167,7 +167,16 @@ export class RedisCluster {
         servers.push(
           await RedisServer.start({
             port,
-            args: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000', '--cluster-announce-ip', '127.0.0.1'],
+            args: [
+              '--cluster-enabled',
+              'yes',
+              '--cluster-config-file',
+              `nodes-${port}.conf`,
+              '--cluster-node-timeout',
+              '2000',
+              '--cluster-announce-ip',
+              '127.0.0.1',
+            ],
           }),
         );
       }
@@ -178,11 +187,10 @@ export class RedisCluster {
         await eventually(() => cluster.stateOk(), 15_000, 'cluster_state:ok');
         return cluster;
       }
-      const create = spawnSync(
-        'redis-cli',
-        ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`), '--cluster-replicas', '0', '--cluster-yes'],
-        { encoding: 'utf8', timeout: 20_000 },
-      );
+      const create = spawnSync('redis-cli', ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
       if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
       const cluster = new RedisCluster(servers);
       await eventually(() => cluster.stateOk(), 15_000, 'cluster_state:ok on every node');

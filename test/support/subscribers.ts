@@ -102,7 +102,6 @@ export const sseSubscribers: SubscriberFactory = {
   },
 };
 
-
 class WsSubscriber implements TestSubscriber {
   readonly transport = 'ws';
 

@@ -53,7 +53,10 @@ export interface WsForbidden {
 export function assertCleanWsFrames(frames: readonly WsFrame[], allowed: readonly string[], forbidden: WsForbidden = {}): void {
   const types = new Set<string>([...WS_CONTROL_EVENTS, ...allowed]);
   for (const frame of frames) {
-    assert.ok(frame.json !== undefined && typeof frame.json === 'object' && !Array.isArray(frame.json), `a frame is not a JSON object: ${frame.text.slice(0, 200)}`);
+    assert.ok(
+      frame.json !== undefined && typeof frame.json === 'object' && !Array.isArray(frame.json),
+      `a frame is not a JSON object: ${frame.text.slice(0, 200)}`,
+    );
     const json = frame.json;
     assert.ok(types.has(String(json.event)), `unexpected event ${JSON.stringify(json.event)}`);
     if ('id' in json) assert.ok(isValidWireId(json.id), `invalid id ${JSON.stringify(String(json.id).slice(0, 300))}`);

@@ -221,7 +221,10 @@ function judgeTopic(
     if (highest && seq < highest.seq) {
       // Only an acknowledged seq has a defined place: it was answered before any later one was sent.
       if (acknowledged(seq)) {
-        add('out-of-order', `${who} topic ${topic}: acknowledged seq ${seq} arrived on conn ${record.conn} (${connText(client, record.conn)}) after ${where(highest)}`);
+        add(
+          'out-of-order',
+          `${who} topic ${topic}: acknowledged seq ${seq} arrived on conn ${record.conn} (${connText(client, record.conn)}) after ${where(highest)}`,
+        );
       }
       continue;
     }
@@ -296,9 +299,13 @@ function resetDetails(
   explain: ReadonlyMap<unknown, string>,
 ): string {
   const lines: string[] = [];
-  lines.push(`reset read at ${wallClock(record.at)} (wall ms); conn opened ${info ? wallClock(info.openedAt) : '?'}, resume id obtained ${info ? wallClock(info.baseline) : '?'}`);
+  lines.push(
+    `reset read at ${wallClock(record.at)} (wall ms); conn opened ${info ? wallClock(info.openedAt) : '?'}, resume id obtained ${info ? wallClock(info.baseline) : '?'}`,
+  );
   for (const loss of losses) {
-    lines.push(`loss ${loss.what} topics ${[...loss.topics].join(',')}: killed ${wallClock(loss.killedAt)} restarted ${Number.isFinite(loss.restartedAt) ? wallClock(loss.restartedAt) : 'never'} (Redis clock at restart ${loss.clockAtRestart})`);
+    lines.push(
+      `loss ${loss.what} topics ${[...loss.topics].join(',')}: killed ${wallClock(loss.killedAt)} restarted ${Number.isFinite(loss.restartedAt) ? wallClock(loss.restartedAt) : 'never'} (Redis clock at restart ${loss.clockAtRestart})`,
+    );
   }
   for (const topic of topics) {
     const resumed = positionIn(info?.resumeId, topic);
@@ -326,12 +333,23 @@ function resetDetails(
     .map((r) => {
       const t = wallClock(r.at) % 100_000;
       switch (r.kind) {
-        case 'open': return `${t} open#${r.conn}->${r.instance}`;
-        case 'connected': return `${t} connected#${r.conn} ${topics.map((tp) => { const p = positionIn(r.id, tp); return `${tp}@${p ? `${p.ms}-${p.seq}` : '-'}`; }).join(',')}`;
-        case 'message': return `${t} m#${r.conn} ${r.topic}/${r.seq}`;
-        case 'reset': return `${t} RESET#${r.conn} [${r.topics.join(',')}] ${r.reason.slice(0, 24)}`;
-        case 'closed': return `${t} closed#${r.conn} (${r.cause})`;
-        default: return `${t} ${r.kind}#${r.conn}`;
+        case 'open':
+          return `${t} open#${r.conn}->${r.instance}`;
+        case 'connected':
+          return `${t} connected#${r.conn} ${topics
+            .map((tp) => {
+              const p = positionIn(r.id, tp);
+              return `${tp}@${p ? `${p.ms}-${p.seq}` : '-'}`;
+            })
+            .join(',')}`;
+        case 'message':
+          return `${t} m#${r.conn} ${r.topic}/${r.seq}`;
+        case 'reset':
+          return `${t} RESET#${r.conn} [${r.topics.join(',')}] ${r.reason.slice(0, 24)}`;
+        case 'closed':
+          return `${t} closed#${r.conn} (${r.cause})`;
+        default:
+          return `${t} ${r.kind}#${r.conn}`;
       }
     });
   lines.push(`trace (wall ms mod 1e5): ${trace.join(' | ')}`);
@@ -352,7 +370,7 @@ function conResume(client: ChaosClient, record: MessageRecord): string {
 /** `3-5,9` */
 export function ranges(seqs: readonly number[]): string {
   const parts: string[] = [];
-  for (let i = 0; i < seqs.length; ) {
+  for (let i = 0; i < seqs.length;) {
     let j = i;
     while (j + 1 < seqs.length && seqs[j + 1] === seqs[j]! + 1) j++;
     parts.push(i === j ? String(seqs[i]) : `${seqs[i]}-${seqs[j]}`);

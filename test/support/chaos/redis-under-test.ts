@@ -33,7 +33,13 @@ export async function singleRedis(): Promise<RedisUnderTest> {
     },
     async loseHistory(downMs, onLoss) {
       // Broadcasts (`*`) have their history on the same server.
-      const loss: HistoryLoss = { what: `redis-server :${server.port}`, topics: new Set([...topics, '*']), killedAt: performance.now(), restartedAt: Infinity, clockAtRestart: Infinity };
+      const loss: HistoryLoss = {
+        what: `redis-server :${server.port}`,
+        topics: new Set([...topics, '*']),
+        killedAt: performance.now(),
+        restartedAt: Infinity,
+        clockAtRestart: Infinity,
+      };
       onLoss(loss);
       await server.kill();
       await new Promise((resolve) => setTimeout(resolve, downMs));

@@ -27,8 +27,12 @@ const FAULTS: readonly Fault[] = ['clients', 'instances', 'redis'];
 
 function faultsFrom(value: string | undefined): Set<Fault> {
   if (!value) return new Set(FAULTS);
-  const faults = value.split(',').map((f) => f.trim()).filter((f) => f.length > 0);
-  for (const fault of faults) if (!FAULTS.includes(fault as Fault)) throw new RangeError(`CHAOS_FAULTS: unknown fault "${fault}" (known: ${FAULTS.join(', ')})`);
+  const faults = value
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f.length > 0);
+  for (const fault of faults)
+    if (!FAULTS.includes(fault as Fault)) throw new RangeError(`CHAOS_FAULTS: unknown fault "${fault}" (known: ${FAULTS.join(', ')})`);
   return new Set(faults as Fault[]);
 }
 
@@ -110,13 +114,13 @@ export class ChaosRun {
   async run(): Promise<ChaosOutcome> {
     const { settings } = this;
     this.redis = this.kind === 'single' ? await singleRedis() : await clusterRedis();
-    this.log(`[${this.kind}] CHAOS_SEED=${settings.seed} CHAOS_MS=${settings.durationMs} CHAOS_CLIENTS=${settings.clients} CHAOS_FAULTS=${[...settings.faults].join(',')}`);
+    this.log(
+      `[${this.kind}] CHAOS_SEED=${settings.seed} CHAOS_MS=${settings.durationMs} CHAOS_CLIENTS=${settings.clients} CHAOS_FAULTS=${[...settings.faults].join(',')}`,
+    );
     const topics = await this.redis.chooseTopics(settings.topics);
     const env = { ...this.redis.env, HEARTBEAT_MS: '5000' };
     if (process.env.CHAOS_DEBUG) this.probe = new ResetProbe(this.redis.env);
-    this.instances.push(
-      ...(await Promise.all(Array.from({ length: settings.instances }, (_, i) => SampleProcess.start(`i${i}`, env)))),
-    );
+    this.instances.push(...(await Promise.all(Array.from({ length: settings.instances }, (_, i) => SampleProcess.start(`i${i}`, env)))));
     this.log(`[${this.kind}] topics ${topics.join(',')}; instances ${this.instances.map((i) => `${i.name}=:${i.port}`).join(' ')}`);
 
     this.openClients(topics);
@@ -178,7 +182,9 @@ export class ChaosRun {
     for (let i = 0; i < this.settings.clients; i++) {
       const transport: Transport = i % 2 === 0 ? 'sse' : 'ws';
       const count = 2 + Math.floor(random() * 3);
-      const mine = shuffle([...topics], random).slice(0, count).sort();
+      const mine = shuffle([...topics], random)
+        .slice(0, count)
+        .sort();
       const client = new ChaosClient(`c${String(i).padStart(2, '0')}`, transport, mine, () => this.endpoints, this.random(100 + i));
       const probe = this.probe;
       if (probe) {
@@ -262,8 +268,7 @@ export class ChaosRun {
    * to {@link CATCH_UP_MAX_MS} in all. A fixed 10 s bound could not tell the two apart.
    */
   private async caughtUp(last: ReadonlyMap<string, number>): Promise<void> {
-    const missing = () =>
-      this.clients.reduce((sum, c) => sum + c.topics.reduce((n, t) => n + Math.max(0, last.get(t)! - (c.highest.get(t) ?? 0)), 0), 0);
+    const missing = () => this.clients.reduce((sum, c) => sum + c.topics.reduce((n, t) => n + Math.max(0, last.get(t)! - (c.highest.get(t) ?? 0)), 0), 0);
     const start = performance.now();
     let movedAt = start;
     let left = missing();
