@@ -126,7 +126,15 @@ export class RedisConnections {
     if (this.subscriber instanceof Cluster) {
       // Sharded channels: one SSUBSCRIBE per slot.
       const subscriber = this.subscriber;
-      await Promise.all(channels.map((channel) => subscriber.ssubscribe(channel)));
+      try {
+        await Promise.all(channels.map((channel) => subscriber.ssubscribe(channel)));
+      } catch (error) {
+        // After every master restarted, ioredis can keep a slot without a shard subscriber until
+        // its next slots refresh (seen for over 20 s): ask for one now, so that the recovery the
+        // caller retries finds the subscriber group rebuilt.
+        if (error instanceof Error && error.message.startsWith('No sharded subscriber')) subscriber.refreshSlotsCache();
+        throw error;
+      }
     } else {
       await this.subscriber.subscribe(...channels);
     }

@@ -55,7 +55,15 @@ export class Ledger {
   async publishRounds(via: (index: number) => PushletService, topics: readonly string[], rounds: number): Promise<void> {
     let index = 0;
     for (let round = 0; round < rounds; round += 1) {
-      for (const topic of topics) await within(this.publish(via(index++), topic), 20_000, `publish ${topic}`);
+      for (const topic of topics) {
+        const pushlet = via(index++);
+        try {
+          await within(this.publish(pushlet, topic), 20_000, `publish ${topic}`);
+        } catch (error) {
+          // Names the broker's link: a publication that waits this long waits for the link to recover.
+          throw new Error(`${String(error)}; the broker's link: ${JSON.stringify(pushlet.stats().broker)}`, { cause: error });
+        }
+      }
     }
   }
 
