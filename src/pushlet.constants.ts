@@ -11,6 +11,7 @@ export const DEFAULTS = {
   wsMaxPayload: 64 * 1024,
   wsCommandsPerSecond: 50,
   topicsPerConnection: 50,
+  patternsPerConnection: 10,
   bufferBytes: 1024 * 1024,
   maxMessageBytes: 256 * 1024,
   historyMaxCount: 1000,

@@ -78,7 +78,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     this.registry = new TopicRegistry(this.core, counters);
     this.heartbeat = new Heartbeat(options.heartbeatInterval);
     this.slowConsumers = new SlowConsumerReporter(logger);
-    this.admission = new Admission(options, counters, logger);
+    this.admission = new Admission(options, counters, logger, () => this.core.supportsPatterns);
     this.publisher = new Publisher(this.core, options.limits, counters);
     this.presenceManager = this.createPresence();
     this.presence = presenceReader(this.presenceManager);
@@ -137,6 +137,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     await this.core.start({
       message: (envelope) => registry.message(envelope),
       gap: (topic, until) => registry.gap(topic, until),
+      gapPattern: (pattern, until) => registry.gapPattern(pattern, until),
       control: this.sessions.onControl,
     });
     this.presenceManager?.start();

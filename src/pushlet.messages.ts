@@ -12,6 +12,7 @@ export const MESSAGES = {
     `Pushlet option routes.guards names ${name}, which is not a provider of the app: add it to a module's providers, or pass an instance`,
   dataUnserializable: 'data must be a string or a JSON-serialisable value',
   tooManyTopics: (limit: number) => `too many topics for one connection (limit ${limit})`,
+  tooManyPatterns: (limit: number) => `too many patterns for one connection (limit ${limit}, limits.patternsPerConnection)`,
   tooManyConnections: 'too many connections; try again later',
   tooManyConnectionsOfUser: 'too many connections of this user; close one and try again',
   unauthenticated: 'authentication required or refused',

@@ -58,6 +58,7 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
     logger,
     limits: {
       topicsPerConnection: positive(limits.topicsPerConnection, DEFAULTS.topicsPerConnection, 'limits.topicsPerConnection'),
+      patternsPerConnection: positive(limits.patternsPerConnection, DEFAULTS.patternsPerConnection, 'limits.patternsPerConnection'),
       maxConnections: positive(limits.maxConnections, Infinity, 'limits.maxConnections'),
       maxConnectionsPerUser: positive(limits.maxConnectionsPerUser, Infinity, 'limits.maxConnectionsPerUser'),
       maxConnectionsPerAddress: positive(limits.maxConnectionsPerAddress, Infinity, 'limits.maxConnectionsPerAddress'),

@@ -124,7 +124,7 @@ export class PushletService {
   subscribe(topics: string | readonly string[], options: PushletSubscribeOptions = {}): Observable<PushletMessage> {
     const list = typeof topics === 'string' ? [topics] : [...topics];
     this.hub.admission.validateTopics(list);
-    return messageStream(this.hub, options.broadcasts ? TopicRegistry.withBroadcasts(list) : list, options.lastEventId);
+    return messageStream(this.hub, list, options.lastEventId, options.broadcasts ?? false);
   }
 
   /**

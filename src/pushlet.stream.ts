@@ -67,7 +67,12 @@ export function sessionStream(
  * `PushletService.subscribe()`: a session of a server-side consumer (no request: not counted, not
  * bounded), its messages as they were published.
  */
-export function messageStream(runtime: StreamRuntime, topics: readonly string[], lastEventId: string | undefined): Observable<PushletMessage> {
+export function messageStream(
+  runtime: StreamRuntime,
+  topics: readonly string[],
+  lastEventId: string | undefined,
+  broadcasts: boolean,
+): Observable<PushletMessage> {
   return new Observable<PushletMessage>((subscriber) => {
     const output: SessionOutput = {
       // With ids ordered per topic, `id` is the resume id to hand back as `lastEventId`.
@@ -77,7 +82,7 @@ export function messageStream(runtime: StreamRuntime, topics: readonly string[],
       end: () => subscriber.complete(),
     };
     const session = runtime.sessions.open(output, 'sse');
-    session.subscribe(topics, lastEventId, undefined).catch((error: unknown) => subscriber.error(error));
+    session.subscribe(topics, lastEventId, undefined, broadcasts).catch((error: unknown) => subscriber.error(error));
     return () => session.dispose();
   });
 }

@@ -34,6 +34,7 @@ const LIMITS = {
   maxConnectionsPerAddress: 10,
   maxConnectionsPerUser: 1,
   topicsPerConnection: 10,
+  patternsPerConnection: 10,
   bufferBytes: 1_000,
   maxMessageBytes: 1_000,
 };

@@ -1,4 +1,4 @@
-import type { BrokerEvents, BrokerPublication, PushletBroker, PushletControlCommand, TopicRead } from '../interfaces/broker.interface.js';
+import type { BrokerEvents, BrokerPatterns, BrokerPublication, PushletBroker, PushletControlCommand, TopicRead } from '../interfaces/broker.interface.js';
 import { encodeControl, parseControl } from '../core/control.js';
 import { parsePosition, type Position } from '../protocol/ids.js';
 import type { LoggerService } from '@nestjs/common';
@@ -39,6 +39,9 @@ export class RedisBroker implements PushletBroker {
   // resends it after reconnecting): these fail such commands at once instead.
   private readonly commandClosed = new ClosedSignal();
   private readonly subscriberClosed = new ClosedSignal();
+  /** Single server: pattern subscriptions, routed by one glob per first segment (sharded pub/sub on a Cluster has no patterns). */
+  readonly patterns?: BrokerPatterns;
+  private readonly watchedPatterns = new Set<string>();
 
   private readonly listener: RedisLinkListener = {
     commandReady: () => this.events?.up(),
@@ -76,6 +79,28 @@ export class RedisBroker implements PushletBroker {
     this.connections = new RedisConnections(this.options, this.listener);
     this.ordering = this.connections.cluster ? 'per-topic' : 'total';
     this.history = new RedisHistory(this.connections.command, this.keys, this.connections.cluster, limits);
+    if (!this.connections.cluster) {
+      this.patterns = {
+        subscribe: (patterns) => this.subscribePatterns(patterns),
+        unsubscribe: (patterns) => this.unsubscribePatterns(patterns),
+        topicsAfter: (after, patterns) => this.onCommand(this.history.topicsAfter(after, patterns), 'a pattern read'),
+      };
+    }
+  }
+
+  /** Subscribes the globs of `patterns` (again after a lost connection: Redis ignores a glob already held). */
+  private async subscribePatterns(patterns: readonly string[]): Promise<void> {
+    for (const pattern of patterns) this.watchedPatterns.add(pattern);
+    const globs = new Set(patterns.map((pattern) => this.keys.patternGlob(pattern)));
+    await this.onSubscriber(this.connections.psubscribe([...globs]), 'a pattern subscription');
+  }
+
+  /** Lets go of the globs no pattern still watched needs. */
+  private unsubscribePatterns(patterns: readonly string[]): void {
+    for (const pattern of patterns) this.watchedPatterns.delete(pattern);
+    const needed = new Set([...this.watchedPatterns].map((pattern) => this.keys.patternGlob(pattern)));
+    const unneeded = new Set(patterns.map((pattern) => this.keys.patternGlob(pattern)).filter((glob) => !needed.has(glob)));
+    this.connections.punsubscribe([...unneeded]).catch(() => undefined);
   }
 
   /** @throws PushletRedisUnavailableError when Redis cannot be reached in time (and `startWithoutRedis` is not set). */

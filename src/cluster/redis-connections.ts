@@ -150,6 +150,15 @@ export class RedisConnections {
     }
   }
 
+  /** Single server: subscribes pub/sub globs (pattern subscriptions; see `RedisKeys.patternGlob`). */
+  async psubscribe(globs: readonly string[]): Promise<void> {
+    if (globs.length > 0) await (this.subscriber as Redis).psubscribe(...globs);
+  }
+
+  async punsubscribe(globs: readonly string[]): Promise<void> {
+    if (globs.length > 0) await (this.subscriber as Redis).punsubscribe(...globs);
+  }
+
   /**
    * Subscribes the classic channel of instance-wide commands: on a Cluster through its one classic
    * subscriber connection (any node: a Cluster broadcasts classic PUBLISH to every node; ioredis
@@ -196,6 +205,7 @@ export class RedisConnections {
       return;
     }
     await this.subscriber.unsubscribe();
+    await this.subscriber.punsubscribe();
   }
 
   private listen(): void {
@@ -219,6 +229,7 @@ export class RedisConnections {
       this.on(this.subscriber, 'ready', () => listener.subscriberReady());
     } else {
       this.on(this.subscriber, 'message', (channel: string, payload: string) => listener.message(channel, payload));
+      this.on(this.subscriber, 'pmessage', (_glob: string, channel: string, payload: string) => listener.message(channel, payload));
       this.on(this.subscriber, 'close', () => listener.subscriberLost());
       this.on(this.subscriber, 'ready', () => listener.subscriberReady());
     }

@@ -1,12 +1,12 @@
 import clusterKeySlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
-import type { BrokerRecord, TopicRead } from '../interfaces/broker.interface.js';
+import type { BrokerRecord, TopicRead, TopicsAfter } from '../interfaces/broker.interface.js';
 import { comparePositions as compareIds, parsePosition as parseId, type Position as ParsedId } from '../protocol/ids.js';
 import { encodeBody, idText, receive, type WireMessage } from './redis-codec.js';
-import type { RedisKeys } from './redis-keys.js';
-import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT } from './redis-scripts.js';
+import { firstSegment, type RedisKeys } from './redis-keys.js';
+import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, TOPICS_SCRIPT } from './redis-scripts.js';
 
-const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT];
+const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT, TOPICS_SCRIPT];
 
 /** At most this many publications per script call, and about this many bytes of data. */
 const MAX_BATCH_MESSAGES = 256;
@@ -96,7 +96,7 @@ export class RedisHistory {
       if (list) list.push(message);
       else byTopic.set(message.topic, [message]);
     }
-    const keys: string[] = this.cluster ? [] : [this.keys.lastId];
+    const keys: string[] = this.cluster ? [] : [this.keys.lastId, this.keys.segmentIndex];
     const args: Array<string | number> = [
       this.cluster ? '1' : '0',
       this.limits.maxCount,
@@ -107,8 +107,10 @@ export class RedisHistory {
     ];
     const order: WireMessage[] = [];
     for (const [topic, list] of byTopic) {
+      const segment = firstSegment(topic);
       keys.push(this.keys.stream(topic), this.keys.meta(topic));
-      args.push(this.keys.channel(topic), list.length);
+      if (!this.cluster) keys.push(this.keys.topicIndex(segment));
+      args.push(this.keys.channel(topic), topic, segment, list.length);
       for (const message of list) {
         args.push(message.counter, encodeBody(message));
         order.push(message);
@@ -131,6 +133,27 @@ export class RedisHistory {
       return topics.map(() => position);
     }
     return Promise.all(topics.map(async (topic) => readPosition(await POSITION_SCRIPT.run(this.client, [this.keys.meta(topic)], [this.markerLifetimeMs]))));
+  }
+
+  /**
+   * Single server: the topics that may hold messages after `after`, under the first segments of
+   * `patterns` (every segment when one starts with a wildcard), with the floor from which the
+   * list is complete: the epoch's horizon and the history's age.
+   */
+  async topicsAfter(after: ParsedId, patterns: readonly string[]): Promise<TopicsAfter> {
+    const segments = new Set(patterns.map(firstSegment));
+    const everySegment = segments.has('*') || segments.has('#');
+    const keys = [this.keys.epoch, this.keys.segmentIndex, ...(everySegment ? [] : [...segments].map((segment) => this.keys.topicIndex(segment)))];
+    const reply = (await TOPICS_SCRIPT.run(this.client, keys, [after.ms, this.keys.topicIndex('')])) as string[];
+    const now = Number(reply[0]);
+    const horizon = parseId(reply[1]) ?? { ms: now, seq: 0 };
+    const cutoff = { ms: now - this.limits.maxAgeMs, seq: 0 };
+    return {
+      topics: [...new Set(reply.slice(2))],
+      floor: compareIds(horizon, cutoff) > 0 ? horizon : cutoff,
+      readAt: { ms: now, seq: 0 },
+      limit: { ms: now + FUTURE_TOLERANCE_MS, seq: Number.MAX_SAFE_INTEGER },
+    };
   }
 
   /** Checks the run marker against the run ids of the server (single server; see `EPOCH_SCRIPT`). */

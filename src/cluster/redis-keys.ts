@@ -15,10 +15,32 @@ export class RedisKeys {
    */
   readonly control: string;
 
+  /** Single server: the first segments of topics published to, scored by the millisecond of their newest id. */
+  readonly segmentIndex: string;
+
   constructor(readonly prefix: string) {
     this.lastId = `${prefix}id`;
     this.epoch = `${prefix}epoch`;
     this.control = `${prefix}control`;
+    this.segmentIndex = `${prefix}x`;
+  }
+
+  /** Single server: the topics under a first segment, scored by the millisecond of their newest id (pattern resumes). */
+  topicIndex(segment: string): string {
+    return `${this.segmentIndex}:${segment}`;
+  }
+
+  /**
+   * The one pub/sub glob that carries every topic a pattern can match: its first segment's
+   * topics (`<prefix>c:{orders}` and `<prefix>c:{orders/…}`), or every topic when the pattern
+   * starts with a wildcard. One glob per first segment, not per pattern: Redis tests every
+   * published channel against every glob it holds, so globs must not grow with the patterns
+   * clients use; the instance matches each message exactly.
+   */
+  patternGlob(pattern: string): string {
+    const segment = firstSegment(pattern);
+    const channels = `${escapeGlob(this.prefix)}c:{`;
+    return segment === '*' || segment === '#' ? `${channels}*` : `${channels}${escapeGlob(tag(segment))}[/}]*`;
   }
 
   /** The stream holding `topic`'s history. */
@@ -49,6 +71,16 @@ export class RedisKeys {
   channel(topic: string): string {
     return `${this.prefix}c:{${tag(topic)}}`;
   }
+}
+
+/** A topic's (or pattern's) first `/`-separated segment. */
+export function firstSegment(topic: string): string {
+  const slash = topic.indexOf('/');
+  return slash < 0 ? topic : topic.slice(0, slash);
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
 function tag(topic: string): string {

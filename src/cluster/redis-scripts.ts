@@ -58,11 +58,17 @@ end
  * twice. A lower counter that is not found was overtaken (a client library's retry can reorder
  * commands during a failover) and is recorded now.
  *
- * KEYS: (single server only) the global last-id key, then per topic its stream and its marker hash.
+ * KEYS: (single server only) the global last-id key and the first-segment index, then per topic its
+ * stream, its marker hash and (single server only) its first segment's topic index.
  * ARGV[1] '1' on a Cluster (SPUBLISH, per-topic horizon), ARGV[2] history max count, ARGV[3]
  * history max age (ms), ARGV[4] the markers' lifetime (ms), ARGV[5] origin, ARGV[6] the number of
- * topics; then per topic: its channel, its number of publications k, and k pairs (counter, body).
- * Returns the ids, in the order the publications were given.
+ * topics; then per topic: its channel, the topic, its first segment, its number of publications
+ * k, and k pairs (counter, body). Returns the ids, in the order the publications were given.
+ *
+ * Single server: the topic index (`RedisKeys.topicIndex`) scores each topic by the millisecond
+ * of its newest id, under its first segment, and the first-segment index scores the segments the
+ * same way: a pattern resume asks them which topics hold anything after its position
+ * (`TOPICS_SCRIPT`). Both are trimmed by age with the streams.
  *
  * Ids are `<ms>-<seq>` with `ms` from Redis's clock, never going back, and `seq` starting at 1
  * within a millisecond (so `<ms>-0` is a position before every message of that millisecond).
@@ -87,8 +93,8 @@ local meta_ttl = tonumber(ARGV[4])
 local origin = ARGV[5]
 local origin_field = 'o:' .. origin
 local topics = tonumber(ARGV[6])
-local base = 0
-if not cluster then base = 1 end
+local base, per = 0, 2
+if not cluster then base, per = 2, 3 end
 local now = now_ms()
 local cutoff = format_id(now - max_age, 0)
 local refresh_ms = math.max(1, math.floor(max_age / 4))
@@ -119,9 +125,9 @@ local function recorded_ids(stream)
 end
 
 for t = 1, topics do
-  local stream, meta = KEYS[base + 2 * t - 1], KEYS[base + 2 * t]
-  local channel, count = ARGV[at], tonumber(ARGV[at + 1])
-  at = at + 2
+  local stream, meta = KEYS[base + per * (t - 1) + 1], KEYS[base + per * (t - 1) + 2]
+  local channel, topic, segment, count = ARGV[at], ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
+  at = at + 4
   local marks = redis.call('HMGET', meta, origin_field, 'l', 'h', 'e')
   local recorded, recorded_id = -1, false
   if marks[1] then
@@ -171,7 +177,19 @@ for t = 1, topics do
     end
     -- Age trim and lifetimes, once per refresh interval per topic rather than on every publish:
     -- the stream then outlives its last entry by the max age at least (reads trim by age first).
-    if not marks[4] or now - tonumber(marks[4]) >= refresh_ms then
+    local refresh = not marks[4] or now - tonumber(marks[4]) >= refresh_ms
+    if not cluster then
+      local index = KEYS[base + per * t]
+      redis.call('ZADD', index, last_ms, topic)
+      redis.call('ZADD', KEYS[2], last_ms, segment)
+      if refresh then
+        redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now - max_age))
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - max_age))
+        redis.call('PEXPIRE', index, max_age + refresh_ms)
+        redis.call('PEXPIRE', KEYS[2], max_age + refresh_ms)
+      end
+    end
+    if refresh then
       redis.call('XTRIM', stream, 'MINID', '=', cutoff)
       redis.call('PEXPIRE', stream, max_age + refresh_ms)
       redis.call('PEXPIRE', meta, meta_ttl)
@@ -253,6 +271,38 @@ for i = 1, n do
     floor = later(floor, format_id(now - meta_ttl, 0))
   end
   out[#out + 1] = { floor, redis.call('XRANGE', stream, '(' .. after, '+') }
+end
+return out
+`,
+);
+
+/**
+ * The topics that may hold messages after a position, for pattern resumes (single server): those
+ * of the topic index whose newest id's millisecond is at or after the position's, under each
+ * first segment asked for, or under every segment of the first-segment index when a pattern
+ * starts with a wildcard. Also the clock and the epoch's horizon (the index, like the history,
+ * is complete only from there).
+ *
+ * KEYS[1] the epoch hash, KEYS[2] the first-segment index, KEYS[3..] the topic indexes of the
+ * segments asked for (none: every segment's). ARGV[1] the position's millisecond, ARGV[2] the
+ * index key prefix (for every segment's).
+ * Returns { now, horizon, topic... }.
+ */
+export const TOPICS_SCRIPT = new RedisScript(
+  'topics',
+  `${LUA_HELPERS}
+local now = now_ms()
+local horizon = redis.call('HGET', KEYS[1], 'horizon') or format_id(now, 0)
+local out = { string.format('%d', now), horizon }
+local from = ARGV[1]
+local indexes = {}
+if #KEYS > 2 then
+  for i = 3, #KEYS do indexes[#indexes + 1] = KEYS[i] end
+else
+  for _, segment in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], from, '+inf')) do indexes[#indexes + 1] = ARGV[2] .. segment end
+end
+for _, index in ipairs(indexes) do
+  for _, topic in ipairs(redis.call('ZRANGEBYSCORE', index, from, '+inf')) do out[#out + 1] = topic end
 end
 return out
 `,

@@ -10,6 +10,7 @@ import { askHook } from './hooks.js';
 import { clientAddress } from './client-address.js';
 import { refusalReasonOf } from './refusals.js';
 import { assertSubscribableTopic } from './topic.js';
+import { isPattern } from '../protocol/topics.js';
 
 const NO_SLOT: ConnectionSlot = { release: () => undefined };
 
@@ -48,6 +49,8 @@ export class Admission implements ConnectionGate {
     private readonly options: Pick<ResolvedPushletOptions, 'limits' | 'authenticate' | 'authorize'>,
     private readonly counters: CoreCounters,
     private readonly logger: LoggerService,
+    /** Whether the broker routes pattern subscriptions. */
+    private readonly supportsPatterns: () => boolean = () => true,
   ) {
     this.connections = new ConnectionTracker(options.limits);
   }
@@ -158,10 +161,15 @@ export class Admission implements ConnectionGate {
    * Checks a connection's topic list against the contract and the limit, throwing a
    * {@link PushletValidationError} for the first problem.
    */
-  validateTopics(topics: readonly unknown[], alreadySubscribed = 0): asserts topics is string[] {
+  validateTopics(topics: readonly unknown[], subscribed: readonly string[] = []): asserts topics is string[] {
     const limit = this.options.limits.topicsPerConnection;
-    if (topics.length + alreadySubscribed > limit) throw new PushletValidationError(MESSAGES.tooManyTopics(limit));
+    if (topics.length + subscribed.length > limit) throw new PushletValidationError(MESSAGES.tooManyTopics(limit));
     for (const topic of topics) assertSubscribableTopic(topic);
+    const patterns = (topics as string[]).filter(isPattern);
+    if (patterns.length === 0) return;
+    if (!this.supportsPatterns()) throw new PushletValidationError(MESSAGES.patternUnavailable);
+    const patternLimit = this.options.limits.patternsPerConnection;
+    if (patterns.length + subscribed.filter(isPattern).length > patternLimit) throw new PushletValidationError(MESSAGES.tooManyPatterns(patternLimit));
   }
 
   /** Asks the `authorize` option about each topic; throws {@link PushletForbiddenError} at the first no. */

@@ -6,6 +6,7 @@ import { PushletUnavailableError } from './errors.js';
 import type { Envelope } from './envelope.js';
 import type { RecoveryCore, ReplayRequest } from './recovery-core.js';
 import type { ChannelListener, TopicRegistry } from './topic-registry.js';
+import { matchesPattern } from '../protocol/topics.js';
 
 /** Where a feed hands its messages: a session. */
 export interface FeedSink {
@@ -18,7 +19,10 @@ export interface FeedSink {
 
 /** How one topic starts: after `after` (a resume), or from the broker's current position. */
 export interface TopicStart {
+  /** The topic, or the pattern with {@link pattern}. */
   readonly topic: string;
+  /** `topic` is a pattern (`orders/*`): its topics' messages, each once. */
+  readonly pattern?: boolean;
   readonly after?: Position;
   /** The client's position for this topic could not be used: say so with a reset, then start from now. */
   readonly resetReason?: string;
@@ -41,11 +45,14 @@ export interface CaughtUp {
 /** One topic of a feed: its live subscription and the newest position delivered from it. */
 class FeedTopic implements ChannelListener {
   readonly position = new TopicPosition();
+  /** Where it started (after a reset: where it started again): it has delivered what lies between this and `position`. */
+  start: Position | undefined;
   ready: Promise<void> = Promise.resolve();
   catchUp: CatchUp<Envelope> | undefined;
 
   constructor(
     readonly topic: string,
+    readonly pattern: boolean,
     private readonly feed: Feed,
     readonly meter: DeliveryMeter | undefined,
   ) {}
@@ -70,6 +77,8 @@ class FeedTopic implements ChannelListener {
  */
 export class Feed {
   private readonly entries = new Map<string, FeedTopic>();
+  /** Pattern subscriptions, apart from topics: the pattern `*` is not the broadcast topic `*`. */
+  private readonly patternEntries = new Map<string, FeedTopic>();
   private closed = false;
 
   constructor(
@@ -80,21 +89,32 @@ export class Feed {
     private readonly meter?: DeliveryMeter,
   ) {}
 
+  /** The topics subscribed (broadcasts included), not the patterns. */
   get topics(): string[] {
     return [...this.entries.keys()];
   }
 
+  get patterns(): string[] {
+    return [...this.patternEntries.keys()];
+  }
+
   get size(): number {
-    return this.entries.size;
+    return this.entries.size + this.patternEntries.size;
   }
 
-  has(topic: string): boolean {
-    return this.entries.has(topic);
+  /** Whether the topic (or with `pattern`, the pattern) is subscribed. */
+  has(topic: string, pattern = false): boolean {
+    return (pattern ? this.patternEntries : this.entries).has(topic);
   }
 
-  /** Each topic with the newest position delivered from it (its start position before that). */
+  /** Each topic with the newest position delivered from it (its start position before that); patterns not included. */
   get topicPositions(): ReadonlyMap<string, { readonly position: TopicPosition }> {
     return this.entries;
+  }
+
+  /** The newest position delivered by every subscription, patterns included. */
+  positions(): Array<Position | undefined> {
+    return [...this.entries.values(), ...this.patternEntries.values()].map((entry) => entry.position.last);
   }
 
   /**
@@ -105,36 +125,48 @@ export class Feed {
    * the catch-up did (`undefined` when nothing was added).
    */
   async add(starts: readonly TopicStart[], announce?: (resets: readonly FeedReset[]) => void): Promise<CaughtUp | undefined> {
-    const wanted = starts.filter((start) => !this.entries.has(start.topic));
+    const wanted = starts.filter((start) => !this.has(start.topic, start.pattern));
     if (this.closed || wanted.length === 0) {
       announce?.([]);
       return undefined;
     }
     // A topic that starts from now starts from the broker's position read before subscribing:
     // everything published after the subscription was asked for is delivered.
-    const freshTopics = wanted.filter((start) => !start.after || start.resetReason).map((start) => start.topic);
+    const fresh = wanted.filter((start) => !start.after || start.resetReason);
     // A client with no id at all may start from an estimate (older messages are no harm to it);
     // one whose id was refused has seen messages and must start exactly.
     const estimate = wanted.every((start) => !start.after && !start.resetReason);
-    const freshPositions = freshTopics.length > 0 ? await unavailableUnless(this.broker.positions(freshTopics, estimate)) : [];
-    const from = new Map(freshTopics.map((topic, i) => [topic, freshPositions[i]!]));
+    const from = new Map<TopicStart, Position>();
+    for (const kind of ['topic', 'pattern'] as const) {
+      const starts = fresh.filter((start) => (start.pattern ? 'pattern' : 'topic') === kind);
+      if (starts.length === 0) continue;
+      const positions = await unavailableUnless(
+        this.broker.positions(
+          starts.map((start) => start.topic),
+          estimate,
+          kind,
+        ),
+      );
+      starts.forEach((start, i) => from.set(start, positions[i]!));
+    }
     const added: Array<{ entry: FeedTopic; start: TopicStart; after: Position }> = [];
     // One catch-up for the topics added together: their held messages keep their arrival order.
     const catchUp = new CatchUp<Envelope>();
     for (const start of wanted) {
-      if (this.closed || this.entries.has(start.topic)) continue;
-      const entry = new FeedTopic(start.topic, this, this.meter);
+      const pattern = start.pattern ?? false;
+      if (this.closed || this.has(start.topic, pattern)) continue;
+      const entry = new FeedTopic(start.topic, pattern, this, this.meter);
       entry.catchUp = catchUp;
-      this.entries.set(start.topic, entry);
-      entry.ready = this.registry.acquire(start.topic, entry).ready;
-      added.push({ entry, start, after: from.get(start.topic) ?? start.after! });
+      (pattern ? this.patternEntries : this.entries).set(start.topic, entry);
+      entry.ready = (pattern ? this.registry.acquirePattern(start.topic, entry) : this.registry.acquire(start.topic, entry)).ready;
+      added.push({ entry, start, after: from.get(start) ?? start.after! });
     }
     let caughtUp;
     try {
       await Promise.all(added.map(({ entry }) => entry.ready));
       caughtUp = await this.catchUpFrom(added);
     } catch (error) {
-      for (const { entry } of added) this.remove(entry.topic);
+      for (const { entry } of added) this.remove(entry.topic, entry.pattern);
       throw error;
     }
     const { replayed, resets } = caughtUp;
@@ -155,12 +187,14 @@ export class Feed {
     return { resets: reset, replayed: replayed.length };
   }
 
-  /** Unsubscribes `topic`; false if it was not subscribed. */
-  remove(topic: string): boolean {
-    const entry = this.entries.get(topic);
+  /** Unsubscribes `topic` (with `pattern`: the pattern); false if it was not subscribed. */
+  remove(topic: string, pattern = false): boolean {
+    const entries = pattern ? this.patternEntries : this.entries;
+    const entry = entries.get(topic);
     if (!entry) return false;
-    this.entries.delete(topic);
-    this.registry.release(topic, entry);
+    entries.delete(topic);
+    if (pattern) this.registry.releasePattern(topic, entry);
+    else this.registry.release(topic, entry);
     return true;
   }
 
@@ -168,18 +202,50 @@ export class Feed {
     if (this.closed) return;
     this.closed = true;
     for (const [topic, entry] of this.entries) this.registry.release(topic, entry);
+    for (const [pattern, entry] of this.patternEntries) this.registry.releasePattern(pattern, entry);
     this.entries.clear();
+    this.patternEntries.clear();
   }
 
-  /** A live message of `entry`'s topic. */
-  pass(entry: FeedTopic, envelope: Envelope): void {
-    if (this.closed || !entry.position.advance(envelope.position)) return;
+  /**
+   * A message of `entry`'s topic (or of a topic of its pattern). Delivered once per connection:
+   * not when another subscription of this feed that matches it has delivered it already (it has
+   * passed the message's position since it started; positions are ordered across topics wherever
+   * patterns are allowed).
+   */
+  pass(entry: FeedTopic, envelope: Envelope): boolean {
+    if (this.closed || !entry.position.advance(envelope.position)) return false;
+    if (this.patternEntries.size > 0 && this.deliveredElsewhere(entry, envelope)) return false;
     this.sink.deliver(envelope);
+    return true;
   }
 
-  /** The broker may have lost messages of `entry`'s topic (before `until`: a topic already past it lost nothing). */
+  /** The subscriptions a message reaches: its topic's, then each matching pattern's. */
+  private receiversOf(envelope: Envelope): FeedTopic[] {
+    const found: FeedTopic[] = [];
+    const exact = this.entries.get(envelope.topic);
+    if (exact) found.push(exact);
+    for (const entry of this.patternEntries.values()) if (matchesPattern(entry.topic, envelope.topic)) found.push(entry);
+    return found;
+  }
+
+  private deliveredElsewhere(entry: FeedTopic, envelope: Envelope): boolean {
+    const position = envelope.position;
+    const covered = (other: FeedTopic | undefined) =>
+      other !== undefined &&
+      other !== entry &&
+      other.start !== undefined &&
+      comparePositions(other.start, position) < 0 &&
+      other.position.last !== undefined &&
+      comparePositions(position, other.position.last) <= 0;
+    if (covered(this.entries.get(envelope.topic))) return true;
+    for (const other of this.patternEntries.values()) if (covered(other) && matchesPattern(other.topic, envelope.topic)) return true;
+    return false;
+  }
+
+  /** The broker may have lost messages of `entry`'s topic or pattern (before `until`: one already past it lost nothing). */
   lost(entry: FeedTopic, until?: Position): void {
-    if (this.closed || this.entries.get(entry.topic) !== entry) return;
+    if (this.closed || (entry.pattern ? this.patternEntries : this.entries).get(entry.topic) !== entry) return;
     const last = entry.position.last;
     if (until && last && comparePositions(last, until) >= 0) return;
     this.sink.gap([entry.topic], MESSAGES.resetHistoryLost);
@@ -200,48 +266,82 @@ export class Feed {
       resets.set(reason, list);
     };
     for (const { start } of added) if (start.resetReason) say(start.resetReason, start.topic);
-    const resumed = new Set(added.filter(({ start }) => start.after && !start.resetReason).map(({ start }) => start.topic));
-    const requests: ReplayRequest[] = added.map(({ entry, after }) => ({ topic: entry.topic, after }));
+    const resumed = new Set(added.filter(({ start }) => start.after && !start.resetReason).map(({ entry }) => entry));
+    const topics = added.filter(({ entry }) => !entry.pattern);
+    const patterns = added.filter(({ entry }) => entry.pattern);
     // History that cannot be read now is not a gap: the connection fails and comes back later.
-    const result = await unavailableUnless(this.broker.replay(requests));
+    const [result, patternResult] = await unavailableUnless(
+      Promise.all([
+        this.broker.replay(topics.map(({ entry, after }) => ({ topic: entry.topic, after }))),
+        this.broker.replayPatterns(patterns.map(({ entry, after }) => ({ pattern: entry.topic, after }))),
+      ]),
+    );
     // A position the history cannot continue from exactly (too old, lost, unknown) restarts the
     // topic from now, after a reset: what is left of its history is not replayed, so that the
     // client's next id is a good one (one behaviour for every kind of bad id).
-    const restart = new Set<string>();
-    for (const topic of result.incomplete) {
-      if (!resumed.has(topic)) continue;
-      say(MESSAGES.resetTooOld, topic);
-      restart.add(topic);
-    }
-    for (const topic of result.unknown) {
-      say(MESSAGES.resetUnknownId, topic);
-      restart.add(topic);
-    }
+    const restart = new Set<FeedTopic>();
+    const judge = (list: typeof added, verdicts: { incomplete: readonly string[]; unknown: readonly string[] }) => {
+      for (const { entry } of list) {
+        if (verdicts.unknown.includes(entry.topic)) say(MESSAGES.resetUnknownId, entry.topic);
+        else if (verdicts.incomplete.includes(entry.topic) && resumed.has(entry)) say(MESSAGES.resetTooOld, entry.topic);
+        else continue;
+        restart.add(entry);
+      }
+    };
+    judge(topics, result);
+    judge(patterns, patternResult);
     // Where one id places every topic, a topic restarted from now would carry the id past what
     // the others have yet to replay (or hold it back for good): they all restart, and say so.
     if (restart.size > 0 && this.broker.ordering === 'total') {
-      for (const topic of resumed) {
-        if (restart.has(topic)) continue;
-        say(MESSAGES.resetTooOld, topic);
-        restart.add(topic);
+      for (const entry of resumed) {
+        if (restart.has(entry)) continue;
+        say(MESSAGES.resetTooOld, entry.topic);
+        restart.add(entry);
       }
     }
-    const again = [...restart];
-    const positions = again.length > 0 ? await unavailableUnless(this.broker.positions(again)) : [];
-    const restartAt = new Map(again.map((topic, i) => [topic, positions[i]!]));
-    for (const { entry, after } of added) entry.position.last = restartAt.get(entry.topic) ?? after;
-    const replayed = result.envelopes;
-    return { replayed: replayed.filter((envelope) => !restart.has(envelope.topic)), resets };
+    const restartAt = new Map<FeedTopic, Position>();
+    for (const pattern of [false, true]) {
+      const again = [...restart].filter((entry) => entry.pattern === pattern);
+      if (again.length === 0) continue;
+      const positions = await unavailableUnless(
+        this.broker.positions(
+          again.map((entry) => entry.topic),
+          false,
+          pattern ? 'pattern' : 'topic',
+        ),
+      );
+      again.forEach((entry, i) => restartAt.set(entry, positions[i]!));
+    }
+    for (const { entry, after } of added) entry.start = entry.position.last = restartAt.get(entry) ?? after;
+    // A restarted subscription drops what it would have replayed (what is left of its history).
+    const topicReplay = restart.size === 0 ? result.envelopes : result.envelopes.filter((envelope) => !restart.has(this.entries.get(envelope.topic)!));
+    if (patterns.length === 0) return { replayed: topicReplay, resets };
+    const patternReplay = patternResult.envelopes.filter((envelope) =>
+      patterns.some(({ entry }) => !restart.has(entry) && matchesPattern(entry.topic, envelope.topic)),
+    );
+    return { replayed: mergeByPosition(topicReplay, patternReplay), resets };
   }
 
-  /** Delivers a replayed or held message, then waits while the sink is full. */
+  /**
+   * Delivers a replayed or held message through the first of its subscriptions that has not had
+   * it yet, then waits while the sink is full.
+   */
   private async passPaced(envelope: Envelope): Promise<void> {
-    const entry = this.entries.get(envelope.topic);
-    if (!entry) return;
-    this.pass(entry, envelope);
+    const exact = this.entries.get(envelope.topic);
+    if (this.patternEntries.size === 0) {
+      if (exact) this.pass(exact, envelope);
+    } else {
+      for (const entry of this.receiversOf(envelope)) if (this.pass(entry, envelope)) break;
+    }
     const writable = this.sink.whenWritable();
     if (writable) await writable;
   }
+}
+
+/** Two replays merged in position order (a message in both once). */
+function mergeByPosition(a: readonly Envelope[], b: readonly Envelope[]): Envelope[] {
+  const all = [...a, ...b].sort((x, y) => comparePositions(x.position, y.position));
+  return all.filter((envelope, i) => i === 0 || comparePositions(all[i - 1]!.position, envelope.position) !== 0 || all[i - 1]!.topic !== envelope.topic);
 }
 
 /** A broker failure as a {@link PushletUnavailableError}. */

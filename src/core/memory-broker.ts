@@ -1,4 +1,4 @@
-import type { BrokerEvents, BrokerPublication, BrokerRecord, PushletBroker, TopicRead } from '../interfaces/broker.interface.js';
+import type { BrokerEvents, BrokerPatterns, BrokerPublication, BrokerRecord, PushletBroker, TopicRead } from '../interfaces/broker.interface.js';
 import type { Position } from '../protocol/ids.js';
 import { MemoryHistory, type HistoryLimits } from './memory-history.js';
 import { IdGenerator } from './message-id.js';
@@ -11,6 +11,12 @@ export class MemoryBroker implements PushletBroker {
   readonly ordering = 'total';
   readonly description = 'in memory (this instance only; set the redis option to join others)';
   private readonly ids = new IdGenerator();
+  /** One process: every record reaches the core already; the index is the history itself. */
+  readonly patterns: BrokerPatterns = {
+    subscribe: async () => undefined,
+    unsubscribe: () => undefined,
+    topicsAfter: async (after) => this.history.topicsAfter(after),
+  };
   private readonly history: MemoryHistory;
   private events: BrokerEvents | undefined;
   private sweeper: NodeJS.Timeout | undefined;

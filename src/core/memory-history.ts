@@ -1,4 +1,4 @@
-import type { BrokerRecord, TopicRead } from '../interfaces/broker.interface.js';
+import type { BrokerRecord, TopicRead, TopicsAfter } from '../interfaces/broker.interface.js';
 import { comparePositions, type Position } from '../protocol/ids.js';
 
 export interface HistoryLimits {
@@ -203,6 +203,20 @@ export class MemoryHistory {
       const records = history && comparePositions(after, this.newest) <= 0 ? history.after(after) : [];
       return { topic, records, floor, readAt: this.newest, limit: this.newest };
     });
+  }
+
+  /**
+   * Topics whose newest retained record is after `after` (pattern resumes), complete from the
+   * global horizon and the age cutoff on: a topic dropped whole moved the horizon past its records.
+   */
+  topicsAfter(after: Position, now = Date.now()): TopicsAfter {
+    const topics: string[] = [];
+    for (const [topic, history] of this.topics) {
+      const newest = history.entries[history.entries.length - 1];
+      if (history.size > 0 && newest && comparePositions(newest.position, after) > 0) topics.push(topic);
+    }
+    const floor = later(this.horizon, { ms: now - this.limits.maxAgeMs, seq: 0 });
+    return { topics, floor, readAt: this.newest, limit: this.newest };
   }
 
   /** The newest position appended (or the start). */

@@ -1,13 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import type { LoggerService } from '@nestjs/common';
-import type { BrokerEvents, BrokerRecord, PushletBroker, PushletBrokerStatus, PushletControlCommand, TopicRead } from '../interfaces/broker.interface.js';
+import type {
+  BrokerEvents,
+  BrokerPatterns,
+  BrokerRecord,
+  PushletBroker,
+  PushletBrokerStatus,
+  PushletControlCommand,
+  TopicRead,
+} from '../interfaces/broker.interface.js';
+import { matchesPattern } from '../protocol/topics.js';
 import { comparePositions, formatPosition, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BrokerLink, type BrokerLinkState } from './broker-link.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
 import { Envelope } from './envelope.js';
-import { PushletBrokerError } from './errors.js';
+import { PushletBrokerError, PushletValidationError } from './errors.js';
 import { Outbox } from './outbox.js';
+import { PatternIndex } from './pattern-index.js';
 import { PerTurn } from './per-turn.js';
 import type { PresenceStore } from './presence.js';
 import { RecentPublications } from './recent-publications.js';
@@ -35,6 +45,8 @@ export interface CoreEventHandler {
    * subscriber already past it lost nothing.
    */
   gap(topic: string, until?: Position): void;
+  /** The same for the subscribers of a pattern. */
+  gapPattern?(pattern: string, until?: Position): void;
   /** An instance-wide command from some instance. */
   control(command: PushletControlCommand): void;
 }
@@ -42,6 +54,12 @@ export interface CoreEventHandler {
 /** Where one topic's replay starts: every message of `topic` after `after`. */
 export interface ReplayRequest {
   readonly topic: string;
+  readonly after: Position;
+}
+
+/** Where one pattern's replay starts: every message of its topics after `after` (positions ordered across topics). */
+export interface PatternReplayRequest {
+  readonly pattern: string;
   readonly after: Position;
 }
 
@@ -119,6 +137,8 @@ export class RecoveryCore {
   private readonly maxQueued: number;
   private handler: CoreEventHandler | undefined;
   private readonly topics = new Map<string, TopicState>();
+  /** The patterns this instance has subscribers of, with the newest position delivered under each. */
+  private readonly patterns = new PatternIndex<TopicState>();
   /**
    * Publications delivered here lately, by origin and counter. A broker records a publication
    * once even when it is sent again; this catches the one case it cannot: a copy sent again to a
@@ -234,9 +254,63 @@ export class RecoveryCore {
     if (this.link.state === 'ready') this.broker.unsubscribe([topic]);
   }
 
+  /**
+   * This instance now has subscribers of `pattern`; resolves once the broker routes its topics here.
+   * @throws PushletValidationError when the broker has no pattern routing.
+   */
+  async watchPattern(pattern: string): Promise<void> {
+    const routing = this.patternRouting();
+    if (this.patterns.get(pattern)) return;
+    const ready = this.link.state === 'ready';
+    const state: TopicState = { position: new TopicPosition(ready ? undefined : this.fallbackPosition()), confirmed: false };
+    this.patterns.set(pattern, state);
+    if (!ready) return;
+    try {
+      await routing.subscribe([pattern]);
+      // Positions are ordered across topics: any topic's position is the broker's current one.
+      const [position] = await this.broker.positions([pattern]);
+      if (position && (!state.position.last || comparePositions(position, state.position.last) > 0)) state.position.last = position;
+      state.confirmed = true;
+    } catch {
+      this.lost();
+    }
+  }
+
+  unwatchPattern(pattern: string): void {
+    if (!this.patterns.delete(pattern)) return;
+    if (this.link.state === 'ready') this.broker.patterns?.unsubscribe([pattern]);
+  }
+
+  /** Whether the broker routes patterns (positions ordered across topics, and {@link PushletBroker.patterns}). */
+  get supportsPatterns(): boolean {
+    return this.ordering === 'total' && this.broker.patterns !== undefined;
+  }
+
+  /**
+   * Each pattern's messages after its position: the broker names the topics that may hold some,
+   * the pattern picks its own, their history is read as a topic's is. Incomplete when the
+   * broker's topic list does not reach back to the position, or any of its topics' history does not.
+   */
+  async replayPatterns(requests: readonly PatternReplayRequest[]): Promise<ReplayResult> {
+    if (requests.length === 0) return { envelopes: [], incomplete: [], unknown: [] };
+    if (this.link.state !== 'ready')
+      return this.replayWhileDown(
+        requests.map(({ pattern, after }) => ({ topic: pattern, after })),
+        this.patternStates(),
+      );
+    const expanded = await this.expand(requests);
+    const reads = await this.reads.call(expanded.requests);
+    const verdicts = expanded.verdicts(reads);
+    return {
+      envelopes: distinct(inOrder(reads, true)).map(envelopeOf),
+      incomplete: requests.filter((_, i) => verdicts[i]!.verdict === 'incomplete').map((request) => request.pattern),
+      unknown: requests.filter((_, i) => verdicts[i]!.verdict === 'unknown').map((request) => request.pattern),
+    };
+  }
+
   /** Each request's topic's messages after its position (see {@link ReplayResult}). */
   async replay(requests: readonly ReplayRequest[]): Promise<ReplayResult> {
-    if (this.link.state !== 'ready') return this.replayWhileDown(requests);
+    if (this.link.state !== 'ready') return this.replayWhileDown(requests, this.topics);
     const reads = await this.reads.call(requests);
     return {
       envelopes: inOrder(reads, this.ordering === 'total').map(envelopeOf),
@@ -253,7 +327,8 @@ export class RecoveryCore {
    * `estimate` (a client with no id, to whom older messages are no harm) an earlier position may
    * be answered; otherwise it rejects.
    */
-  async positions(topics: readonly string[], estimate = false): Promise<Position[]> {
+  async positions(topics: readonly string[], estimate = false, kind: 'topic' | 'pattern' = 'topic'): Promise<Position[]> {
+    const states = kind === 'pattern' ? this.patternStates() : this.topics;
     if (this.link.state === 'ready') {
       try {
         const positions = await this.positionReads.call(topics);
@@ -264,7 +339,7 @@ export class RecoveryCore {
       }
     }
     return topics.map((topic) => {
-      const state = this.topics.get(topic);
+      const state = states.get(topic);
       if (state?.position.last && (state.confirmed || estimate)) return state.position.last;
       if (estimate) return this.fallbackPosition();
       throw new PushletBrokerError(MESSAGES.brokerNotConnected);
@@ -367,14 +442,18 @@ export class RecoveryCore {
     try {
       await this.broker.prepare?.();
       const subscribed = new Set<string>();
+      const subscribedPatterns = new Set<string>();
       for (let round = 1; ; round++) {
         const topics = [...this.topics.keys()].filter((topic) => !subscribed.has(topic));
-        if (topics.length === 0) break;
+        const patterns = this.patterns.entries().filter(([pattern]) => !subscribedPatterns.has(pattern));
+        if (topics.length === 0 && patterns.length === 0) break;
         if (round > MAX_RECOVERY_ROUNDS) throw new Error(`topics kept arriving for ${MAX_RECOVERY_ROUNDS} rounds`);
         this.held ??= new CatchUp();
         step = 'subscribe';
         for (const topic of topics) subscribed.add(topic);
+        for (const [pattern] of patterns) subscribedPatterns.add(pattern);
         await this.broker.subscribe(topics);
+        if (patterns.length > 0) await this.patternRouting().subscribe(patterns.map(([pattern]) => pattern));
         step = 'read';
         const requests = topics
           .filter((topic) => this.topics.has(topic))
@@ -383,9 +462,11 @@ export class RecoveryCore {
             state.position.last ??= this.fallbackPosition();
             return { topic, after: state.position.last };
           });
-        const reads = await this.reads.call(requests);
+        const patternRequests = patterns.map(([pattern, state]) => ({ pattern, after: (state.position.last ??= this.fallbackPosition()) }));
+        const expanded = patternRequests.length > 0 ? await this.expand(patternRequests) : undefined;
+        const reads = await this.reads.call(expanded ? [...requests, ...expanded.requests] : requests);
         if (!current()) return;
-        await this.deliverRecovered(reads, requests);
+        await this.deliverRecovered(reads, requests, expanded && { requests: patternRequests, verdicts: expanded.verdicts(reads.slice(requests.length)) });
         if (!current()) return;
       }
       this.everReady = true;
@@ -398,14 +479,28 @@ export class RecoveryCore {
     }
   }
 
-  private async deliverRecovered(reads: readonly TopicRead[], requests: readonly ReplayRequest[]): Promise<void> {
-    for (const [i, read] of reads.entries()) {
-      // The first recovery starts from estimated positions, and a new backend has no history
-      // yet: only a topic this instance has followed through the broker can have lost something.
-      if (readVerdict(read, requests[i]!.after) === 'exact' || !this.topics.has(read.topic) || !this.everReady) continue;
+  private async deliverRecovered(
+    reads: readonly TopicRead[],
+    requests: readonly ReplayRequest[],
+    patterns?: { requests: readonly PatternReplayRequest[]; verdicts: readonly PatternVerdict[] },
+  ): Promise<void> {
+    // The first recovery starts from estimated positions, and a new backend has no history yet:
+    // only a topic (or pattern) this instance has followed through the broker can have lost something.
+    const lostHere = () => {
       this.counts.resets += 1;
       if (this.outage) this.outage.resets += 1;
+    };
+    for (const [i, request] of requests.entries()) {
+      const read = reads[i]!;
+      if (readVerdict(read, request.after) === 'exact' || !this.topics.has(read.topic) || !this.everReady) continue;
+      lostHere();
       this.handler?.gap(read.topic, read.floor);
+    }
+    for (const [i, { pattern }] of (patterns?.requests ?? []).entries()) {
+      const { verdict, floor } = patterns!.verdicts[i]!;
+      if (verdict === 'exact' || !this.patterns.get(pattern) || !this.everReady) continue;
+      lostHere();
+      this.handler?.gapPattern?.(pattern, floor);
     }
     const held = this.held ?? new CatchUp<BrokerRecord>();
     this.held = undefined;
@@ -422,12 +517,63 @@ export class RecoveryCore {
       }
     });
     // Everything up to the read is delivered or announced lost: start from there next time.
-    for (const read of reads) {
+    for (const read of reads.slice(0, requests.length)) {
       const state = this.topics.get(read.topic);
-      if (!state) continue;
-      if (!state.position.last || comparePositions(state.position.last, read.readAt) < 0) state.position.last = read.readAt;
-      state.confirmed = true;
+      if (state) moveTo(state, read.readAt);
     }
+    for (const [i, { pattern }] of (patterns?.requests ?? []).entries()) {
+      const state = this.patterns.get(pattern);
+      if (state) moveTo(state, patterns!.verdicts[i]!.readAt);
+    }
+  }
+
+  /**
+   * Asks the broker which topics may hold records after the earliest of `requests`, and gives
+   * each pattern its topics' reads to make, and how to judge them once read.
+   */
+  private async expand(requests: readonly PatternReplayRequest[]) {
+    let earliest = requests[0]!.after;
+    for (const { after } of requests) if (comparePositions(after, earliest) < 0) earliest = after;
+    const index = await this.patternRouting().topicsAfter(
+      earliest,
+      requests.map((request) => request.pattern),
+    );
+    const reads: ReplayRequest[] = [];
+    const owners: number[] = [];
+    requests.forEach(({ pattern, after }, i) => {
+      for (const topic of index.topics) {
+        if (!matchesPattern(pattern, topic)) continue;
+        reads.push({ topic, after });
+        owners.push(i);
+      }
+    });
+    return {
+      requests: reads,
+      /** Per pattern: exact, incomplete (the index or a topic's history does not reach back) or unknown. */
+      verdicts: (topicReads: readonly TopicRead[]): PatternVerdict[] =>
+        requests.map(({ after }, i) => {
+          let verdict: PatternVerdict['verdict'] = readVerdict(index, after);
+          let floor = index.floor;
+          let readAt = index.readAt;
+          topicReads.forEach((read, at) => {
+            if (owners[at] !== i) return;
+            if (verdict === 'exact' && readVerdict(read, after) !== 'exact') verdict = readVerdict(read, after);
+            if (comparePositions(read.floor, floor) > 0) floor = read.floor;
+            if (comparePositions(read.readAt, readAt) < 0) readAt = read.readAt;
+          });
+          return { verdict, floor, readAt };
+        }),
+    };
+  }
+
+  private patternRouting(): BrokerPatterns {
+    if (!this.supportsPatterns) throw new PushletValidationError(MESSAGES.patternUnavailable);
+    return this.broker.patterns!;
+  }
+
+  /** The pattern states by pattern, for the rules shared with topics. */
+  private patternStates(): ReadonlyMap<string, TopicState> {
+    return new Map(this.patterns.entries());
   }
 
   // ---- receiving --------------------------------------------------------------------------
@@ -452,22 +598,29 @@ export class RecoveryCore {
     const held = this.held?.abandon() ?? [];
     this.held = new CatchUp();
     for (const topic of this.topics.keys()) this.handler?.gap(topic);
+    for (const [pattern] of this.patterns.entries()) this.handler?.gapPattern?.(pattern);
     for (const record of held) this.accept(record);
   }
 
   /** Delivers a record unless this instance has delivered it already. */
   private accept(record: BrokerRecord): boolean {
     const state = this.topics.get(record.topic);
-    if (!state) {
+    const matched = this.patterns.size > 0 ? this.patterns.match(record.topic) : NONE;
+    if (!state && matched.length === 0) {
       this.counts.receivedUnwatched += 1;
       return false;
     }
-    if (!state.position.advance(record.position) || !this.firstCopy(record)) {
+    // New to the topic or to one of its patterns: a copy (history and live, or routed twice by an
+    // exact and a pattern subscription) is new to none of them.
+    let fresh = state?.position.advance(record.position) ?? false;
+    for (const pattern of matched) if (pattern.position.advance(record.position)) fresh = true;
+    if (!fresh || !this.firstCopy(record)) {
       this.counts.duplicatesDropped += 1;
       return false;
     }
     this.noteSeen(record.position);
-    state.confirmed = true;
+    if (state) state.confirmed = true;
+    for (const pattern of matched) pattern.confirmed = true;
     this.counts.delivered += 1;
     this.handler?.message(envelopeOf(record));
     return true;
@@ -502,9 +655,9 @@ export class RecoveryCore {
    * recovers, everything after the newest position delivered here: a request from there or later
    * is complete with nothing to replay yet. Anything older cannot be served now.
    */
-  private replayWhileDown(requests: readonly ReplayRequest[]): ReplayResult {
+  private replayWhileDown(requests: readonly ReplayRequest[], states: ReadonlyMap<string, TopicState>): ReplayResult {
     for (const { topic, after } of requests) {
-      const state = this.topics.get(topic);
+      const state = states.get(topic);
       const last = state?.position.last;
       if (!state || !last) throw new PushletBrokerError(MESSAGES.brokerNotConnected);
       if (comparePositions(after, last) >= 0) continue;
@@ -534,9 +687,37 @@ export class RecoveryCore {
  * Whether a read continues a position `after` exactly: `unknown` past what the broker had handed
  * out, `incomplete` before the history's floor (something after it may be gone).
  */
-export function readVerdict(read: TopicRead, after: Position): 'exact' | 'incomplete' | 'unknown' {
+export function readVerdict(read: Pick<TopicRead, 'floor' | 'limit'>, after: Position): 'exact' | 'incomplete' | 'unknown' {
   if (comparePositions(after, read.limit) > 0) return 'unknown';
   return comparePositions(after, read.floor) < 0 ? 'incomplete' : 'exact';
+}
+
+/** How a pattern's reads judge its resume. */
+interface PatternVerdict {
+  readonly verdict: 'exact' | 'incomplete' | 'unknown';
+  /** From here on its history is complete. */
+  readonly floor: Position;
+  /** Everything of it up to here was read. */
+  readonly readAt: Position;
+}
+
+const NONE: readonly TopicState[] = [];
+
+/** Moves a state's position forward to `position` (a read up to there is delivered or announced lost). */
+function moveTo(state: TopicState, position: Position): void {
+  if (!state.position.last || comparePositions(state.position.last, position) < 0) state.position.last = position;
+  state.confirmed = true;
+}
+
+/** Records without a second copy of the same topic and position (a topic read for two patterns), in their order. */
+function distinct(records: readonly BrokerRecord[]): BrokerRecord[] {
+  const seen = new Set<string>();
+  return records.filter((record) => {
+    const key = `${formatPosition(record.position)} ${record.topic}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /** Every topic's records: merged in position order where positions are global, each topic's in its order otherwise. */

@@ -13,6 +13,7 @@ import { PushletError } from './errors.js';
 import { sessionEndWire, type SessionEndReason } from './session-end.js';
 import { Feed, type CaughtUp, type FeedReset, type FeedSink, type TopicStart } from './feed.js';
 import { TopicRegistry } from './topic-registry.js';
+import { BROADCAST_TOPIC, isPattern } from '../protocol/topics.js';
 
 export type { SessionEndReason } from './session-end.js';
 
@@ -48,7 +49,7 @@ export interface SessionContext {
   readonly feedOf: (sink: FeedSink, meter: DeliveryMeter | undefined) => Feed;
   readonly ordering: 'total' | 'per-topic';
   readonly bufferBytes: number;
-  readonly validateTopics: (topics: readonly unknown[], alreadySubscribed: number) => void;
+  readonly validateTopics: (topics: readonly unknown[], subscribed: readonly string[]) => void;
   readonly authorize: (topics: readonly string[], transport: PushletTransport, request: IncomingMessage, identity: PushletIdentity | null) => Promise<void>;
   readonly slowConsumer: (transport: PushletTransport, address: string) => void;
   /** Topics of the session became live (presence: each presence topic gains a member). */
@@ -139,9 +140,9 @@ export class Session implements FeedSink {
     return this.ended;
   }
 
-  /** The topics subscribed (broadcasts not included). */
+  /** The topics and patterns subscribed (broadcasts not included). */
   get topics(): string[] {
-    return TopicRegistry.subscribed(this.feed.topics);
+    return [...TopicRegistry.subscribed(this.feed.topics), ...this.feed.patterns];
   }
 
   /**
@@ -150,7 +151,7 @@ export class Session implements FeedSink {
    */
   async admitAll(topics: readonly string[]): Promise<void> {
     try {
-      this.context.validateTopics(topics, 0);
+      this.context.validateTopics(topics, []);
       if (this.request) await this.context.authorize(topics, this.transport, this.request, this.identity);
     } catch (error) {
       this.refused(error);
@@ -163,12 +164,12 @@ export class Session implements FeedSink {
     const accepted: string[] = [];
     const refused: RefusedTopic[] = [];
     for (const topic of topics) {
-      if (this.feed.has(topic)) {
+      if (this.feed.has(topic, isPattern(topic))) {
         accepted.push(topic);
         continue;
       }
       try {
-        this.context.validateTopics([topic], this.topics.length + accepted.length);
+        this.context.validateTopics([topic], [...this.topics, ...accepted]);
         if (this.request) await this.context.authorize([topic], this.transport, this.request, this.identity);
         accepted.push(topic);
       } catch (error) {
@@ -188,7 +189,7 @@ export class Session implements FeedSink {
   async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = []): Promise<void> {
     this.started = true;
     this.armExpiry();
-    const starts = this.starts(TopicRegistry.withBroadcasts(topics), lastEventId);
+    const starts = [...this.starts(topics, lastEventId), ...this.starts([BROADCAST_TOPIC], lastEventId, false)];
     let caughtUp: CaughtUp | undefined;
     try {
       caughtUp = await this.feed.add(starts, (resets) => {
@@ -204,11 +205,13 @@ export class Session implements FeedSink {
     this.countResume(lastEventId, caughtUp);
   }
 
-  /** Subscribes more topics (WebSocket), resuming them after `lastEventId` when given. */
-  async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined): Promise<void> {
+  /** Subscribes more topics and patterns (WebSocket), resuming them after `lastEventId` when given; with `broadcasts`, those too. */
+  async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined, broadcasts = false): Promise<void> {
     this.ref = ref;
     try {
-      const caughtUp = await this.feed.add(this.starts(topics, lastEventId));
+      const starts = this.starts(topics, lastEventId);
+      if (broadcasts) starts.push(...this.starts([BROADCAST_TOPIC], lastEventId, false));
+      const caughtUp = await this.feed.add(starts);
       this.live(topics);
       this.countResume(lastEventId, caughtUp);
     } finally {
@@ -217,14 +220,15 @@ export class Session implements FeedSink {
   }
 
   unsubscribe(topics: readonly string[]): void {
-    const removed = topics.filter((topic) => this.feed.remove(topic));
-    if (removed.length > 0) this.context.left?.(this, removed);
+    const removed = topics.filter((topic) => this.feed.remove(topic, isPattern(topic)));
+    const left = removed.filter((topic) => !isPattern(topic));
+    if (left.length > 0) this.context.left?.(this, left);
   }
 
   /** Tells presence which of `topics` are live now (those still subscribed once their catch-up is done). */
   private live(topics: readonly string[]): void {
     if (this.ended || !this.context.joined) return;
-    const held = TopicRegistry.subscribed(topics).filter((topic) => this.feed.has(topic));
+    const held = TopicRegistry.subscribed(topics).filter((topic) => !isPattern(topic) && this.feed.has(topic));
     if (held.length > 0) this.context.joined(this, held);
   }
 
@@ -263,8 +267,7 @@ export class Session implements FeedSink {
   resumeId(): string {
     if (this.context.ordering === 'per-topic') return this.cursor.write(this.feed.topicPositions);
     let oldest: Position | undefined;
-    for (const { position } of this.feed.topicPositions.values()) {
-      const last = position.last;
+    for (const last of this.feed.positions()) {
       if (last && (!oldest || comparePositions(last, oldest) < 0)) oldest = last;
     }
     return formatPosition(oldest ?? { ms: 0, seq: 0 });
@@ -299,7 +302,10 @@ export class Session implements FeedSink {
     this.stopped = true;
     this.ended = true;
     clearTimeout(this.expiry);
-    this.context.left?.(this, this.topics);
+    this.context.left?.(
+      this,
+      this.topics.filter((topic) => !isPattern(topic)),
+    );
     this.feed.close();
   }
 
@@ -323,17 +329,18 @@ export class Session implements FeedSink {
    * trusted further than it can be (a plain position cannot place topics that order their own
    * ids; a cursor without a topic's entry cannot place that topic).
    */
-  private starts(topics: readonly string[], lastEventId: string | undefined): TopicStart[] {
-    if (lastEventId === undefined) return topics.map((topic) => ({ topic }));
+  private starts(names: readonly string[], lastEventId: string | undefined, patterns = true): TopicStart[] {
+    const topics = names.map((topic) => ({ topic, pattern: patterns && isPattern(topic) }));
+    if (lastEventId === undefined) return topics;
     const id = parseResumeId(lastEventId);
-    const unknown = topics.map((topic) => ({ topic, resetReason: MESSAGES.resetUnknownId }));
+    const unknown = topics.map((start) => ({ ...start, resetReason: MESSAGES.resetUnknownId }));
     if (!id) return unknown;
     if (id.kind === 'position') {
-      return this.context.ordering === 'total' ? topics.map((topic) => ({ topic, after: id.position })) : unknown;
+      return this.context.ordering === 'total' ? topics.map((start) => ({ ...start, after: id.position })) : unknown;
     }
     if (this.context.ordering === 'total') return unknown;
-    const hashes = topics.map((topic) => topicHash(topic));
-    return topics.map((topic, i) => {
+    const hashes = names.map((topic) => topicHash(topic));
+    return names.map((topic, i) => {
       const hash = hashes[i]!;
       const after = id.positions.get(hash);
       const ambiguous = hashes.indexOf(hash) !== i || hashes.lastIndexOf(hash) !== i;

@@ -4,6 +4,7 @@ import type { Position } from '../protocol/ids.js';
 import type { Envelope } from './envelope.js';
 import type { CoreEventHandler, RecoveryCore } from './recovery-core.js';
 import { BROADCAST_TOPIC } from './topic.js';
+import { PatternIndex } from './pattern-index.js';
 
 /** A local subscriber of a topic: a session's feed, called for every live message and gap. */
 export interface ChannelListener {
@@ -79,14 +80,16 @@ class Channel implements TopicChannel {
  * as long as the registry, the broker watches it from the start (never unwatched), it is not
  * counted as a topic, and the helpers below say what a connection holds and names.
  */
-export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> {
+export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap' | 'gapPattern'> {
   private readonly broadcastChannel = new Channel(BROADCAST_TOPIC, Promise.resolve());
   private readonly channels = new Map<string, Channel>();
+  /** One channel per pattern with local subscribers; a message goes to its topic's channel and to each matching pattern's. */
+  private readonly patternChannels = new PatternIndex<Channel>();
   /** Listeners of every topic but broadcasts, kept as they come and go (stats are read every second). */
   private topicSubscriptions = 0;
 
   constructor(
-    private readonly broker: Pick<RecoveryCore, 'watch' | 'unwatch'>,
+    private readonly broker: Pick<RecoveryCore, 'watch' | 'unwatch' | 'watchPattern' | 'unwatchPattern'>,
     private readonly counters?: CoreCounters,
   ) {
     // Every connection holds broadcasts: the broker watches them for as long as the instance runs.
@@ -121,6 +124,12 @@ export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> 
       // Counted once per message, with the subscribers of each kind, while the encodings are cached.
       this.counters?.fannedOut(envelope, channel.meters);
     }
+    if (this.patternChannels.size > 0) {
+      for (const matched of this.patternChannels.match(envelope.topic)) {
+        matched.subject.next(envelope);
+        this.counters?.fannedOut(envelope, matched.meters);
+      }
+    }
     // Every live subscriber has written it by now (delivery is synchronous).
     envelope.releaseEncodings();
   };
@@ -131,6 +140,41 @@ export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> 
     if (!channel) return;
     for (const listener of [...channel.listeners]) listener.gap(until);
   };
+
+  /** Tells the local subscribers of `pattern` that messages of its topics may have been lost. */
+  readonly gapPattern = (pattern: string, until?: Position): void => {
+    const channel = this.patternChannels.get(pattern);
+    if (!channel) return;
+    for (const listener of [...channel.listeners]) listener.gap(until);
+  };
+
+  /** Adds `listener` to `pattern`'s channel (created on first use; the broker then routes its topics here). Pair with {@link releasePattern}. */
+  acquirePattern(pattern: string, listener: ChannelListener): TopicChannel {
+    let channel = this.patternChannels.get(pattern);
+    if (!channel) {
+      const ready = this.broker.watchPattern(pattern);
+      ready.catch(() => undefined);
+      channel = new Channel(pattern, ready);
+      this.patternChannels.set(pattern, channel);
+    }
+    if (channel.add(listener)) this.topicSubscriptions += 1;
+    return channel;
+  }
+
+  releasePattern(pattern: string, listener: ChannelListener): void {
+    const channel = this.patternChannels.get(pattern);
+    if (!channel || !channel.delete(listener)) return;
+    this.topicSubscriptions -= 1;
+    if (channel.listeners.size > 0) return;
+    this.patternChannels.delete(pattern);
+    channel.subject.complete();
+    this.broker.unwatchPattern(pattern);
+  }
+
+  /** Patterns with local subscribers. */
+  patterns(): string[] {
+    return this.patternChannels.entries().map(([pattern]) => pattern);
+  }
 
   private channelOf(topic: string): Channel | undefined {
     return topic === BROADCAST_TOPIC ? this.broadcastChannel : this.channels.get(topic);
@@ -198,6 +242,10 @@ export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap'> 
   close(): void {
     for (const channel of this.channels.values()) channel.subject.complete();
     this.channels.clear();
+    for (const [pattern, channel] of this.patternChannels.entries()) {
+      channel.subject.complete();
+      this.patternChannels.delete(pattern);
+    }
     this.topicSubscriptions = 0;
     this.broadcastChannel.subject.complete();
     this.broadcastChannel.clear();

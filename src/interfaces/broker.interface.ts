@@ -62,6 +62,33 @@ export interface TopicRead {
   readonly limit: Position;
 }
 
+/** Which topics of a broker's history may hold records after a position (see {@link BrokerPatterns.topicsAfter}). */
+export interface TopicsAfter {
+  /** Every topic with a record after the position (more is harmless: the core reads and filters them). */
+  readonly topics: readonly string[];
+  /** The list is complete for positions from here on; an earlier position may miss topics (a reset). */
+  readonly floor: Position;
+  /** As {@link TopicRead.readAt}: a topic first written after it may be missing from the list (its records come live). */
+  readonly readAt: Position;
+  /** As {@link TopicRead.limit}: a position past it was never handed out. */
+  readonly limit: Position;
+}
+
+/**
+ * Pattern subscriptions (`orders/*`, `users/42/#`; docs/protocol.md, "Pattern subscriptions"),
+ * for brokers whose positions are ordered across topics (`ordering: 'total'`). Routing may be
+ * coarse (a whole first segment, or everything): the core matches each record exactly. The
+ * recovery core resumes a pattern like a topic, by reading the topics {@link topicsAfter} names.
+ */
+export interface BrokerPatterns {
+  /** Routes to this instance the live records of every topic `patterns` match (at least); resolves once they will come. */
+  subscribe(patterns: readonly string[]): Promise<void>;
+  /** This instance no longer needs the records of `patterns` (except those other subscriptions route). */
+  unsubscribe(patterns: readonly string[]): void;
+  /** The topics that may hold records after `after`: those `patterns` match at least (the core filters them). */
+  topicsAfter(after: Position, patterns: readonly string[]): Promise<TopicsAfter>;
+}
+
 /**
  * What a broker reports to the recovery core that drives it. Typed events, never fake messages.
  */
@@ -158,6 +185,8 @@ export interface PushletBroker {
   unreachable?(error: unknown): boolean;
   /** Disconnects for good. */
   stop(): Promise<void>;
+  /** Pattern routing and the topic index that resumes patterns; without it, pattern subscriptions are refused. */
+  readonly patterns?: BrokerPatterns;
   /**
    * Sends `command` to every instance, this one included (each reports it through
    * {@link BrokerEvents.control}), at most once, live only. Without it, commands reach only this

@@ -77,8 +77,10 @@ export interface PushletWsOptions {
 }
 
 export interface PushletLimitOptions {
-  /** Topics one connection may subscribe to. Default 50. */
+  /** Topics one connection may subscribe to, patterns included. Default 50. */
   topicsPerConnection?: number;
+  /** Of those, patterns (`orders/*`, `users/42/#`): each costs a match per message routed to the instance. Default 10. */
+  patternsPerConnection?: number;
   /** Open connections (SSE and WebSocket together). Default unlimited. */
   maxConnections?: number;
   /** Open connections of one user (identity `id`) on this instance. Default unlimited. */

@@ -1,6 +1,6 @@
 import { type CommandRef } from './frames.js';
 import { PROTOCOL_TEXTS as TEXTS } from './texts.js';
-import { DEFAULT_EVENT, eventProblem, publishTopicProblem, topicProblem } from './topics.js';
+import { DEFAULT_EVENT, eventProblem, exactTopicProblem, publishTopicProblem, topicProblem } from './topics.js';
 
 /**
  * Client-to-server commands over WebSocket, JSON in a text or binary frame (docs/protocol.md, "WebSocket"):
@@ -59,7 +59,7 @@ export function parseCommand(text: string): ParsedCommand {
     case 'publish':
       return parsePublish(fields, ref);
     case 'presence': {
-      const problem = topicProblem(fields.topic);
+      const problem = exactTopicProblem(fields.topic);
       if (problem) return failed({ reason: problem, topic: echoable(fields.topic), ref });
       return { ok: true, command: { action: 'presence', topic: fields.topic as string, ref } };
     }

@@ -8,7 +8,11 @@ export const PROTOCOL_TEXTS = {
   topicChars: 'topic must not contain whitespace or control characters',
   topicReserved: 'topic must not start with "pushlet:"; that prefix is reserved for the module',
   topicPattern: 'topic must not contain "*" or "#" when publishing; those characters are reserved for subscription patterns',
-  patternUnsupported: 'subscription patterns ("*" and "#") are reserved and not supported yet; subscribe to exact topics',
+  patternSegment:
+    'a pattern is "/"-separated segments, none empty: "*" matches one whole segment ("orders/*"), "#" zero or more trailing segments and only last ("users/42/#"); "a*b" is not a pattern',
+  patternExact: 'this needs an exact topic, not a pattern ("*" or "#")',
+  patternUnavailable:
+    'pattern subscriptions ("*" and "#") are not available with this broker (Redis Cluster routes exact topics only); subscribe to exact topics',
   eventType: 'event must be a string',
   eventLength: 'event must be 1 to 100 characters long',
   eventChars: 'event must not contain CR, LF or NUL',
