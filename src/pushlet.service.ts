@@ -7,7 +7,6 @@ import type { PresenceData, PushletIdentity } from './protocol/frames.js';
 import type { PushletStats, PushletStatsOptions } from './interfaces/stats.interface.js';
 import type { PushletObserver } from './metrics/pushlet-counters.js';
 import { PushletHub } from './pushlet.hub.js';
-import { TopicRegistry } from './core/topic-registry.js';
 import { messageStream, sessionStream } from './pushlet.stream.js';
 
 /** Options of {@link PushletService.stream}. */

@@ -39,7 +39,7 @@ const BAD_TOPICS: ReadonlyArray<readonly [string, string]> = [
   ['U+2028', 'a%E2%80%A8b'],
   ['NEL', 'a%C2%85b'],
   ['the reserved prefix', 'pushlet:connected'],
-  ['a pattern', 'a%2F*'],
+  ['a malformed pattern', 'a%2Fb*'],
   ['201 characters', 'x'.repeat(201)],
   ['empty', ''],
 ];

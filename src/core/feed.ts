@@ -4,7 +4,7 @@ import { MESSAGES } from '../pushlet.messages.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
 import { PushletUnavailableError } from './errors.js';
 import type { Envelope } from './envelope.js';
-import type { RecoveryCore, ReplayRequest } from './recovery-core.js';
+import type { RecoveryCore } from './recovery-core.js';
 import type { ChannelListener, TopicRegistry } from './topic-registry.js';
 import { matchesPattern } from '../protocol/topics.js';
 
