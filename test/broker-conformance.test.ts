@@ -420,6 +420,107 @@ for (const fixture of FIXTURES) {
       },
     );
 
+    /** Topics under one fresh first segment, a pattern of them, and topics it must not match. */
+    let patternRuns = 0;
+    async function patternTopics(count: number) {
+      patternRuns += 1;
+      const root = `pat${patternRuns}-${(await backend.topics(1))[0]}`;
+      const topics = Array.from({ length: count }, (_, i) => `${root}/${i + 1}`);
+      return { pattern: `${root}/*`, topics, decoys: [`${root}/1/deeper`, `${root}x/1`, root] };
+    }
+
+    it('P1. a pattern gets every message of its topics once, in per-topic order, and nothing else (overlapping a topic: still once)', async (ctx) => {
+      if (!fixture.patterns) {
+        const t = await app();
+        assert.throws(() => t.pushlet.stream(['a/*']), /not available with this broker/, 'a clear refusal, before any stream');
+        ctx.diagnostic('pattern subscriptions are refused by this broker (tested)');
+        return;
+      }
+      const options = backend.pushletOptions();
+      const a = await app(options);
+      const b = fixture.distributed ? await app(options) : a;
+      const { pattern, topics, decoys } = await patternTopics(3);
+      const ledger = new Ledger();
+      const onB = open(b, [pattern]);
+      const overlapping = open(b, [pattern, topics[0]!]);
+      await onB.connected();
+      await overlapping.connected();
+      const instances = [a.pushlet, b.pushlet];
+      await ledger.publishRounds((i) => instances[i % 2]!, [...topics, ...decoys], 6);
+      await within(ledger.publishBurst(a.pushlet, topics, 10), 20_000, 'a burst of publications');
+      for (const recorder of [onB, overlapping]) {
+        await ledger.delivered(recorder, topics);
+        assertLedger(ledger.tally([recorder], topics), {}, `${recorder.topics.join(' + ')}: ${recorder.describe()}`);
+        assert.deepEqual(
+          recorder.messages.filter((m) => !topics.includes(m.topic!)).map((m) => m.data),
+          [],
+          'nothing of the topics the pattern does not match',
+        );
+      }
+    });
+
+    it('P2. a pattern resumed (on the other instance) from the last id gets exactly what it missed, then live messages', async () => {
+      if (!fixture.patterns) return;
+      const options = backend.pushletOptions();
+      const a = await app(options);
+      const b = fixture.distributed ? await app(options) : a;
+      const { pattern, topics, decoys } = await patternTopics(3);
+      const ledger = new Ledger();
+      const first = open(a, [pattern]);
+      await first.connected();
+      await ledger.publishRounds(() => a.pushlet, topics, 3);
+      await ledger.delivered(first, topics);
+      const lastId = first.resumeId;
+      first.close();
+      // Missed: on topics it had messages of, on one it never had, and on decoys.
+      const fresh = `${pattern.slice(0, -1)}late`;
+      await ledger.publishRounds(() => b.pushlet, [...topics, fresh, ...decoys], 4);
+      const second = open(b, [pattern], lastId);
+      const connected = await second.connected();
+      await ledger.publishRounds(() => a.pushlet, [...topics, fresh], 2);
+      await ledger.delivered(second, [...topics, fresh]);
+      assertLedger(ledger.tally([first, second], [...topics, fresh]), {}, `resumed from ${lastId}: ${second.describe()}`);
+      assert.equal((JSON.parse(connected.data) as { reset?: unknown }).reset, undefined, 'an exact resume names no reset');
+    });
+
+    it(
+      'P3. history lost with a pattern live and one to resume: a reset naming the pattern, never a silent gap, no duplicate',
+      fixture.canFail && fixture.patterns ? {} : { skip: 'the broker cannot fail, or has no patterns' },
+      async () => {
+        const t = await app();
+        const { pattern, topics } = await patternTopics(2);
+        const ledger = new Ledger();
+        const live = open(t, [pattern]);
+        await live.connected();
+        await ledger.publishRounds(() => t.pushlet, topics, 2);
+        await ledger.delivered(live, topics);
+        const cursor = live.resumeId;
+        const afterCursor = ledger.nextOf(topics);
+        await ledger.publishRounds(() => t.pushlet, topics, 2);
+        await ledger.delivered(live, topics);
+        await backend.outage();
+        await backend.restore();
+        const sinceBack = ledger.nextOf(topics);
+        await ledger.publishRounds(() => t.pushlet, topics, 1);
+        const late = (await openUntilServed(t, [pattern], cursor, (r) => r.resets.length > 0)).at(-1)!;
+        const sinceServed = ledger.nextOf(topics);
+        await ledger.publishRounds(() => t.pushlet, topics, 3);
+        for (const [name, recorder, from, owedFrom] of [
+          ['live through the loss', live, undefined, sinceBack],
+          ['resumed after the loss', late, afterCursor, sinceServed],
+        ] as const) {
+          await ledger.delivered(recorder, topics);
+          const tallies = ledger.tally([recorder], topics, from);
+          assertLedger(tallies, { resets: 'allowed' }, `${name}: ${recorder.describe()}`);
+          assertNothingLostFrom(tallies, owedFrom, `${name}: ${recorder.describe()}`);
+        }
+        assert.ok(
+          late.resets.some((reset) => reset.topics.includes(pattern)),
+          `the resumed pattern is told: ${late.describe()}`,
+        );
+      },
+    );
+
     it('9a. pushlet:connected names the reset topics of an unknown or malformed id', async () => {
       const t = await app();
       const topics = await backend.topics(2);

@@ -47,6 +47,8 @@ export interface BrokerFixture {
   readonly distributed: boolean;
   /** The backend can be made unreachable and restored ({@link Backend.outage}, {@link Backend.restore}). */
   readonly canFail: boolean;
+  /** Pattern subscriptions (`a/*`) are routed and resumed; otherwise they are refused. */
+  readonly patterns: boolean;
   setUp(): Promise<Backend>;
 }
 
@@ -69,6 +71,7 @@ const memory: BrokerFixture = {
   name: 'memory',
   distributed: false,
   canFail: false,
+  patterns: true,
   async setUp() {
     const cannot = () => Promise.reject(new Error('the in-memory broker cannot fail'));
     return {
@@ -89,6 +92,7 @@ const redis: BrokerFixture = {
   name: 'redis',
   distributed: true,
   canFail: true,
+  patterns: true,
   async setUp() {
     const server = await RedisServer.start();
     return {
@@ -111,6 +115,7 @@ const redisCluster: BrokerFixture = {
   name: 'redis-cluster',
   distributed: true,
   canFail: true,
+  patterns: false,
   async setUp() {
     const cluster = await RedisCluster.start();
     let spread: Promise<string[]> | undefined;

@@ -1,3 +1,4 @@
+import { isPattern, matchesPattern } from '../../../src/protocol/topics.js';
 import assert from 'node:assert/strict';
 import type { PushletMessage, PushletService } from '../../../src/index.js';
 import { within } from '../wait.js';
@@ -120,7 +121,7 @@ export class Ledger {
     let resetSinceLast = false;
     let resets = 0;
     for (const frame of chain.flatMap((recorder) => recorder.frames)) {
-      if (frame.kind === 'reset' && frame.topics.includes(topic)) {
+      if (frame.kind === 'reset' && frame.topics.some((named) => named === topic || (isPattern(named) && matchesPattern(named, topic)))) {
         resets += 1;
         resetSinceLast = true;
       }
