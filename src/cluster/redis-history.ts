@@ -144,7 +144,7 @@ export class RedisHistory {
     const segments = new Set(patterns.map(firstSegment));
     const everySegment = segments.has('*') || segments.has('#');
     const keys = [this.keys.epoch, this.keys.segmentIndex, ...(everySegment ? [] : [...segments].map((segment) => this.keys.topicIndex(segment)))];
-    const reply = (await TOPICS_SCRIPT.run(this.client, keys, [after.ms, this.keys.topicIndex('')])) as string[];
+    const reply = (await TOPICS_SCRIPT.run(this.client, keys, [after.ms, this.keys.topicIndex(''), this.limits.maxAgeMs])) as string[];
     const now = Number(reply[0]);
     const horizon = parseId(reply[1]) ?? { ms: now, seq: 0 };
     const cutoff = { ms: now - this.limits.maxAgeMs, seq: 0 };

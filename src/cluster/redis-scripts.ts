@@ -23,6 +23,9 @@ export class RedisScript {
   }
 }
 
+/** How far a topic's score in the pattern index may lag its newest id (see `PUBLISH_SCRIPT`). */
+const INDEX_GRANULARITY_MS = 1_000;
+
 // Shared Lua helpers: Redis's clock in milliseconds, and ids as (ms, seq) pairs.
 const LUA_HELPERS = `
 local function now_ms()
@@ -68,7 +71,9 @@ end
  * Single server: the topic index (`RedisKeys.topicIndex`) scores each topic by the millisecond
  * of its newest id, under its first segment, and the first-segment index scores the segments the
  * same way: a pattern resume asks them which topics hold anything after its position
- * (`TOPICS_SCRIPT`). Both are trimmed by age with the streams.
+ * (`TOPICS_SCRIPT`). Both are written at most once per {@link INDEX_GRANULARITY_MS} per topic
+ * (marker field `x`: two ZADDs per message cost Redis about 40 % more CPU per publication,
+ * measured with `bench/publish-throughput.ts`), and trimmed by age with the streams.
  *
  * Ids are `<ms>-<seq>` with `ms` from Redis's clock, never going back, and `seq` starting at 1
  * within a millisecond (so `<ms>-0` is a position before every message of that millisecond).
@@ -98,6 +103,8 @@ if not cluster then base, per = 2, 3 end
 local now = now_ms()
 local cutoff = format_id(now - max_age, 0)
 local refresh_ms = math.max(1, math.floor(max_age / 4))
+-- Not above the max age: the index keys then live (PEXPIRE below) as long as any score that lags.
+local granularity = math.min(${INDEX_GRANULARITY_MS}, max_age)
 -- Single server: the newest id handed out, for every topic.
 local global_ms, global_seq = 0, 0
 if not cluster then
@@ -128,7 +135,7 @@ for t = 1, topics do
   local stream, meta = KEYS[base + per * (t - 1) + 1], KEYS[base + per * (t - 1) + 2]
   local channel, topic, segment, count = ARGV[at], ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
   at = at + 4
-  local marks = redis.call('HMGET', meta, origin_field, 'l', 'h', 'e')
+  local marks = redis.call('HMGET', meta, origin_field, 'l', 'h', 'e', 'x')
   local recorded, recorded_id = -1, false
   if marks[1] then
     local sep = string.find(marks[1], ' ', 1, true)
@@ -180,11 +187,18 @@ for t = 1, topics do
     local refresh = not marks[4] or now - tonumber(marks[4]) >= refresh_ms
     if not cluster then
       local index = KEYS[base + per * t]
-      redis.call('ZADD', index, last_ms, topic)
-      redis.call('ZADD', KEYS[2], last_ms, segment)
+      -- At most once per INDEX_GRANULARITY_MS per topic: a topic's score is then less than that
+      -- behind its newest id, and readers ask for that much more (TOPICS_SCRIPT).
+      if not marks[5] or last_ms - tonumber(marks[5]) >= granularity then
+        redis.call('ZADD', index, last_ms, topic)
+        redis.call('ZADD', KEYS[2], last_ms, segment)
+        fields[#fields + 1] = 'x'
+        fields[#fields + 1] = tostring(last_ms)
+      end
       if refresh then
-        redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now - max_age))
-        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - max_age))
+        -- A score may lag its topic's newest id by the granularity: keep that much more.
+        redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now - max_age - granularity))
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - max_age - granularity))
         redis.call('PEXPIRE', index, max_age + refresh_ms)
         redis.call('PEXPIRE', KEYS[2], max_age + refresh_ms)
       end
@@ -278,14 +292,15 @@ return out
 
 /**
  * The topics that may hold messages after a position, for pattern resumes (single server): those
- * of the topic index whose newest id's millisecond is at or after the position's, under each
+ * of the topic index scored at or after the position's millisecond less the index's granularity
+ * (a topic's score may be that much behind its newest id), under each
  * first segment asked for, or under every segment of the first-segment index when a pattern
  * starts with a wildcard. Also the clock and the epoch's horizon (the index, like the history,
  * is complete only from there).
  *
  * KEYS[1] the epoch hash, KEYS[2] the first-segment index, KEYS[3..] the topic indexes of the
  * segments asked for (none: every segment's). ARGV[1] the position's millisecond, ARGV[2] the
- * index key prefix (for every segment's).
+ * index key prefix (for every segment's), ARGV[3] the history's max age (ms).
  * Returns { now, horizon, topic... }.
  */
 export const TOPICS_SCRIPT = new RedisScript(
@@ -294,7 +309,7 @@ export const TOPICS_SCRIPT = new RedisScript(
 local now = now_ms()
 local horizon = redis.call('HGET', KEYS[1], 'horizon') or format_id(now, 0)
 local out = { string.format('%d', now), horizon }
-local from = ARGV[1]
+local from = tonumber(ARGV[1]) - math.min(${INDEX_GRANULARITY_MS}, tonumber(ARGV[3]))
 local indexes = {}
 if #KEYS > 2 then
   for i = 3, #KEYS do indexes[#indexes + 1] = KEYS[i] end
