@@ -16,12 +16,6 @@ import { createSubscription, type ClientSubscription, type MessageHandler, type 
 import { endpointUrl, type ClientFrame, type Transport, type TransportEnd } from './transport.js';
 import { openWebSocket, webSocketConstructor } from './ws-transport.js';
 
-/** A topic the client holds: `subscribing` until the server first confirms it. */
-interface TopicEntry {
-  state: 'subscribing' | 'subscribed';
-  readonly subscriptions: Set<ClientSubscription>;
-}
-
 /**
  * The client's life: not started yet, running (connected or trying to be), offline, disconnected by
  * the server (until `connect()`), or closed for good.
@@ -50,17 +44,18 @@ export class PushletClient {
   readonly #baseUrl: string;
   /** @internal The options (the full client's `refresh` may replace the token). */
   protected readonly _options: PushletClientOptions;
-  /** `auto` keeps probing both transports until one has carried a connection. */
-  readonly #auto: boolean;
+  /** `auto` until a transport has carried a connection: both transports are probed. */
+  #probing: boolean;
   #listeners: Listeners = {};
-  readonly #entries = new Map<string, TopicEntry>();
+  /** The topics the client holds, with their subscriptions. */
+  readonly #entries = new Map<string, Set<ClientSubscription>>();
+  /** The held topics the server has confirmed (once; the others are still subscribing). */
+  readonly #confirmed = new Set<string>();
   /** Subscribe commands awaiting their reply (WebSocket), by `ref`. */
   readonly #pendingRefs = new Map<CommandRef, readonly string[]>();
   #phase: Phase = 'idle';
   #state: ClientState = 'disconnected';
   #kind: 'websocket' | 'sse';
-  /** Whether a transport has carried a connection yet. */
-  #worked = false;
   #transport: Transport | undefined;
   #lastId: string | undefined;
   /** Topics whose reset `pushlet:connected` told already: the `pushlet:reset` frames after it are not told twice. */
@@ -68,8 +63,6 @@ export class PushletClient {
   #attempt = 0;
   #refs = 0;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  /** An SSE stream's topics are compared with the client's once per tick (see `#sync`). */
-  #sseSyncScheduled = false;
   readonly #globalEvents: GlobalEvents | undefined;
   /** Browser `offline`: the connection is closed, and no retries until `online`. */
   readonly #onOffline = (): void => {
@@ -92,7 +85,7 @@ export class PushletClient {
     this.#baseUrl = baseUrl;
     this._options = { ...options };
     const transport = options.transport ?? 'auto';
-    this.#auto = transport === 'auto';
+    this.#probing = transport === 'auto';
     this.#kind = transport === 'sse' ? 'sse' : 'websocket';
     if (this.#kind === 'websocket' && !webSocketConstructor(options)) {
       if (transport === 'websocket') throw new PushletClientError(TEXT_NO_WEBSOCKET);
@@ -167,13 +160,13 @@ export class PushletClient {
     const subscription = createSubscription(list, handler, (s) => this.#release(s));
     let added = false;
     for (const topic of list) {
-      let entry = this.#entries.get(topic);
-      if (!entry) {
-        this.#entries.set(topic, (entry = { state: 'subscribing', subscriptions: new Set() }));
+      let subscriptions = this.#entries.get(topic);
+      if (!subscriptions) {
+        this.#entries.set(topic, (subscriptions = new Set()));
         added = true;
       }
-      entry.subscriptions.add(subscription);
-      if (entry.state === 'subscribed') subscription.confirm(topic);
+      subscriptions.add(subscription);
+      if (this.#confirmed.has(topic)) subscription.confirm(topic);
     }
     if (!added) return subscription;
     if (this.#phase === 'idle') this.#start();
@@ -190,7 +183,7 @@ export class PushletClient {
     this.#stop();
     this.#network('removeEventListener');
     const closed = new PushletClientError(TEXT_CLOSED);
-    for (const entry of this.#entries.values()) for (const s of entry.subscriptions) s.abandon(closed);
+    for (const subscriptions of this.#entries.values()) for (const s of subscriptions) s.abandon(closed);
     this.#entries.clear();
     this.#setState('disconnected');
     this.#listeners = {};
@@ -230,7 +223,7 @@ export class PushletClient {
     } catch (error) {
       if (this.#transport !== placeholder) return;
       this.#transport = undefined;
-      return this.#retry(new PushletConnectionError(`the token function failed: ${String(error)}`));
+      return this.#retry(new PushletConnectionError(`token function failed: ${error}`));
     }
     // Closed, offline or restarted meanwhile: the placeholder was dropped.
     if (this.#transport !== placeholder) return;
@@ -260,7 +253,7 @@ export class PushletClient {
         if (typeof heartbeat === 'number' && heartbeat > 0) transport.heartbeat(heartbeat);
         if (id !== undefined) this.#lastId = id;
         this.#attempt = 0;
-        this.#worked = true;
+        this.#probing = false;
         this.#setState('connected');
         this.#confirm(value?.topics);
         return this.#sync();
@@ -272,7 +265,7 @@ export class PushletClient {
         // A refused topic ends its subscriptions (named by the frame, or by its subscribe command); anything else is reported.
         const refused = frame.topic !== undefined ? [frame.topic] : this.#pendingRefs.get(ref!);
         if (frame.topic === undefined) this.#pendingRefs.delete(ref!);
-        if (!refused?.length) return this.#emit('error', new PushletClientError(`the server answered an error: ${data}`));
+        if (!refused?.length) return this.#emit('error', new PushletClientError(`server error: ${data}`));
         for (const topic of refused) this.#refuse(topic, data);
         return;
       }
@@ -293,36 +286,36 @@ export class PushletClient {
       id: id ?? '',
       topic: frame.topic,
       event,
-      data: typeof data === 'string' ? data : JSON.stringify(data),
+      data,
       timestamp: frame.timestamp,
     };
     this.#emit('message', message);
     // The subscriptions of the message's topic (an old server's SSE frames name none: every subscription of the stream).
     const handlers = new Set<ClientSubscription>();
     for (const topic of message.topic !== undefined ? [message.topic] : transport.topics) {
-      for (const s of this.#entries.get(topic)?.subscriptions ?? []) handlers.add(s);
+      for (const s of this.#entries.get(topic) ?? []) handlers.add(s);
     }
     for (const s of handlers) callSafely(s.handler, message);
   }
 
   #confirm(topics: unknown): void {
     for (const topic of strings(topics)) {
-      const entry = this.#entries.get(topic);
-      if (!entry) continue;
-      entry.state = 'subscribed';
-      for (const s of [...entry.subscriptions]) s.confirm(topic);
+      const subscriptions = this.#entries.get(topic);
+      if (!subscriptions) continue;
+      this.#confirmed.add(topic);
+      for (const s of [...subscriptions]) s.confirm(topic);
     }
   }
 
   #refuse(topic: string, reason: string): void {
-    const entry = this.#entries.get(topic);
-    if (!entry) return;
+    const subscriptions = this.#entries.get(topic);
+    if (!subscriptions) return;
     this.#entries.delete(topic);
     // Not held by the connection (no `unsubscribe` for it).
     this.#transport?.topics.delete(topic);
     // A topic refused after it was confirmed (on a reconnect) has no `ready` left to reject: say so.
-    if (entry.state === 'subscribed') this.#emit('error', new PushletSubscribeError(topic, reason));
-    for (const s of [...entry.subscriptions]) s.refuse(topic, reason);
+    if (this.#confirmed.delete(topic)) this.#emit('error', new PushletSubscribeError(topic, reason));
+    for (const s of [...subscriptions]) s.refuse(topic, reason);
   }
 
   #ended(transport: Transport, { opened, reason, status, code, retryMs }: TransportEnd): void {
@@ -335,26 +328,18 @@ export class PushletClient {
     // WebSocket, tried first again (the server may be down). A WebSocket upgrade refused for want
     // of a valid token looks like a failed upgrade (browsers hide its status); SSE's 401 says what
     // it was: WebSocket again, with the next token.
-    if (this.#auto && !this.#worked && ((!opened && status === undefined) || status === 401)) {
+    if (this.#probing && ((!opened && status === undefined) || status === 401)) {
       this.#kind = transport.kind === 'websocket' ? 'sse' : 'websocket';
       if (this.#kind === 'sse') return void this.#open();
     }
     if (status === 400 || status === 403) {
       // SSE admits a request's topics all or none: the topics not yet confirmed are the refused ones.
-      const unconfirmed = [...transport.topics].filter((topic) => this.#entries.get(topic)?.state === 'subscribing');
+      const unconfirmed = [...transport.topics].filter((topic) => this.#entries.has(topic) && !this.#confirmed.has(topic));
       for (const topic of unconfirmed) this.#refuse(topic, reason);
       if (unconfirmed.length > 0) return void this.#open();
     }
     this.#retry(
-      new PushletConnectionError(
-        status
-          ? `the server refused the connection: ${status} ${reason}`
-          : reason
-            ? `the connection dropped: ${reason}`
-            : `the server ended the connection${code ? ` (${code})` : ''}`,
-        status,
-        code,
-      ),
+      new PushletConnectionError(status ? `refused: ${status} ${reason}` : reason ? `dropped: ${reason}` : `ended${code ? ` (${code})` : ''}`, status, code),
       retryMs,
     );
   }
@@ -377,7 +362,7 @@ export class PushletClient {
   /**
    * Brings the open connection's topics in line with the client's. WebSocket: a `subscribe` and
    * an `unsubscribe` command for the difference; SSE: a new stream with the new list and the last
-   * id, once per tick (the subscriptions of one tick share it).
+   * id (`#open` reads the topics after a tick, so the subscriptions of one tick share it).
    */
   #sync(): void {
     const transport = this.#transport;
@@ -385,16 +370,9 @@ export class PushletClient {
     const missing = [...this.#entries.keys()].filter((topic) => !transport.topics.has(topic));
     const extra = [...transport.topics].filter((topic) => !this.#entries.has(topic));
     if (transport.kind === 'sse') {
-      if (this.#sseSyncScheduled) return;
-      this.#sseSyncScheduled = true;
-      return queueMicrotask(() => {
-        this.#sseSyncScheduled = false;
-        // Compared again: a topic subscribed and released in the same tick changes nothing.
-        const same = transport.topics.size === this.#entries.size && [...transport.topics].every((topic) => this.#entries.has(topic));
-        if (this.#transport !== transport || same) return;
-        this.#dropTransport();
-        void this.#open();
-      });
+      if (missing.length + extra.length === 0) return;
+      this.#dropTransport();
+      return void this.#open();
     }
     for (const topic of missing) transport.topics.add(topic);
     for (const topic of extra) transport.topics.delete(topic);
@@ -407,8 +385,10 @@ export class PushletClient {
 
   #release(subscription: ClientSubscription): void {
     for (const topic of subscription.topics) {
-      const entry = this.#entries.get(topic);
-      if (entry?.subscriptions.delete(subscription) && entry.subscriptions.size === 0) this.#entries.delete(topic);
+      const subscriptions = this.#entries.get(topic);
+      if (!subscriptions?.delete(subscription) || subscriptions.size > 0) continue;
+      this.#entries.delete(topic);
+      this.#confirmed.delete(topic);
     }
     if (this.#phase === 'running') this.#sync();
   }
@@ -437,7 +417,7 @@ export class PushletClient {
     this.#stop();
     this.#network('removeEventListener');
     this.#setState('disconnected');
-    this.#emit('error', new PushletConnectionError(`the server disconnected this client: ${reason}`, undefined, CLOSE_DISCONNECTED));
+    this.#emit('error', new PushletConnectionError(`disconnected: ${reason}`, undefined, CLOSE_DISCONNECTED));
   }
 
   #setState(state: ClientState): void {

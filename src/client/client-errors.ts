@@ -2,10 +2,10 @@
 // commands). Short on purpose: every byte here is downloaded by every page (docs/client.md,
 // "Core and full builds"); the error's class and fields say the rest.
 export const TEXT_CLOSED = 'the client is closed';
-export const TEXT_NO_WEBSOCKET = 'no WebSocket: pass options.WebSocket, or use transport "sse"';
+export const TEXT_NO_WEBSOCKET = 'no WebSocket: pass options.WebSocket';
 export const TEXT_BAD_BASE_URL = 'baseUrl must be an absolute http(s) URL';
 export const TEXT_NO_TOPICS = 'no topic';
-export const TEXT_UNSUBSCRIBED = 'unsubscribed before the server confirmed';
+export const TEXT_UNSUBSCRIBED = 'unsubscribed';
 
 /** Texts of the client's own errors, in one place. */
 export const CLIENT_TEXTS = {

@@ -1,4 +1,3 @@
-import { JOIN, LEAVE, RESERVED } from './wire.js';
 import type { PushletClientOptions } from './client-types.js';
 import { eventStreamParser } from './sse-parser.js';
 import { DEAD_LINK_FACTOR, type ClientFrame, type ConnectRequest, type Transport, type TransportEnd, type TransportHandlers } from './transport.js';
@@ -76,17 +75,18 @@ export function openEventStream(request: ConnectRequest, options: PushletClientO
   };
 }
 
-/** Notices as they are; a message's `data:` is the message as JSON (`format=json`), presence joins and leaves included. */
+/**
+ * A message's `data:` is the message as JSON (`format=json`): its topic, data and timestamp
+ * (presence joins and leaves too); notices, whose data is anything else, as they are.
+ */
 function toFrame(id: string | undefined, event: string, data: string): ClientFrame {
-  if (!event.startsWith(RESERVED) || event === JOIN || event === LEAVE) {
-    try {
-      const message = JSON.parse(data) as Partial<Record<'topic' | 'data' | 'timestamp', unknown>> | null;
-      if (typeof message?.topic === 'string' && typeof message.data === 'string') {
-        return { id, event, data: message.data, topic: message.topic, timestamp: typeof message.timestamp === 'string' ? message.timestamp : undefined };
-      }
-    } catch {
-      // Not JSON: a server without `format=json` sent the data alone.
+  try {
+    const message = JSON.parse(data) as Partial<Record<'topic' | 'data' | 'timestamp', unknown>> | null;
+    if (typeof message?.topic === 'string' && typeof message.data === 'string') {
+      return { id, event, data: message.data, topic: message.topic, timestamp: typeof message.timestamp === 'string' ? message.timestamp : undefined };
     }
+  } catch {
+    // Not JSON: a notice, or a server without `format=json` sent the data alone.
   }
   return { id, event, data };
 }
