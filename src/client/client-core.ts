@@ -362,15 +362,20 @@ export class PushletClient {
   /**
    * Brings the open connection's topics in line with the client's. WebSocket: a `subscribe` and
    * an `unsubscribe` command for the difference; SSE: a new stream with the new list and the last
-   * id (`#open` reads the topics after a tick, so the subscriptions of one tick share it).
+   * id, once the tick is over (`later`): the subscriptions of one tick share it, and a topic
+   * released and subscribed again in the same tick changes nothing.
    */
-  #sync(): void {
+  #sync(later?: boolean): void {
     const transport = this.#transport;
     if (!transport || this.#state !== 'connected') return;
+    const sse = transport.kind === 'sse';
+    // Every call queues its own check: the first one that finds a difference replaces the stream, the others find it gone.
+    if (sse && !later) return queueMicrotask(() => this.#sync(true));
     const missing = [...this.#entries.keys()].filter((topic) => !transport.topics.has(topic));
     const extra = [...transport.topics].filter((topic) => !this.#entries.has(topic));
-    if (transport.kind === 'sse') {
-      if (missing.length + extra.length === 0) return;
+    if (sse) {
+      // The same topics (one released and subscribed again): the stream has them all, confirmed.
+      if (missing.length + extra.length === 0) return this.#confirm([...transport.topics]);
       this.#dropTransport();
       return void this.#open();
     }
