@@ -2,8 +2,8 @@
  * `client-size`: what a page downloads for the client SDK, next to the client libraries a user
  * would pick instead. Each file is measured minified, gzipped (level 9) and brotli-compressed
  * (quality 11), the same way for all:
- * - this SDK: `build/pushlet-client.js`, the one-file ESM build (`scripts/build-client.mjs`, the
- *   same script that writes `dist/pushlet-client.js`), as `npm run build:all` left it;
+ * - this SDK: `build/pushlet-client-core.js` and `build/pushlet-client.js`, the one-file ESM builds
+ *   (`scripts/build-client.mjs`, the same script that writes them to `dist/`), as `npm run build:all` left them;
  * - centrifuge (centrifuge-js) and socket.io-client as shipped for pages (`dist/centrifuge.js`,
  *   JSON protocol only; `dist/socket.io.esm.min.js`), and their ESM entry bundled with this
  *   SDK's own esbuild settings (browser, ES2022, minified), so that the minifier is the same.
@@ -121,7 +121,7 @@ export const clientSize: Scenario = {
   title: () => 'Client library size',
   description: () =>
     'Bytes a page downloads for the client library: the file minified, then gzipped (level 9) and brotli-compressed (quality 11). ' +
-    'This SDK is its one-file ESM build (`build/pushlet-client.js`, as shipped in `dist/`); the peers as shipped for pages, and their ESM entry ' +
+    'This SDK is its two one-file ESM builds (`build/pushlet-client-core.js`, the core, and `build/pushlet-client.js`, the full client, as shipped in `dist/`); the peers as shipped for pages, and their ESM entry ' +
     "(`Centrifuge`, `io`) bundled with this SDK's esbuild settings (browser, ES2022, minified). centrifuge uses its JSON protocol build.",
   params: () => ({ gzipLevel: 9, brotliQuality: 11 }),
   columns: [col('minifiedB', 'minified B', undefined, 'lower'), col('gzipB', 'gzip B', undefined, 'lower'), col('brotliB', 'brotli B', undefined, 'lower')],

@@ -2,7 +2,7 @@
 // <script type="module"> and no bundler (esbuild does what tsc cannot: one file each), in
 // build/ (the sample serves them) or dist/ (shipped in the package):
 // - pushlet-client-core.js: the core client (src/client/core.ts): subscribe, reconnect, resume,
-//   both transports; what most pages need, under 4 KB gzipped;
+//   both transports; what most pages need, at the smallest size (aiming under 4 KB gzipped);
 // - pushlet-client.js: the full client (src/client/index.ts): the core and publish, presence,
 //   refresh.
 //   node scripts/build-client.mjs [outDir] [--analyze]

@@ -62,10 +62,10 @@ describe('the client SDK bundle served at /pushlet-client.js', () => {
     const gz = (text: string) => gzipSync(text, { level: 9 }).length;
     t.diagnostic(`core: ${core!.length} B minified, ${gz(core!)} B gzipped; full: ${full!.length} B minified, ${gz(full!)} B gzipped (level 9)`);
     assert.ok(gz(core!) < gz(full!), 'the core costs less than the full client');
-    // A budget at the figures of this split (docs/client.md, "Core and full builds"): it catches
-    // growth; the issue's goal, core under 4 KB gzipped, is not reached yet.
-    assert.ok(gz(core!) <= 5_100, `core ${gz(core!)} B gzipped, budget 5,100 B`);
-    assert.ok(gz(full!) <= 5_700, `full ${gz(full!)} B gzipped, budget 5,700 B`);
+    // A budget a little above the current figures (docs/client.md, "Core and full builds"): it
+    // catches growth; the issue's goal, core under 4 KB gzipped, is not reached yet.
+    assert.ok(gz(core!) <= 4_400, `core ${gz(core!)} B gzipped, budget 4,400 B`);
+    assert.ok(gz(full!) <= 5_000, `full ${gz(full!)} B gzipped, budget 5,000 B`);
     const module = (await import(`data:text/javascript;base64,${Buffer.from(core!).toString('base64')}`)) as typeof import('../src/client/core.js');
     const client = new module.PushletClient(url, { transport: 'sse' });
     try {

@@ -97,6 +97,31 @@ describe('client SDK', () => {
         assert.deepEqual(states, ['connecting', 'connected']);
       });
 
+      it('keeps the connection when a subscription is replaced by another to the same topic in the same tick', async () => {
+        const requests = new Set<unknown>();
+        const t = await app({
+          authorize: ({ request }) => {
+            requests.add(request);
+            return true;
+          },
+        });
+        const c = client(t.url, { transport });
+        const first = c.subscribe('a', () => undefined);
+        await within(first.ready, 5_000, 'ready');
+        const states: string[] = [];
+        c.on('state', (s) => states.push(s));
+        // As a page's component unmounted and mounted again in one render.
+        first.unsubscribe();
+        const rec = recorder(c);
+        const second = c.subscribe('a', rec.handler);
+        await within(second.ready, 5_000, 'the second subscription ready');
+        await t.pushlet.publish('a', 'message', 'still here');
+        await until(() => rec.data.length === 1, 5_000, 'the message');
+        assert.deepEqual(rec.data, ['still here']);
+        assert.equal(requests.size, 1, 'one connection');
+        assert.deepEqual(states, []);
+      });
+
       it('routes each message to the subscriptions of its own topic; broadcasts reach the message event only', async () => {
         const t = await app();
         const c = client(t.url, { transport });

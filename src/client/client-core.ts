@@ -1,4 +1,4 @@
-import type { CommandRef, ResetData, TopicsData } from '../protocol/index.js';
+import type { CommandRef, ResetData } from '../protocol/index.js';
 import { CLOSE_DISCONNECTED, CONNECTED, DISCONNECTED, ERROR, JOIN, LEAVE, RESERVED, RESET, SUBSCRIBED } from './wire.js';
 import { backoffDelay } from './backoff.js';
 import {
@@ -16,12 +16,6 @@ import { createSubscription, type ClientSubscription, type MessageHandler, type 
 import { endpointUrl, type ClientFrame, type Transport, type TransportEnd } from './transport.js';
 import { openWebSocket, webSocketConstructor } from './ws-transport.js';
 
-/** A topic the client holds: `subscribing` until the server first confirms it. */
-interface TopicEntry {
-  state: 'subscribing' | 'subscribed';
-  readonly subscriptions: Set<ClientSubscription>;
-}
-
 /**
  * The client's life: not started yet, running (connected or trying to be), offline, disconnected by
  * the server (until `connect()`), or closed for good.
@@ -35,6 +29,9 @@ interface GlobalEvents {
   removeEventListener(name: string, listener: () => void): void;
 }
 
+/** Stands for the connection while the token is awaited: nothing to send, nothing to close. */
+const ignore = (): false => false;
+
 /**
  * The core Pushlet client (`pushlet-client-core.js`), over WebSocket or Server-Sent Events; the
  * full client (`pushlet-client.js`, `pushlet-nestjs/client`) adds `publish`, `presence` and
@@ -47,17 +44,18 @@ export class PushletClient {
   readonly #baseUrl: string;
   /** @internal The options (the full client's `refresh` may replace the token). */
   protected readonly _options: PushletClientOptions;
-  /** `auto` keeps probing both transports until one has carried a connection. */
-  readonly #auto: boolean;
+  /** `auto` until a transport has carried a connection: both transports are probed. */
+  #probing: boolean;
   #listeners: Listeners = {};
-  readonly #entries = new Map<string, TopicEntry>();
+  /** The topics the client holds, with their subscriptions. */
+  readonly #entries = new Map<string, Set<ClientSubscription>>();
+  /** The held topics the server has confirmed (once; the others are still subscribing). */
+  readonly #confirmed = new Set<string>();
   /** Subscribe commands awaiting their reply (WebSocket), by `ref`. */
   readonly #pendingRefs = new Map<CommandRef, readonly string[]>();
   #phase: Phase = 'idle';
   #state: ClientState = 'disconnected';
   #kind: 'websocket' | 'sse';
-  /** Which transport has carried a connection yet. */
-  #worked: 'none' | 'websocket' | 'sse' = 'none';
   #transport: Transport | undefined;
   #lastId: string | undefined;
   /** Topics whose reset `pushlet:connected` told already: the `pushlet:reset` frames after it are not told twice. */
@@ -65,7 +63,6 @@ export class PushletClient {
   #attempt = 0;
   #refs = 0;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  #sseSync: 'idle' | 'scheduled' = 'idle';
   readonly #globalEvents: GlobalEvents | undefined;
   /** Browser `offline`: the connection is closed, and no retries until `online`. */
   readonly #onOffline = (): void => {
@@ -88,7 +85,7 @@ export class PushletClient {
     this.#baseUrl = baseUrl;
     this._options = { ...options };
     const transport = options.transport ?? 'auto';
-    this.#auto = transport === 'auto';
+    this.#probing = transport === 'auto';
     this.#kind = transport === 'sse' ? 'sse' : 'websocket';
     if (this.#kind === 'websocket' && !webSocketConstructor(options)) {
       if (transport === 'websocket') throw new PushletClientError(TEXT_NO_WEBSOCKET);
@@ -140,8 +137,7 @@ export class PushletClient {
    */
   protected _send(command: Record<string, unknown>): boolean {
     this.#assertOpen();
-    const transport = this.#transport;
-    return transport?.kind === 'websocket' && this.#state === 'connected' && transport.send(command);
+    return this.#state === 'connected' && !!this.#transport?.send(command);
   }
 
   /** @internal For the full client: a frame with a `ref`, offered first; true when it was the reply to its command. */
@@ -162,21 +158,21 @@ export class PushletClient {
     const list = [...new Set(typeof topics === 'string' ? [topics] : topics)];
     if (list.length === 0) throw new PushletClientError(TEXT_NO_TOPICS);
     const subscription = createSubscription(list, handler, (s) => this.#release(s));
-    const added: string[] = [];
+    let added = false;
     for (const topic of list) {
-      let entry = this.#entries.get(topic);
-      if (!entry) {
-        this.#entries.set(topic, (entry = { state: 'subscribing', subscriptions: new Set() }));
-        added.push(topic);
+      let subscriptions = this.#entries.get(topic);
+      if (!subscriptions) {
+        this.#entries.set(topic, (subscriptions = new Set()));
+        added = true;
       }
-      entry.subscriptions.add(subscription);
-      if (entry.state === 'subscribed') subscription.confirm(topic);
+      subscriptions.add(subscription);
+      if (this.#confirmed.has(topic)) subscription.confirm(topic);
     }
-    if (added.length === 0) return subscription;
+    if (!added) return subscription;
     if (this.#phase === 'idle') this.#start();
     // Not connecting (SSE waits for a topic, or offline): `#open` knows whether to start now.
     else if (!this.#transport && !this.#reconnectTimer) void this.#open();
-    else this.#syncTopics(added);
+    else this.#sync();
     return subscription;
   }
 
@@ -187,9 +183,8 @@ export class PushletClient {
     this.#stop();
     this.#network('removeEventListener');
     const closed = new PushletClientError(TEXT_CLOSED);
-    for (const entry of this.#entries.values()) for (const s of entry.subscriptions) s.abandon(closed);
+    for (const subscriptions of this.#entries.values()) for (const s of subscriptions) s.abandon(closed);
     this.#entries.clear();
-    this.#pendingRefs.clear();
     this.#setState('disconnected');
     this.#listeners = {};
   }
@@ -215,13 +210,10 @@ export class PushletClient {
   async #open(): Promise<void> {
     if (this.#phase !== 'running' || this.#transport) return;
     const kind = this.#kind;
-    if (kind === 'sse' && this.#entries.size === 0) {
-      // An SSE stream without topics would subscribe to `default`: wait for a topic instead.
-      this.#setState('disconnected');
-      return;
-    }
+    // An SSE stream without topics would subscribe to `default`: wait for a topic instead.
+    if (kind === 'sse' && this.#entries.size === 0) return this.#setState('disconnected');
     this.#setState('connecting');
-    const placeholder: Transport = { kind, topics: new Set(), send: () => false, heartbeat: () => undefined, close: () => undefined };
+    const placeholder: Transport = { kind, topics: new Set(), send: ignore, heartbeat: ignore, close: ignore };
     this.#transport = placeholder;
     const options = this._options;
     let token: string | undefined;
@@ -231,9 +223,7 @@ export class PushletClient {
     } catch (error) {
       if (this.#transport !== placeholder) return;
       this.#transport = undefined;
-      this.#emit('error', new PushletConnectionError(`the token function failed: ${String(error)}`));
-      this.#scheduleReconnect();
-      return;
+      return this.#retry(new PushletConnectionError(`token function failed: ${error}`));
     }
     // Closed, offline or restarted meanwhile: the placeholder was dropped.
     if (this.#transport !== placeholder) return;
@@ -250,126 +240,116 @@ export class PushletClient {
   }
 
   #receive(transport: Transport, frame: ClientFrame): void {
-    if (frame.ref !== undefined && this._reply(frame)) return;
-    switch (frame.event) {
+    const { event, data, id, ref } = frame;
+    if (ref !== undefined && this._reply(frame)) return;
+    switch (event) {
       case CONNECTED: {
-        const data = topicsData(frame.data);
+        const value = parseObject(data);
+        const reset = value?.reset ? resetData(Object(value.reset)) : undefined;
         // The gap is told before the id that skips it is kept (docs/protocol.md, "Resume").
-        this.#toldResets = new Set(data.reset?.topics);
-        if (data.reset) this.#emit('reset', data.reset);
-        if (data.heartbeat) transport.heartbeat(data.heartbeat);
-        if (frame.id !== undefined) this.#lastId = frame.id;
+        this.#toldResets = new Set(reset?.topics);
+        if (reset) this.#emit('reset', reset);
+        const heartbeat = value?.heartbeat;
+        if (typeof heartbeat === 'number' && heartbeat > 0) transport.heartbeat(heartbeat);
+        if (id !== undefined) this.#lastId = id;
         this.#attempt = 0;
-        if (this.#worked === 'none') this.#worked = transport.kind;
+        this.#probing = false;
         this.#setState('connected');
-        this.#confirm(data.topics);
-        return this.#syncTopics();
+        this.#confirm(value?.topics);
+        return this.#sync();
       }
       case SUBSCRIBED:
-        if (frame.ref !== undefined) this.#pendingRefs.delete(frame.ref);
-        return this.#confirm(topicsData(frame.data).topics);
-      case ERROR:
-        return this.#serverError(frame);
+        this.#pendingRefs.delete(ref!);
+        return this.#confirm(parseObject(data)?.topics);
+      case ERROR: {
+        // A refused topic ends its subscriptions (named by the frame, or by its subscribe command); anything else is reported.
+        const refused = frame.topic !== undefined ? [frame.topic] : this.#pendingRefs.get(ref!);
+        if (frame.topic === undefined) this.#pendingRefs.delete(ref!);
+        if (!refused?.length) return this.#emit('error', new PushletClientError(`server error: ${data}`));
+        for (const topic of refused) this.#refuse(topic, data);
+        return;
+      }
       case RESET: {
-        const reset = resetOf(frame.data);
+        const value = parseObject(data);
+        const reset = value ? resetData(value) : { topics: [], reason: data };
         const told = this.#toldResets;
         if (reset.topics.length > 0 && reset.topics.every((topic) => told.delete(topic))) return;
         return this.#emit('reset', reset);
       }
       case DISCONNECTED:
-        return this.#serverDisconnected(frame.data);
-      // Presence: messages of the topic itself, for its subscriptions.
-      case JOIN:
-      case LEAVE:
-        return this.#message(transport, frame);
-      default:
-        if (!frame.event.startsWith(RESERVED)) this.#message(transport, frame);
+        return this.#serverDisconnected(data);
     }
-  }
-
-  #message(transport: Transport, frame: ClientFrame): void {
-    if (frame.id !== undefined) this.#lastId = frame.id;
+    // Messages, presence joins and leaves among them (messages of the topic itself, for its subscriptions).
+    if (event.startsWith(RESERVED) && event !== JOIN && event !== LEAVE) return;
+    if (id !== undefined) this.#lastId = id;
     const message: ClientMessage = {
-      id: frame.id ?? '',
+      id: id ?? '',
       topic: frame.topic,
-      event: frame.event,
-      data: typeof frame.data === 'string' ? frame.data : JSON.stringify(frame.data),
+      event,
+      data,
       timestamp: frame.timestamp,
     };
     this.#emit('message', message);
     // The subscriptions of the message's topic (an old server's SSE frames name none: every subscription of the stream).
     const handlers = new Set<ClientSubscription>();
     for (const topic of message.topic !== undefined ? [message.topic] : transport.topics) {
-      for (const s of this.#entries.get(topic)?.subscriptions ?? []) handlers.add(s);
+      for (const s of this.#entries.get(topic) ?? []) handlers.add(s);
     }
     for (const s of handlers) callSafely(s.handler, message);
   }
 
-  #confirm(topics: readonly string[]): void {
-    for (const topic of topics) {
-      const entry = this.#entries.get(topic);
-      if (!entry) continue;
-      entry.state = 'subscribed';
-      for (const s of [...entry.subscriptions]) s.confirm(topic);
+  #confirm(topics: unknown): void {
+    for (const topic of strings(topics)) {
+      const subscriptions = this.#entries.get(topic);
+      if (!subscriptions) continue;
+      this.#confirmed.add(topic);
+      for (const s of [...subscriptions]) s.confirm(topic);
     }
-  }
-
-  /** `pushlet:error`: a refused topic ends its subscriptions; anything else is reported. */
-  #serverError(frame: ClientFrame): void {
-    const refTopics = frame.ref !== undefined ? this.#pendingRefs.get(frame.ref) : undefined;
-    const topics = frame.topic !== undefined ? [frame.topic] : (refTopics ?? []);
-    if (frame.ref !== undefined && frame.topic === undefined) this.#pendingRefs.delete(frame.ref);
-    if (topics.length === 0) return this.#emit('error', new PushletClientError(`the server answered an error: ${frame.data}`));
-    for (const topic of topics) this.#refuse(topic, frame.data);
   }
 
   #refuse(topic: string, reason: string): void {
-    const entry = this.#entries.get(topic);
-    if (!entry) return;
+    const subscriptions = this.#entries.get(topic);
+    if (!subscriptions) return;
     this.#entries.delete(topic);
+    // Not held by the connection (no `unsubscribe` for it).
+    this.#transport?.topics.delete(topic);
     // A topic refused after it was confirmed (on a reconnect) has no `ready` left to reject: say so.
-    if (entry.state === 'subscribed') this.#emit('error', new PushletSubscribeError(topic, reason));
-    for (const s of [...entry.subscriptions]) s.refuse(topic, reason);
+    if (this.#confirmed.delete(topic)) this.#emit('error', new PushletSubscribeError(topic, reason));
+    for (const s of [...subscriptions]) s.refuse(topic, reason);
   }
 
-  #ended(transport: Transport, end: TransportEnd): void {
+  #ended(transport: Transport, { opened, reason, status, code, retryMs }: TransportEnd): void {
     this.#transport = undefined;
-    this.#pendingRefs.clear();
-    this._dropped(this.#phase === 'closed');
-    if (this.#phase !== 'running') return;
+    this._dropped(false);
     // Disconnected by the server (the `pushlet:disconnected` notice did not arrive first).
-    if (end.kind !== 'refused' && end.code === CLOSE_DISCONNECTED) return this.#serverDisconnected(end.kind === 'dropped' ? end.detail : '');
-    // The connection never got through (refused, unreachable, failed upgrade) and no transport has yet.
-    const unreached = this.#auto && this.#worked === 'none' && end.kind === 'dropped' && !end.opened;
-    if (unreached && transport.kind === 'websocket') {
-      // `auto`: hand over to SSE.
-      this.#kind = 'sse';
-      void this.#open();
-      return;
+    if (code === CLOSE_DISCONNECTED) return this.#serverDisconnected(reason);
+    // `auto` while no transport has got through yet: a connection that never got through (not
+    // refused: unreachable, or a failed upgrade) hands WebSocket over to SSE; SSE hands back to
+    // WebSocket, tried first again (the server may be down). A WebSocket upgrade refused for want
+    // of a valid token looks like a failed upgrade (browsers hide its status); SSE's 401 says what
+    // it was: WebSocket again, with the next token.
+    if (this.#probing && ((!opened && status === undefined) || status === 401)) {
+      this.#kind = transport.kind === 'websocket' ? 'sse' : 'websocket';
+      if (this.#kind === 'sse') return void this.#open();
     }
-    // Neither transport has got through yet (the server may be down): try WebSocket first again.
-    if (unreached) this.#kind = 'websocket';
-    if (end.kind === 'refused' && (end.status === 400 || end.status === 403)) {
+    if (status === 400 || status === 403) {
       // SSE admits a request's topics all or none: the topics not yet confirmed are the refused ones.
-      const unconfirmed = [...transport.topics].filter((topic) => this.#entries.get(topic)?.state === 'subscribing');
-      if (unconfirmed.length > 0) {
-        for (const topic of unconfirmed) this.#refuse(topic, end.message);
-        void this.#open();
-        return;
-      }
+      const unconfirmed = [...transport.topics].filter((topic) => this.#entries.has(topic) && !this.#confirmed.has(topic));
+      for (const topic of unconfirmed) this.#refuse(topic, reason);
+      if (unconfirmed.length > 0) return void this.#open();
     }
-    // `auto`: a WebSocket upgrade refused for want of a valid token looks like a failed upgrade
-    // (browsers hide its status); SSE's 401 says what it was: try WebSocket again with the next token.
-    if (this.#auto && this.#worked === 'none' && end.kind === 'refused' && end.status === 401) this.#kind = 'websocket';
-    this.#emit('error', endError(end));
-    this.#scheduleReconnect(end.kind === 'ended' ? end.retryMs : end.kind === 'refused' ? end.retryAfterMs : undefined);
+    this.#retry(
+      new PushletConnectionError(status ? `refused: ${status} ${reason}` : reason ? `dropped: ${reason}` : `ended${code ? ` (${code})` : ''}`, status, code),
+      retryMs,
+    );
   }
 
-  #scheduleReconnect(atLeastMs = 0): void {
+  /** Reports a failed attempt or a drop, and reconnects after the backoff (or `atLeastMs`, if longer). */
+  #retry(error: PushletConnectionError, atLeastMs = 0): void {
+    this.#emit('error', error);
     if (this.#phase !== 'running') return;
     const delay = backoffDelay(this.#attempt++, this._options.minReconnectDelayMs ?? 500, this._options.maxReconnectDelayMs ?? 30_000);
     this.#setState('connecting');
-    clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = setTimeout(
       () => {
         this.#reconnectTimer = undefined;
@@ -380,56 +360,42 @@ export class PushletClient {
   }
 
   /**
-   * Brings the open connection's topics in line with the client's. WebSocket: one `subscribe`
-   * (or `unsubscribe`) command; SSE: a new stream with the new list and the last id, once per tick.
+   * Brings the open connection's topics in line with the client's. WebSocket: a `subscribe` and
+   * an `unsubscribe` command for the difference; SSE: a new stream with the new list and the last
+   * id, once the tick is over (`later`): the subscriptions of one tick share it, and a topic
+   * released and subscribed again in the same tick changes nothing.
    */
-  #syncTopics(added?: readonly string[]): void {
+  #sync(later?: boolean): void {
     const transport = this.#transport;
     if (!transport || this.#state !== 'connected') return;
-    if (transport.kind === 'sse') return this.#scheduleSseSync();
-    const missing = added ?? [...this.#entries.keys()].filter((topic) => !transport.topics.has(topic));
+    const sse = transport.kind === 'sse';
+    // Every call queues its own check: the first one that finds a difference replaces the stream, the others find it gone.
+    if (sse && !later) return queueMicrotask(() => this.#sync(true));
+    const missing = [...this.#entries.keys()].filter((topic) => !transport.topics.has(topic));
     const extra = [...transport.topics].filter((topic) => !this.#entries.has(topic));
-    if (missing.length > 0) {
-      const ref = ++this.#refs;
-      this.#pendingRefs.set(ref, missing);
-      for (const topic of missing) transport.topics.add(topic);
-      transport.send({ action: 'subscribe', topics: missing, ref });
-    }
-    if (extra.length > 0) this.#leave(transport, extra);
-  }
-
-  #leave(transport: Transport, topics: readonly string[]): void {
-    for (const topic of topics) transport.topics.delete(topic);
-    transport.send({ action: 'unsubscribe', topics, ref: ++this.#refs });
-  }
-
-  #scheduleSseSync(): void {
-    if (this.#sseSync === 'scheduled') return;
-    this.#sseSync = 'scheduled';
-    queueMicrotask(() => {
-      this.#sseSync = 'idle';
-      const transport = this.#transport;
-      if (!transport || transport.kind !== 'sse' || this.#phase !== 'running') return;
-      const same = transport.topics.size === this.#entries.size && [...transport.topics].every((topic) => this.#entries.has(topic));
-      if (same) return;
+    if (sse) {
+      // The same topics (one released and subscribed again): the stream has them all, confirmed.
+      if (missing.length + extra.length === 0) return this.#confirm([...transport.topics]);
       this.#dropTransport();
-      void this.#open();
-    });
+      return void this.#open();
+    }
+    for (const topic of missing) transport.topics.add(topic);
+    for (const topic of extra) transport.topics.delete(topic);
+    if (missing.length > 0) {
+      this.#pendingRefs.set(++this.#refs, missing);
+      transport.send({ action: 'subscribe', topics: missing, ref: this.#refs });
+    }
+    if (extra.length > 0) transport.send({ action: 'unsubscribe', topics: extra, ref: ++this.#refs });
   }
 
   #release(subscription: ClientSubscription): void {
-    const removed: string[] = [];
     for (const topic of subscription.topics) {
-      const entry = this.#entries.get(topic);
-      if (!entry?.subscriptions.delete(subscription) || entry.subscriptions.size > 0) continue;
+      const subscriptions = this.#entries.get(topic);
+      if (!subscriptions?.delete(subscription) || subscriptions.size > 0) continue;
       this.#entries.delete(topic);
-      removed.push(topic);
+      this.#confirmed.delete(topic);
     }
-    const transport = this.#transport;
-    if (removed.length === 0 || this.#phase !== 'running' || !transport || this.#state !== 'connected') return;
-    if (transport.kind === 'sse') return this.#scheduleSseSync();
-    const held = removed.filter((topic) => transport.topics.has(topic));
-    if (held.length > 0) this.#leave(transport, held);
+    if (this.#phase === 'running') this.#sync();
   }
 
   /** Cancels the pending reconnect and ends the connection. */
@@ -440,9 +406,9 @@ export class PushletClient {
   }
 
   #dropTransport(): void {
-    const transport = this.#transport;
+    this.#transport?.close();
     this.#transport = undefined;
-    transport?.close();
+    this.#pendingRefs.clear();
     this._dropped(this.#phase === 'closed');
   }
 
@@ -456,7 +422,7 @@ export class PushletClient {
     this.#stop();
     this.#network('removeEventListener');
     this.#setState('disconnected');
-    this.#emit('error', new PushletConnectionError(`the server disconnected this client: ${reason}`, undefined, CLOSE_DISCONNECTED));
+    this.#emit('error', new PushletConnectionError(`disconnected: ${reason}`, undefined, CLOSE_DISCONNECTED));
   }
 
   #setState(state: ClientState): void {
@@ -481,44 +447,19 @@ function callSafely<T>(listener: (value: T) => void, value: T): void {
   }
 }
 
-function parseJson(data: string): unknown {
+/** A frame's data as an object whose fields can be read (any JSON value; `null` as `{}`); `undefined` when it is not JSON. */
+function parseObject(data: string): Record<string, unknown> | undefined {
   try {
-    return JSON.parse(data);
+    return Object(JSON.parse(data));
   } catch {
     return undefined;
   }
 }
 
-function topicsData(data: string): { topics: string[]; reset?: ResetData; heartbeat?: number } {
-  const value = parseJson(data) as Partial<TopicsData> | null | undefined;
-  const topics = strings(value?.topics);
-  const reset = value?.reset;
-  const heartbeat = typeof value?.heartbeat === 'number' && value.heartbeat > 0 ? value.heartbeat : undefined;
-  return reset && typeof reset === 'object'
-    ? { topics, reset: { topics: strings(reset.topics), reason: String(reset.reason ?? '') }, heartbeat }
-    : { topics, heartbeat };
+function resetData(value: Record<string, unknown>): ResetData {
+  return { topics: strings(value.topics), reason: typeof value.reason === 'string' ? value.reason : '' };
 }
 
 function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((t): t is string => typeof t === 'string') : [];
-}
-
-function resetOf(data: string): ResetData {
-  try {
-    const value = JSON.parse(data) as Partial<ResetData>;
-    return { topics: Array.isArray(value.topics) ? value.topics : [], reason: typeof value.reason === 'string' ? value.reason : '' };
-  } catch {
-    return { topics: [], reason: data };
-  }
-}
-
-function endError(end: TransportEnd): PushletConnectionError {
-  switch (end.kind) {
-    case 'refused':
-      return new PushletConnectionError(`the server refused the connection: ${end.status} ${end.message}`, end.status);
-    case 'ended':
-      return new PushletConnectionError(`the server ended the connection${end.code ? ` (${end.code})` : ''}; reconnecting`, undefined, end.code);
-    default:
-      return new PushletConnectionError(`the connection dropped: ${end.detail}; reconnecting`, undefined, end.code);
-  }
 }

@@ -1,6 +1,5 @@
-import { JOIN, LEAVE, RESERVED } from './wire.js';
 import type { PushletClientOptions } from './client-types.js';
-import { EventStreamParser } from './sse-parser.js';
+import { eventStreamParser } from './sse-parser.js';
 import { DEAD_LINK_FACTOR, type ClientFrame, type ConnectRequest, type Transport, type TransportEnd, type TransportHandlers } from './transport.js';
 
 /**
@@ -13,7 +12,9 @@ export function openEventStream(request: ConnectRequest, options: PushletClientO
   // Set: that (0: never); else 2.5 times the heartbeat the server announces, off until it does.
   let idleTimeoutMs = options.sseIdleTimeoutMs ?? 0;
   const abort = new AbortController();
-  let finished = false;
+  // Aborted: the stream is finished (ended, or closed by the client).
+  const { signal } = abort;
+  let opened = false;
   let retryMs: number | undefined;
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
   // Message frames as JSON with their topic and timestamp (docs/protocol.md, SSE `format=json`).
@@ -22,94 +23,88 @@ export function openEventStream(request: ConnectRequest, options: PushletClientO
   if (request.lastEventId !== undefined) headers['Last-Event-ID'] = request.lastEventId;
   if (request.token !== undefined) headers.Authorization = `Bearer ${request.token}`;
 
-  /** Marks the stream finished and aborts it; false when it already was. */
-  const stop = (): boolean => {
-    if (finished) return false;
-    finished = true;
+  const close = (): void => {
     clearTimeout(idleTimer);
     abort.abort();
-    return true;
   };
   const finish = (end: TransportEnd): void => {
-    if (stop()) handlers.ended(end);
+    if (signal.aborted) return;
+    close();
+    handlers.ended(end);
   };
   /** Restarts the silence timer: every chunk (heartbeat comments included) proves the stream alive. */
   const watchIdle = (): void => {
     if (idleTimeoutMs <= 0) return;
     clearTimeout(idleTimer);
-    idleTimer = setTimeout(() => finish({ kind: 'dropped', opened: true, detail: `no data within ${idleTimeoutMs} ms` }), idleTimeoutMs);
+    idleTimer = setTimeout(() => finish({ opened, reason: `no data within ${idleTimeoutMs} ms` }), idleTimeoutMs);
   };
   const run = async (): Promise<TransportEnd> => {
-    const fetchFn = options.fetch ?? fetch;
-    const response = await fetchFn(request.url.toString(), { headers, signal: abort.signal });
+    const response = await (options.fetch ?? fetch)(request.url, { headers, signal });
     if (response.status !== 200 || !response.body) return refused(response);
-    const parser = new EventStreamParser(
-      (event) => {
-        if (event.data !== undefined && !finished) handlers.frame(toFrame(event.id, event.event, event.data));
+    opened = true;
+    const feed = eventStreamParser(
+      ({ id, event, data }) => {
+        if (data !== undefined && !signal.aborted) handlers.frame(toFrame(id, event, data));
       },
       (ms) => (retryMs = ms),
     );
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
-    try {
-      while (!finished) {
-        watchIdle();
-        const { done, value } = await reader.read();
-        if (done) break;
-        parser.feed(decoder.decode(value, { stream: true }));
-      }
-    } catch (error) {
-      return { kind: 'dropped', opened: true, detail: describe(error) };
+    while (!signal.aborted) {
+      watchIdle();
+      const { done, value } = await reader.read();
+      if (done) break;
+      feed(decoder.decode(value, { stream: true }));
     }
-    parser.feed(decoder.decode());
-    return { kind: 'ended', retryMs };
+    feed(decoder.decode());
+    return { opened, reason: '', retryMs };
   };
 
-  run().then(finish, (error: unknown) => finish({ kind: 'dropped', opened: false, detail: describe(error) }));
+  // A failed request, or a read that failed after it: `opened` tells which.
+  run().then(finish, (error: unknown) => finish({ opened, reason: describe(error) }));
   return {
     kind: 'sse',
     topics: new Set(request.topics),
     send: () => false,
     heartbeat(ms) {
-      if (options.sseIdleTimeoutMs !== undefined || finished) return;
+      if (options.sseIdleTimeoutMs !== undefined || signal.aborted) return;
       idleTimeoutMs = ms * DEAD_LINK_FACTOR;
       watchIdle();
     },
-    close: stop,
+    close,
   };
 }
 
-/** Notices as they are; a message's `data:` is the message as JSON (`format=json`), presence joins and leaves included. */
+/**
+ * A message's `data:` is the message as JSON (`format=json`): its topic, data and timestamp
+ * (presence joins and leaves too); notices, whose data is anything else, as they are.
+ */
 function toFrame(id: string | undefined, event: string, data: string): ClientFrame {
-  if (!event.startsWith(RESERVED) || event === JOIN || event === LEAVE) {
-    try {
-      const message = JSON.parse(data) as Partial<Record<'topic' | 'data' | 'timestamp', unknown>> | null;
-      if (typeof message?.topic === 'string' && typeof message.data === 'string') {
-        return { id, event, data: message.data, topic: message.topic, timestamp: typeof message.timestamp === 'string' ? message.timestamp : undefined };
-      }
-    } catch {
-      // Not JSON: a server without `format=json` sent the data alone.
+  try {
+    const message = JSON.parse(data) as Partial<Record<'topic' | 'data' | 'timestamp', unknown>> | null;
+    if (typeof message?.topic === 'string' && typeof message.data === 'string') {
+      return { id, event, data: message.data, topic: message.topic, timestamp: typeof message.timestamp === 'string' ? message.timestamp : undefined };
     }
+  } catch {
+    // Not JSON: a notice, or a server without `format=json` sent the data alone.
   }
   return { id, event, data };
 }
 
 async function refused(response: Response): Promise<TransportEnd> {
-  let message = response.statusText;
+  let reason = response.statusText;
   try {
     const body = (await response.json()) as { message?: unknown } | null;
-    if (typeof body?.message === 'string') message = body.message;
+    if (typeof body?.message === 'string') reason = body.message;
   } catch {
     // Not JSON: the status text says enough.
   }
   const retryAfter = Number(response.headers.get('retry-after'));
-  return { kind: 'refused', status: response.status, message, retryAfterMs: retryAfter > 0 ? retryAfter * 1_000 : undefined };
+  return { opened: false, status: response.status, reason, retryMs: retryAfter > 0 ? retryAfter * 1_000 : undefined };
 }
 
+/** An error's message, and its cause's (`fetch failed: connect ECONNREFUSED …`). */
 function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = (error as { cause?: unknown }).cause;
-    return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message;
-  }
-  return String(error);
+  const cause = (error as { cause?: unknown } | undefined)?.cause;
+  return error instanceof Error ? error.message + (cause instanceof Error ? `: ${cause.message}` : '') : String(error);
 }

@@ -19,14 +19,23 @@ export interface ClientFrame {
   readonly ref?: CommandRef;
 }
 
-/** How a transport's connection ended (never reported when the client itself closed it). */
-export type TransportEnd =
-  /** The network or the server dropped it; `opened` tells whether it ever got through. */
-  | { readonly kind: 'dropped'; readonly opened: boolean; readonly code?: number; readonly detail: string }
-  /** SSE: the server answered the request with an HTTP error instead of a stream. */
-  | { readonly kind: 'refused'; readonly status: number; readonly message: string; readonly retryAfterMs?: number }
-  /** The server ended the stream on purpose; `retryMs` is its `retry:` (SSE) when it gave one. */
-  | { readonly kind: 'ended'; readonly code?: number; readonly retryMs?: number };
+/**
+ * How a transport's connection ended (never reported when the client itself closed it): refused
+ * (SSE answered with an HTTP error instead of a stream: its `status`, and the server's message as
+ * `reason`), dropped (`reason` says how), or ended by the server on purpose (`reason` empty:
+ * WebSocket close 1000, 1001 or 1013 after it opened, or the end of an SSE stream).
+ */
+export interface TransportEnd {
+  /** Whether the connection ever got through. */
+  readonly opened: boolean;
+  readonly reason: string;
+  /** SSE: the HTTP status of a refused request. */
+  readonly status?: number;
+  /** WebSocket: the close code. */
+  readonly code?: number;
+  /** The wait the server asked for before the next attempt: SSE `retry:` or `Retry-After`. */
+  readonly retryMs?: number;
+}
 
 export interface TransportHandlers {
   frame(frame: ClientFrame): void;

@@ -1,6 +1,6 @@
 import { PONG } from './wire.js';
 import type { PushletClientOptions } from './client-types.js';
-import { DEAD_LINK_FACTOR, type ClientFrame, type ConnectRequest, type Transport, type TransportEnd, type TransportHandlers } from './transport.js';
+import { DEAD_LINK_FACTOR, type ClientFrame, type ConnectRequest, type Transport, type TransportHandlers } from './transport.js';
 
 /**
  * The part of the WHATWG `WebSocket` the client uses (browsers' own, or `ws` in Node). Handler
@@ -56,47 +56,38 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
   if (request.token !== undefined) url.searchParams.set('token', request.token);
   const socket = new (webSocketConstructor(options)!)(url.toString());
   let opened = false;
-  let finished = false;
-  let pings = 0;
   /** The next ping, or (while `awaitingPong`) the deadline of the last one. */
   let timer: ReturnType<typeof setTimeout> | undefined;
   let awaitingPong = false;
 
-  /** Marks the connection finished; false when it already was. */
-  const stop = (): boolean => {
-    if (finished) return false;
-    finished = true;
+  // No `finished` flag: once the connection is over its handlers are detached, `send` sees the
+  // socket no longer open, and the client ignores a transport it no longer holds.
+  /** Stops the timer and the handlers; `onerror` stays: `ws` emits 'error' when closed while connecting, and an unheard one throws. */
+  const stop = (): void => {
     clearTimeout(timer);
-    return true;
-  };
-  const finish = (end: TransportEnd): void => {
-    if (stop()) handlers.ended(end);
-  };
-  // The error listener stays: `ws` emits 'error' when closed while connecting, and an unheard one throws.
-  const detach = (): void => {
     socket.onopen = socket.onmessage = socket.onclose = null;
   };
   const send = (command: Record<string, unknown>): boolean => {
-    if (finished || socket.readyState !== OPEN) return false;
+    if (socket.readyState !== OPEN) return false;
     socket.send(JSON.stringify(command));
     return true;
   };
   const schedulePing = (): void => {
     awaitingPong = false;
     clearTimeout(timer);
-    if (finished || pingIntervalMs <= 0) return;
+    if (pingIntervalMs <= 0) return;
     timer = setTimeout(() => {
-      awaitingPong = send({ action: 'ping', ref: `ping-${++pings}` });
+      awaitingPong = send({ action: 'ping' });
       if (awaitingPong) timer = setTimeout(dead, pingTimeoutMs);
     }, pingIntervalMs);
   };
   /** No pong in time: the connection is presumed dead, and cut without waiting for a closing handshake. */
   const dead = (): void => {
-    finish({ kind: 'dropped', opened: true, detail: `no pong within ${pingTimeoutMs} ms` });
-    detach();
+    stop();
     const cut = socket as WebSocketLike & { terminate?: () => void };
     if (cut.terminate) cut.terminate();
     else cut.close(4000, 'ping timeout');
+    handlers.ended({ opened, reason: `no pong within ${pingTimeoutMs} ms` });
   };
 
   socket.binaryType = 'arraybuffer';
@@ -108,18 +99,12 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
   socket.onmessage = (event: MessageLike) => {
     const frame = parseFrame(event.data);
     if (!frame) return;
-    if (frame.event === PONG && awaitingPong) {
-      clearTimeout(timer);
-      schedulePing();
-    }
+    if (frame.event === PONG && awaitingPong) schedulePing();
     handlers.frame(frame);
   };
   socket.onclose = ({ code, reason }: CloseLike) => {
-    finish(
-      opened && ORDERLY_CLOSES.includes(code)
-        ? { kind: 'ended', code }
-        : { kind: 'dropped', opened, code, detail: `WebSocket closed with ${code} ${reason}`.trim() },
-    );
+    stop();
+    handlers.ended({ opened, code, reason: opened && ORDERLY_CLOSES.includes(code) ? '' : `WebSocket closed with ${code} ${reason}`.trim() });
   };
   return {
     kind: 'websocket',
@@ -131,8 +116,7 @@ export function openWebSocket(request: ConnectRequest, options: PushletClientOpt
       if (!awaitingPong) schedulePing();
     },
     close() {
-      if (!stop()) return;
-      detach();
+      stop();
       try {
         socket.close(NORMAL_CLOSURE);
       } catch {
