@@ -8,6 +8,8 @@ import { WebSocket } from 'ws';
 import { backoffDelay, PushletClient, PushletSubscribeError, type ClientMessage, type PushletClientOptions, type ResetData } from '../src/client/index.js';
 import type { PushletModuleOptions } from '../src/index.js';
 import { startApp, type TestApp } from './support/app.js';
+import { matches } from '../src/client/client-core.js';
+import { isPattern, matchesPattern } from '../src/protocol/topics.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { until, within } from './support/wait.js';
 
@@ -137,6 +139,33 @@ describe('client SDK', () => {
         assert.deepEqual(all, ['a:to a', '*:to all', 'b:to b']);
         assert.deepEqual(a.data, ['to a']);
         assert.deepEqual(b.data, ['to b']);
+      });
+
+      it('routes messages to pattern subscriptions (orders/*, users/42/#), each handler once, exact topics too', async () => {
+        const t = await app();
+        const c = client(t.url, { transport });
+        const star = recorder(c);
+        const hash = recorder(c);
+        const exact = recorder(c);
+        const all: string[] = [];
+        c.on('message', (m) => all.push(`${m.topic}:${m.data}`));
+        await within(
+          Promise.all([
+            c.subscribe(['orders/*', 'orders/1'], star.handler).ready,
+            c.subscribe('users/42/#', hash.handler).ready,
+            c.subscribe('orders/1', exact.handler).ready,
+          ]),
+          5_000,
+          'ready',
+        );
+        for (const topic of ['orders/1', 'orders/1/items', 'orders', 'users/42', 'users/42/a/b', 'users/420', 'orders/2'])
+          await t.pushlet.publish(topic, 'message', topic);
+        await t.pushlet.publishToAll('message', 'to all');
+        await until(() => all.length === 5, 5_000, 'five messages');
+        assert.deepEqual(all, ['orders/1:orders/1', 'users/42:users/42', 'users/42/a/b:users/42/a/b', 'orders/2:orders/2', '*:to all']);
+        assert.deepEqual(star.data, ['orders/1', 'orders/2']);
+        assert.deepEqual(hash.data, ['users/42', 'users/42/a/b']);
+        assert.deepEqual(exact.data, ['orders/1']);
       });
 
       it('rejects ready for a topic the server refuses, and keeps the others', async () => {
@@ -353,6 +382,20 @@ describe('client SDK', () => {
       c.close();
     }
     assert.deepEqual(seen, ['ws:t1', 'sse:Bearer t2']);
+  });
+});
+
+describe("the client's pattern matching", () => {
+  it("agrees with the server's (protocol/topics.ts) on every case", () => {
+    const keys = ['orders/*', 'users/42/#', '*', '#', '*/x', 'a/*/c/#', 'orders', 'a', 'a/b'];
+    const topics = ['orders/1', 'orders/1/items', 'orders', 'orders/', 'users/42', 'users/42/a', 'users/420', 'a', 'a/b', 'b/x', 'a/q/c', 'a/q/c/d', '', '/x'];
+    // Not the broadcast topic `*`: the client never asks about it (broadcasts reach the message event only).
+    for (const key of keys) {
+      for (const topic of topics) {
+        const server = isPattern(key) && matchesPattern(key, topic);
+        assert.equal(matches(key, topic), server, `${key} ~ ${topic}`);
+      }
+    }
   });
 });
 

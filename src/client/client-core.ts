@@ -295,6 +295,10 @@ export class PushletClient {
     for (const topic of message.topic !== undefined ? [message.topic] : transport.topics) {
       for (const s of this.#entries.get(topic) ?? []) handlers.add(s);
     }
+    // And those of every pattern held that matches it (`orders/*`), each handler once.
+    if (message.topic && message.topic !== '*') {
+      for (const [key, subscriptions] of this.#entries) if (matches(key, message.topic)) for (const s of subscriptions) handlers.add(s);
+    }
     for (const s of handlers) callSafely(s.handler, message);
   }
 
@@ -462,4 +466,19 @@ function resetData(value: Record<string, unknown>): ResetData {
 
 function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((t): t is string => typeof t === 'string') : [];
+}
+
+/**
+ * Whether a held key that is a pattern (`orders/*`, `users/42/#`) matches `topic`: the grammar of
+ * `protocol/topics.ts` (`matchesPattern`), written again in a few bytes for the bundle. False for
+ * a plain topic (the exact lookup covers it). Tested against the server's in test/client.test.ts.
+ */
+export function matches(key: string, topic: string): boolean {
+  const p = key.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '#') return true;
+    if (p[i] !== '*' ? p[i] !== t[i] || p.length < 2 : !t[i]) return false;
+  }
+  return p.length === t.length && /[*#]/.test(key);
 }
