@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { BrokerRecord, PushletBroker, TopicRead } from '../src/interfaces/broker.interface.js';
+import type { BrokerPublication, BrokerRecord, PushletBroker, TopicRead } from '../src/interfaces/broker.interface.js';
 import type { Envelope } from '../src/core/envelope.js';
 import { Feed, type FeedSink } from '../src/core/feed.js';
 import { MemoryBroker } from '../src/core/memory-broker.js';
@@ -486,5 +486,72 @@ describe('RecentPublications (core/recent-publications.ts)', () => {
     assert.equal(recent.has('o1', 1), false);
     assert.equal(recent.add('o1', 1, '9-1'), true, 'forgotten: no longer recognised as a copy');
     assert.equal(recent.add('o1', 3, '9-2'), false);
+  });
+});
+
+describe('Publishing through the recovery core (core/recovery-core.ts, core/outbox.ts)', () => {
+  it('with a broker in the process: resolves with the envelope delivered here, in order, a publication made on delivery after it', async () => {
+    const delivered: Envelope[] = [];
+    const core = new RecoveryCore(new MemoryBroker(LIMITS), SILENT);
+    let reply: Promise<Envelope> | undefined;
+    // Watched before the start, as the topic registry watches broadcasts.
+    void core.watch('a');
+    await core.start({
+      message: (envelope) => {
+        delivered.push(envelope);
+        if (envelope.message.data === 'first') reply = core.publish('a', 'message', 'reply');
+      },
+      gap: () => undefined,
+      control: () => undefined,
+    });
+    const first = await core.publish('a', 'message', 'first');
+    const second = await core.publish('a', 'message', 'second');
+    const replied = await reply!;
+    assert.deepEqual(
+      delivered.map((envelope) => envelope.message.data),
+      ['first', 'reply', 'second'],
+    );
+    assert.equal(second, delivered[2], 'the envelope delivered is the result, built once');
+    // Another delivered before its answer came: the same message, in an envelope of its own.
+    assert.deepEqual(first.message, delivered[0]!.message);
+    assert.deepEqual(replied.message, delivered[1]!.message);
+    assert.ok(compareIdText(first.id, replied.id) < 0 && compareIdText(replied.id, second.id) < 0);
+    const unwatched = await core.publish('b', 'event', 'nobody here');
+    assert.equal(delivered.length, 3);
+    assert.deepEqual(
+      { ...unwatched.message, id: undefined, timestamp: undefined },
+      { id: undefined, topic: 'b', event: 'event', data: 'nobody here', timestamp: undefined },
+    );
+    for (const envelope of [...delivered, unwatched]) assert.equal(envelope.message.timestamp, new Date(envelope.position.ms).toISOString());
+    assert.equal(core.stats().queued, 0);
+    await core.stop();
+  });
+
+  it('with a broker in the process that answers late: appended in call order, queued until answered, each resolved with its own position', async () => {
+    class LateBroker extends MemoryBroker {
+      readonly answers: Array<() => void> = [];
+      override append(publications: readonly BrokerPublication[]): Array<Promise<Position>> {
+        return super.append(publications).map((answer) => new Promise<Position>((resolve) => this.answers.push(() => resolve(answer))));
+      }
+    }
+    const broker = new LateBroker(LIMITS);
+    const delivered: Envelope[] = [];
+    const core = new RecoveryCore(broker, SILENT);
+    void core.watch('a');
+    await core.start({ message: (envelope) => delivered.push(envelope), gap: () => undefined, control: () => undefined });
+    const published = ['1', '2', '3'].map((data) => core.publish('a', 'message', data));
+    assert.equal(core.stats().queued, 3);
+    for (const answer of [...broker.answers].reverse()) answer();
+    const results = await Promise.all(published);
+    assert.deepEqual(
+      results.map((envelope) => [envelope.message.data, envelope.id]),
+      delivered.map((envelope) => [envelope.message.data, envelope.id]),
+    );
+    assert.deepEqual(
+      delivered.map((envelope) => envelope.message.data),
+      ['1', '2', '3'],
+    );
+    assert.equal(core.stats().queued, 0);
+    await core.stop();
   });
 });

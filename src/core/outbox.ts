@@ -45,17 +45,27 @@ export class Outbox {
     return this.pending.size;
   }
 
-  /** Queues a publication; resolves to its position once the broker has recorded it. */
-  publish(topic: string, event: string, data: string): Promise<Position> {
+  /**
+   * Queues a publication; resolves to its position once the broker has recorded it. With `now`
+   * (the link is ready and the broker takes publications at once), it is sent straight away, or
+   * with those queued before it, in order, if any are.
+   */
+  publish(topic: string, event: string, data: string, now = false): Promise<Position> {
     if (this.pending.size >= this.maxQueued) {
       return Promise.reject(new PushletBrokerError(MESSAGES.brokerQueueFull(this.maxQueued)));
     }
-    return new Promise<Position>((resolve, reject) => {
-      this.counter += 1;
-      const item: Pending = { message: { topic, event, data, origin: this.origin, counter: this.counter }, resolve, reject };
-      this.pending.add(item);
+    this.counter += 1;
+    const message: BrokerPublication = { topic, event, data, origin: this.origin, counter: this.counter };
+    let item!: Pending;
+    const recorded = new Promise<Position>((resolve, reject) => (item = { message, resolve, reject }));
+    this.pending.add(item);
+    if (now && this.unsent.length === 0) {
+      this.follow(item, this.transport.send([message])[0]!);
+    } else {
       this.unsent.push(item);
-    });
+      if (now) this.flush();
+    }
+    return recorded;
   }
 
   /** Sends every publication not sent yet, in order (call when the link is ready). */
@@ -65,12 +75,7 @@ export class Outbox {
     this.unsent = [];
     if (items.length === 0) return;
     const answers = this.transport.send(items.map((item) => item.message));
-    items.forEach((item, i) =>
-      answers[i]!.then(
-        (position) => this.settle(item, () => item.resolve(position)),
-        (error: unknown) => this.failed(item, error),
-      ),
-    );
+    items.forEach((item, i) => this.follow(item, answers[i]!));
   }
 
   /** The link went down: whatever was sent and not answered will be sent again, in order. */
@@ -84,6 +89,14 @@ export class Outbox {
     this.pending.clear();
     this.unsent = [];
     for (const item of items) item.reject(error);
+  }
+
+  /** Settles a sent publication with the broker's answer (unless a late answer to an earlier attempt did already). */
+  private follow(item: Pending, answer: Promise<Position>): void {
+    answer.then(
+      (position) => this.settle(item, () => item.resolve(position)),
+      (error: unknown) => this.failed(item, error),
+    );
   }
 
   private failed(item: Pending, error: unknown): void {

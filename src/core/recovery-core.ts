@@ -10,6 +10,7 @@ import type {
   TopicRead,
 } from '../interfaces/broker.interface.js';
 import { matchesPattern } from '../protocol/topics.js';
+import type { PushletMessage } from '../interfaces/message.interface.js';
 import { comparePositions, formatPosition, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BrokerLink, type BrokerLinkState } from './broker-link.js';
@@ -155,6 +156,8 @@ export class RecoveryCore {
   private healer: NodeJS.Timeout | undefined;
   /** With `ordering: 'total'`: the newest position seen from the broker (positions are global there). */
   private lastSeen: Position = { ms: 0, seq: 0 };
+  /** The last envelope delivered here (see {@link publish}). */
+  private lastDelivered: Envelope | undefined;
   private everReady = false;
   private reportedStart = false;
   private lastRecoveryError: unknown;
@@ -214,9 +217,16 @@ export class RecoveryCore {
 
   /** Resolves once the broker has recorded the message (waiting in order while it is unreachable). */
   async publish(topic: string, event: string, data: string): Promise<Envelope> {
-    const sent = this.outbox.publish(topic, event, data);
-    this.flushSoon();
-    return Envelope.create(await sent, topic, event, data);
+    // A broker in the process takes it at once while the link is ready; a remote one, at the end of the turn.
+    const now = !this.broker.batching && this.link.state === 'ready';
+    const sent = this.outbox.publish(topic, event, data, now);
+    if (this.broker.batching) this.flushSoon();
+    const position = await sent;
+    // A broker in the process delivers a publication here before it answers, with the very
+    // position object it answers: the envelope delivered is the result, built once.
+    const delivered = this.lastDelivered;
+    if (delivered?.position === position && isMessage(delivered.message, topic, event, data)) return delivered;
+    return Envelope.create(position, topic, event, data);
   }
 
   /**
@@ -400,15 +410,10 @@ export class RecoveryCore {
   }
 
   /**
-   * Sends what the outbox holds: at once for a broker in the process; for a remote one, once this
-   * event-loop turn's publications are all in (after I/O callbacks and their promise chains), so
-   * that one call carries them all.
+   * For a remote broker: sends what the outbox holds once this event-loop turn's publications are
+   * all in (after I/O callbacks and their promise chains), so that one call carries them all.
    */
   private flushSoon(): void {
-    if (!this.broker.batching) {
-      if (this.link.state === 'ready') this.outbox.flush();
-      return;
-    }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(() => {
@@ -622,7 +627,9 @@ export class RecoveryCore {
     if (state) state.confirmed = true;
     for (const pattern of matched) pattern.confirmed = true;
     this.counts.delivered += 1;
-    this.handler?.message(envelopeOf(record));
+    const envelope = envelopeOf(record);
+    this.lastDelivered = envelope;
+    this.handler?.message(envelope);
     return true;
   }
 
@@ -725,6 +732,10 @@ function inOrder(reads: readonly TopicRead[], global: boolean): BrokerRecord[] {
   const all = reads.flatMap((read) => read.records);
   if (global && reads.length > 1) all.sort((a, b) => comparePositions(a.position, b.position));
   return all;
+}
+
+function isMessage(message: PushletMessage, topic: string, event: string, data: string): boolean {
+  return message.topic === topic && message.event === event && message.data === data;
 }
 
 function envelopeOf(record: BrokerRecord): Envelope {
