@@ -12,6 +12,7 @@ export const REQUIRED = [
   { program: 'redis-server', package: 'redis-server', usedBy: 'the Redis tests' },
   { program: 'redis-cli', package: 'redis-tools', usedBy: 'the Redis Cluster tests' },
   { program: 'chromium', package: 'chromium', usedBy: 'the browser tests (playwright-core)', path: () => process.env.CHROMIUM_PATH ?? '/usr/bin/chromium' },
+  { program: 'nats-server', package: 'nats-server', usedBy: 'the NATS JetStream tests' },
   { program: 'nginx', package: 'nginx', usedBy: 'the deployment test (deploy/nginx.conf)', path: () => process.env.NGINX_PATH },
 ];
 

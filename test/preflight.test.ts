@@ -42,6 +42,7 @@ describe('pre-flight of npm test: names what is missing and how to install it, b
       ['redis-server', 'redis-server'],
       ['redis-cli', 'redis-tools'],
       ['chromium', 'chromium'],
+      ['nats-server', 'nats-server'],
       ['nginx', 'nginx'],
     ];
     for (const [program, pkg] of expected) {
@@ -51,13 +52,13 @@ describe('pre-flight of npm test: names what is missing and how to install it, b
     }
     assert.match(
       lines.at(-1)!,
-      /^npm test did not start: 4 program\(s\) missing \(or install all at once: apt-get install -y redis-server redis-tools chromium nginx\)$/,
+      /^npm test did not start: 5 program\(s\) missing \(or install all at once: apt-get install -y redis-server redis-tools chromium nats-server nginx\)$/,
     );
   });
 
   it('names only what is missing, and passes silently when everything is there', async () => {
     const bin = emptyDir();
-    for (const program of ['redis-server', 'redis-cli', 'nginx', 'chromium']) {
+    for (const program of ['redis-server', 'redis-cli', 'nats-server', 'nginx', 'chromium']) {
       writeFileSync(join(bin, program), '#!/bin/sh\nexit 0\n');
       chmodSync(join(bin, program), 0o755);
     }

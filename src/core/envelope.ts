@@ -15,20 +15,23 @@ export class Envelope {
   private constructor(
     readonly message: PushletMessage,
     readonly position: Position,
+    /** When the message was recorded (ms since the epoch): its position's `ms` unless the broker says otherwise. */
+    readonly time: number,
     json?: string,
   ) {
     this.jsonText = json;
   }
 
-  static create(position: Position, topic: string, event: string, data: string): Envelope {
+  /** `time`: when it was recorded, for a broker whose positions are not times (`BrokerRecord.time`). */
+  static create(position: Position, topic: string, event: string, data: string, time = position.ms): Envelope {
     const message: PushletMessage = {
       id: formatPosition(position),
       topic,
       event,
       data,
-      timestamp: isoTime(position.ms),
+      timestamp: isoTime(time),
     };
-    return new Envelope(message, position);
+    return new Envelope(message, position, time);
   }
 
   get id(): string {

@@ -39,6 +39,11 @@ export interface BrokerRecord {
   /** The publication's origin and counter, where the broker keeps them (see {@link BrokerPublication}). */
   readonly origin?: string;
   readonly counter?: number;
+  /**
+   * When it was recorded (ms since the epoch), for the message's `timestamp`, where the position's
+   * `ms` is not that time (NATS JetStream: `ms` is the stream's creation, `seq` its sequence).
+   */
+  readonly time?: number;
 }
 
 /** What a broker's history holds of one topic after a position. */

@@ -81,7 +81,7 @@ export class PushletCounters implements CoreCounters {
     }
     if (this.observers.size === 0) return;
     // The broker's clock stamped the message; a clock behind it must not give a negative lag.
-    const seconds = Math.max(0, Date.now() - envelope.position.ms) / 1000;
+    const seconds = Math.max(0, Date.now() - envelope.time) / 1000;
     for (const observer of this.observers) observer.delivered?.(seconds);
   }
 

@@ -1,4 +1,6 @@
 import type { PushletModuleOptions } from '../../../src/index.js';
+import { natsBroker } from '../../../src/nats/index.js';
+import { NatsServer } from '../nats.js';
 import { RedisCluster, RedisServer } from '../redis.js';
 import { eventually } from '../wait.js';
 
@@ -142,6 +144,33 @@ const redisCluster: BrokerFixture = {
   },
 };
 
+const nats: BrokerFixture = {
+  name: 'nats',
+  distributed: true,
+  canFail: true,
+  patterns: true,
+  async setUp() {
+    const server = await NatsServer.start();
+    return {
+      // A stream and subject prefix of its own per call (the namespace), file storage.
+      pushletOptions: (history) => {
+        const namespace = freshPrefix().replace(/[^A-Za-z0-9]/g, '_');
+        return {
+          ...historyOption(history),
+          broker: natsBroker({ servers: server.url, stream: namespace, subjectPrefix: namespace, commandTimeoutMs: COMMAND_TIMEOUT_MS }),
+        };
+      },
+      topics: plainTopics,
+      outage: () => server.kill(),
+      // Back with its JetStream store wiped: every stream is lost, as a Redis without persistence.
+      restore: async () => {
+        if (!server.running) await server.restart({ wipe: true });
+      },
+      tearDown: () => server.stop(),
+    };
+  },
+};
+
 /**
  * Topic names taking the masters in turn. The module's keys of a topic carry the topic as their
  * hash tag (README, Redis Cluster), so CLUSTER KEYSLOT of the plain name is the topic's slot. Were
@@ -163,4 +192,4 @@ async function topicsOnEveryMaster(cluster: RedisCluster, count: number): Promis
 }
 
 /** Every broker the suite runs against. */
-export const FIXTURES: readonly BrokerFixture[] = [memory, redis, redisCluster];
+export const FIXTURES: readonly BrokerFixture[] = [memory, redis, redisCluster, nats];
