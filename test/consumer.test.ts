@@ -48,6 +48,9 @@ const OPTIONAL_OPS_PEERS = ['prom-client', '@nestjs/terminus'];
 const IOREDIS = 'ioredis';
 /** A module file of ioredis, in a path of the module cache or of `tsc --listFiles`. */
 const IOREDIS_FILE = /[\\/]node_modules[\\/]ioredis[\\/]/;
+/** The optional peer for NATS JetStream (`pushlet-nestjs/nats`), and a module file of it. */
+const NATS = 'nats';
+const NATS_FILE = /[\\/]node_modules[\\/]nats[\\/]/;
 /** A module file of a CommonJS package the library loads in every app. */
 const COMMONJS_DEPENDENCY_FILE = /[\\/]node_modules[\\/](ws|rxjs)[\\/]/;
 
@@ -437,7 +440,7 @@ describe('the packed library in a fresh app, built from the README examples', ()
     const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
     // reflect-metadata: the library does not use it itself; its range is Nest's own.
     const peers = Object.keys(manifest.peerDependencies).filter(
-      (name) => name !== 'reflect-metadata' && name !== IOREDIS && !OPTIONAL_OPS_PEERS.includes(name),
+      (name) => name !== 'reflect-metadata' && name !== IOREDIS && name !== NATS && !OPTIONAL_OPS_PEERS.includes(name),
     );
     assert.deepEqual(peers.sort(), ['@nestjs/common', '@nestjs/core', '@nestjs/platform-ws', '@nestjs/websockets', 'rxjs']);
     for (const name of peers) assert.equal(manifest.peerDependencies[name], `^${versionOf(repo, LOWEST_ALIASES[name]!)}`, name);
@@ -468,6 +471,19 @@ describe('the packed library in a fresh app, built from the README examples', ()
     assert.deepEqual(manifest.exports['./redis'], { types: './dist/cluster/index.d.ts', default: './dist/cluster/index.js' });
   });
 
+  it('declares nats as an optional peer of the major installed here, with its own entry (pushlet-nestjs/nats)', () => {
+    const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      peerDependencies: Record<string, string>;
+      peerDependenciesMeta: Record<string, { optional?: boolean }>;
+      exports: Record<string, unknown>;
+    };
+    assert.equal(manifest.peerDependenciesMeta[NATS]?.optional, true);
+    assert.match(manifest.peerDependencies[NATS]!, new RegExp(`^\\^${versionOf(repo, NATS).split('.')[0]}\\.`));
+    assert.equal(manifest.dependencies[NATS], undefined, 'not a dependency: an app without NATS does not install it');
+    assert.deepEqual(manifest.exports['./nats'], { types: './dist/nats/index.d.ts', default: './dist/nats/index.js' });
+  });
+
   for (const moduleSystem of ['esm', 'cjs'] as const) {
     it(`${moduleSystem === 'esm' ? 'import()' : 'require()'} of pushlet-nestjs loads no ioredis module; of pushlet-nestjs/redis, ioredis (${moduleSystem === 'esm' ? 'ES module' : 'CommonJS'} app)`, async (t) => {
       const app = prepared.get(`current-${moduleSystem}`)!.app;
@@ -495,6 +511,18 @@ describe('the packed library in a fresh app, built from the README examples', ()
       const withRedis = loadedModules(redis.stdout).filter((file) => IOREDIS_FILE.test(file));
       assert.ok(withRedis.length > 0, 'pushlet-nestjs/redis loads ioredis, and the probe sees it');
       t.diagnostic(`pushlet-nestjs/redis: ${withRedis.length} ioredis module files loaded`);
+      // The same for NATS: the main entry loads none of the NATS client, pushlet-nestjs/nats does.
+      assert.ok(existsSync(join(app, 'node_modules', NATS, 'package.json')), 'nats is installed in the app');
+      assert.deepEqual(
+        loaded.filter((file) => NATS_FILE.test(file)),
+        [],
+        'pushlet-nestjs loads no module of the NATS client',
+      );
+      const nats = await run(process.execPath, ['--require', './loaded-modules.cjs', '-e', load('pushlet-nestjs/nats')], app);
+      assert.equal(nats.code, 0, nats.stderr);
+      const withNats = loadedModules(nats.stdout).filter((file) => NATS_FILE.test(file));
+      assert.ok(withNats.length > 0, 'pushlet-nestjs/nats loads the NATS client, and the probe sees it');
+      t.diagnostic(`pushlet-nestjs/nats: ${withNats.length} NATS client module files loaded`);
     });
   }
 
