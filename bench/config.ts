@@ -9,6 +9,8 @@ function defaults(quick: boolean) {
   const q = <T>(quickValue: T, full: T): T => (quick ? quickValue : full);
   return {
     quick,
+    /** Which scenarios and results: bench (latest.*), client (client.*) or storm (storm.*); see bench/run.ts. */
+    suite: 'bench',
     /** Scenario ids to run (all but the optional ones by default; see bench/scenarios.ts). */
     only: undefined as string[] | undefined,
     /** Peer ids to run (all by default): ws, socketio, pushlet-ws, sse, pushlet-sse. */
@@ -88,8 +90,6 @@ function defaults(quick: boolean) {
     stormReads: ['per-turn'],
     /** CPU profile of instance B during the storm (in storm.md). */
     stormProfile: false,
-    /** Base name of the standalone storm's results in outDir (default `storm`, or `storm-partial` when a size or rate differs). */
-    stormName: '',
 
     /** Connections per load-client process (the open-file limit is per process). */
     connsPerProcess: 5_000,

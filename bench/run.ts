@@ -1,12 +1,12 @@
 /**
  * The entry point of `npm run bench`: runs the scenarios of bench/scenarios.ts (all but the
  * optional ones, or `--only=`) with the one runner and writes bench/results/latest.{md,json,svg}
- * (`partial.*` for a quick or narrowed run). `npm run bench:client` is the same over the client
- * SDK's scenarios (bench/client.ts); `--profile` profiles the fan-out instead. See bench/README.md.
+ * (`partial.*` for a quick, narrowed or resized run). `npm run bench:client` (`--suite=client`)
+ * and `npm run bench:storm` (`--suite=storm`) are the same over the client SDK's scenarios and the
+ * reconnect storm; `--profile` profiles the fan-out instead. See bench/README.md.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadConfig, type BenchConfig } from './config.js';
 import { profileMarkdown, summarizeProfile } from './lib/cpuprofile.js';
 import { floodPhase } from './lib/phases.js';
@@ -15,17 +15,20 @@ import { evaluateTargets, gitCommit, markdownReport, scenarioTable, startRun, sv
 import { combineRuns, profiledLoad, runScenario, type ScenarioResult } from './lib/scenario.js';
 import { SCENARIOS } from './scenarios.js';
 
-export interface Suite {
-  /** Scenarios run without --only (all but the optional ones by default). */
-  ids?: string[];
-  title: string;
-  /** Results go to `<base>.*`, or `<base>-partial.*` (`partial.*` for latest) for a quick or narrowed run. */
-  base: string;
-  command: string;
-}
+/** What `npm run bench`, `bench:client` and `bench:storm` run (`--suite=`), and where each writes its results. */
+const SUITES: Record<string, { ids?: string[]; title: string; base: string; command: string }> = {
+  bench: { title: 'Pushlet benchmark results', base: 'latest', command: 'npm run bench' },
+  client: { ids: ['client-size', 'client-reconnect'], title: 'Client SDK benchmark results', base: 'client', command: 'npm run bench:client' },
+  storm: { ids: ['storm'], title: 'Reconnect storm', base: 'storm', command: 'npm run bench:storm' },
+};
 
-export async function bench(suite: Suite, config: BenchConfig = loadConfig()): Promise<void> {
-  setRunLabel('bench');
+/** Knobs that do not change what is measured; any other away from its default makes a run partial. */
+const NEUTRAL = new Set(['suite', 'repeat', 'profile', 'outDir']);
+
+async function bench(config: BenchConfig): Promise<void> {
+  const suite = SUITES[config.suite];
+  if (!suite) throw new Error(`--suite: ${config.suite} is not one of ${Object.keys(SUITES).join(', ')}`);
+  setRunLabel(config.suite);
   rmSync(LOG_DIR, { recursive: true, force: true });
   if (config.profile) return profile(config);
   const run = startRun(suite.command, config.quick, config.repeat);
@@ -45,8 +48,11 @@ export async function bench(suite: Suite, config: BenchConfig = loadConfig()): P
   const meta = run.finish();
   const main = suite.base === 'latest';
   const targets = main ? evaluateTargets(results) : [];
-  // A partial run (--only, --peers, quick) must not overwrite the committed full results.
-  const partial = config.quick || config.only !== undefined || config.peers !== undefined;
+  // A quick, narrowed or resized run must not overwrite the committed full results.
+  const defaults = loadConfig([], {});
+  const partial = Object.entries(config).some(
+    ([key, value]) => !NEUTRAL.has(key) && JSON.stringify(value) !== JSON.stringify(defaults[key as keyof BenchConfig]),
+  );
   const base = join(config.outDir, partial ? (main ? 'partial' : `${suite.base}-partial`) : suite.base);
   writeReport(base, {
     json: { meta, config, targets, scenarios: results },
@@ -97,4 +103,4 @@ async function profile(config: BenchConfig): Promise<void> {
   console.log(`Wrote ${out}`);
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) await bench({ title: 'Pushlet benchmark results', base: 'latest', command: 'npm run bench' });
+await bench(loadConfig());

@@ -4,6 +4,7 @@
  * their own (client SDK, storm, publish throughput, metrics overhead) are defined next to them and
  * listed here.
  */
+import { resolve } from 'node:path';
 import { clientReconnect } from './client-reconnect.js';
 import { clientSize } from './client-size.js';
 import type { BenchConfig } from './config.js';
@@ -14,7 +15,6 @@ import { startRedis } from './lib/redis.js';
 import {
   col,
   errorCount,
-  HOST,
   integrity,
   INTEGRITY_COLUMNS,
   openAll,
@@ -23,6 +23,7 @@ import {
   roundDetail,
   startPool,
   startServer,
+  targetOf,
   type Cleanup,
   type Entry,
   type Measured,
@@ -64,6 +65,14 @@ async function loaded(
 }
 
 const topicList = (c: BenchConfig) => Array.from({ length: c.topics }, (_, i) => `t${i}`);
+/** A steady rate published on the loaded server itself; saturation of its one topic. */
+const steadyOn = (st: Loaded, topics: string[], rate: number, durationMs: number) =>
+  steadyPhase({ publisher: st.server, receiver: st.server, pool: st.pool, topics, rate, durationMs });
+const floodOn = (st: Loaded, c: BenchConfig, durationMs: number) =>
+  floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs, window: c.floodWindow });
+/** Everything that went wrong in `phases` (the last one's counters are cumulative), and a phase that did not drain. */
+const phaseErrors = (servers: ServerHandle[], ...phases: PhaseResult[]) =>
+  errorCount(servers, phases.at(-1)!.collected, sum(phases.map((p) => p.publishErrors + (p.drained ? 0 : 1))));
 
 /** Thousands of subscribers on one topic: latency at a steady rate, then throughput at saturation. */
 const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
@@ -86,23 +95,12 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
   }),
   async setup(entry, c, cleanup) {
     const st = await loaded(`fanout-${t}`, entry, c, cleanup, c.fanoutSubs, { topic: 'fanout' }, ['fanout']);
-    await floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs: c.preheatMs, window: c.floodWindow });
+    await floodOn(st, c, c.preheatMs);
     return st;
   },
   phases: [
-    async (st, c) =>
-      void st.steady.push(
-        await steadyPhase({
-          publisher: st.server,
-          receiver: st.server,
-          pool: st.pool,
-          topics: ['fanout'],
-          rate: c.steadyRate,
-          durationMs: c.steadyMs / c.rounds,
-        }),
-      ),
-    async (st, c) =>
-      void st.flood.push(await floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs: c.floodMs / c.rounds, window: c.floodWindow })),
+    async (st, c) => void st.steady.push(await steadyOn(st, ['fanout'], c.steadyRate, c.steadyMs / c.rounds)),
+    async (st, c) => void st.flood.push(await floodOn(st, c, c.floodMs / c.rounds)),
   ],
   async finish({ server, steady: steadyRuns, flood: floodRuns }) {
     const steady = mergePhases(steadyRuns);
@@ -123,7 +121,7 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
         clientCpuPct: flood.clientCpuPct,
         rssMB: round(stats.rssBytes / MB, 1),
         ...integrity(flood.collected),
-        errors: errorCount([server], flood.collected, steady.publishErrors + flood.publishErrors + (steady.drained && flood.drained ? 0 : 1)),
+        errors: phaseErrors([server], steady, flood),
       },
       detail: {
         steady: phaseDetail(steady),
@@ -161,22 +159,10 @@ const manyTopics = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
   params: (c) => ({ topics: c.topics, rate: c.topicsRate, durationMs: c.topicsMs, rounds: c.rounds }),
   async setup(entry, c, cleanup) {
     const st = await loaded(`topics-${t}`, entry, c, cleanup, c.topics, { topicPrefix: 't' }, topicList(c));
-    await steadyPhase({ publisher: st.server, receiver: st.server, pool: st.pool, topics: topicList(c), rate: c.topicsRate, durationMs: c.preheatMs });
+    await steadyOn(st, topicList(c), c.topicsRate, c.preheatMs);
     return st;
   },
-  phases: [
-    async (st, c) =>
-      void st.steady.push(
-        await steadyPhase({
-          publisher: st.server,
-          receiver: st.server,
-          pool: st.pool,
-          topics: topicList(c),
-          rate: c.topicsRate,
-          durationMs: c.topicsMs / c.rounds,
-        }),
-      ),
-  ],
+  phases: [async (st, c) => void st.steady.push(await steadyOn(st, topicList(c), c.topicsRate, c.topicsMs / c.rounds))],
   async finish({ server, steady: runs }) {
     const steady = mergePhases(runs);
     const stats = await server.stats(true);
@@ -190,7 +176,7 @@ const manyTopics = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
         clientCpuPct: steady.clientCpuPct,
         rssMB: round(stats.rssBytes / MB, 1),
         ...integrity(steady.collected),
-        errors: errorCount([server], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
+        errors: phaseErrors([server], steady),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), server: stats, problems: server.problems() },
     };
@@ -214,11 +200,7 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
   await sleep(300);
   const base = await server.stats(true);
   const topic = c.idleTopics > 1 ? { topicPrefix: 'idle', topicModulo: c.idleTopics } : { topic: 'idle' };
-  const opened = await pool.open(
-    { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, ...topic },
-    count,
-    c.connectConcurrency,
-  );
+  const opened = await pool.open(targetOf(peer, server, topic), count, c.connectConcurrency);
   await pool.reset();
   const cpuBefore = server.sample();
   await sleep(holdMs);
@@ -360,7 +342,7 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
         publisherCpuMs: steady.extraCpuMs.publisher ?? NaN,
         redisCpuMs: steady.extraCpuMs.redis ?? NaN,
         ...integrity(steady.collected),
-        errors: errorCount([a, b], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
+        errors: phaseErrors([a, b], steady),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), problems: [a.problems(), b.problems()] },
     };
@@ -402,11 +384,7 @@ const churn: Scenario = {
     const before = server.sample();
     const [steady, churned] = await Promise.all([
       steadyPhase({ publisher: server, receiver: server, pool: background, topics: ['steady'], rate: c.steadyRate, durationMs: c.churnMs }),
-      churners.churn(
-        { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, topicPrefix: 'churn', topicModulo: 100 },
-        c.churnMs,
-        c.churnConcurrency,
-      ),
+      churners.churn(targetOf(peer, server, { topicPrefix: 'churn', topicModulo: 100 }), c.churnMs, c.churnConcurrency),
     ]);
     const after = server.sample();
     await sleep(1_000);
@@ -457,7 +435,7 @@ function metricsOverhead(s: Scenario<Loaded>, t: 'ws' | 'sse'): Scenario<Loaded>
   ];
   if (base)
     variants.push({
-      peer: { ...peer, pushlet: false, scriptPath: `${base}/bench/servers/pushlet.js` },
+      peer: { ...peer, pushlet: false, scriptPath: resolve(base, 'bench/servers/pushlet.js') },
       rowId: `${peer.id}-base`,
       label: `baseline build (${base})`,
     });

@@ -9,7 +9,7 @@
  * Every frame is parsed (ids, control events, the per-topic sequence number in each message's
  * data) and every message checked: missing, twice, out of order, or skipped by a `pushlet:reset`.
  */
-import { Histogram } from '../lib/histogram.js';
+import { Histogram } from '../lib/stats.js';
 import { notify, serveCommands } from '../lib/ipc.js';
 import { nowUs } from '../lib/proc.js';
 import { Connection, Ledger, openInParallel, readMark, type Protocol, type Sink } from './connection.js';

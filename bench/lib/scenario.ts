@@ -211,20 +211,20 @@ export async function startPool(processes: number, name: string, cleanup: Cleanu
   return pool;
 }
 
+type TopicSpec = { topic?: string; topicPrefix?: string; topicModulo?: number };
+
+/** Where load clients connect: `peer`'s protocol and path on `server`, each connection to a topic of `topic`. */
+export const targetOf = (peer: Peer, server: ServerHandle, topic: TopicSpec) => ({
+  protocol: peer.protocol,
+  host: HOST,
+  port: server.port,
+  pathPrefix: peer.pathPrefix,
+  ...topic,
+});
+
 /** `count` connections to `server`, every one of them open, or an error. */
-export async function openAll(
-  pool: ClientPool,
-  peer: Peer,
-  server: ServerHandle,
-  count: number,
-  c: BenchConfig,
-  topic: { topic?: string; topicPrefix?: string; topicModulo?: number },
-) {
-  const opened = await pool.open(
-    { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, ...topic },
-    count,
-    c.connectConcurrency,
-  );
+export async function openAll(pool: ClientPool, peer: Peer, server: ServerHandle, count: number, c: BenchConfig, topic: TopicSpec) {
+  const opened = await pool.open(targetOf(peer, server, topic), count, c.connectConcurrency);
   if (opened.failed > 0) throw new Error(`${opened.failed} of ${count} connections failed: ${opened.errors.join('; ')}`);
   return opened;
 }
