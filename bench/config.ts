@@ -17,8 +17,8 @@ function defaults(quick: boolean) {
     peers: undefined as string[] | undefined,
     /** Runs of each scenario; the table shows the median of each figure. */
     repeat: 1,
-    /** Profile the saturated fan-out with `node --cpu-prof` instead of benchmarking. */
-    profile: false,
+    /** Instead of benchmarking, profile with `node --cpu-prof`: `--profile` the saturated fan-out, `--profile=metrics` the metrics' share (bench/run.ts). */
+    profile: '',
     payloadBytes: 100,
     /** Slices each measurement is cut into, taken by the peers in turn. */
     rounds: q(1, 5),

@@ -1,9 +1,6 @@
 import type { BenchConfig } from '../config.js';
-import type { Collected } from './processes.js';
-import { ClientPool, PEERS, ServerHandle, type Peer } from './processes.js';
-import { warmUp, type PhaseResult } from './phases.js';
-import { latestProfile } from './cpuprofile.js';
-import { nowUs } from './proc.js';
+import type { PhaseResult } from './phases.js';
+import { ClientPool, PEERS, ServerHandle, type Collected, type Peer } from './processes.js';
 import { median, sum } from './stats.js';
 
 /**
@@ -97,6 +94,16 @@ const message = (error: unknown) => (error instanceof Error ? error.message.spli
 /** Runs the cleanup steps, last first, and empties the list. */
 export async function release(cleanup: Cleanup): Promise<void> {
   for (const step of cleanup.splice(0).reverse()) await step().catch((error: unknown) => console.log(`    cleanup: ${String(error)}`));
+}
+
+/** Runs `body` with a cleanup list, released (last step first) however it ends. */
+export async function withCleanup<T>(body: (cleanup: Cleanup) => Promise<T>): Promise<T> {
+  const cleanup: Cleanup = [];
+  try {
+    return await body(cleanup);
+  } finally {
+    await release(cleanup);
+  }
 }
 
 function entriesOf(s: Scenario, c: BenchConfig): Entry[] {
@@ -267,40 +274,4 @@ export async function measureRow(row: Omit<Row, 'status' | 'metrics'>, body: () 
     console.log(`  ${row.label}: failed: ${result.note}`);
   }
   return result;
-}
-
-/**
- * A peer under `node --cpu-prof` (profiles in `dir`): `count` connections, warmed up, `run` once
- * unmeasured (`preheatMs`) and once measured (`durationMs`); then the server exits, writing its
- * profile. Answers the measured phase, its window on the monotonic clock, and the profile's file.
- */
-export async function profiledLoad(
-  o: {
-    peer: Peer;
-    name: string;
-    dir: string;
-    env: NodeJS.ProcessEnv;
-    c: BenchConfig;
-    count: number;
-    topic: { topic?: string; topicPrefix?: string };
-    topics: string[];
-  },
-  run: (server: ServerHandle, pool: ClientPool, durationMs: number) => Promise<PhaseResult>,
-  durationMs: number,
-) {
-  const cleanup: Cleanup = [];
-  try {
-    const server = await startServer(o.peer, cleanup, o.env, o.name, o.dir);
-    const pool = await startPool(processesFor(o.c, o.count), o.name, cleanup);
-    await openAll(pool, o.peer, server, o.count, o.c, o.topic);
-    await warmUp(server, pool, o.topics, o.count);
-    await run(server, pool, o.c.preheatMs);
-    const startUs = nowUs();
-    const phase = await run(server, pool, durationMs);
-    const window = { startUs, endUs: nowUs() };
-    await release(cleanup); // the server exits, writing its profile
-    return { phase, window, file: latestProfile(o.dir, o.name) };
-  } finally {
-    await release(cleanup);
-  }
 }
