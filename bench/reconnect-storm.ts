@@ -147,15 +147,8 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
         first += share;
       }
     }
-    const pool = new ProcessPool<StormProgress>(await ProcessPool.spawn('client/load-client.js', shares.length, `storm-${label}`, o.clientNice), () => ({
-      clients: 0,
-      connected: 0,
-      warm: 0,
-      dropped: 0,
-      reconnected: 0,
-      caughtUp: 0,
-      pending: 0,
-    }));
+    const children = await ProcessPool.spawn('client/load-client.js', shares.length, `storm-${label}`, o.clientNice);
+    const pool = new ProcessPool<StormProgress>(children, () => ({ clients: 0, connected: 0, warm: 0, dropped: 0, reconnected: 0, caughtUp: 0, pending: 0 }));
     cleanup.push(() => pool.stop());
 
     // Every client on A, `pushlet:connected` received, before anything is published.
@@ -182,13 +175,8 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
       }),
     );
     const failed = sum(opened.map((r) => r.failed));
-    if (failed > 0)
-      throw new Error(
-        `${failed} of ${o.clients} clients could not connect to A: ${opened
-          .flatMap((r) => r.errors)
-          .slice(0, 3)
-          .join('; ')}`,
-      );
+    const errors = opened.flatMap((r) => r.errors).slice(0, 3);
+    if (failed > 0) throw new Error(`${failed} of ${o.clients} clients could not connect to A: ${errors.join('; ')}`);
     await pool.watch(100);
     if (!(await pool.waitFor((p) => p.connected === o.clients, 60_000)))
       throw new Error(`only ${pool.total().connected} of ${o.clients} clients got pushlet:connected from A`);
@@ -271,8 +259,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const bStats = await b.stats(false);
 
     const counts: StormCounts = sumFields(parts.map((p) => p.counts));
-    const times: StormTimes = { dropped: [], tcpConnect: [], httpAccept: [], sessionStart: [], reconnected: [], caughtUp: [], replayed: [] };
-    for (const part of parts) for (const key of Object.keys(times) as Array<keyof StormTimes>) times[key].push(...part.times[key]);
+    const times = Object.fromEntries(Object.keys(parts[0]!.times).map((key) => [key, parts.flatMap((p) => p.times[key as keyof StormTimes])])) as StormTimes;
 
     const aCpuUsPerDelivery = round(((a1.cpuMs - a0.cpuMs) * 1000) / ((o.clients * o.rate * baseSeconds) / o.topics), 1);
     const perCommand = commandDelta(redis1, base1);

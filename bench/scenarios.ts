@@ -231,7 +231,6 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
 const idle = (t: 'ws' | 'sse'): Scenario => ({
   id: `idle-${t}`,
   peers: t === 'ws' ? WS_PEERS : SSE_PEERS,
-  mode: 'sequential',
   title: (c) => `Idle connections, ${transportName(t)}: ${c.idleConns.toLocaleString('en')} open`,
   description: (c) =>
     `Connections opened (${c.connectConcurrency} handshakes in flight per load-client process), then held ${c.idleHoldMs / 1000} s with heartbeats every ${c.idleHeartbeatMs / 1000} s. Memory per connection is the growth of the server's RSS and V8 heap (after a full GC) divided by the connections.`,
@@ -252,7 +251,6 @@ const idle = (t: 'ws' | 'sse'): Scenario => ({
 const maxConnections: Scenario = {
   id: 'max-conn',
   peers: (c) => c.maxPeers.map((id) => ({ peer: PEERS[id]!, rowId: id, label: PEERS[id]!.label })),
-  mode: 'sequential',
   title: (c) => `Connection limit: ${c.maxConns.toLocaleString('en')} concurrent connections in one server process`,
   description: (c) =>
     `The open-file limit is ${c.maxConns + 100} per process; the server keeps about 100 descriptors for itself. Held ${c.maxHoldMs / 1000} s with heartbeats every ${c.maxHeartbeatMs / 1000} s; every connection must stay open and nothing may be logged as an error.`,
@@ -364,7 +362,6 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
 const churn: Scenario = {
   id: 'churn',
   peers: [...WS_PEERS, ...SSE_PEERS],
-  mode: 'sequential',
   title: () => 'Connection churn',
   description: (c) =>
     `${c.churnProcesses} load-client processes × ${c.churnConcurrency} loops open a connection (subscribing to one of 100 topics), wait until it is established ` +

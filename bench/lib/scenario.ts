@@ -69,18 +69,17 @@ export interface Scenario<S = any, Shared = any> {
   params(c: BenchConfig): Record<string, unknown>;
   columns: Column[];
   /**
-   * Peer rows: ids of PEERS, or entries. `interleaved`: every peer is set up first, then each
-   * phase runs in `--rounds` slices taken in turn (A B C A B C …), so that outside load hits all
-   * alike; `sequential`: one peer after another, each alone on the machine (`measure`).
+   * Peer rows: ids of PEERS, or entries. With `setup`, `phases` and `finish`, every peer is set up
+   * first, then each phase runs in `--rounds` slices taken in turn (A B C A B C …), so that outside
+   * load hits all alike; with `measure`, one peer after another, each alone on the machine.
    */
   peers?: string[] | ((c: BenchConfig) => Entry[]);
-  mode?: 'interleaved' | 'sequential';
   /** Set up once for all peers (e.g. one redis-server), before the first. */
   shared?(c: BenchConfig, cleanup: Cleanup): Promise<Shared>;
   setup?(entry: Entry, c: BenchConfig, cleanup: Cleanup, shared: Shared): Promise<S>;
   phases?: Array<(state: S, c: BenchConfig) => Promise<void>>;
   finish?(state: S, c: BenchConfig): Promise<Measured>;
-  /** Sequential: everything for one peer. */
+  /** Everything for one peer, alone on the machine. */
   measure?(entry: Entry, c: BenchConfig, cleanup: Cleanup, shared: Shared): Promise<Measured>;
   /** Scenarios that are not one row per peer measure their rows themselves. */
   rows?(c: BenchConfig): Promise<Row[]>;
@@ -167,7 +166,7 @@ export async function runScenario(s: Scenario, c: BenchConfig): Promise<Scenario
     try {
       const shared = await s.shared?.(c, cleanup);
       const entries = entriesOf(s, c);
-      if (s.mode === 'sequential' || s.measure) {
+      if (s.measure) {
         rows = [];
         for (const entry of entries) rows.push(...(await contest(s, [entry], c, shared, 1)));
       } else rows = await contest(s, entries, c, shared, c.rounds);
