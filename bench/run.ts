@@ -23,8 +23,8 @@ const SUITES: Record<string, { ids?: string[]; title: string; base: string; comm
   storm: { ids: ['storm'], title: 'Reconnect storm', base: 'storm', command: 'npm run bench:storm' },
 };
 
-/** Knobs that do not change what is measured; any other away from its default makes a run partial. */
-const NEUTRAL = new Set(['suite', 'repeat', 'profile', 'outDir']);
+/** Knobs that do not change what is measured (or only add to it); any other away from its default makes a run partial. */
+const NEUTRAL = new Set(['suite', 'repeat', 'profile', 'outDir', 'stormReads', 'stormProfile', 'stormTimeoutMs']);
 
 async function bench(config: BenchConfig): Promise<void> {
   const suite = SUITES[config.suite];

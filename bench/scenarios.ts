@@ -1,8 +1,7 @@
 /**
  * Every scenario of `npm run bench`, as data: its id, its peers, its parameters, and the
  * measurement functions the one runner (lib/scenario.ts) calls. The scenarios with processes of
- * their own (client SDK, storm, publish throughput, metrics overhead) are defined next to them and
- * listed here.
+ * their own (client SDK, storm, publish throughput) are defined next to them and listed here.
  */
 import { resolve } from 'node:path';
 import { clientReconnect } from './client-reconnect.js';
