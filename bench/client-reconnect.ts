@@ -1,15 +1,16 @@
 /**
  * `client-reconnect`: what a server restart costs, measured with the real client SDK
- * (`client/sdk-clients.ts`); instance B restarts in its own process (`servers/pushlet-restart.ts`).
- * The scenario's description below says what is measured.
+ * (`client/sdk-clients.ts`); instance B restarts in its own process (`restart` of
+ * `servers/pushlet.ts`). The scenario's description below says what is measured.
  */
-import type { BenchConfig } from './config.js';
+import { eventually } from '../test/support/wait.js';
 import type { ClientReport, OpenArgs, Status } from './client/sdk-clients.js';
+import type { BenchConfig } from './config.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
 import { PEERS, ProcessPool } from './lib/processes.js';
-import { RedisServer } from './lib/redis.js';
-import { col, release, startServer, type Cleanup, type Row, type Scenario, type ScenarioResult } from './lib/scenario.js';
-import { percentile, round } from './lib/stats.js';
+import { startRedis } from './lib/redis.js';
+import { col, measureRow, startServer, withCleanup, type Cleanup, type Measured, type Row, type Scenario, type ScenarioResult } from './lib/scenario.js';
+import { percentile, round, sum } from './lib/stats.js';
 
 const TOPIC_PREFIX = 'reconnect/';
 const MAX_DELAY_MS = 30_000;
@@ -17,50 +18,24 @@ const MAX_DELAY_MS = 30_000;
 const RECOVERY_TIMEOUT_MS = 120_000;
 const DRAIN_TIMEOUT_MS = 30_000;
 
-interface Variant {
-  transport: 'websocket' | 'sse';
-  minDelayMs: number;
-}
-
 /** CPU time of one process sampled over time, to read it at moments known only afterwards. */
-class CpuTrace {
-  private readonly samples: Array<[us: number, cpuMs: number]> = [];
-  constructor(private readonly pid: number) {}
-
-  /** Takes a sample; returns its time (µs). */
-  sample(): number {
-    const us = nowUs();
-    try {
-      this.samples.push([us, sampleProcess(this.pid).cpuMs]);
-    } catch {
-      // The process has exited.
-    }
-    return us;
-  }
-
-  /** CPU ms per second between its first two samples. */
-  firstRate(): number {
-    const [a, b] = this.samples;
-    return a && b ? ((b[1] - a[1]) * 1e6) / (b[0] - a[0]) : NaN;
-  }
-
-  /** CPU ms spent between two moments (the last sample at or before each, else the first). */
-  between(fromUs: number, toUs: number): number {
-    const at = (us: number) => {
-      let found = this.samples[0];
-      for (const sample of this.samples) if (sample[0] <= us) found = sample;
-      return found?.[1] ?? NaN;
-    };
-    return at(toUs) - at(fromUs);
-  }
+function cpuTrace(pid: number) {
+  const samples: Array<[us: number, cpuMs: number]> = [];
+  /** The CPU time at the last sample at or before `us` (else the first). */
+  const at = (us: number) => (samples.filter((s) => s[0] <= us).at(-1) ?? samples[0])?.[1] ?? NaN;
+  return {
+    sample: () => samples.push([nowUs(), sampleProcess(pid).cpuMs]),
+    /** CPU ms per second between the first two samples. */
+    firstRate: () => (samples.length > 1 ? ((samples[1]![1] - samples[0]![1]) * 1e6) / (samples[1]![0] - samples[0]![0]) : NaN),
+    between: (fromUs: number, toUs: number) => at(toUs) - at(fromUs),
+  };
 }
 
 /** Counts of values in buckets `width` wide: `{ "0": n, "250": m, ... }`. */
 function buckets(values: number[], width: number): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const v of values) {
-    if (!Number.isFinite(v)) continue;
-    const key = String(Math.floor(v / width) * width);
+  for (const v of values.filter(Number.isFinite)) {
+    const key = Math.floor(v / width) * width;
     out[key] = (out[key] ?? 0) + 1;
   }
   return out;
@@ -78,214 +53,170 @@ function peakIn(valuesUs: number[], widthUs: number): number {
 }
 
 /** When attempt k after the drop started, over all clients: k, how many, and min/p50/max ms after the drop. */
-function attemptSpread(report: ClientReport): Array<{ attempt: number; count: number; minMs: number; p50Ms: number; maxMs: number }> {
+function attemptSpread(report: ClientReport) {
   const byAttempt: number[][] = [];
   report.attemptsUs.forEach((list, client) => list.forEach((us, k) => (byAttempt[k] ??= []).push((us - report.droppedUs[client]!) / 1000)));
-  return byAttempt.map((offsets, attempt) => ({
+  return byAttempt.map((ms, attempt) => ({
     attempt,
-    count: offsets.length,
-    minMs: round(Math.min(...offsets), 1),
-    p50Ms: round(percentile(offsets, 0.5), 1),
-    maxMs: round(Math.max(...offsets), 1),
+    count: ms.length,
+    minMs: round(Math.min(...ms), 1),
+    p50Ms: round(percentile(ms, 0.5), 1),
+    maxMs: round(Math.max(...ms), 1),
   }));
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
-    await sleep(everyMs);
-  }
-}
+/** One transport and `minReconnectDelayMs`: two instances on a fresh Redis, the SDK clients on B, B restarted. */
+async function runVariant(config: BenchConfig, transport: 'websocket' | 'sse', minDelayMs: number, cleanup: Cleanup): Promise<Measured> {
+  const peer = PEERS[transport === 'websocket' ? 'pushlet-ws' : 'pushlet-sse']!;
+  const name = `reconnect-${transport}-${minDelayMs}`;
+  const redis = await startRedis();
+  cleanup.push(() => redis.stop());
+  const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000' };
+  const a = await startServer(peer, cleanup, env, `${name}-a`);
+  const b = await startServer(peer, cleanup, env, `${name}-b`);
+  const clients = (await ProcessPool.spawn('client/sdk-clients.js', 1, name))[0]!;
+  cleanup.push(() => clients.stop());
+  const topics = Array.from({ length: config.reconnectTopics }, (_, i) => `${TOPIC_PREFIX}${i}`);
+  const open: OpenArgs = {
+    baseUrl: `http://127.0.0.1:${b.port}`,
+    transport,
+    clients: config.reconnectClients,
+    topics: config.reconnectTopics,
+    topicPrefix: TOPIC_PREFIX,
+    minReconnectDelayMs: minDelayMs,
+    maxReconnectDelayMs: MAX_DELAY_MS,
+  };
+  const opened = await clients.call<{ elapsedMs: number }>('open', open, RECOVERY_TIMEOUT_MS);
+  const status = () => clients.call<Status>('status', {});
+  // Subscriptions are live through Redis once a message published on A has reached every client.
+  const warm = async () => {
+    await a.call('warmup', { topics });
+    await sleep(200);
+    const s = await status();
+    return s.warm === s.clients;
+  };
+  await eventually(warm, 30_000, 'every client warm through Redis');
 
-async function runVariant(config: BenchConfig, variant: Variant): Promise<Row> {
-  const peer = PEERS[variant.transport === 'websocket' ? 'pushlet-ws' : 'pushlet-sse']!;
-  const label = `Pushlet ${variant.transport === 'websocket' ? 'WS' : 'SSE'}, backoff ${variant.minDelayMs} ms–${MAX_DELAY_MS / 1000} s${variant.minDelayMs === 500 ? ' (default)' : ''}`;
-  const row: Row = { peer: `${peer.id}-min${variant.minDelayMs}`, label, pushlet: true, status: 'ok', metrics: {} };
-  const cleanup: Cleanup = [];
-  const name = `reconnect-${variant.transport}-${variant.minDelayMs}`;
-  process.stdout.write(`  ${label.padEnd(44)} `);
+  // A publishes in one-second slices until told to stop; sequence numbers run on across slices.
+  let publishing = true;
+  let totals: number[] = [];
+  const publisher = (async () => {
+    while (publishing) totals = (await a.call<{ totals: number[] }>('steady', { topics, rate: config.reconnectRate, durationMs: 1_000 }, 30_000)).totals;
+  })();
+  const clientCpu = cpuTrace(clients.pid);
+  const serverCpu = cpuTrace(b.pid);
+  const sample = () => [clientCpu, serverCpu].forEach((trace) => trace.sample());
+  // The rate while only receiving: over the second half of the time before the restart.
+  await sleep(config.reconnectBeforeMs / 2);
+  sample();
+  await sleep(config.reconnectBeforeMs / 2);
+  sample();
+
+  // The restart: mark, then B closes its app and starts a new one on the same port.
+  const t0 = await clients.call<number>('mark', {});
+  const sampler = setInterval(sample, 50);
   try {
-    const redis = await RedisServer.start();
-    cleanup.push(() => redis.stop());
-    const env = { REDIS_URL: redis.url, HEARTBEAT_MS: '30000' };
-    const a = await startServer(peer, cleanup, env, `${name}-a`);
-    const b = await startServer({ ...peer, script: 'servers/pushlet-restart.js' }, cleanup, env, `${name}-b`);
-
-    const clients = (await ProcessPool.spawn('client/sdk-clients.js', 1, name))[0]!;
-    cleanup.push(() => clients.stop());
-    const topics = Array.from({ length: config.reconnectTopics }, (_, i) => `${TOPIC_PREFIX}${i}`);
-    const open: OpenArgs = {
-      baseUrl: `http://127.0.0.1:${b.port}`,
-      transport: variant.transport,
-      clients: config.reconnectClients,
-      topics: config.reconnectTopics,
-      topicPrefix: TOPIC_PREFIX,
-      minReconnectDelayMs: variant.minDelayMs,
-      maxReconnectDelayMs: MAX_DELAY_MS,
-    };
-    const opened = await clients.call<{ elapsedMs: number }>('open', open, RECOVERY_TIMEOUT_MS);
-    const status = () => clients.call<Status>('status', {});
-    // Subscriptions are live through Redis once a message published on A has reached every client.
-    await until('warm-up through Redis', 30_000, async () => {
-      await a.call('warmup', { topics });
-      await sleep(200);
-      const s = await status();
-      return s.warm === s.clients ? s : undefined;
+    const restart = await b.call<{ closedUs: number; listeningUs: number }>('restart', {}, 60_000).catch(async (error: unknown) => {
+      // Say what the closing app still holds (connections accepted while it closed keep app.close() waiting).
+      const held = await b.stats().then(
+        (s) => s.connections,
+        () => 'unknown',
+      );
+      throw new Error(`${error instanceof Error ? error.message : String(error)}; the closing app still counts ${held} connections`, { cause: error });
     });
+    const upUs = restart.listeningUs;
+    const allBack = async () => {
+      const s = await status();
+      return s.back === s.clients;
+    };
+    await eventually(allBack, RECOVERY_TIMEOUT_MS, 'every client connected again');
+    await sleep(config.reconnectAfterMs);
+    publishing = false;
+    await publisher;
+    const totalByTopic = Object.fromEntries(topics.map((topic, i) => [topic, totals[i] ?? 0]));
+    const expected = sum(Array.from({ length: config.reconnectClients }, (_, i) => totalByTopic[`${TOPIC_PREFIX}${i % config.reconnectTopics}`]!));
+    // Every message published has arrived (or stopped arriving: then the report counts what is missing).
+    let last = -1;
+    const delivered = async () => {
+      const { received } = await status();
+      const done = received >= expected || received === last;
+      last = received;
+      return done;
+    };
+    await eventually(delivered, DRAIN_TIMEOUT_MS, 'every message delivered', 500);
+    const report = await clients.call<ClientReport>('report', { totals: totalByTopic }, 60_000);
+    sample();
 
-    // A publishes in one-second slices until told to stop; sequence numbers run on across slices.
-    let publishing = true;
-    let totals: number[] = [];
-    const publisher = (async () => {
-      while (publishing) {
-        const slice = await a.call<{ totals: number[] }>('steady', { topics, rate: config.reconnectRate, durationMs: 1_000 }, 30_000);
-        totals = slice.totals;
-      }
-    })();
-    const clientCpu = new CpuTrace(clients.pid);
-    const serverCpu = new CpuTrace(b.pid);
-    // The rate while only receiving: over the second half of the time before the restart.
-    await sleep(config.reconnectBeforeMs / 2);
-    clientCpu.sample();
-    serverCpu.sample();
-    await sleep(config.reconnectBeforeMs / 2);
-    clientCpu.sample();
-    serverCpu.sample();
-    const steadyServerRate = serverCpu.firstRate();
-
-    // The restart: mark, then B closes its app and starts a new one on the same port.
-    const t0 = await clients.call<number>('mark', {});
-    const sampler = setInterval(() => {
-      clientCpu.sample();
-      serverCpu.sample();
-    }, 50);
-    try {
-      const restart = await b.call<{ startUs: number; closedUs: number; listeningUs: number }>('restart', {}, 60_000).catch(async (error: unknown) => {
-        // Say what the closing app still holds (connections accepted while it closed keep app.close() waiting).
-        const held = await b.call<{ connections: number }>('stats', {}, 5_000).then(
-          (s) => s.connections,
-          () => 'unknown',
-        );
-        throw new Error(`${error instanceof Error ? error.message : String(error)}; the closing app still counts ${held} connections`);
-      });
-      const downUs = restart.closedUs;
-      const upUs = restart.listeningUs;
-      await until('every client connected again', RECOVERY_TIMEOUT_MS, async () => {
-        const s = await status();
-        return s.back === s.clients ? s : undefined;
-      });
-      await sleep(config.reconnectAfterMs);
-      publishing = false;
-      await publisher;
-      const totalByTopic = Object.fromEntries(topics.map((topic, i) => [topic, totals[i] ?? 0]));
-      const expected = Array.from({ length: config.reconnectClients }, (_, i) => totalByTopic[`${TOPIC_PREFIX}${i % config.reconnectTopics}`]!).reduce(
-        (x, y) => x + y,
-        0,
-      );
-      // Every message published has arrived (or stopped arriving: then the report counts what is missing).
-      let last = -1;
-      await until(
-        'every message delivered',
-        DRAIN_TIMEOUT_MS,
-        async () => {
-          const s = await status();
-          if (s.received >= expected || s.received === last) return s;
-          last = s.received;
-          return undefined;
-        },
-        500,
-      );
-      const report = await clients.call<ClientReport>('report', { totals: totalByTopic }, 60_000);
-      clientCpu.sample();
-      serverCpu.sample();
-
-      const back = Math.max(...report.connectedUs);
-      const caughtUpUs = Math.max(...report.caughtUpUs);
-      const reconnectAfterUpMs = report.connectedUs.map((us) => (us - upUs) / 1000);
-      const failedAttempts = report.attemptsUs.map((list) => Math.max(0, list.length - 1));
-      const attemptStarts = report.attemptsUs.flat();
-      const s = (us: number) => round(us / 1e6, 2);
-      row.metrics = {
-        clients: report.clients,
-        serverDownS: s(upUs - t0),
-        allConnectedS: s(back - t0),
-        reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 0.5), 0),
-        reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0),
-        allCaughtUpS: s(caughtUpUs - t0),
-        failedAttemptsP50: percentile(failedAttempts, 0.5),
-        failedAttemptsMax: Math.max(...failedAttempts),
-        peakAttemptsPer100ms: peakIn(attemptStarts, 100_000),
-        clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0),
-        clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0),
-        serverCpuMs: round(serverCpu.between(upUs, caughtUpUs), 0),
-        lost: report.missed,
-        duplicates: report.duplicates,
-        outOfOrder: report.outOfOrder,
-        resets: report.resets,
-      };
-      row.detail = {
-        openedInMs: opened.elapsedMs,
-        clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
-        // What the window would have cost at the rate measured before the restart, receiving only.
-        clientCpuMsAtSteadyRate: round((clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0),
-        restart: { closeS: s(downUs - t0), startS: s(upUs - downUs) },
-        serverCpuMsPerSBefore: round(steadyServerRate, 0),
-        publishedPerTopic: totalByTopic,
-        expectedDeliveries: expected,
-        clientsMissing: report.clientsMissing,
-        reconnectedMsAfterServerUp: {
-          p50: percentile(reconnectAfterUpMs, 0.5),
-          p90: percentile(reconnectAfterUpMs, 0.9),
-          p99: percentile(reconnectAfterUpMs, 0.99),
-          histogram250ms: buckets(reconnectAfterUpMs, 250),
-        },
-        attemptStartMsAfterDrop: attemptSpread(report),
-        failedAttempts: buckets(failedAttempts, 1),
-        failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
-        caughtUpMsAfterReconnect: {
-          p50: percentile(
-            report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000),
-            0.5,
-          ),
-          max: Math.max(...report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000)),
-        },
-        errorSamples: report.errorSamples,
-        serverProblems: [a.problems(), b.problems()],
-      };
-      console.log(
-        `back ${row.metrics.allConnectedS} s, caught up ${row.metrics.allCaughtUpS} s after the restart began; lost ${report.missed}, dup ${report.duplicates}`,
-      );
-    } finally {
-      clearInterval(sampler);
-      publishing = false;
-    }
-  } catch (error) {
-    row.status = 'failed';
-    row.note = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    console.log(`failed: ${row.note}`);
+    const back = Math.max(...report.connectedUs);
+    const caughtUpUs = Math.max(...report.caughtUpUs);
+    const reconnectAfterUpMs = report.connectedUs.map((us) => (us - upUs) / 1000);
+    const caughtUpAfterReconnectMs = report.caughtUpUs.map((us, i) => (us - report.connectedUs[i]!) / 1000);
+    const failedAttempts = report.attemptsUs.map((list) => Math.max(0, list.length - 1));
+    const s = (us: number) => round(us / 1e6, 2);
+    const metrics = {
+      clients: report.clients,
+      serverDownS: s(upUs - t0),
+      allConnectedS: s(back - t0),
+      reconnectP50MsAfterUp: round(percentile(reconnectAfterUpMs, 0.5), 0),
+      reconnectMaxMsAfterUp: round((back - upUs) / 1000, 0),
+      allCaughtUpS: s(caughtUpUs - t0),
+      failedAttemptsP50: percentile(failedAttempts, 0.5),
+      failedAttemptsMax: Math.max(...failedAttempts),
+      peakAttemptsPer100ms: peakIn(report.attemptsUs.flat(), 100_000),
+      clientCpuMs: round(clientCpu.between(t0, caughtUpUs), 0),
+      clientCpuMsPerSSteady: round(clientCpu.firstRate(), 0),
+      serverCpuMs: round(serverCpu.between(upUs, caughtUpUs), 0),
+      lost: report.missed,
+      duplicates: report.duplicates,
+      outOfOrder: report.outOfOrder,
+      resets: report.resets,
+    };
+    console.log(
+      `    back ${metrics.allConnectedS} s, caught up ${metrics.allCaughtUpS} s after the restart began; lost ${report.missed}, dup ${report.duplicates}`,
+    );
+    const detail = {
+      openedInMs: opened.elapsedMs,
+      clientCpuMsPerClient: round(clientCpu.between(t0, caughtUpUs) / report.clients, 2),
+      // What the window would have cost at the rate measured before the restart, receiving only.
+      clientCpuMsAtSteadyRate: round((clientCpu.firstRate() * (caughtUpUs - t0)) / 1e6, 0),
+      restart: { closeS: s(restart.closedUs - t0), startS: s(upUs - restart.closedUs) },
+      serverCpuMsPerSBefore: round(serverCpu.firstRate(), 0),
+      publishedPerTopic: totalByTopic,
+      expectedDeliveries: expected,
+      clientsMissing: report.clientsMissing,
+      reconnectedMsAfterServerUp: {
+        p50: percentile(reconnectAfterUpMs, 0.5),
+        p90: percentile(reconnectAfterUpMs, 0.9),
+        p99: percentile(reconnectAfterUpMs, 0.99),
+        histogram250ms: buckets(reconnectAfterUpMs, 250),
+      },
+      attemptStartMsAfterDrop: attemptSpread(report),
+      failedAttempts: buckets(failedAttempts, 1),
+      failedAttemptsSeenAsErrors: buckets(report.failedAttempts, 1),
+      caughtUpMsAfterReconnect: { p50: percentile(caughtUpAfterReconnectMs, 0.5), max: Math.max(...caughtUpAfterReconnectMs) },
+      errorSamples: report.errorSamples,
+      serverProblems: [a.problems(), b.problems()],
+    };
+    return { metrics, detail };
   } finally {
-    await release(cleanup);
+    clearInterval(sampler);
+    publishing = false;
   }
-  return row;
 }
 
 /** When attempt k after the drop started, per row (the backoff as it played out). */
 function attemptTable(result: ScenarioResult): string[] {
   const spreads = result.rows.map((row) => (row.detail as { attemptStartMsAfterDrop?: ReturnType<typeof attemptSpread> } | undefined)?.attemptStartMsAfterDrop);
-  const attempts = Math.max(0, ...spreads.map((s) => s?.length ?? 0));
-  if (attempts === 0) return [];
+  const attempts = Array.from({ length: Math.max(0, ...spreads.map((s) => s?.length ?? 0)) }, (_, k) => k);
+  if (attempts.length === 0) return [];
   const ms = (v: number) => Math.round(v).toLocaleString('en');
-  const cells = (i: number) =>
-    Array.from({ length: attempts }, (_, k) => spreads[i]?.[k]).map((a) => (a ? `${a.count}: ${ms(a.minMs)} / ${ms(a.p50Ms)} / ${ms(a.maxMs)}` : ''));
+  const cell = (a: ReturnType<typeof attemptSpread>[number] | undefined) => (a ? `${a.count}: ${ms(a.minMs)} / ${ms(a.p50Ms)} / ${ms(a.maxMs)}` : '');
   return [
     "Connection attempts after the drop: clients that made attempt k, and when it started (ms after that client's drop, min / p50 / max).",
     '',
-    `| Peer | ${Array.from({ length: attempts }, (_, k) => `attempt ${k}`).join(' | ')} |`,
-    `|---|${Array.from({ length: attempts }, () => '---:').join('|')}|`,
-    ...result.rows.map((row, i) => `| ${row.label} | ${cells(i).join(' | ')} |`),
+    `| Peer | ${attempts.map((k) => `attempt ${k}`).join(' | ')} |`,
+    `|---|${attempts.map(() => '---:').join('|')}|`,
+    ...result.rows.map((row, i) => `| ${row.label} | ${attempts.map((k) => cell(spreads[i]?.[k])).join(' | ')} |`),
     '',
   ];
 }
@@ -294,8 +225,13 @@ export const clientReconnect: Scenario = {
   id: 'client-reconnect',
   async rows(config) {
     const rows: Row[] = [];
-    for (const transport of config.reconnectTransports) {
-      for (const ms of config.reconnectMinDelays) rows.push(await runVariant(config, { transport: transport as Variant['transport'], minDelayMs: Number(ms) }));
+    for (const transport of config.reconnectTransports as Array<'websocket' | 'sse'>) {
+      for (const minDelayMs of config.reconnectMinDelays.map(Number)) {
+        const peer = `pushlet-${transport === 'websocket' ? 'ws' : 'sse'}-min${minDelayMs}`;
+        const label = `Pushlet ${transport === 'websocket' ? 'WS' : 'SSE'}, backoff ${minDelayMs} ms–${MAX_DELAY_MS / 1000} s${minDelayMs === 500 ? ' (default)' : ''}`;
+        console.log(`  ${label}`);
+        rows.push(await measureRow({ peer, label, pushlet: true }, () => withCleanup((cleanup) => runVariant(config, transport, minDelayMs, cleanup))));
+      }
     }
     return rows;
   },

@@ -60,40 +60,16 @@ async function bundled(source: string): Promise<string> {
 }
 
 function candidates(): Candidate[] {
-  const shipped = (name: string, file: string) => async () => readFileSync(join(packageDir(name), file), 'utf8');
   const [centrifuge, socketio] = [version('centrifuge'), version('socket.io-client')];
+  const file = (path: string) => async () => readFileSync(path, 'utf8');
+  const entry = (id: string, label: string, load: () => Promise<string>, pushlet = false): Candidate => ({ id, label, pushlet, load });
   return [
-    {
-      id: 'pushlet-core',
-      label: 'Pushlet core client (pushlet-client-core.js)',
-      pushlet: true,
-      load: async () => readFileSync(join(ROOT, 'build/pushlet-client-core.js'), 'utf8'),
-    },
-    {
-      id: 'pushlet',
-      label: 'Pushlet client (pushlet-client.js)',
-      pushlet: true,
-      load: async () => readFileSync(join(ROOT, 'build/pushlet-client.js'), 'utf8'),
-    },
-    { id: 'centrifuge', label: `centrifuge ${centrifuge} (dist/centrifuge.js)`, pushlet: false, load: shipped('centrifuge', 'dist/centrifuge.js') },
-    {
-      id: 'centrifuge-esbuild',
-      label: `centrifuge ${centrifuge} (ESM, same esbuild)`,
-      pushlet: false,
-      load: () => bundled(`export { Centrifuge } from 'centrifuge';`),
-    },
-    {
-      id: 'socketio',
-      label: `socket.io-client ${socketio} (dist/socket.io.esm.min.js)`,
-      pushlet: false,
-      load: shipped('socket.io-client', 'dist/socket.io.esm.min.js'),
-    },
-    {
-      id: 'socketio-esbuild',
-      label: `socket.io-client ${socketio} (ESM, same esbuild)`,
-      pushlet: false,
-      load: () => bundled(`export { io } from 'socket.io-client';`),
-    },
+    entry('pushlet-core', 'Pushlet core client (pushlet-client-core.js)', file(join(ROOT, 'build/pushlet-client-core.js')), true),
+    entry('pushlet', 'Pushlet client (pushlet-client.js)', file(join(ROOT, 'build/pushlet-client.js')), true),
+    entry('centrifuge', `centrifuge ${centrifuge} (dist/centrifuge.js)`, file(join(packageDir('centrifuge'), 'dist/centrifuge.js'))),
+    entry('centrifuge-esbuild', `centrifuge ${centrifuge} (ESM, same esbuild)`, () => bundled(`export { Centrifuge } from 'centrifuge';`)),
+    entry('socketio', `socket.io-client ${socketio} (dist/socket.io.esm.min.js)`, file(join(packageDir('socket.io-client'), 'dist/socket.io.esm.min.js'))),
+    entry('socketio-esbuild', `socket.io-client ${socketio} (ESM, same esbuild)`, () => bundled(`export { io } from 'socket.io-client';`)),
   ];
 }
 

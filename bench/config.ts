@@ -9,14 +9,16 @@ function defaults(quick: boolean) {
   const q = <T>(quickValue: T, full: T): T => (quick ? quickValue : full);
   return {
     quick,
+    /** Which scenarios and results: bench (latest.*), client (client.*) or storm (storm.*); see bench/run.ts. */
+    suite: 'bench',
     /** Scenario ids to run (all but the optional ones by default; see bench/scenarios.ts). */
     only: undefined as string[] | undefined,
     /** Peer ids to run (all by default): ws, socketio, pushlet-ws, sse, pushlet-sse. */
     peers: undefined as string[] | undefined,
     /** Runs of each scenario; the table shows the median of each figure. */
     repeat: 1,
-    /** Profile the saturated fan-out with `node --cpu-prof` instead of benchmarking. */
-    profile: false,
+    /** Instead of benchmarking, profile with `node --cpu-prof`: `--profile` the saturated fan-out, `--profile=metrics` the metrics' share (bench/run.ts). */
+    profile: '',
     payloadBytes: 100,
     /** Slices each measurement is cut into, taken by the peers in turn. */
     rounds: q(1, 5),
@@ -88,8 +90,6 @@ function defaults(quick: boolean) {
     stormReads: ['per-turn'],
     /** CPU profile of instance B during the storm (in storm.md). */
     stormProfile: false,
-    /** Base name of the standalone storm's results in outDir (default `storm`, or `storm-partial` when a size or rate differs). */
-    stormName: '',
 
     /** Connections per load-client process (the open-file limit is per process). */
     connsPerProcess: 5_000,

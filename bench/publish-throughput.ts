@@ -12,14 +12,16 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { startApp } from '../test/support/app.js';
-import { redisInfo, startRedis } from './lib/redis.js';
+import { redisInfo, startRedis, type RedisInfo } from './lib/redis.js';
 import { col, type Row, type Scenario } from './lib/scenario.js';
-import { round } from './lib/stats.js';
+import { round, sum } from './lib/stats.js';
 
 const TOPICS = 100;
 const PAYLOAD = 'x'.repeat(100);
 
 interface ThroughputResult {
+  /** The row's peer id (bare-publish, xadd-multi, pushlet, socketio-adapter, pushlet-cluster-<masters>). */
+  peer: string;
   name: string;
   published: number;
   perSecond: number;
@@ -50,18 +52,20 @@ async function drive(publish: Publish, ms: number, inFlight: number): Promise<nu
   return done;
 }
 
-async function measure(name: string, publish: Publish, info: readonly Redis[], durationMs: number, inFlight: number): Promise<ThroughputResult> {
+/** One variant after a warm-up; `perCall`: messages published by one call of `publish`. */
+async function measure(peer: string, name: string, publish: Publish, info: readonly Redis[], durationMs: number, inFlight: number, perCall = 1) {
   await drive(publish, Math.min(1_000, durationMs / 2), inFlight);
   const before = await redisInfo(info);
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
-  const published = await drive(publish, durationMs, inFlight);
+  const published = (await drive(publish, durationMs, inFlight)) * perCall;
   const elapsed = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
   const after = await redisInfo(info);
-  const count = (i: typeof after, scripts: boolean) =>
-    Object.entries(i.commands).reduce((n, [cmd, calls]) => n + (!scripts || cmd === 'evalsha' || cmd === 'eval' ? calls : 0), 0);
+  const count = (i: RedisInfo, scripts: boolean) =>
+    sum(Object.entries(i.commands).map(([cmd, calls]) => (!scripts || cmd === 'evalsha' || cmd === 'eval' ? calls : 0)));
   return {
+    peer,
     name,
     published,
     perSecond: Math.round((published / elapsed) * 1_000),
@@ -76,14 +80,15 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
   const only = process.env.ONLY?.split(',');
   const want = (key: string) => !only || only.includes(key);
   const results: ThroughputResult[] = [];
-  const run = async (name: string, publish: Publish, infos: readonly Redis[]) => results.push(await measure(name, publish, infos, durationMs, inFlight));
-  const pushletOn = async (name: string, redis: Awaited<ReturnType<typeof startRedis>>) => {
+  const run = async (peer: string, name: string, publish: Publish, infos: readonly Redis[], perCall?: number) =>
+    results.push(await measure(peer, name, publish, infos, durationMs, inFlight, perCall));
+  const pushletOn = async (peer: string, name: string, redis: Awaited<ReturnType<typeof startRedis>>) => {
     const app = await startApp({
       heartbeatInterval: 60_000,
       redis: { ...(redis.url ? { url: redis.url } : { cluster: { nodes: redis.nodes } }), keyPrefix: 'pt:' },
     });
     try {
-      await run(name, (topic) => app.pushlet.publish(topic, 'message', PAYLOAD), redis.infos);
+      await run(peer, name, (topic) => app.pushlet.publish(topic, 'message', PAYLOAD), redis.infos);
     } finally {
       await app.close();
     }
@@ -93,20 +98,18 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
     const redis = await startRedis(masters);
     try {
       if (masters > 0) {
-        await pushletOn(`PushletService.publish, Cluster of ${masters}`, redis);
+        await pushletOn(`pushlet-cluster-${masters}`, `PushletService.publish, Cluster of ${masters}`, redis);
         continue;
       }
       const client = new Redis(redis.url);
-      if (want('bare')) await run('bare PUBLISH (ioredis)', (topic, i) => client.publish(`bare:${topic}`, `${i} ${PAYLOAD}`), redis.infos);
+      if (want('bare')) await run('bare-publish', 'bare PUBLISH (ioredis)', (topic, i) => client.publish(`bare:${topic}`, `${i} ${PAYLOAD}`), redis.infos);
       if (want('multi')) {
-        await run(
-          'XADD MAXLEN ~ 1000 + PUBLISH in MULTI',
-          (topic, i) => client.multi().xadd(`multi:s:${topic}`, 'MAXLEN', '~', 1000, '*', 'm', PAYLOAD).publish(`multi:c:${topic}`, `${i} ${PAYLOAD}`).exec(),
-          redis.infos,
-        );
+        const multi: Publish = (topic, i) =>
+          client.multi().xadd(`multi:s:${topic}`, 'MAXLEN', '~', 1000, '*', 'm', PAYLOAD).publish(`multi:c:${topic}`, `${i} ${PAYLOAD}`).exec();
+        await run('xadd-multi', 'XADD MAXLEN ~ 1000 + PUBLISH in MULTI', multi, redis.infos);
       }
       client.disconnect();
-      if (want('pushlet')) await pushletOn('PushletService.publish (history on)', redis);
+      if (want('pushlet')) await pushletOn('pushlet', 'PushletService.publish (history on)', redis);
       if (want('socketio')) {
         const { createAdapter } = await import('@socket.io/redis-adapter');
         const { Server } = await import('socket.io');
@@ -115,25 +118,11 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
         io.adapter(createAdapter(pub, sub));
         // emit() is fire-and-forget: each call emits 16 and then waits for a PING on the publishing
         // connection, which Redis answers after those 16 PUBLISH commands (one PING per 16 messages).
-        await run(
-          'Socket.IO Redis adapter emit (no history)',
-          async (topic) => {
-            for (let k = 0; k < 16; k += 1) io.to(topic).emit('message', PAYLOAD);
-            await pub.ping();
-          },
-          redis.infos,
-        );
-        const r = results.pop()!;
-        const per16 = (n: number, digits: number) => round(n / 16, digits);
-        results.push({
-          ...r,
-          published: r.published * 16,
-          perSecond: r.perSecond * 16,
-          redisCpuUs: per16(r.redisCpuUs, 1),
-          instanceCpuUs: per16(r.instanceCpuUs, 1),
-          commandsPerMessage: per16(r.commandsPerMessage, 2),
-          scriptCallsPerMessage: 0,
-        });
+        const emit16: Publish = async (topic) => {
+          for (let k = 0; k < 16; k += 1) io.to(topic).emit('message', PAYLOAD);
+          await pub.ping();
+        };
+        await run('socketio-adapter', 'Socket.IO Redis adapter emit (no history)', emit16, redis.infos, 16);
         pub.disconnect();
         sub.disconnect();
       }
@@ -143,17 +132,6 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
   }
   return results;
 }
-
-const peerOf = (name: string) =>
-  name.startsWith('bare')
-    ? 'bare-publish'
-    : name.startsWith('XADD')
-      ? 'xadd-multi'
-      : name.startsWith('Socket.IO')
-        ? 'socketio-adapter'
-        : /Cluster of (\d)/.test(name)
-          ? `pushlet-cluster-${/Cluster of (\d)/.exec(name)![1]}`
-          : 'pushlet';
 
 export const publish: Scenario = {
   id: 'publish',
@@ -168,10 +146,10 @@ export const publish: Scenario = {
     } catch {
       results = [];
     }
-    const rows: Row[] = results.map(({ name, published: _, ...metrics }) => ({
-      peer: peerOf(name),
+    const rows: Row[] = results.map(({ peer, name, published: _, ...metrics }) => ({
+      peer,
       label: name,
-      pushlet: name.startsWith('PushletService'),
+      pushlet: peer.startsWith('pushlet'),
       status: 'ok',
       metrics,
     }));

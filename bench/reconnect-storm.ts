@@ -3,26 +3,21 @@
  * SIGKILLed reconnect with their last id to the other instance on the same Redis while a
  * publisher runs. Measures the time until every client is reconnected and caught up, what it
  * cost Redis (CPU, commands, script calls) and the surviving instance, and checks every message:
- * once, in order, or announced by a reset.
- *
- * Run alone: `node build/bench/reconnect-storm.js [--storm-clients=10000] [--storm-reads=per-turn,per-connection,coalesced]
- * [--storm-profile=1]` (or STORM_CLIENTS=… and the like; every `--storm-*` option of
- * bench/config.ts). Writes bench/results/storm.{json,md} (storm-partial.* when a size or rate
- * differs from the defaults). `npm run bench` runs it as the `storm` scenario.
+ * once, in order, or announced by a reset. The `storm` scenario of `npm run bench`; `npm run
+ * bench:storm` runs it alone (bench/results/storm.*) with every `--storm-*` option of bench/config.ts.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { StormCollected, StormCounts, StormProgress, StormTarget, StormTimes } from './client/load-client.js';
-import { loadConfig, type BenchConfig } from './config.js';
+import type { BenchConfig } from './config.js';
 import { latestProfile, profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
-import { LOG_DIR, PEERS, ProcessPool, setRunLabel } from './lib/processes.js';
+import { LOG_DIR, PEERS, ProcessPool } from './lib/processes.js';
 import { commandDelta, startRedis } from './lib/redis.js';
-import { gitCommit, writeReport } from './lib/report.js';
-import { col, measureRow, release, startServer, type Cleanup, type Row, type Scenario } from './lib/scenario.js';
+import { fmt } from './lib/report.js';
+import { col, measureRow, release, startServer, type Cleanup, type Row, type Scenario, type ScenarioResult } from './lib/scenario.js';
 import { percentile, round, sum, sumFields } from './lib/stats.js';
 
 const HOST = '127.0.0.1';
@@ -152,15 +147,8 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
         first += share;
       }
     }
-    const pool = new ProcessPool<StormProgress>(await ProcessPool.spawn('client/load-client.js', shares.length, `storm-${label}`, o.clientNice), () => ({
-      clients: 0,
-      connected: 0,
-      warm: 0,
-      dropped: 0,
-      reconnected: 0,
-      caughtUp: 0,
-      pending: 0,
-    }));
+    const children = await ProcessPool.spawn('client/load-client.js', shares.length, `storm-${label}`, o.clientNice);
+    const pool = new ProcessPool<StormProgress>(children, () => ({ clients: 0, connected: 0, warm: 0, dropped: 0, reconnected: 0, caughtUp: 0, pending: 0 }));
     cleanup.push(() => pool.stop());
 
     // Every client on A, `pushlet:connected` received, before anything is published.
@@ -187,13 +175,8 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
       }),
     );
     const failed = sum(opened.map((r) => r.failed));
-    if (failed > 0)
-      throw new Error(
-        `${failed} of ${o.clients} clients could not connect to A: ${opened
-          .flatMap((r) => r.errors)
-          .slice(0, 3)
-          .join('; ')}`,
-      );
+    const errors = opened.flatMap((r) => r.errors).slice(0, 3);
+    if (failed > 0) throw new Error(`${failed} of ${o.clients} clients could not connect to A: ${errors.join('; ')}`);
     await pool.watch(100);
     if (!(await pool.waitFor((p) => p.connected === o.clients, 60_000)))
       throw new Error(`only ${pool.total().connected} of ${o.clients} clients got pushlet:connected from A`);
@@ -229,7 +212,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const killUs = nowUs();
     process.kill(a.pid, 'SIGKILL');
     let aExitMs = NaN;
-    void a.child.exitPromise.then(() => (aExitMs = round((nowUs() - killUs) / 1000, 0)));
+    void a.exit.then(() => (aExitMs = round((nowUs() - killUs) / 1000, 0)));
     log(`  A (pid ${a.pid}) killed; waiting for every client to reconnect to B and catch up`);
 
     const timeline: Array<{ ms: number; reconnected: number; caughtUp: number; redisCpuMs: number; bCpuMs: number }> = [];
@@ -276,8 +259,7 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const bStats = await b.stats(false);
 
     const counts: StormCounts = sumFields(parts.map((p) => p.counts));
-    const times: StormTimes = { dropped: [], tcpConnect: [], httpAccept: [], sessionStart: [], reconnected: [], caughtUp: [], replayed: [] };
-    for (const part of parts) for (const key of Object.keys(times) as Array<keyof StormTimes>) times[key].push(...part.times[key]);
+    const times = Object.fromEntries(Object.keys(parts[0]!.times).map((key) => [key, parts.flatMap((p) => p.times[key as keyof StormTimes])])) as StormTimes;
 
     const aCpuUsPerDelivery = round(((a1.cpuMs - a0.cpuMs) * 1000) / ((o.clients * o.rate * baseSeconds) / o.topics), 1);
     const perCommand = commandDelta(redis1, base1);
@@ -376,7 +358,6 @@ export function stormMet(run: StormRun): boolean {
   return !run.timedOut && run.allCaughtUpMs < TARGET_MS && run.drained && c.missing + c.tailMissing + c.duplicates + c.reorders + c.resets === 0;
 }
 
-const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '–');
 const s = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '–');
 
 export const READ_LABELS: Record<string, string> = {
@@ -385,49 +366,32 @@ export const READ_LABELS: Record<string, string> = {
   coalesced: 'reads coalesced while one is in flight (proposal, emulated)',
 };
 
-function runLabel(run: StormRun): string {
-  return READ_LABELS[run.options.reads] ?? run.options.reads;
-}
-
-export function stormMarkdown(runs: StormRun[], meta: { commit: string; command: string }): string {
-  const first = runs[0]!;
-  const o = first.options;
+/** The storm's details after its table: every figure per run, then each run's commands, progress and samples. */
+function stormNotes(result: ScenarioResult): string[] {
+  const rows = result.rows.filter((row) => row.status === 'ok');
+  const runs = rows.map((row) => row.detail as StormRun);
+  if (runs.length === 0) return [];
+  const o = runs[0]!.options;
   const lines = [
-    '# Reconnect storm',
+    `Load average (1/5/15 min) at the kill: ${runs.map((r, i) => `${r.loadAverage.kill.map((l) => l.toFixed(1)).join(' / ')} (${rows[i]!.label})`).join(', ')}. ` +
+      `Failed attempts: full jitter from 500 ms up to 5 s, an attempt without an answer given up after ${o.connectTimeoutMs / 1000} s; ` +
+      `${o.clientNice !== 0 ? `load clients at nice ${o.clientNice}; ` : ''}listen queue ${o.backlog > 0 ? o.backlog : "Node's default, 511"}.`,
     '',
-    `Run ${first.startedAt}, commit \`${meta.commit}\`, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, command \`${meta.command}\`. ` +
-      `Load average (1/5/15 min) at the kill: ${runs.map((r) => `${r.loadAverage.kill.map((l) => l.toFixed(1)).join(' / ')} (${runLabel(r)})`).join(', ')}; Redis, the three instances and the load clients share the cores.`,
-    '',
-    `${fmt(o.clients)} clients (${fmt(first.transports.ws)} WebSocket, ${fmt(first.transports.sse)} SSE, ${first.processes} load-client processes) on ${o.topics} topics of instance A; ` +
-      `a third instance publishes ${o.rate} msg/s round-robin (${round(o.rate / o.topics, 2)} msg/s per topic, ${o.payloadBytes}-byte data) throughout. After ${o.warmMs / 1000} s A is SIGKILLed; ` +
-      `each client reconnects to B with its last id (WebSocket \`lastEventId=\`, SSE \`Last-Event-ID\`) after a uniform delay in [0, ${o.jitterMs} ms); failed attempts: full jitter ` +
-      `from 500 ms up to 5 s, an attempt without an answer given up after ${o.connectTimeoutMs / 1000} s. ` +
-      `${o.clientNice !== 0 ? `Load clients at nice ${o.clientNice}. ` : ''}Instances: the sample app, listen queue ${o.backlog > 0 ? o.backlog : "Node's default, 511"}.`,
-    '',
-    '| | ' + runs.map(runLabel).join(' | ') + ' |',
-    '|---|' + runs.map(() => '---:').join('|') + '|',
+    `| | ${rows.map((row) => row.label).join(' | ')} |`,
+    `|---|${rows.map(() => '---:').join('|')}|`,
   ];
   const row = (name: string, value: (r: StormRun) => string) => lines.push(`| ${name} | ${runs.map(value).join(' | ')} |`);
-  row('all reconnected (`pushlet:connected` from B)', (r) => s(r.allReconnectedMs));
   row('reconnected p50 / p99', (r) => `${s(r.reconnected.p50)} / ${s(r.reconnected.p99)}`);
   row('all replayed (every message published before the reconnection)', (r) => s(r.allReplayedMs));
-  row('**all caught up**', (r) => `**${s(r.allCaughtUpMs)}**${r.timedOut ? ` (timed out: ${fmt(r.counts.notCaughtUp)} not caught up)` : ''}`);
   row('caught up p50 / p99', (r) => `${s(r.caughtUp.p50)} / ${s(r.caughtUp.p99)}`);
-  row('storm window measured (kill to all caught up seen)', (r) => s(r.windowMs));
   row(
     "Redis CPU in the window (INFO) / of it the publisher's baseline",
     (r) => `${fmt(r.redis.cpuMs)} ms / ${fmt(r.redis.baselinePerSec.cpuMs * (r.windowMs / 1000))} ms`,
   );
-  row("Redis commands in the window (scripts' inner commands included)", (r) => fmt(r.redis.commands));
   row("evalsha calls in the window / net of the publisher's", (r) => `${fmt(r.redis.scripts.evalsha)} / ${fmt(r.redis.net.evalsha)}`);
   row('replay script calls / topic reads', (r) => `${fmt(r.redis.scripts.replay)} / ${fmt(r.redis.scripts.topicReads)}`);
   row('position script calls / publish script calls', (r) => `${fmt(r.redis.scripts.position)} / ${fmt(r.redis.scripts.publish)}`);
-  row('reads (replay + position script calls) per reconnecting client', (r) => fmt(r.readsPerClient, 3));
-  row(
-    'instance B CPU in the window',
-    (r) => `${fmt(r.instanceB.cpuMs)} ms (${fmt(r.instanceB.cpuPct)} % of one core, ${fmt(r.instanceB.cpuMsPerClient, 2)} ms per client)`,
-  );
-  row('instance B event loop busy', (r) => `${fmt(r.instanceB.eventLoopUtilization * 100)} %`);
+  row('instance B CPU % of one core / event loop busy', (r) => `${fmt(r.instanceB.cpuPct)} % / ${fmt(r.instanceB.eventLoopUtilization * 100)} %`);
   row(
     "B: messages delivered in the window / CPU per client less them (at A's cost per delivery)",
     (r) => `${fmt(r.instanceB.deliveries)} / ${fmt(r.instanceB.cpuMsPerClientLessDeliveries, 2)} ms`,
@@ -440,12 +404,7 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
     "B's accept queue: peak / backlog; listen-queue overflows (machine-wide)",
     (r) => `${fmt(r.acceptQueue.peak)} / ${fmt(r.acceptQueue.backlog)}; ${fmt(r.listenQueue.overflows)}`,
   );
-  row(
-    'missing / duplicates / reorders / resets',
-    (r) => `${fmt(r.counts.missing + r.counts.tailMissing)} / ${fmt(r.counts.duplicates)} / ${fmt(r.counts.reorders)} / ${fmt(r.counts.resets)}`,
-  );
   row('clients never reconnected / the messages they did not get', (r) => `${fmt(r.counts.notReconnected)} / ${fmt(r.counts.undelivered)}`);
-  row('errors (pushlet:error, bad frames, server warnings)', (r) => fmt(r.counts.errors + r.instanceB.problems.count));
   row('target: all caught up < 10 s, every message once, no reset', (r) =>
     stormMet(r) ? '**met**' : `**missed**${r.allCaughtUpMs >= TARGET_MS ? ` by ${s(r.allCaughtUpMs - TARGET_MS)}` : ''}`,
   );
@@ -459,118 +418,57 @@ export function stormMarkdown(runs: StormRun[], meta: { commit: string; command:
       `*Missing*: a gap without a \`pushlet:reset\` before it, or a message never received (publishing goes on ${o.tailMs / 1000} s after the window). *Reorders*: received after a later one.`,
     '',
   );
-  for (const r of runs) {
-    lines.push(`## ${runLabel(r)}`, '');
+  runs.forEach((r, i) => {
+    const step = (p: { p50: number; p99: number; max: number }) => `${s(p.p50)} / ${s(p.p99)} / ${s(p.max)}`;
+    const reasons = (counts: Record<string, number>) =>
+      Object.entries(counts)
+        .map(([reason, n]) => `${reason} (${fmt(n)})`)
+        .join('; ');
     lines.push(
+      `### ${rows[i]!.label}`,
+      '',
       `Connecting to A took ${s(r.connectMs)}. A's exit seen ${s(r.aExitMs)} after the kill; drops noticed p50 ${s(r.dropNoticed.p50)}, max ${s(r.dropNoticed.max)}. ` +
-        `The attempt that got through, p50 / p99 / max: TCP handshake ${s(r.steps.tcpConnect.p50)} / ${s(r.steps.tcpConnect.p99)} / ${s(r.steps.tcpConnect.max)}, ` +
-        `then the HTTP answer (101 or 200) ${s(r.steps.httpAccept.p50)} / ${s(r.steps.httpAccept.p99)} / ${s(r.steps.httpAccept.max)}, ` +
-        `then \`pushlet:connected\` ${s(r.steps.sessionStart.p50)} / ${s(r.steps.sessionStart.p99)} / ${s(r.steps.sessionStart.max)}. ` +
-        `Replayed p50 / p99 / max: ${s(r.replayed.p50)} / ${s(r.replayed.p99)} / ${s(r.replayed.max)}. ` +
+        `The attempt that got through, p50 / p99 / max: TCP handshake ${step(r.steps.tcpConnect)}, then the HTTP answer (101 or 200) ${step(r.steps.httpAccept)}, ` +
+        `then \`pushlet:connected\` ${step(r.steps.sessionStart)}. Replayed ${step(r.replayed)}. ` +
         `Instance B: RSS ${fmt(r.instanceB.rssMB)} MB, ${fmt(r.instanceB.connections)} connections at the end. Publisher: ${fmt(r.publisher.published)} messages, ${fmt(r.publisher.cpuMs)} ms CPU in the window, ${fmt(r.publisher.publishErrors)} errors. ` +
         `Load clients: ${fmt(r.clientCpuMs)} ms CPU over the whole run. Redis process CPU (/proc) in the window: ${fmt(r.redis.cpuMsProc)} ms. ` +
         `Baseline (publisher only) per second: ${fmt(r.redis.baselinePerSec.commands)} commands, ${fmt(r.redis.baselinePerSec.evalsha)} evalsha, ${fmt(r.redis.baselinePerSec.cpuMs)} ms Redis CPU. ` +
         `Clients dropped twice: ${fmt(r.counts.droppedTwice)}; skipped after a reset: ${fmt(r.counts.skippedByReset)}; drained at the end: ${r.drained ? 'yes' : 'no'}.`,
       '',
-      'Redis commands in the window:',
+      `Redis commands in the window: ${Object.entries(r.redis.perCommand)
+        .map(([name, calls]) => `${name} ${fmt(calls)}`)
+        .join(', ')}.`,
       '',
-      '| command | calls |',
-      '|---|---:|',
-      ...Object.entries(r.redis.perCommand).map(([name, calls]) => `| ${name} | ${fmt(calls)} |`),
-      '',
-      'Progress after the kill (every second):',
-      '',
-      '| s | reconnected | caught up | Redis CPU ms | B CPU ms |',
+      '| s after the kill | reconnected | caught up | Redis CPU ms | B CPU ms |',
       '|---:|---:|---:|---:|---:|',
       ...r.timeline
-        .filter((_, i) => i % 4 === 3)
+        .filter((_, k) => k % 4 === 3)
         .map((t) => `| ${(t.ms / 1000).toFixed(1)} | ${fmt(t.reconnected)} | ${fmt(t.caughtUp)} | ${fmt(t.redisCpuMs)} | ${fmt(t.bCpuMs)} |`),
       '',
     );
     if (r.samples.length) lines.push('Samples of what went wrong with messages:', '', ...r.samples.map((x) => `- ${x.replace(/\|/g, '\\|')}`), '');
-    const reasons = (counts: Record<string, number>) =>
-      Object.entries(counts)
-        .map(([reason, n]) => `${reason} (${fmt(n)})`)
-        .join('; ');
     if (Object.keys(r.failureReasons).length) lines.push(`Failed reconnection attempts: ${reasons(r.failureReasons)}.`, '');
     if (Object.keys(r.dropReasons).length) lines.push(`Connections to B closed after they were established: ${reasons(r.dropReasons)}.`, '');
     if (r.instanceB.problems.count)
       lines.push(`Instance B logged ${r.instanceB.problems.count} warnings or errors:`, '', ...r.instanceB.problems.samples.map((x) => `- ${x}`), '');
     if (r.profile) lines.push(profileMarkdown(`Instance B during the storm (kill to all caught up), ${r.profile.file}`, r.profile.summary), '');
-  }
-  return lines.join('\n');
-}
-
-/** Whether the storm options are the defaults (only then are storm.* written, else storm-partial.*). */
-function isDefault(config: BenchConfig): boolean {
-  const defaults = loadConfig([], {});
-  const keys = [
-    'stormClients',
-    'stormWsShare',
-    'stormTopics',
-    'stormRate',
-    'stormJitterMs',
-    'stormWarmMs',
-    'stormTailMs',
-    'stormConnsPerProcess',
-    'stormConnectTimeoutMs',
-    'stormBacklog',
-    'stormClientNice',
-    'payloadBytes',
-  ] as const;
-  return keys.every((key) => config[key] === defaults[key]);
-}
-
-async function main(): Promise<void> {
-  // STORM_CLIENTS=… and the like are short for BENCH_STORM_CLIENTS=….
-  const env = { ...process.env };
-  for (const [key, value] of Object.entries(process.env)) if (key.startsWith('STORM_')) env[`BENCH_${key}`] ??= value;
-  const config = loadConfig(process.argv.slice(2), env);
-  setRunLabel('storm');
-  rmSync(join(LOG_DIR), { recursive: true, force: true });
-  const runs: StormRun[] = [];
-  console.log(`Reconnect storm: ${config.stormClients.toLocaleString('en')} clients, ${config.stormTopics} topics, ${config.stormRate} msg/s`);
-  for (const reads of config.stormReads) {
-    if (!READ_LABELS[reads]) throw new Error(`--storm-reads: ${reads} is not one of ${Object.keys(READ_LABELS).join(', ')}`);
-    console.log(`Instance B: ${READ_LABELS[reads]}`);
-    runs.push(await runStorm(stormOptions(config, reads)));
-  }
-  // The command as options, those given in the environment included, so that a result says how to run it again.
-  const fromEnv = Object.entries(process.env)
-    .filter(([key]) => /^(BENCH_)?STORM_/.test(key))
-    .map(
-      ([key, value]) =>
-        `--${key
-          .replace(/^BENCH_/, '')
-          .toLowerCase()
-          .replace(/_/g, '-')}=${value ?? ''}`,
-    );
-  const meta = { commit: gitCommit(), command: ['node build/bench/reconnect-storm.js', ...fromEnv, ...process.argv.slice(2)].join(' ') };
-  const base = join(config.outDir, config.stormName || (config.quick || !isDefault(config) ? 'storm-partial' : 'storm'));
-  writeReport(base, { json: { meta: { ...meta, node: process.version, cpus: cpus()[0]?.model, cores: cpus().length }, runs }, md: stormMarkdown(runs, meta) });
-  for (const run of runs) {
-    const c = run.counts;
-    console.log(
-      `${runLabel(run)}: all reconnected ${s(run.allReconnectedMs)}, all caught up ${s(run.allCaughtUpMs)}, Redis ${fmt(run.redis.cpuMs)} ms CPU, ${fmt(run.redis.commands)} commands, ` +
-        `${fmt(run.redis.scripts.evalsha)} evalsha (${fmt(run.readsPerClient, 3)} reads per client), B ${fmt(run.instanceB.cpuMs)} ms CPU; ` +
-        `missing ${c.missing + c.tailMissing}, dup ${c.duplicates}, reorders ${c.reorders}, resets ${c.resets}; target ${stormMet(run) ? 'met' : 'missed'}`,
-    );
-  }
-  console.log(`Wrote ${base}.md and ${base}.json`);
+  });
+  return lines;
 }
 
 /**
- * `storm` in `npm run bench`: one row per way of reading history on instance B (`--storm-reads`);
- * main's is the Pushlet row, the emulated others are its references.
+ * `storm` (`npm run bench`, or alone with `npm run bench:storm`): one row per way of reading
+ * history on instance B (`--storm-reads`); main's is the Pushlet row, the emulated others are its references.
  */
 export const storm: Scenario = {
   id: 'storm',
   async rows(config) {
     const rows: Row[] = [];
     for (const reads of config.stormReads) {
+      if (!READ_LABELS[reads]) throw new Error(`--storm-reads: ${reads} is not one of ${Object.keys(READ_LABELS).join(', ')}`);
       const main = reads === 'per-turn';
       rows.push(
-        await measureRow({ peer: main ? 'pushlet-storm' : `storm-${reads}`, label: READ_LABELS[reads] ?? reads, pushlet: main }, async () => {
+        await measureRow({ peer: main ? 'pushlet-storm' : `storm-${reads}`, label: READ_LABELS[reads], pushlet: main }, async () => {
           const run = await runStorm(stormOptions(config, reads), (line) => console.log(`  ${line.trim()}`));
           const c = run.counts;
           return {
@@ -598,14 +496,16 @@ export const storm: Scenario = {
     }
     return rows;
   },
+  notes: stormNotes,
   title: (c) => `Reconnect storm: ${c.stormClients.toLocaleString('en')} clients of a killed instance reconnect to the other`,
   description: (c) => {
     const ws = Math.round(c.stormClients * c.stormWsShare);
     return (
       `${ws.toLocaleString('en')} WebSocket and ${(c.stormClients - ws).toLocaleString('en')} SSE clients on ${c.stormTopics} topics of instance A; ` +
-      `${c.stormRate} msg/s published throughout by a third instance; A SIGKILLed; each client reconnects to instance B with its last id after a random delay in [0, ${c.stormJitterMs} ms). ` +
+      `${c.stormRate} msg/s published throughout by a third instance (${c.payloadBytes}-byte data); after ${c.stormWarmMs / 1000} s A is SIGKILLed; ` +
+      `each client reconnects to instance B with its last id (WebSocket \`lastEventId=\`, SSE \`Last-Event-ID\`) after a random delay in [0, ${c.stormJitterMs} ms). ` +
       'Times from the kill: all reconnected (`pushlet:connected` from B), all caught up (every message of its topic up to the first one published after its reconnection). ' +
-      "Redis CPU and commands (INFO deltas) and instance B's CPU over the same window. Details: bench/reconnect-storm.ts, `npm run bench:storm` writes bench/results/storm.md."
+      "Redis CPU and commands (INFO deltas) and instance B's CPU over the same window. Details: bench/reconnect-storm.ts; `npm run bench:storm` runs it alone (bench/results/storm.*)."
     );
   },
   params: (c) => ({ ...stormOptions(c) }),
@@ -626,6 +526,3 @@ export const storm: Scenario = {
     col('errors', 'errors'),
   ],
 };
-
-// Imported by bench/scenarios.ts as well: only the script run by itself runs the storm.
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();

@@ -1,33 +1,41 @@
 /**
  * The entry point of `npm run bench`: runs the scenarios of bench/scenarios.ts (all but the
  * optional ones, or `--only=`) with the one runner and writes bench/results/latest.{md,json,svg}
- * (`partial.*` for a quick or narrowed run). `npm run bench:client` is the same over the client
- * SDK's scenarios (bench/client.ts); `--profile` profiles the fan-out instead. See bench/README.md.
+ * (`partial.*` for a quick, narrowed or resized run). `npm run bench:client` (`--suite=client`)
+ * and `npm run bench:storm` (`--suite=storm`) are the same over the client SDK's scenarios and the
+ * reconnect storm; `--profile` (`--profile=metrics`) profiles instead. See bench/README.md.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadConfig, type BenchConfig } from './config.js';
-import { profileMarkdown, summarizeProfile } from './lib/cpuprofile.js';
-import { floodPhase } from './lib/phases.js';
-import { LOG_DIR, PEERS, setRunLabel, type ClientPool, type ServerHandle } from './lib/processes.js';
+import { latestProfile, profileMarkdown, samplesUnder, summarizeProfile } from './lib/cpuprofile.js';
+import { floodPhase, steadyPhase, warmUp } from './lib/phases.js';
+import { nowUs } from './lib/proc.js';
+import { LOG_DIR, PEERS, setRunLabel, type Peer } from './lib/processes.js';
 import { evaluateTargets, gitCommit, markdownReport, scenarioTable, startRun, svgChart, targetsTable, writeReport } from './lib/report.js';
-import { combineRuns, profiledLoad, runScenario, type ScenarioResult } from './lib/scenario.js';
+import { combineRuns, openAll, processesFor, release, runScenario, startPool, startServer, withCleanup, type ScenarioResult } from './lib/scenario.js';
 import { SCENARIOS } from './scenarios.js';
 
-export interface Suite {
-  /** Scenarios run without --only (all but the optional ones by default). */
-  ids?: string[];
-  title: string;
-  /** Results go to `<base>.*`, or `<base>-partial.*` (`partial.*` for latest) for a quick or narrowed run. */
-  base: string;
-  command: string;
-}
+/** What `npm run bench`, `bench:client` and `bench:storm` run (`--suite=`), and where each writes its results. */
+const SUITES: Record<string, { ids?: string[]; title: string; base: string; command: string }> = {
+  bench: { title: 'Pushlet benchmark results', base: 'latest', command: 'npm run bench' },
+  client: { ids: ['client-size', 'client-reconnect'], title: 'Client SDK benchmark results', base: 'client', command: 'npm run bench:client' },
+  storm: { ids: ['storm'], title: 'Reconnect storm', base: 'storm', command: 'npm run bench:storm' },
+};
 
-export async function bench(suite: Suite, config: BenchConfig = loadConfig()): Promise<void> {
-  setRunLabel('bench');
+/** Knobs that do not change what is measured (or only add to it); any other away from its default makes a run partial. */
+const NEUTRAL = new Set(['suite', 'repeat', 'profile', 'outDir', 'stormReads', 'stormProfile', 'stormTimeoutMs']);
+
+async function bench(config: BenchConfig): Promise<void> {
+  const suite = SUITES[config.suite];
+  if (!suite) throw new Error(`--suite: ${config.suite} is not one of ${Object.keys(SUITES).join(', ')}`);
+  setRunLabel(config.suite);
   rmSync(LOG_DIR, { recursive: true, force: true });
-  if (config.profile) return profile(config);
+  if (config.profile) {
+    const dir = join(config.outDir, 'profiles');
+    mkdirSync(dir, { recursive: true });
+    return console.log(`Wrote ${await (config.profile === 'metrics' ? profileMetrics : profileFanout)(config, dir)}`);
+  }
   const run = startRun(suite.command, config.quick, config.repeat);
   const inSuite = SCENARIOS.filter((s) => (suite.ids ? suite.ids.includes(s.id) : !s.optional));
   const scenarios = (config.only ? SCENARIOS.filter((s) => config.only!.includes(s.id) && (!suite.ids || inSuite.includes(s))) : inSuite).filter(
@@ -45,8 +53,11 @@ export async function bench(suite: Suite, config: BenchConfig = loadConfig()): P
   const meta = run.finish();
   const main = suite.base === 'latest';
   const targets = main ? evaluateTargets(results) : [];
-  // A partial run (--only, --peers, quick) must not overwrite the committed full results.
-  const partial = config.quick || config.only !== undefined || config.peers !== undefined;
+  // A quick, narrowed or resized run must not overwrite the committed full results.
+  const defaults = loadConfig([], {});
+  const partial = Object.entries(config).some(
+    ([key, value]) => !NEUTRAL.has(key) && JSON.stringify(value) !== JSON.stringify(defaults[key as keyof BenchConfig]),
+  );
   const base = join(config.outDir, partial ? (main ? 'partial' : `${suite.base}-partial`) : suite.base);
   writeReport(base, {
     json: { meta, config, targets, scenarios: results },
@@ -56,45 +67,89 @@ export async function bench(suite: Suite, config: BenchConfig = loadConfig()): P
   console.log(`\n${main ? targetsTable(targets) : results.map((r) => scenarioTable(r)).join('\n\n')}\n\nWrote ${base}.* (${Math.round(meta.durationS)} s)`);
 }
 
-/** Profiles the saturated fan-out of each peer with --cpu-prof and summarises where the time goes. */
-async function profile(config: BenchConfig): Promise<void> {
-  const dir = join(config.outDir, 'profiles');
-  mkdirSync(dir, { recursive: true });
+/**
+ * A peer under `node --cpu-prof` (profiles in `dir`), loaded as in `fanout-*` (saturation) or
+ * `topics-*` (steady rate): warmed up, run once unmeasured (`preheatMs`) and once measured; then
+ * the server exits, writing its profile. Answers the measured phase, its window on the monotonic
+ * clock, and the profile's file.
+ */
+async function profiledLoad(c: BenchConfig, load: 'fanout' | 'topics', peer: Peer, name: string, dir: string, env: NodeJS.ProcessEnv = {}) {
+  const topics = load === 'fanout' ? ['fanout'] : Array.from({ length: c.topics }, (_, i) => `t${i}`);
+  const count = load === 'fanout' ? c.fanoutSubs : c.topics;
+  return withCleanup(async (cleanup) => {
+    const server = await startServer(peer, cleanup, { HEARTBEAT_MS: '30000', BENCH_PAYLOAD: String(c.payloadBytes), ...env }, name, dir);
+    const pool = await startPool(processesFor(c, count), name, cleanup);
+    await openAll(pool, peer, server, count, c, load === 'fanout' ? { topic: 'fanout' } : { topicPrefix: 't' });
+    await warmUp(server, pool, topics, count);
+    const run = (durationMs: number) =>
+      load === 'fanout'
+        ? floodPhase({ server, pool, topic: 'fanout', durationMs, window: c.floodWindow })
+        : steadyPhase({ publisher: server, receiver: server, pool, topics, rate: c.topicsRate, durationMs });
+    await run(c.preheatMs);
+    const startUs = nowUs();
+    const phase = await run(load === 'fanout' ? c.floodMs : c.topicsMs);
+    const window = { startUs, endUs: nowUs() };
+    await release(cleanup); // the server exits, writing its profile
+    return { phase, window, file: latestProfile(dir, name) };
+  });
+}
+
+/** `--profile`: the saturated fan-out of each peer under --cpu-prof, and where the time goes (results/profile.md). */
+async function profileFanout(config: BenchConfig, dir: string): Promise<string> {
   const sections: string[] = [];
   for (const id of (config.peers ?? ['pushlet-sse', 'sse', 'pushlet-ws', 'ws']).filter((id) => PEERS[id])) {
     const peer = PEERS[id]!;
     console.log(`profiling ${peer.label}`);
-    const load = {
-      peer,
-      name: `profile-${id}`,
-      dir,
-      env: { HEARTBEAT_MS: '30000' },
-      c: config,
-      count: config.fanoutSubs,
-      topic: { topic: 'fanout' },
-      topics: ['fanout'],
-    };
-    const flood = (server: ServerHandle, pool: ClientPool, durationMs: number) =>
-      floodPhase({ server, pool, topic: 'fanout', durationMs, window: config.floodWindow });
-    const { phase, window, file } = await profiledLoad(load, flood, config.floodMs);
+    const { phase, window, file } = await profiledLoad(config, 'fanout', peer, `profile-${id}`, dir);
     sections.push(
       `_${peer.label}: ${phase.deliveriesPerSec.toLocaleString('en')} deliveries/s, ${phase.cpuUsPerDelivery} µs CPU per delivery while profiled (the profiler itself costs CPU)._`,
+      '',
     );
     const title = `${peer.label}: ${config.fanoutSubs.toLocaleString('en')} subscribers at saturation, samples of the measured ${config.floodMs / 1000} s only (${file})`;
-    sections.push(file ? profileMarkdown(title, summarizeProfile(join(dir, file), window)) : `### ${peer.label}\n\nNo profile was written.`);
+    sections.push(file ? profileMarkdown(title, summarizeProfile(join(dir, file), window)) : `### ${peer.label}\n\nNo profile was written.`, '');
   }
   const out = join(config.outDir, 'profile.md');
-  writeFileSync(
-    out,
-    [
-      '# CPU profiles of the fan-out write path',
-      '',
-      `\`npm run bench -- --profile\`, ${new Date().toISOString()}, commit \`${gitCommit()}\`.`,
-      '',
-      ...sections.flatMap((s) => [s, '']),
-    ].join('\n'),
-  );
-  console.log(`Wrote ${out}`);
+  const head = ['# CPU profiles of the fan-out write path', '', `\`npm run bench -- --profile\`, ${new Date().toISOString()}, commit \`${gitCommit()}\`.`, ''];
+  writeFileSync(out, [...head, ...sections].join('\n'));
+  return out;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) await bench({ title: 'Pushlet benchmark results', base: 'latest', command: 'npm run bench' });
+/**
+ * `--profile=metrics` (issue 15), what the metrics cost under `node --cpu-prof` (the end-to-end
+ * comparison is the optional `metrics-*` scenarios): the sample app, metrics off then on, under
+ * the `fanout-*` (saturation) and `topics-*` loads (`--only=` picks some); the share of its busy
+ * samples with a frame of `src/metrics/` or prom-client on the stack (with metrics off that is the
+ * fan-out count behind stats(), unless V8 inlined it into its caller; on, also the two histograms
+ * and the scrapes), less sensitive to a shared machine than /proc CPU. Writes results/metrics-profile.md.
+ */
+async function profileMetrics(config: BenchConfig, dir: string): Promise<string> {
+  const rows: string[] = [];
+  for (const load of ['fanout-ws', 'fanout-sse', 'topics-ws', 'topics-sse'].filter((id) => !config.only || config.only.includes(id))) {
+    const [kind, transport] = load.split('-') as ['fanout' | 'topics', 'ws' | 'sse'];
+    for (const metrics of ['off', 'on']) {
+      console.log(`profiling ${load}, metrics ${metrics}`);
+      const env = { PUSHLET_METRICS: metrics === 'on' ? '1' : '0', BENCH_SCRAPE_MS: '1000' };
+      const { phase, window, file } = await profiledLoad(config, kind, PEERS[`pushlet-${transport}`]!, `${load}-${metrics}`, dir, env);
+      if (!file) throw new Error(`no profile written for ${load}-${metrics}`);
+      const share = samplesUnder(join(dir, file), window, (url) => url.includes('/build/src/metrics/') || url.includes('/node_modules/prom-client/'));
+      const fraction = share.under / Math.max(1, share.busy);
+      const perDelivery = `${phase.cpuUsPerDelivery.toFixed(2)} | ${share.busy} | ${share.under} | ${(100 * fraction).toFixed(2)} % | ${(fraction * phase.cpuUsPerDelivery).toFixed(3)}`;
+      rows.push(`| ${load} | ${metrics} | ${phase.deliveries.toLocaleString('en')} | ${perDelivery} |`);
+    }
+  }
+  const report = [
+    '# Metrics overhead, profiled (issue 15)',
+    '',
+    `\`npm run bench -- --profile=metrics\`, ${new Date().toISOString()}, Node ${process.version}. Samples of \`node --cpu-prof\` (every 1 ms) during the measured phase. Busy: every sample but idle. Under metrics: a frame of \`src/metrics/\` or prom-client on the stack. The last column is that share of the CPU per delivery measured from \`/proc\` during the same phase.`,
+    '',
+    '| load | metrics | deliveries | CPU µs/delivery (/proc, while profiled) | busy samples | under metrics | share | µs/delivery under metrics |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows,
+    '',
+  ].join('\n');
+  const out = join(config.outDir, config.quick || config.only ? 'metrics-profile.partial.md' : 'metrics-profile.md');
+  writeFileSync(out, report);
+  return out;
+}
+
+await bench(loadConfig());

@@ -1,9 +1,9 @@
 /**
  * Every scenario of `npm run bench`, as data: its id, its peers, its parameters, and the
  * measurement functions the one runner (lib/scenario.ts) calls. The scenarios with processes of
- * their own (client SDK, storm, publish throughput, metrics overhead) are defined next to them and
- * listed here.
+ * their own (client SDK, storm, publish throughput) are defined next to them and listed here.
  */
+import { resolve } from 'node:path';
 import { clientReconnect } from './client-reconnect.js';
 import { clientSize } from './client-size.js';
 import type { BenchConfig } from './config.js';
@@ -14,7 +14,6 @@ import { startRedis } from './lib/redis.js';
 import {
   col,
   errorCount,
-  HOST,
   integrity,
   INTEGRITY_COLUMNS,
   openAll,
@@ -23,6 +22,7 @@ import {
   roundDetail,
   startPool,
   startServer,
+  targetOf,
   type Cleanup,
   type Entry,
   type Measured,
@@ -64,6 +64,14 @@ async function loaded(
 }
 
 const topicList = (c: BenchConfig) => Array.from({ length: c.topics }, (_, i) => `t${i}`);
+/** A steady rate published on the loaded server itself; saturation of its one topic. */
+const steadyOn = (st: Loaded, topics: string[], rate: number, durationMs: number) =>
+  steadyPhase({ publisher: st.server, receiver: st.server, pool: st.pool, topics, rate, durationMs });
+const floodOn = (st: Loaded, c: BenchConfig, durationMs: number) =>
+  floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs, window: c.floodWindow });
+/** Everything that went wrong in `phases` (the last one's counters are cumulative), and a phase that did not drain. */
+const phaseErrors = (servers: ServerHandle[], ...phases: PhaseResult[]) =>
+  errorCount(servers, phases.at(-1)!.collected, sum(phases.map((p) => p.publishErrors + (p.drained ? 0 : 1))));
 
 /** Thousands of subscribers on one topic: latency at a steady rate, then throughput at saturation. */
 const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
@@ -86,23 +94,12 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
   }),
   async setup(entry, c, cleanup) {
     const st = await loaded(`fanout-${t}`, entry, c, cleanup, c.fanoutSubs, { topic: 'fanout' }, ['fanout']);
-    await floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs: c.preheatMs, window: c.floodWindow });
+    await floodOn(st, c, c.preheatMs);
     return st;
   },
   phases: [
-    async (st, c) =>
-      void st.steady.push(
-        await steadyPhase({
-          publisher: st.server,
-          receiver: st.server,
-          pool: st.pool,
-          topics: ['fanout'],
-          rate: c.steadyRate,
-          durationMs: c.steadyMs / c.rounds,
-        }),
-      ),
-    async (st, c) =>
-      void st.flood.push(await floodPhase({ server: st.server, pool: st.pool, topic: 'fanout', durationMs: c.floodMs / c.rounds, window: c.floodWindow })),
+    async (st, c) => void st.steady.push(await steadyOn(st, ['fanout'], c.steadyRate, c.steadyMs / c.rounds)),
+    async (st, c) => void st.flood.push(await floodOn(st, c, c.floodMs / c.rounds)),
   ],
   async finish({ server, steady: steadyRuns, flood: floodRuns }) {
     const steady = mergePhases(steadyRuns);
@@ -123,7 +120,7 @@ const fanout = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
         clientCpuPct: flood.clientCpuPct,
         rssMB: round(stats.rssBytes / MB, 1),
         ...integrity(flood.collected),
-        errors: errorCount([server], flood.collected, steady.publishErrors + flood.publishErrors + (steady.drained && flood.drained ? 0 : 1)),
+        errors: phaseErrors([server], steady, flood),
       },
       detail: {
         steady: phaseDetail(steady),
@@ -161,22 +158,10 @@ const manyTopics = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
   params: (c) => ({ topics: c.topics, rate: c.topicsRate, durationMs: c.topicsMs, rounds: c.rounds }),
   async setup(entry, c, cleanup) {
     const st = await loaded(`topics-${t}`, entry, c, cleanup, c.topics, { topicPrefix: 't' }, topicList(c));
-    await steadyPhase({ publisher: st.server, receiver: st.server, pool: st.pool, topics: topicList(c), rate: c.topicsRate, durationMs: c.preheatMs });
+    await steadyOn(st, topicList(c), c.topicsRate, c.preheatMs);
     return st;
   },
-  phases: [
-    async (st, c) =>
-      void st.steady.push(
-        await steadyPhase({
-          publisher: st.server,
-          receiver: st.server,
-          pool: st.pool,
-          topics: topicList(c),
-          rate: c.topicsRate,
-          durationMs: c.topicsMs / c.rounds,
-        }),
-      ),
-  ],
+  phases: [async (st, c) => void st.steady.push(await steadyOn(st, topicList(c), c.topicsRate, c.topicsMs / c.rounds))],
   async finish({ server, steady: runs }) {
     const steady = mergePhases(runs);
     const stats = await server.stats(true);
@@ -190,7 +175,7 @@ const manyTopics = (t: 'ws' | 'sse'): Scenario<Loaded> => ({
         clientCpuPct: steady.clientCpuPct,
         rssMB: round(stats.rssBytes / MB, 1),
         ...integrity(steady.collected),
-        errors: errorCount([server], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
+        errors: phaseErrors([server], steady),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), server: stats, problems: server.problems() },
     };
@@ -214,11 +199,7 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
   await sleep(300);
   const base = await server.stats(true);
   const topic = c.idleTopics > 1 ? { topicPrefix: 'idle', topicModulo: c.idleTopics } : { topic: 'idle' };
-  const opened = await pool.open(
-    { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, ...topic },
-    count,
-    c.connectConcurrency,
-  );
+  const opened = await pool.open(targetOf(peer, server, topic), count, c.connectConcurrency);
   await pool.reset();
   const cpuBefore = server.sample();
   await sleep(holdMs);
@@ -249,7 +230,6 @@ async function holdIdle(id: string, { peer }: Entry, c: BenchConfig, cleanup: Cl
 const idle = (t: 'ws' | 'sse'): Scenario => ({
   id: `idle-${t}`,
   peers: t === 'ws' ? WS_PEERS : SSE_PEERS,
-  mode: 'sequential',
   title: (c) => `Idle connections, ${transportName(t)}: ${c.idleConns.toLocaleString('en')} open`,
   description: (c) =>
     `Connections opened (${c.connectConcurrency} handshakes in flight per load-client process), then held ${c.idleHoldMs / 1000} s with heartbeats every ${c.idleHeartbeatMs / 1000} s. Memory per connection is the growth of the server's RSS and V8 heap (after a full GC) divided by the connections.`,
@@ -270,7 +250,6 @@ const idle = (t: 'ws' | 'sse'): Scenario => ({
 const maxConnections: Scenario = {
   id: 'max-conn',
   peers: (c) => c.maxPeers.map((id) => ({ peer: PEERS[id]!, rowId: id, label: PEERS[id]!.label })),
-  mode: 'sequential',
   title: (c) => `Connection limit: ${c.maxConns.toLocaleString('en')} concurrent connections in one server process`,
   description: (c) =>
     `The open-file limit is ${c.maxConns + 100} per process; the server keeps about 100 descriptors for itself. Held ${c.maxHoldMs / 1000} s with heartbeats every ${c.maxHeartbeatMs / 1000} s; every connection must stay open and nothing may be logged as an error.`,
@@ -360,7 +339,7 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
         publisherCpuMs: steady.extraCpuMs.publisher ?? NaN,
         redisCpuMs: steady.extraCpuMs.redis ?? NaN,
         ...integrity(steady.collected),
-        errors: errorCount([a, b], steady.collected, steady.publishErrors + (steady.drained ? 0 : 1)),
+        errors: phaseErrors([a, b], steady),
       },
       detail: { steady: phaseDetail(steady), rounds: runs.map(roundDetail), problems: [a.problems(), b.problems()] },
     };
@@ -382,7 +361,6 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
 const churn: Scenario = {
   id: 'churn',
   peers: [...WS_PEERS, ...SSE_PEERS],
-  mode: 'sequential',
   title: () => 'Connection churn',
   description: (c) =>
     `${c.churnProcesses} load-client processes × ${c.churnConcurrency} loops open a connection (subscribing to one of 100 topics), wait until it is established ` +
@@ -402,11 +380,7 @@ const churn: Scenario = {
     const before = server.sample();
     const [steady, churned] = await Promise.all([
       steadyPhase({ publisher: server, receiver: server, pool: background, topics: ['steady'], rate: c.steadyRate, durationMs: c.churnMs }),
-      churners.churn(
-        { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, topicPrefix: 'churn', topicModulo: 100 },
-        c.churnMs,
-        c.churnConcurrency,
-      ),
+      churners.churn(targetOf(peer, server, { topicPrefix: 'churn', topicModulo: 100 }), c.churnMs, c.churnConcurrency),
     ]);
     const after = server.sample();
     await sleep(1_000);
@@ -457,7 +431,7 @@ function metricsOverhead(s: Scenario<Loaded>, t: 'ws' | 'sse'): Scenario<Loaded>
   ];
   if (base)
     variants.push({
-      peer: { ...peer, pushlet: false, scriptPath: `${base}/bench/servers/pushlet.js` },
+      peer: { ...peer, pushlet: false, scriptPath: resolve(base, 'bench/servers/pushlet.js') },
       rowId: `${peer.id}-base`,
       label: `baseline build (${base})`,
     });

@@ -8,6 +8,7 @@ import { dataOf, Instances } from './support/distributed.js';
 import { RedisCluster, RedisServer } from './support/redis.js';
 import { TRANSPORTS, type TestSubscriber } from './support/subscribers.js';
 import { WsClient } from './support/ws-client.js';
+import { eventually } from './support/wait.js';
 
 describe('pattern grammar and matching (docs/protocol.md, Pattern subscriptions)', () => {
   it('accepts whole-segment * and a trailing #, refuses everything else', () => {
@@ -173,6 +174,33 @@ for (const backend of ['memory', 'redis'] as const) {
       await second.waitForMessage((m) => m.data === 'end', 5_000, 'the last message');
       assert.deepEqual(dataOf(second.messages), ['end'], 'a reset, then live messages (what is left is not replayed)');
     });
+
+    it(
+      'routes by one glob per first segment, and past 32 of them by one catch-all glob, subscribed together and apart',
+      { skip: backend === 'memory' && 'Redis only' },
+      async () => {
+        const [a, b] = await apps();
+        const probe = instances.redis(server!.url);
+        await probe.connect();
+        const received: string[] = [];
+        const subscribe = (pattern: string) => b.pushlet.subscribe(pattern).subscribe((message) => received.push(message.data));
+        // Subscribed in one turn: the globs asked for concurrently all stay.
+        const few = Array.from({ length: 5 }, (_, i) => subscribe(`t${i}/#`));
+        await eventually(async () => Number(await probe.pubsub('NUMPAT')) === 5, 5_000, 'five globs');
+        const many = Array.from({ length: 35 }, (_, i) => subscribe(`t${i + 5}/*`));
+        await eventually(async () => Number(await probe.pubsub('NUMPAT')) === 1, 5_000, 'one catch-all glob past 32');
+        for (const topic of ['t3/x', 't39/y', 'u1/x', 't39/y/z']) await a.pushlet.publish(topic, 'message', topic);
+        await eventually(async () => received.length >= 2, 5_000, 'two messages');
+        for (const subscription of many) subscription.unsubscribe();
+        await eventually(async () => Number(await probe.pubsub('NUMPAT')) === 5, 5_000, 'back to five globs');
+        await a.pushlet.publish('t1/q', 'message', 't1/q');
+        await a.pushlet.publish('t20/q', 'message', 't20/q');
+        await eventually(async () => received.includes('t1/q'), 5_000, 't1/q');
+        for (const subscription of few) subscription.unsubscribe();
+        await eventually(async () => Number(await probe.pubsub('NUMPAT')) === 0, 5_000, 'no glob');
+        assert.deepEqual(received, ['t3/x', 't39/y', 't1/q']);
+      },
+    );
 
     it('refuses bad patterns and more than limits.patternsPerConnection, over SSE (400) and WebSocket (pushlet:error)', async () => {
       const [a] = await apps({ limits: { patternsPerConnection: 2 } });

@@ -9,7 +9,7 @@
  * Every frame is parsed (ids, control events, the per-topic sequence number in each message's
  * data) and every message checked: missing, twice, out of order, or skipped by a `pushlet:reset`.
  */
-import { Histogram } from '../lib/histogram.js';
+import { Histogram } from '../lib/stats.js';
 import { notify, serveCommands } from '../lib/ipc.js';
 import { nowUs } from '../lib/proc.js';
 import { Connection, Ledger, openInParallel, readMark, type Protocol, type Sink } from './connection.js';
@@ -207,16 +207,8 @@ export type StormProgress = typeof STORM_PROGRESS;
  * the HTTP answer (101 or 200), then `pushlet:connected`. replayed: receipt of the last message
  * published before the client's reconnection that it got after its drop (from history, or in flight).
  */
-const TIMES = {
-  dropped: [] as number[],
-  tcpConnect: [] as number[],
-  httpAccept: [] as number[],
-  sessionStart: [] as number[],
-  reconnected: [] as number[],
-  caughtUp: [] as number[],
-  replayed: [] as number[],
-};
-export type StormTimes = typeof TIMES;
+const TIMES = ['dropped', 'tcpConnect', 'httpAccept', 'sessionStart', 'reconnected', 'caughtUp', 'replayed'] as const;
+export type StormTimes = Record<(typeof TIMES)[number], number[]>;
 /**
  * missing: gaps no `pushlet:reset` announced; tailMissing: messages (by the totals) a reconnected
  * client never received; undelivered: the same for clients never reconnected; skippedByReset:
@@ -515,7 +507,7 @@ function stormProgress(): StormProgress {
 
 function stormCollect(args: { killUs: number; endUs: number; totals: Record<string, number> }) {
   const counts = { ...COUNTS, clients: storm.length };
-  const times = Object.fromEntries(Object.keys(TIMES).map((key) => [key, [] as number[]])) as StormTimes;
+  const times = Object.fromEntries(TIMES.map((key) => [key, [] as number[]])) as StormTimes;
   const rel = (us: number) => us - args.killUs;
   const shortByTopic = new Map<string, { clients: number; messages: number }>();
   for (const c of storm) {

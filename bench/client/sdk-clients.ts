@@ -25,25 +25,26 @@ export type Status = ReturnType<typeof status>;
 export type ClientReport = ReturnType<typeof report>;
 
 /** One client and what it saw. */
-interface Tracked {
-  readonly client: PushletClient;
-  readonly topic: string;
-  state: ClientState;
-  warm: boolean;
-  seen: Ledger;
-  lastSeq: number;
-  duplicates: number;
-  outOfOrder: number;
-  resets: number;
-  droppedUs: number;
-  connectedUs: number;
+class Tracked {
+  state: ClientState = 'disconnected';
+  warm = false;
+  readonly seen = new Ledger();
+  lastSeq = -1;
+  duplicates = 0;
+  outOfOrder = 0;
+  resets = 0;
+  droppedUs = -1;
+  connectedUs = -1;
   /** Failed attempts: error events after the drop (the drop's own comes just before it), up to the reconnection. */
-  errorsAfterDrop: number;
+  errorsAfterDrop = 0;
   /** Connection attempts started after the drop. */
-  attemptsUs: number[];
+  readonly attemptsUs: number[] = [];
   /** Publish and receipt times (µs) of the messages received after `mark`. */
-  publishedUs: number[];
-  receivedUs: number[];
+  readonly publishedUs: number[] = [];
+  readonly receivedUs: number[] = [];
+  client!: PushletClient;
+
+  constructor(readonly topic: string) {}
 }
 
 const MEASURED = /^@@M(\d+)\.(\d+)\./;
@@ -74,6 +75,7 @@ function open(args: OpenArgs): Promise<{ elapsedMs: number }> {
   const started = Date.now();
   const ready: Array<Promise<void>> = [];
   for (let i = 0; i < args.clients; i += 1) {
+    const t = new Tracked(`${args.topicPrefix}${i % args.topics}`);
     // The constructor and fetch the client is given note when each attempt starts.
     const attempt = () => {
       if (t.droppedUs >= 0 && t.connectedUs < 0) t.attemptsUs.push(nowUs());
@@ -93,23 +95,7 @@ function open(args: OpenArgs): Promise<{ elapsedMs: number }> {
       minReconnectDelayMs: args.minReconnectDelayMs,
       maxReconnectDelayMs: args.maxReconnectDelayMs,
     });
-    const t: Tracked = {
-      client,
-      topic: `${args.topicPrefix}${i % args.topics}`,
-      state: 'disconnected',
-      warm: false,
-      seen: new Ledger(),
-      lastSeq: -1,
-      duplicates: 0,
-      outOfOrder: 0,
-      resets: 0,
-      droppedUs: -1,
-      connectedUs: -1,
-      errorsAfterDrop: 0,
-      attemptsUs: [],
-      publishedUs: [],
-      receivedUs: [],
-    };
+    t.client = client;
     client.on('state', (state) => {
       const at = nowUs();
       if (at >= markUs && t.state === 'connected' && t.droppedUs < 0) t.droppedUs = at;

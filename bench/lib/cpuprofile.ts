@@ -14,6 +14,20 @@ interface CpuProfile {
 
 export type ProfileSummary = ReturnType<typeof summarizeProfile>;
 
+/** A profile's nodes by id, and each sample's node and time delta (ms) that falls inside `window` (all without one). */
+function windowed(path: string, window?: { startUs: number; endUs: number }) {
+  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const samples: Array<{ id: number; ms: number }> = [];
+  let at = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (!window || (at >= window.startUs && at <= window.endUs)) samples.push({ id, ms: delta / 1000 });
+  });
+  return { root: profile.nodes[0]!, byId, samples };
+}
+
 /** The newest profile in `dir` of a process started with `--cpu-prof-name=<name>-…`. */
 export function latestProfile(dir: string, name: string): string | undefined {
   return readdirSync(dir)
@@ -47,16 +61,9 @@ function shortUrl(url: string): string {
  * phase, not start-up and connection set-up.
  */
 export function summarizeProfile(path: string, window?: { startUs: number; endUs: number }, topN = 25) {
-  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const { root, byId, samples } = windowed(path, window);
   const self = new Map<number, number>();
-  let at = profile.startTime;
-  profile.samples.forEach((id, i) => {
-    const delta = profile.timeDeltas[i] ?? 0;
-    at += delta;
-    if (window && (at < window.startUs || at > window.endUs)) return;
-    self.set(id, (self.get(id) ?? 0) + delta / 1000);
-  });
+  for (const { id, ms } of samples) self.set(id, (self.get(id) ?? 0) + ms);
   const keyOf = (n: ProfileNode) =>
     `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url ? `${shortUrl(n.callFrame.url)}:${n.callFrame.lineNumber + 1}` : ''}`.trim();
 
@@ -69,7 +76,6 @@ export function summarizeProfile(path: string, window?: { startUs: number; endUs
     total.set(id, t);
     return t;
   };
-  const root = profile.nodes[0]!;
   visit(root.id);
   const selfByKey = new Map<string, { area: string; ms: number }>();
   const totalByKey = new Map<string, number>();
@@ -151,8 +157,7 @@ export function profileMarkdown(title: string, summary: ProfileSummary): string 
  * would carry tens of milliseconds.
  */
 export function samplesUnder(path: string, window: { startUs: number; endUs: number }, test: (url: string) => boolean): { busy: number; under: number } {
-  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const { root, byId, samples } = windowed(path, window);
   const marked = new Map<number, boolean>();
   const mark = (id: number, inherited: boolean) => {
     const node = byId.get(id)!;
@@ -160,15 +165,7 @@ export function samplesUnder(path: string, window: { startUs: number; endUs: num
     marked.set(id, flag);
     for (const child of node.children ?? []) mark(child, flag);
   };
-  mark(profile.nodes[0]!.id, false);
-  let at = profile.startTime;
-  let busy = 0;
-  let under = 0;
-  profile.samples.forEach((id, i) => {
-    at += profile.timeDeltas[i] ?? 0;
-    if (at < window.startUs || at > window.endUs || byId.get(id)!.callFrame.functionName === '(idle)') return;
-    busy += 1;
-    if (marked.get(id)) under += 1;
-  });
-  return { busy, under };
+  mark(root.id, false);
+  const busy = samples.filter(({ id }) => byId.get(id)!.callFrame.functionName !== '(idle)');
+  return { busy: busy.length, under: busy.filter(({ id }) => marked.get(id)).length };
 }

@@ -1,5 +1,5 @@
-import { Histogram } from './histogram.js';
-import { nowUs, sampleProcess, type ProcSample } from './proc.js';
+import { Histogram } from './stats.js';
+import { nowUs, sampleProcess } from './proc.js';
 import type { ClientPool, ServerHandle } from './processes.js';
 import { mean, median, round, sum } from './stats.js';
 
@@ -20,15 +20,61 @@ export async function warmUp(publisher: ServerHandle, pool: ClientPool, topics: 
 }
 
 /** extraCpuMs: other processes whose CPU counts for the work (Redis, the publishing instance); spanUs: first publish to last receipt; wallUs: the phase. */
-export type PhaseResult = Awaited<ReturnType<typeof finishPhase>> & {
+export type PhaseResult = Awaited<ReturnType<typeof measured>> & {
   /** Merged phases: the median over the slices of each slice's p99 (robust to a burst of outside load in one slice). */
   p99SliceMedianMs?: number;
   /** Saturation only: how often the publisher waited for credit, and how busy its event loop was. */
   flow?: { stalls: number; eventLoopUtilization: number };
 };
 
-function cpuSnapshot(handles: Array<{ name: string; pid: number }>): Map<string, number> {
-  return new Map(handles.map((h) => [h.name, sampleProcess(h.pid).cpuMs]));
+type Extra = Array<{ name: string; pid: number }>;
+const cpuOf = (extra: Extra) => new Map(extra.map((h) => [h.name, sampleProcess(h.pid).cpuMs]));
+
+/** What a publisher answers for a phase: messages sent, the totals per topic so far, when it began. */
+interface Published {
+  sent: number;
+  totals: Record<string, number>;
+  startUs: number;
+  publishErrors: number;
+}
+
+/**
+ * Measures `publish` (a phase run by the publisher): `receiver`'s CPU (and `extra`'s), then waits
+ * up to `drainMs` for every connection to have every message, and collects what the clients saw.
+ * `slowWatch`: progress notices back to every 200 ms before the CPU is read.
+ */
+async function measured(
+  o: { receiver: ServerHandle; pool: ClientPool; extra?: Extra; drainMs: number; slowWatch?: boolean },
+  publish: () => Promise<Published>,
+) {
+  const extra = o.extra ?? [];
+  const extraBefore = cpuOf(extra);
+  const before = o.receiver.sample();
+  const startedUs = nowUs();
+  const published = await publish();
+  await o.pool.expect(published.totals);
+  const drained = await o.pool.waitFor((p) => p.pending === 0, o.drainMs);
+  if (o.slowWatch) await o.pool.watch(200);
+  const serverCpuMs = o.receiver.sample().cpuMs - before.cpuMs;
+  const wallUs = Math.max(1, nowUs() - startedUs);
+  const extraAfter = cpuOf(extra);
+  const collected = await o.pool.collect(published.totals);
+  const spanUs = Math.max(1, collected.lastReceivedUs - published.startUs);
+  return {
+    published: published.sent,
+    deliveries: collected.received,
+    latency: collected.latency,
+    serverCpuMs: round(serverCpuMs, 0),
+    ...rates(collected.received, serverCpuMs, spanUs, wallUs, collected.cpuUs),
+    extraCpuMs: Object.fromEntries([...extraAfter].map(([name, ms]) => [name, round(ms - (extraBefore.get(name) ?? ms), 0)])),
+    clientMaxProcessCpuPct: round(collected.maxProcessCpuPct, 1),
+    drained,
+    spanUs,
+    wallUs,
+    clientCpuUs: collected.cpuUs,
+    collected,
+    publishErrors: published.publishErrors,
+  };
 }
 
 /**
@@ -36,42 +82,21 @@ function cpuSnapshot(handles: Array<{ name: string; pid: number }>): Map<string,
  * every message or 10 s pass. `receiver` is the server whose CPU is charged per delivery;
  * `publisher` may be another instance (cross-instance scenario).
  */
-export async function steadyPhase(options: {
+export async function steadyPhase(o: {
   publisher: ServerHandle;
   receiver: ServerHandle;
   pool: ClientPool;
   topics: string[];
   rate: number;
   durationMs: number;
-  extra?: Array<{ name: string; pid: number }>;
+  extra?: Extra;
 }): Promise<PhaseResult> {
-  const { publisher, receiver, pool } = options;
-  await pool.watch(200);
-  await pool.reset();
-  const extra = options.extra ?? [];
-  const extraBefore = cpuSnapshot(extra);
-  const before = receiver.sample();
-  const startedUs = nowUs();
-  const published = await publisher.call<{ sent: number; totals: number[]; startUs: number; publishErrors: number }>(
-    'steady',
-    { topics: options.topics, rate: options.rate, durationMs: options.durationMs },
-    options.durationMs + 60_000,
-  );
-  const totals = Object.fromEntries(options.topics.map((topic, i) => [topic, published.totals[i]!]));
-  await pool.expect(totals);
-  const drained = await pool.waitFor((p) => p.pending === 0, 10_000);
-  return finishPhase({
-    receiver,
-    pool,
-    totals,
-    before,
-    startedUs,
-    publishedStartUs: published.startUs,
-    sent: published.sent,
-    drained,
-    extra,
-    extraBefore,
-    publishErrors: published.publishErrors,
+  await o.pool.watch(200);
+  await o.pool.reset();
+  return measured({ ...o, drainMs: 10_000 }, async () => {
+    const args = { topics: o.topics, rate: o.rate, durationMs: o.durationMs };
+    const published = await o.publisher.call<Published & { totals: number[] }>('steady', args, o.durationMs + 60_000);
+    return { ...published, totals: Object.fromEntries(o.topics.map((topic, i) => [topic, published.totals[i]!])) };
   });
 }
 
@@ -79,45 +104,29 @@ export async function steadyPhase(options: {
  * Publishes on one topic as fast as the server can deliver, flow-controlled by the slowest
  * client (at most `window` messages ahead of it), for `durationMs`.
  */
-export async function floodPhase(options: { server: ServerHandle; pool: ClientPool; topic: string; durationMs: number; window: number }): Promise<PhaseResult> {
-  const { server, pool } = options;
+export async function floodPhase(o: { server: ServerHandle; pool: ClientPool; topic: string; durationMs: number; window: number }): Promise<PhaseResult> {
+  const { server, pool } = o;
   await pool.reset();
   let granted = -1;
   pool.onProgress((total) => {
     if (total.minLast < 0) return;
-    const upTo = total.minLast + 1 + options.window;
+    const upTo = total.minLast + 1 + o.window;
     if (upTo > granted) {
       granted = upTo;
-      server.child.tell('credit', { upTo });
+      server.tell('credit', { upTo });
     }
   });
   await pool.watch(20);
-  const before = server.sample();
-  const startedUs = nowUs();
-  const published = await server.call<{ sent: number; total: number; startUs: number; publishErrors: number; stalls: number; eventLoopUtilization: number }>(
-    'flood',
-    { topic: options.topic, durationMs: options.durationMs, window: options.window },
-    options.durationMs + 60_000,
-  );
-  pool.onProgress(undefined);
-  const totals = { [options.topic]: published.total };
-  await pool.expect(totals);
-  const drained = await pool.waitFor((p) => p.pending === 0, 15_000);
-  await pool.watch(200);
-  const result = await finishPhase({
-    receiver: server,
-    pool,
-    totals,
-    before,
-    startedUs,
-    publishedStartUs: published.startUs,
-    sent: published.sent,
-    drained,
-    extra: [],
-    extraBefore: new Map(),
-    publishErrors: published.publishErrors,
+  let flow = { stalls: 0, eventLoopUtilization: 0 };
+  // The flood watched progress every 20 ms (for credit); back to every 200 ms once it has drained.
+  const result = await measured({ receiver: server, pool, drainMs: 15_000, slowWatch: true }, async () => {
+    const args = { topic: o.topic, durationMs: o.durationMs, window: o.window };
+    const published = await server.call<Published & { total: number; stalls: number; eventLoopUtilization: number }>('flood', args, o.durationMs + 60_000);
+    pool.onProgress(undefined);
+    flow = { stalls: published.stalls, eventLoopUtilization: round(published.eventLoopUtilization, 3) };
+    return { ...published, totals: { [o.topic]: published.total } };
   });
-  return { ...result, flow: { stalls: published.stalls, eventLoopUtilization: round(published.eventLoopUtilization, 3) } };
+  return { ...result, flow };
 }
 
 /** The per-second and per-delivery figures of a phase, or of merged phases, from its sums. */
@@ -127,44 +136,6 @@ function rates(deliveries: number, serverCpuMs: number, spanUs: number, wallUs: 
     serverCpuPct: round((serverCpuMs * 1000 * 100) / Math.max(1, wallUs), 1),
     cpuUsPerDelivery: round((serverCpuMs * 1000) / Math.max(1, deliveries), 2),
     clientCpuPct: round((clientCpuUs * 100) / Math.max(1, wallUs), 1),
-  };
-}
-
-async function finishPhase(o: {
-  receiver: ServerHandle;
-  pool: ClientPool;
-  totals: Record<string, number>;
-  before: ProcSample;
-  startedUs: number;
-  publishedStartUs: number;
-  sent: number;
-  drained: boolean;
-  extra: Array<{ name: string; pid: number }>;
-  extraBefore: Map<string, number>;
-  publishErrors: number;
-}) {
-  const after = o.receiver.sample();
-  const endedUs = nowUs();
-  const extraAfter = cpuSnapshot(o.extra);
-  const collected = await o.pool.collect(o.totals);
-  const serverCpuMs = after.cpuMs - o.before.cpuMs;
-  const deliveries = collected.received;
-  const spanUs = Math.max(1, collected.lastReceivedUs - o.publishedStartUs);
-  const wallUs = Math.max(1, endedUs - o.startedUs);
-  return {
-    published: o.sent,
-    deliveries,
-    latency: collected.latency,
-    serverCpuMs: round(serverCpuMs, 0),
-    ...rates(deliveries, serverCpuMs, spanUs, wallUs, collected.cpuUs),
-    extraCpuMs: Object.fromEntries([...extraAfter].map(([name, ms]) => [name, round(ms - (o.extraBefore.get(name) ?? ms), 0)])),
-    clientMaxProcessCpuPct: round(collected.maxProcessCpuPct, 1),
-    drained: o.drained,
-    spanUs,
-    wallUs,
-    clientCpuUs: collected.cpuUs,
-    collected,
-    publishErrors: o.publishErrors,
   };
 }
 

@@ -1,15 +1,16 @@
-import { mkdirSync } from 'node:fs';
+import { fork, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ChurnResult, CollectResult, OpenResult, Target } from '../client/load-client.js';
 import type { Protocol } from '../client/connection.js';
-import { Histogram } from './histogram.js';
-import { Child } from './ipc.js';
+import type { Notice, Reply, Request } from './ipc.js';
 import { sampleProcess, type ProcSample } from './proc.js';
-import { round, sum, sumFields } from './stats.js';
+import { Histogram, round, sum, sumFields } from './stats.js';
 
-/** The bench's child processes: servers under test (one process each) and pools of load clients. */
+/** The bench's child processes: servers under test (one process each) and pools of load clients, every one a {@link Child}. */
 
 const BUILD_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const LOG_DIR = 'bench/results/logs';
@@ -47,8 +48,130 @@ export const PEERS: Record<string, Peer> = Object.fromEntries(
 );
 
 let runLabel = 'run';
+/** Log files are `<LOG_DIR>/<label>-<child name>.log`. */
 export function setRunLabel(label: string): void {
   runLabel = label;
+}
+
+/**
+ * One forked child (a script of build/bench, or an absolute path) and its command channel
+ * (lib/ipc.ts on the other side). Its stdout and stderr go to its log file; stderr lines and
+ * stdout lines with WARN or ERROR count as problems.
+ */
+export class Child {
+  private readonly process: ChildProcess;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private exited = false;
+  readonly exit: Promise<number | null>;
+  /** The child's `ready` notice; rejects if it exits first or does not come within `readyMs`. */
+  readonly ready: Promise<any>;
+  onProgress: (data: any) => void = () => undefined;
+  problemCount = 0;
+  /** The first 20 problem lines. */
+  readonly problemLines: string[] = [];
+
+  constructor(
+    readonly name: string,
+    script: string,
+    options: { env?: NodeJS.ProcessEnv; execArgv?: string[]; readyMs: number },
+  ) {
+    mkdirSync(LOG_DIR, { recursive: true });
+    const log = createWriteStream(join(LOG_DIR, `${runLabel}-${name}.log`));
+    const child = fork(script.startsWith('/') ? script : join(BUILD_DIR, script), [], {
+      env: { ...process.env, NO_COLOR: '1', ...options.env },
+      execArgv: options.execArgv ?? [],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    this.process = child;
+    this.exit = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.exited = true;
+        for (const { reject } of this.pending.values()) reject(new Error(`${name} exited (code ${code})`));
+        this.pending.clear();
+        log.end();
+        resolve(code);
+      }),
+    );
+    let onReady: (data: unknown) => void = () => undefined;
+    this.ready = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name}: not ready within ${options.readyMs} ms`)), options.readyMs);
+      onReady = (data) => {
+        clearTimeout(timer);
+        resolve(data);
+      };
+      void this.exit.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited before "ready"`));
+      });
+    });
+    this.ready.catch(() => undefined);
+    child.on('message', (message: Reply | Notice) => {
+      if ('event' in message) return message.event === 'ready' ? onReady(message.data) : this.onProgress(message.data);
+      const waiter = this.pending.get(message.reqId);
+      this.pending.delete(message.reqId);
+      if (message.ok) waiter?.resolve(message.result);
+      else waiter?.reject(new Error(`${name}: ${message.error}`));
+    });
+    const problem = (kind: string, line: string) => {
+      this.problemCount += 1;
+      if (this.problemLines.length < 20) this.problemLines.push(`${kind}: ${line.slice(0, 300)}`);
+    };
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      log.write(`${line}\n`);
+      if (/\bERROR\b/.test(line)) problem('error', line);
+      else if (/\bWARN\b/.test(line)) problem('warn', line);
+    });
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      log.write(`[stderr] ${line}\n`);
+      problem('stderr', line);
+    });
+  }
+
+  get pid(): number {
+    return this.process.pid!;
+  }
+
+  call<T>(cmd: string, args: unknown = {}, timeoutMs = 120_000): Promise<T> {
+    if (this.exited) return Promise.reject(new Error(`${this.name} has exited`));
+    const reqId = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(reqId);
+        reject(new Error(`${this.name}: no answer to ${cmd} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const settle = (f: () => void) => {
+        clearTimeout(timer);
+        f();
+      };
+      this.pending.set(reqId, { resolve: (v) => settle(() => resolve(v as T)), reject: (e) => settle(() => reject(e)) });
+      this.process.send({ reqId, cmd, args } satisfies Request);
+    });
+  }
+
+  /** Sends a command whose answer nobody waits for (flow-control credit). */
+  tell(cmd: string, args: unknown): void {
+    if (!this.exited) this.process.send({ reqId: 0, cmd, args } satisfies Request);
+  }
+
+  /** CPU time, RSS and open descriptors now. */
+  sample(): ProcSample {
+    return sampleProcess(this.pid);
+  }
+
+  /** Problem lines (stderr, WARN, ERROR): how many, and the first five. */
+  problems(): { count: number; samples: string[] } {
+    return { count: this.problemCount, samples: this.problemLines.slice(0, 5) };
+  }
+
+  /** Asks the child to exit; kills it (this child only, by its pid) if it does not within `ms`. */
+  async stop(ms = 10_000): Promise<void> {
+    if (this.exited) return;
+    this.call('exit', {}, ms).catch(() => undefined);
+    const timer = setTimeout(() => this.exited || this.process.kill('SIGKILL'), ms);
+    await this.exit;
+    clearTimeout(timer);
+  }
 }
 
 export interface ServerStats {
@@ -63,53 +186,24 @@ export interface ServerStats {
   lastPublishError: string;
 }
 
-/** A server under test in its own process. */
-export class ServerHandle {
-  private constructor(
-    readonly peer: Peer,
-    readonly child: Child,
-    readonly port: number,
-    readonly features: Record<string, boolean>,
-  ) {}
+/** A server under test in its own process (servers/harness.ts), once it listens. */
+export class ServerHandle extends Child {
+  port = 0;
+  features: Record<string, boolean> = {};
 
   static async start(peer: Peer, options: { env?: NodeJS.ProcessEnv; name?: string; cpuProfileDir?: string } = {}): Promise<ServerHandle> {
-    mkdirSync(LOG_DIR, { recursive: true });
     const name = options.name ?? peer.id;
     const execArgv = ['--expose-gc'];
     if (options.cpuProfileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
-    const child = Child.start(peer.scriptPath ?? join(BUILD_DIR, peer.script), {
-      name,
-      env: options.env,
-      execArgv,
-      logPath: join(LOG_DIR, `${runLabel}-${name}.log`),
-    });
-    const ready = await child.once<{ port: number; features: Record<string, boolean> }>('ready', 60_000);
-    return new ServerHandle(peer, child, ready.port, ready.features);
-  }
-
-  get pid(): number {
-    return this.child.pid;
-  }
-
-  sample(): ProcSample {
-    return sampleProcess(this.pid);
+    const server = new ServerHandle(name, peer.scriptPath ?? peer.script, { env: options.env, execArgv, readyMs: 60_000 });
+    const { port, features } = (await server.ready) as { port: number; features: Record<string, boolean> };
+    server.port = port;
+    server.features = features;
+    return server;
   }
 
   stats(gc = false): Promise<ServerStats> {
-    return this.child.call<ServerStats>('stats', { gc });
-  }
-
-  call<T>(cmd: string, args: unknown, timeoutMs?: number): Promise<T> {
-    return this.child.call<T>(cmd, args, timeoutMs);
-  }
-
-  /** Lines the server printed to stderr, plus WARN/ERROR log lines. */
-  problems(): { count: number; samples: string[] } {
-    return { count: this.child.errorLines + this.child.warnLines + this.child.stderrLines, samples: this.child.problems.slice(0, 5) };
-  }
-
-  stop(): Promise<void> {
-    return this.child.stop();
+    return this.call<ServerStats>('stats', { gc });
   }
 }
 
@@ -135,23 +229,21 @@ export class ProcessPool<P extends object> {
     private readonly combine: (parts: P[]) => P = sumFields,
   ) {
     this.latest = children.map(initial);
-    children.forEach((child, index) =>
-      child.on('progress', (progress: P) => {
-        this.latest[index] = progress;
-        this.progressListener?.(this.total());
-        for (const waiter of this.waiters.slice()) waiter();
-      }),
+    children.forEach(
+      (child, index) =>
+        (child.onProgress = (progress: P) => {
+          this.latest[index] = progress;
+          this.progressListener?.(this.total());
+          for (const waiter of this.waiters.slice()) waiter();
+        }),
     );
   }
 
   /** Forks `processes` children of `script` (relative to build/bench) and waits until each is ready. */
   static async spawn(script: string, processes: number, name: string, nice = 0): Promise<Child[]> {
-    mkdirSync(LOG_DIR, { recursive: true });
-    const children = Array.from({ length: processes }, (_, i) =>
-      Child.start(join(BUILD_DIR, script), { name: `${name}-client${i}`, logPath: join(LOG_DIR, `${runLabel}-${name}-client${i}.log`) }),
-    );
+    const children = Array.from({ length: processes }, (_, i) => new Child(`${name}-client${i}`, script, { readyMs: 30_000 }));
     try {
-      await Promise.all(children.map((child) => child.once('ready', 30_000)));
+      await Promise.all(children.map((child) => child.ready));
       if (nice !== 0) for (const child of children) setPriority(child.pid, nice);
     } catch (error) {
       await Promise.all(children.map((child) => child.stop()));
@@ -212,16 +304,15 @@ function combineProgress(parts: Progress[]): Progress {
 
 /** Raw-protocol load clients (bench/client/load-client.ts) working together on one server. */
 export class ClientPool extends ProcessPool<Progress> {
-  private constructor(
-    children: Child[],
-    readonly addresses: string[],
-  ) {
+  private readonly addresses: string[];
+
+  constructor(children: Child[]) {
     super(children, () => ({ ...NO_PROGRESS }), combineProgress);
+    this.addresses = children.map(nextSourceAddress);
   }
 
   static async start(processes: number, name: string): Promise<ClientPool> {
-    const children = await ProcessPool.spawn('client/load-client.js', processes, name);
-    return new ClientPool(children, children.map(nextSourceAddress));
+    return new ClientPool(await ProcessPool.spawn('client/load-client.js', processes, name));
   }
 
   /** Opens `count` connections spread evenly over the processes. */
@@ -230,20 +321,12 @@ export class ClientPool extends ProcessPool<Progress> {
     const started = Date.now();
     const share = (i: number) => Math.floor(count / n) + (i < count % n ? 1 : 0);
     const firstOf = (i: number) => (target.topicFirst ?? 0) + sum(Array.from({ length: i }, (_, k) => share(k)));
-    const results = await this.callAll<OpenResult>(
-      'open',
-      (i: number) => ({ ...target, topicFirst: firstOf(i), localAddress: this.addresses[i], count: share(i), concurrency }),
-      600_000,
-    );
+    const args = (i: number) => ({ ...target, topicFirst: firstOf(i), localAddress: this.addresses[i], count: share(i), concurrency });
+    const results = await this.callAll<OpenResult>('open', args, 600_000);
     const elapsedMs = Date.now() - started;
     const opened = sum(results.map((r) => r.opened));
-    return {
-      opened,
-      failed: sum(results.map((r) => r.failed)),
-      elapsedMs,
-      errors: results.flatMap((r) => r.errors).slice(0, 5),
-      perSecond: round((opened * 1000) / Math.max(1, elapsedMs), 0),
-    };
+    const errors = results.flatMap((r) => r.errors).slice(0, 5);
+    return { opened, failed: sum(results.map((r) => r.failed)), elapsedMs, errors, perSecond: round((opened * 1000) / Math.max(1, elapsedMs), 0) };
   }
 
   async reset(): Promise<void> {
@@ -255,30 +338,28 @@ export class ClientPool extends ProcessPool<Progress> {
     const parts = await this.callAll<CollectResult>('collect', { totals }, 120_000);
     const histogram = new Histogram();
     for (const part of parts) histogram.merge(part.histogram);
+    const { open, received, cpuUs, heartbeats, unexpectedCloses, malformed } = sumFields(parts);
     return {
-      open: sum(parts.map((p) => p.open)),
-      received: sum(parts.map((p) => p.received)),
+      open,
+      received,
       lastReceivedUs: Math.max(...parts.map((p) => p.lastReceivedUs)),
       latency: histogram.summary(),
       histogram: histogram.toJSON(),
       negativeLatencies: histogram.negative,
-      cpuUs: sum(parts.map((p) => p.cpuUs)),
+      cpuUs,
       maxProcessCpuPct: Math.max(...parts.map((p) => (100 * p.cpuUs) / Math.max(1, p.elapsedUs))),
       elapsedUs: Math.max(...parts.map((p) => p.elapsedUs)),
-      heartbeats: sum(parts.map((p) => p.heartbeats)),
-      unexpectedCloses: sum(parts.map((p) => p.unexpectedCloses)),
-      malformed: sum(parts.map((p) => p.malformed)),
+      heartbeats,
+      unexpectedCloses,
+      malformed,
       samples: parts.flatMap((p) => p.samples).slice(0, 8),
       integrity: sumFields(parts.map((p) => p.integrity)),
     };
   }
 
   churn(target: Omit<Target, 'localAddress'>, durationMs: number, concurrency: number): Promise<ChurnResult[]> {
-    return this.callAll<ChurnResult>(
-      'churn',
-      (i: number) => ({ ...target, topicFirst: i * 1_000_000, localAddress: this.addresses[i], durationMs, concurrency }),
-      durationMs + 120_000,
-    );
+    const args = (i: number) => ({ ...target, topicFirst: i * 1_000_000, localAddress: this.addresses[i], durationMs, concurrency });
+    return this.callAll<ChurnResult>('churn', args, durationMs + 120_000);
   }
 }
 

@@ -23,7 +23,7 @@ export function gitCommit(): string {
 export function startRun(command: string, quick: boolean, repeat = 1) {
   const started = new Date();
   const loadAverageStart = loadavg();
-  const args = process.argv.slice(2);
+  const args = process.argv.slice(2).filter((arg) => !arg.startsWith('--suite='));
   return {
     finish: () => {
       const finished = new Date();
@@ -208,7 +208,7 @@ export function evaluateTargets(results: ScenarioResult[]): TargetResult[] {
 
 // ---- Markdown ---------------------------------------------------------------------------------
 
-function fmt(value: number | undefined, digits = 0): string {
+export function fmt(value: number | undefined, digits = 0): string {
   if (value === undefined || Number.isNaN(value)) return '–';
   if (!Number.isFinite(value)) return String(value);
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });

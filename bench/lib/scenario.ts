@@ -1,9 +1,6 @@
 import type { BenchConfig } from '../config.js';
-import type { Collected } from './processes.js';
-import { ClientPool, PEERS, ServerHandle, type Peer } from './processes.js';
-import { warmUp, type PhaseResult } from './phases.js';
-import { latestProfile } from './cpuprofile.js';
-import { nowUs } from './proc.js';
+import type { PhaseResult } from './phases.js';
+import { ClientPool, PEERS, ServerHandle, type Collected, type Peer } from './processes.js';
 import { median, sum } from './stats.js';
 
 /**
@@ -72,18 +69,17 @@ export interface Scenario<S = any, Shared = any> {
   params(c: BenchConfig): Record<string, unknown>;
   columns: Column[];
   /**
-   * Peer rows: ids of PEERS, or entries. `interleaved`: every peer is set up first, then each
-   * phase runs in `--rounds` slices taken in turn (A B C A B C …), so that outside load hits all
-   * alike; `sequential`: one peer after another, each alone on the machine (`measure`).
+   * Peer rows: ids of PEERS, or entries. With `setup`, `phases` and `finish`, every peer is set up
+   * first, then each phase runs in `--rounds` slices taken in turn (A B C A B C …), so that outside
+   * load hits all alike; with `measure`, one peer after another, each alone on the machine.
    */
   peers?: string[] | ((c: BenchConfig) => Entry[]);
-  mode?: 'interleaved' | 'sequential';
   /** Set up once for all peers (e.g. one redis-server), before the first. */
   shared?(c: BenchConfig, cleanup: Cleanup): Promise<Shared>;
   setup?(entry: Entry, c: BenchConfig, cleanup: Cleanup, shared: Shared): Promise<S>;
   phases?: Array<(state: S, c: BenchConfig) => Promise<void>>;
   finish?(state: S, c: BenchConfig): Promise<Measured>;
-  /** Sequential: everything for one peer. */
+  /** Everything for one peer, alone on the machine. */
   measure?(entry: Entry, c: BenchConfig, cleanup: Cleanup, shared: Shared): Promise<Measured>;
   /** Scenarios that are not one row per peer measure their rows themselves. */
   rows?(c: BenchConfig): Promise<Row[]>;
@@ -97,6 +93,16 @@ const message = (error: unknown) => (error instanceof Error ? error.message.spli
 /** Runs the cleanup steps, last first, and empties the list. */
 export async function release(cleanup: Cleanup): Promise<void> {
   for (const step of cleanup.splice(0).reverse()) await step().catch((error: unknown) => console.log(`    cleanup: ${String(error)}`));
+}
+
+/** Runs `body` with a cleanup list, released (last step first) however it ends. */
+export async function withCleanup<T>(body: (cleanup: Cleanup) => Promise<T>): Promise<T> {
+  const cleanup: Cleanup = [];
+  try {
+    return await body(cleanup);
+  } finally {
+    await release(cleanup);
+  }
 }
 
 function entriesOf(s: Scenario, c: BenchConfig): Entry[] {
@@ -160,7 +166,7 @@ export async function runScenario(s: Scenario, c: BenchConfig): Promise<Scenario
     try {
       const shared = await s.shared?.(c, cleanup);
       const entries = entriesOf(s, c);
-      if (s.mode === 'sequential' || s.measure) {
+      if (s.measure) {
         rows = [];
         for (const entry of entries) rows.push(...(await contest(s, [entry], c, shared, 1)));
       } else rows = await contest(s, entries, c, shared, c.rounds);
@@ -211,20 +217,20 @@ export async function startPool(processes: number, name: string, cleanup: Cleanu
   return pool;
 }
 
+type TopicSpec = { topic?: string; topicPrefix?: string; topicModulo?: number };
+
+/** Where load clients connect: `peer`'s protocol and path on `server`, each connection to a topic of `topic`. */
+export const targetOf = (peer: Peer, server: ServerHandle, topic: TopicSpec) => ({
+  protocol: peer.protocol,
+  host: HOST,
+  port: server.port,
+  pathPrefix: peer.pathPrefix,
+  ...topic,
+});
+
 /** `count` connections to `server`, every one of them open, or an error. */
-export async function openAll(
-  pool: ClientPool,
-  peer: Peer,
-  server: ServerHandle,
-  count: number,
-  c: BenchConfig,
-  topic: { topic?: string; topicPrefix?: string; topicModulo?: number },
-) {
-  const opened = await pool.open(
-    { protocol: peer.protocol, host: HOST, port: server.port, pathPrefix: peer.pathPrefix, ...topic },
-    count,
-    c.connectConcurrency,
-  );
+export async function openAll(pool: ClientPool, peer: Peer, server: ServerHandle, count: number, c: BenchConfig, topic: TopicSpec) {
+  const opened = await pool.open(targetOf(peer, server, topic), count, c.connectConcurrency);
   if (opened.failed > 0) throw new Error(`${opened.failed} of ${count} connections failed: ${opened.errors.join('; ')}`);
   return opened;
 }
@@ -267,40 +273,4 @@ export async function measureRow(row: Omit<Row, 'status' | 'metrics'>, body: () 
     console.log(`  ${row.label}: failed: ${result.note}`);
   }
   return result;
-}
-
-/**
- * A peer under `node --cpu-prof` (profiles in `dir`): `count` connections, warmed up, `run` once
- * unmeasured (`preheatMs`) and once measured (`durationMs`); then the server exits, writing its
- * profile. Answers the measured phase, its window on the monotonic clock, and the profile's file.
- */
-export async function profiledLoad(
-  o: {
-    peer: Peer;
-    name: string;
-    dir: string;
-    env: NodeJS.ProcessEnv;
-    c: BenchConfig;
-    count: number;
-    topic: { topic?: string; topicPrefix?: string };
-    topics: string[];
-  },
-  run: (server: ServerHandle, pool: ClientPool, durationMs: number) => Promise<PhaseResult>,
-  durationMs: number,
-) {
-  const cleanup: Cleanup = [];
-  try {
-    const server = await startServer(o.peer, cleanup, o.env, o.name, o.dir);
-    const pool = await startPool(processesFor(o.c, o.count), o.name, cleanup);
-    await openAll(pool, o.peer, server, o.count, o.c, o.topic);
-    await warmUp(server, pool, o.topics, o.count);
-    await run(server, pool, o.c.preheatMs);
-    const startUs = nowUs();
-    const phase = await run(server, pool, durationMs);
-    const window = { startUs, endUs: nowUs() };
-    await release(cleanup); // the server exits, writing its profile
-    return { phase, window, file: latestProfile(o.dir, o.name) };
-  } finally {
-    await release(cleanup);
-  }
 }

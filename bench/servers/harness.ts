@@ -16,6 +16,8 @@ export interface ServerUnderTest {
   connections(): number;
   /** Capabilities the orchestrator checks before running a scenario (e.g. `distributed`). */
   features?: Record<string, boolean>;
+  /** Closes the app and starts a new one on the same port, in this process (client-reconnect's instance B); µs on the shared clock. */
+  restart?(): Promise<{ startUs: number; closedUs: number; listeningUs: number }>;
   close(): Promise<void>;
 }
 
@@ -139,6 +141,8 @@ export async function serve(start: () => Promise<ServerUnderTest>): Promise<void
       wake?.();
       return undefined;
     },
+
+    restart: () => server.restart!(),
 
     warmup: (args: { topics: string[] }) => {
       for (const topic of args.topics) publish(topic, WARMUP_DATA);

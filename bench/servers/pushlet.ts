@@ -1,7 +1,8 @@
 /**
  * This module as an application runs it: the sample app (`createSampleApp`, PushletModule with
  * its defaults) on Nest's Express platform. REDIS_URL and HEARTBEAT_MS as for `npm run sample`.
- * Messages are published through `PushletService.publish`, the module's public API.
+ * Messages are published through `PushletService.publish`, the module's public API. `restart`
+ * closes the app and starts a new one on the same port: a restart less Node's own start-up.
  *
  * PUSHLET_METRICS=1 mounts the sample's Prometheus metrics (off otherwise, as in every other
  * scenario) and scrapes them every BENCH_SCRAPE_MS (default 1000) in the process, as a
@@ -14,6 +15,7 @@ import { RedisBroker } from '../../src/cluster/index.js';
 import { positionsMany, readMany, type RecoveryCore } from '../../src/core/recovery-core.js';
 import { PushletHub } from '../../src/pushlet.hub.js';
 import { PushletMetrics } from '../../src/metrics/index.js';
+import { nowUs } from '../lib/proc.js';
 import { heartbeatMs, serve } from './harness.js';
 
 /** How instance B serves resume reads and start positions (BENCH_READS; reconnect-storm bench only). */
@@ -84,17 +86,21 @@ class Coalescing {
 await serve(async () => {
   const redisUrl = process.env.REDIS_URL || undefined;
   const metrics = process.env.PUSHLET_METRICS === '1';
-  const app = await createSampleApp({ redisUrl, heartbeatMs: heartbeatMs(), metrics });
-  // BENCH_BACKLOG: the listen queue (Node's default is 511; the kernel caps it at net.core.somaxconn).
-  // Nest hands the extra arguments to http.Server.listen(port, host, backlog); its typing omits the backlog.
-  const listen = app.listen.bind(app) as unknown as (port: number, host: string, ...backlog: number[]) => Promise<unknown>;
-  await listen(0, '127.0.0.1', ...(process.env.BENCH_BACKLOG ? [Number(process.env.BENCH_BACKLOG)] : []));
+  const readMode = (process.env.BENCH_READS ?? 'per-turn') as ReadMode;
+  let reads = '';
+  const start = async (port: number) => {
+    const app = await createSampleApp({ redisUrl, heartbeatMs: heartbeatMs(), metrics });
+    // BENCH_BACKLOG: the listen queue (Node's default is 511; the kernel caps it at net.core.somaxconn).
+    // Nest hands the extra arguments to http.Server.listen(port, host, backlog); its typing omits the backlog.
+    const listen = app.listen.bind(app) as unknown as (port: number, host: string, ...backlog: number[]) => Promise<unknown>;
+    await listen(port, '127.0.0.1', ...(process.env.BENCH_BACKLOG ? [Number(process.env.BENCH_BACKLOG)] : []));
+    reads = swapReads(app.get(PushletHub).core, readMode) ? readMode : 'unchanged';
+    return app;
+  };
+  let app = await start(0);
+  let pushlet = app.get(PushletService);
   const port = (app.getHttpServer().address() as AddressInfo).port;
-  const pushlet = app.get(PushletService);
   const broker: unknown = app.get(PUSHLET_BROKER);
-  const reads = swapReads(app.get(PushletHub).core, (process.env.BENCH_READS ?? 'per-turn') as ReadMode)
-    ? (process.env.BENCH_READS ?? 'per-turn')
-    : 'unchanged';
   let scraper: NodeJS.Timeout | undefined;
   if (metrics) {
     const registry = app.get(PushletMetrics);
@@ -106,6 +112,14 @@ await serve(async () => {
     features: { sse: true, distributed: !(broker instanceof MemoryBroker), [`reads:${reads}`]: true, metrics },
     publish: (topic, event, data) => pushlet.publish(topic, event, data),
     connections: () => pushlet.stats().connections.total,
+    async restart() {
+      const startUs = nowUs();
+      await app.close(); // WebSocket clients get 1001, SSE streams end
+      const closedUs = nowUs();
+      app = await start(port);
+      pushlet = app.get(PushletService);
+      return { startUs, closedUs, listeningUs: nowUs() };
+    },
     close: () => {
       clearInterval(scraper);
       return app.close();

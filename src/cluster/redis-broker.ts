@@ -13,6 +13,13 @@ import { describeSource, ioredisOptions, type ResolvedIoredisOptions } from './r
 import type { ResolvedRedisOptions } from './redis-options.js';
 
 /**
+ * Most pub/sub globs one instance holds for pattern subscriptions; past it, one catch-all glob
+ * (see `RedisBroker.globsWanted`). Measured with `bench/` (pattern-routing): Redis publishing
+ * slows by about 1 % per 10 globs held across its clients.
+ */
+const MAX_GLOBS = 32;
+
+/**
  * The distributed broker: history in Redis Streams, live messages over Redis pub/sub (sharded on
  * a Cluster), interest routing, batched publishing through one script call per turn (per slot on
  * a Cluster). An adapter: it appends, reads, routes and reports its connections; what an instance
@@ -42,6 +49,10 @@ export class RedisBroker implements PushletBroker {
   /** Single server: pattern subscriptions, routed by one glob per first segment (sharded pub/sub on a Cluster has no patterns). */
   readonly patterns?: BrokerPatterns;
   private readonly watchedPatterns = new Set<string>();
+  /** Each glob the watched patterns route by, with how many of them use it. */
+  private readonly globUses = new Map<string, number>();
+  /** Globs subscribed or being subscribed on the subscriber connection (forgotten when it is lost). */
+  private readonly heldGlobs = new Map<string, Promise<void>>();
 
   private readonly listener: RedisLinkListener = {
     commandReady: () => this.events?.up(),
@@ -51,6 +62,7 @@ export class RedisBroker implements PushletBroker {
     },
     subscriberReady: () => this.events?.up(),
     subscriberLost: () => {
+      this.heldGlobs.clear();
       this.subscriberClosed.trip();
       this.events?.down();
     },
@@ -88,19 +100,69 @@ export class RedisBroker implements PushletBroker {
     }
   }
 
-  /** Subscribes the globs of `patterns` (again after a lost connection: Redis ignores a glob already held). */
+  /**
+   * Subscribes the globs the watched patterns need, `patterns` now among them, then lets go of
+   * the globs no longer needed: subscribing first, so that nothing is missed in between (a record
+   * routed twice is dropped by the core). A glob is asked for once, however many patterns need it
+   * (after a lost connection, again: Redis then holds none).
+   */
   private async subscribePatterns(patterns: readonly string[]): Promise<void> {
-    for (const pattern of patterns) this.watchedPatterns.add(pattern);
-    const globs = new Set(patterns.map((pattern) => this.keys.patternGlob(pattern)));
-    await this.onSubscriber(this.connections.psubscribe([...globs]), 'a pattern subscription');
+    for (const pattern of patterns) this.watchPattern(pattern);
+    const wanted = this.globsWanted();
+    await Promise.all([...wanted].map((glob) => this.holdGlob(glob)));
+    this.dropUnwantedGlobs();
   }
 
-  /** Lets go of the globs no pattern still watched needs. */
   private unsubscribePatterns(patterns: readonly string[]): void {
-    for (const pattern of patterns) this.watchedPatterns.delete(pattern);
-    const needed = new Set([...this.watchedPatterns].map((pattern) => this.keys.patternGlob(pattern)));
-    const unneeded = new Set(patterns.map((pattern) => this.keys.patternGlob(pattern)).filter((glob) => !needed.has(glob)));
-    this.connections.punsubscribe([...unneeded]).catch(() => undefined);
+    for (const pattern of patterns) {
+      if (!this.watchedPatterns.delete(pattern)) continue;
+      const glob = this.keys.patternGlob(pattern);
+      const count = this.globUses.get(glob)! - 1;
+      if (count > 0) this.globUses.set(glob, count);
+      else this.globUses.delete(glob);
+    }
+    // Fewer patterns may need globs not held yet (the instance leaves the catch-all glob).
+    const wanted = this.globsWanted();
+    Promise.all([...wanted].map((glob) => this.holdGlob(glob)))
+      .then(() => this.dropUnwantedGlobs())
+      .catch(() => undefined);
+  }
+
+  /** Resolves once `glob` is subscribed (asked for now, or already). */
+  private holdGlob(glob: string): Promise<void> {
+    let held = this.heldGlobs.get(glob);
+    if (!held) {
+      held = this.onSubscriber(this.connections.psubscribe([glob]), 'a pattern subscription');
+      this.heldGlobs.set(glob, held);
+      const asked = held;
+      asked.catch(() => this.heldGlobs.get(glob) === asked && this.heldGlobs.delete(glob));
+    }
+    return held;
+  }
+
+  /**
+   * One glob per first segment of the watched patterns (`RedisKeys.patternGlob`), or only the
+   * catch-all glob past {@link MAX_GLOBS}: Redis tests every publication against every glob its
+   * clients hold, so an instance never holds more than that many, whatever its clients use.
+   */
+  private globsWanted(): Set<string> {
+    if (this.globUses.size <= MAX_GLOBS) return new Set(this.globUses.keys());
+    return new Set([this.keys.patternGlob('#')]);
+  }
+
+  private watchPattern(pattern: string): void {
+    if (this.watchedPatterns.has(pattern)) return;
+    this.watchedPatterns.add(pattern);
+    const glob = this.keys.patternGlob(pattern);
+    this.globUses.set(glob, (this.globUses.get(glob) ?? 0) + 1);
+  }
+
+  /** Lets go of the globs held that the patterns watched now do not need (asked after others may have changed them). */
+  private dropUnwantedGlobs(): void {
+    const wanted = this.globsWanted();
+    const extra = [...this.heldGlobs.keys()].filter((glob) => !wanted.has(glob));
+    for (const glob of extra) this.heldGlobs.delete(glob);
+    this.connections.punsubscribe(extra).catch(() => undefined);
   }
 
   /** @throws PushletRedisUnavailableError when Redis cannot be reached in time (and `startWithoutRedis` is not set). */

@@ -278,7 +278,7 @@ export class RecoveryCore {
     try {
       await routing.subscribe([pattern]);
       // Positions are ordered across topics: any topic's position is the broker's current one.
-      const [position] = await this.broker.positions([pattern]);
+      const [position] = await this.positionReads.call([pattern]);
       if (position && (!state.position.last || comparePositions(position, state.position.last) > 0)) state.position.last = position;
       state.confirmed = true;
     } catch {
@@ -306,7 +306,7 @@ export class RecoveryCore {
     if (this.link.state !== 'ready')
       return this.replayWhileDown(
         requests.map(({ pattern, after }) => ({ topic: pattern, after })),
-        this.patternStates(),
+        this.patterns,
       );
     const expanded = await this.expand(requests);
     const reads = await this.reads.call(expanded.requests);
@@ -338,7 +338,7 @@ export class RecoveryCore {
    * be answered; otherwise it rejects.
    */
   async positions(topics: readonly string[], estimate = false, kind: 'topic' | 'pattern' = 'topic'): Promise<Position[]> {
-    const states = kind === 'pattern' ? this.patternStates() : this.topics;
+    const states: StateLookup = kind === 'pattern' ? this.patterns : this.topics;
     if (this.link.state === 'ready') {
       try {
         const positions = await this.positionReads.call(topics);
@@ -589,11 +589,6 @@ export class RecoveryCore {
     return this.broker.patterns!;
   }
 
-  /** The pattern states by pattern, for the rules shared with topics. */
-  private patternStates(): ReadonlyMap<string, TopicState> {
-    return new Map(this.patterns.entries());
-  }
-
   // ---- receiving --------------------------------------------------------------------------
 
   private onRecords(records: readonly BrokerRecord[]): void {
@@ -675,7 +670,7 @@ export class RecoveryCore {
    * recovers, everything after the newest position delivered here: a request from there or later
    * is complete with nothing to replay yet. Anything older cannot be served now.
    */
-  private replayWhileDown(requests: readonly ReplayRequest[], states: ReadonlyMap<string, TopicState>): ReplayResult {
+  private replayWhileDown(requests: readonly ReplayRequest[], states: StateLookup): ReplayResult {
     for (const { topic, after } of requests) {
       const state = states.get(topic);
       const last = state?.position.last;
@@ -724,6 +719,9 @@ interface PatternVerdict {
 }
 
 const NONE: readonly TopicState[] = [];
+
+/** Topic states by topic, or pattern states by pattern. */
+type StateLookup = { get(key: string): TopicState | undefined };
 
 /** Moves a state's position forward to `position` (a read up to there is delivered or announced lost). */
 function moveTo(state: TopicState, position: Position): void {
