@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { Registry } from 'prom-client';
-import { PushletModule, type PushletRedisOptions } from '../src/index.js';
+import { PushletModule, type PushletModuleOptions, type PushletRedisOptions } from '../src/index.js';
 import { PushletHealthModule } from '../src/health/index.js';
 import { PushletMetricsModule } from '../src/metrics/index.js';
 import { DemoController } from './demo.controller.js';
@@ -16,6 +16,14 @@ export interface SampleConfig {
   redisClusterNodes?: Array<{ host: string; port: number }>;
   /** Prefix of the module's Redis keys and channels (default `pushlet:`). */
   redisKeyPrefix?: string;
+  /**
+   * `nats://host:port` (several comma-separated): distributed mode through NATS JetStream
+   * (`pushlet-nestjs/nats`) instead of Redis. Its client is loaded only then.
+   */
+  natsUrl?: string;
+  /** The JetStream stream (default `PUSHLET`) and subject prefix (default `pushlet`) on that NATS. */
+  natsStream?: string;
+  natsSubjectPrefix?: string;
   heartbeatMs?: number;
   /** Token that unlocks `private/*` topics (default `demo-token`). */
   token?: string;
@@ -83,10 +91,27 @@ function redisOption(config: SampleConfig): { redis?: PushletRedisOptions } {
   return config.redisUrl ? { redis: { url: config.redisUrl, ...keyPrefix } } : {};
 }
 
+/**
+ * The broker option for NATS JetStream when `natsUrl` is set (the NATS client is loaded only
+ * then: `pushlet-nestjs/nats` is its own entry), else the `redis` option (or none: in memory).
+ */
+async function brokerOption(config: SampleConfig): Promise<Pick<PushletModuleOptions, 'broker' | 'redis'>> {
+  if (!config.natsUrl) return redisOption(config);
+  const { natsBroker } = await import('../src/nats/index.js');
+  return {
+    broker: natsBroker({
+      servers: config.natsUrl,
+      ...(config.natsStream ? { stream: config.natsStream } : {}),
+      ...(config.natsSubjectPrefix ? { subjectPrefix: config.natsSubjectPrefix } : {}),
+    }),
+  };
+}
+
 /** The sample app: the module used exactly as an application would use it. */
 @Module({})
 export class AppModule {
-  static register(config: SampleConfig = {}): DynamicModule {
+  static async register(config: SampleConfig = {}): Promise<DynamicModule> {
+    const broker = await brokerOption(config);
     // Each app its own registry: tests start several sample apps in one process.
     const metrics = config.metrics === false ? [] : [PushletMetricsModule.forRoot({ registry: new Registry() })];
     return {
@@ -105,8 +130,8 @@ export class AppModule {
           authorizePublish: ({ topic, identity }) => identity !== null && topic.startsWith('room/'),
           // Chat messages say who sent them: the server writes the sender, the client only the text.
           onClientPublish: ({ event, data, identity }) => (event === 'chat' ? chatMessage(data, identity?.id ?? '') : undefined),
-          // Distributed mode: every sample instance on the same Redis shares topics and history.
-          ...redisOption(config),
+          // Distributed mode: every sample instance on the same Redis (or NATS) shares topics and history.
+          ...broker,
         }),
       ],
       controllers: [DemoController, SendController, HealthController, PresenceController, ...(config.metrics === false ? [] : [MetricsController])],

@@ -28,6 +28,10 @@ const app = await createSampleApp({
   redisUrl: process.env.REDIS_URL || undefined,
   redisClusterNodes: clusterNodes(process.env.REDIS_CLUSTER_NODES),
   redisKeyPrefix: process.env.REDIS_KEY_PREFIX || undefined,
+  // `NATS_URL=nats://127.0.0.1:4222`: NATS JetStream instead of Redis.
+  natsUrl: process.env.NATS_URL || undefined,
+  natsStream: process.env.NATS_STREAM || undefined,
+  natsSubjectPrefix: process.env.NATS_SUBJECT_PREFIX || undefined,
   heartbeatMs,
   token: process.env.PUSHLET_TOKEN || undefined,
   presenceTtlMs: process.env.PRESENCE_TTL_MS ? Number(process.env.PRESENCE_TTL_MS) : undefined,
