@@ -95,6 +95,8 @@ export class NatsBroker implements PushletBroker {
   private readonly live = new Map<string, Subscription>();
   private controlSubscription: Subscription | undefined;
   private lastError: string | undefined;
+  /** The last sequence received live (they come in stream order); 0 after each `prepare`. */
+  private lastLive = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private wakeRetry: (() => void) | undefined;
   /** Per live subject, the topics (`t:`) and patterns (`p:`) that need it. */
@@ -212,6 +214,7 @@ export class NatsBroker implements PushletBroker {
     this.jsm = await nc.jetstreamManager({ timeout: this.options.commandTimeoutMs, checkAPI: false });
     const info = await this.ensureStream(this.jsm);
     this.setEpoch(info, true);
+    this.lastLive = 0;
     this.controlSubscription ??= nc.subscribe(this.subjects.control, { callback: (error, msg) => error || this.onControl(msg) });
     this.presence?.reset();
     await nc.flush();
@@ -330,6 +333,16 @@ export class NatsBroker implements PushletBroker {
     const seq = Number(msg.headers?.get('Nats-Sequence'));
     const subject = msg.headers?.get('Nats-Subject');
     if (!Number.isSafeInteger(seq) || !subject || this.epoch === 0) return;
+    // One connection receives the stream's republications in its order: a sequence going back is
+    // a stream created again under a live link (an operator's delete). Down: recovery reads it.
+    if (seq <= this.lastLive) {
+      this.logger.warn(`stream ${this.options.stream} went back to sequence ${seq} (after ${this.lastLive}): reading it again`);
+      this.lastLive = Number.MAX_SAFE_INTEGER;
+      this.generation += 1;
+      this.events?.down();
+      return;
+    }
+    this.lastLive = seq;
     const record = this.record(subject, seq, msg.data, msg.headers?.get('Nats-Msg-Id'));
     if (record) this.events?.records([record]);
   }

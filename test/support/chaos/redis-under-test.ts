@@ -1,11 +1,12 @@
 import { performance } from 'node:perf_hooks';
+import { NatsServer } from '../nats.js';
 import { RedisCluster, RedisServer } from '../redis.js';
 import { eventually } from '../wait.js';
 import type { HistoryLoss } from './ledger.js';
 
-/** The Redis deployment the instances share, and the one fault it suffers: losing its data. */
+/** The backend the instances share (Redis, a Redis Cluster or NATS JetStream), and the one fault it suffers: losing its data. */
 export interface RedisUnderTest {
-  readonly kind: 'single' | 'cluster';
+  readonly kind: 'single' | 'cluster' | 'nats';
   /** Environment that points a sample instance at it. */
   readonly env: Record<string, string>;
   /** `count` topic names; on a cluster, spread evenly over the masters. */
@@ -97,5 +98,38 @@ export async function clusterRedis(): Promise<RedisUnderTest> {
       return loss;
     },
     stop: () => cluster.stop(),
+  };
+}
+
+/** One `nats-server -js`: the sample instances switch to it with `NATS_URL`; a loss wipes its JetStream store. */
+export async function natsJetStream(): Promise<RedisUnderTest> {
+  const server = await NatsServer.start();
+  let topics: string[] = [];
+  return {
+    kind: 'nats',
+    env: { NATS_URL: server.url, NATS_STREAM: 'CHAOS', NATS_SUBJECT_PREFIX: 'chaos' },
+    async chooseTopics(count) {
+      topics = Array.from({ length: count }, (_, i) => `t${i}`);
+      return topics;
+    },
+    async loseHistory(downMs, onLoss) {
+      // One stream holds every topic, broadcasts too.
+      const loss: HistoryLoss = {
+        what: `nats-server :${server.port}`,
+        topics: new Set([...topics, '*']),
+        killedAt: performance.now(),
+        restartedAt: Infinity,
+        clockAtRestart: Infinity,
+      };
+      onLoss(loss);
+      await server.kill();
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      // Ids carry the stream's creation (this machine's clock): the stream created again after the restart is not older than this.
+      loss.clockAtRestart = Date.now();
+      await server.restart({ wipe: true });
+      loss.restartedAt = performance.now();
+      return loss;
+    },
+    stop: () => server.stop(),
   };
 }

@@ -4,7 +4,7 @@ import { until } from '../wait.js';
 import { ChaosClient, type Endpoint } from './chaos-client.js';
 import { judge, type HistoryLoss, type Phase, type Verdict } from './ledger.js';
 import { Publisher } from './publisher.js';
-import { clusterRedis, singleRedis, type RedisUnderTest } from './redis-under-test.js';
+import { clusterRedis, natsJetStream, singleRedis, type RedisUnderTest } from './redis-under-test.js';
 import { SampleProcess } from './sample-process.js';
 import { ResetProbe } from './diagnostics.js';
 import type { Transport } from './stream-connections.js';
@@ -97,7 +97,7 @@ export class ChaosRun {
   private probe: ResetProbe | undefined;
 
   constructor(
-    readonly kind: 'single' | 'cluster',
+    readonly kind: 'single' | 'cluster' | 'nats',
     readonly settings: ChaosSettings,
     private readonly log: (line: string) => void = () => undefined,
   ) {}
@@ -113,13 +113,13 @@ export class ChaosRun {
 
   async run(): Promise<ChaosOutcome> {
     const { settings } = this;
-    this.redis = this.kind === 'single' ? await singleRedis() : await clusterRedis();
+    this.redis = this.kind === 'single' ? await singleRedis() : this.kind === 'cluster' ? await clusterRedis() : await natsJetStream();
     this.log(
       `[${this.kind}] CHAOS_SEED=${settings.seed} CHAOS_MS=${settings.durationMs} CHAOS_CLIENTS=${settings.clients} CHAOS_FAULTS=${[...settings.faults].join(',')}`,
     );
     const topics = await this.redis.chooseTopics(settings.topics);
     const env = { ...this.redis.env, HEARTBEAT_MS: '5000' };
-    if (process.env.CHAOS_DEBUG) this.probe = new ResetProbe(this.redis.env);
+    if (process.env.CHAOS_DEBUG && this.kind !== 'nats') this.probe = new ResetProbe(this.redis.env);
     this.instances.push(...(await Promise.all(Array.from({ length: settings.instances }, (_, i) => SampleProcess.start(`i${i}`, env)))));
     this.log(`[${this.kind}] topics ${topics.join(',')}; instances ${this.instances.map((i) => `${i.name}=:${i.port}`).join(' ')}`);
 
