@@ -253,6 +253,67 @@ describe('distributed mode on one nats-server -js', () => {
     );
   });
 
+  it('NATS killed and restarted with its store (file storage): live and resuming clients continue exactly, no reset', async () => {
+    const own = await NatsServer.start();
+    try {
+      const [a, b] = await instances(2, {}, { servers: own.url, commandTimeoutMs: 1_000 });
+      const live = await TRANSPORTS[1]!.open(b!, ['k', 'l']);
+      subscribers.push(live);
+      const before: string[] = [];
+      for (let i = 0; i < 5; i++) before.push((await a!.pushlet.publish(i % 2 ? 'k' : 'l', 'message', `before ${i}`)).data);
+      await live.waitForMessages(5);
+      const gone = await TRANSPORTS[0]!.open(a!, ['k', 'l']);
+      await gone.waitUntil(() => gone.lastEventId !== '', 5_000, 'a start id');
+      const resumeFrom = gone.lastEventId;
+      gone.close();
+      await own.kill();
+      // Published while NATS is down: queued, recorded once it is back.
+      const during = Array.from({ length: 4 }, (_, i) => a!.pushlet.publish(i % 2 ? 'k' : 'l', 'message', `during ${i}`));
+      await own.restart();
+      const after: string[] = [];
+      for (const message of await Promise.all(during)) after.push(message.data);
+      for (let i = 0; i < 3; i++) after.push((await b!.pushlet.publish('k', 'message', `after ${i}`)).data);
+      assert.deepEqual(dataOf(await live.waitForMessages(12, 20_000)), [...before, ...after]);
+      assert.equal(live.resets, 0, 'nothing was lost: no reset');
+      const resumed = await TRANSPORTS[0]!.open(b!, ['k', 'l'], { lastEventId: resumeFrom });
+      subscribers.push(resumed);
+      assert.deepEqual(dataOf(await resumed.waitForMessages(7)), after);
+      assert.equal(resumed.resets, 0);
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('started without NATS, a subscriber from before it came is served once it does (positions are no clock: the estimate is the very start, whatever the time)', async () => {
+    const own = await NatsServer.start();
+    await own.kill();
+    try {
+      const [a] = await instances(1, {}, { servers: own.url, startWithoutNats: true, connectTimeoutMs: 200, commandTimeoutMs: 1_000 });
+      // The core's estimate for a topic first watched without the broker is its own clock less a
+      // margin; an hour ahead here stands for a stream created long before this instance started.
+      const realNow = Date.now;
+      Date.now = () => realNow() + 3_600_000;
+      let early: TestSubscriber;
+      try {
+        early = await TRANSPORTS[1]!.open(a!, ['early']);
+      } finally {
+        Date.now = realNow;
+      }
+      subscribers.push(early);
+      await own.restart();
+      await eventually(async () => a!.pushlet.stats().broker.connected, 10_000, 'the instance on NATS');
+      await a!.pushlet.publish('early', 'message', 'first');
+      assert.deepEqual(dataOf(await early.waitForMessages(1, 10_000)), ['first']);
+      const fresh = await TRANSPORTS[0]!.open(a!, ['early']);
+      subscribers.push(fresh);
+      await a!.pushlet.publish('early', 'message', 'second');
+      assert.deepEqual(dataOf(await fresh.waitForMessages(1)), ['second']);
+      assert.deepEqual(dataOf(await early.waitForMessages(2)), ['first', 'second']);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('presence across instances: the same members on each, every join and leave once, SSE and WebSocket', async () => {
     const room = 'room/lobby';
     const [a, b] = await instances(2, presenceOptions(1_500));

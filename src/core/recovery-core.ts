@@ -507,17 +507,6 @@ export class RecoveryCore {
       lostHere();
       this.handler?.gapPattern?.(pattern, floor);
     }
-    // A start estimated from the local clock that the broker never handed out (its positions are
-    // not times, as JetStream's stream sequences) would drop every record before it: start from
-    // the read instead (a gap above says so, unless this is the first recovery).
-    for (const read of reads.slice(0, requests.length)) {
-      const state = this.topics.get(read.topic);
-      if (state) settleUnknown(state, read);
-    }
-    for (const [i, { pattern }] of (patterns?.requests ?? []).entries()) {
-      const state = this.patterns.get(pattern);
-      if (state) settleUnknown(state, patterns!.verdicts[i]!);
-    }
     const held = this.held ?? new CatchUp<BrokerRecord>();
     this.held = undefined;
     const recovered = inOrder(reads, this.ordering === 'total');
@@ -571,15 +560,13 @@ export class RecoveryCore {
           let verdict: PatternVerdict['verdict'] = readVerdict(index, after);
           let floor = index.floor;
           let readAt = index.readAt;
-          let limit = index.limit;
           topicReads.forEach((read, at) => {
             if (owners[at] !== i) return;
             if (verdict === 'exact' && readVerdict(read, after) !== 'exact') verdict = readVerdict(read, after);
             if (comparePositions(read.floor, floor) > 0) floor = read.floor;
             if (comparePositions(read.readAt, readAt) < 0) readAt = read.readAt;
-            if (comparePositions(read.limit, limit) < 0) limit = read.limit;
           });
-          return { verdict, floor, readAt, limit };
+          return { verdict, floor, readAt };
         }),
     };
   }
@@ -662,6 +649,9 @@ export class RecoveryCore {
    */
   private fallbackPosition(): Position {
     if (this.ordering === 'total' && this.lastSeen.ms > 0) return this.lastSeen;
+    // Positions that are not times (JetStream: the stream's creation and sequence) cannot be
+    // estimated from a clock: with nothing from the broker yet, the very start is the safe one.
+    if (this.broker.clock === 'sequence') return { ms: 0, seq: 0 };
     return { ms: Date.now() - CLOCK_SKEW_MARGIN_MS, seq: 0 };
   }
 
@@ -714,8 +704,6 @@ interface PatternVerdict {
   readonly floor: Position;
   /** Everything of it up to here was read. */
   readonly readAt: Position;
-  /** No position after it had been handed out. */
-  readonly limit: Position;
 }
 
 const NONE: readonly TopicState[] = [];
@@ -727,11 +715,6 @@ type StateLookup = { get(key: string): TopicState | undefined };
 function moveTo(state: TopicState, position: Position): void {
   if (!state.position.last || comparePositions(state.position.last, position) < 0) state.position.last = position;
   state.confirmed = true;
-}
-
-/** A position past what the broker had handed out (`limit`) moves back to what it read (`readAt`). */
-function settleUnknown(state: TopicState, read: { readonly readAt: Position; readonly limit: Position }): void {
-  if (state.position.last && comparePositions(state.position.last, read.limit) > 0) state.position.last = read.readAt;
 }
 
 /** Records without a second copy of the same topic and position (a topic read for two patterns), in their order. */

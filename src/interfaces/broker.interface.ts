@@ -137,6 +137,14 @@ export interface PushletBroker {
    * position per topic.
    */
   readonly ordering: 'total' | 'per-topic';
+  /**
+   * What a position's `ms` is. `time` (default): the backend's clock in milliseconds, so that a
+   * start estimated from the instance's clock (less a margin) while the broker cannot be asked is
+   * at or before every position handed out later. `sequence`: not a clock (NATS JetStream: the
+   * stream's creation, with the stream sequence as `seq`); with nothing seen from the broker yet
+   * such an estimate is the very start (`0-0`), and records say their time ({@link BrokerRecord.time}).
+   */
+  readonly clock?: 'time' | 'sequence';
   /** Names the backend in logs: `Redis at 127.0.0.1:6379`. */
   readonly description: string;
   /**

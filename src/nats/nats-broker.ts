@@ -75,6 +75,8 @@ const RETRY_MS = 250;
  */
 export class NatsBroker implements PushletBroker {
   readonly ordering = 'total';
+  /** Positions are `{ stream creation, stream sequence }`, not times. */
+  readonly clock = 'sequence';
   readonly description: string;
   readonly maxQueued: number;
   readonly startWithoutBackend: boolean;
@@ -491,8 +493,9 @@ export class NatsBroker implements PushletBroker {
     this.events = undefined;
     clearTimeout(this.retryTimer);
     this.wakeRetry?.();
-    const nc = this.nc;
-    if (nc) await nc.drain().catch(() => nc.close());
+    // Every publication has its answer or has failed by now (the core settled them): close, never
+    // drain (a drain waits for a server that may be gone).
+    await this.nc?.close().catch(() => undefined);
   }
 
   private connection(): NatsConnection {
