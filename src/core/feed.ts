@@ -1,5 +1,5 @@
 import type { DeliveryMeter } from './counters.js';
-import { comparePositions, type Position } from '../protocol/ids.js';
+import { comparePositions, positionBefore, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
 import { PushletUnavailableError } from './errors.js';
@@ -22,6 +22,11 @@ export interface TopicStart {
   readonly after?: Position;
   /** The client's position for this topic could not be used: say so with a reset, then start from now. */
   readonly resetReason?: string;
+  /**
+   * Rewind: with neither `after` nor `resetReason`, start just before the topic's newest `rewind`
+   * messages still in history (delivered first, then live ones), or from now when it has none.
+   */
+  readonly rewind?: number;
 }
 
 /** Topics a catch-up could not continue exactly, and why (told with `pushlet:reset`). */
@@ -118,6 +123,7 @@ export class Feed {
     const estimate = wanted.every((start) => !start.after && !start.resetReason);
     const freshPositions = freshTopics.length > 0 ? await unavailableUnless(this.broker.positions(freshTopics, estimate)) : [];
     const from = new Map(freshTopics.map((topic, i) => [topic, freshPositions[i]!]));
+    const rewound = await this.rewindStarts(wanted, from);
     const added: Array<{ entry: FeedTopic; start: TopicStart; after: Position }> = [];
     // One catch-up for the topics added together: their held messages keep their arrival order.
     const catchUp = new CatchUp<Envelope>();
@@ -127,7 +133,7 @@ export class Feed {
       entry.catchUp = catchUp;
       this.entries.set(start.topic, entry);
       entry.ready = this.registry.acquire(start.topic, entry).ready;
-      added.push({ entry, start, after: from.get(start.topic) ?? start.after! });
+      added.push({ entry, start, after: rewound.get(start.topic) ?? from.get(start.topic) ?? start.after! });
     }
     let caughtUp;
     try {
@@ -232,6 +238,28 @@ export class Feed {
     for (const { entry, after } of added) entry.position.last = restartAt.get(entry.topic) ?? after;
     const replayed = result.envelopes;
     return { replayed: replayed.filter((envelope) => !restart.has(envelope.topic)), resets };
+  }
+
+  /**
+   * Where rewound topics start: just before the oldest of their newest `rewind` messages still in
+   * history (never after the position read before subscribing), so that the ordinary catch-up
+   * delivers those messages, then anything newer, each once. Such a topic is not a resume: an
+   * incomplete history does not reset it (rewind gives what history still holds). A topic with no
+   * history, or a broker that cannot read its newest history, starts from now.
+   */
+  private async rewindStarts(starts: readonly TopicStart[], from: ReadonlyMap<string, Position>): Promise<Map<string, Position>> {
+    const rewinding = starts.filter((start) => (start.rewind ?? 0) > 0 && !start.after && !start.resetReason && from.has(start.topic));
+    const out = new Map<string, Position>();
+    if (rewinding.length === 0 || !this.broker.canTail) return out;
+    const tails = await unavailableUnless(this.broker.tail(rewinding.map(({ topic, rewind }) => ({ topic, limit: rewind! }))));
+    rewinding.forEach(({ topic }, i) => {
+      const oldest = tails[i]?.[0];
+      if (!oldest) return;
+      const before = positionBefore(oldest.position);
+      const now = from.get(topic)!;
+      out.set(topic, comparePositions(before, now) < 0 ? before : now);
+    });
+    return out;
   }
 
   /** Delivers a replayed or held message, then waits while the sink is full. */

@@ -1,6 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import type { LoggerService } from '@nestjs/common';
-import type { BrokerEvents, BrokerRecord, PushletBroker, PushletBrokerStatus, PushletControlCommand, TopicRead } from '../interfaces/broker.interface.js';
+import type {
+  BrokerEvents,
+  BrokerRecord,
+  PushletBroker,
+  PushletBrokerStatus,
+  PushletControlCommand,
+  TailRequest,
+  TopicRead,
+} from '../interfaces/broker.interface.js';
 import { comparePositions, formatPosition, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BrokerLink, type BrokerLinkState } from './broker-link.js';
@@ -243,6 +251,24 @@ export class RecoveryCore {
       incomplete: reads.filter((read, i) => readVerdict(read, requests[i]!.after) === 'incomplete').map((read) => read.topic),
       unknown: reads.filter((read, i) => readVerdict(read, requests[i]!.after) === 'unknown').map((read) => read.topic),
     };
+  }
+
+  /** Whether the broker can read the newest history of a topic ({@link tail}): rewind and history. */
+  get canTail(): boolean {
+    return typeof this.broker.tail === 'function';
+  }
+
+  /**
+   * Each request's topic's newest messages still in history (at most `limit`, strictly before
+   * `before` when given), oldest first: what rewind and history read. Only while the link is
+   * ready, like a replay: the broker only reads, nothing here is recovery.
+   * @throws PushletBrokerError while the broker cannot be read (not ready, or no `tail`).
+   */
+  async tail(requests: readonly TailRequest[]): Promise<Envelope[][]> {
+    if (!this.broker.tail) throw new PushletBrokerError(MESSAGES.historyUnsupported);
+    if (this.link.state !== 'ready') throw new PushletBrokerError(MESSAGES.brokerNotConnected);
+    const pages = await this.broker.tail(requests);
+    return pages.map((records) => records.map(envelopeOf));
   }
 
   /**

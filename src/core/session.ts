@@ -13,6 +13,7 @@ import { PushletError } from './errors.js';
 import { sessionEndWire, type SessionEndReason } from './session-end.js';
 import { Feed, type CaughtUp, type FeedReset, type FeedSink, type TopicStart } from './feed.js';
 import { TopicRegistry } from './topic-registry.js';
+import { BROADCAST_TOPIC } from '../protocol/topics.js';
 
 export type { SessionEndReason } from './session-end.js';
 
@@ -48,6 +49,8 @@ export interface SessionContext {
   readonly feedOf: (sink: FeedSink, meter: DeliveryMeter | undefined) => Feed;
   readonly ordering: 'total' | 'per-topic';
   readonly bufferBytes: number;
+  /** Most messages a rewind delivers per topic (`limits.maxRewind`); larger asks are capped. Default: no rewind. */
+  readonly maxRewind?: number;
   readonly validateTopics: (topics: readonly unknown[], alreadySubscribed: number) => void;
   readonly authorize: (topics: readonly string[], transport: PushletTransport, request: IncomingMessage, identity: PushletIdentity | null) => Promise<void>;
   readonly slowConsumer: (transport: PushletTransport, address: string) => void;
@@ -158,6 +161,15 @@ export class Session implements FeedSink {
     }
   }
 
+  /**
+   * Checks that the connection may read `topic`'s history: the topic rules and `authorize`, as
+   * for a subscription (but not the connection's topic limit: nothing is subscribed).
+   */
+  async admitRead(topic: string): Promise<void> {
+    this.context.validateTopics([topic], 0);
+    if (this.request) await this.context.authorize([topic], this.transport, this.request, this.identity);
+  }
+
   /** Checks each topic on its own (WebSocket): the refused ones are named with their reason. */
   async admitEach(topics: readonly string[]): Promise<{ accepted: string[]; refused: RefusedTopic[] }> {
     const accepted: string[] = [];
@@ -183,12 +195,13 @@ export class Session implements FeedSink {
    * Subscribes the connection's first topics and broadcasts, resuming after `lastEventId` when
    * given. `pushlet:connected` goes out first, with the position to resume from should the
    * connection drop before its first message (then any `refused` topics as errors); then resets,
-   * missed messages and live ones.
+   * missed messages and live ones. `rewind`: without `lastEventId`, each topic's latest messages
+   * first (capped by `limits.maxRewind`; broadcasts are not rewound).
    */
-  async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = []): Promise<void> {
+  async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = [], rewind = 0): Promise<void> {
     this.started = true;
     this.armExpiry();
-    const starts = this.starts(TopicRegistry.withBroadcasts(topics), lastEventId);
+    const starts = this.starts(TopicRegistry.withBroadcasts(topics), lastEventId, rewind);
     let caughtUp: CaughtUp | undefined;
     try {
       caughtUp = await this.feed.add(starts, (resets) => {
@@ -204,11 +217,11 @@ export class Session implements FeedSink {
     this.countResume(lastEventId, caughtUp);
   }
 
-  /** Subscribes more topics (WebSocket), resuming them after `lastEventId` when given. */
-  async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined): Promise<void> {
+  /** Subscribes more topics (WebSocket), resuming them after `lastEventId` when given, else rewinding them by `rewind`. */
+  async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined, rewind = 0): Promise<void> {
     this.ref = ref;
     try {
-      const caughtUp = await this.feed.add(this.starts(topics, lastEventId));
+      const caughtUp = await this.feed.add(this.starts(topics, lastEventId, rewind));
       this.live(topics);
       this.countResume(lastEventId, caughtUp);
     } finally {
@@ -321,10 +334,14 @@ export class Session implements FeedSink {
   /**
    * Where each topic starts, from the client's id: checked against the grammar first, and never
    * trusted further than it can be (a plain position cannot place topics that order their own
-   * ids; a cursor without a topic's entry cannot place that topic).
+   * ids; a cursor without a topic's entry cannot place that topic). A rewind applies only where no
+   * id was given: an id always wins.
    */
-  private starts(topics: readonly string[], lastEventId: string | undefined): TopicStart[] {
-    if (lastEventId === undefined) return topics.map((topic) => ({ topic }));
+  private starts(topics: readonly string[], lastEventId: string | undefined, rewind = 0): TopicStart[] {
+    if (lastEventId === undefined) {
+      const count = Math.min(rewind, this.context.maxRewind ?? 0);
+      return topics.map((topic) => (count > 0 && topic !== BROADCAST_TOPIC ? { topic, rewind: count } : { topic }));
+    }
     const id = parseResumeId(lastEventId);
     const unknown = topics.map((topic) => ({ topic, resetReason: MESSAGES.resetUnknownId }));
     if (!id) return unknown;
