@@ -10,7 +10,7 @@ import {
   TEXT_NO_TOPICS,
   TEXT_NO_WEBSOCKET,
 } from './client-errors.js';
-import type { ClientEvents, ClientMessage, ClientState, PushletClientOptions } from './client-types.js';
+import type { ClientEvents, ClientMessage, ClientState, PushletClientOptions, SubscribeOptions } from './client-types.js';
 import { openEventStream } from './sse-transport.js';
 import { createSubscription, type ClientSubscription, type MessageHandler, type Subscription } from './subscription.js';
 import { endpointUrl, type ClientFrame, type Transport, type TransportEnd } from './transport.js';
@@ -20,6 +20,8 @@ import { openWebSocket, webSocketConstructor } from './ws-transport.js';
 interface TopicEntry {
   state: 'subscribing' | 'subscribed';
   readonly subscriptions: Set<ClientSubscription>;
+  /** A rewind asked when the topic was first subscribed, until it is sent (0: none). */
+  rewind: number;
 }
 
 /**
@@ -157,7 +159,7 @@ export class PushletClient {
    * are shared (one server subscription). Throws only on a closed client or no topic; a topic the
    * server refuses rejects `ready`.
    */
-  subscribe(topics: string | readonly string[], handler: MessageHandler): Subscription {
+  subscribe(topics: string | readonly string[], handler: MessageHandler, options: SubscribeOptions = {}): Subscription {
     this.#assertOpen();
     const list = [...new Set(typeof topics === 'string' ? [topics] : topics)];
     if (list.length === 0) throw new PushletClientError(TEXT_NO_TOPICS);
@@ -166,7 +168,7 @@ export class PushletClient {
     for (const topic of list) {
       let entry = this.#entries.get(topic);
       if (!entry) {
-        this.#entries.set(topic, (entry = { state: 'subscribing', subscriptions: new Set() }));
+        this.#entries.set(topic, (entry = { state: 'subscribing', subscriptions: new Set(), rewind: options.rewind || 0 }));
         added.push(topic);
       }
       entry.subscriptions.add(subscription);
@@ -241,6 +243,10 @@ export class PushletClient {
     const websocket = kind === 'websocket';
     const path = websocket ? (options.wsPath ?? '/ws') : (options.ssePath ?? '/events');
     const request = { url: endpointUrl(this.#baseUrl, path, topics), topics, lastEventId: this.#lastId, token };
+    // A rewind counts only on a connection without an id (the server ignores it otherwise): one per URL, the largest asked.
+    let rewind = 0;
+    for (const entry of this.#entries.values()) rewind = Math.max(rewind, entry.rewind);
+    if (rewind && !this.#lastId) request.url.searchParams.set('rewind', '' + rewind);
     this.#pendingRefs.clear();
     const transport: Transport = (websocket ? openWebSocket : openEventStream)(request, options, {
       frame: (frame) => this.#transport === transport && this.#receive(transport, frame),
@@ -389,11 +395,18 @@ export class PushletClient {
     if (transport.kind === 'sse') return this.#scheduleSseSync();
     const missing = added ?? [...this.#entries.keys()].filter((topic) => !transport.topics.has(topic));
     const extra = [...transport.topics].filter((topic) => !this.#entries.has(topic));
-    if (missing.length > 0) {
+    // One command per rewind asked (a `subscribe` without an id is rewound).
+    const groups = new Map<number, string[]>();
+    for (const topic of missing) {
+      const entry = this.#entries.get(topic)!;
+      groups.set(entry.rewind, [...(groups.get(entry.rewind) ?? []), topic]);
+      entry.rewind = 0;
+    }
+    for (const [rewind, topics] of groups) {
       const ref = ++this.#refs;
-      this.#pendingRefs.set(ref, missing);
-      for (const topic of missing) transport.topics.add(topic);
-      transport.send({ action: 'subscribe', topics: missing, ref });
+      this.#pendingRefs.set(ref, topics);
+      for (const topic of topics) transport.topics.add(topic);
+      transport.send({ action: 'subscribe', topics, ref, rewind });
     }
     if (extra.length > 0) this.#leave(transport, extra);
   }
