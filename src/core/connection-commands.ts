@@ -22,7 +22,7 @@ export interface ConnectionCommandsContext {
 }
 
 /**
- * The commands of a two-way connection (subscribe, unsubscribe, publish, presence, refresh,
+ * The commands of a two-way connection (subscribe, unsubscribe, publish, presence, history, refresh,
  * ping), run on its session whatever carries them: the WebSocket endpoint parses a frame into a
  * {@link Command} and hands it here; the replies are the session's notices. The module's own
  * errors are answered with `pushlet:error`; a `PushletUnavailableError` (the broker cannot place
