@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type { PushletModuleOptions } from '../src/index.js';
+import { PushletUnsupportedError, type PushletModuleOptions } from '../src/index.js';
+import { comparePositions, formatCursor, formatPosition, MAX_SEQ, parseResumeId, positionBefore } from '../src/protocol/ids.js';
 import { request, startApp, type TestApp } from './support/app.js';
 import { FIXTURES, type Backend } from './support/conformance/brokers.js';
 import { SseClient, type SseEvent } from './support/sse-client.js';
+import { PerTopicMemoryBroker } from './support/per-topic-broker.js';
 import { within } from './support/wait.js';
 import { WsClient } from './support/ws-client.js';
 
@@ -369,3 +371,45 @@ for (const fixture of FIXTURES) {
     });
   });
 }
+
+describe('rewind and history: a broker without PushletBroker.tail, and the position before a message', () => {
+  const apps: TestApp[] = [];
+  const clients: WsClient[] = [];
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    for (const t of apps.splice(0)) await t.close();
+  });
+
+  it('rewind is ignored (the topic starts from now) and history is refused with a clear error', async () => {
+    const t = await startApp({ heartbeatInterval: 60_000, broker: new PerTopicMemoryBroker() });
+    apps.push(t);
+    await t.pushlet.publish('t', 'n', '1');
+    await assert.rejects(t.pushlet.history('t'), (error: unknown) => error instanceof PushletUnsupportedError && /tail/.test((error as Error).message));
+    const client = await WsClient.open(`${t.wsUrl}/ws`);
+    clients.push(client);
+    await client.waitForEvents('pushlet:connected');
+    const subscribed = await client.call({ action: 'subscribe', topic: 't', rewind: 5, ref: 1 });
+    assert.equal(subscribed.event, 'pushlet:subscribed');
+    await t.pushlet.publish('t', 'n', '2');
+    await client.waitForMessages(1);
+    assert.deepEqual(numbers(client.messages), [2], 'no rewind, live messages only');
+    const refused = await client.call({ action: 'history', topic: 't', ref: 2 });
+    assert.equal(refused.event, 'pushlet:error');
+    assert.match(String(refused.data), /tail/);
+  });
+
+  it('positionBefore stays within the id grammar (plain ids and cursor entries) and sorts just before', () => {
+    for (const position of [
+      { ms: 1_795_709_338_389, seq: 0 },
+      { ms: 1_795_709_338_389, seq: 7 },
+    ]) {
+      const before = positionBefore(position);
+      assert.ok(comparePositions(before, position) < 0);
+      assert.deepEqual(parseResumeId(formatPosition(before)), { kind: 'position', position: before });
+      const cursor = parseResumeId(formatCursor([['abc', before]]));
+      assert.equal(cursor?.kind, 'cursor');
+      assert.deepEqual(cursor?.kind === 'cursor' && cursor.positions.get('abc'), before);
+    }
+    assert.deepEqual(positionBefore({ ms: 10, seq: 0 }), { ms: 9, seq: MAX_SEQ });
+  });
+});
