@@ -323,6 +323,35 @@ for (const fixture of FIXTURES) {
       });
     }
 
+    it('WebSocket: a rewind on a connection that already received messages, then a drop: the resume repeats nothing of its other topics and misses nothing', async () => {
+      const t = await app();
+      const [a, b] = await backend.topics(2);
+      await publish(t, b!, 1, 5);
+      const first = await openWs(t);
+      await first.waitForEvents('pushlet:connected');
+      await first.call({ action: 'subscribe', topic: a, ref: 'a' });
+      await publish(t, a!, 101, 103);
+      await first.waitForMessages(3);
+      await first.call({ action: 'subscribe', topic: b, rewind: 3, ref: 'b' });
+      // The rewound messages came before the reply; the client drops at once, keeping the last id it saw.
+      const seen = first.messages;
+      assert.deepEqual(numbers(seen), [101, 102, 103, 3, 4, 5]);
+      const lastId = String(seen.at(-1)!.id);
+      first.close();
+      await publish(t, a!, 104, 104);
+      await publish(t, b!, 6, 6);
+      const second = await openWs(t);
+      await second.waitForEvents('pushlet:connected');
+      await second.call({ action: 'subscribe', topics: [a, b], lastEventId: lastId, ref: 'again' });
+      await second.waitForMessages(2);
+      assert.deepEqual(
+        numbers(second.messages).sort((x, y) => x - y),
+        [6, 104],
+        `exactly what followed: ${JSON.stringify(second.messages)}`,
+      );
+      assert.equal(second.events('pushlet:reset').length, 0);
+    });
+
     it('the id of pushlet:connected after a rewind resumes exactly: the rewound messages again, then what followed', async () => {
       const t = await app();
       const [topic] = await backend.topics(1);

@@ -97,6 +97,16 @@ export class Session implements FeedSink {
   private expiry: NodeJS.Timeout | undefined;
   /** `start()` was called: frames may be written. */
   private started = false;
+  /** With `ordering: 'total'`: the newest id the client may hold (the connected one, then each message's). */
+  private highWater: Position | undefined;
+  /**
+   * With `ordering: 'total'`: topics being rewound on a connection that already handed out an id,
+   * with that id's position. Their rewound messages at or before it carry it as their id, so that
+   * the connection's ids never go back: a client that drops in the middle resumes its other topics
+   * exactly (at worst the rest of an interrupted rewind, older than the subscription, is not sent
+   * again).
+   */
+  private rewoundBelow: Map<string, Position> | undefined;
 
   constructor(
     private readonly context: SessionContext,
@@ -206,6 +216,7 @@ export class Session implements FeedSink {
     try {
       caughtUp = await this.feed.add(starts, (resets) => {
         if (this.ended) return;
+        if (this.context.ordering === 'total') this.highWater = this.oldestPosition();
         this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }, this.resetData(resets), this.context.heartbeatMs?.()));
         for (const { topic, reason } of refused) this.output.notice({ event: EVENTS.error, data: reason, topic });
       });
@@ -220,12 +231,15 @@ export class Session implements FeedSink {
   /** Subscribes more topics (WebSocket), resuming them after `lastEventId` when given, else rewinding them by `rewind`. */
   async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined, rewind = 0): Promise<void> {
     this.ref = ref;
+    const ceiling = rewind > 0 && lastEventId === undefined ? this.highWater : undefined;
+    if (ceiling) for (const topic of topics) (this.rewoundBelow ??= new Map()).set(topic, ceiling);
     try {
       const caughtUp = await this.feed.add(this.starts(topics, lastEventId, rewind));
       this.live(topics);
       this.countResume(lastEventId, caughtUp);
     } finally {
       this.ref = undefined;
+      if (ceiling) for (const topic of topics) this.rewoundBelow?.delete(topic);
     }
   }
 
@@ -248,7 +262,11 @@ export class Session implements FeedSink {
 
   deliver(envelope: Envelope): void {
     if (this.ended) return;
-    this.output.message(envelope, this.context.ordering === 'per-topic' ? this.resumeId() : undefined);
+    if (this.context.ordering === 'per-topic') return this.output.message(envelope, this.resumeId());
+    const ceiling = this.rewoundBelow?.get(envelope.topic);
+    if (ceiling && comparePositions(envelope.position, ceiling) <= 0) return this.output.message(envelope, formatPosition(ceiling));
+    if (!this.highWater || comparePositions(envelope.position, this.highWater) > 0) this.highWater = envelope.position;
+    this.output.message(envelope, undefined);
   }
 
   /** Tells that messages of `topics` may be missing, for `reason` (see {@link TopicRegistry.named}). */
@@ -275,12 +293,17 @@ export class Session implements FeedSink {
    */
   resumeId(): string {
     if (this.context.ordering === 'per-topic') return this.cursor.write(this.feed.topicPositions);
+    return formatPosition(this.oldestPosition());
+  }
+
+  /** The oldest of the topics' positions (ids ordered across topics). */
+  private oldestPosition(): Position {
     let oldest: Position | undefined;
     for (const { position } of this.feed.topicPositions.values()) {
       const last = position.last;
       if (last && (!oldest || comparePositions(last, oldest) < 0)) oldest = last;
     }
-    return formatPosition(oldest ?? { ms: 0, seq: 0 });
+    return oldest ?? { ms: 0, seq: 0 };
   }
 
   /**
