@@ -1,12 +1,5 @@
-import type {
-  BrokerEvents,
-  BrokerPublication,
-  BrokerRecord,
-  PushletBroker,
-  PushletControlCommand,
-  TailRequest,
-  TopicRead,
-} from '../interfaces/broker.interface.js';
+import type { BrokerEvents, BrokerPublication, PushletBroker, PushletControlCommand, TopicRead } from '../interfaces/broker.interface.js';
+import type { BrokerRecord, TailRequest } from '../interfaces/broker.interface.js';
 import { encodeControl, parseControl } from '../core/control.js';
 import { parsePosition, type Position } from '../protocol/ids.js';
 import type { LoggerService } from '@nestjs/common';

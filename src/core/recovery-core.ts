@@ -1,14 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { LoggerService } from '@nestjs/common';
-import type {
-  BrokerEvents,
-  BrokerRecord,
-  PushletBroker,
-  PushletBrokerStatus,
-  PushletControlCommand,
-  TailRequest,
-  TopicRead,
-} from '../interfaces/broker.interface.js';
+import type { BrokerEvents, BrokerRecord, PushletBroker, PushletBrokerStatus, PushletControlCommand, TopicRead } from '../interfaces/broker.interface.js';
 import { comparePositions, formatPosition, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BrokerLink, type BrokerLinkState } from './broker-link.js';
@@ -264,7 +256,7 @@ export class RecoveryCore {
    * ready, like a replay: the broker only reads, nothing here is recovery.
    * @throws PushletBrokerError while the broker cannot be read (not ready, or no `tail`).
    */
-  async tail(requests: readonly TailRequest[]): Promise<Envelope[][]> {
+  async tail(requests: ReadonlyArray<{ readonly topic: string; readonly limit: number; readonly before?: Position }>): Promise<Envelope[][]> {
     if (!this.broker.tail) throw new PushletBrokerError(MESSAGES.historyUnsupported);
     if (this.link.state !== 'ready') throw new PushletBrokerError(MESSAGES.brokerNotConnected);
     const pages = await this.broker.tail(requests);
