@@ -352,6 +352,21 @@ for (const fixture of FIXTURES) {
       assert.equal(second.events('pushlet:reset').length, 0);
     });
 
+    it('many rewinds and history reads at once (one turn): each gets its own count', async () => {
+      const t = await app();
+      const [topic] = await backend.topics(1);
+      await publish(t, topic!, 1, 8);
+      const counts = [1, 3, 5, 2, 8, 20];
+      const clients = await Promise.all(counts.map((n) => openSse(t, `/events?topic=${topic}&rewind=${n}`)));
+      const pages = await Promise.all([t.pushlet.history(topic!, { limit: 2 }), t.pushlet.history(topic!, { limit: 4 })]);
+      await Promise.all(clients.map((client, i) => client.waitFor(() => client.messages.length >= Math.min(counts[i]!, 8), 5_000, `rewind ${counts[i]}`)));
+      await t.pushlet.publish(topic!, 'n', '9');
+      await Promise.all(clients.map((client, i) => client.waitFor(() => client.messages.length >= Math.min(counts[i]!, 8) + 1, 5_000, 'the live message')));
+      clients.forEach((client, i) => assert.deepEqual(numbers(client.messages), range(9 - Math.min(counts[i]!, 8), 9), `rewind=${counts[i]}`));
+      assert.deepEqual(numbers(pages[0]), [7, 8]);
+      assert.deepEqual(numbers(pages[1]), [5, 6, 7, 8]);
+    });
+
     it('the id of pushlet:connected after a rewind resumes exactly: the rewound messages again, then what followed', async () => {
       const t = await app();
       const [topic] = await backend.topics(1);
