@@ -1,4 +1,13 @@
-import type { BrokerEvents, BrokerPatterns, BrokerPublication, PushletBroker, PushletControlCommand, TopicRead } from '../interfaces/broker.interface.js';
+import type {
+  BrokerEvents,
+  BrokerPatterns,
+  BrokerPublication,
+  BrokerRecord,
+  PushletBroker,
+  PushletControlCommand,
+  TailRequest,
+  TopicRead,
+} from '../interfaces/broker.interface.js';
 import { encodeControl, parseControl } from '../core/control.js';
 import { parsePosition, type Position } from '../protocol/ids.js';
 import type { LoggerService } from '@nestjs/common';
@@ -215,6 +224,10 @@ export class RedisBroker implements PushletBroker {
 
   read(requests: ReadonlyArray<{ readonly topic: string; readonly after: Position }>): Promise<TopicRead[]> {
     return this.onCommand(this.history.read(requests), 'a history read');
+  }
+
+  tail(requests: readonly TailRequest[]): Promise<BrokerRecord[][]> {
+    return this.onCommand(this.history.tail(requests), 'a history read');
   }
 
   positions(topics: readonly string[]): Promise<Position[]> {

@@ -4,9 +4,9 @@ import type { BrokerRecord, TopicRead, TopicsAfter } from '../interfaces/broker.
 import { comparePositions as compareIds, parsePosition as parseId, type Position as ParsedId } from '../protocol/ids.js';
 import { encodeBody, idText, receive, type WireMessage } from './redis-codec.js';
 import { firstSegment, type RedisKeys } from './redis-keys.js';
-import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, TOPICS_SCRIPT } from './redis-scripts.js';
+import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, TAIL_SCRIPT, TOPICS_SCRIPT } from './redis-scripts.js';
 
-const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT, TOPICS_SCRIPT];
+const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT, TAIL_SCRIPT, TOPICS_SCRIPT];
 
 /** At most this many publications per script call, and about this many bytes of data. */
 const MAX_BATCH_MESSAGES = 256;
@@ -171,6 +171,27 @@ export class RedisHistory {
     // In a cluster each topic lives in its own slot: one script per topic, on its shard.
     const perTopic = await Promise.all(requests.map((request) => this.runReplay([request], [])));
     return requests.map((request, i) => this.interpret([request], perTopic[i]!)[0]!);
+  }
+
+  /**
+   * Each topic's newest records (at most `limit`, strictly before `before`), oldest first, none
+   * older than the max age: one script call on a single server, one per topic on a Cluster.
+   */
+  async tail(requests: ReadonlyArray<{ readonly topic: string; readonly limit: number; readonly before?: ParsedId }>): Promise<BrokerRecord[][]> {
+    // Nothing comes before 0-0 (and Redis refuses it as an exclusive end).
+    const wanted = requests.filter(({ limit, before }) => limit >= 1 && !(before && before.ms === 0 && before.seq === 0));
+    const groups = this.cluster ? wanted.map((request) => [request]) : wanted.length > 0 ? [wanted] : [];
+    const replies = await Promise.all(groups.map((group) => this.runTail(group)));
+    const byRequest = new Map(groups.flatMap((group, g) => group.map((request, i) => [request, replies[g]![i]!] as const)));
+    return requests.map((request) => byRequest.get(request) ?? []);
+  }
+
+  private async runTail(requests: ReadonlyArray<{ readonly topic: string; readonly limit: number; readonly before?: ParsedId }>): Promise<BrokerRecord[][]> {
+    const keys = requests.map((request) => this.keys.stream(request.topic));
+    const args: Array<string | number> = [this.limits.maxAgeMs];
+    for (const { limit, before } of requests) args.push(before ? `(${idText(before)}` : '+', Math.floor(limit));
+    const reply = (await TAIL_SCRIPT.run(this.client, keys, args)) as unknown[];
+    return requests.map((_, i) => readEntries((reply[1 + i] as Array<[string, string[]]> | undefined) ?? []).reverse());
   }
 
   private async runReplay(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, extraKeys: string[]): Promise<ReplayReply> {

@@ -385,3 +385,25 @@ end
 return position
 `,
 );
+
+/**
+ * Reads the newest entries of streams (rewind and history), after trimming what is older than
+ * the max age, as the replay script does, so that nothing expired is ever returned.
+ *
+ * KEYS[1..n] streams. ARGV[1] history max age (ms); then per stream: the exclusive end
+ * (`(<id>`, or `+` for the newest) and the most entries to return.
+ * Returns { now, entries per stream, newest first }; entries are `{ id, { field, value, ... } }`.
+ */
+export const TAIL_SCRIPT = new RedisScript(
+  'tail',
+  `${LUA_HELPERS}
+local now = now_ms()
+local cutoff = format_id(now - tonumber(ARGV[1]), 0)
+local out = { string.format('%d', now) }
+for i = 1, #KEYS do
+  redis.call('XTRIM', KEYS[i], 'MINID', '=', cutoff)
+  out[#out + 1] = redis.call('XREVRANGE', KEYS[i], ARGV[2 * i], '-', 'COUNT', tonumber(ARGV[2 * i + 1]))
+end
+return out
+`,
+);
