@@ -336,12 +336,16 @@ export class Feed {
    * history, or a broker that cannot read its newest history, starts from now.
    */
   private async rewindStarts(starts: readonly TopicStart[], from: ReadonlyMap<TopicStart, Position>): Promise<Map<TopicStart, Position>> {
-    const rewinding = starts.filter((start) => (start.rewind ?? 0) > 0 && !start.pattern && !start.after && !start.resetReason && from.has(start));
+    const rewinding = starts.filter((start) => (start.rewind ?? 0) > 0 && !start.after && !start.resetReason && from.has(start));
     const out = new Map<TopicStart, Position>();
     if (rewinding.length === 0 || !this.broker.canTail) return out;
-    const tails = await unavailableUnless(this.broker.tail(rewinding.map(({ topic, rewind }) => ({ topic, limit: rewind! }))));
-    rewinding.forEach((start, i) => {
-      const oldest = tails[i]?.[0];
+    const topics = rewinding.filter((start) => !start.pattern);
+    const pages = topics.length > 0 ? await unavailableUnless(this.broker.tail(topics.map(({ topic, rewind }) => ({ topic, limit: rewind! })))) : [];
+    const tails = new Map(topics.map((start, i) => [start, pages[i]]));
+    // A pattern's rewind: the newest messages of all its topics together.
+    for (const start of rewinding) if (start.pattern) tails.set(start, await unavailableUnless(this.broker.tailPattern(start.topic, start.rewind!)));
+    rewinding.forEach((start) => {
+      const oldest = tails.get(start)?.[0];
       if (!oldest) return;
       const before = positionBefore(oldest.position);
       const now = from.get(start)!;

@@ -352,6 +352,23 @@ export class RecoveryCore {
   }
 
   /**
+   * The newest `limit` messages of a pattern's topics still in history, oldest first (a pattern's
+   * rewind): the broker names the topics holding any, each one's newest are read, the newest of all
+   * kept.
+   */
+  async tailPattern(pattern: string, limit: number): Promise<Envelope[]> {
+    if (this.link.state !== 'ready') throw new PushletBrokerError(MESSAGES.brokerNotConnected);
+    const index = await this.patternRouting().topicsAfter({ ms: 0, seq: 0 }, [pattern]);
+    const topics = index.topics.filter((topic) => matchesPattern(pattern, topic));
+    if (topics.length === 0) return [];
+    const pages = await this.tail(topics.map((topic) => ({ topic, limit })));
+    return pages
+      .flat()
+      .sort((a, b) => comparePositions(a.position, b.position))
+      .slice(-limit);
+  }
+
+  /**
    * For each topic, a position at or before every message of it not yet delivered here, and
    * after every one already delivered: a new connection starts from these, so that if it drops
    * before its first message, resuming from them loses nothing. While the broker cannot be asked,
