@@ -23,8 +23,11 @@ import type { ResolvedRedisOptions } from './redis-options.js';
 
 /**
  * Most pub/sub globs one instance holds for pattern subscriptions; past it, one catch-all glob
- * (see `RedisBroker.globsWanted`). Measured with `bench/` (pattern-routing): Redis publishing
- * slows by about 1 % per 10 globs held across its clients.
+ * (see `RedisBroker.globsWanted`). Every glob any client holds costs Redis about 0.02 µs per
+ * publication (measured with a bare PUBLISH pipeline: 0.5 µs each with none, 1.05 with 32 globs,
+ * 11.4 with 512, 43 with 2,048), against 10 to 15 µs for a publication with history: 32 per
+ * instance is a few per cent of it, while an instance taking every message it does not need
+ * through the catch-all glob pays more than that in CPU of its own.
  */
 const MAX_GLOBS = 32;
 
