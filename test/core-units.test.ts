@@ -40,6 +40,21 @@ async function started(adapter: PushletBroker = new MemoryBroker(LIMITS)) {
   return { broker, registry, memory: adapter as MemoryBroker };
 }
 
+describe('the recovery core started with nothing watched', () => {
+  it('does not keep holding live records once ready: a topic watched later gets them', async () => {
+    const memory = new MemoryBroker(LIMITS);
+    const core = new RecoveryCore(memory, SILENT);
+    const seen: string[] = [];
+    await core.start({ message: (envelope) => seen.push(envelope.message.data), gap: () => undefined, control: () => undefined });
+    assert.equal(core.stats().state, 'ready');
+    await core.watch('t');
+    memory.record('t', 'message', 'one');
+    await core.publish('t', 'message', 'two');
+    assert.deepEqual(seen, ['one', 'two']);
+    await core.stop();
+  });
+});
+
 /** The old merged shape of a memory history read: records in position order, and the topics that are incomplete or unknown. */
 function replay(history: MemoryHistory, requests: ReadonlyArray<{ topic: string; after: Position }>) {
   const reads: TopicRead[] = history.read(requests);

@@ -513,6 +513,11 @@ export class RecoveryCore {
         await this.deliverRecovered(reads, requests, expanded && { requests: patternRequests, verdicts: expanded.verdicts(reads.slice(requests.length)) });
         if (!current()) return;
       }
+      // No round ran (nothing watched yet): what was held meanwhile is live now.
+      const held = this.held;
+      this.held = undefined;
+      if (held) await held.finish([], (record) => void this.accept(record));
+      if (!current()) return;
       this.everReady = true;
       this.lastRecoveryError = undefined;
       this.link.to('ready');
