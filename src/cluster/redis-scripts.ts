@@ -85,8 +85,9 @@ end
  * entries are trimmed, the `p` of the oldest entry left says exactly up to where history is gone.
  *
  * Count trimming is exact on every append; age trimming and the keys' lifetimes are renewed once
- * per quarter of the max age per topic (marker field `e`), and the replay script trims by age
- * before it reads, so nothing older than the max age is ever replayed.
+ * per quarter of the max age per topic (marker field `e`), and the replay script skips entries
+ * older than the max age (without trimming them: reads do not write), so nothing older than the
+ * max age is ever replayed.
  */
 export const PUBLISH_SCRIPT = new RedisScript(
   'publish',
@@ -232,10 +233,19 @@ return out
  *
  * Per topic, the floor is the position from which its history is complete: the latest of the
  * horizon (single server: the epoch, recreated at now when Redis lost it; Cluster: the topic's
- * own, likewise), the `p` of the stream's oldest entry or, for a stream with no entries, the
- * topic's last id (a topic whose marker expired, idle for the marker's lifetime, is complete only
- * from that long ago). History after an id before the floor is incomplete. Expired entries are
- * trimmed first, so nothing older than the max age is replayed.
+ * own, likewise), the `p` of the stream's oldest entry not older than the max age or, for a
+ * stream with no such entry, the topic's last id (a topic whose marker expired, idle for the marker's lifetime, is complete only
+ * from that long ago). History after an id before the floor is incomplete.
+ *
+ * Reads do not write, but for a missing horizon: the publish script trims and renews lifetimes.
+ * Entries older than the max age may still be in the stream (the publish script trims by age only
+ * once per quarter of it); the read skips them as if they were trimmed: it starts at the age
+ * cutoff, and the floor is the `p` of the first entry at or after the cutoff (the id of the entry
+ * before it, trimmed or expired), exactly what it would be had the stream just been trimmed. The
+ * one write: a horizon found missing (single server: the epoch's; Cluster: the topic's, as when
+ * its marker expired or a failover lost it) is recreated at now, as `EPOCH_SCRIPT` or
+ * `POSITION_SCRIPT` would, so that later reads agree on it; without it, every read would put the
+ * floor at its own now and report a loss again after each one.
  *
  * Returns { now, { floor, entries } per stream }; entries are `{ id, { field, value, ... } }`.
  */
@@ -268,12 +278,12 @@ for i = 1, n do
     if not marks[2] then
       marks[2] = format_id(now, 0)
       redis.call('HSET', meta, 'h', marks[2])
+      redis.call('PEXPIRE', meta, meta_ttl)
     end
     floor = later(floor, marks[2])
   end
-  redis.call('PEXPIRE', meta, meta_ttl)
-  redis.call('XTRIM', stream, 'MINID', '=', cutoff)
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  -- The first entry not expired (older ones are skipped as if trimmed; see above).
+  local first = redis.call('XRANGE', stream, cutoff, '+', 'COUNT', 1)[1]
   if first then
     local fields = first[2]
     for j = 1, #fields, 2 do
@@ -284,7 +294,9 @@ for i = 1, n do
   else
     floor = later(floor, format_id(now - meta_ttl, 0))
   end
-  out[#out + 1] = { floor, redis.call('XRANGE', stream, '(' .. after, '+') }
+  local from = '(' .. after
+  if id_lt(after, cutoff) then from = cutoff end
+  out[#out + 1] = { floor, redis.call('XRANGE', stream, from, '+') }
 end
 return out
 `,
