@@ -592,4 +592,40 @@ describe('Publishing through the recovery core (core/recovery-core.ts, core/outb
     assert.equal(core.stats().queued, 0);
     await core.stop();
   });
+
+  it('with a remote (batching) broker: one call per turn, sent without waiting for the calls before it to be answered', async () => {
+    class SlowRemote extends MemoryBroker {
+      readonly batching = true;
+      readonly calls: string[][] = [];
+      readonly answers: Array<() => void> = [];
+      override append(publications: readonly BrokerPublication[]): Array<Promise<Position>> {
+        this.calls.push(publications.map((p) => p.data));
+        return super.append(publications).map((answer) => new Promise<Position>((resolve) => this.answers.push(() => resolve(answer))));
+      }
+    }
+    const broker = new SlowRemote(LIMITS);
+    const core = new RecoveryCore(broker, SILENT);
+    await core.start({ message: () => undefined, gap: () => undefined, control: () => undefined });
+    const published: Array<Promise<Envelope>> = [];
+    for (const turn of ['a', 'b', 'c']) {
+      for (let i = 1; i <= 3; i++) published.push(core.publish('t', 'message', `${turn}${i}`));
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.deepEqual(
+      broker.calls,
+      [
+        ['a1', 'a2', 'a3'],
+        ['b1', 'b2', 'b3'],
+        ['c1', 'c2', 'c3'],
+      ],
+      'three calls in flight at once, none answered',
+    );
+    for (const answer of broker.answers) answer();
+    assert.deepEqual(
+      (await Promise.all(published)).map((envelope) => envelope.message.data),
+      ['a1', 'a2', 'a3', 'b1', 'b2', 'b3', 'c1', 'c2', 'c3'],
+    );
+    await core.stop();
+  });
 });
