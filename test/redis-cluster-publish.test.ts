@@ -78,6 +78,37 @@ describe('Redis Cluster publish path: one script call per master, slots moving u
     assert.deepEqual(await readAll(topics[3]!), ['warm:cp/3', 'one:cp/3', 'one:cp/3']);
   });
 
+  it('reads the topics of many slots with one call per master, and again slot by slot on a stale slot map', async () => {
+    const topics = Array.from({ length: 40 }, (_, i) => `rd/${i}`);
+    const ids = await publish(topics, 'r');
+    const at = (id: string) => ({ ms: Number(id.split('-')[0]), seq: Number(id.split('-')[1]) - 1 });
+    const requests = topics.map((topic, i) => ({ topic, after: at(ids[i]!) }));
+    const before = await totalCalls();
+    const reads = await history.read(requests);
+    assert.equal((await totalCalls()) - before, 3, 'one read per master for 40 topics');
+    reads.forEach((read, i) =>
+      assert.deepEqual(
+        read.records.map((r) => r.data),
+        [`r:${topics[i]}`],
+      ),
+    );
+    const ports = cluster.servers.map((s) => s.port);
+    let moved: string | undefined;
+    for (const topic of topics) if ((await cluster.masterOfSlot(clusterKeySlot(keys.stream(topic)))) === ports[0]) moved = topic;
+    const slot = clusterKeySlot(keys.stream(moved!));
+    await moveSlot(slot, ports[0]!, ports[1]!, true);
+    assert.equal(client.slots[slot]![0], `127.0.0.1:${ports[0]}`, 'the client does not know yet');
+    const again = await history.read(requests);
+    again.forEach((read, i) => {
+      assert.deepEqual(
+        read.records.map((r) => r.data),
+        [`r:${topics[i]}`],
+        topics[i],
+      );
+      assert.deepEqual(read.floor, reads[i]!.floor, `${topics[i]}: the same floor`);
+    });
+  });
+
   for (const finish of [false, true]) {
     it(`publishes exactly once when a slot ${finish ? 'moved' : 'is moving (keys already on the target)'} behind the client's back`, async () => {
       const topics = Array.from({ length: 40 }, (_, i) => `mv${finish ? 'd' : 'g'}/${i}`);

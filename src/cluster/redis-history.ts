@@ -4,11 +4,11 @@ import type { BrokerRecord, TopicRead, TopicsAfter } from '../interfaces/broker.
 import { comparePositions as compareIds, parsePosition as parseId, type Position as ParsedId } from '../protocol/ids.js';
 import { encodeBody, idText, receive, type WireMessage } from './redis-codec.js';
 import { firstSegment, type RedisKeys } from './redis-keys.js';
-import { CLUSTER_PUBLISH_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, TOPICS_SCRIPT } from './redis-scripts.js';
+import { CLUSTER_PUBLISH_SCRIPT, CLUSTER_REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, TOPICS_SCRIPT } from './redis-scripts.js';
 
 const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT, TOPICS_SCRIPT];
 // The Cluster's publish script has a shebang (Redis 7), which a single Redis 6.2 would refuse.
-const CLUSTER_SCRIPTS = [CLUSTER_PUBLISH_SCRIPT, REPLAY_SCRIPT, POSITION_SCRIPT];
+const CLUSTER_SCRIPTS = [CLUSTER_PUBLISH_SCRIPT, CLUSTER_REPLAY_SCRIPT, POSITION_SCRIPT];
 
 /** At most this many publications per script call, and about this many bytes of data. */
 const MAX_BATCH_MESSAGES = 256;
@@ -215,16 +215,77 @@ export class RedisHistory {
   /** Reads each topic's history after its own position. */
   async read(requests: ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>): Promise<TopicRead[]> {
     if (requests.length === 0) return [];
-    if (!this.cluster) return this.interpret(requests, await this.runReplay(requests, [this.keys.epoch]));
-    // In a cluster each topic lives in its own slot: one script per topic, on its shard.
-    const perTopic = await Promise.all(requests.map((request) => this.runReplay([request], [])));
-    return requests.map((request, i) => this.interpret([request], perTopic[i]!)[0]!);
+    if (!this.cluster) return this.interpret(requests, await this.runReplay(this.client, requests, [this.keys.epoch]));
+    // In a cluster each topic lives in its own slot: one call per master, as for publications.
+    const slots = (this.client as Cluster).slots;
+    const groups = new Map<string, number[]>();
+    requests.forEach((request, i) => {
+      const slot = clusterKeySlot(this.keys.stream(request.topic));
+      const key = slots[slot]?.[0] ?? `slot ${slot}`;
+      const group = groups.get(key);
+      if (group) group.push(i);
+      else groups.set(key, [i]);
+    });
+    const out = new Array<TopicRead>(requests.length);
+    await Promise.all(
+      [...groups].map(async ([key, indices]) => {
+        const reads = await this.readOnMaster(
+          key,
+          indices.map((i) => requests[i]!),
+        );
+        indices.forEach((i, k) => (out[i] = reads[k]!));
+      }),
+    );
+    return out;
   }
 
-  private async runReplay(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, extraKeys: string[]): Promise<ReplayReply> {
-    const keys = [...requests.map((r) => this.keys.stream(r.topic)), ...requests.map((r) => this.keys.meta(r.topic)), ...extraKeys];
-    const args = [requests.length, this.cluster ? '1' : '0', this.limits.maxAgeMs, this.markerLifetimeMs, ...requests.map((r) => idText(r.after))];
-    return (await REPLAY_SCRIPT.run(this.client, keys, args)) as ReplayReply;
+  /**
+   * Cluster: one read for the topics of several slots, on the connection of the master the slot
+   * map names (see {@link appendOnMaster}); refused (a stale map, a slot moving), it is read
+   * again one slot per call through the Cluster client, which follows redirections. The one
+   * write a read may make (a missing horizon) is made only on a key the master serves.
+   */
+  private async readOnMaster(nodeKey: string, requests: ReadonlyArray<{ topic: string; after: ParsedId }>): Promise<TopicRead[]> {
+    const bySlot = new Map<number, Array<{ topic: string; after: ParsedId }>>();
+    for (const request of requests) {
+      const slot = clusterKeySlot(this.keys.stream(request.topic));
+      const list = bySlot.get(slot);
+      if (list) list.push(request);
+      else bySlot.set(slot, [request]);
+    }
+    const node = bySlot.size > 1 ? (this.client as Cluster).nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey) : undefined;
+    if (node) {
+      try {
+        return this.interpret(requests, await this.runReplay(node, requests, []));
+      } catch (error) {
+        if (!(error instanceof Error) || error.name !== 'ReplyError') throw error;
+      }
+    }
+    const byTopic = new Map<{ topic: string; after: ParsedId }, TopicRead>();
+    await Promise.all(
+      [...bySlot.values()].map(async (part) => {
+        const reads = this.interpret(part, await this.runReplay(this.client, part, []));
+        part.forEach((request, i) => byTopic.set(request, reads[i]!));
+      }),
+    );
+    return requests.map((request) => byTopic.get(request)!);
+  }
+
+  /** One replay call (on a Cluster, declaring the keys of the first topic's slot; the names of all in ARGV). */
+  private async runReplay(client: Redis | Cluster, requests: ReadonlyArray<{ topic: string; after: ParsedId }>, extraKeys: string[]): Promise<ReplayReply> {
+    const streams = requests.map((r) => this.keys.stream(r.topic));
+    const metas = requests.map((r) => this.keys.meta(r.topic));
+    const args: Array<string | number> = [
+      requests.length,
+      this.cluster ? '1' : '0',
+      this.limits.maxAgeMs,
+      this.markerLifetimeMs,
+      ...requests.map((r) => idText(r.after)),
+    ];
+    if (!this.cluster) return (await REPLAY_SCRIPT.run(client, [...streams, ...metas, ...extraKeys], args)) as ReplayReply;
+    const firstSlot = clusterKeySlot(streams[0]!);
+    const declared = requests.flatMap((_, i) => (clusterKeySlot(streams[i]!) === firstSlot ? [streams[i]!, metas[i]!] : []));
+    return (await CLUSTER_REPLAY_SCRIPT.run(client, declared, [...args, ...streams, ...metas])) as ReplayReply;
   }
 
   private interpret(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, reply: ReplayReply): TopicRead[] {

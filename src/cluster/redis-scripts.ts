@@ -257,7 +257,7 @@ export const CLUSTER_PUBLISH_SCRIPT = new RedisScript('publish-cluster', `#!lua 
  * Reads history after given ids, per topic, and says per topic whether it is complete.
  *
  * KEYS[1..n] streams; KEYS[n+1..2n] their marker hashes; KEYS[2n+1] (single server only) the
- * epoch hash. ARGV[1] n, ARGV[2] '1' on a Cluster, ARGV[3] history max age (ms), ARGV[4] the
+ * epoch hash (Cluster: see {@link CLUSTER_REPLAY_SCRIPT}). ARGV[1] n, ARGV[2] '1' on a Cluster, ARGV[3] history max age (ms), ARGV[4] the
  * markers' lifetime (ms), ARGV[5..n+4] the exclusive id to read after, per stream.
  *
  * Per topic, the floor is the position from which its history is complete: the latest of the
@@ -278,9 +278,7 @@ export const CLUSTER_PUBLISH_SCRIPT = new RedisScript('publish-cluster', `#!lua 
  *
  * Returns { now, { floor, entries } per stream }; entries are `{ id, { field, value, ... } }`.
  */
-export const REPLAY_SCRIPT = new RedisScript(
-  'replay',
-  `${LUA_HELPERS}
+const REPLAY_BODY = `${LUA_HELPERS}
 local n = tonumber(ARGV[1])
 local cluster = ARGV[2] == '1'
 local now = now_ms()
@@ -301,6 +299,7 @@ local function later(a, b)
 end
 for i = 1, n do
   local stream, meta, after = KEYS[i], KEYS[n + i], ARGV[4 + i]
+  if cluster then stream, meta = ARGV[4 + n + i], ARGV[4 + 2 * n + i] end
   local floor = horizon or format_id(0, 0)
   local marks = redis.call('HMGET', meta, 'l', 'h')
   if cluster then
@@ -328,8 +327,18 @@ for i = 1, n do
   out[#out + 1] = { floor, redis.call('XRANGE', stream, from, '+') }
 end
 return out
-`,
-);
+`;
+
+export const REPLAY_SCRIPT = new RedisScript('replay', REPLAY_BODY);
+
+/**
+ * {@link REPLAY_SCRIPT} on a Cluster: one call reads the topics of several slots of one master
+ * (`allow-cross-slot-keys`). KEYS: the streams and marker hashes of the call's first slot,
+ * declared; ARGV as for the single server, then the n streams and the n marker hashes. A topic
+ * whose keys this master does not serve fails the call (the caller reads again slot by slot);
+ * its one write, a missing horizon, is only ever made on a key the master serves.
+ */
+export const CLUSTER_REPLAY_SCRIPT = new RedisScript('replay-cluster', `#!lua flags=allow-cross-slot-keys\n${REPLAY_BODY}`);
 
 /**
  * The topics that may hold messages after a position, for pattern resumes (single server): those
