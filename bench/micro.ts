@@ -9,11 +9,14 @@
  * - `metrics-cost` (issue 15): what counting costs per message: the fan-out count, and with the
  *   Prometheus metrics mounted, the two histogram observations (publish duration, broker lag).
  *   Each is paid once per message, whatever the number of subscribers.
- * Run: npm run build:all && node --expose-gc build/bench/micro.js [history-memory|cursor-cost|metrics-cost] (all three without one).
+ * - `pattern-match` (issue 23): what routing a message to pattern subscriptions costs an instance:
+ *   one match of its topic against every pattern held (a segment trie), for 10 to 10,000 patterns.
+ * Run: npm run build:all && node --expose-gc build/bench/micro.js [history-memory|cursor-cost|metrics-cost|pattern-match] (all without one).
  */
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
 import { TopicPosition } from '../src/core/catch-up.js';
+import { PatternIndex } from '../src/core/pattern-index.js';
 import { ResumeCursorWriter } from '../src/core/resume-cursor.js';
 import { Envelope, MemoryBroker } from '../src/index.js';
 import { PushletCounters } from '../src/metrics/pushlet-counters.js';
@@ -135,7 +138,29 @@ function metricsCost(): void {
   for (const [what, ns] of rows) console.log(`| ${what} | ${ns.toFixed(0)} |`);
 }
 
-const TOOLS: Record<string, () => void | Promise<void>> = { 'history-memory': historyMemory, 'cursor-cost': cursorCost, 'metrics-cost': metricsCost };
+function patternMatch(): void {
+  const topics = Array.from({ length: 1_000 }, (_, i) => (i % 2 ? `orders/${i}/x` : `users/${i}/a/b`));
+  console.log('| patterns held | ns per message | matches per message |\n| ---: | ---: | ---: |');
+  for (const count of [10, 100, 1_000, 10_000]) {
+    const index = new PatternIndex<number>();
+    for (let i = 0; i < count; i++) index.set(i % 2 ? `orders/${i}/*` : `users/${i}/#`, i);
+    let matches = 0;
+    const rounds = 500_000;
+    for (let i = 0; i < rounds / 5; i++) matches += index.match(topics[i % topics.length]!).length;
+    matches = 0;
+    const started = performance.now();
+    for (let i = 0; i < rounds; i++) matches += index.match(topics[i % topics.length]!).length;
+    const ns = ((performance.now() - started) * 1e6) / rounds;
+    console.log(`| ${count} | ${ns.toFixed(0)} | ${(matches / rounds).toFixed(2)} |`);
+  }
+}
+
+const TOOLS: Record<string, () => void | Promise<void>> = {
+  'history-memory': historyMemory,
+  'cursor-cost': cursorCost,
+  'metrics-cost': metricsCost,
+  'pattern-match': patternMatch,
+};
 const wanted = process.argv.slice(2);
 for (const name of wanted.length ? wanted : Object.keys(TOOLS)) {
   if (!TOOLS[name]) throw new Error(`unknown measurement ${name} (one of ${Object.keys(TOOLS).join(', ')})`);

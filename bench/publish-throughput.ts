@@ -6,7 +6,14 @@
  * publications outstanding, for `durationMs` after a warm-up. Redis CPU and commands from INFO,
  * instance CPU from process.cpuUsage() of the measuring process (which only publishes): the
  * scenario runs it in a process of its own, `node build/bench/publish-throughput.js [durationMs]
- * [inFlight] [--json]` (ONLY=bare,multi,pushlet,socketio,cluster picks variants).
+ * [inFlight] [--json]` (ONLY=bare,multi,pushlet,socketio,cluster,patterns picks variants).
+ *
+ * `patterns` (issue 23): three instances in this process on the server, one publishing (measured)
+ * and two holding the subscriptions, every message delivered once: to 100 exact subscriptions,
+ * then to 10,000 patterns held across the two (`orders/<n>/*`, one first segment: each holder gets
+ * the segment's traffic and matches it), then to the 100 exact subscriptions again with 10,000
+ * patterns of distinct first segments held (`p<n>/#`, matching nothing published: what holding
+ * them costs Redis and the holders, which then take every message through one catch-all glob).
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -37,14 +44,14 @@ interface ThroughputResult {
 type Publish = (topic: string, i: number) => Promise<unknown>;
 
 /** Keeps `inFlight` publications outstanding for `ms`; resolves to how many completed. */
-async function drive(publish: Publish, ms: number, inFlight: number): Promise<number> {
+async function drive(publish: Publish, ms: number, inFlight: number, topicOf = (n: number) => `bench/t${n % TOPICS}`): Promise<number> {
   let done = 0;
   let i = 0;
   const end = Date.now() + ms;
   const worker = async () => {
     while (Date.now() < end) {
       const n = i++;
-      await publish(`bench/t${n % TOPICS}`, n);
+      await publish(topicOf(n), n);
       done += 1;
     }
   };
@@ -53,12 +60,21 @@ async function drive(publish: Publish, ms: number, inFlight: number): Promise<nu
 }
 
 /** One variant after a warm-up; `perCall`: messages published by one call of `publish`. */
-async function measure(peer: string, name: string, publish: Publish, info: readonly Redis[], durationMs: number, inFlight: number, perCall = 1) {
-  await drive(publish, Math.min(1_000, durationMs / 2), inFlight);
+async function measure(
+  peer: string,
+  name: string,
+  publish: Publish,
+  info: readonly Redis[],
+  durationMs: number,
+  inFlight: number,
+  perCall = 1,
+  topicOf?: (n: number) => string,
+) {
+  await drive(publish, Math.min(1_000, durationMs / 2), inFlight, topicOf);
   const before = await redisInfo(info);
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
-  const published = (await drive(publish, durationMs, inFlight)) * perCall;
+  const published = (await drive(publish, durationMs, inFlight, topicOf)) * perCall;
   const elapsed = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
   const after = await redisInfo(info);
@@ -110,6 +126,7 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
       }
       client.disconnect();
       if (want('pushlet')) await pushletOn('pushlet', 'PushletService.publish (history on)', redis);
+      if (want('patterns')) results.push(...(await patternVariants(redis, durationMs, inFlight)));
       if (want('socketio')) {
         const { createAdapter } = await import('@socket.io/redis-adapter');
         const { Server } = await import('socket.io');
@@ -128,6 +145,41 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
       }
     } finally {
       await redis.stop();
+    }
+  }
+  return results;
+}
+
+/** The `patterns` variants (see the header): every message delivered once, with and without 10,000 patterns held. */
+async function patternVariants(redis: Awaited<ReturnType<typeof startRedis>>, durationMs: number, inFlight: number): Promise<ThroughputResult[]> {
+  const results: ThroughputResult[] = [];
+  const topicOf = (n: number) => `orders/${n % TOPICS}/x`;
+  const variants: Array<[string, string, (i: number) => string | undefined, boolean]> = [
+    ['pushlet-exact', '100 exact subscriptions on 2 instances', () => undefined, true],
+    ['pushlet-patterns', '10,000 patterns orders/<n>/* on 2 instances', (i) => `orders/${i}/*`, false],
+    ['pushlet-patterns-held', '100 exact subscriptions + 10,000 patterns p<n>/# held', (i) => `p${i}/#`, true],
+  ];
+  for (const [peer, name, pattern, exact] of variants) {
+    const options = { heartbeatInterval: 60_000, redis: { url: redis.url!, keyPrefix: `pp-${peer}:` } };
+    const [a, b, c] = [await startApp(options), await startApp(options), await startApp(options)];
+    let [sent, delivered] = [0, 0];
+    const subscriptions = [];
+    try {
+      const holders = [b, c];
+      if (exact) for (let k = 0; k < TOPICS; k++) subscriptions.push(holders[k % 2]!.pushlet.subscribe(topicOf(k)).subscribe(() => (delivered += 1)));
+      for (let i = 0; i < 10_000; i++) {
+        const held = pattern(i);
+        if (held) subscriptions.push(holders[i % 2]!.pushlet.subscribe(held).subscribe(() => (delivered += 1)));
+      }
+      // Subscriptions are live within a few turns; a second covers 10,000 of them.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const publish: Publish = (topic) => ((sent += 1), a.pushlet.publish(topic, 'message', PAYLOAD));
+      const result = await measure(peer, name, publish, redis.infos, durationMs, inFlight, 1, topicOf);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      results.push({ ...result, name: `${name} (${(delivered / sent).toFixed(2)} deliveries/msg)` });
+    } finally {
+      for (const subscription of subscriptions) subscription.unsubscribe();
+      for (const app of [a, b, c]) await app.close();
     }
   }
   return results;

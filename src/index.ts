@@ -1,6 +1,6 @@
 export { PushletModule } from './pushlet.module.js';
 export { PUSHLET_MODULE_OPTIONS } from './pushlet.module-definition.js';
-export { PushletService, type PushletStreamOptions, type PushletSubscribeOptions } from './pushlet.service.js';
+export { PushletService, type PushletHistoryReadOptions, type PushletStreamOptions, type PushletSubscribeOptions } from './pushlet.service.js';
 export { PushletPublish, type PushletTopicResolver } from './decorators/pushlet-publish.decorator.js';
 export { PushletPublishInterceptor } from './decorators/pushlet-publish.interceptor.js';
 export { PUSHLET_OPTIONS } from './pushlet.constants.js';
@@ -12,6 +12,7 @@ export {
   type PushletBroker,
   type PushletBrokerStatus,
   type PushletControlCommand,
+  type TailRequest,
   type TopicRead,
 } from './interfaces/broker.interface.js';
 export type { RecoveryCoreStats } from './core/recovery-core.js';
@@ -44,6 +45,7 @@ export {
   PushletLimitError,
   PushletUnauthorizedError,
   PushletUnavailableError,
+  PushletUnsupportedError,
   PushletValidationError,
   PushletBrokerError,
 } from './core/errors.js';
@@ -55,6 +57,15 @@ export { MemoryPresenceStore, type PresenceEntry, type PresenceRefresh, type Pre
 export type { PushletRedisClusterOptions, PushletRedisOptions } from './cluster/redis-options.js';
 export { PushletRedisError, PushletRedisUnavailableError } from './cluster/redis-errors.js';
 export { PushletErrorFilter } from './pushlet-error.filter.js';
-export type { Command as WsCommand, CommandRef as WsRef, ControlEvent, Notice, PresenceData, PresenceMember, ResetData } from './protocol/index.js';
+export type {
+  Command as WsCommand,
+  CommandRef as WsRef,
+  ControlEvent,
+  HistoryData,
+  Notice,
+  PresenceData,
+  PresenceMember,
+  ResetData,
+} from './protocol/index.js';
 export { CLOSE_CODES, EVENTS } from './protocol/frames.js';
 export { PushletEndpoints } from './pushlet.routes.js';

@@ -14,6 +14,8 @@ export const DEFAULTS = {
   patternsPerConnection: 10,
   bufferBytes: 1024 * 1024,
   maxMessageBytes: 256 * 1024,
+  maxRewind: 100,
+  maxHistoryPage: 100,
   historyMaxCount: 1000,
   historyMaxAgeMs: 5 * 60_000,
   historyMaxTopics: Infinity,

@@ -5,6 +5,7 @@ import { Admission, type ConnectionGate } from './core/admission.js';
 import { ConnectionCommands } from './core/connection-commands.js';
 import { Feed } from './core/feed.js';
 import { Heartbeat } from './core/heartbeat.js';
+import { HistoryReader } from './core/history-reader.js';
 import { MemoryPresenceStore } from './core/presence.js';
 import { PresenceManager, presenceReader, type PresenceReader } from './core/presence-manager.js';
 import { Publisher } from './core/publisher.js';
@@ -66,6 +67,8 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   readonly presenceManager: PresenceManager | undefined;
   /** Who is on a presence topic (says presence is off without the option). */
   readonly presence: PresenceReader;
+  /** Pages of a topic's history (the `history` command and `PushletService.history()`). */
+  readonly history: HistoryReader;
   private readonly slowConsumers: SlowConsumerReporter;
 
   constructor(
@@ -82,8 +85,16 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
     this.publisher = new Publisher(this.core, options.limits, counters);
     this.presenceManager = this.createPresence();
     this.presence = presenceReader(this.presenceManager);
+    this.history = new HistoryReader(this.core);
     this.sessions = new SessionRegistry(this.admission, this.sessionContext(), (command) => this.core.control(command), logger);
-    this.commands = new ConnectionCommands({ options, admission: this.admission, publisher: this.publisher, presence: this.presence, logger });
+    this.commands = new ConnectionCommands({
+      options,
+      admission: this.admission,
+      publisher: this.publisher,
+      presence: this.presence,
+      history: this.history,
+      logger,
+    });
   }
 
   get logger() {
@@ -102,6 +113,7 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
       feedOf: (sink, meter) => new Feed(this.registry, this.core, sink, meter),
       ordering: this.core.ordering,
       bufferBytes: this.options.limits.bufferBytes,
+      maxRewind: this.options.limits.maxRewind,
       validateTopics: (topics, already) => admission.validateTopics(topics, already),
       authorize: (topics, transport, request, identity) => admission.authorize(topics, transport, request, identity),
       slowConsumer: (transport, address) => {

@@ -3,11 +3,18 @@ import { DEFAULTS } from './pushlet.constants.js';
 import type { PushletModuleOptions, PushletPresenceOptions, ResolvedPushletOptions } from './interfaces/pushlet-options.interface.js';
 import { resolveRedisOptions } from './cluster/redis-options.js';
 import { MESSAGES } from './pushlet.messages.js';
-import { positiveNumber as positive } from './pushlet.option-values.js';
+import { nonNegativeInteger, positiveNumber as positive } from './pushlet.option-values.js';
 
 function routePath(path: string | undefined, fallback: string): string {
   const value = path ?? fallback;
   return value.startsWith('/') ? value : `/${value}`;
+}
+
+/** A whole number of 1 or more for the option `name`; `fallback` when not given. */
+function positiveInteger(value: unknown, fallback: number, name: string): number {
+  const number = nonNegativeInteger(value, name);
+  if (number === 0) throw new RangeError(MESSAGES.positiveNumber(name, '0 (number)'));
+  return number ?? fallback;
 }
 
 /** The presence option with its topic list turned into a predicate. */
@@ -64,6 +71,8 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
       maxConnectionsPerAddress: positive(limits.maxConnectionsPerAddress, Infinity, 'limits.maxConnectionsPerAddress'),
       bufferBytes,
       maxMessageBytes,
+      maxRewind: nonNegativeInteger(limits.maxRewind, 'limits.maxRewind') ?? DEFAULTS.maxRewind,
+      maxHistoryPage: positiveInteger(limits.maxHistoryPage, DEFAULTS.maxHistoryPage, 'limits.maxHistoryPage'),
     },
     history: {
       maxCount: positive(history.maxCount, DEFAULTS.historyMaxCount, 'history.maxCount'),

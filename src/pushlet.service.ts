@@ -7,6 +7,8 @@ import type { PresenceData, PushletIdentity } from './protocol/frames.js';
 import type { PushletStats, PushletStatsOptions } from './interfaces/stats.interface.js';
 import type { PushletObserver } from './metrics/pushlet-counters.js';
 import { PushletHub } from './pushlet.hub.js';
+import { PushletValidationError } from './core/errors.js';
+import { MESSAGES } from './pushlet.messages.js';
 import { messageStream, sessionStream } from './pushlet.stream.js';
 
 /** Options of {@link PushletService.stream}. */
@@ -25,14 +27,29 @@ export interface PushletStreamOptions {
    * for `stream()`: your route authenticates.
    */
   identity?: PushletIdentity;
+  /**
+   * Without `lastEventId`: each topic's latest `rewind` messages still in history first, then live
+   * ones (capped by `limits.maxRewind`). Default 0.
+   */
+  rewind?: number;
 }
 
 /** Options of {@link PushletService.subscribe}. */
 export interface PushletSubscribeOptions {
   /** Replay the messages published after this id first. */
   lastEventId?: string;
+  /** Without `lastEventId`: each topic's latest `rewind` messages still in history first (capped by `limits.maxRewind`). */
+  rewind?: number;
   /** Also receive `publishToAll` messages (topic `*`). Default false. */
   broadcasts?: boolean;
+}
+
+/** Options of {@link PushletService.history}. */
+export interface PushletHistoryReadOptions {
+  /** Most messages to return (the newest ones, or the newest before `before`). Default `limits.maxHistoryPage`. */
+  limit?: number;
+  /** The id of a message: only messages before it (the previous page). */
+  before?: string;
 }
 
 /** Publish to topics, and read them from server-side code or your own `@Sse()` routes. */
@@ -90,6 +107,25 @@ export class PushletService {
     return this.hub.sessions.disconnect(userId, reason);
   }
 
+  /**
+   * A page of `topic`'s history, every instance's (what rewind and resume read): its newest
+   * messages still in history, at most `limit`, oldest first; with `before` (a message's id), the
+   * page ending just before it, so `before: page[0].id` reads the previous page. The messages are
+   * those clients receive (`id`, `topic`, `event`, `data`, `timestamp`); on a Redis Cluster each
+   * `id` is the topic's resume cursor (docs/protocol.md, "History"). Not asked of `authorize`:
+   * server code decides for itself.
+   * @throws PushletValidationError for a bad topic (patterns have no history), limit or `before`.
+   * @throws PushletUnsupportedError when the broker cannot read history (no `PushletBroker.tail`).
+   * @throws PushletUnavailableError while the broker cannot be read (Redis unreachable).
+   */
+  async history(topic: string, options: PushletHistoryReadOptions = {}): Promise<PushletMessage[]> {
+    const { limit = this.hub.options.limits.maxHistoryPage, before } = options;
+    if (!(typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 1) || (before !== undefined && typeof before !== 'string')) {
+      throw new PushletValidationError(MESSAGES.historyOptions);
+    }
+    return this.hub.history.read(topic, limit, before);
+  }
+
   /** Changes the heartbeat interval of both protocols at once. */
   setHeartbeatInterval(ms: number): void {
     this.hub.heartbeat.setInterval(ms);
@@ -123,7 +159,7 @@ export class PushletService {
   subscribe(topics: string | readonly string[], options: PushletSubscribeOptions = {}): Observable<PushletMessage> {
     const list = typeof topics === 'string' ? [topics] : [...topics];
     this.hub.admission.validateTopics(list);
-    return messageStream(this.hub, list, options.lastEventId, options.broadcasts ?? false);
+    return messageStream(this.hub, list, options.lastEventId, options.broadcasts ?? false, options.rewind);
   }
 
   /**

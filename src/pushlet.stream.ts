@@ -6,7 +6,7 @@ import { isIdentity, type Admission } from './core/admission.js';
 import type { WriteQueue } from './core/bounded-writer.js';
 import { connectTopics } from './core/connect-request.js';
 import type { Envelope } from './core/envelope.js';
-import { httpStatusOf } from './core/errors.js';
+import { httpStatusOf, PushletValidationError } from './core/errors.js';
 import type { Heartbeat } from './core/heartbeat.js';
 import type { Session, SessionOutput } from './core/session.js';
 import type { SessionOpener } from './core/session-registry.js';
@@ -31,11 +31,12 @@ export interface StreamRuntime {
 export function sessionStream(
   runtime: StreamRuntime,
   topics: string | readonly string[] | undefined,
-  options: { lastEventId?: string; request?: IncomingMessage; identity?: PushletIdentity },
+  options: { lastEventId?: string; request?: IncomingMessage; identity?: PushletIdentity; rewind?: number },
 ): Observable<MessageEvent> {
   const list = connectTopics(topics, [DEFAULT_TOPIC]);
-  const { lastEventId, request, identity } = options;
+  const { lastEventId, request, identity, rewind = 0 } = options;
   try {
+    assertRewind(rewind, 'stream(topics, { rewind })');
     runtime.admission.validateTopics(list);
   } catch (error) {
     throw toHttpException(request ? runtime.admission.refused(error) : error);
@@ -53,7 +54,7 @@ export function sessionStream(
     const stopHeartbeat = runtime.heartbeat.onTick((now) => subscriber.next({ comment: `heartbeat ${now.toISOString()}` } as MessageEvent));
     const start = async () => {
       await session.admitAll(list);
-      if (!subscriber.closed) await session.start(list, lastEventId);
+      if (!subscriber.closed) await session.start(list, lastEventId, [], rewind);
     };
     start().catch((error: unknown) => subscriber.error(toHttpException(error)));
     return () => {
@@ -72,7 +73,9 @@ export function messageStream(
   topics: readonly string[],
   lastEventId: string | undefined,
   broadcasts: boolean,
+  rewind = 0,
 ): Observable<PushletMessage> {
+  assertRewind(rewind, 'subscribe(topics, { rewind })');
   return new Observable<PushletMessage>((subscriber) => {
     const output: SessionOutput = {
       // With ids ordered per topic, `id` is the resume id to hand back as `lastEventId`.
@@ -82,9 +85,14 @@ export function messageStream(
       end: () => subscriber.complete(),
     };
     const session = runtime.sessions.open(output, 'sse');
-    session.subscribe(topics, lastEventId, undefined, broadcasts).catch((error: unknown) => subscriber.error(error));
+    session.subscribe(topics, lastEventId, undefined, rewind, broadcasts).catch((error: unknown) => subscriber.error(error));
     return () => session.dispose();
   });
+}
+
+/** @throws PushletValidationError unless `rewind` is a whole number of 0 or more. */
+function assertRewind(rewind: unknown, name: string): void {
+  if (!(typeof rewind === 'number' && Number.isSafeInteger(rewind) && rewind >= 0)) throw new PushletValidationError(MESSAGES.rewindOption(name));
 }
 
 /** A session's frames as Nest `MessageEvent`s, which Nest encodes as SSE. */

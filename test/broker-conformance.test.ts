@@ -4,7 +4,7 @@ import type { PushletModuleOptions, PushletService } from '../src/index.js';
 import { startApp, type TestApp } from './support/app.js';
 import { FIXTURES, type Backend } from './support/conformance/brokers.js';
 import { assertLedger, assertNothingLostFrom, Ledger } from './support/conformance/ledger.js';
-import { StreamRecorder } from './support/conformance/recorder.js';
+import { parsePayload, StreamRecorder } from './support/conformance/recorder.js';
 import { within } from './support/wait.js';
 
 /**
@@ -69,8 +69,8 @@ for (const fixture of FIXTURES) {
       return started;
     }
 
-    function open(t: TestApp, topics: readonly string[], lastEventId?: string): StreamRecorder {
-      const recorder = StreamRecorder.open(t.pushlet, topics, lastEventId);
+    function open(t: TestApp, topics: readonly string[], lastEventId?: string, rewind?: number): StreamRecorder {
+      const recorder = StreamRecorder.open(t.pushlet, topics, lastEventId, rewind);
       recorders.push(recorder);
       return recorder;
     }
@@ -87,11 +87,12 @@ for (const fixture of FIXTURES) {
       lastEventId: string | undefined,
       served: (recorder: StreamRecorder) => boolean = (r) => r.connectedFrame !== undefined,
       ms = 20_000,
+      rewind?: number,
     ): Promise<StreamRecorder[]> {
       const deadline = Date.now() + ms;
       const attempts: StreamRecorder[] = [];
       for (;;) {
-        const recorder = open(t, topics, lastEventId);
+        const recorder = open(t, topics, lastEventId, rewind);
         attempts.push(recorder);
         await recorder.waitFor(() => served(recorder) || recorder.ended, Math.max(1, deadline - Date.now()), 'the stream to be served');
         if (!recorder.ended) return attempts;
@@ -556,5 +557,94 @@ for (const fixture of FIXTURES) {
       const served = (await openUntilServed(t, topics, cursor)).at(-1)!;
       await assertConnectedNamesReset(served, topics);
     });
+
+    /** The sequence numbers of `topic`'s messages among `messages` (data `<topic>#<seq>`), in order. */
+    function seqs(messages: ReadonlyArray<{ data: string }>, topic: string): number[] {
+      return messages.flatMap((m) => {
+        const parsed = parsePayload(m.data);
+        return parsed && parsed.topic === topic ? [parsed.seq] : [];
+      });
+    }
+
+    it('10. history (PushletBroker.tail): an empty topic, a limit over what is kept, pages before an id over the whole history with no gap or duplicate, after a trim', async () => {
+      const t = await app(backend.pushletOptions({ maxCount: 8 }));
+      const [topic, other, empty] = await backend.topics(3);
+      const ledger = new Ledger();
+      assert.deepEqual(await t.pushlet.history(empty!, { limit: 5 }), [], 'an empty topic');
+      await ledger.publishRounds(() => t.pushlet, [topic!, other!], 5);
+      assert.deepEqual(seqs(await t.pushlet.history(topic!, { limit: 100 }), topic!), [1, 2, 3, 4, 5], 'a limit larger than history: all of it, oldest first');
+      assert.deepEqual(seqs(await t.pushlet.history(topic!, { limit: 2 }), topic!), [4, 5], 'the newest two');
+      // Past history.maxCount (8): the oldest are trimmed.
+      await ledger.publishRounds(() => t.pushlet, [topic!], 7);
+      const newest = await t.pushlet.history(topic!, { limit: 100 });
+      assert.deepEqual(seqs(newest, topic!), [5, 6, 7, 8, 9, 10, 11, 12], 'after the trim: what is kept');
+      assert.ok(
+        newest.every((m) => m.topic === topic && m.event === 'message'),
+        'only the topic asked for',
+      );
+      // Pages of 3 back to the start: every kept message once.
+      const seen: number[] = [];
+      let before: string | undefined;
+      for (let page = 0; page < 10; page++) {
+        const messages = await t.pushlet.history(topic!, { limit: 3, ...(before !== undefined && { before }) });
+        if (messages.length === 0) break;
+        assert.ok(messages.length <= 3);
+        seen.unshift(...seqs(messages, topic!));
+        before = messages[0]!.id;
+      }
+      assert.deepEqual(seen, [5, 6, 7, 8, 9, 10, 11, 12], 'paging before ids: no gap, no duplicate');
+      assert.deepEqual(seqs(await t.pushlet.history(other!, { limit: 100 }), other!), [1, 2, 3, 4, 5], 'the other topic untouched');
+    });
+
+    it('11. rewind: the latest messages of each topic first (published on another instance where distributed), then live ones; a drop and a resume from the last id or the connected id lose and repeat nothing', async () => {
+      const options = backend.pushletOptions();
+      const publisher = await app(options);
+      const t = fixture.distributed ? await app(options) : publisher;
+      const topics = await backend.topics(2);
+      const ledger = new Ledger();
+      await ledger.publishRounds(() => publisher.pushlet, topics, 6);
+      const first = open(t, topics, undefined, 4);
+      const connectedId = (await first.connected()).id;
+      for (const topic of topics) await first.waitForMessage(topic, 6);
+      for (const topic of topics) assert.deepEqual(seqs(first.messages, topic), [3, 4, 5, 6], `the last 4 of ${topic}: ${first.describe()}`);
+      assert.equal(first.resets.length, 0, 'a rewind is no reset');
+      await ledger.publishRounds(() => publisher.pushlet, topics, 3);
+      await ledger.delivered(first, topics);
+      const lastId = first.resumeId;
+      first.close();
+      await ledger.publishRounds(() => publisher.pushlet, topics, 2);
+
+      const fromLast = open(t, topics, lastId, 4);
+      const fromConnected = open(t, topics, connectedId, 4);
+      await ledger.delivered(fromLast, topics);
+      await ledger.delivered(fromConnected, topics);
+      for (const topic of topics) {
+        const chain = [...seqs(first.messages, topic), ...seqs(fromLast.messages, topic)];
+        assert.deepEqual(chain, [3, 4, 5, 6, 7, 8, 9, 10, 11], `${topic}: the rewind, the drop and the resume, each once: ${fromLast.describe()}`);
+        assert.deepEqual(seqs(fromConnected.messages, topic), [3, 4, 5, 6, 7, 8, 9, 10, 11], `${topic}: from the connected id: ${fromConnected.describe()}`);
+      }
+      assert.equal(fromLast.resets.length + fromConnected.resets.length, 0, 'exact resumes');
+    });
+
+    it(
+      '12. rewind and history while the backend is away: refused cleanly (503, PushletUnavailableError), served once it is back',
+      fixture.canFail ? {} : NEEDS_FAILURES,
+      async () => {
+        const t = await app();
+        const [topic] = await backend.topics(1);
+        const ledger = new Ledger();
+        await ledger.publishRounds(() => t.pushlet, [topic!], 3);
+        await backend.outage();
+        await assert.rejects(t.pushlet.history(topic!, { limit: 5 }), { name: 'PushletUnavailableError' });
+        const refused = open(t, [topic!], undefined, 2);
+        await refused.waitForEnd(20_000);
+        assert.ok(refused.failedCleanly, `a rewind that cannot be read fails cleanly: ${refused.describe()}`);
+        await backend.restore();
+        // The backend came back empty: history holds what is published from now on.
+        await ledger.publishRounds(() => t.pushlet, [topic!], 2);
+        const served = (await openUntilServed(t, [topic!], undefined, (r) => r.messages.length >= 2, 20_000, 2)).at(-1)!;
+        assert.deepEqual(seqs(served.messages, topic!).slice(0, 2), [4, 5]);
+      },
+    );
   });
 }

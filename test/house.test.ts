@@ -37,6 +37,8 @@ const LIMITS = {
   patternsPerConnection: 10,
   bufferBytes: 1_000,
   maxMessageBytes: 1_000,
+  maxRewind: 100,
+  maxHistoryPage: 100,
 };
 
 function request(url: string, headers: Record<string, string> = {}): IncomingMessage {

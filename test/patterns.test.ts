@@ -147,6 +147,20 @@ for (const backend of ['memory', 'redis'] as const) {
           assert.equal(second.resets, 0);
         });
 
+        it('rewind on a pattern delivers the newest messages of its topics together, in order, then live ones', async () => {
+          const [a, b] = await apps();
+          const published = await publishAll([a, b], TOPICS);
+          const client = instances.track(await transport.open(b, ['orders/*', 'users/1'], { rewind: 3 }));
+          await a.pushlet.publish('orders/5', 'message', 'live');
+          await client.waitForMessage((m) => m.data === 'live', 5_000, 'the live message');
+          // Each subscription rewinds by 3: the pattern's three newest together, the topic's own.
+          const want = published.filter((m) => matchesPattern('orders/*', m.topic)).slice(-3);
+          want.push(...published.filter((m) => m.topic === 'users/1').slice(-3));
+          want.sort((x, y) => (x.id < y.id ? -1 : 1));
+          assert.deepEqual(dataOf(client.messages), [...dataOf(want), 'live']);
+          assert.equal(client.resets, 0);
+        });
+
         it('the pattern * (one segment) is not the broadcast topic: broadcasts arrive once, as broadcasts', async () => {
           const [a, b] = await apps();
           const client = await open(b, ['*']);

@@ -10,7 +10,7 @@ import {
   TEXT_NO_TOPICS,
   TEXT_NO_WEBSOCKET,
 } from './client-errors.js';
-import type { ClientEvents, ClientMessage, ClientState, PushletClientOptions } from './client-types.js';
+import type { ClientEvents, ClientMessage, ClientState, PushletClientOptions, SubscribeOptions } from './client-types.js';
 import { openEventStream } from './sse-transport.js';
 import { createSubscription, type ClientSubscription, type MessageHandler, type Subscription } from './subscription.js';
 import { endpointUrl, type ClientFrame, type Transport, type TransportEnd } from './transport.js';
@@ -49,6 +49,8 @@ export class PushletClient {
   #listeners: Listeners = {};
   /** The topics the client holds, with their subscriptions. */
   readonly #entries = new Map<string, Set<ClientSubscription>>();
+  /** The rewind asked when a topic was first subscribed, until it is sent. */
+  readonly #rewinds = new Map<string, number>();
   /** The held topics the server has confirmed (once; the others are still subscribing). */
   readonly #confirmed = new Set<string>();
   /** Subscribe commands awaiting their reply (WebSocket), by `ref`. */
@@ -153,7 +155,7 @@ export class PushletClient {
    * are shared (one server subscription). Throws only on a closed client or no topic; a topic the
    * server refuses rejects `ready`.
    */
-  subscribe(topics: string | readonly string[], handler: MessageHandler): Subscription {
+  subscribe(topics: string | readonly string[], handler: MessageHandler, options: SubscribeOptions = {}): Subscription {
     this.#assertOpen();
     const list = [...new Set(typeof topics === 'string' ? [topics] : topics)];
     if (list.length === 0) throw new PushletClientError(TEXT_NO_TOPICS);
@@ -163,6 +165,7 @@ export class PushletClient {
       let subscriptions = this.#entries.get(topic);
       if (!subscriptions) {
         this.#entries.set(topic, (subscriptions = new Set()));
+        if (options.rewind) this.#rewinds.set(topic, options.rewind);
         added = true;
       }
       subscriptions.add(subscription);
@@ -231,6 +234,10 @@ export class PushletClient {
     const websocket = kind === 'websocket';
     const path = websocket ? (options.wsPath ?? '/ws') : (options.ssePath ?? '/events');
     const request = { url: endpointUrl(this.#baseUrl, path, topics), topics, lastEventId: this.#lastId, token };
+    // A rewind counts only on a connection without an id (the server ignores it otherwise): one per URL, the largest asked.
+    const rewind = Math.max(0, ...this.#rewinds.values());
+    if (rewind && !this.#lastId) request.url.searchParams.set('rewind', '' + rewind);
+    this.#rewinds.clear();
     this.#pendingRefs.clear();
     const transport: Transport = (websocket ? openWebSocket : openEventStream)(request, options, {
       frame: (frame) => this.#transport === transport && this.#receive(transport, frame),
@@ -385,9 +392,16 @@ export class PushletClient {
     }
     for (const topic of missing) transport.topics.add(topic);
     for (const topic of extra) transport.topics.delete(topic);
-    if (missing.length > 0) {
-      this.#pendingRefs.set(++this.#refs, missing);
-      transport.send({ action: 'subscribe', topics: missing, ref: this.#refs });
+    // One command per rewind asked (a `subscribe` without an id is rewound).
+    const groups = new Map<number, string[]>();
+    for (const topic of missing) {
+      const rewind = this.#rewinds.get(topic) ?? 0;
+      this.#rewinds.delete(topic);
+      groups.set(rewind, [...(groups.get(rewind) ?? []), topic]);
+    }
+    for (const [rewind, topics] of groups) {
+      this.#pendingRefs.set(++this.#refs, topics);
+      transport.send({ action: 'subscribe', topics, ref: this.#refs, ...(rewind && { rewind }) });
     }
     if (extra.length > 0) transport.send({ action: 'unsubscribe', topics: extra, ref: ++this.#refs });
   }

@@ -20,6 +20,19 @@ export interface ClientMessage {
   readonly timestamp: string | undefined;
 }
 
+/** Options of `PushletClient.subscribe`. */
+export interface SubscribeOptions {
+  /**
+   * Deliver each new topic's latest `rewind` messages still in the server's history first (capped
+   * by the server's `limits.maxRewind`; `1`: the latest value of a state topic), then live ones.
+   * Only for topics this client did not hold yet, and only where no resume id applies: on the
+   * first connection, or (WebSocket) a topic added later. Over SSE one rewind applies to every
+   * topic of the stream (the largest asked); topics added to a running SSE connection resume
+   * from its id instead.
+   */
+  rewind?: number;
+}
+
 export interface PushletClientOptions {
   /** Default `auto`. */
   transport?: TransportChoice;

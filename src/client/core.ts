@@ -4,7 +4,7 @@
  * client (`./index.ts`, `pushlet-client.js`) adds `publish`, `presence` and `refresh`.
  */
 export { PushletClient } from './client-core.js';
-export type { ClientEvents, ClientMessage, ClientState, PushletClientOptions, TransportChoice } from './client-types.js';
+export type { ClientEvents, ClientMessage, ClientState, PushletClientOptions, SubscribeOptions, TransportChoice } from './client-types.js';
 export type { MessageHandler, Subscription, SubscriptionState } from './subscription.js';
 export { PushletClientError, PushletConnectionError, PushletSubscribeError } from './client-errors.js';
 export type { WebSocketConstructor, WebSocketLike } from './ws-transport.js';

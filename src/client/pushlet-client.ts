@@ -3,6 +3,7 @@ import { ERROR } from './wire.js';
 import { CLIENT_TEXTS, PushletClientError, PushletCommandError } from './client-errors.js';
 import { PushletClient as PushletClientCore } from './client-core.js';
 import type { ClientFrame } from './transport.js';
+import type { ClientMessage } from './client-types.js';
 
 /** Who is on a presence topic: what {@link PushletClient.presence} resolves to. */
 export interface PresenceResult {
@@ -10,7 +11,15 @@ export interface PresenceResult {
   members: PresenceMember[];
 }
 
-/** A `publish`, `presence` or `refresh` command awaiting its reply. */
+/** Options of {@link PushletClient.history}. */
+export interface HistoryOptions {
+  /** Most messages (the newest ones); default the server's `limits.maxHistoryPage` (100), which is also the most it takes. */
+  limit?: number;
+  /** The id of a message: the page ending just before it (pass the first id of a page for the one before). */
+  before?: string;
+}
+
+/** A `publish`, `presence`, `refresh` or `history` command awaiting its reply. */
 interface PendingCommand {
   readonly action: string;
   readonly resolve: (frame: ClientFrame) => void;
@@ -20,7 +29,7 @@ interface PendingCommand {
 /**
  * The full Pushlet client (`pushlet-nestjs/client`, `pushlet-client.js`): the core client
  * (subscribe, reconnect, resume, both transports; `pushlet-client-core.js` alone) and the
- * WebSocket commands `publish`, `presence` and `refresh`.
+ * WebSocket commands `publish`, `presence`, `refresh` and `history`.
  */
 export class PushletClient extends PushletClientCore {
   /** Commands awaiting their reply, by `ref` (`c1`, `c2`, …: never a subscribe's number). */
@@ -56,6 +65,23 @@ export class PushletClient extends PushletClientCore {
     }
     const members = Array.isArray(value?.members) ? value.members : [];
     return { count: typeof value?.count === 'number' ? value.count : members.length, members };
+  }
+
+  /**
+   * A page of a topic's history (WebSocket only; asked of the server's `authorize` like a
+   * subscription): its newest messages still in history, oldest first, at most `limit`; with
+   * `before`, the page ending just before that id. An empty or short page: nothing older.
+   * @throws PushletCommandError when the server refuses (not allowed, a pattern, a bad limit or id, history unreadable now).
+   * @throws PushletClientError when not connected over WebSocket, or the connection ends before the reply.
+   */
+  async history(topic: string, options: HistoryOptions = {}): Promise<ClientMessage[]> {
+    const reply = await this.#command('history', { topic, ...options });
+    try {
+      const { messages } = JSON.parse(reply.data) as { messages: ClientMessage[] };
+      return Array.isArray(messages) ? messages : [];
+    } catch {
+      return [];
+    }
   }
 
   /**

@@ -23,3 +23,14 @@ export function connectTopics(topics: string | readonly string[] | undefined, wh
   const list = topics === undefined ? [] : typeof topics === 'string' ? [topics] : topics;
   return list.length === 0 ? [...whenNone] : [...new Set(list)];
 }
+
+/**
+ * The `rewind` parameter (docs/protocol.md, "Rewind"): a whole number of 0 or more, 0 when absent
+ * or empty; `undefined` when it is anything else (answered 400 on SSE). The session caps it.
+ */
+export function parseRewind(params: URLSearchParams): number | undefined {
+  const values = params.getAll('rewind');
+  if (values.length === 0 || (values.length === 1 && values[0] === '')) return 0;
+  if (values.length > 1 || !/^\d{1,15}$/.test(values[0]!)) return undefined;
+  return Number(values[0]);
+}

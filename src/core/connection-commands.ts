@@ -1,9 +1,10 @@
 import type { LoggerService } from '@nestjs/common';
 import type { PushletClientPublishContext, PushletClientPublishDecision, ResolvedPushletOptions } from '../interfaces/pushlet-options.interface.js';
-import { EVENTS, topicsNotice, type Command, type CommandError, type CommandRef } from '../protocol/index.js';
+import { EVENTS, topicsNotice, type Command, type CommandError, type CommandRef, type HistoryData } from '../protocol/index.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import type { Admission } from './admission.js';
-import { PushletError, PushletForbiddenError, PushletUnavailableError } from './errors.js';
+import { PushletError, PushletForbiddenError, PushletUnavailableError, PushletValidationError } from './errors.js';
+import type { HistoryReader } from './history-reader.js';
 import { askHook } from './hooks.js';
 import type { PresenceReader } from './presence-manager.js';
 import type { MessagePublisher } from './publisher.js';
@@ -12,15 +13,16 @@ import { assertEvent, dataToString } from './topic.js';
 
 /** What the commands of a two-way connection need from the rest of the module. */
 export interface ConnectionCommandsContext {
-  readonly options: Pick<ResolvedPushletOptions, 'authorizePublish' | 'onClientPublish'>;
+  readonly options: Pick<ResolvedPushletOptions, 'authorizePublish' | 'onClientPublish' | 'limits'>;
   readonly admission: Pick<Admission, 'reauthenticate'>;
   readonly publisher: MessagePublisher;
   readonly presence: PresenceReader;
+  readonly history: HistoryReader;
   readonly logger: LoggerService;
 }
 
 /**
- * The commands of a two-way connection (subscribe, unsubscribe, publish, presence, refresh,
+ * The commands of a two-way connection (subscribe, unsubscribe, publish, presence, history, refresh,
  * ping), run on its session whatever carries them: the WebSocket endpoint parses a frame into a
  * {@link Command} and hands it here; the replies are the session's notices. The module's own
  * errors are answered with `pushlet:error`; a `PushletUnavailableError` (the broker cannot place
@@ -34,9 +36,9 @@ export class ConnectionCommands {
    * ones are named in `pushlet:error` frames after `pushlet:connected`) and broadcasts, resuming
    * them after `lastEventId` when given.
    */
-  async open(session: Session, topics: readonly string[], lastEventId: string | undefined): Promise<void> {
+  async open(session: Session, topics: readonly string[], lastEventId: string | undefined, rewind = 0): Promise<void> {
     const { accepted, refused } = await session.admitEach(topics);
-    await session.start(accepted, lastEventId, refused);
+    await session.start(accepted, lastEventId, refused, rewind);
   }
 
   /** Answers a frame that is not a command (`pushlet:error`, with its topic and `ref` when known). */
@@ -52,7 +54,7 @@ export class ConnectionCommands {
           session.notice({ event: EVENTS.pong, data: '', ref: command.ref });
           break;
         case 'subscribe':
-          await this.subscribe(session, command.topics, command.lastEventId, command.ref);
+          await this.subscribe(session, command.topics, command.lastEventId, command.ref, command.rewind);
           break;
         case 'unsubscribe':
           this.unsubscribe(session, command.topics, command.ref);
@@ -66,6 +68,9 @@ export class ConnectionCommands {
         case 'presence':
           await this.presence(session, command.topic, command.ref);
           break;
+        case 'history':
+          await this.history(session, command);
+          break;
       }
     } catch (error) {
       if (!(error instanceof PushletError)) throw error;
@@ -78,11 +83,17 @@ export class ConnectionCommands {
    * others still subscribe) and answers once they are live, after any replay. Subscribing twice
    * is not an error: the reply says the topic is subscribed, which it is.
    */
-  private async subscribe(session: Session, topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined): Promise<void> {
+  private async subscribe(
+    session: Session,
+    topics: readonly string[],
+    lastEventId: string | undefined,
+    ref: CommandRef | undefined,
+    rewind: number | undefined,
+  ): Promise<void> {
     const { accepted, refused } = await session.admitEach(topics);
     for (const { topic, reason } of refused) session.notice({ event: EVENTS.error, data: reason, topic, ref });
     if (accepted.length === 0) return;
-    await session.subscribe(accepted, lastEventId, ref);
+    await session.subscribe(accepted, lastEventId, ref, rewind);
     session.notice(topicsNotice(EVENTS.subscribed, session.topics, { topic: accepted.length === 1 ? accepted[0] : undefined, ref }));
   }
 
@@ -144,11 +155,35 @@ export class ConnectionCommands {
     }
     session.notice({ event: EVENTS.presence, data: JSON.stringify(data), topic, ref });
   }
+
+  /**
+   * A page of a topic's history, for a topic the connection may subscribe to (asked of `authorize`
+   * like a subscription, whether or not it is subscribed): answered `pushlet:history`. A limit over
+   * `limits.maxHistoryPage` is refused rather than cut, so that a short page always means the
+   * history holds no more; a read while the broker is unreachable is answered `pushlet:error`.
+   */
+  private async history(session: Session, command: Extract<Command, { action: 'history' }>): Promise<void> {
+    const { topic, before, ref } = command;
+    const max = this.context.options.limits.maxHistoryPage;
+    const limit = command.limit ?? max;
+    if (limit > max) throw new PushletValidationError(MESSAGES.historyLimit(max));
+    await session.admitRead(topic);
+    let messages;
+    try {
+      messages = await this.context.history.read(topic, limit, before);
+    } catch (error) {
+      if (!(error instanceof PushletUnavailableError)) throw error;
+      session.notice({ event: EVENTS.error, data: error.message, topic, ref });
+      return;
+    }
+    const data: HistoryData = { topic, messages };
+    session.notice({ event: EVENTS.history, data: JSON.stringify(data), topic, ref });
+  }
 }
 
 /** The topic a failed command is about, named in its error frame. */
 function commandTopic(command: Command): string | undefined {
   if (command.action === 'subscribe' || command.action === 'unsubscribe') return command.topics.length === 1 ? command.topics[0] : undefined;
-  if (command.action === 'publish' || command.action === 'presence') return command.topic;
+  if (command.action === 'publish' || command.action === 'presence' || command.action === 'history') return command.topic;
   return undefined;
 }

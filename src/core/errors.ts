@@ -19,6 +19,9 @@ export class PushletForbiddenError extends PushletError {}
  */
 export class PushletUnauthorizedError extends PushletError {}
 
+/** Something the broker in use cannot do (history without `PushletBroker.tail`). Answered 501 on HTTP, `pushlet:error` on WebSocket. */
+export class PushletUnsupportedError extends PushletError {}
+
 /** A connection refused by a limit. Answered 503 on HTTP, close 1013 on WebSocket. */
 export class PushletLimitError extends PushletError {
   constructor(
@@ -88,5 +91,6 @@ export function httpStatusOf(error: unknown): number | undefined {
   if (error instanceof PushletUnauthorizedError) return 401;
   if (error instanceof PushletForbiddenError) return 403;
   if (error instanceof PushletLimitError) return 503;
+  if (error instanceof PushletUnsupportedError) return 501;
   return 400;
 }

@@ -1,5 +1,5 @@
 import type { DeliveryMeter } from './counters.js';
-import { comparePositions, type Position } from '../protocol/ids.js';
+import { comparePositions, positionBefore, type Position } from '../protocol/ids.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
 import { PushletUnavailableError } from './errors.js';
@@ -26,6 +26,11 @@ export interface TopicStart {
   readonly after?: Position;
   /** The client's position for this topic could not be used: say so with a reset, then start from now. */
   readonly resetReason?: string;
+  /**
+   * Rewind: with neither `after` nor `resetReason`, start just before the topic's newest `rewind`
+   * messages still in history (delivered first, then live ones), or from now when it has none.
+   */
+  readonly rewind?: number;
 }
 
 /** Topics a catch-up could not continue exactly, and why (told with `pushlet:reset`). */
@@ -149,6 +154,7 @@ export class Feed {
       );
       starts.forEach((start, i) => from.set(start, positions[i]!));
     }
+    const rewound = await this.rewindStarts(wanted, from);
     const added: Array<{ entry: FeedTopic; start: TopicStart; after: Position }> = [];
     // One catch-up for the topics added together: their held messages keep their arrival order.
     const catchUp = new CatchUp<Envelope>();
@@ -159,7 +165,7 @@ export class Feed {
       entry.catchUp = catchUp;
       (pattern ? this.patternEntries : this.entries).set(start.topic, entry);
       entry.ready = (pattern ? this.registry.acquirePattern(start.topic, entry) : this.registry.acquire(start.topic, entry)).ready;
-      added.push({ entry, start, after: from.get(start) ?? start.after! });
+      added.push({ entry, start, after: rewound.get(start) ?? from.get(start) ?? start.after! });
     }
     let caughtUp;
     try {
@@ -320,6 +326,32 @@ export class Feed {
       patterns.some(({ entry }) => !restart.has(entry) && matchesPattern(entry.topic, envelope.topic)),
     );
     return { replayed: mergeByPosition(topicReplay, patternReplay), resets };
+  }
+
+  /**
+   * Where rewound topics start: just before the oldest of their newest `rewind` messages still in
+   * history (never after the position read before subscribing), so that the ordinary catch-up
+   * delivers those messages, then anything newer, each once. Such a topic is not a resume: an
+   * incomplete history does not reset it (rewind gives what history still holds). A topic with no
+   * history, or a broker that cannot read its newest history, starts from now.
+   */
+  private async rewindStarts(starts: readonly TopicStart[], from: ReadonlyMap<TopicStart, Position>): Promise<Map<TopicStart, Position>> {
+    const rewinding = starts.filter((start) => (start.rewind ?? 0) > 0 && !start.after && !start.resetReason && from.has(start));
+    const out = new Map<TopicStart, Position>();
+    if (rewinding.length === 0 || !this.broker.canTail) return out;
+    const topics = rewinding.filter((start) => !start.pattern);
+    const pages = topics.length > 0 ? await unavailableUnless(this.broker.tail(topics.map(({ topic, rewind }) => ({ topic, limit: rewind! })))) : [];
+    const tails = new Map(topics.map((start, i) => [start, pages[i]]));
+    // A pattern's rewind: the newest messages of all its topics together.
+    for (const start of rewinding) if (start.pattern) tails.set(start, await unavailableUnless(this.broker.tailPattern(start.topic, start.rewind!)));
+    rewinding.forEach((start) => {
+      const oldest = tails.get(start)?.[0];
+      if (!oldest) return;
+      const before = positionBefore(oldest.position);
+      const now = from.get(start)!;
+      out.set(start, comparePositions(before, now) < 0 ? before : now);
+    });
+    return out;
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { BrokerEvents, BrokerPatterns, BrokerPublication, BrokerRecord, PushletBroker, TopicRead } from '../interfaces/broker.interface.js';
+import type { BrokerEvents, BrokerPatterns, BrokerPublication, BrokerRecord, PushletBroker, TailRequest, TopicRead } from '../interfaces/broker.interface.js';
 import type { Position } from '../protocol/ids.js';
 import { MemoryHistory, type HistoryLimits } from './memory-history.js';
 import { IdGenerator } from './message-id.js';
@@ -55,6 +55,10 @@ export class MemoryBroker implements PushletBroker {
 
   async read(requests: ReadonlyArray<{ readonly topic: string; readonly after: Position }>): Promise<TopicRead[]> {
     return this.history.read(requests);
+  }
+
+  async tail(requests: readonly TailRequest[]): Promise<BrokerRecord[][]> {
+    return this.history.tail(requests);
   }
 
   /** Everything published so far has been delivered: the last position is every topic's. */

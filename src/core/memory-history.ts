@@ -83,6 +83,20 @@ class TopicHistory {
     return this.entries.slice(lo);
   }
 
+  /** The newest `limit` retained records strictly before `before` (all when none), oldest first. */
+  tail(limit: number, before: Position | undefined): BrokerRecord[] {
+    let end = this.entries.length;
+    if (before) {
+      let lo = this.head;
+      while (lo < end) {
+        const mid = (lo + end) >>> 1;
+        if (comparePositions(this.entries[mid]!.position, before) < 0) lo = mid + 1;
+        else end = mid;
+      }
+    }
+    return this.entries.slice(Math.max(this.head, end - limit), end);
+  }
+
   evictOne(): void {
     const record = this.entries[this.head]!;
     this.totals.bytes -= entryBytes(record);
@@ -217,6 +231,20 @@ export class MemoryHistory {
     }
     const floor = later(this.horizon, { ms: now - this.limits.maxAgeMs, seq: 0 });
     return { topics, floor, readAt: this.newest, limit: this.newest };
+  }
+
+  /**
+   * Each request's topic's newest records (at most `limit`, strictly before `before` when given),
+   * oldest first; expired ones are dropped first, as for {@link read}.
+   */
+  tail(requests: ReadonlyArray<{ readonly topic: string; readonly limit: number; readonly before?: Position }>, now = Date.now()): BrokerRecord[][] {
+    const cutoff = now - this.limits.maxAgeMs;
+    return requests.map(({ topic, limit, before }) => {
+      const history = this.topics.get(topic);
+      if (!history || limit < 1) return [];
+      history.pruneOlderThan(cutoff);
+      return history.tail(limit, before);
+    });
   }
 
   /** The newest position appended (or the start). */

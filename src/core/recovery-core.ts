@@ -153,6 +153,8 @@ export class RecoveryCore {
   /** Resume reads and start positions of one event-loop turn, served together (reconnect storms). */
   private readonly reads: Pick<PerTurn<readonly ReplayRequest[], TopicRead[]>, 'call'>;
   private readonly positionReads: Pick<PerTurn<readonly string[], Position[]>, 'call'>;
+  /** Rewind and history reads of one event-loop turn, served together (page loads rewinding the same topics). */
+  private readonly tailReads: Pick<PerTurn<readonly TailAsk[], BrokerRecord[][]>, 'call'> | undefined;
   private healer: NodeJS.Timeout | undefined;
   /** With `ordering: 'total'`: the newest position seen from the broker (positions are global there). */
   private lastSeen: Position = { ms: 0, seq: 0 };
@@ -189,6 +191,8 @@ export class RecoveryCore {
     // A remote broker answers a turn's questions together; one in the process answers at once.
     this.reads = broker.batching ? new PerTurn((readers) => readMany(broker, readers)) : { call: (requests) => broker.read(requests) };
     this.positionReads = broker.batching ? new PerTurn((lists) => positionsMany(broker, lists)) : { call: (topics) => broker.positions(topics) };
+    const tail = broker.tail?.bind(broker);
+    this.tailReads = tail && (broker.batching ? new PerTurn((lists) => tailMany(tail, lists)) : { call: (requests) => tail(requests) });
   }
 
   /** Connects the broker and catches up; rejects if it cannot (unless the broker may start without its backend). */
@@ -327,6 +331,41 @@ export class RecoveryCore {
       incomplete: reads.filter((read, i) => readVerdict(read, requests[i]!.after) === 'incomplete').map((read) => read.topic),
       unknown: reads.filter((read, i) => readVerdict(read, requests[i]!.after) === 'unknown').map((read) => read.topic),
     };
+  }
+
+  /** Whether the broker can read the newest history of a topic ({@link tail}): rewind and history. */
+  get canTail(): boolean {
+    return typeof this.broker.tail === 'function';
+  }
+
+  /**
+   * Each request's topic's newest messages still in history (at most `limit`, strictly before
+   * `before` when given), oldest first: what rewind and history read. Only while the link is
+   * ready, like a replay: the broker only reads, nothing here is recovery.
+   * @throws PushletBrokerError while the broker cannot be read (not ready, or no `tail`).
+   */
+  async tail(requests: readonly TailAsk[]): Promise<Envelope[][]> {
+    if (!this.tailReads) throw new PushletBrokerError(MESSAGES.historyUnsupported);
+    if (this.link.state !== 'ready') throw new PushletBrokerError(MESSAGES.brokerNotConnected);
+    const pages = await this.tailReads.call(requests);
+    return pages.map((records) => records.map(envelopeOf));
+  }
+
+  /**
+   * The newest `limit` messages of a pattern's topics still in history, oldest first (a pattern's
+   * rewind): the broker names the topics holding any, each one's newest are read, the newest of all
+   * kept.
+   */
+  async tailPattern(pattern: string, limit: number): Promise<Envelope[]> {
+    if (this.link.state !== 'ready') throw new PushletBrokerError(MESSAGES.brokerNotConnected);
+    const index = await this.patternRouting().topicsAfter({ ms: 0, seq: 0 }, [pattern]);
+    const topics = index.topics.filter((topic) => matchesPattern(pattern, topic));
+    if (topics.length === 0) return [];
+    const pages = await this.tail(topics.map((topic) => ({ topic, limit })));
+    return pages
+      .flat()
+      .sort((a, b) => comparePositions(a.position, b.position))
+      .slice(-limit);
   }
 
   /**
@@ -474,6 +513,11 @@ export class RecoveryCore {
         await this.deliverRecovered(reads, requests, expanded && { requests: patternRequests, verdicts: expanded.verdicts(reads.slice(requests.length)) });
         if (!current()) return;
       }
+      // No round ran (nothing watched yet): what was held meanwhile is live now.
+      const held = this.held;
+      this.held = undefined;
+      if (held) await held.finish([], (record) => void this.accept(record));
+      if (!current()) return;
       this.everReady = true;
       this.lastRecoveryError = undefined;
       this.link.to('ready');
@@ -765,6 +809,32 @@ export async function readMany(broker: PushletBroker, readers: ReadonlyArray<rea
 function readAfter({ read, after: readFrom }: { read: TopicRead; after: Position }, after: Position): TopicRead {
   if (comparePositions(after, readFrom) === 0) return read;
   return { ...read, records: read.records.filter((record) => comparePositions(record.position, after) > 0) };
+}
+
+/** What {@link RecoveryCore.tail} asks of a topic (the broker's `TailRequest`). */
+type TailAsk = { readonly topic: string; readonly limit: number; readonly before?: Position };
+
+/**
+ * Newest history for many readers at once (see {@link PerTurn}): each topic (and `before`) read
+ * once with the largest limit asked, then each reader's newest `limit` of it.
+ */
+export async function tailMany(
+  tail: (requests: readonly TailAsk[]) => Promise<BrokerRecord[][]>,
+  readers: ReadonlyArray<readonly TailAsk[]>,
+): Promise<BrokerRecord[][][]> {
+  const key = ({ topic, before }: TailAsk) => (before ? `${formatPosition(before)} ${topic}` : ` ${topic}`);
+  const merged = new Map<string, TailAsk>();
+  for (const requests of readers) {
+    for (const request of requests) {
+      const known = merged.get(key(request));
+      if (!known || request.limit > known.limit) merged.set(key(request), request);
+    }
+  }
+  if (merged.size === 0) return readers.map(() => []);
+  const asks = [...merged.values()];
+  const pages = await tail(asks);
+  const byKey = new Map(asks.map((ask, i) => [key(ask), pages[i] ?? []]));
+  return readers.map((requests) => requests.map((request) => (request.limit > 0 ? byKey.get(key(request))!.slice(-request.limit) : [])));
 }
 
 /** Positions for many callers at once: each topic asked once. */

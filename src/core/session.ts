@@ -49,6 +49,8 @@ export interface SessionContext {
   readonly feedOf: (sink: FeedSink, meter: DeliveryMeter | undefined) => Feed;
   readonly ordering: 'total' | 'per-topic';
   readonly bufferBytes: number;
+  /** Most messages a rewind delivers per topic (`limits.maxRewind`); larger asks are capped. Default: no rewind. */
+  readonly maxRewind?: number;
   readonly validateTopics: (topics: readonly unknown[], subscribed: readonly string[]) => void;
   readonly authorize: (topics: readonly string[], transport: PushletTransport, request: IncomingMessage, identity: PushletIdentity | null) => Promise<void>;
   readonly slowConsumer: (transport: PushletTransport, address: string) => void;
@@ -95,6 +97,16 @@ export class Session implements FeedSink {
   private expiry: NodeJS.Timeout | undefined;
   /** `start()` was called: frames may be written. */
   private started = false;
+  /** With `ordering: 'total'`: the newest id the client may hold (the connected one, then each message's). */
+  private highWater: Position | undefined;
+  /**
+   * With `ordering: 'total'`: topics being rewound on a connection that already handed out an id,
+   * with that id's position. Their rewound messages at or before it carry it as their id, so that
+   * the connection's ids never go back: a client that drops in the middle resumes its other topics
+   * exactly (at worst the rest of an interrupted rewind, older than the subscription, is not sent
+   * again).
+   */
+  private rewoundBelow: Map<string, Position> | undefined;
 
   constructor(
     private readonly context: SessionContext,
@@ -159,6 +171,15 @@ export class Session implements FeedSink {
     }
   }
 
+  /**
+   * Checks that the connection may read `topic`'s history: the topic rules and `authorize`, as
+   * for a subscription (but not the connection's topic limit: nothing is subscribed).
+   */
+  async admitRead(topic: string): Promise<void> {
+    this.context.validateTopics([topic], []);
+    if (this.request) await this.context.authorize([topic], this.transport, this.request, this.identity);
+  }
+
   /** Checks each topic on its own (WebSocket): the refused ones are named with their reason. */
   async admitEach(topics: readonly string[]): Promise<{ accepted: string[]; refused: RefusedTopic[] }> {
     const accepted: string[] = [];
@@ -184,16 +205,18 @@ export class Session implements FeedSink {
    * Subscribes the connection's first topics and broadcasts, resuming after `lastEventId` when
    * given. `pushlet:connected` goes out first, with the position to resume from should the
    * connection drop before its first message (then any `refused` topics as errors); then resets,
-   * missed messages and live ones.
+   * missed messages and live ones. `rewind`: without `lastEventId`, each topic's latest messages
+   * first (capped by `limits.maxRewind`; broadcasts are not rewound).
    */
-  async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = []): Promise<void> {
+  async start(topics: readonly string[], lastEventId: string | undefined, refused: readonly RefusedTopic[] = [], rewind = 0): Promise<void> {
     this.started = true;
     this.armExpiry();
-    const starts = [...this.starts(topics, lastEventId), ...this.starts([BROADCAST_TOPIC], lastEventId, false)];
+    const starts = [...this.starts(topics, lastEventId, rewind), ...this.starts([BROADCAST_TOPIC], lastEventId, 0, false)];
     let caughtUp: CaughtUp | undefined;
     try {
       caughtUp = await this.feed.add(starts, (resets) => {
         if (this.ended) return;
+        if (this.context.ordering === 'total') this.highWater = this.oldestPosition();
         this.output.notice(topicsNotice(EVENTS.connected, topics, { id: this.resumeId() }, this.resetData(resets), this.context.heartbeatMs?.()));
         for (const { topic, reason } of refused) this.output.notice({ event: EVENTS.error, data: reason, topic });
       });
@@ -205,17 +228,20 @@ export class Session implements FeedSink {
     this.countResume(lastEventId, caughtUp);
   }
 
-  /** Subscribes more topics and patterns (WebSocket), resuming them after `lastEventId` when given; with `broadcasts`, those too. */
-  async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined, broadcasts = false): Promise<void> {
+  /** Subscribes more topics and patterns (WebSocket), resuming them after `lastEventId` when given, else rewinding them by `rewind`; with `broadcasts`, those too. */
+  async subscribe(topics: readonly string[], lastEventId: string | undefined, ref: CommandRef | undefined, rewind = 0, broadcasts = false): Promise<void> {
     this.ref = ref;
+    const ceiling = rewind > 0 && lastEventId === undefined ? this.highWater : undefined;
+    if (ceiling) for (const topic of topics) (this.rewoundBelow ??= new Map()).set(topic, ceiling);
     try {
-      const starts = this.starts(topics, lastEventId);
-      if (broadcasts) starts.push(...this.starts([BROADCAST_TOPIC], lastEventId, false));
+      const starts = this.starts(topics, lastEventId, rewind);
+      if (broadcasts) starts.push(...this.starts([BROADCAST_TOPIC], lastEventId, 0, false));
       const caughtUp = await this.feed.add(starts);
       this.live(topics);
       this.countResume(lastEventId, caughtUp);
     } finally {
       this.ref = undefined;
+      if (ceiling) for (const topic of topics) this.rewoundBelow?.delete(topic);
     }
   }
 
@@ -239,7 +265,11 @@ export class Session implements FeedSink {
 
   deliver(envelope: Envelope): void {
     if (this.ended) return;
-    this.output.message(envelope, this.context.ordering === 'per-topic' ? this.resumeId() : undefined);
+    if (this.context.ordering === 'per-topic') return this.output.message(envelope, this.resumeId());
+    const ceiling = this.rewoundBelow?.get(envelope.topic);
+    if (ceiling && comparePositions(envelope.position, ceiling) <= 0) return this.output.message(envelope, formatPosition(ceiling));
+    if (!this.highWater || comparePositions(envelope.position, this.highWater) > 0) this.highWater = envelope.position;
+    this.output.message(envelope, undefined);
   }
 
   /** Tells that messages of `topics` may be missing, for `reason` (see {@link TopicRegistry.named}). */
@@ -266,11 +296,16 @@ export class Session implements FeedSink {
    */
   resumeId(): string {
     if (this.context.ordering === 'per-topic') return this.cursor.write(this.feed.topicPositions);
+    return formatPosition(this.oldestPosition());
+  }
+
+  /** The oldest of the topics' positions (ids ordered across topics). */
+  private oldestPosition(): Position {
     let oldest: Position | undefined;
     for (const last of this.feed.positions()) {
       if (last && (!oldest || comparePositions(last, oldest) < 0)) oldest = last;
     }
-    return formatPosition(oldest ?? { ms: 0, seq: 0 });
+    return oldest ?? { ms: 0, seq: 0 };
   }
 
   /**
@@ -327,11 +362,16 @@ export class Session implements FeedSink {
   /**
    * Where each topic starts, from the client's id: checked against the grammar first, and never
    * trusted further than it can be (a plain position cannot place topics that order their own
-   * ids; a cursor without a topic's entry cannot place that topic).
+   * ids; a cursor without a topic's entry cannot place that topic). A rewind applies only where no
+   * id was given: an id always wins.
    */
-  private starts(names: readonly string[], lastEventId: string | undefined, patterns = true): TopicStart[] {
+  private starts(names: readonly string[], lastEventId: string | undefined, rewind = 0, patterns = true): TopicStart[] {
     const topics = names.map((topic) => ({ topic, pattern: patterns && isPattern(topic) }));
-    if (lastEventId === undefined) return topics;
+    if (lastEventId === undefined) {
+      // Broadcasts are not rewound (`patterns` false: the broadcast topic's own start).
+      const count = patterns ? Math.min(rewind, this.context.maxRewind ?? 0) : 0;
+      return topics.map((start) => (count > 0 ? { ...start, rewind: count } : start));
+    }
     const id = parseResumeId(lastEventId);
     const unknown = topics.map((start) => ({ ...start, resetReason: MESSAGES.resetUnknownId }));
     if (!id) return unknown;

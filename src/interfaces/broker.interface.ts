@@ -94,6 +94,15 @@ export interface BrokerPatterns {
   topicsAfter(after: Position, patterns: readonly string[]): Promise<TopicsAfter>;
 }
 
+/** One topic's newest history asked of {@link PushletBroker.tail}. */
+export interface TailRequest {
+  readonly topic: string;
+  /** At most this many records (1 or more). */
+  readonly limit: number;
+  /** Only records strictly before this position (a page before one already read); none: up to the newest. */
+  readonly before?: Position;
+}
+
 /**
  * What a broker reports to the recovery core that drives it. Typed events, never fake messages.
  */
@@ -189,6 +198,13 @@ export interface PushletBroker {
   unsubscribe(topics: readonly string[]): void;
   /** Each topic's history after its position. */
   read(requests: ReadonlyArray<{ readonly topic: string; readonly after: Position }>): Promise<TopicRead[]>;
+  /**
+   * Each topic's newest records still in history (at most `limit`, strictly before `before` when
+   * given; none older than the history's age limit), oldest first: what rewind and history read.
+   * Optional: without it, rewind is off (`limits.maxRewind` counts as 0) and history reads fail
+   * with a clear error.
+   */
+  tail?(requests: readonly TailRequest[]): Promise<BrokerRecord[][]>;
   /** For each topic, a position at or after every record of it already published, and before every later one. */
   positions(topics: readonly string[]): Promise<Position[]>;
   /**

@@ -95,6 +95,17 @@ export interface PushletLimitOptions {
    * client that reads at all look slow). Must be at most half of `bufferBytes`.
    */
   maxMessageBytes?: number;
+  /**
+   * Most messages a rewind (`?rewind=N`, `"rewind": N` in a WebSocket `subscribe`) delivers per
+   * topic; a larger rewind is capped to it. 0 turns rewind off. Default 100.
+   */
+  maxRewind?: number;
+  /**
+   * Most messages one WebSocket `history` command may ask for (`limit`; a larger one is refused,
+   * so that a short page always means the history holds no more). Also the `limit` of a command
+   * that gives none. Default 100.
+   */
+  maxHistoryPage?: number;
 }
 
 export interface PushletHistoryOptions {

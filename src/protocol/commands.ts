@@ -1,6 +1,6 @@
 import { type CommandRef } from './frames.js';
 import { PROTOCOL_TEXTS as TEXTS } from './texts.js';
-import { DEFAULT_EVENT, eventProblem, exactTopicProblem, publishTopicProblem, topicProblem } from './topics.js';
+import { DEFAULT_EVENT, eventProblem, exactTopicProblem, historyTopicProblem, publishTopicProblem, topicProblem } from './topics.js';
 
 /**
  * Client-to-server commands over WebSocket, JSON in a text or binary frame (docs/protocol.md, "WebSocket"):
@@ -8,16 +8,24 @@ import { DEFAULT_EVENT, eventProblem, exactTopicProblem, publishTopicProblem, to
  * with `"lastEventId"` to resume; `{"action":"unsubscribe","topic":"a"}` (or `topics`);
  * `{"action":"ping"}`; `{"action":"publish","topic":"a","event":"e","data":…}` (data: a string as is,
  * any other JSON value as its JSON text; event defaults to `message`); `{"action":"presence","topic":"a"}`;
- * `{"action":"refresh","token":"…"}`. Any command may carry `"ref"`, echoed in its reply. Other fields are
+ * `{"action":"refresh","token":"…"}`; `{"action":"history","topic":"a","limit":n,"before":"<id>"}`. `subscribe`
+ * may carry `"rewind": n` (the latest n messages of each topic first, when no `lastEventId` places it). Any command may carry `"ref"`, echoed in its reply. Other fields are
  * ignored; `null` counts as absent.
  */
 export type Command =
-  | { readonly action: 'subscribe'; readonly topics: readonly string[]; readonly lastEventId?: string; readonly ref?: CommandRef }
+  | {
+      readonly action: 'subscribe';
+      readonly topics: readonly string[];
+      readonly lastEventId?: string;
+      readonly rewind?: number;
+      readonly ref?: CommandRef;
+    }
   | { readonly action: 'unsubscribe'; readonly topics: readonly string[]; readonly ref?: CommandRef }
   | { readonly action: 'ping'; readonly ref?: CommandRef }
   | { readonly action: 'publish'; readonly topic: string; readonly event: string; readonly data: string; readonly ref?: CommandRef }
   | { readonly action: 'presence'; readonly topic: string; readonly ref?: CommandRef }
-  | { readonly action: 'refresh'; readonly token: string; readonly ref?: CommandRef };
+  | { readonly action: 'refresh'; readonly token: string; readonly ref?: CommandRef }
+  | { readonly action: 'history'; readonly topic: string; readonly limit?: number; readonly before?: string; readonly ref?: CommandRef };
 
 /** Why a frame is not a valid command, with what could safely be read of it (for the error frame). */
 export interface CommandError {
@@ -68,6 +76,8 @@ export function parseCommand(text: string): ParsedCommand {
       if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) return failed({ reason: TEXTS.tokenType, ref });
       return { ok: true, command: { action: 'refresh', token, ref } };
     }
+    case 'history':
+      return parseHistory(fields, ref);
     default:
       return failed({ reason: TEXTS.actionUnknown, ref });
   }
@@ -95,7 +105,29 @@ function parseTopicCommand(action: 'subscribe' | 'unsubscribe', fields: Fields, 
   if (lastEventId !== undefined && typeof lastEventId !== 'string') {
     return failed({ reason: TEXTS.lastEventIdType, topic: topics.length === 1 ? topics[0] : undefined, ref });
   }
-  return { ok: true, command: { action, topics, lastEventId, ref } };
+  const rewind = fields.rewind ?? undefined;
+  if (rewind !== undefined && !(typeof rewind === 'number' && Number.isSafeInteger(rewind) && rewind >= 0)) {
+    return failed({ reason: TEXTS.rewindType, topic: topics.length === 1 ? topics[0] : undefined, ref });
+  }
+  return { ok: true, command: { action, topics, lastEventId, ...(rewind !== undefined && { rewind }), ref } };
+}
+
+/**
+ * A `history` command: one plain topic (not a pattern), `limit` a whole number of 1 or more
+ * (the server caps it), `before` an id string (checked against the id grammar by the server,
+ * never echoed).
+ */
+function parseHistory(fields: Fields, ref: CommandRef | undefined): ParsedCommand {
+  const topic = fields.topic;
+  const problem = historyTopicProblem(topic);
+  if (problem) return failed({ reason: problem, topic: echoable(topic), ref });
+  const limit = fields.limit ?? undefined;
+  if (limit !== undefined && !(typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 1)) {
+    return failed({ reason: TEXTS.limitType, topic: topic as string, ref });
+  }
+  const before = fields.before ?? undefined;
+  if (before !== undefined && typeof before !== 'string') return failed({ reason: TEXTS.beforeType, topic: topic as string, ref });
+  return { ok: true, command: { action: 'history', topic: topic as string, limit, before, ref } };
 }
 
 /**

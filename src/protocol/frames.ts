@@ -28,6 +28,8 @@ export const EVENTS = {
   leave: 'pushlet:leave',
   /** Reply to the `presence` command (`data`: {@link PresenceData} as JSON). */
   presence: 'pushlet:presence',
+  /** Reply to the `history` command (`data`: {@link HistoryData} as JSON). */
+  history: 'pushlet:history',
   /** Reply to the `publish` command (`id`: the published message's id). */
   published: 'pushlet:published',
   /** Reply to the `refresh` command (`data`: `{"expiresAt":…}` as JSON, `null` when it no longer expires). */
@@ -134,6 +136,12 @@ export interface PresenceMember {
 export interface PresenceData {
   readonly count: number;
   readonly members: readonly PresenceMember[];
+}
+
+/** `data` of `pushlet:history`: a topic's messages, oldest first (the page ending just before `before`, when given). */
+export interface HistoryData {
+  readonly topic: string;
+  readonly messages: readonly PushletMessage[];
 }
 
 /**

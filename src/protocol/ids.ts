@@ -30,6 +30,19 @@ export function comparePositions(a: Position, b: Position): number {
   return a.ms - b.ms || a.seq - b.seq;
 }
 
+/** The largest sequence every id form can carry (a cursor entry's 9 base-36 digits, a plain id's 15 decimal ones). */
+export const MAX_SEQ = 36 ** 9 - 1;
+
+/**
+ * The latest position before `position` that ids can express: `<ms>-<seq - 1>`, or
+ * `<ms - 1>-<MAX_SEQ>` for a sequence of 0 (every broker's sequences stay far below it). A start
+ * there replays `position` and everything after it.
+ */
+export function positionBefore(position: Position): Position {
+  if (position.seq > 0) return { ms: position.ms, seq: position.seq - 1 };
+  return position.ms > 0 ? { ms: position.ms - 1, seq: MAX_SEQ } : position;
+}
+
 export function formatPosition(position: Position): string {
   return `${position.ms}-${position.seq}`;
 }

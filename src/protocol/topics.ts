@@ -82,3 +82,9 @@ export function eventProblem(event: unknown): string | undefined {
   if (event.startsWith(RESERVED_PREFIX)) return TEXTS.eventReserved;
   return undefined;
 }
+
+/** Why `topic`'s history cannot be read, or `undefined` when it can: one plain topic (no pattern), as for subscribing. */
+export function historyTopicProblem(topic: unknown): string | undefined {
+  if (typeof topic === 'string' && (topic.includes('*') || topic.includes('#'))) return TEXTS.historyPattern;
+  return topicProblem(topic);
+}

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { parseConnectRequest } from '../core/connect-request.js';
+import { parseConnectRequest, parseRewind } from '../core/connect-request.js';
 import { httpStatusOf, PushletError, PushletLimitError, PushletRouteRefusal, PushletUnavailableError, PushletValidationError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
 import { DEFAULT_TOPIC } from '../core/topic.js';
@@ -93,6 +93,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     let connection: SseConnection;
     let topics: string[];
     let lastEventId: string | undefined;
+    let rewind: number | undefined;
     try {
       gate.checkOpen(request);
       await this.routes.check('sse', adapterRequest as IncomingMessage, adapterResponse);
@@ -101,6 +102,8 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
       ({ topics, lastEventId } = connect);
       const format = parseSseFormat(connect.params.get('format'));
       if (format === undefined) throw gate.refused(new PushletValidationError(MESSAGES.sseFormat));
+      rewind = parseRewind(connect.params);
+      if (rewind === undefined) throw gate.refused(new PushletValidationError(MESSAGES.rewindType));
       const identity = await gate.identify(request, 'sse');
       if (request.destroyed || response.destroyed) return;
       connection = new SseConnection(request, response, this.batch, format);
@@ -127,7 +130,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     request.socket.setTimeout(0);
     connection.open(SSE_HEADERS);
     try {
-      await session.start(topics, lastEventId);
+      await session.start(topics, lastEventId, [], rewind);
     } catch (error) {
       if (!(error instanceof PushletUnavailableError)) throw error;
       // Nothing was sent yet: the client reconnects with the same Last-Event-ID (EventSource does).

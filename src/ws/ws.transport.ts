@@ -2,7 +2,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ApplicationConfig, HttpAdapterHost } from '@nestjs/core';
 import type { RawData, WebSocket } from 'ws';
-import { parseConnectRequest } from '../core/connect-request.js';
+import { parseConnectRequest, parseRewind } from '../core/connect-request.js';
 import { httpStatusOf, PushletLimitError, PushletRouteRefusal, PushletUnauthorizedError, PushletUnavailableError } from '../core/errors.js';
 import type { Session } from '../core/session.js';
 import { sessionEndWire } from '../core/session-end.js';
@@ -12,6 +12,7 @@ import { PushletHub, type TransportRuntime } from '../pushlet.hub.js';
 import { PushletRoutes } from '../pushlet.routes.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { parseCommandFrame } from './ws-commands.js';
+import { EVENTS } from '../protocol/frames.js';
 import { CLOSE_CODES, CLOSE_GRACE_MS, WsConnection, type WsConnectionHandlers, type WsConnectionSettings } from './ws-connection.js';
 import { mountWsServer, type MountedWsServer } from './ws-server.js';
 
@@ -149,11 +150,14 @@ export class WsTransport implements OnModuleInit, BeforeApplicationShutdown {
 
   /**
    * First task of every connection: subscribes the URL's topics and broadcasts, resuming them
-   * after `Last-Event-ID` / `?lastEventId=` when given.
+   * after `Last-Event-ID` / `?lastEventId=` when given, else rewinding them by `?rewind=` (a
+   * malformed one is answered `pushlet:error` after `pushlet:connected`, and no rewind).
    */
   private async open(connection: WsConnection): Promise<void> {
-    const { topics, lastEventId } = parseConnectRequest(connection.request);
-    await this.orRetryLater(connection, this.runtime.commands.open(connection.session, topics, lastEventId));
+    const { topics, lastEventId, params } = parseConnectRequest(connection.request);
+    const rewind = parseRewind(params);
+    await this.orRetryLater(connection, this.runtime.commands.open(connection.session, topics, lastEventId, rewind ?? 0));
+    if (rewind === undefined) connection.session.notice({ event: EVENTS.error, data: MESSAGES.rewindType });
   }
 
   /** A start the broker cannot serve now closes with 1013: the client resumes later with the same id. */

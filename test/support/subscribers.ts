@@ -38,6 +38,8 @@ export interface TestSubscriber {
 export interface SubscribeOptions {
   /** Resume after this id (SSE: the Last-Event-ID header). */
   lastEventId?: string;
+  /** Rewind each topic by this many messages (the `rewind` parameter of the URL). */
+  rewind?: number;
 }
 
 export interface SubscriberFactory {
@@ -93,7 +95,7 @@ class SseSubscriber implements TestSubscriber {
 export const sseSubscribers: SubscriberFactory = {
   name: 'SSE',
   async open(app, topics, options = {}) {
-    const query = topics.map((t) => `topic=${encodeURIComponent(t)}`).join('&');
+    const query = [...topics.map((t) => `topic=${encodeURIComponent(t)}`), ...(options.rewind ? [`rewind=${options.rewind}`] : [])].join('&');
     const headers: Record<string, string> = options.lastEventId !== undefined ? { 'Last-Event-ID': options.lastEventId } : {};
     const client = await SseClient.open(`${app.url}/events?${query}`, headers);
     if (client.status !== 200) throw new Error(`SSE answered ${client.status}: ${client.body}`);
@@ -154,6 +156,7 @@ export const wsSubscribers: SubscriberFactory = {
   async open(app, topics, options = {}) {
     const params = new URLSearchParams(topics.map((t): [string, string] => ['topic', t]));
     if (options.lastEventId !== undefined) params.set('lastEventId', options.lastEventId);
+    if (options.rewind) params.set('rewind', String(options.rewind));
     const client = await WsClient.open(`${app.wsUrl}/ws?${params}`);
     await client.waitForEvents('pushlet:connected');
     return new WsSubscriber(client);

@@ -60,8 +60,9 @@ export class StreamRecorder {
     readonly topics: readonly string[],
     readonly lastEventId: string | undefined,
     pushlet: PushletService,
+    rewind?: number,
   ) {
-    this.subscription = pushlet.stream(topics, lastEventId === undefined ? {} : { lastEventId }).subscribe({
+    this.subscription = pushlet.stream(topics, { ...(lastEventId !== undefined && { lastEventId }), ...(rewind !== undefined && { rewind }) }).subscribe({
       next: (event) => this.record(event),
       error: (error: unknown) => {
         this.error = error;
@@ -75,8 +76,8 @@ export class StreamRecorder {
   }
 
   /** Subscribes at once (the subscription is under way when this returns); see {@link connected}. */
-  static open(pushlet: PushletService, topics: readonly string[], lastEventId?: string): StreamRecorder {
-    return new StreamRecorder(topics, lastEventId, pushlet);
+  static open(pushlet: PushletService, topics: readonly string[], lastEventId?: string, rewind?: number): StreamRecorder {
+    return new StreamRecorder(topics, lastEventId, pushlet, rewind);
   }
 
   get ended(): boolean {
