@@ -19,6 +19,7 @@ import type {
   BrokerRecord,
   PushletBroker,
   PushletControlCommand,
+  TailRequest,
   TopicRead,
   TopicsAfter,
 } from '../interfaces/broker.interface.js';
@@ -419,6 +420,24 @@ export class NatsBroker implements PushletBroker {
       seq = msg.seq + 1;
     }
     return records;
+  }
+
+  /**
+   * Each topic's newest records (at most `limit`, strictly before `before`), oldest first. With no
+   * way back by subject on the server this targets (2.9), a topic's kept records (at most
+   * `maxCount`) are read forward from the stream's first sequence and the newest kept.
+   */
+  async tail(requests: readonly TailRequest[]): Promise<BrokerRecord[][]> {
+    if (requests.length === 0) return [];
+    const { epoch, first, last } = await this.state();
+    return Promise.all(
+      requests.map(async ({ topic, limit, before }) => {
+        if (before && before.ms < epoch) return [];
+        const until = before && before.ms === epoch ? Math.min(last, before.seq - 1) : last;
+        const records = await this.readTopic(topic, first, until);
+        return records.slice(Math.max(0, records.length - limit));
+      }),
+    );
   }
 
   /** Every topic's position now: the stream's last sequence (positions ordered across topics). */
