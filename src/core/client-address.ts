@@ -39,7 +39,9 @@ function expressTrust(request: IncomingMessage): TrustFn | undefined {
   let trust = trustOfServer.get(server);
   if (trust === undefined) {
     trust = null;
-    for (const listener of server.listeners('request')) {
+    // The SSE route's dispatcher (src/sse/sse.transport.ts) stands in for the app's own listener.
+    const listeners = server.listeners('request').flatMap((listener) => (listener as { framework?: unknown[] }).framework ?? [listener]);
+    for (const listener of listeners) {
       const app = listener as { get?: (name: string) => unknown; enabled?: (name: string) => boolean };
       if (typeof app.get !== 'function' || typeof app.enabled !== 'function') continue;
       const fn = app.get('trust proxy fn');
