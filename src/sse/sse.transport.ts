@@ -127,6 +127,14 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
 
   /** Whether the Express app runs nothing of its own before the route at `path` (and no guard would run). */
   private frameworkAddsNothing(adapter: { getInstance?(): unknown }, path: string, route: RouteHandler): boolean {
+    try {
+      return this.expressAddsNothing(adapter, path, route);
+    } catch {
+      return false; // an Express app not shaped as expected: its route serves the stream
+    }
+  }
+
+  private expressAddsNothing(adapter: { getInstance?(): unknown }, path: string, route: RouteHandler): boolean {
     if (this.routes.hasGuards()) return false;
     const hooks = adapter as { onRequestHook?: unknown; onResponseHook?: unknown };
     if (hooks.onRequestHook || hooks.onResponseHook) return false;
@@ -136,8 +144,7 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     for (const [index, layer] of (stack as ExpressLayer[]).entries()) {
       if (layer.route?.stack?.some((entry) => entry.handle === route)) return true;
       if (typeof layer.match === 'function' && !layer.match(path)) continue;
-      // Nest's request/response hook layer comes first (its hooks unset: checked above).
-      if (layer.route || !(index === 0 || HARMLESS_MIDDLEWARE.has(layer.name ?? ''))) return false;
+      if (layer.route || !(HARMLESS_MIDDLEWARE.has(layer.name ?? '') || isNestHookLayer(layer, index))) return false;
     }
     return false;
   }
@@ -205,8 +212,17 @@ const HARMLESS_MIDDLEWARE = new Set(['query', 'expressInit', 'jsonParser', 'urle
 
 interface ExpressLayer {
   name?: string;
+  handle?: unknown;
   route?: { stack?: Array<{ handle?: unknown }> };
   match?: (path: string) => boolean;
+}
+
+/**
+ * The layer Nest's Express adapter puts first, which runs its request and response hooks (both
+ * unset: checked before). Recognised by its source, as Nest exports nothing to compare it with.
+ */
+function isNestHookLayer(layer: ExpressLayer, index: number): boolean {
+  return index === 0 && typeof layer.handle === 'function' && String(layer.handle).includes('onResponseHook');
 }
 
 /** The path of a request's origin-form target (`/events?topic=a` → `/events`); anything else is not matched. */
