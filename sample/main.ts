@@ -1,3 +1,4 @@
+import type { ListenOptions } from 'node:net';
 import { createSampleApp } from './app.js';
 
 /** `REDIS_CLUSTER_NODES="127.0.0.1:7000,127.0.0.1:7001"`: seed nodes of a Redis Cluster. */
@@ -39,5 +40,11 @@ const app = await createSampleApp({
   // `TRUST_PROXY=1`: one proxy in front (docs/deploy.md); a number of hops, `true`, or addresses/subnets.
   trustProxy: trustProxy(process.env.TRUST_PROXY),
 });
-await app.listen(port);
+// The listen queue: connections the kernel holds until Node accepts them. Node's default (511)
+// overflows when thousands of clients reconnect at once (a deploy, a network blip); the kernel caps
+// it at net.core.somaxconn (docs/operations.md). Nest hands listen()'s arguments on to Node's
+// http.Server.listen as they are, so an options object sets it; Nest's typing names a port only.
+const backlog = Number(process.env.LISTEN_BACKLOG ?? 4096);
+const listen = app.listen.bind(app) as (options: ListenOptions) => Promise<unknown>;
+await listen({ port, backlog });
 console.log(`Pushlet sample on http://localhost:${port} (SSE /events, WebSocket /ws, publish /send, /broadcast)`);

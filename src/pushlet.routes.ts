@@ -66,6 +66,15 @@ export class PushletRoutes {
     }
   }
 
+  /** Whether any guard runs on the endpoints (the app's global guards or `routes.guards`). */
+  hasGuards(): boolean {
+    try {
+      return this.guards().length > 0;
+    } catch {
+      return true; // an unknown guard class: the route that runs them answers for it
+    }
+  }
+
   /** Each guard in turn; the first that does not let the request through refuses it. */
   private async runGuards(guards: readonly CanActivate[], transport: PushletTransport, request: IncomingMessage, response: unknown): Promise<void> {
     const context = new EndpointContext(

@@ -9,9 +9,14 @@ export interface WriteQueue {
   readonly drainSource: EventEmitter;
 }
 
+/** Who a {@link BoundedWriter} tells when its connection falls behind (an object, not a closure: one fewer per connection). */
+export interface OverflowHandler {
+  overflow(): void;
+}
+
 /**
  * One connection's outgoing bound, for every transport: what the client has not read yet stays
- * within `limit` bytes; past it the connection is a slow consumer and `onOverflow` runs once (the
+ * within `limit` bytes; past it the connection is a slow consumer and `owner.overflow()` runs once (the
  * session then ends it, and the client resumes from its last id). A frame larger than what is
  * left is still written when nothing is queued, so that one large message (within
  * `limits.maxMessageBytes`) can never cut every subscriber off. Replays are paced by
@@ -23,7 +28,7 @@ export class BoundedWriter {
   constructor(
     private readonly queue: WriteQueue,
     private readonly limit: number,
-    private readonly onOverflow: () => void,
+    private readonly owner: OverflowHandler,
   ) {}
 
   /** True when `bytes` more may be queued; otherwise reports the overflow (once) and returns false. */
@@ -32,7 +37,7 @@ export class BoundedWriter {
     const queued = this.queue.queuedBytes();
     if (queued === 0 || queued + bytes <= this.limit) return true;
     this.overflowed = true;
-    this.onOverflow();
+    this.owner.overflow();
     return false;
   }
 

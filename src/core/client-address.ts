@@ -4,7 +4,14 @@ import type { IncomingMessage } from 'node:http';
 /** Express's compiled `trust proxy` setting: whether the hop at `address` (`i` hops from us) is a trusted proxy. */
 type TrustFn = (address: string, i: number) => boolean;
 
-const trustOfServer = new WeakMap<object, TrustFn | null>();
+/** What is read of an Express app: its settings. */
+interface ExpressApp {
+  get(name: string): unknown;
+  enabled(name: string): boolean;
+}
+
+/** The Express app serving each HTTP server, once found. */
+const appOfServer = new WeakMap<object, ExpressApp>();
 
 /**
  * The address of the client behind a request, as the app's HTTP framework is told to see it
@@ -36,18 +43,21 @@ export function clientAddress(request: IncomingMessage | undefined): string {
 function expressTrust(request: IncomingMessage): TrustFn | undefined {
   const server = (request.socket as { server?: EventEmitter } | undefined)?.server;
   if (!server) return undefined;
-  let trust = trustOfServer.get(server);
-  if (trust === undefined) {
-    trust = null;
-    for (const listener of server.listeners('request')) {
-      const app = listener as { get?: (name: string) => unknown; enabled?: (name: string) => boolean };
-      if (typeof app.get !== 'function' || typeof app.enabled !== 'function') continue;
-      const fn = app.get('trust proxy fn');
-      if (typeof fn === 'function' && app.get('trust proxy') !== undefined && app.get('trust proxy') !== false) trust = fn as TrustFn;
-      break;
-    }
-    // Not cached while unset: an app may set `trust proxy` after listening.
-    if (trust) trustOfServer.set(server, trust);
+  let app = appOfServer.get(server);
+  if (!app) {
+    // The SSE route's dispatcher (src/sse/sse.transport.ts) stands in for the app's own listener.
+    const listeners = server.listeners('request').flatMap((listener) => (listener as { framework?: unknown[] }).framework ?? [listener]);
+    app = listeners.find((listener): listener is ExpressApp & typeof listener => {
+      const candidate = listener as Partial<ExpressApp>;
+      return typeof candidate.get === 'function' && typeof candidate.enabled === 'function';
+    });
+    // Not cached while none is found: the app's listener may come later.
+    if (!app) return undefined;
+    appOfServer.set(server, app);
   }
-  return trust ?? undefined;
+  // Read on every request: an app may set `trust proxy` after listening.
+  const setting = app.get('trust proxy');
+  if (setting === undefined || setting === false) return undefined;
+  const fn = app.get('trust proxy fn');
+  return typeof fn === 'function' ? (fn as TrustFn) : undefined;
 }

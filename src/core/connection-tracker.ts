@@ -37,21 +37,19 @@ export class ConnectionTracker {
     this.perAddress.set(address, fromAddress + 1);
     if (user !== undefined) this.perUser.set(user, ofUser + 1);
     this.open[transport] += 1;
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        this.open[transport] -= 1;
-        const left = (this.perAddress.get(address) ?? 1) - 1;
-        if (left > 0) this.perAddress.set(address, left);
-        else this.perAddress.delete(address);
-        if (user === undefined) return;
-        const leftOfUser = (this.perUser.get(user) ?? 1) - 1;
-        if (leftOfUser > 0) this.perUser.set(user, leftOfUser);
-        else this.perUser.delete(user);
-      },
-    };
+    return new Slot(this, transport, address, user);
+  }
+
+  /** Gives back what {@link acquire} took (through its slot's `release`, once). */
+  releaseSlot(transport: PushletTransport, address: string, user: string | undefined): void {
+    this.open[transport] -= 1;
+    const left = (this.perAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.perAddress.set(address, left);
+    else this.perAddress.delete(address);
+    if (user === undefined) return;
+    const leftOfUser = (this.perUser.get(user) ?? 1) - 1;
+    if (leftOfUser > 0) this.perUser.set(user, leftOfUser);
+    else this.perUser.delete(user);
   }
 
   snapshot() {
@@ -62,5 +60,23 @@ export class ConnectionTracker {
       addresses: this.perAddress.size,
       users: this.perUser.size,
     };
+  }
+}
+
+/** One connection's place in the counts, released once (a class: a closure per connection costs twice as much). */
+class Slot implements ConnectionSlot {
+  private released = false;
+
+  constructor(
+    private readonly tracker: ConnectionTracker,
+    private readonly transport: PushletTransport,
+    private readonly address: string,
+    private readonly user: string | undefined,
+  ) {}
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.tracker.releaseSlot(this.transport, this.address, this.user);
   }
 }

@@ -72,6 +72,9 @@ class FeedTopic implements ChannelListener {
   }
 }
 
+/** Every feed's pattern subscriptions until it has one: never written (most connections hold no pattern). */
+const NO_PATTERNS: Map<string, FeedTopic> = new Map();
+
 /**
  * A session's subscriptions, with resume: the one place where "no message lost, none twice, in
  * order" is implemented for every transport and broker. Each topic subscribes live first and
@@ -83,7 +86,7 @@ class FeedTopic implements ChannelListener {
 export class Feed {
   private readonly entries = new Map<string, FeedTopic>();
   /** Pattern subscriptions, apart from topics: the pattern `*` is not the broadcast topic `*`. */
-  private readonly patternEntries = new Map<string, FeedTopic>();
+  private patternEntries: Map<string, FeedTopic> = NO_PATTERNS;
   private closed = false;
 
   constructor(
@@ -163,6 +166,7 @@ export class Feed {
       if (this.closed || this.has(start.topic, pattern)) continue;
       const entry = new FeedTopic(start.topic, pattern, this, this.meter);
       entry.catchUp = catchUp;
+      if (pattern && this.patternEntries === NO_PATTERNS) this.patternEntries = new Map();
       (pattern ? this.patternEntries : this.entries).set(start.topic, entry);
       entry.ready = (pattern ? this.registry.acquirePattern(start.topic, entry) : this.registry.acquire(start.topic, entry)).ready;
       added.push({ entry, start, after: rewound.get(start) ?? from.get(start) ?? start.after! });

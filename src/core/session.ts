@@ -82,8 +82,8 @@ export class Session implements FeedSink {
   readonly feed: Feed;
   readonly writer: BoundedWriter;
   private ended = false;
-  /** Writes this connection's resume cursor (brokers that order ids per topic). */
-  private readonly cursor = new ResumeCursorWriter();
+  /** Writes this connection's resume cursor (brokers that order ids per topic), from its first message. */
+  private cursor: ResumeCursorWriter | undefined;
   private disposed = false;
   /** The subscriptions and timers are released (by {@link end} or {@link dispose}). */
   private stopped = false;
@@ -91,8 +91,8 @@ export class Session implements FeedSink {
   private ref: CommandRef | undefined;
   /** This connection, unique per instance and across instances (presence members are named by it). */
   readonly clientId = randomUUID();
-  /** When the session opened. */
-  readonly since = new Date();
+  /** When the session opened (a number: a `Date` per idle connection costs more than its field). */
+  private readonly openedAt = Date.now();
   /** Ends the session when its identity expires (only while it has an `expiresAt`, once started). */
   private expiry: NodeJS.Timeout | undefined;
   /** `start()` was called: frames may be written. */
@@ -120,7 +120,7 @@ export class Session implements FeedSink {
   ) {
     // Only connections are counted: sessions with a request (server-side consumers have none).
     this.feed = context.feedOf(this, request ? output.meter : undefined);
-    this.writer = new BoundedWriter(output.queue, context.bufferBytes, () => this.overflow());
+    this.writer = new BoundedWriter(output.queue, context.bufferBytes, this);
   }
 
   /**
@@ -146,6 +146,11 @@ export class Session implements FeedSink {
     const delay = Math.max(0, expiresAt - Date.now());
     this.expiry = setTimeout(() => (Date.now() >= expiresAt ? this.end('expired') : this.armExpiry()), Math.min(delay, MAX_TIMER_MS));
     this.expiry.unref();
+  }
+
+  /** When the session opened. */
+  get since(): Date {
+    return new Date(this.openedAt);
   }
 
   get isEnded(): boolean {
@@ -295,7 +300,7 @@ export class Session implements FeedSink {
    * past messages they have yet to replay).
    */
   resumeId(): string {
-    if (this.context.ordering === 'per-topic') return this.cursor.write(this.feed.topicPositions);
+    if (this.context.ordering === 'per-topic') return (this.cursor ??= new ResumeCursorWriter()).write(this.feed.topicPositions);
     return formatPosition(this.oldestPosition());
   }
 
@@ -353,7 +358,8 @@ export class Session implements FeedSink {
     if (lastEventId !== undefined && caughtUp && this.request) this.context.resumed(caughtUp);
   }
 
-  private overflow(): void {
+  /** Its writer's bound was passed: a slow consumer, ended (called by {@link writer}). */
+  overflow(): void {
     if (this.ended) return;
     this.context.slowConsumer(this.transport, this.address);
     this.end('slow');

@@ -93,6 +93,18 @@ export class SocketWriter implements BatchedWriter {
     if (socket.writableLength >= this.batch.earlyFlushBytes) this.flush();
   }
 
+  /**
+   * Corks the socket until the batch ends this turn: what is written meanwhile (a response's
+   * headers and its first frame) leaves in one system call.
+   */
+  hold(): void {
+    this.lastTurn = this.batch.current();
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    this.batch.add(this);
+  }
+
   /** Sends what is corked. */
   flush(): void {
     if (!this.corked) return;

@@ -53,11 +53,13 @@ export class SseConnection implements SessionOutput, WriteQueue {
 
   /** Sends the status line and `headers` now, and picks the write path for everything after. */
   open(headers: Record<string, string>): void {
-    this.response.writeHead(200, headers);
-    this.response.flushHeaders();
-    const socket = directSocket(this.response);
-    this.socket = socket && new SocketWriter(socket, this.batch);
-    this.chunked = this.response.chunkedEncoding;
+    const response = this.response;
+    response.writeHead(200, headers);
+    const socket = directSocket(response);
+    // The headers and the first frames written in this turn (`pushlet:connected`) leave together.
+    if (socket) (this.socket = new SocketWriter(socket, this.batch)).hold();
+    response.flushHeaders();
+    this.chunked = response.chunkedEncoding;
   }
 
   message(envelope: Envelope, id: string | undefined): void {
@@ -119,13 +121,13 @@ export class SseConnection implements SessionOutput, WriteQueue {
 
 /**
  * The socket under `response` when the rest of the body may be written to it directly: an
- * HTTP/1.x response whose headers are out and whose `write` nobody has wrapped (compression
+ * HTTP/1.x response whose headers are about to go out and whose `write` (and `flushHeaders`) nobody has wrapped (compression
  * middleware, for one, replaces it and must see every byte). Otherwise `undefined`, and frames
  * go through `response.write`.
  */
 function directSocket(response: ServerResponse): Socket | undefined {
   const socket = response.socket;
-  if (!socket || !response.headersSent || response.write !== ServerResponse.prototype.write) return undefined;
+  if (!socket || response.write !== ServerResponse.prototype.write || response.flushHeaders !== ServerResponse.prototype.flushHeaders) return undefined;
   if (response.getHeader('content-encoding') !== undefined) return undefined;
   return socket;
 }

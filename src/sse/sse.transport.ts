@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { parseConnectRequest, parseRewind } from '../core/connect-request.js';
@@ -24,6 +24,8 @@ interface AdapterResponse {
   raw?: ServerResponse;
   hijack?: () => void;
 }
+type RequestListener = (this: Server, request: IncomingMessage, response: ServerResponse) => void;
+type RouteHandler = (req: AdapterRequest & IncomingMessage, res: AdapterResponse & ServerResponse) => void;
 
 /**
  * The built-in SSE route (`GET /events` by default): parses the request, answers 400/403/503
@@ -34,9 +36,13 @@ interface AdapterResponse {
  */
 @Injectable()
 export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
-  private readonly connections = new Set<SseConnection>();
+  /** The open streams by their response (one listener for all: a closure per stream costs memory). */
+  private readonly connections = new Map<ServerResponse, SseConnection>();
+  /** A response's `close` listener: `this` is the response. */
+  private readonly closed: (this: ServerResponse) => void;
   private readonly batch: WriteBatch;
   private stopHeartbeat: (() => void) | undefined;
+  private unmountDirect: (() => void) | undefined;
   private readonly runtime: TransportRuntime;
 
   constructor(
@@ -45,6 +51,11 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     private readonly routes: PushletRoutes,
   ) {
     this.runtime = hub.transport();
+    const connections = this.connections;
+    this.closed = function (this: ServerResponse) {
+      connections.get(this)?.session.dispose();
+      connections.delete(this);
+    };
     this.batch = new WriteBatch(earlyFlushBytes(this.runtime.options.limits.bufferBytes));
   }
 
@@ -61,30 +72,90 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
       return;
     }
     const path = this.routes.path(sse.path);
-    adapter.get(path, (req: AdapterRequest & IncomingMessage, res: AdapterResponse & ServerResponse) => {
-      const request = req.raw ?? req;
-      const response = res.raw ?? res;
+    const route: RouteHandler = (req, res) => {
       res.hijack?.();
-      this.handle(request, response, req, res).catch((error: unknown) => {
-        this.runtime.logger.error(`SSE request failed: ${String(error)}`);
-        if (!response.headersSent) respondError(response, 500, 'internal error');
-        else response.destroy();
-      });
-    });
+      this.serve(req.raw ?? req, res.raw ?? res, req, res);
+    };
+    adapter.get(path, route);
+    this.serveDirectly(adapter, path, route);
     this.runtime.logger.log(`Mapped {${path}, GET} route (Pushlet Server-Sent Events)`);
     this.stopHeartbeat = this.runtime.heartbeat.onTick((now) => {
       const frame = heartbeatFrame(now);
       const chunk = httpChunk(frame);
-      for (const connection of this.connections) connection.writeShared(frame, chunk);
+      for (const connection of this.connections.values()) connection.writeShared(frame, chunk);
     });
   }
 
   beforeApplicationShutdown(): void {
+    this.unmountDirect?.();
     this.runtime.gate.close();
     this.stopHeartbeat?.();
-    for (const connection of this.connections) connection.session.end('shutdown');
+    for (const connection of this.connections.values()) connection.session.end('shutdown');
     this.connections.clear();
     this.batch.flushAll();
+  }
+
+  /**
+   * Takes `GET <path>` off the HTTP server before the framework sees it, when the framework would
+   * add nothing to it: an Express app with no middleware of its own before the route (Nest's body
+   * parsers aside) and no guards to run. Express gives every request it handles a prototype of its
+   * own and per-request state (`req.res`, `req.next` and the router's closure, `req.query`, ...)
+   * that an open stream keeps alive for as long as it is open: about 4 KB a connection, most of an
+   * idle stream's cost. Anything else (middleware that may wrap the response, guards, Fastify, a
+   * path spelled differently) goes through the framework's route as before. Decided at the first
+   * request, when the app's middleware and guards are all in place.
+   */
+  private serveDirectly(adapter: { getHttpServer?(): unknown; getInstance?(): unknown; getType?(): string }, path: string, route: RouteHandler): void {
+    const server = adapter.getHttpServer?.() as Server | undefined;
+    if (!server || typeof server.listeners !== 'function' || adapter.getType?.() !== 'express') return;
+    let direct: boolean | undefined;
+    const listeners = server.listeners('request') as RequestListener[];
+    const dispatch = (request: IncomingMessage, response: ServerResponse): void => {
+      if (request.method === 'GET' && pathOf(request.url) === path && (direct ??= this.frameworkAddsNothing(adapter, path, route))) {
+        return this.serve(request, response, request, response);
+      }
+      for (const listener of listeners) listener.call(server, request, response);
+    };
+    for (const listener of listeners) server.removeListener('request', listener);
+    // What the app's listeners were, for who looks for the Express app there (client-address.ts).
+    server.on('request', Object.assign(dispatch, { framework: listeners }));
+    this.unmountDirect = () => {
+      server.removeListener('request', dispatch);
+      for (const listener of listeners) server.on('request', listener);
+    };
+  }
+
+  /** Whether the Express app runs nothing of its own before the route at `path` (and no guard would run). */
+  private frameworkAddsNothing(adapter: { getInstance?(): unknown }, path: string, route: RouteHandler): boolean {
+    try {
+      return this.expressAddsNothing(adapter, path, route);
+    } catch {
+      return false; // an Express app not shaped as expected: its route serves the stream
+    }
+  }
+
+  private expressAddsNothing(adapter: { getInstance?(): unknown }, path: string, route: RouteHandler): boolean {
+    if (this.routes.hasGuards()) return false;
+    const hooks = adapter as { onRequestHook?: unknown; onResponseHook?: unknown };
+    if (hooks.onRequestHook || hooks.onResponseHook) return false;
+    const app = adapter.getInstance?.() as { _router?: { stack?: unknown }; router?: { stack?: unknown } } | undefined;
+    const stack = (app?._router ?? app?.router)?.stack;
+    if (!Array.isArray(stack)) return false;
+    for (const [index, layer] of (stack as ExpressLayer[]).entries()) {
+      if (layer.route?.stack?.some((entry) => entry.handle === route)) return true;
+      if (typeof layer.match === 'function' && !layer.match(path)) continue;
+      if (layer.route || !(HARMLESS_MIDDLEWARE.has(layer.name ?? '') || isNestHookLayer(layer, index))) return false;
+    }
+    return false;
+  }
+
+  /** Serves one request on the route, answering 500 (or cutting the stream) if it fails. */
+  private serve(request: IncomingMessage, response: ServerResponse, adapterRequest: unknown, adapterResponse: unknown): void {
+    this.handle(request, response, adapterRequest, adapterResponse).catch((error: unknown) => {
+      this.runtime.logger.error(`SSE request failed: ${String(error)}`);
+      if (!response.headersSent) respondError(response, 500, 'internal error');
+      else response.destroy();
+    });
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse, adapterRequest: unknown, adapterResponse: unknown): Promise<void> {
@@ -120,11 +191,8 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
       session.dispose();
       return reject(response, error);
     }
-    this.connections.add(connection);
-    response.on('close', () => {
-      this.connections.delete(connection);
-      session.dispose();
-    });
+    this.connections.set(response, connection);
+    response.on('close', this.closed);
     request.socket.setNoDelay(true);
     request.socket.setKeepAlive(true);
     request.socket.setTimeout(0);
@@ -137,6 +205,31 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
       connection.retryLater(RETRY_MS);
     }
   }
+}
+
+/** Express's body parsers: nothing they do reaches a GET without a body. */
+const HARMLESS_MIDDLEWARE = new Set(['query', 'expressInit', 'jsonParser', 'urlencodedParser', 'rawParser', 'textParser']);
+
+interface ExpressLayer {
+  name?: string;
+  handle?: unknown;
+  route?: { stack?: Array<{ handle?: unknown }> };
+  match?: (path: string) => boolean;
+}
+
+/**
+ * The layer Nest's Express adapter puts first, which runs its request and response hooks (both
+ * unset: checked before). Recognised by its source, as Nest exports nothing to compare it with.
+ */
+function isNestHookLayer(layer: ExpressLayer, index: number): boolean {
+  return index === 0 && typeof layer.handle === 'function' && String(layer.handle).includes('onResponseHook');
+}
+
+/** The path of a request's origin-form target (`/events?topic=a` → `/events`); anything else is not matched. */
+function pathOf(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
 }
 
 /**

@@ -118,14 +118,31 @@ function upgradeVerifier(
       return;
     }
     if (!admit) {
-      done(true);
+      accept(req, done);
       return;
     }
     admit(req).then(
-      (refusal) => (refusal ? done(false, refusal.status, refusal.body, { 'Content-Type': 'application/json; charset=utf-8' }) : done(true)),
+      (refusal) => (refusal ? done(false, refusal.status, refusal.body, { 'Content-Type': 'application/json; charset=utf-8' }) : accept(req, done)),
       () => done(false, 500, 'internal error'),
     );
   };
+}
+
+/**
+ * Lets the upgrade through with its socket corked until the end of the turn: the `101` answer and
+ * the first frames written in the same turn (`pushlet:connected`) leave in one system call
+ * instead of two or three, which is most of what a short-lived connection costs the server.
+ */
+function accept(request: IncomingMessage, done: (result: boolean) => void): void {
+  const socket = request.socket;
+  if (socket.destroyed) return done(true);
+  socket.cork();
+  setImmediate(uncork, socket);
+  done(true);
+}
+
+function uncork(socket: Duplex): void {
+  if (socket.writableCorked > 0) socket.uncork();
 }
 
 function pathnameOf(request: IncomingMessage): string | undefined {
