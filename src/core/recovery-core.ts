@@ -171,6 +171,8 @@ export class RecoveryCore {
   private healer: NodeJS.Timeout | undefined;
   /** With `ordering: 'total'`: the newest position seen from the broker (positions are global there). */
   private lastSeen: Position = { ms: 0, seq: 0 };
+  /** The newest position of any topic this instance has had from the broker (a record or a position read), whatever the ordering. */
+  private newestKnown: Position = { ms: 0, seq: 0 };
   /** The last envelope delivered here (see {@link publish}). */
   private lastDelivered: Envelope | undefined;
   private everReady = false;
@@ -286,6 +288,7 @@ export class RecoveryCore {
       await this.broker.subscribe([topic]);
       const [position] = await this.broker.positions([topic]);
       if (position && (!state.position.last || comparePositions(position, state.position.last) > 0)) state.position.last = position;
+      if (position && comparePositions(position, this.newestKnown) > 0) this.newestKnown = position;
       state.confirmed = true;
       // Subscribed before the position was read: everything after it reaches this instance live.
       if (this.window?.generation === generation && this.topics.get(topic) === state && state.position.last) this.window?.open(topic, state.position.last);
@@ -363,7 +366,10 @@ export class RecoveryCore {
     const local: Envelope[] = [];
     const remote = this.window ? requests.filter((request) => !this.fromWindow(request, local)) : requests;
     this.counts.resumesFromBroker += remote.length;
-    if (remote.length === 0) return { envelopes: local, incomplete: [], unknown: [] };
+    if (remote.length === 0) {
+      if (this.ordering === 'total' && requests.length > 1) local.sort((a, b) => comparePositions(a.position, b.position));
+      return { envelopes: local, incomplete: [], unknown: [] };
+    }
     const reads = await this.reads.call(remote);
     const read = inOrder(reads, this.ordering === 'total').map(envelopeOf);
     let envelopes = read;
@@ -380,15 +386,17 @@ export class RecoveryCore {
 
   /**
    * Adds `request`'s messages from the recent window to `into`; false when the window does not
-   * reach back (the broker is asked). The position must be one the broker has handed out (else
-   * the broker says it is unknown): at most the newest delivered here of the topic, or with
-   * `ordering: 'total'` of any topic. One newer than the topic's newest delivered here has nothing
-   * of the topic to replay yet: what follows it reaches this instance live, as the window is
-   * complete.
+   * reach back (the broker is asked). The position must be no newer than one the broker has
+   * handed out here (else it may be unknown, the broker's to judge): the topic's newest, or any
+   * topic's (a connection's id names one position for all its topics with `ordering: 'total'`;
+   * with positions per topic, a topic without messages lately has a position from a connection's
+   * start, newer than its last message; the broker's clock orders both). One newer than the
+   * topic's newest delivered here has nothing of it to replay yet: what follows reaches this
+   * instance live, the window being complete.
    */
   private fromWindow(request: ReplayRequest, into: Envelope[]): boolean {
     let last = this.topics.get(request.topic)?.position.last;
-    if (last && this.ordering === 'total' && comparePositions(this.lastSeen, last) > 0) last = this.lastSeen;
+    if (last && comparePositions(this.newestKnown, last) > 0) last = this.newestKnown;
     const found = last && this.window!.after(request.topic, request.after, last);
     if (!found) return false;
     this.counts.resumesFromWindow += 1;
@@ -774,6 +782,7 @@ export class RecoveryCore {
 
   /** With `ordering: 'total'`: notes a position from the broker. */
   private noteSeen(position: Position): void {
+    if (comparePositions(position, this.newestKnown) > 0) this.newestKnown = position;
     if (this.ordering === 'total' && comparePositions(position, this.lastSeen) > 0) this.lastSeen = position;
   }
 
