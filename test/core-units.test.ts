@@ -40,6 +40,21 @@ async function started(adapter: PushletBroker = new MemoryBroker(LIMITS)) {
   return { broker, registry, memory: adapter as MemoryBroker };
 }
 
+describe('the recovery core started with nothing watched', () => {
+  it('does not keep holding live records once ready: a topic watched later gets them', async () => {
+    const memory = new MemoryBroker(LIMITS);
+    const core = new RecoveryCore(memory, SILENT);
+    const seen: string[] = [];
+    await core.start({ message: (envelope) => seen.push(envelope.message.data), gap: () => undefined, control: () => undefined });
+    assert.equal(core.stats().state, 'ready');
+    await core.watch('t');
+    memory.record('t', 'message', 'one');
+    await core.publish('t', 'message', 'two');
+    assert.deepEqual(seen, ['one', 'two']);
+    await core.stop();
+  });
+});
+
 /** The old merged shape of a memory history read: records in position order, and the topics that are incomplete or unknown. */
 function replay(history: MemoryHistory, requests: ReadonlyArray<{ topic: string; after: Position }>) {
   const reads: TopicRead[] = history.read(requests);
@@ -356,6 +371,44 @@ describe('RedisHistory (cluster/redis-history.ts) on a real redis-server', () =>
     assert.equal(readVerdict(future!, ahead), 'unknown');
   });
 
+  it('reads without writing: entries past the max age are skipped as if trimmed, with the exact floor', async () => {
+    const keys = new RedisKeys('aged:');
+    const history = new RedisHistory(client, keys, false, { maxCount: 100, maxAgeMs: 1_000 });
+    await history.loadScripts();
+    await history.checkEpoch([['server', 'run-a']]);
+    const [start] = await history.positions(['t']);
+    const at = (id: string) => ({ ms: Number(id.split('-')[0]), seq: Number(id.split('-')[1]) });
+    const old: string[] = [];
+    for (let i = 1; i <= 3; i++) old.push(await history.append({ topic: 't', event: 'message', data: `old${i}`, origin: 'o1', counter: i }));
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    // The publish script trims by age what is older than the max age at that moment: nothing yet.
+    const fresh = await history.append({ topic: 't', event: 'message', data: 'fresh', origin: 'o1', counter: 4 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(await client.xlen(keys.stream('t')), 4, 'the expired entries are still in the stream');
+    const writes = (info: string) =>
+      ['xtrim', 'pexpire', 'hset', 'set', 'xadd', 'del'].reduce((n, cmd) => n + Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(info)?.[1] ?? 0), 0);
+    const before = await client.info('commandstats');
+    const reads = await history.read([
+      { topic: 't', after: start! },
+      { topic: 't', after: at(old[0]!) },
+      { topic: 't', after: at(old[2]!) },
+    ]);
+    const after = await client.info('commandstats');
+    assert.equal(writes(after) - writes(before), 0, 'a read writes nothing');
+    for (const read of reads)
+      assert.deepEqual(
+        read.records.map((r) => r.data),
+        ['fresh'],
+        'only what is within the max age',
+      );
+    const [fromStart, fromOld, fromLast] = reads;
+    assert.deepEqual(fromLast!.floor, at(old[2]!), 'the floor: the last expired entry, as if trimmed');
+    assert.equal(readVerdict(fromLast!, at(old[2]!)), 'exact');
+    assert.equal(readVerdict(fromOld!, at(old[0]!)), 'incomplete');
+    assert.equal(readVerdict(fromStart!, start!), 'incomplete');
+    assert.ok(compareIdText(fresh, old[2]!) > 0);
+  });
+
   it('publishes a batch of many topics in one script call: ids in order, one pub/sub message per topic, a resent batch recorded once', async () => {
     const keys = new RedisKeys('batch:');
     const history = new RedisHistory(client, keys, false, { maxCount: 100, maxAgeMs: 60_000 });
@@ -552,6 +605,42 @@ describe('Publishing through the recovery core (core/recovery-core.ts, core/outb
       ['1', '2', '3'],
     );
     assert.equal(core.stats().queued, 0);
+    await core.stop();
+  });
+
+  it('with a remote (batching) broker: one call per turn, sent without waiting for the calls before it to be answered', async () => {
+    class SlowRemote extends MemoryBroker {
+      readonly batching = true;
+      readonly calls: string[][] = [];
+      readonly answers: Array<() => void> = [];
+      override append(publications: readonly BrokerPublication[]): Array<Promise<Position>> {
+        this.calls.push(publications.map((p) => p.data));
+        return super.append(publications).map((answer) => new Promise<Position>((resolve) => this.answers.push(() => resolve(answer))));
+      }
+    }
+    const broker = new SlowRemote(LIMITS);
+    const core = new RecoveryCore(broker, SILENT);
+    await core.start({ message: () => undefined, gap: () => undefined, control: () => undefined });
+    const published: Array<Promise<Envelope>> = [];
+    for (const turn of ['a', 'b', 'c']) {
+      for (let i = 1; i <= 3; i++) published.push(core.publish('t', 'message', `${turn}${i}`));
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.deepEqual(
+      broker.calls,
+      [
+        ['a1', 'a2', 'a3'],
+        ['b1', 'b2', 'b3'],
+        ['c1', 'c2', 'c3'],
+      ],
+      'three calls in flight at once, none answered',
+    );
+    for (const answer of broker.answers) answer();
+    assert.deepEqual(
+      (await Promise.all(published)).map((envelope) => envelope.message.data),
+      ['a1', 'a2', 'a3', 'b1', 'b2', 'b3', 'c1', 'c2', 'c3'],
+    );
     await core.stop();
   });
 });

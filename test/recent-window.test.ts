@@ -84,6 +84,7 @@ async function resumeOnWatchingInstance(
   const statsAfter = brokerOf(b!).stats();
   assert.equal(statsAfter.resumesFromBroker - statsBefore.resumesFromBroker, 0, 'no resume read from Redis');
   assert.ok(statsAfter.resumesFromWindow - statsBefore.resumesFromWindow >= clients.length, 'every resume answered from the window');
+  assert.equal(b!.pushlet.stats().broker.resumesFromWindow, statsAfter.resumesFromWindow, 'stats().broker says so');
   assert.equal((await countReads()) - readsBefore, 0, 'no Redis history read');
   // Older than B's window: Redis answers, as exactly.
   const late = await open(b!, [one], earlyId);

@@ -4,9 +4,20 @@ import type { BrokerRecord, TopicRead, TopicsAfter } from '../interfaces/broker.
 import { comparePositions as compareIds, parsePosition as parseId, type Position as ParsedId } from '../protocol/ids.js';
 import { encodeBody, idText, receive, type WireMessage } from './redis-codec.js';
 import { firstSegment, type RedisKeys } from './redis-keys.js';
-import { EPOCH_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, TAIL_SCRIPT, TOPICS_SCRIPT } from './redis-scripts.js';
+import {
+  CLUSTER_PUBLISH_SCRIPT,
+  CLUSTER_REPLAY_SCRIPT,
+  EPOCH_SCRIPT,
+  POSITION_SCRIPT,
+  PUBLISH_SCRIPT,
+  REPLAY_SCRIPT,
+  TAIL_SCRIPT,
+  TOPICS_SCRIPT,
+} from './redis-scripts.js';
 
 const SCRIPTS = [PUBLISH_SCRIPT, REPLAY_SCRIPT, EPOCH_SCRIPT, POSITION_SCRIPT, TAIL_SCRIPT, TOPICS_SCRIPT];
+// The Cluster's publish script has a shebang (Redis 7), which a single Redis 6.2 would refuse.
+const CLUSTER_SCRIPTS = [CLUSTER_PUBLISH_SCRIPT, CLUSTER_REPLAY_SCRIPT, POSITION_SCRIPT, TAIL_SCRIPT];
 
 /** At most this many publications per script call, and about this many bytes of data. */
 const MAX_BATCH_MESSAGES = 256;
@@ -44,7 +55,8 @@ export class RedisHistory {
   /** Loads every script into the script cache of every server (every master of a cluster). */
   async loadScripts(): Promise<void> {
     const servers: Array<Redis | Cluster> = this.cluster ? (this.client as Cluster).nodes('master') : [this.client];
-    await Promise.all(servers.flatMap((server) => SCRIPTS.map((script) => server.script('LOAD', script.source))));
+    const scripts = this.cluster ? CLUSTER_SCRIPTS : SCRIPTS;
+    await Promise.all(servers.flatMap((server) => scripts.map((script) => server.script('LOAD', script.source))));
   }
 
   /** Records and publishes one message (see {@link appendAll}); resolves to its id. */
@@ -54,21 +66,27 @@ export class RedisHistory {
 
   /**
    * Records and publishes messages with as few script calls as the keys allow: one per batch on
-   * a single server, one per slot and batch on a Cluster (a script may only touch keys of one
-   * slot). Within a call, messages are grouped by topic, each topic's in the order given; calls
-   * go out in order on the one command connection. One promise per message, in order; `around`
-   * wraps each script call once (a timeout, say), not each message.
+   * a single server; on a Cluster, one per master and batch, carrying the topics of every slot
+   * the master serves (as far as the client's slot map knows; see {@link appendOnMaster}).
+   * Within a call, messages are grouped by topic, each topic's in the order given; calls go out
+   * in order on the one command connection (per master). One promise per message, in order;
+   * `around` wraps each call once (a timeout, say), not each message.
    */
   appendAll(messages: readonly WireMessage[], around: (call: Promise<unknown[]>) => Promise<unknown[]> = (call) => call): Array<Promise<string>> {
-    const groups = new Map<number, WireMessage[]>();
+    const groups = new Map<string, WireMessage[]>();
+    const slots = this.cluster ? (this.client as Cluster).slots : undefined;
     for (const message of messages) {
-      const slot = this.cluster ? clusterKeySlot(this.keys.stream(message.topic)) : 0;
-      let group = groups.get(slot);
-      if (!group) groups.set(slot, (group = []));
+      let key = '';
+      if (slots) {
+        const slot = clusterKeySlot(this.keys.stream(message.topic));
+        key = slots[slot]?.[0] ?? `slot ${slot}`;
+      }
+      let group = groups.get(key);
+      if (!group) groups.set(key, (group = []));
       group.push(message);
     }
     const ids = new Map<WireMessage, Promise<string>>();
-    for (const group of groups.values()) {
+    for (const [key, group] of groups) {
       for (let from = 0; from < group.length;) {
         const batch: WireMessage[] = [];
         let bytes = 0;
@@ -77,7 +95,7 @@ export class RedisHistory {
           bytes += message.data.length;
           batch.push(message);
         }
-        const answer = around(this.appendBatch(batch));
+        const answer = around(this.cluster ? this.appendOnMaster(key, batch) : this.appendBatch(this.client, batch));
         batch.forEach((message, i) =>
           ids.set(
             message,
@@ -89,7 +107,40 @@ export class RedisHistory {
     return messages.map((message) => ids.get(message)!);
   }
 
-  private async appendBatch(batch: readonly WireMessage[]): Promise<unknown[]> {
+  /**
+   * Cluster: one call for the topics of several slots, sent on the connection of the master the
+   * slot map says serves them (not redirected: the first slot's keys are declared, the others'
+   * checked by the script before it writes). Redis refusing it (the map was stale, a slot is
+   * moving: MOVED, ASK, a key not local, TRYAGAIN...) means nothing was written: the topics go
+   * again one slot per call through the Cluster client, which follows redirections as for any
+   * command. A lost connection is not a refusal: it fails the call (its outcome unknown), and
+   * the outbox sends it again.
+   */
+  private async appendOnMaster(nodeKey: string, batch: readonly WireMessage[]): Promise<unknown[]> {
+    const bySlot = new Map<number, WireMessage[]>();
+    for (const message of batch) {
+      const slot = clusterKeySlot(this.keys.stream(message.topic));
+      const list = bySlot.get(slot);
+      if (list) list.push(message);
+      else bySlot.set(slot, [message]);
+    }
+    const node = bySlot.size > 1 ? (this.client as Cluster).nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey) : undefined;
+    if (node) {
+      try {
+        return await this.appendBatch(node, batch);
+      } catch (error) {
+        if (!(error instanceof Error) || error.name !== 'ReplyError') throw error;
+      }
+    }
+    const parts = [...bySlot.values()];
+    const replies = await Promise.all(parts.map((part) => this.appendBatch(this.client, part)));
+    const byMessage = new Map<WireMessage, unknown>();
+    parts.forEach((part, p) => part.forEach((message, i) => byMessage.set(message, replies[p]![i])));
+    return batch.map((message) => byMessage.get(message));
+  }
+
+  /** One script call for `batch` (on a Cluster, declaring the keys of its first topic's slot). */
+  private async appendBatch(client: Redis | Cluster, batch: readonly WireMessage[]): Promise<unknown[]> {
     const byTopic = new Map<string, WireMessage[]>();
     for (const message of batch) {
       const list = byTopic.get(message.topic);
@@ -105,18 +156,24 @@ export class RedisHistory {
       batch[0]!.origin,
       byTopic.size,
     ];
+    const firstSlot = this.cluster ? clusterKeySlot(this.keys.stream(batch[0]!.topic)) : 0;
     const order: WireMessage[] = [];
     for (const [topic, list] of byTopic) {
       const segment = firstSegment(topic);
-      keys.push(this.keys.stream(topic), this.keys.meta(topic));
-      if (!this.cluster) keys.push(this.keys.topicIndex(segment));
+      const stream = this.keys.stream(topic);
+      const meta = this.keys.meta(topic);
       args.push(this.keys.channel(topic), topic, segment, list.length);
+      if (!this.cluster) keys.push(stream, meta, this.keys.topicIndex(segment));
+      else {
+        args.push(stream, meta);
+        if (clusterKeySlot(stream) === firstSlot) keys.push(stream, meta);
+      }
       for (const message of list) {
         args.push(message.counter, encodeBody(message));
         order.push(message);
       }
     }
-    const reply = (await PUBLISH_SCRIPT.run(this.client, keys, args)) as unknown[];
+    const reply = (await (this.cluster ? CLUSTER_PUBLISH_SCRIPT : PUBLISH_SCRIPT).run(client, keys, args)) as unknown[];
     if (!Array.isArray(reply) || reply.length !== order.length) throw new Error('Redis answered an unreadable publish reply');
     // The reply follows the script's order (by topic); give it back in the batch's order.
     const byMessage = new Map(order.map((message, i) => [message, reply[i]]));
@@ -167,10 +224,28 @@ export class RedisHistory {
   /** Reads each topic's history after its own position. */
   async read(requests: ReadonlyArray<{ readonly topic: string; readonly after: ParsedId }>): Promise<TopicRead[]> {
     if (requests.length === 0) return [];
-    if (!this.cluster) return this.interpret(requests, await this.runReplay(requests, [this.keys.epoch]));
-    // In a cluster each topic lives in its own slot: one script per topic, on its shard.
-    const perTopic = await Promise.all(requests.map((request) => this.runReplay([request], [])));
-    return requests.map((request, i) => this.interpret([request], perTopic[i]!)[0]!);
+    if (!this.cluster) return this.interpret(requests, await this.runReplay(this.client, requests, [this.keys.epoch]));
+    // In a cluster each topic lives in its own slot: one call per master, as for publications.
+    const slots = (this.client as Cluster).slots;
+    const groups = new Map<string, number[]>();
+    requests.forEach((request, i) => {
+      const slot = clusterKeySlot(this.keys.stream(request.topic));
+      const key = slots[slot]?.[0] ?? `slot ${slot}`;
+      const group = groups.get(key);
+      if (group) group.push(i);
+      else groups.set(key, [i]);
+    });
+    const out = new Array<TopicRead>(requests.length);
+    await Promise.all(
+      [...groups].map(async ([key, indices]) => {
+        const reads = await this.readOnMaster(
+          key,
+          indices.map((i) => requests[i]!),
+        );
+        indices.forEach((i, k) => (out[i] = reads[k]!));
+      }),
+    );
+    return out;
   }
 
   /**
@@ -194,10 +269,53 @@ export class RedisHistory {
     return requests.map((_, i) => readEntries((reply[1 + i] as Array<[string, string[]]> | undefined) ?? []).reverse());
   }
 
-  private async runReplay(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, extraKeys: string[]): Promise<ReplayReply> {
-    const keys = [...requests.map((r) => this.keys.stream(r.topic)), ...requests.map((r) => this.keys.meta(r.topic)), ...extraKeys];
-    const args = [requests.length, this.cluster ? '1' : '0', this.limits.maxAgeMs, this.markerLifetimeMs, ...requests.map((r) => idText(r.after))];
-    return (await REPLAY_SCRIPT.run(this.client, keys, args)) as ReplayReply;
+  /**
+   * Cluster: one read for the topics of several slots, on the connection of the master the slot
+   * map names (see {@link appendOnMaster}); refused (a stale map, a slot moving), it is read
+   * again one slot per call through the Cluster client, which follows redirections. The one
+   * write a read may make (a missing horizon) is made only on a key the master serves.
+   */
+  private async readOnMaster(nodeKey: string, requests: ReadonlyArray<{ topic: string; after: ParsedId }>): Promise<TopicRead[]> {
+    const bySlot = new Map<number, Array<{ topic: string; after: ParsedId }>>();
+    for (const request of requests) {
+      const slot = clusterKeySlot(this.keys.stream(request.topic));
+      const list = bySlot.get(slot);
+      if (list) list.push(request);
+      else bySlot.set(slot, [request]);
+    }
+    const node = bySlot.size > 1 ? (this.client as Cluster).nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey) : undefined;
+    if (node) {
+      try {
+        return this.interpret(requests, await this.runReplay(node, requests, []));
+      } catch (error) {
+        if (!(error instanceof Error) || error.name !== 'ReplyError') throw error;
+      }
+    }
+    const byTopic = new Map<{ topic: string; after: ParsedId }, TopicRead>();
+    await Promise.all(
+      [...bySlot.values()].map(async (part) => {
+        const reads = this.interpret(part, await this.runReplay(this.client, part, []));
+        part.forEach((request, i) => byTopic.set(request, reads[i]!));
+      }),
+    );
+    return requests.map((request) => byTopic.get(request)!);
+  }
+
+  /** One replay call (on a Cluster, declaring the keys of the first topic's slot; the names of all in ARGV). */
+  private async runReplay(client: Redis | Cluster, requests: ReadonlyArray<{ topic: string; after: ParsedId }>, extraKeys: string[]): Promise<ReplayReply> {
+    const streams = requests.map((r) => this.keys.stream(r.topic));
+    const metas = requests.map((r) => this.keys.meta(r.topic));
+    const args: Array<string | number> = [
+      requests.length,
+      this.cluster ? '1' : '0',
+      this.limits.maxAgeMs,
+      this.markerLifetimeMs,
+      ...requests.map((r) => idText(r.after)),
+    ];
+    if (!this.cluster) return (await REPLAY_SCRIPT.run(client, [...streams, ...metas, ...extraKeys], args)) as ReplayReply;
+    const firstSlot = clusterKeySlot(streams[0]!);
+    const declared = requests.flatMap((_, i) => (clusterKeySlot(streams[i]!) === firstSlot ? [streams[i]!, metas[i]!] : []));
+    return (await CLUSTER_REPLAY_SCRIPT.run(client, declared, [...args, ...streams, ...metas])) as ReplayReply;
   }
 
   private interpret(requests: ReadonlyArray<{ topic: string; after: ParsedId }>, reply: ReplayReply): TopicRead[] {

@@ -49,7 +49,7 @@ end
 /**
  * Appends a batch of publications to their topics' streams and publishes them, atomically, so
  * that history and live delivery agree on ids and order. One call carries every publication an
- * instance made in one event-loop turn (on a Cluster, those of one slot): the script's fixed
+ * instance made in one event-loop turn (on a Cluster, those of one master): the script's fixed
  * costs (the call, the clock, the last id, each topic's marker and trims) are paid once per
  * batch and per topic, not once per message, and the messages of one topic in a batch go out as
  * one pub/sub message (`<id> <body>` lines joined by `\n`; bodies are JSON, so hold no raw line
@@ -61,12 +61,13 @@ end
  * twice. A lower counter that is not found was overtaken (a client library's retry can reorder
  * commands during a failover) and is recorded now.
  *
- * KEYS: (single server only) the global last-id key and the first-segment index, then per topic its
- * stream, its marker hash and (single server only) its first segment's topic index.
- * ARGV[1] '1' on a Cluster (SPUBLISH, per-topic horizon), ARGV[2] history max count, ARGV[3]
- * history max age (ms), ARGV[4] the markers' lifetime (ms), ARGV[5] origin, ARGV[6] the number of
- * topics; then per topic: its channel, the topic, its first segment, its number of publications
- * k, and k pairs (counter, body). Returns the ids, in the order the publications were given.
+ * KEYS (single server): the global last-id key and the first-segment index, then per topic its
+ * stream, its marker hash and its first segment's topic index (Cluster: see
+ * {@link CLUSTER_PUBLISH_SCRIPT}). ARGV[1] '1' on a Cluster (SPUBLISH, per-topic horizon),
+ * ARGV[2] history max count, ARGV[3] history max age (ms), ARGV[4] the markers' lifetime (ms),
+ * ARGV[5] origin, ARGV[6] the number of topics; then per topic: its channel, the topic, its first
+ * segment, its number of publications k, (Cluster only) its stream and marker hash, and k pairs
+ * (counter, body). Returns the ids, in the order the publications were given.
  *
  * Single server: the topic index (`RedisKeys.topicIndex`) scores each topic by the millisecond
  * of its newest id, under its first segment, and the first-segment index scores the segments the
@@ -85,12 +86,11 @@ end
  * entries are trimmed, the `p` of the oldest entry left says exactly up to where history is gone.
  *
  * Count trimming is exact on every append; age trimming and the keys' lifetimes are renewed once
- * per quarter of the max age per topic (marker field `e`), and the replay script trims by age
- * before it reads, so nothing older than the max age is ever replayed.
+ * per quarter of the max age per topic (marker field `e`), and the replay script skips entries
+ * older than the max age (without trimming them: reads do not write), so nothing older than the
+ * max age is ever replayed.
  */
-export const PUBLISH_SCRIPT = new RedisScript(
-  'publish',
-  `${LUA_HELPERS}
+const PUBLISH_BODY = `${LUA_HELPERS}
 local cluster = ARGV[1] == '1'
 local max_count = tonumber(ARGV[2])
 local max_age = tonumber(ARGV[3])
@@ -98,8 +98,7 @@ local meta_ttl = tonumber(ARGV[4])
 local origin = ARGV[5]
 local origin_field = 'o:' .. origin
 local topics = tonumber(ARGV[6])
-local base, per = 0, 2
-if not cluster then base, per = 2, 3 end
+local base, per = 2, 3
 local now = now_ms()
 local cutoff = format_id(now - max_age, 0)
 local refresh_ms = math.max(1, math.floor(max_age / 4))
@@ -131,10 +130,28 @@ local function recorded_ids(stream)
   return found
 end
 
+-- Cluster: the topics' keys come in ARGV, and may be of several slots of this node (only the
+-- first slot's are declared). Each topic's keys are touched first, before anything is written:
+-- a slot this node does not serve, or one moving away whose keys are gone, fails the call here,
+-- before any write, and the caller sends that call's topics again slot by slot.
+if cluster then
+  local p = at
+  for t = 1, topics do
+    redis.call('EXISTS', ARGV[p + 4], ARGV[p + 5])
+    p = p + 6 + 2 * tonumber(ARGV[p + 3])
+  end
+end
+
 for t = 1, topics do
-  local stream, meta = KEYS[base + per * (t - 1) + 1], KEYS[base + per * (t - 1) + 2]
   local channel, topic, segment, count = ARGV[at], ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
-  at = at + 4
+  local stream, meta
+  if cluster then
+    stream, meta = ARGV[at + 4], ARGV[at + 5]
+    at = at + 6
+  else
+    stream, meta = KEYS[base + per * (t - 1) + 1], KEYS[base + per * (t - 1) + 2]
+    at = at + 4
+  end
   local marks = redis.call('HMGET', meta, origin_field, 'l', 'h', 'e', 'x')
   local recorded, recorded_id = -1, false
   if marks[1] then
@@ -220,28 +237,48 @@ for t = 1, topics do
 end
 if wrote_any and not cluster then redis.call('SET', KEYS[1], format_id(global_ms, global_seq)) end
 return out
-`,
-);
+`;
+
+export const PUBLISH_SCRIPT = new RedisScript('publish', PUBLISH_BODY);
+
+/**
+ * {@link PUBLISH_SCRIPT} on a Cluster (Redis 7, as sharded pub/sub): one call carries the topics
+ * of several slots of one master (`allow-cross-slot-keys`), so that a turn's publications take
+ * one call per master, not one per slot. KEYS: the keys of the call's first slot, declared (a
+ * call of one slot declares them all, and is redirected like any command while its slot moves);
+ * ARGV as for the single server, with each topic's stream and marker hash after its number of
+ * publications. The script touches every topic's keys before it writes anything: a slot this
+ * node does not serve (the caller's slot map was stale) or one moving away fails the call
+ * whole, unwritten, and the caller sends those topics again one slot per call.
+ */
+export const CLUSTER_PUBLISH_SCRIPT = new RedisScript('publish-cluster', `#!lua flags=allow-cross-slot-keys\n${PUBLISH_BODY}`);
 
 /**
  * Reads history after given ids, per topic, and says per topic whether it is complete.
  *
  * KEYS[1..n] streams; KEYS[n+1..2n] their marker hashes; KEYS[2n+1] (single server only) the
- * epoch hash. ARGV[1] n, ARGV[2] '1' on a Cluster, ARGV[3] history max age (ms), ARGV[4] the
+ * epoch hash (Cluster: see {@link CLUSTER_REPLAY_SCRIPT}). ARGV[1] n, ARGV[2] '1' on a Cluster, ARGV[3] history max age (ms), ARGV[4] the
  * markers' lifetime (ms), ARGV[5..n+4] the exclusive id to read after, per stream.
  *
  * Per topic, the floor is the position from which its history is complete: the latest of the
  * horizon (single server: the epoch, recreated at now when Redis lost it; Cluster: the topic's
- * own, likewise), the `p` of the stream's oldest entry or, for a stream with no entries, the
- * topic's last id (a topic whose marker expired, idle for the marker's lifetime, is complete only
- * from that long ago). History after an id before the floor is incomplete. Expired entries are
- * trimmed first, so nothing older than the max age is replayed.
+ * own, likewise), the `p` of the stream's oldest entry not older than the max age or, for a
+ * stream with no such entry, the topic's last id (a topic whose marker expired, idle for the marker's lifetime, is complete only
+ * from that long ago). History after an id before the floor is incomplete.
+ *
+ * Reads do not write, but for a missing horizon: the publish script trims and renews lifetimes.
+ * Entries older than the max age may still be in the stream (the publish script trims by age only
+ * once per quarter of it); the read skips them as if they were trimmed: it starts at the age
+ * cutoff, and the floor is the `p` of the first entry at or after the cutoff (the id of the entry
+ * before it, trimmed or expired), exactly what it would be had the stream just been trimmed. The
+ * one write: a horizon found missing (single server: the epoch's; Cluster: the topic's, as when
+ * its marker expired or a failover lost it) is recreated at now, as `EPOCH_SCRIPT` or
+ * `POSITION_SCRIPT` would, so that later reads agree on it; without it, every read would put the
+ * floor at its own now and report a loss again after each one.
  *
  * Returns { now, { floor, entries } per stream }; entries are `{ id, { field, value, ... } }`.
  */
-export const REPLAY_SCRIPT = new RedisScript(
-  'replay',
-  `${LUA_HELPERS}
+const REPLAY_BODY = `${LUA_HELPERS}
 local n = tonumber(ARGV[1])
 local cluster = ARGV[2] == '1'
 local now = now_ms()
@@ -262,18 +299,19 @@ local function later(a, b)
 end
 for i = 1, n do
   local stream, meta, after = KEYS[i], KEYS[n + i], ARGV[4 + i]
+  if cluster then stream, meta = ARGV[4 + n + i], ARGV[4 + 2 * n + i] end
   local floor = horizon or format_id(0, 0)
   local marks = redis.call('HMGET', meta, 'l', 'h')
   if cluster then
     if not marks[2] then
       marks[2] = format_id(now, 0)
       redis.call('HSET', meta, 'h', marks[2])
+      redis.call('PEXPIRE', meta, meta_ttl)
     end
     floor = later(floor, marks[2])
   end
-  redis.call('PEXPIRE', meta, meta_ttl)
-  redis.call('XTRIM', stream, 'MINID', '=', cutoff)
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  -- The first entry not expired (older ones are skipped as if trimmed; see above).
+  local first = redis.call('XRANGE', stream, cutoff, '+', 'COUNT', 1)[1]
   if first then
     local fields = first[2]
     for j = 1, #fields, 2 do
@@ -284,11 +322,23 @@ for i = 1, n do
   else
     floor = later(floor, format_id(now - meta_ttl, 0))
   end
-  out[#out + 1] = { floor, redis.call('XRANGE', stream, '(' .. after, '+') }
+  local from = '(' .. after
+  if id_lt(after, cutoff) then from = cutoff end
+  out[#out + 1] = { floor, redis.call('XRANGE', stream, from, '+') }
 end
 return out
-`,
-);
+`;
+
+export const REPLAY_SCRIPT = new RedisScript('replay', REPLAY_BODY);
+
+/**
+ * {@link REPLAY_SCRIPT} on a Cluster: one call reads the topics of several slots of one master
+ * (`allow-cross-slot-keys`). KEYS: the streams and marker hashes of the call's first slot,
+ * declared; ARGV as for the single server, then the n streams and the n marker hashes. A topic
+ * whose keys this master does not serve fails the call (the caller reads again slot by slot);
+ * its one write, a missing horizon, is only ever made on a key the master serves.
+ */
+export const CLUSTER_REPLAY_SCRIPT = new RedisScript('replay-cluster', `#!lua flags=allow-cross-slot-keys\n${REPLAY_BODY}`);
 
 /**
  * The topics that may hold messages after a position, for pattern resumes (single server): those

@@ -571,12 +571,7 @@ export class RecoveryCore {
       for (let round = 1; ; round++) {
         const topics = [...this.topics.keys()].filter((topic) => !subscribed.has(topic));
         const patterns = this.patterns.entries().filter(([pattern]) => !subscribedPatterns.has(pattern));
-        if (topics.length === 0 && patterns.length === 0) {
-          // Nothing watched (or live records held again after an overflow): stop holding, or they would wait for good.
-          if (this.held) await this.deliverRecovered([], []);
-          if (!current()) return;
-          break;
-        }
+        if (topics.length === 0 && patterns.length === 0) break;
         if (round > MAX_RECOVERY_ROUNDS) throw new Error(`topics kept arriving for ${MAX_RECOVERY_ROUNDS} rounds`);
         this.held ??= new CatchUp();
         step = 'subscribe';
@@ -605,6 +600,11 @@ export class RecoveryCore {
         );
         if (!current()) return;
       }
+      // No round ran (nothing watched yet): what was held meanwhile is live now.
+      const held = this.held;
+      this.held = undefined;
+      if (held) await held.finish([], (record) => void this.accept(record));
+      if (!current()) return;
       this.everReady = true;
       this.lastRecoveryError = undefined;
       this.link.to('ready');
