@@ -769,6 +769,35 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     await core.stop();
   });
 
+  it('is cleared when held records overflow while the link is down, and complete again only from the recovery on', async () => {
+    class SmallBroker extends CountingBroker {
+      readonly maxQueued = 2;
+    }
+    const gaps: string[] = [];
+    const broker = new SmallBroker(HISTORY);
+    const core = new RecoveryCore(broker, SILENT, WINDOW);
+    void core.watch('a');
+    await core.start({ message: () => undefined, gap: (topic) => void gaps.push(topic), control: () => undefined });
+    const sent = ['1', '2'].map((data) => broker.record('a', 'message', data));
+    await core.replay([{ topic: 'a', after: sent[0]!.position }]);
+    assert.equal(broker.reads, 1, 'the start-up recovery read once; this resume came from the window');
+    broker.down();
+    const during = ['3', '4', '5'].map((data) => broker.record('a', 'message', data));
+    assert.ok(gaps.includes('a'), 'the overflow told a gap');
+    broker.up();
+    await eventually(async () => core.status().state === 'ready', 5_000, 'the link to recover');
+    const reads = broker.reads;
+    // What was held before the overflow is not known to be complete: a position from then is the broker's.
+    await core.replay([{ topic: 'a', after: sent[1]!.position }]);
+    assert.equal(broker.reads, reads + 1);
+    const six = broker.record('a', 'message', '6');
+    const fresh = await core.replay([{ topic: 'a', after: during[2]!.position }]);
+    assert.deepEqual(texts(fresh.envelopes), ['6']);
+    assert.equal(broker.reads, reads + 1, 'complete again after the recovery');
+    assert.ok(six);
+    await core.stop();
+  });
+
   it('evicts the oldest message of any topic past its bytes, and is complete only after what it evicted', async () => {
     // 400 + 2 * (100 + 1 + 7) = 616 estimated bytes a message: three fit.
     const { core, broker } = await windowCore({ maxBytes: 2_000, maxCount: 1000, maxAgeMs: 60_000 });
