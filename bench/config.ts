@@ -90,6 +90,12 @@ function defaults(quick: boolean) {
     stormReads: ['per-turn'],
     /** CPU profile of instance B during the storm (in storm.md). */
     stormProfile: false,
+    /**
+     * SSE subscribers of every topic on instance B from the start (0: B watches no topic before
+     * the storm). With some, B has followed each topic since before the clients' positions and
+     * answers their resumes from its recent window instead of Redis.
+     */
+    stormHolders: 0,
 
     /** Connections per load-client process (the open-file limit is per process). */
     connsPerProcess: 5_000,

@@ -7,6 +7,7 @@
  * bench:storm` runs it alone (bench/results/storm.*) with every `--storm-*` option of bench/config.ts.
  */
 import { execFile } from 'node:child_process';
+import { request } from 'node:http';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +44,7 @@ export function stormOptions(config: BenchConfig, reads = 'per-turn') {
     backlog: config.stormBacklog,
     clientNice: config.stormClientNice,
     payloadBytes: config.payloadBytes,
+    holders: config.stormHolders,
     reads,
     profileDir: config.stormProfile ? join(config.outDir, 'profiles') : (undefined as string | undefined),
   };
@@ -132,6 +134,16 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
     const b = await start(bName, { BENCH_READS: o.reads }, o.profileDir);
     if (!b.features[`reads:${o.reads}`]) throw new Error(`instance B did not switch to ${o.reads} reads`);
     const publisher = await start(`${label}-publisher`);
+    // Subscribers of every topic on B from the start (`--storm-holders`): B watches them before the kill.
+    for (let h = 0; h < o.holders; h += 1) {
+      for (let t = 0; t < o.topics; t += 1) {
+        const held = request({ host: HOST, port: b.port, path: `/events?topic=${TOPIC_PREFIX}${t}` });
+        held.on('response', (response) => response.resume());
+        held.on('error', () => undefined);
+        held.end();
+        cleanup.push(async () => void held.destroy());
+      }
+    }
 
     const ws = Math.round(o.clients * o.wsShare);
     const sse = o.clients - ws;

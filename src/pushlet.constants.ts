@@ -20,5 +20,6 @@ export const DEFAULTS = {
   historyMaxAgeMs: 5 * 60_000,
   historyMaxTopics: Infinity,
   historyMaxBytes: 64 * 1024 * 1024,
+  historyRecentWindowBytes: 4 * 1024 * 1024,
   presenceTtlMs: 15_000,
 } as const;

@@ -77,7 +77,8 @@ export class PushletHub implements OnModuleInit, BeforeApplicationShutdown, OnAp
   ) {
     const counters = this.counters;
     const logger = options.logger;
-    this.core = new RecoveryCore(broker, logger);
+    const { recentWindowBytes, maxCount, maxAgeMs } = options.history;
+    this.core = new RecoveryCore(broker, logger, { maxBytes: recentWindowBytes, maxCount, maxAgeMs });
     this.registry = new TopicRegistry(this.core, counters);
     this.heartbeat = new Heartbeat(options.heartbeatInterval);
     this.slowConsumers = new SlowConsumerReporter(logger);

@@ -79,6 +79,7 @@ export function resolveOptions(options: PushletModuleOptions = {}): ResolvedPush
       maxAgeMs: positive(history.maxAgeMs, DEFAULTS.historyMaxAgeMs, 'history.maxAgeMs'),
       maxTopics: positive(history.maxTopics, DEFAULTS.historyMaxTopics, 'history.maxTopics'),
       maxBytes: positive(history.maxBytes, DEFAULTS.historyMaxBytes, 'history.maxBytes'),
+      recentWindowBytes: nonNegativeInteger(history.recentWindowBytes, 'history.recentWindowBytes') ?? DEFAULTS.historyRecentWindowBytes,
     },
     routes: {
       useGlobalPrefix: options.routes?.useGlobalPrefix ?? true,

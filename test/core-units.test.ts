@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { BrokerPublication, BrokerRecord, PushletBroker, TopicRead } from '../src/interfaces/broker.interface.js';
+import type { BrokerEvents, BrokerPublication, BrokerRecord, PushletBroker, TopicRead } from '../src/interfaces/broker.interface.js';
 import type { Envelope } from '../src/core/envelope.js';
 import { Feed, type FeedSink } from '../src/core/feed.js';
 import { MemoryBroker } from '../src/core/memory-broker.js';
@@ -641,6 +641,213 @@ describe('Publishing through the recovery core (core/recovery-core.ts, core/outb
       (await Promise.all(published)).map((envelope) => envelope.message.data),
       ['a1', 'a2', 'a3', 'b1', 'b2', 'b3', 'c1', 'c2', 'c3'],
     );
+    await core.stop();
+  });
+});
+
+/**
+ * A remote broker as the core sees one (`batching`), in the process: counts its history reads,
+ * and loses and regains its link on demand.
+ */
+class CountingBroker extends MemoryBroker {
+  readonly batching = true;
+  reads = 0;
+  topicsRead: string[] = [];
+  connected = true;
+  private listeners: BrokerEvents | undefined;
+
+  override async start(events: BrokerEvents): Promise<void> {
+    this.listeners = events;
+    await super.start(events);
+  }
+
+  override isConnected(): boolean {
+    return this.connected;
+  }
+
+  override async read(requests: ReadonlyArray<{ readonly topic: string; readonly after: Position }>): Promise<TopicRead[]> {
+    this.reads += 1;
+    this.topicsRead.push(...requests.map((request) => request.topic));
+    return super.read(requests);
+  }
+
+  down(): void {
+    this.connected = false;
+    this.listeners?.down();
+  }
+
+  up(): void {
+    this.connected = true;
+    this.listeners?.up();
+  }
+}
+
+describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () => {
+  const WINDOW = { maxBytes: 1024 * 1024, maxCount: 1000, maxAgeMs: 60_000 };
+  const HISTORY = { maxCount: 1000, maxAgeMs: 60_000, maxTopics: 100 };
+
+  async function windowCore(window = WINDOW, broker = new CountingBroker(HISTORY)) {
+    const core = new RecoveryCore(broker, SILENT, window);
+    await core.start({ message: () => undefined, gap: () => undefined, control: () => undefined });
+    return { core, broker };
+  }
+
+  const texts = (envelopes: readonly Envelope[]) => envelopes.map((envelope) => envelope.message.data);
+
+  it('answers a resume from inside the window without a broker read, exactly the messages after the position', async () => {
+    const { core, broker } = await windowCore();
+    const before = broker.record('a', 'message', 'before');
+    broker.record('a', 'message', 'just before');
+    await core.watch('a');
+    const sent = ['1', '2', '3', '4', '5'].map((data) => broker.record('a', 'message', data));
+    const result = await core.replay([{ topic: 'a', after: sent[1]!.position }]);
+    assert.deepEqual(texts(result.envelopes), ['3', '4', '5']);
+    assert.deepEqual([result.incomplete, result.unknown], [[], []]);
+    assert.equal(broker.reads, 0, 'no broker read');
+    const none = await core.replay([{ topic: 'a', after: sent[4]!.position }]);
+    assert.deepEqual([none.envelopes, broker.reads], [[], 0], 'from the newest position: nothing, still no read');
+    // From before the topic was watched here: the broker, with the same answer the window would give.
+    const older = await core.replay([{ topic: 'a', after: before.position }]);
+    assert.deepEqual(texts(older.envelopes), ['just before', '1', '2', '3', '4', '5']);
+    assert.equal(broker.reads, 1);
+    // A position newer than any of the topic delivered here (another topic's): the broker judges it.
+    const other = broker.record('b', 'message', 'b1');
+    const ahead = await core.replay([{ topic: 'a', after: other.position }]);
+    assert.deepEqual([ahead.envelopes, ahead.unknown, broker.reads], [[], [], 2]);
+    // Several topics at once: the window's and the broker's merged in position order (ordering 'total').
+    await core.watch('b');
+    const b2 = broker.record('b', 'message', 'b2');
+    const a6 = broker.record('a', 'message', '6');
+    const mixed = await core.replay([
+      { topic: 'a', after: sent[3]!.position },
+      { topic: 'c', after: before.position },
+    ]);
+    assert.deepEqual(texts(mixed.envelopes), ['5', '6']);
+    assert.equal(broker.reads, 3, 'only the topic not watched here was read');
+    assert.ok(b2);
+    // Positions ordered across topics: one of another topic, newer than b's newest here, has nothing of b to replay.
+    const past = await core.replay([{ topic: 'b', after: a6.position }]);
+    assert.deepEqual([past.envelopes, past.incomplete, past.unknown, broker.reads], [[], [], [], 3]);
+    // One never handed out: the broker's to judge (unknown).
+    const future = await core.replay([{ topic: 'b', after: { ms: Date.now() + 3_600_000, seq: 0 } }]);
+    assert.deepEqual([future.unknown, broker.reads], [['b'], 4]);
+    const stats = core.stats();
+    assert.equal(stats.resumesFromWindow, 4);
+    assert.equal(stats.resumesFromBroker, 4);
+    await core.stop();
+  });
+
+  it('is not used after a lost link until the topic is followed again; then from the recovery on', async () => {
+    const { core, broker } = await windowCore();
+    await core.watch('a');
+    const sent = ['1', '2', '3'].map((data) => broker.record('a', 'message', data));
+    assert.deepEqual(texts((await core.replay([{ topic: 'a', after: sent[0]!.position }])).envelopes), ['2', '3']);
+    assert.equal(broker.reads, 0);
+    broker.down();
+    assert.equal(core.status().state, 'down');
+    // Published while the link is down: held, then read by the recovery.
+    const missed = broker.record('a', 'message', '4');
+    broker.up();
+    await eventually(async () => core.status().state === 'ready', 5_000, 'the link to recover');
+    const readsAfterRecovery = broker.reads;
+    assert.ok(readsAfterRecovery >= 1, 'the recovery read the history');
+    // The window was cleared: a position from before the outage is the broker's to answer.
+    const old = await core.replay([{ topic: 'a', after: sent[0]!.position }]);
+    assert.deepEqual(texts(old.envelopes), ['2', '3', '4']);
+    assert.equal(broker.reads, readsAfterRecovery + 1);
+    // Complete again from where the recovery read (the newest position delivered before the loss).
+    const five = broker.record('a', 'message', '5');
+    const recent = await core.replay([{ topic: 'a', after: sent[2]!.position }]);
+    assert.deepEqual(texts(recent.envelopes), ['4', '5']);
+    assert.equal(broker.reads, readsAfterRecovery + 1, 'answered from the window');
+    assert.ok(missed && five);
+    // Unwatched: gone.
+    core.unwatch('a');
+    await core.watch('a');
+    await core.replay([{ topic: 'a', after: sent[2]!.position }]);
+    assert.equal(broker.reads, readsAfterRecovery + 2);
+    await core.stop();
+  });
+
+  it('is cleared when held records overflow while the link is down, and complete again only from the recovery on', async () => {
+    class SmallBroker extends CountingBroker {
+      readonly maxQueued = 2;
+    }
+    const gaps: string[] = [];
+    const broker = new SmallBroker(HISTORY);
+    const core = new RecoveryCore(broker, SILENT, WINDOW);
+    void core.watch('a');
+    await core.start({ message: () => undefined, gap: (topic) => void gaps.push(topic), control: () => undefined });
+    const sent = ['1', '2'].map((data) => broker.record('a', 'message', data));
+    await core.replay([{ topic: 'a', after: sent[0]!.position }]);
+    assert.equal(broker.reads, 1, 'the start-up recovery read once; this resume came from the window');
+    broker.down();
+    const during = ['3', '4', '5'].map((data) => broker.record('a', 'message', data));
+    assert.ok(gaps.includes('a'), 'the overflow told a gap');
+    broker.up();
+    await eventually(async () => core.status().state === 'ready', 5_000, 'the link to recover');
+    const reads = broker.reads;
+    // What was held before the overflow is not known to be complete: a position from then is the broker's.
+    await core.replay([{ topic: 'a', after: sent[1]!.position }]);
+    assert.equal(broker.reads, reads + 1);
+    const six = broker.record('a', 'message', '6');
+    const fresh = await core.replay([{ topic: 'a', after: during[2]!.position }]);
+    assert.deepEqual(texts(fresh.envelopes), ['6']);
+    assert.equal(broker.reads, reads + 1, 'complete again after the recovery');
+    assert.ok(six);
+    await core.stop();
+  });
+
+  it('evicts the oldest message of any topic past its bytes, and is complete only after what it evicted', async () => {
+    // 400 + 2 * (100 + 1 + 7) = 616 estimated bytes a message: three fit.
+    const { core, broker } = await windowCore({ maxBytes: 2_000, maxCount: 1000, maxAgeMs: 60_000 });
+    await core.watch('a');
+    await core.watch('b');
+    const data = (n: number) => `${n}`.padStart(100, '0');
+    const sent = [1, 2, 3, 4, 5].map((n) => broker.record('a', 'message', data(n)));
+    assert.equal(core.stats().windowMessages, 3);
+    assert.ok(core.stats().windowBytes <= 2_000);
+    const fromWindow = await core.replay([{ topic: 'a', after: sent[1]!.position }]);
+    assert.deepEqual(texts(fromWindow.envelopes), [data(3), data(4), data(5)]);
+    assert.equal(broker.reads, 0);
+    const tooOld = await core.replay([{ topic: 'a', after: sent[0]!.position }]);
+    assert.deepEqual(texts(tooOld.envelopes), [data(2), data(3), data(4), data(5)]);
+    assert.equal(broker.reads, 1, 'before the window: the broker');
+    // Another topic's message evicts the oldest of all (a's third).
+    broker.record('b', 'message', data(6));
+    await core.replay([{ topic: 'a', after: sent[1]!.position }]);
+    assert.equal(broker.reads, 2);
+    const still = await core.replay([{ topic: 'a', after: sent[2]!.position }]);
+    assert.deepEqual(texts(still.envelopes), [data(4), data(5)]);
+    assert.equal(broker.reads, 2);
+    await core.stop();
+  });
+
+  it('keeps no more per topic than the history does (maxCount), nor older than maxAgeMs', async () => {
+    const { core, broker } = await windowCore({ maxBytes: 1024 * 1024, maxCount: 2, maxAgeMs: 60_000 });
+    await core.watch('a');
+    const sent = ['1', '2', '3', '4'].map((data) => broker.record('a', 'message', data));
+    assert.equal(core.stats().windowMessages, 2);
+    await core.replay([{ topic: 'a', after: sent[0]!.position }]);
+    assert.equal(broker.reads, 1);
+    assert.deepEqual(texts((await core.replay([{ topic: 'a', after: sent[1]!.position }])).envelopes), ['3', '4']);
+    assert.equal(broker.reads, 1);
+    // A position older than the history's age: the broker's verdict, not the window's.
+    const ancient = { ms: Date.now() - 120_000, seq: 0 };
+    await core.replay([{ topic: 'a', after: ancient }]);
+    assert.equal(broker.reads, 2);
+    await core.stop();
+  });
+
+  it('is not kept for a broker in the process (its reads cost no round trip)', async () => {
+    const memory = new MemoryBroker(HISTORY);
+    const core = new RecoveryCore(memory, SILENT, WINDOW);
+    await core.start({ message: () => undefined, gap: () => undefined, control: () => undefined });
+    await core.watch('a');
+    const sent = ['1', '2'].map((data) => memory.record('a', 'message', data));
+    assert.deepEqual(texts((await core.replay([{ topic: 'a', after: sent[0]!.position }])).envelopes), ['2']);
+    assert.equal(core.stats().resumesFromWindow, 0);
+    assert.equal(core.stats().windowMessages, 0);
     await core.stop();
   });
 });

@@ -49,7 +49,7 @@ function assertCustom(options: ResolvedPushletOptions): void {
   assert.equal(options.limits.maxConnections, 99);
   assert.equal(options.limits.bufferBytes, 4096);
   assert.equal(options.limits.maxConnectionsPerAddress, Infinity);
-  assert.deepEqual(options.history, { maxCount: 10, maxAgeMs: 5000, maxTopics: 3, maxBytes: 64 * 1024 * 1024 });
+  assert.deepEqual(options.history, { maxCount: 10, maxAgeMs: 5000, maxTopics: 3, maxBytes: 64 * 1024 * 1024, recentWindowBytes: 4 * 1024 * 1024 });
 }
 
 describe('PushletModule.forRoot / forRootAsync', () => {
@@ -59,7 +59,13 @@ describe('PushletModule.forRoot / forRootAsync', () => {
     assert.deepEqual(options.sse, { path: '/events' });
     assert.equal(options.limits.topicsPerConnection, 50);
     assert.equal(options.limits.bufferBytes, 1024 * 1024);
-    assert.deepEqual(options.history, { maxCount: 1000, maxAgeMs: 300_000, maxTopics: Infinity, maxBytes: 64 * 1024 * 1024 });
+    assert.deepEqual(options.history, {
+      maxCount: 1000,
+      maxAgeMs: 300_000,
+      maxTopics: Infinity,
+      maxBytes: 64 * 1024 * 1024,
+      recentWindowBytes: 4 * 1024 * 1024,
+    });
     assert.ok(options.logger instanceof Logger);
   });
 

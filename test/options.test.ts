@@ -77,6 +77,8 @@ describe('options read from the environment', () => {
     rejects({ heartbeatInterval: true }, 'Pushlet option heartbeatInterval must be a positive number, got true (boolean)');
     rejects({ limits: { bufferBytes: '1MB' } }, 'Pushlet option limits.bufferBytes must be a positive number, got "1MB" (string)');
     rejects({ history: { maxAgeMs: {} } }, 'Pushlet option history.maxAgeMs must be a positive number, got an object (object)');
+    rejects({ history: { recentWindowBytes: -1 } }, 'Pushlet option history.recentWindowBytes must be a whole number of 0 or more, got -1 (number)');
+    assert.equal(resolveOptions({ history: { recentWindowBytes: 0 } }).history.recentWindowBytes, 0, '0 turns the recent window off');
     rejects({ redis: { url: 'redis://x', commandTimeoutMs: 'soon' } }, 'Pushlet option redis.commandTimeoutMs must be a positive number, got "soon" (string)');
     rejects({ redis: { host: 'x', port: '63a79' } }, 'Pushlet option redis.port must be a positive number, got "63a79" (string)');
     rejects({ redis: { host: 'x', db: '1.5' } }, 'Pushlet option redis.db must be a whole number of 0 or more, got "1.5" (string)');

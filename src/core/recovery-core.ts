@@ -22,6 +22,7 @@ import { PatternIndex } from './pattern-index.js';
 import { PerTurn } from './per-turn.js';
 import type { PresenceStore } from './presence.js';
 import { RecentPublications } from './recent-publications.js';
+import { RecentWindow, type RecentWindowLimits } from './recent-window.js';
 
 /** Rounds of recovery (subscribe and read the topics watched meanwhile) before giving up and trying again later. */
 const MAX_RECOVERY_ROUNDS = 20;
@@ -105,6 +106,13 @@ export interface RecoveryCoreStats {
   readonly recovered: number;
   /** Topics whose local subscribers were told `pushlet:reset` after a lost link. */
   readonly resets: number;
+  /** Topic resumes ({@link RecoveryCore.replay} requests) answered from the recent window, without the broker. */
+  readonly resumesFromWindow: number;
+  /** Topic resumes read from the broker's history. */
+  readonly resumesFromBroker: number;
+  /** Messages the recent window holds now, and their estimated bytes. */
+  readonly windowMessages: number;
+  readonly windowBytes: number;
 }
 
 /**
@@ -127,6 +135,11 @@ export interface RecoveryCoreStats {
  * - **Positions and replays** for connections: read from the broker when it is live; while it is
  *   not, a topic watched here is exact from the newest position delivered here (recovery will
  *   bring everything after it), and anything older must wait.
+ * - **The recent window** ({@link RecentWindow}, remote brokers only): the messages of each watched
+ *   topic delivered here lately, complete after the position from which the topic has been
+ *   followed without a break (watched and confirmed, or recovered exactly). A resume from inside
+ *   it is answered from it, without a broker read; a break (the link down, held messages
+ *   overflowing, an unwatch) clears it, and it opens again once the topic is followed again.
  *
  * Connections' own catch-up (a client resuming) is the feed's (`feed.ts`), on top of this.
  */
@@ -158,6 +171,8 @@ export class RecoveryCore {
   private healer: NodeJS.Timeout | undefined;
   /** With `ordering: 'total'`: the newest position seen from the broker (positions are global there). */
   private lastSeen: Position = { ms: 0, seq: 0 };
+  /** The newest position of any topic this instance has had from the broker (a record or a position read), whatever the ordering. */
+  private newestKnown: Position = { ms: 0, seq: 0 };
   /** The last envelope delivered here (see {@link publish}). */
   private lastDelivered: Envelope | undefined;
   private everReady = false;
@@ -166,7 +181,18 @@ export class RecoveryCore {
   private outage: { recovered: number; resets: number } | undefined;
   /** Told each time the link becomes `ready` after an outage (presence adds its members again). */
   private readonly readyListeners = new Set<() => void>();
-  private readonly counts = { received: 0, receivedUnwatched: 0, delivered: 0, duplicatesDropped: 0, recovered: 0, resets: 0 };
+  private readonly counts = {
+    received: 0,
+    receivedUnwatched: 0,
+    delivered: 0,
+    duplicatesDropped: 0,
+    recovered: 0,
+    resets: 0,
+    resumesFromWindow: 0,
+    resumesFromBroker: 0,
+  };
+  /** Recent messages of the watched topics, to answer resumes without the broker (absent for a broker in the process, or when off). */
+  private readonly window: RecentWindow | undefined;
 
   private readonly events: BrokerEvents = {
     up: () => this.heal(),
@@ -175,11 +201,17 @@ export class RecoveryCore {
     control: (command) => this.handler?.control(command),
   };
 
+  /**
+   * `window`: the recent window's bounds (see {@link RecentWindow}); used with a remote broker
+   * (`batching`) only, whose reads it saves; none (or `maxBytes` 0) turns it off.
+   */
   constructor(
     readonly broker: PushletBroker,
     private readonly logger: LoggerService,
+    window?: RecentWindowLimits,
   ) {
     this.ordering = broker.ordering;
+    this.window = window && window.maxBytes > 0 && broker.batching ? new RecentWindow(window) : undefined;
     this.maxQueued = broker.maxQueued ?? DEFAULT_MAX_QUEUED;
     this.recent = new RecentPublications(Math.max(20_000, 2 * this.maxQueued));
     this.link = new BrokerLink((state, previous) => this.entered(state, previous));
@@ -251,11 +283,15 @@ export class RecoveryCore {
     const state: TopicState = { position: new TopicPosition(ready ? undefined : this.fallbackPosition()), confirmed: false };
     this.topics.set(topic, state);
     if (!ready) return;
+    const generation = this.window?.generation;
     try {
       await this.broker.subscribe([topic]);
       const [position] = await this.broker.positions([topic]);
       if (position && (!state.position.last || comparePositions(position, state.position.last) > 0)) state.position.last = position;
+      if (position && comparePositions(position, this.newestKnown) > 0) this.newestKnown = position;
       state.confirmed = true;
+      // Subscribed before the position was read: everything after it reaches this instance live.
+      if (this.window?.generation === generation && this.topics.get(topic) === state && state.position.last) this.window?.open(topic, state.position.last);
     } catch {
       // Not subscribed for sure: recover (which subscribes again and reads what was missed).
       this.lost();
@@ -265,6 +301,7 @@ export class RecoveryCore {
   /** This instance no longer has subscribers of `topic`. */
   unwatch(topic: string): void {
     this.topics.delete(topic);
+    this.window?.drop(topic);
     if (this.link.state === 'ready') this.broker.unsubscribe([topic]);
   }
 
@@ -325,12 +362,46 @@ export class RecoveryCore {
   /** Each request's topic's messages after its position (see {@link ReplayResult}). */
   async replay(requests: readonly ReplayRequest[]): Promise<ReplayResult> {
     if (this.link.state !== 'ready') return this.replayWhileDown(requests, this.topics);
-    const reads = await this.reads.call(requests);
+    // A topic followed here without a break since before the position: its window answers, exactly.
+    const local: Envelope[] = [];
+    const remote = this.window ? requests.filter((request) => !this.fromWindow(request, local)) : requests;
+    this.counts.resumesFromBroker += remote.length;
+    if (remote.length === 0) {
+      if (this.ordering === 'total' && requests.length > 1) local.sort((a, b) => comparePositions(a.position, b.position));
+      return { envelopes: local, incomplete: [], unknown: [] };
+    }
+    const reads = await this.reads.call(remote);
+    const read = inOrder(reads, this.ordering === 'total').map(envelopeOf);
+    let envelopes = read;
+    if (local.length > 0) {
+      envelopes = [...local, ...read];
+      if (this.ordering === 'total') envelopes.sort((a, b) => comparePositions(a.position, b.position));
+    }
     return {
-      envelopes: inOrder(reads, this.ordering === 'total').map(envelopeOf),
-      incomplete: reads.filter((read, i) => readVerdict(read, requests[i]!.after) === 'incomplete').map((read) => read.topic),
-      unknown: reads.filter((read, i) => readVerdict(read, requests[i]!.after) === 'unknown').map((read) => read.topic),
+      envelopes,
+      incomplete: reads.filter((read, i) => readVerdict(read, remote[i]!.after) === 'incomplete').map((read) => read.topic),
+      unknown: reads.filter((read, i) => readVerdict(read, remote[i]!.after) === 'unknown').map((read) => read.topic),
     };
+  }
+
+  /**
+   * Adds `request`'s messages from the recent window to `into`; false when the window does not
+   * reach back (the broker is asked). The position must be no newer than one the broker has
+   * handed out here (else it may be unknown, the broker's to judge): the topic's newest, or any
+   * topic's (a connection's id names one position for all its topics with `ordering: 'total'`;
+   * with positions per topic, a topic without messages lately has a position from a connection's
+   * start, newer than its last message; the broker's clock orders both). One newer than the
+   * topic's newest delivered here has nothing of it to replay yet: what follows reaches this
+   * instance live, the window being complete.
+   */
+  private fromWindow(request: ReplayRequest, into: Envelope[]): boolean {
+    let last = this.topics.get(request.topic)?.position.last;
+    if (last && comparePositions(this.newestKnown, last) > 0) last = this.newestKnown;
+    const found = last && this.window!.after(request.topic, request.after, last);
+    if (!found) return false;
+    this.counts.resumesFromWindow += 1;
+    for (const envelope of found) into.push(envelope);
+    return true;
   }
 
   /** Whether the broker can read the newest history of a topic ({@link tail}): rewind and history. */
@@ -405,6 +476,7 @@ export class RecoveryCore {
     } finally {
       this.handler = undefined;
       this.topics.clear();
+      this.window?.clear();
       this.held = undefined;
     }
   }
@@ -418,7 +490,14 @@ export class RecoveryCore {
   }
 
   stats(): RecoveryCoreStats {
-    return { state: this.link.state, instanceId: this.instanceId, queued: this.outbox.size, ...this.counts };
+    return {
+      state: this.link.state,
+      instanceId: this.instanceId,
+      queued: this.outbox.size,
+      ...this.counts,
+      windowMessages: this.window?.retainedCount ?? 0,
+      windowBytes: this.window?.retainedBytes ?? 0,
+    };
   }
 
   /** Connected only while the link is `ready`; `queued` is what waits for the broker. */
@@ -432,6 +511,8 @@ export class RecoveryCore {
   private entered(state: BrokerLinkState, previous: BrokerLinkState): void {
     this.logger.debug?.(`broker link ${previous} -> ${state}`);
     if (state === 'down') {
+      // Live messages may be missed from now on: no window is complete until recovery says so.
+      this.window?.clear();
       this.held ??= new CatchUp();
       this.outbox.resend();
       if (previous === 'ready' && !this.outage) {
@@ -507,10 +588,16 @@ export class RecoveryCore {
             return { topic, after: state.position.last };
           });
         const patternRequests = patterns.map(([pattern, state]) => ({ pattern, after: (state.position.last ??= this.fallbackPosition()) }));
+        const generation = this.window?.generation;
         const expanded = patternRequests.length > 0 ? await this.expand(patternRequests) : undefined;
         const reads = await this.reads.call(expanded ? [...requests, ...expanded.requests] : requests);
         if (!current()) return;
-        await this.deliverRecovered(reads, requests, expanded && { requests: patternRequests, verdicts: expanded.verdicts(reads.slice(requests.length)) });
+        await this.deliverRecovered(
+          reads,
+          requests,
+          expanded && { requests: patternRequests, verdicts: expanded.verdicts(reads.slice(requests.length)) },
+          generation,
+        );
         if (!current()) return;
       }
       // No round ran (nothing watched yet): what was held meanwhile is live now.
@@ -532,6 +619,7 @@ export class RecoveryCore {
     reads: readonly TopicRead[],
     requests: readonly ReplayRequest[],
     patterns?: { requests: readonly PatternReplayRequest[]; verdicts: readonly PatternVerdict[] },
+    generation?: number,
   ): Promise<void> {
     // The first recovery starts from estimated positions, and a new backend has no history yet:
     // only a topic (or pattern) this instance has followed through the broker can have lost something.
@@ -569,6 +657,15 @@ export class RecoveryCore {
     for (const read of reads.slice(0, requests.length)) {
       const state = this.topics.get(read.topic);
       if (state) moveTo(state, read.readAt);
+    }
+    // Without a break since the read (the window cleared), each topic is complete from its
+    // request's position if its history reached back, from its new position otherwise.
+    if (this.window && this.window.generation === generation) {
+      for (const [i, request] of requests.entries()) {
+        const state = this.topics.get(request.topic);
+        if (!state?.position.last) continue;
+        this.window.open(request.topic, readVerdict(reads[i]!, request.after) === 'exact' ? request.after : state.position.last);
+      }
     }
     for (const [i, { pattern }] of (patterns?.requests ?? []).entries()) {
       const state = this.patterns.get(pattern);
@@ -641,6 +738,7 @@ export class RecoveryCore {
   private overflowHeld(): void {
     const held = this.held?.abandon() ?? [];
     this.held = new CatchUp();
+    this.window?.clear();
     for (const topic of this.topics.keys()) this.handler?.gap(topic);
     for (const [pattern] of this.patterns.entries()) this.handler?.gapPattern?.(pattern);
     for (const record of held) this.accept(record);
@@ -656,7 +754,8 @@ export class RecoveryCore {
     }
     // New to the topic or to one of its patterns: a copy (history and live, or routed twice by an
     // exact and a pattern subscription) is new to none of them.
-    let fresh = state?.position.advance(record.position) ?? false;
+    const freshToTopic = state?.position.advance(record.position) ?? false;
+    let fresh = freshToTopic;
     for (const pattern of matched) if (pattern.position.advance(record.position)) fresh = true;
     if (!fresh || !this.firstCopy(record)) {
       this.counts.duplicatesDropped += 1;
@@ -667,6 +766,7 @@ export class RecoveryCore {
     for (const pattern of matched) pattern.confirmed = true;
     this.counts.delivered += 1;
     const envelope = envelopeOf(record);
+    if (freshToTopic) this.window?.append(envelope);
     this.lastDelivered = envelope;
     this.handler?.message(envelope);
     return true;
@@ -682,6 +782,7 @@ export class RecoveryCore {
 
   /** With `ordering: 'total'`: notes a position from the broker. */
   private noteSeen(position: Position): void {
+    if (comparePositions(position, this.newestKnown) > 0) this.newestKnown = position;
     if (this.ordering === 'total' && comparePositions(position, this.lastSeen) > 0) this.lastSeen = position;
   }
 

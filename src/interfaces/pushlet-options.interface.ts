@@ -123,6 +123,14 @@ export interface PushletHistoryOptions {
    * message of any topic evicted first. Default 64 MiB.
    */
   maxBytes?: number;
+  /**
+   * With Redis (or another remote broker): bytes of recent messages each instance keeps of the
+   * topics it watches, in all topics together (estimated, the oldest of any topic evicted first;
+   * at most `maxCount` per topic, none older than `maxAgeMs`). A client resuming from a position
+   * an instance has followed without a break since is answered from there, without reading
+   * Redis (reconnect storms). 0 turns it off. Default 4 MiB.
+   */
+  recentWindowBytes?: number;
 }
 
 /** A guard for the built-in endpoints: an instance, or a class resolved from the app's providers. */

@@ -50,6 +50,13 @@ export interface PushletStats {
     readonly state: string;
     /** Publications waiting for Redis to record them. */
     readonly queued: number;
+    /**
+     * Topic resumes (a topic of a resuming connection) answered from this instance's recent window
+     * of the topic, without reading Redis (`history.recentWindowBytes`); always 0 in memory.
+     */
+    readonly resumesFromWindow: number;
+    /** Topic resumes read from the broker's history. */
+    readonly resumesFromBroker: number;
   };
   readonly heartbeatInterval: number;
   /** With `stats({ topics: true })` only: each topic with local subscribers and how many, most first. */

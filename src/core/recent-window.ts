@@ -1,0 +1,229 @@
+import { comparePositions, type Position } from '../protocol/ids.js';
+import type { Envelope } from './envelope.js';
+
+/** How far back the recent window of each watched topic reaches (see {@link RecentWindow}). */
+export interface RecentWindowLimits {
+  /** Estimated bytes kept across every topic; the oldest message of any topic goes first. */
+  readonly maxBytes: number;
+  /** Messages kept per topic: the broker's history count, so that the window never reaches further back than the history. */
+  readonly maxCount: number;
+  /** How long a message stays replayable from the window: the broker's history age. */
+  readonly maxAgeMs: number;
+}
+
+/**
+ * What a kept message costs besides its strings: the envelope, its message object (with the id
+ * and timestamp texts), the position, the queue slots. The same estimate as the in-memory
+ * history's (memory-history.ts), with the envelope's own fields.
+ */
+const ENTRY_OVERHEAD_BYTES = 400;
+
+function entryBytes(envelope: Envelope): number {
+  const { message } = envelope;
+  return ENTRY_OVERHEAD_BYTES + 2 * (message.data.length + message.topic.length + message.event.length);
+}
+
+/** One topic's window: the messages delivered here lately, oldest first, and from where they are complete. */
+class TopicWindow {
+  entries: Envelope[] = [];
+  head = 0;
+  /**
+   * Every message of the topic after this position is in `entries` (or will be, as it is
+   * delivered here); undefined while that is not known (after a break, until the core says so).
+   */
+  from: Position | undefined;
+  /** The newest position evicted since the window was last cleared: it is complete after that at best. */
+  evicted: Position | undefined;
+  /** Set once the topic is no longer watched: its entries in the shared queue are stale. */
+  dropped = false;
+
+  get size(): number {
+    return this.entries.length - this.head;
+  }
+
+  get oldest(): Envelope | undefined {
+    return this.size > 0 ? this.entries[this.head] : undefined;
+  }
+
+  /** Kept messages strictly after `after`, oldest first. */
+  after(after: Position): Envelope[] {
+    let lo = this.head;
+    let hi = this.entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (comparePositions(this.entries[mid]!.position, after) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.entries.slice(lo);
+  }
+
+  /** Drops the oldest kept message; the window is complete only after it from now on. */
+  evictOne(): Envelope {
+    const envelope = this.entries[this.head]!;
+    this.entries[this.head] = undefined as unknown as Envelope;
+    this.head += 1;
+    this.evicted = envelope.position;
+    if (this.from && comparePositions(this.from, envelope.position) < 0) this.from = envelope.position;
+    if (this.head > 64 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+    return envelope;
+  }
+}
+
+/**
+ * The recent window of each topic this instance watches: the messages delivered here lately,
+ * bounded by bytes across every topic (the oldest message of any topic goes first), by the
+ * broker's history count per topic and by its age. A topic's window is complete after a position
+ * the recovery core gives it ({@link open}): from there on, every message of the topic reaches
+ * this instance live and in order, unless something breaks (a lost link, an overflow of held
+ * messages, an unwatch): the core then {@link clear}s it, and opens it again once it knows.
+ *
+ * A resume from a position inside a complete window is answered from it ({@link after}) without
+ * asking the broker: what a reconnect storm mostly asks, since clients resume on an instance
+ * whose other clients kept the topic watched.
+ */
+export class RecentWindow {
+  private readonly topics = new Map<string, TopicWindow>();
+  /** Every kept message, oldest first, with its window; stale entries (evicted by count, or dropped) are skipped. */
+  private queue: Array<{ readonly window: TopicWindow; readonly envelope: Envelope }> = [];
+  private queueHead = 0;
+  private bytes = 0;
+  private count = 0;
+  /** Advances on every {@link clear}: an opening decided before one must not happen. */
+  private clears = 0;
+
+  constructor(readonly limits: RecentWindowLimits) {}
+
+  /** Estimated bytes kept. */
+  get retainedBytes(): number {
+    return this.bytes;
+  }
+
+  /** Messages kept. */
+  get retainedCount(): number {
+    return this.count;
+  }
+
+  /** See {@link clears}: compare before and after an asynchronous step. */
+  get generation(): number {
+    return this.clears;
+  }
+
+  /** Keeps a message delivered here, in its topic's order. */
+  append(envelope: Envelope, now = Date.now()): void {
+    let window = this.topics.get(envelope.topic);
+    if (!window) {
+      window = new TopicWindow();
+      this.topics.set(envelope.topic, window);
+    }
+    window.entries.push(envelope);
+    this.queue.push({ window, envelope });
+    this.bytes += entryBytes(envelope);
+    this.count += 1;
+    if (window.size > this.limits.maxCount) this.release(window.evictOne());
+    const cutoff = now - this.limits.maxAgeMs;
+    while (this.bytes > this.limits.maxBytes || this.frontOlderThan(cutoff)) if (!this.evictOldest()) break;
+    this.compactQueue();
+  }
+
+  /**
+   * Every message of `topic` after `from` reaches the window from now on, and those already
+   * delivered since the last {@link clear} are in it: it is complete after `from` (or after the
+   * newest message evicted since, if later).
+   */
+  open(topic: string, from: Position): void {
+    let window = this.topics.get(topic);
+    if (!window) {
+      window = new TopicWindow();
+      this.topics.set(topic, window);
+    }
+    window.from = window.evicted && comparePositions(window.evicted, from) > 0 ? window.evicted : from;
+  }
+
+  /**
+   * The messages of `topic` after `after` when its window is complete from there, and `after` is
+   * no newer than `last` (the newest position delivered here) nor older than the history's age;
+   * undefined otherwise (ask the broker).
+   */
+  after(topic: string, after: Position, last: Position, now = Date.now()): Envelope[] | undefined {
+    const window = this.topics.get(topic);
+    const from = window?.from;
+    if (!window || !from || comparePositions(after, from) < 0 || comparePositions(after, last) > 0) return undefined;
+    if (comparePositions(after, { ms: now - this.limits.maxAgeMs, seq: 0 }) < 0) return undefined;
+    return window.after(after);
+  }
+
+  /** Whether `topic`'s window is complete after some position (tests). */
+  isOpen(topic: string): boolean {
+    return this.topics.get(topic)?.from !== undefined;
+  }
+
+  /** Forgets `topic` (no longer watched). */
+  drop(topic: string): void {
+    const window = this.topics.get(topic);
+    if (!window) return;
+    this.topics.delete(topic);
+    window.dropped = true;
+    while (window.size > 0) this.release(window.evictOne());
+  }
+
+  /** A break: no window is complete any more, and what they held is dropped. */
+  clear(): void {
+    this.clears += 1;
+    for (const window of this.topics.values()) {
+      window.dropped = true;
+      while (window.size > 0) this.release(window.evictOne());
+    }
+    this.topics.clear();
+    this.queue = [];
+    this.queueHead = 0;
+  }
+
+  private release(envelope: Envelope): void {
+    this.bytes -= entryBytes(envelope);
+    this.count -= 1;
+  }
+
+  /** Whether the oldest message still kept anywhere is older than `cutoffMs` (stale entries at the front skipped). */
+  private frontOlderThan(cutoffMs: number): boolean {
+    while (this.queueHead < this.queue.length) {
+      const { window, envelope } = this.queue[this.queueHead]!;
+      if (!window.dropped && window.oldest === envelope) return envelope.position.ms < cutoffMs;
+      this.queue[this.queueHead] = undefined as never;
+      this.queueHead += 1;
+    }
+    return false;
+  }
+
+  /** Evicts the oldest kept message of any topic; false when none is left. */
+  private evictOldest(): boolean {
+    while (this.queueHead < this.queue.length) {
+      const { window, envelope } = this.queue[this.queueHead]!;
+      this.queue[this.queueHead] = undefined as never;
+      this.queueHead += 1;
+      if (!window.dropped && window.oldest === envelope) {
+        this.release(window.evictOne());
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Drops the queue's consumed front, and its stale entries once they outnumber the kept messages (amortised O(1)). */
+  private compactQueue(): void {
+    const length = this.queue.length - this.queueHead;
+    if (this.queueHead > 1024 && this.queueHead > length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    if (length < 1024 || length < 2 * this.count) return;
+    this.queue = this.queue.slice(this.queueHead).filter(({ window, envelope }) => !window.dropped && !isEvicted(window, envelope));
+    this.queueHead = 0;
+  }
+}
+
+function isEvicted(window: TopicWindow, envelope: Envelope): boolean {
+  return window.evicted !== undefined && comparePositions(envelope.position, window.evicted) <= 0;
+}
