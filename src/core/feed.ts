@@ -4,7 +4,7 @@ import { MESSAGES } from '../pushlet.messages.js';
 import { CatchUp, TopicPosition } from './catch-up.js';
 import { PushletUnavailableError } from './errors.js';
 import type { Envelope } from './envelope.js';
-import type { RecoveryCore } from './recovery-core.js';
+import { withoutCopies, type RecoveryCore } from './recovery-core.js';
 import type { ChannelListener, TopicRegistry } from './topic-registry.js';
 import { matchesPattern } from '../protocol/topics.js';
 
@@ -329,7 +329,7 @@ export class Feed {
     const patternReplay = patternResult.envelopes.filter((envelope) =>
       patterns.some(({ entry }) => !restart.has(entry) && matchesPattern(entry.topic, envelope.topic)),
     );
-    return { replayed: mergeByPosition(topicReplay, patternReplay), resets };
+    return { replayed: withoutCopies([...topicReplay, ...patternReplay].sort((x, y) => comparePositions(x.position, y.position))), resets };
   }
 
   /**
@@ -372,12 +372,6 @@ export class Feed {
     const writable = this.sink.whenWritable();
     if (writable) await writable;
   }
-}
-
-/** Two replays merged in position order (a message in both once). */
-function mergeByPosition(a: readonly Envelope[], b: readonly Envelope[]): Envelope[] {
-  const all = [...a, ...b].sort((x, y) => comparePositions(x.position, y.position));
-  return all.filter((envelope, i) => i === 0 || comparePositions(all[i - 1]!.position, envelope.position) !== 0 || all[i - 1]!.topic !== envelope.topic);
 }
 
 /** A broker failure as a {@link PushletUnavailableError}. */

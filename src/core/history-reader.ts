@@ -1,6 +1,6 @@
 import type { PushletMessage } from '../interfaces/message.interface.js';
 import { formatCursor, parseResumeId, topicHash, type Position } from '../protocol/ids.js';
-import { historyTopicProblem } from '../protocol/topics.js';
+import { exactTopicProblem } from '../protocol/topics.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import type { Envelope } from './envelope.js';
 import { PushletUnavailableError, PushletUnsupportedError, PushletValidationError } from './errors.js';
@@ -27,7 +27,7 @@ export class HistoryReader {
    * @throws PushletUnavailableError while the broker cannot be read.
    */
   async read(topic: string, limit: number, before?: string): Promise<PushletMessage[]> {
-    const problem = historyTopicProblem(topic);
+    const problem = exactTopicProblem(topic, MESSAGES.historyPattern);
     if (problem) throw new PushletValidationError(problem);
     const end = before === undefined ? undefined : this.position(topic, before);
     if (!this.core.canTail) throw new PushletUnsupportedError(MESSAGES.historyUnsupported);

@@ -353,7 +353,7 @@ export class RecoveryCore {
     const reads = await this.reads.call(expanded.requests);
     const verdicts = expanded.verdicts(reads);
     return {
-      envelopes: distinct(inOrder(reads, true)).map(envelopeOf),
+      envelopes: withoutCopies(inOrder(reads, true)).map(envelopeOf),
       incomplete: requests.filter((_, i) => verdicts[i]!.verdict === 'incomplete').map((request) => request.pattern),
       unknown: requests.filter((_, i) => verdicts[i]!.verdict === 'unknown').map((request) => request.pattern),
     };
@@ -862,15 +862,12 @@ function moveTo(state: TopicState, position: Position): void {
   state.confirmed = true;
 }
 
-/** Records without a second copy of the same topic and position (a topic read for two patterns), in their order. */
-function distinct(records: readonly BrokerRecord[]): BrokerRecord[] {
-  const seen = new Set<string>();
-  return records.filter((record) => {
-    const key = `${formatPosition(record.position)} ${record.topic}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
+/**
+ * Messages in position order without a second copy of one (a topic read for two patterns, or
+ * replayed for a topic and a pattern): copies sit next to each other once sorted.
+ */
+export function withoutCopies<T extends { readonly position: Position; readonly topic: string }>(sorted: readonly T[]): T[] {
+  return sorted.filter((item, i) => i === 0 || comparePositions(sorted[i - 1]!.position, item.position) !== 0 || sorted[i - 1]!.topic !== item.topic);
 }
 
 /** Every topic's records: merged in position order where positions are global, each topic's in its order otherwise. */

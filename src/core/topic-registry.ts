@@ -171,11 +171,6 @@ export class TopicRegistry implements Pick<CoreEventHandler, 'message' | 'gap' |
     this.broker.unwatchPattern(pattern);
   }
 
-  /** Patterns with local subscribers. */
-  patterns(): string[] {
-    return this.patternChannels.entries().map(([pattern]) => pattern);
-  }
-
   private channelOf(topic: string): Channel | undefined {
     return topic === BROADCAST_TOPIC ? this.broadcastChannel : this.channels.get(topic);
   }

@@ -1,6 +1,6 @@
 import { type CommandRef } from './frames.js';
 import { PROTOCOL_TEXTS as TEXTS } from './texts.js';
-import { DEFAULT_EVENT, eventProblem, exactTopicProblem, historyTopicProblem, publishTopicProblem, topicProblem } from './topics.js';
+import { DEFAULT_EVENT, eventProblem, exactTopicProblem, publishTopicProblem, topicProblem } from './topics.js';
 
 /**
  * Client-to-server commands over WebSocket, JSON in a text or binary frame (docs/protocol.md, "WebSocket"):
@@ -119,7 +119,7 @@ function parseTopicCommand(action: 'subscribe' | 'unsubscribe', fields: Fields, 
  */
 function parseHistory(fields: Fields, ref: CommandRef | undefined): ParsedCommand {
   const topic = fields.topic;
-  const problem = historyTopicProblem(topic);
+  const problem = exactTopicProblem(topic, TEXTS.historyPattern);
   if (problem) return failed({ reason: problem, topic: echoable(topic), ref });
   const limit = fields.limit ?? undefined;
   if (limit !== undefined && !(typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 1)) {

@@ -32,9 +32,9 @@ export function publishTopicProblem(topic: unknown): string | undefined {
   return topicProblem(topic);
 }
 
-/** Why `topic` is not an exact topic (presence, history), or `undefined` when it is. */
-export function exactTopicProblem(topic: unknown): string | undefined {
-  if (typeof topic === 'string' && isPattern(topic)) return TEXTS.patternExact;
+/** Why `topic` is not an exact topic (presence, history: `whenPattern` says why a pattern is refused), or `undefined` when it is. */
+export function exactTopicProblem(topic: unknown, whenPattern: string = TEXTS.patternExact): string | undefined {
+  if (typeof topic === 'string' && isPattern(topic)) return whenPattern;
   return topicProblem(topic);
 }
 
@@ -81,10 +81,4 @@ export function eventProblem(event: unknown): string | undefined {
   if (BAD_EVENT_CHARS.test(event)) return TEXTS.eventChars;
   if (event.startsWith(RESERVED_PREFIX)) return TEXTS.eventReserved;
   return undefined;
-}
-
-/** Why `topic`'s history cannot be read, or `undefined` when it can: one plain topic (no pattern), as for subscribing. */
-export function historyTopicProblem(topic: unknown): string | undefined {
-  if (typeof topic === 'string' && (topic.includes('*') || topic.includes('#'))) return TEXTS.historyPattern;
-  return topicProblem(topic);
 }
