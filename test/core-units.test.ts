@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import type { BrokerEvents, BrokerPublication, BrokerRecord, PushletBroker, TopicRead } from '../src/interfaces/broker.interface.js';
-import type { Envelope } from '../src/core/envelope.js';
+import { Envelope } from '../src/core/envelope.js';
+import { RecentWindow } from '../src/core/recent-window.js';
 import { Feed, type FeedSink } from '../src/core/feed.js';
 import { MemoryBroker } from '../src/core/memory-broker.js';
 import { MemoryHistory } from '../src/core/memory-history.js';
@@ -15,7 +16,7 @@ import { receivePublications } from '../src/cluster/redis-codec.js';
 import { RecentPublications } from '../src/core/recent-publications.js';
 import { readMany, readVerdict, RecoveryCore } from '../src/core/recovery-core.js';
 import { PerTurn } from '../src/core/per-turn.js';
-import { parseResumeId, type Position } from '../src/protocol/ids.js';
+import { comparePositions, parseResumeId, type Position } from '../src/protocol/ids.js';
 import type { Notice } from '../src/protocol/frames.js';
 import { MESSAGES } from '../src/pushlet.messages.js';
 import { PerTopicMemoryBroker } from './support/per-topic-broker.js';
@@ -714,7 +715,8 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     const other = broker.record('b', 'message', 'b1');
     const ahead = await core.replay([{ topic: 'a', after: other.position }]);
     assert.deepEqual([ahead.envelopes, ahead.unknown, broker.reads], [[], [], 2]);
-    // Several topics at once: the window's and the broker's merged in position order (ordering 'total').
+    // Several topics at once, one not watched here: positions ordered across topics, so the
+    // catch-up is one snapshot, read whole from the broker (see the next test).
     await core.watch('b');
     const b2 = broker.record('b', 'message', 'b2');
     const a6 = broker.record('a', 'message', '6');
@@ -723,7 +725,7 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
       { topic: 'c', after: before.position },
     ]);
     assert.deepEqual(texts(mixed.envelopes), ['5', '6']);
-    assert.equal(broker.reads, 3, 'only the topic not watched here was read');
+    assert.deepEqual([broker.reads, broker.topicsRead.slice(-2)], [3, ['a', 'c']], 'one read of both topics');
     assert.ok(b2);
     // Positions ordered across topics: one of another topic, newer than b's newest here, has nothing of b to replay.
     const past = await core.replay([{ topic: 'b', after: a6.position }]);
@@ -732,8 +734,60 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     const future = await core.replay([{ topic: 'b', after: { ms: Date.now() + 3_600_000, seq: 0 } }]);
     assert.deepEqual([future.unknown, broker.reads], [['b'], 4]);
     const stats = core.stats();
-    assert.equal(stats.resumesFromWindow, 4);
-    assert.equal(stats.resumesFromBroker, 4);
+    assert.equal(stats.resumesFromWindow, 3);
+    assert.equal(stats.resumesFromBroker, 5);
+    await core.stop();
+  });
+
+  it('with positions ordered across topics, a catch-up it cannot answer whole is read whole: ids never go back', async () => {
+    // The live stream reaches an instance after the broker has recorded (NATS republishes after
+    // storing): a read can see what has not arrived here yet. A catch-up answered partly from the
+    // window (which ends where this instance's live stream stands) and partly from the broker
+    // (which ends where the broker stands) would replay b's newer message before a's older one
+    // arrives live: the connection's ids would go back, and a client resuming from its last id
+    // would get b's message twice. Read whole, both come from one snapshot, in position order.
+    class LaggingBroker extends CountingBroker {
+      lagging = false;
+      private readonly late: BrokerRecord[] = [];
+      private deliver: ((records: readonly BrokerRecord[]) => void) | undefined;
+      override async start(events: BrokerEvents): Promise<void> {
+        this.deliver = events.records;
+        await super.start({ ...events, records: (records) => (this.lagging ? this.late.push(...records) : events.records(records)) });
+      }
+      release(): void {
+        this.lagging = false;
+        this.deliver?.(this.late.splice(0));
+      }
+    }
+    const broker = new LaggingBroker(HISTORY);
+    const core = new RecoveryCore(broker, SILENT, WINDOW);
+    const registry = new TopicRegistry(core);
+    await core.start({ message: registry.message, gap: registry.gap, control: () => undefined });
+    const watcher = new Feed(registry, core, recordingSink().sink);
+    await watcher.add([{ topic: 'a' }]);
+    broker.record('a', 'message', 'a1');
+    const b1 = broker.record('b', 'message', 'b1');
+    broker.lagging = true;
+    broker.record('a', 'message', 'a2');
+    broker.record('b', 'message', 'b2');
+    const positions: Position[] = [];
+    const { sink, data } = recordingSink();
+    const resumed = new Feed(registry, core, {
+      ...sink,
+      deliver: (envelope) => {
+        positions.push(envelope.position);
+        sink.deliver(envelope);
+      },
+    });
+    await resumed.add([
+      { topic: 'a', after: b1.position },
+      { topic: 'b', after: b1.position },
+    ]);
+    broker.release();
+    assert.deepEqual(data(), ['a2', 'b2']);
+    for (let i = 1; i < positions.length; i++) assert.ok(comparePositions(positions[i - 1]!, positions[i]!) < 0, 'positions (the ids) only go forward');
+    watcher.close();
+    resumed.close();
     await core.stop();
   });
 
@@ -837,6 +891,23 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     await core.replay([{ topic: 'a', after: ancient }]);
     assert.equal(broker.reads, 2);
     await core.stop();
+  });
+
+  it('with positions that are not times (JetStream sequences), ages come from each message: a stream older than maxAgeMs keeps its window', async () => {
+    const window = new RecentWindow({ maxBytes: 1024 * 1024, maxCount: 10, maxAgeMs: 60_000 }, false);
+    const created = Date.now() - 3_600_000;
+    const now = Date.now();
+    const at = (seq: number, time: number) => Envelope.create({ ms: created, seq }, 'a', 'message', String(seq), time);
+    window.open('a', { ms: created, seq: 1 });
+    window.append(at(2, now - 90_000), now);
+    window.append(at(3, now), now);
+    window.append(at(4, now), now);
+    assert.equal(window.retainedCount, 2, 'the message recorded 90 s ago is past the age; the newer ones stay');
+    assert.deepEqual(
+      window.after('a', { ms: created, seq: 2 }, { ms: created, seq: 4 }, now)?.map((envelope) => envelope.message.data),
+      ['3', '4'],
+    );
+    assert.equal(window.after('a', { ms: created, seq: 1 }, { ms: created, seq: 4 }, now), undefined, 'not complete before what it let go');
   });
 
   it('is not kept for a broker in the process (its reads cost no round trip)', async () => {

@@ -280,11 +280,11 @@ export class Feed {
     const topics = added.filter(({ entry }) => !entry.pattern);
     const patterns = added.filter(({ entry }) => entry.pattern);
     // History that cannot be read now is not a gap: the connection fails and comes back later.
-    const [result, patternResult] = await unavailableUnless(
-      Promise.all([
-        this.broker.replay(topics.map(({ entry, after }) => ({ topic: entry.topic, after }))),
-        this.broker.replayPatterns(patterns.map(({ entry, after }) => ({ pattern: entry.topic, after }))),
-      ]),
+    const { topics: result, patterns: patternResult } = await unavailableUnless(
+      this.broker.catchUp(
+        topics.map(({ entry, after }) => ({ topic: entry.topic, after })),
+        patterns.map(({ entry, after }) => ({ pattern: entry.topic, after })),
+      ),
     );
     // A position the history cannot continue from exactly (too old, lost, unknown) restarts the
     // topic from now, after a reset: what is left of its history is not replayed, so that the

@@ -94,7 +94,15 @@ export class RecentWindow {
   /** Advances on every {@link clear}: an opening decided before one must not happen. */
   private clears = 0;
 
-  constructor(readonly limits: RecentWindowLimits) {}
+  /**
+   * `positionsAreTimes`: a position's `ms` is when it was recorded (a broker whose `clock` is
+   * `time`); otherwise (JetStream's sequences) ages come from each message's own time, and a
+   * position's age is not judged (the window is complete after it or does not answer).
+   */
+  constructor(
+    readonly limits: RecentWindowLimits,
+    private readonly positionsAreTimes = true,
+  ) {}
 
   /** Estimated bytes kept. */
   get retainedBytes(): number {
@@ -151,7 +159,7 @@ export class RecentWindow {
     const window = this.topics.get(topic);
     const from = window?.from;
     if (!window || !from || comparePositions(after, from) < 0 || comparePositions(after, last) > 0) return undefined;
-    if (comparePositions(after, { ms: now - this.limits.maxAgeMs, seq: 0 }) < 0) return undefined;
+    if (this.positionsAreTimes && comparePositions(after, { ms: now - this.limits.maxAgeMs, seq: 0 }) < 0) return undefined;
     return window.after(after);
   }
 
@@ -190,7 +198,7 @@ export class RecentWindow {
   private frontOlderThan(cutoffMs: number): boolean {
     while (this.queueHead < this.queue.length) {
       const { window, envelope } = this.queue[this.queueHead]!;
-      if (!window.dropped && window.oldest === envelope) return envelope.position.ms < cutoffMs;
+      if (!window.dropped && window.oldest === envelope) return envelope.time < cutoffMs;
       this.queue[this.queueHead] = undefined as never;
       this.queueHead += 1;
     }

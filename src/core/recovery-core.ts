@@ -211,7 +211,7 @@ export class RecoveryCore {
     window?: RecentWindowLimits,
   ) {
     this.ordering = broker.ordering;
-    this.window = window && window.maxBytes > 0 && broker.batching ? new RecentWindow(window) : undefined;
+    this.window = window && window.maxBytes > 0 && broker.batching ? new RecentWindow(window, broker.clock !== 'sequence') : undefined;
     this.maxQueued = broker.maxQueued ?? DEFAULT_MAX_QUEUED;
     this.recent = new RecentPublications(Math.max(20_000, 2 * this.maxQueued));
     this.link = new BrokerLink((state, previous) => this.entered(state, previous));
@@ -343,50 +343,90 @@ export class RecoveryCore {
    * broker's topic list does not reach back to the position, or any of its topics' history does not.
    */
   async replayPatterns(requests: readonly PatternReplayRequest[]): Promise<ReplayResult> {
-    if (requests.length === 0) return { envelopes: [], incomplete: [], unknown: [] };
-    if (this.link.state !== 'ready')
-      return this.replayWhileDown(
-        requests.map(({ pattern, after }) => ({ topic: pattern, after })),
-        this.patterns,
-      );
-    const expanded = await this.expand(requests);
-    const reads = await this.reads.call(expanded.requests);
-    const verdicts = expanded.verdicts(reads);
-    return {
-      envelopes: withoutCopies(inOrder(reads, true)).map(envelopeOf),
-      incomplete: requests.filter((_, i) => verdicts[i]!.verdict === 'incomplete').map((request) => request.pattern),
-      unknown: requests.filter((_, i) => verdicts[i]!.verdict === 'unknown').map((request) => request.pattern),
-    };
+    return (await this.catchUp([], requests)).patterns;
   }
 
   /** Each request's topic's messages after its position (see {@link ReplayResult}). */
   async replay(requests: readonly ReplayRequest[]): Promise<ReplayResult> {
-    if (this.link.state !== 'ready') return this.replayWhileDown(requests, this.topics);
+    return (await this.catchUp(requests, [])).topics;
+  }
+
+  /**
+   * What a connection's catch-up replays: each topic's and each pattern's messages after its
+   * position ({@link replay}, {@link replayPatterns}), together.
+   *
+   * With positions ordered across topics, a connection's id is the position of its newest
+   * message, so its messages must go out in position order, and what is replayed must be one
+   * snapshot: everything of every topic up to one point, what follows arriving live. The recent
+   * window ends where this instance's live stream stands, a broker read where the broker stands
+   * (ahead of it: a broker may answer a read before its live copy reaches here). So the window
+   * answers a catch-up only whole, and topics and patterns are read in one call; mixed, a read
+   * topic's newer message would go out before a windowed topic's older one arrived live, the ids
+   * would go back, and a client resuming from its last id would get the newer one twice. With
+   * positions per topic, each topic is its own snapshot and the window answers topic by topic.
+   */
+  async catchUp(requests: readonly ReplayRequest[], patterns: readonly PatternReplayRequest[]): Promise<{ topics: ReplayResult; patterns: ReplayResult }> {
+    if (this.link.state !== 'ready') {
+      return {
+        topics: requests.length > 0 ? this.replayWhileDown(requests, this.topics) : NOTHING_REPLAYED,
+        patterns:
+          patterns.length > 0
+            ? this.replayWhileDown(
+                patterns.map(({ pattern, after }) => ({ topic: pattern, after })),
+                this.patterns,
+              )
+            : NOTHING_REPLAYED,
+      };
+    }
+    const total = this.ordering === 'total';
     // A topic followed here without a break since before the position: its window answers, exactly.
-    const local: Envelope[] = [];
-    const remote = this.window ? requests.filter((request) => !this.fromWindow(request, local)) : requests;
+    let local: Envelope[] = [];
+    let remote = requests;
+    if (this.window && requests.length > 0 && !(total && patterns.length > 0)) {
+      const answered: Envelope[][] = [];
+      remote = requests.filter((request) => {
+        const found = this.fromWindow(request);
+        if (found) answered.push(found);
+        return !found;
+      });
+      if (total && remote.length > 0) remote = requests;
+      else local = answered.flat();
+      this.counts.resumesFromWindow += requests.length - remote.length;
+    }
     this.counts.resumesFromBroker += remote.length;
-    if (remote.length === 0) {
-      if (this.ordering === 'total' && requests.length > 1) local.sort((a, b) => comparePositions(a.position, b.position));
-      return { envelopes: local, incomplete: [], unknown: [] };
+    if (remote.length === 0 && patterns.length === 0) {
+      if (total && requests.length > 1) local.sort((a, b) => comparePositions(a.position, b.position));
+      return { topics: { envelopes: local, incomplete: [], unknown: [] }, patterns: NOTHING_REPLAYED };
     }
-    const reads = await this.reads.call(remote);
-    const read = inOrder(reads, this.ordering === 'total').map(envelopeOf);
-    let envelopes = read;
+    const expanded = patterns.length > 0 ? await this.expand(patterns) : undefined;
+    const all = await this.reads.call(expanded ? [...remote, ...expanded.requests] : remote);
+    const reads = all.slice(0, remote.length);
+    let envelopes = inOrder(reads, total).map(envelopeOf);
     if (local.length > 0) {
-      envelopes = [...local, ...read];
-      if (this.ordering === 'total') envelopes.sort((a, b) => comparePositions(a.position, b.position));
+      envelopes = [...local, ...envelopes];
+      if (total) envelopes.sort((a, b) => comparePositions(a.position, b.position));
     }
-    return {
+    const topics: ReplayResult = {
       envelopes,
       incomplete: reads.filter((read, i) => readVerdict(read, remote[i]!.after) === 'incomplete').map((read) => read.topic),
       unknown: reads.filter((read, i) => readVerdict(read, remote[i]!.after) === 'unknown').map((read) => read.topic),
     };
+    if (!expanded) return { topics, patterns: NOTHING_REPLAYED };
+    const patternReads = all.slice(remote.length);
+    const verdicts = expanded.verdicts(patternReads);
+    return {
+      topics,
+      patterns: {
+        envelopes: withoutCopies(inOrder(patternReads, true)).map(envelopeOf),
+        incomplete: patterns.filter((_, i) => verdicts[i]!.verdict === 'incomplete').map((request) => request.pattern),
+        unknown: patterns.filter((_, i) => verdicts[i]!.verdict === 'unknown').map((request) => request.pattern),
+      },
+    };
   }
 
   /**
-   * Adds `request`'s messages from the recent window to `into`; false when the window does not
-   * reach back (the broker is asked). The position must be no newer than one the broker has
+   * `request`'s messages from the recent window; `undefined` when the window does not reach back
+   * (the broker is asked). The position must be no newer than one the broker has
    * handed out here (else it may be unknown, the broker's to judge): the topic's newest, or any
    * topic's (a connection's id names one position for all its topics with `ordering: 'total'`;
    * with positions per topic, a topic without messages lately has a position from a connection's
@@ -394,14 +434,10 @@ export class RecoveryCore {
    * topic's newest delivered here has nothing of it to replay yet: what follows reaches this
    * instance live, the window being complete.
    */
-  private fromWindow(request: ReplayRequest, into: Envelope[]): boolean {
+  private fromWindow(request: ReplayRequest): Envelope[] | undefined {
     let last = this.topics.get(request.topic)?.position.last;
     if (last && comparePositions(this.newestKnown, last) > 0) last = this.newestKnown;
-    const found = last && this.window!.after(request.topic, request.after, last);
-    if (!found) return false;
-    this.counts.resumesFromWindow += 1;
-    for (const envelope of found) into.push(envelope);
-    return true;
+    return last && this.window!.after(request.topic, request.after, last);
   }
 
   /** Whether the broker can read the newest history of a topic ({@link tail}): rewind and history. */
@@ -852,6 +888,7 @@ interface PatternVerdict {
 }
 
 const NONE: readonly TopicState[] = [];
+const NOTHING_REPLAYED: ReplayResult = { envelopes: [], incomplete: [], unknown: [] };
 
 /** Topic states by topic, or pattern states by pattern. */
 type StateLookup = { get(key: string): TopicState | undefined };

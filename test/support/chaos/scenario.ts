@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { prng } from '../fuzz.js';
 import { until } from '../wait.js';
@@ -333,6 +334,15 @@ export class ChaosRun {
       `silent-gaps=${counts['silent-gap']} unjustified-resets=${counts['unjustified-reset']} not-caught-up=${counts['not-caught-up']} odd-frames=${counts['odd-frame']} ` +
       `(${byTransport})`;
     if (verdict.findings.length === 0 && this.notes.length === 0) return { verdict, summary, failure: '' };
+    // `CHAOS_DUMP=file`: every client's records (what it saw, connection by connection) for a failure's post-mortem.
+    if (process.env.CHAOS_DUMP) {
+      writeFileSync(
+        process.env.CHAOS_DUMP,
+        JSON.stringify(
+          this.clients.map((c) => ({ name: c.name, transport: c.transport, topics: c.topics, connections: [...c.connections.values()], records: c.records })),
+        ),
+      );
+    }
     const lines = [
       `the delivery promise was broken (${this.kind}); replay with CHAOS_SEED=${this.settings.seed} CHAOS_MS=${this.settings.durationMs} ` +
         `CHAOS_CLIENTS=${this.settings.clients} CHAOS_FAULTS=${[...this.settings.faults].join(',')}`,
