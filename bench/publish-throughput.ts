@@ -14,11 +14,21 @@
  * the segment's traffic and matches it), then to the 100 exact subscriptions again with 10,000
  * patterns of distinct first segments held (`p<n>/#`, matching nothing published: what holding
  * them costs Redis and the holders, which then take every message through one catch-all glob).
+ *
+ * `nats` (issue 24): the same load on one nats-server -js (file storage, its own port and store):
+ * bare JetStream publishes (acknowledged, with `Nats-Msg-Id`, into a stream with the same
+ * per-subject limit) against `PushletService.publish` through `natsBroker()`. Server CPU is the
+ * nats-server process's utime+stime from /proc; the publishing instance also reads the stream back
+ * live (its ordered consumer: every instance receives every publication on NATS 2.9).
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { connect } from 'nats';
+import { natsBroker } from '../src/nats/index.js';
 import { startApp } from '../test/support/app.js';
+import { NatsServer } from '../test/support/nats.js';
+import { sampleProcess } from './lib/proc.js';
 import { redisInfo, startRedis, type RedisInfo } from './lib/redis.js';
 import { col, type Row, type Scenario } from './lib/scenario.js';
 import { round, sum } from './lib/stats.js';
@@ -32,13 +42,13 @@ interface ThroughputResult {
   name: string;
   published: number;
   perSecond: number;
-  /** Redis CPU per published message, µs (summed over every master on a Cluster). */
+  /** The server's CPU per published message, µs (Redis: summed over every master on a Cluster; or nats-server). */
   redisCpuUs: number;
   /** This process's CPU per published message, µs. */
   instanceCpuUs: number;
-  /** Redis commands per published message (scripts' inner commands included), and script calls. */
-  commandsPerMessage: number;
-  scriptCallsPerMessage: number;
+  /** Redis commands per published message (scripts' inner commands included), and script calls (none on NATS). */
+  commandsPerMessage?: number;
+  scriptCallsPerMessage?: number;
 }
 
 type Publish = (topic: string, i: number) => Promise<unknown>;
@@ -64,20 +74,25 @@ async function measure(
   peer: string,
   name: string,
   publish: Publish,
-  info: readonly Redis[],
+  server: readonly Redis[] | NatsServer,
   durationMs: number,
   inFlight: number,
   perCall = 1,
   topicOf?: (n: number) => string,
-) {
+): Promise<ThroughputResult> {
+  const read = async (): Promise<{ cpuMs: number; info?: RedisInfo }> => {
+    if (server instanceof NatsServer) return { cpuMs: sampleProcess(server.pid!).cpuMs };
+    const info = await redisInfo(server);
+    return { cpuMs: info.cpuMs, info };
+  };
   await drive(publish, Math.min(1_000, durationMs / 2), inFlight, topicOf);
-  const before = await redisInfo(info);
+  const before = await read();
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const published = (await drive(publish, durationMs, inFlight, topicOf)) * perCall;
   const elapsed = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
-  const after = await redisInfo(info);
+  const after = await read();
   const count = (i: RedisInfo, scripts: boolean) =>
     sum(Object.entries(i.commands).map(([cmd, calls]) => (!scripts || cmd === 'evalsha' || cmd === 'eval' ? calls : 0)));
   return {
@@ -87,8 +102,12 @@ async function measure(
     perSecond: Math.round((published / elapsed) * 1_000),
     redisCpuUs: round(((after.cpuMs - before.cpuMs) * 1_000) / published, 1),
     instanceCpuUs: round((cpu.user + cpu.system) / published, 1),
-    commandsPerMessage: round((count(after, false) - count(before, false)) / published, 2),
-    scriptCallsPerMessage: round((count(after, true) - count(before, true)) / published, 3),
+    ...(before.info && after.info
+      ? {
+          commandsPerMessage: round((count(after.info, false) - count(before.info, false)) / published, 2),
+          scriptCallsPerMessage: round((count(after.info, true) - count(before.info, true)) / published, 3),
+        }
+      : {}),
   };
 }
 
@@ -146,6 +165,36 @@ async function main(durationMs: number, inFlight: number): Promise<ThroughputRes
     } finally {
       await redis.stop();
     }
+  }
+  if (want('nats')) results.push(...(await natsVariants(durationMs, inFlight)));
+  return results;
+}
+
+/** The `nats` variants (see the header): bare JetStream publishes, then PushletService.publish through natsBroker(). */
+async function natsVariants(durationMs: number, inFlight: number): Promise<ThroughputResult[]> {
+  const server = await NatsServer.start();
+  const results: ThroughputResult[] = [];
+  try {
+    const nc = await connect({ servers: server.url });
+    try {
+      const jsm = await nc.jetstreamManager();
+      await jsm.streams.add({ name: 'bare', subjects: ['bare.>'], max_msgs_per_subject: 1_000, duplicate_window: 120e9 });
+      const js = nc.jetstream();
+      const body = new TextEncoder().encode(PAYLOAD);
+      const bare: Publish = (topic, i) => js.publish(`bare.${topic.replace('/', '.')}`, body, { msgID: `bare:${i}` });
+      results.push(await measure('bare-jetstream', 'bare JetStream publish (nats.js, acknowledged, Nats-Msg-Id)', bare, server, durationMs, inFlight));
+    } finally {
+      await nc.close();
+    }
+    const app = await startApp({ heartbeatInterval: 60_000, broker: natsBroker({ servers: server.url, stream: 'pt', subjectPrefix: 'pt' }) });
+    try {
+      const publish: Publish = (topic) => app.pushlet.publish(topic, 'message', PAYLOAD);
+      results.push(await measure('pushlet-nats', 'PushletService.publish through natsBroker() (history on)', publish, server, durationMs, inFlight));
+    } finally {
+      await app.close();
+    }
+  } finally {
+    await server.stop();
   }
   return results;
 }
@@ -216,17 +265,19 @@ export const publish: Scenario = {
       });
     return rows;
   },
-  title: () => 'Publish throughput through Redis from one instance',
+  title: () => 'Publish throughput through Redis (and NATS JetStream) from one instance',
   description: (c) =>
     `One process publishes to 100 topics (100-byte messages) with 64 publications in flight for ${c.quick ? 1 : 4} s after a warm-up, ` +
     `on one redis-server (own process, free loopback port), then on a one-master and a three-master Cluster. Redis CPU from INFO (all masters), ` +
     `instance CPU from the publishing process; Redis commands per message include the scripts' inner commands. ` +
     `Pushlet records every message in its topic's history (Redis Streams) and publishes it in one atomic script per event-loop turn (per slot on a Cluster); ` +
-    `bare PUBLISH and the Socket.IO Redis adapter keep no history.`,
+    `bare PUBLISH and the Socket.IO Redis adapter keep no history. ` +
+    `Then on one nats-server -js (file storage): bare acknowledged JetStream publishes with Nats-Msg-Id against PushletService.publish through natsBroker(); ` +
+    `server CPU there is the nats-server process's from /proc, and the publishing instance also reads every publication back live (its ordered consumer).`,
   params: (c) => ({ durationMs: c.quick ? 1_000 : 4_000, inFlight: 64, topics: TOPICS, payloadBytes: 100 }),
   columns: [
     col('perSecond', 'published/s', 0, 'higher'),
-    col('redisCpuUs', 'Redis CPU µs/msg', 1, 'lower'),
+    col('redisCpuUs', 'server CPU µs/msg (Redis or NATS)', 1, 'lower'),
     col('instanceCpuUs', 'instance CPU µs/msg', 1, 'lower'),
     col('commandsPerMessage', 'Redis commands/msg', 2),
     col('scriptCallsPerMessage', 'script calls/msg', 3),

@@ -29,11 +29,7 @@ describe('chaos: exactly once, in order, or a reset', () => {
         : kind === 'cluster'
           ? 'three instances on a three-master Redis Cluster'
           : 'three instances on one nats-server -js (JetStream)';
-    // Known bug (left open on issue 24): on NATS, one run in about eight delivered one message twice
-    // to an SSE client that resumed (on another instance) from the id before the one it had last
-    // received (seed 418120102 did not replay it). Reported as todo until found; the assertion stays.
-    const known = kind === 'nats' ? { todo: 'NATS: a rare duplicate after a resume from an older id than the last received (issue 24)' } : {};
-    it(`${what}: instance kills, ${kind === 'nats' ? 'NATS' : 'Redis'} losses and client drops`, { timeout, ...known }, async (t) => {
+    it(`${what}: instance kills, ${kind === 'nats' ? 'NATS' : 'Redis'} losses and client drops`, { timeout }, async (t) => {
       // Printed first, so that even a run cut short by a timeout can be replayed.
       console.log(`chaos [${kind}]: CHAOS_SEED=${settings.seed} CHAOS_MS=${settings.durationMs} CHAOS_CLIENTS=${settings.clients}`);
       run = new ChaosRun(kind, settings, (line) => t.diagnostic(line));

@@ -115,7 +115,12 @@ export interface BrokerEvents {
    * recovers once the broker is connected again.
    */
   down(): void;
-  /** Live records of watched topics, each topic's in its order (one call may carry several). */
+  /**
+   * Live records of watched topics, each topic's in its order (one call may carry several); with
+   * `ordering: 'total'`, every record in position order across topics (a connection's id is its
+   * newest message's position: a record arriving after a newer one of another topic could be lost
+   * to a client that resumes in between). Records of topics not watched are ignored.
+   */
   records(records: readonly BrokerRecord[]): void;
   /** An instance-wide command sent by some instance (this one included) with {@link PushletBroker.control}. */
   control(command: PushletControlCommand): void;

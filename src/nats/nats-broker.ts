@@ -1,8 +1,11 @@
 import type { LoggerService } from '@nestjs/common';
 import {
   connect,
+  consumerOpts,
   JSONCodec,
   type ConnectionOptions,
+  type JetStreamSubscription,
+  type JsMsg,
   type JetStreamClient,
   type JetStreamManager,
   type Msg,
@@ -64,11 +67,22 @@ const RETRY_MS = 250;
 /**
  * The NATS JetStream broker: one stream for the deployment holds every topic's history (a subject
  * per topic, `max_msgs_per_subject` and `max_age` from the history limits) and orders every topic
- * (`ordering: 'total'`). The stream republishes each message it records, with its sequence, on a
- * live twin of its subject: instances subscribe (plain NATS) to the live subjects of the topics
- * and patterns they serve, so each gets every record of them once, in stream order, with its
- * position. An adapter, like every broker: what an instance does through a lost link is the
- * recovery core's (`core/recovery-core.ts`).
+ * (`ordering: 'total'`). Each instance reads the stream live through one ordered push consumer
+ * (no acknowledgements, flow control, started after the last sequence when the link was
+ * prepared): every record once, in stream order, with its position; the recovery core keeps those
+ * of the topics and patterns it serves.
+ *
+ * Why not the stream's `republish` onto plain subjects, which would route by interest: a
+ * republished message leaves the server after it is stored, from the publishing connection's
+ * own goroutine, so two publications stored as 1036 and 1037 may reach a subscriber as 1037 then
+ * 1036 (measured on 2.9.10: 130 inversions in 60,000 messages from 3 publishing connections).
+ * Positions ordered across topics mean one id resumes a connection: a connection that had 1037
+ * and not yet 1036 would resume after 1036 and lose it. A consumer delivers in sequence order.
+ * Server 2.9 gives a consumer one filter subject, so every instance receives every publication
+ * (2.10's `filter_subjects` could route by interest; not used, CI runs 2.9).
+ *
+ * An adapter, like every broker: what an instance does through a lost link is the recovery
+ * core's (`core/recovery-core.ts`).
  *
  * A position is `{ ms: the stream's creation (ms), seq: the stream sequence }`: ordered across
  * topics, and a stream created again (a server that lost its data, an operator's delete) starts
@@ -95,15 +109,15 @@ export class NatsBroker implements PushletBroker {
   private generation = 0;
   /** The stream's creation (ms), the `ms` of every position it hands out; 0 until prepared. */
   private epoch = 0;
-  private readonly live = new Map<string, Subscription>();
+  /** The ordered consumer that reads the stream live (one per preparation of the link), and its token. */
+  private live: JetStreamSubscription | undefined;
+  private liveToken: object | undefined;
   private controlSubscription: Subscription | undefined;
   private lastError: string | undefined;
   /** The last sequence received live (they come in stream order); 0 after each `prepare`. */
   private lastLive = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private wakeRetry: (() => void) | undefined;
-  /** Per live subject, the topics (`t:`) and patterns (`p:`) that need it. */
-  private readonly liveUsers = new Map<string, Set<string>>();
   private presence: NatsPresenceStore | undefined;
 
   constructor(
@@ -115,9 +129,10 @@ export class NatsBroker implements PushletBroker {
     this.description = `NATS JetStream at ${options.servers.join(',')} (stream ${options.stream})`;
     this.maxQueued = options.maxQueued;
     this.startWithoutBackend = options.startWithoutNats;
+    // Every record reaches every instance (see above): subscribing is the core's own bookkeeping.
     this.patterns = {
-      subscribe: (patterns) => this.watch(this.patternSubjects(patterns)),
-      unsubscribe: (patterns) => this.unwatch(this.patternSubjects(patterns)),
+      subscribe: async () => undefined,
+      unsubscribe: () => undefined,
       topicsAfter: (after, patterns) => this.topicsAfter(after, patterns),
     };
   }
@@ -189,6 +204,8 @@ export class NatsBroker implements PushletBroker {
         if (status.type === 'disconnect') {
           this.connected = false;
           this.generation += 1;
+          // Whatever the old consumer says after the link is back, recovery reads it; prepare starts a new one.
+          this.dropLive();
           this.events?.down();
         } else if (status.type === 'reconnect') {
           this.connected = true;
@@ -209,7 +226,8 @@ export class NatsBroker implements PushletBroker {
 
   /**
    * After every (re)connection: the stream exists with the history limits (created if missing,
-   * e.g. on a server that lost its data), its creation is the positions' `ms`; the control
+   * e.g. on a server that lost its data), its creation is the positions' `ms`; the live consumer
+   * starts after the stream's last sequence (the core reads what came before); the control
    * subject is subscribed; presence finds its bucket again.
    */
   async prepare(): Promise<void> {
@@ -217,10 +235,48 @@ export class NatsBroker implements PushletBroker {
     this.jsm = await nc.jetstreamManager({ timeout: this.options.commandTimeoutMs, checkAPI: false });
     const info = await this.ensureStream(this.jsm);
     this.setEpoch(info, true);
-    this.lastLive = 0;
+    await this.followFrom(info.state.last_seq + 1);
     this.controlSubscription ??= nc.subscribe(this.subjects.control, { callback: (error, msg) => error || this.onControl(msg) });
     this.presence?.reset();
     await nc.flush();
+  }
+
+  /** Replaces the live consumer with one that delivers every record from sequence `start` on. */
+  private async followFrom(start: number): Promise<void> {
+    this.dropLive();
+    this.lastLive = start - 1;
+    const generation = this.generation;
+    // Records may arrive before `subscribe` resolves: the token, not the subscription, says which consumer is current.
+    const token = (this.liveToken = {});
+    const options = consumerOpts();
+    options.orderedConsumer();
+    options.startSequence(start);
+    options.callback((error, msg) => {
+      if (this.liveToken !== token) return;
+      if (msg) this.onLive(msg);
+      else if (error) this.logger.debug?.(`NATS live consumer: ${error.message}`);
+    });
+    const subscription = await withTimeout(this.js!.subscribe(this.subjects.history, options), this.options.commandTimeoutMs, 'the live consumer');
+    if (generation !== this.generation || this.stopped || this.liveToken !== token) {
+      subscription.unsubscribe();
+      throw new NatsTransientError('the link to NATS was lost while the live consumer started');
+    }
+    this.live = subscription;
+    // A consumer that ends by itself (deleted with its stream, the connection closed): recover.
+    void subscription.closed.then(() => {
+      if (this.liveToken !== token || this.stopped) return;
+      this.dropLive();
+      this.generation += 1;
+      this.events?.down();
+    });
+  }
+
+  /** Stops reading the stream live (a lost link, or a new consumer to come). */
+  private dropLive(): void {
+    this.liveToken = undefined;
+    const live = this.live;
+    this.live = undefined;
+    live?.unsubscribe();
   }
 
   private async ensureStream(jsm: JetStreamManager): Promise<StreamInfo> {
@@ -232,7 +288,6 @@ export class NatsBroker implements PushletBroker {
       duplicate_window: Math.min(this.options.duplicateWindowMs, this.limits.maxAgeMs) * 1_000_000,
       storage: this.options.storage === 'memory' ? ('memory' as StreamConfig['storage']) : ('file' as StreamConfig['storage']),
       num_replicas: this.options.replicas,
-      republish: { src: this.subjects.history, dest: this.subjects.live },
     };
     let info: StreamInfo;
     try {
@@ -295,49 +350,16 @@ export class NatsBroker implements PushletBroker {
     return { ms: epoch, seq: ack.seq };
   }
 
-  async subscribe(topics: readonly string[]): Promise<void> {
-    await this.watch(topics.map((topic) => [`t:${topic}`, this.subjects.liveTopic(topic)]));
-  }
+  /** Every record reaches this instance already (see the class): the core keeps those it watches. */
+  async subscribe(): Promise<void> {}
 
-  unsubscribe(topics: readonly string[]): void {
-    this.unwatch(topics.map((topic) => [`t:${topic}`, this.subjects.liveTopic(topic)]));
-  }
+  unsubscribe(): void {}
 
-  private patternSubjects(patterns: readonly string[]): Array<[string, string]> {
-    return patterns.flatMap((pattern) => this.subjects.pattern(pattern).map((subject): [string, string] => [`p:${pattern}`, this.subjects.toLive(subject)]));
-  }
-
-  /** Subscribes each live subject once (whoever needs it); resolves once the server has them. */
-  private async watch(needs: ReadonlyArray<readonly [user: string, subject: string]>): Promise<void> {
-    const nc = this.connection();
-    for (const [user, subject] of needs) {
-      const users = this.liveUsers.get(subject);
-      if (users) users.add(user);
-      else this.liveUsers.set(subject, new Set([user]));
-      if (!this.live.has(subject)) this.live.set(subject, nc.subscribe(subject, { callback: (error, msg) => error || this.onLive(msg) }));
-    }
-    await withTimeout(nc.flush(), this.options.commandTimeoutMs, 'a subscription');
-  }
-
-  /** Lets go of the live subjects nothing else needs. */
-  private unwatch(needs: ReadonlyArray<readonly [user: string, subject: string]>): void {
-    for (const [user, subject] of needs) {
-      const users = this.liveUsers.get(subject);
-      users?.delete(user);
-      if (users && users.size > 0) continue;
-      this.liveUsers.delete(subject);
-      this.live.get(subject)?.unsubscribe();
-      this.live.delete(subject);
-    }
-  }
-
-  /** A record the stream republished: its sequence and original subject are in the headers. */
-  private onLive(msg: Msg): void {
-    const seq = Number(msg.headers?.get('Nats-Sequence'));
-    const subject = msg.headers?.get('Nats-Subject');
-    if (!Number.isSafeInteger(seq) || !subject || this.epoch === 0) return;
-    // One connection receives the stream's republications in its order: a sequence going back is
-    // a stream created again under a live link (an operator's delete). Down: recovery reads it.
+  /** A record from the live consumer: in stream order, each once (the ordered consumer restarts itself after a gap). */
+  private onLive(msg: JsMsg): void {
+    const seq = msg.info.streamSequence;
+    if (this.epoch === 0) return;
+    // Sequences going back: a stream created again under a live link (an operator's delete). Down: recovery reads it.
     if (seq <= this.lastLive) {
       this.logger.warn(`stream ${this.options.stream} went back to sequence ${seq} (after ${this.lastLive}): reading it again`);
       this.lastLive = Number.MAX_SAFE_INTEGER;
@@ -346,7 +368,7 @@ export class NatsBroker implements PushletBroker {
       return;
     }
     this.lastLive = seq;
-    const record = this.record(subject, seq, msg.data, msg.headers?.get('Nats-Msg-Id'));
+    const record = this.record(msg.subject, seq, msg.data, msg.headers?.get('Nats-Msg-Id') || undefined);
     if (record) this.events?.records([record]);
   }
 

@@ -7,15 +7,12 @@ import { BROADCAST_TOPIC } from '../protocol/topics.js';
  * alone an empty segment. So patterns map onto NATS wildcards: `orders/*` is `<h>.t.orders.*`,
  * `users/42/#` is `<h>.t.users.42.>` and `<h>.t.users.42`.
  *
- * `<prefix>.h.` is the stream's (history), `<prefix>.l.` the same subjects republished by the
- * stream with their sequence (live), `<prefix>.control` the instance-wide commands. The broadcast
+ * `<prefix>.h.` is the stream's, `<prefix>.control` the instance-wide commands. The broadcast
  * topic of `publishToAll` is `<prefix>.h.b`, outside every pattern's subjects.
  */
 export class NatsSubjects {
   /** Every subject the stream records. */
   readonly history: string;
-  /** Where the stream republishes what it recorded. */
-  readonly live: string;
   /** Instance-wide commands (plain NATS, not recorded). */
   readonly control: string;
   private readonly topicHead: string;
@@ -23,7 +20,6 @@ export class NatsSubjects {
 
   constructor(readonly prefix: string) {
     this.history = `${prefix}.h.>`;
-    this.live = `${prefix}.l.>`;
     this.control = `${prefix}.control`;
     this.topicHead = `${prefix}.h.t.`;
     this.broadcast = `${prefix}.h.b`;
@@ -32,16 +28,6 @@ export class NatsSubjects {
   /** The stream subject of `topic`. */
   topic(topic: string): string {
     return topic === BROADCAST_TOPIC ? this.broadcast : this.topicHead + topic.split('/').map(escapeToken).join('.');
-  }
-
-  /** The live (republished) subject of `topic`. */
-  liveTopic(topic: string): string {
-    return this.toLive(this.topic(topic));
-  }
-
-  /** A stream subject's live twin. */
-  toLive(subject: string): string {
-    return `${this.prefix}.l.${subject.slice(this.prefix.length + 3)}`;
   }
 
   /** The stream subjects (with NATS wildcards) that carry every topic `pattern` matches. */

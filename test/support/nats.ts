@@ -57,6 +57,11 @@ export class NatsServer {
     return this.child !== undefined;
   }
 
+  /** The server's process id while it runs (benchmarks read its CPU time from /proc). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** Kills the process with SIGKILL and waits until it is gone. */
   async kill(): Promise<void> {
     const child = this.child;
