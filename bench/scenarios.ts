@@ -10,6 +10,7 @@ import type { BenchConfig } from './config.js';
 import { floodPhase, mergePhases, steadyPhase, warmUp, type PhaseResult } from './lib/phases.js';
 import { sleep } from './lib/proc.js';
 import { PEERS, type ClientPool, type ServerHandle } from './lib/processes.js';
+import { NatsServer } from '../test/support/nats.js';
 import { startRedis } from './lib/redis.js';
 import {
   col,
@@ -277,25 +278,37 @@ interface Pair {
   redisPid: number;
 }
 
-/** Two instances joined through Redis (one redis-server for every peer, own channel names): subscribers on B, messages published on A. */
-const cluster: Scenario<Pair, { url: string; pid: number }> = {
+/**
+ * Two instances joined through Redis (one redis-server for every peer, own channel names), and
+ * Pushlet's through NATS JetStream too (one nats-server -js, a stream per peer): subscribers on B,
+ * messages published on A.
+ */
+const cluster: Scenario<Pair, { redis: { url: string; pid: number }; nats: NatsServer }> = {
   id: 'cluster',
-  peers: () =>
-    ['ws', 'socketio', 'pushlet-ws', 'pushlet-sse'].map((id) => {
+  peers: () => [
+    ...['ws', 'socketio', 'pushlet-ws', 'pushlet-sse'].map((id) => {
       const peer = PEERS[id]!;
       return { peer, rowId: `${id}+redis`, label: `${peer.label} + Redis${id === 'ws' ? ' pub/sub' : id === 'socketio' ? ' adapter' : ''}` };
     }),
-  title: (c) => `Cross-instance through Redis: ${c.clusterSubs.toLocaleString('en')} subscribers on instance B, published on instance A`,
+    ...['pushlet-ws', 'pushlet-sse'].map((id) => ({ peer: PEERS[id]!, rowId: `${id}+nats`, label: `${PEERS[id]!.label} + NATS JetStream` })),
+  ],
+  title: (c) => `Cross-instance through Redis (and NATS JetStream): ${c.clusterSubs.toLocaleString('en')} subscribers on instance B, published on instance A`,
   description: (c) =>
-    `Two server processes per peer and one redis-server (own process, free loopback port). ${c.clusterRate} msg/s for ${c.clusterMs / 1000} s in ${c.rounds} interleaved slices; latency from the publish call on A to receipt by the clients of B.`,
+    `Two server processes per peer and one redis-server (own process, free loopback port); Pushlet's NATS rows on one nats-server -js (file storage, a stream per peer), ` +
+    `where every instance reads every publication of its stream. ${c.clusterRate} msg/s for ${c.clusterMs / 1000} s in ${c.rounds} interleaved slices; latency from the publish call on A to receipt by the clients of B.`,
   params: (c) => ({ subscribers: c.clusterSubs, rate: c.clusterRate, durationMs: c.clusterMs, rounds: c.rounds }),
   async shared(_c, cleanup) {
     const redis = await startRedis();
     cleanup.push(() => redis.stop());
-    return redis;
+    const nats = await NatsServer.start();
+    cleanup.push(() => nats.stop());
+    return { redis, nats };
   },
-  async setup({ peer }, c, cleanup, redis) {
-    const env = serverEnv(c, { REDIS_URL: redis.url });
+  async setup({ peer, rowId }, c, cleanup, { redis, nats }) {
+    const onNats = rowId.endsWith('+nats');
+    const stream = rowId.replace(/[^a-z]/g, '_');
+    const backend = onNats ? { NATS_URL: nats.url, NATS_STREAM: stream, NATS_SUBJECT_PREFIX: stream } : { REDIS_URL: redis.url };
+    const env = serverEnv(c, backend);
     const a = await startServer(peer, cleanup, env, `${peer.id}-A`);
     const b = await startServer(peer, cleanup, env, `${peer.id}-B`);
     const pool = await startPool(processesFor(c, c.clusterSubs), `cluster-${peer.id}`, cleanup);
@@ -304,7 +317,7 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
     await openAll(pool, peer, b, c.clusterSubs, c, { topic });
     await warmUp(a, pool, [topic], c.clusterSubs);
     await steadyPhase({ publisher: a, receiver: b, pool, topics: [topic], rate: c.clusterRate * 5, durationMs: c.preheatMs });
-    return { a, b, pool, topic, steady: [], redisPid: redis.pid };
+    return { a, b, pool, topic, steady: [], redisPid: onNats ? nats.pid! : redis.pid };
   },
   phases: [
     async (st, c) => {
@@ -352,7 +365,7 @@ const cluster: Scenario<Pair, { url: string; pid: number }> = {
     col('deliveriesPerSec', 'deliveries/s', 0),
     col('cpuUs', 'CPU µs/delivery (B)', 2, 'lower'),
     col('publisherCpuMs', 'CPU ms (A)', 0),
-    col('redisCpuMs', 'CPU ms (Redis)', 0),
+    col('redisCpuMs', 'CPU ms (Redis or NATS)', 0),
     ...INTEGRITY_COLUMNS,
   ],
 };

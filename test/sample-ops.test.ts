@@ -4,6 +4,7 @@ import type { INestApplication } from '@nestjs/common';
 import { createSampleApp } from '../sample/app.js';
 import { request } from './support/app.js';
 import { parseExposition } from './support/metrics.js';
+import { NatsServer } from './support/nats.js';
 import { RedisServer } from './support/redis.js';
 import { SseClient } from './support/sse-client.js';
 import { eventually } from './support/wait.js';
@@ -23,12 +24,15 @@ describe('sample app: /metrics, /health, /stats (issue 15)', () => {
   const clients: SseClient[] = [];
   let app: INestApplication | undefined;
   let redis: RedisServer | undefined;
+  let nats: NatsServer | undefined;
   afterEach(async () => {
     for (const client of clients.splice(0)) client.close();
     await app?.close();
     app = undefined;
     await redis?.stop();
     redis = undefined;
+    await nats?.stop();
+    nats = undefined;
   });
 
   it('in memory: Prometheus text with the connection, ready, and stats with per-topic counts', async () => {
@@ -71,6 +75,19 @@ describe('sample app: /metrics, /health, /stats (issue 15)', () => {
     assert.equal(down.error.pushlet.broker, 'down');
     assert.equal(parseExposition((await request(`${url}/metrics`)).body).get('pushlet_broker_up'), 0);
     await redis.restart();
+    await eventually(async () => (await request(`${url}/health`)).status === 200, 15_000, '/health to answer 200 again');
+  });
+
+  it('with NATS_URL: /health answers 503 while NATS is down and 200 once it is back, with the stream as it was', async () => {
+    nats = await NatsServer.start();
+    app = await createSampleApp({ heartbeatMs: 60_000, natsUrl: nats.url }, { logger: false });
+    const url = await listen(app);
+    assert.equal((await request(`${url}/health`)).status, 200);
+    assert.equal((JSON.parse((await request(`${url}/stats`)).body) as { broker: { connected: boolean } }).broker.connected, true);
+    await nats.kill();
+    await eventually(async () => (await request(`${url}/health`)).status === 503, 15_000, '/health to answer 503');
+    assert.equal(parseExposition((await request(`${url}/metrics`)).body).get('pushlet_broker_up'), 0);
+    await nats.restart();
     await eventually(async () => (await request(`${url}/health`)).status === 200, 15_000, '/health to answer 200 again');
   });
 

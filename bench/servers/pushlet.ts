@@ -1,6 +1,6 @@
 /**
  * This module as an application runs it: the sample app (`createSampleApp`, PushletModule with
- * its defaults) on Nest's Express platform. REDIS_URL and HEARTBEAT_MS as for `npm run sample`.
+ * its defaults) on Nest's Express platform. REDIS_URL, NATS_URL and HEARTBEAT_MS as for `npm run sample`.
  * Messages are published through `PushletService.publish`, the module's public API. `restart`
  * closes the app and starts a new one on the same port: a restart less Node's own start-up.
  *
@@ -85,11 +85,17 @@ class Coalescing {
 
 await serve(async () => {
   const redisUrl = process.env.REDIS_URL || undefined;
+  // NATS_URL (and NATS_STREAM, NATS_SUBJECT_PREFIX): NATS JetStream instead, as for `npm run sample`.
+  const nats = {
+    natsUrl: process.env.NATS_URL || undefined,
+    natsStream: process.env.NATS_STREAM || undefined,
+    natsSubjectPrefix: process.env.NATS_SUBJECT_PREFIX || undefined,
+  };
   const metrics = process.env.PUSHLET_METRICS === '1';
   const readMode = (process.env.BENCH_READS ?? 'per-turn') as ReadMode;
   let reads = '';
   const start = async (port: number) => {
-    const app = await createSampleApp({ redisUrl, heartbeatMs: heartbeatMs(), metrics });
+    const app = await createSampleApp({ redisUrl, ...nats, heartbeatMs: heartbeatMs(), metrics });
     // BENCH_BACKLOG: the listen queue (Node's default is 511; the kernel caps it at net.core.somaxconn).
     // Nest hands the extra arguments to http.Server.listen(port, host, backlog); its typing omits the backlog.
     const listen = app.listen.bind(app) as unknown as (port: number, host: string, ...backlog: number[]) => Promise<unknown>;

@@ -175,6 +175,9 @@ export class NatsBroker implements PushletBroker {
           reconnectTimeWait: RETRY_MS,
           pingInterval: 5_000,
           maxPingOut: 2,
+          // Without it, every request and JetStream publish captures two stack traces for errors it
+          // may never raise: about half of a publishing instance's CPU (measured in `npm run bench`).
+          noAsyncTraces: true,
           ...this.options.connection,
           servers: this.options.servers,
           timeout: this.options.connectTimeoutMs,
