@@ -171,12 +171,12 @@ export class PushletService {
     const { registry, counters, heartbeat, core, admission } = this.hub;
     const connections = admission.connectionStats();
     const status = core.status();
-    const { resumesFromWindow, resumesFromBroker } = core.stats();
+    const { resumesFromWindow, resumesFromBroker, windowBytes } = core.stats();
     const stats: PushletStats = {
       connections: { sse: connections.sse, ws: connections.ws, total: connections.total },
       ...registry.stats(),
       ...counters.stats(),
-      broker: { connected: status.connected, state: status.state, queued: status.queued, resumesFromWindow, resumesFromBroker },
+      broker: { connected: status.connected, state: status.state, queued: status.queued, resumesFromWindow, resumesFromBroker, windowBytes },
       heartbeatInterval: heartbeat.interval,
     };
     return options.topics ? { ...stats, topicSubscribers: registry.topicSubscribers() } : stats;

@@ -27,7 +27,7 @@ async function health(url: string, path = '/health'): Promise<{ status: number; 
 }
 
 describe('health and broker metrics (issue 15)', () => {
-  const { app } = perTestConnections();
+  const { app, sse } = perTestConnections();
   let redis: RedisServer | undefined;
   afterEach(async () => {
     await redis?.stop();
@@ -43,6 +43,29 @@ describe('health and broker metrics (issue 15)', () => {
     assert.equal(live.status, 200);
     assert.deepEqual(live.body.details.pushlet, { connections: 0, status: 'up' });
     assert.equal((await scrape(t.url)).get('pushlet_broker_up'), 1);
+  });
+
+  it('with Redis: a resume on a watched topic is answered from the recent window, and the metrics say where each came from', async () => {
+    redis = await RedisServer.start();
+    const t = await app(opsApp({ heartbeatInterval: 60_000, redis: { url: redis.url } }, new Registry()));
+    const watcher = await sse(t, '/events?topic=w');
+    await watcher.waitForNamed('pushlet:connected');
+    const sent = [];
+    for (let i = 0; i < 3; i++) sent.push(await t.pushlet.publish('w', 'message', `m${i}`));
+    await watcher.waitForNamed('message', 3);
+    const reads = async () => {
+      const samples = await scrape(t.url);
+      return [samples.get('pushlet_catch_up_reads_total{source="window"}')!, samples.get('pushlet_catch_up_reads_total{source="broker"}')!];
+    };
+    const [window0, broker0] = await reads();
+    // A connection's topics are caught up together (its broadcasts too): from the window when it holds them all.
+    const resumed = await sse(t, '/events?topic=w', { 'Last-Event-ID': sent[0]!.id });
+    await resumed.waitForNamed('message', 2);
+    assert.deepEqual(await reads(), [window0 + 2, broker0], 'w and the broadcasts, both watched here');
+    const cold = await sse(t, '/events?topic=cold', { 'Last-Event-ID': sent[0]!.id });
+    await cold.waitForNamed('pushlet:connected');
+    assert.deepEqual(await reads(), [window0 + 2, broker0 + 2], 'a topic not watched here: both read from Redis');
+    assert.ok(((await scrape(t.url)).get('pushlet_recent_window_bytes') ?? 0) > 0);
   });
 
   it('Redis stopped: readiness 503 and pushlet_broker_up 0, the publication queued and timed; back up after Redis restarts', async () => {

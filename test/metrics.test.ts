@@ -154,6 +154,10 @@ describe('Prometheus metrics after a known workload (issue 15)', () => {
       'pushlet_resumes_total{result="recovered"}': 1,
       'pushlet_resumes_total{result="reset"}': 1,
       pushlet_replayed_messages_total: 3,
+      // In memory there is no window: every topic of every start (broadcasts included) is read from the process's history.
+      'pushlet_catch_up_reads_total{source="window"}': 0,
+      'pushlet_catch_up_reads_total{source="broker"}': 14,
+      pushlet_recent_window_bytes: 0,
       'pushlet_connections_refused_total{reason="limit"}': 1,
       'pushlet_connections_refused_total{reason="address_limit"}': 0,
       'pushlet_connections_refused_total{reason="user_limit"}': 0,

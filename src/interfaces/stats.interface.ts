@@ -51,12 +51,15 @@ export interface PushletStats {
     /** Publications waiting for Redis to record them. */
     readonly queued: number;
     /**
-     * Topic resumes (a topic of a resuming connection) answered from this instance's recent window
-     * of the topic, without reading Redis (`history.recentWindowBytes`); always 0 in memory.
+     * Topics caught up as connections start or resume (broadcasts included) from this instance's
+     * recent window, without reading the broker (`history.recentWindowBytes`); always 0 in memory
+     * (`pushlet_catch_up_reads_total{source="window"}`).
      */
     readonly resumesFromWindow: number;
-    /** Topic resumes read from the broker's history. */
+    /** Topics caught up from the broker's history (`pushlet_catch_up_reads_total{source="broker"}`). */
     readonly resumesFromBroker: number;
+    /** Bytes the recent window holds now (estimated; at most `history.recentWindowBytes`; 0 in memory; `pushlet_recent_window_bytes`). */
+    readonly windowBytes: number;
   };
   readonly heartbeatInterval: number;
   /** With `stats({ topics: true })` only: each topic with local subscribers and how many, most first. */

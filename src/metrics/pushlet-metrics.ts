@@ -95,6 +95,19 @@ const FAMILIES: readonly Family[] = [
     read: (s) => ({ '': s.replayed }),
   },
   {
+    name: 'pushlet_catch_up_reads_total',
+    help: "Topics caught up as connections start or resume (broadcasts included), from this instance's recent window (window) or from the broker's history (broker).",
+    type: 'counter',
+    label: 'source',
+    read: ({ broker }) => ({ window: broker.resumesFromWindow, broker: broker.resumesFromBroker }),
+  },
+  {
+    name: 'pushlet_recent_window_bytes',
+    help: 'Bytes held by the recent window of the watched topics (estimated; history.recentWindowBytes at most).',
+    type: 'gauge',
+    read: ({ broker }) => ({ '': broker.windowBytes }),
+  },
+  {
     name: 'pushlet_connections_refused_total',
     help: 'Connections turned away before they started, by reason (limit, address_limit, user_limit, unauthenticated, guard, forbidden, invalid, origin, shutdown, unavailable).',
     type: 'counter',
