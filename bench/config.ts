@@ -92,6 +92,8 @@ function defaults(quick: boolean) {
     stormClientNice: 0,
     /** How instance B reads history, one storm each: per-turn (main), per-connection, coalesced (emulated; bench/servers/pushlet.ts). */
     stormReads: ['per-turn'],
+    /** The backbone of each storm (main reads only on NATS): `redis` (one redis-server), `nats` (one nats-server -js). */
+    stormBrokers: ['redis', 'nats'],
     /** CPU profile of instance B during the storm (in storm.md). */
     stormProfile: false,
     /**

@@ -16,7 +16,8 @@ import type { BenchConfig } from './config.js';
 import { latestProfile, profileMarkdown, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
 import { nowUs, sampleProcess, sleep } from './lib/proc.js';
 import { LOG_DIR, PEERS, ProcessPool } from './lib/processes.js';
-import { commandDelta, startRedis } from './lib/redis.js';
+import { NatsServer } from '../test/support/nats.js';
+import { commandDelta, startRedis, type RedisInfo } from './lib/redis.js';
 import { fmt } from './lib/report.js';
 import { col, measureRow, release, startServer, type Cleanup, type Row, type Scenario, type ScenarioResult } from './lib/scenario.js';
 import { percentile, round, sum, sumFields } from './lib/stats.js';
@@ -29,7 +30,7 @@ const BASELINE_MS = 3_000;
 /** The storm's knobs (see bench/config.ts); `reads`: how instance B reads history; `profileDir`: B under `--cpu-prof`. */
 export type StormOptions = ReturnType<typeof stormOptions>;
 
-export function stormOptions(config: BenchConfig, reads = 'per-turn') {
+export function stormOptions(config: BenchConfig, reads = 'per-turn', broker = 'redis') {
   return {
     clients: config.stormClients,
     wsShare: config.stormWsShare,
@@ -46,6 +47,7 @@ export function stormOptions(config: BenchConfig, reads = 'per-turn') {
     payloadBytes: config.payloadBytes,
     holders: config.stormHolders,
     reads,
+    broker,
     profileDir: config.stormProfile ? join(config.outDir, 'profiles') : (undefined as string | undefined),
   };
 }
@@ -95,6 +97,18 @@ function listenQueue(port: number): Promise<{ queued: number; backlog: number } 
 /** Everything one storm measured (bench/results/storm.json). */
 export type StormRun = Awaited<ReturnType<typeof runStorm>>;
 
+/** One nats-server -js for a storm on NATS, shaped as {@link startRedis}'s answer where the storm reads it. */
+async function natsBackbone() {
+  const server = await NatsServer.start();
+  const pid = server.pid!;
+  return {
+    env: { NATS_URL: server.url, NATS_STREAM: 'storm', NATS_SUBJECT_PREFIX: 'storm' } as Record<string, string>,
+    pid,
+    info: async (): Promise<RedisInfo> => ({ cpuMs: sampleProcess(pid).cpuMs, commands: {}, usec: {}, usedMemory: 0, pid }),
+    stop: () => server.stop(),
+  };
+}
+
 /** Percentiles of times in µs, in ms. */
 function percentiles(valuesUs: number[]): { p50: number; p90: number; p99: number; max: number; count: number } {
   const ms = (p: number) => round(percentile(valuesUs, p) / 1000, 0);
@@ -113,11 +127,12 @@ export async function runStorm(o: StormOptions, log: (line: string) => void = co
   const startLoad = loadavg();
   const startedAt = new Date().toISOString();
   try {
-    const redis = await startRedis();
+    // The backbone: its CPU from INFO (Redis, with the commands run) or from /proc (NATS: no command counts).
+    const redis = o.broker === 'nats' ? await natsBackbone() : await startRedis();
     cleanup.push(() => redis.stop());
 
     const env = {
-      REDIS_URL: redis.url,
+      ...redis.env,
       HEARTBEAT_MS: '30000',
       BENCH_PAYLOAD: String(o.payloadBytes),
       ...(o.backlog > 0 ? { BENCH_BACKLOG: String(o.backlog) } : {}),
@@ -479,32 +494,44 @@ export const storm: Scenario = {
     for (const reads of config.stormReads) {
       if (!READ_LABELS[reads]) throw new Error(`--storm-reads: ${reads} is not one of ${Object.keys(READ_LABELS).join(', ')}`);
       const main = reads === 'per-turn';
-      rows.push(
-        await measureRow({ peer: main ? 'pushlet-storm' : `storm-${reads}`, label: READ_LABELS[reads], pushlet: main }, async () => {
-          const run = await runStorm(stormOptions(config, reads), (line) => console.log(`  ${line.trim()}`));
-          const c = run.counts;
-          return {
-            metrics: {
-              allReconnectedS: run.allReconnectedMs / 1000,
-              allCaughtUpS: run.timedOut ? NaN : run.allCaughtUpMs / 1000,
-              caughtUpP50S: run.caughtUp.p50 / 1000,
-              redisCpuMs: run.redis.cpuMs,
-              redisCommands: run.redis.commands,
-              evalsha: run.redis.scripts.evalsha,
-              readsPerClient: run.readsPerClient,
-              bCpuMs: run.instanceB.cpuMs,
-              bCpuMsPerClient: run.instanceB.cpuMsPerClient,
-              missing: c.missing + c.tailMissing,
-              duplicates: c.duplicates,
-              reorders: c.reorders,
-              resets: c.resets,
-              errors: c.errors + run.instanceB.problems.count + (run.timedOut ? 1 : 0),
-              met: stormMet(run) ? 1 : 0,
+      // The other backbones with main's reads only (the emulated read modes swap Redis's).
+      for (const broker of main ? config.stormBrokers : ['redis']) {
+        if (broker !== 'redis' && broker !== 'nats') throw new Error(`--storm-brokers: ${broker} is not one of redis, nats`);
+        const onNats = broker === 'nats';
+        rows.push(
+          await measureRow(
+            {
+              peer: main ? (onNats ? 'pushlet-storm-nats' : 'pushlet-storm') : `storm-${reads}`,
+              label: onNats ? 'NATS JetStream, reads batched per turn' : READ_LABELS[reads]!,
+              pushlet: main,
             },
-            detail: run,
-          };
-        }),
-      );
+            async () => {
+              const run = await runStorm(stormOptions(config, reads, broker), (line) => console.log(`  ${line.trim()}`));
+              const c = run.counts;
+              return {
+                metrics: {
+                  allReconnectedS: run.allReconnectedMs / 1000,
+                  allCaughtUpS: run.timedOut ? NaN : run.allCaughtUpMs / 1000,
+                  caughtUpP50S: run.caughtUp.p50 / 1000,
+                  redisCpuMs: run.redis.cpuMs,
+                  redisCommands: run.redis.commands,
+                  evalsha: run.redis.scripts.evalsha,
+                  readsPerClient: run.readsPerClient,
+                  bCpuMs: run.instanceB.cpuMs,
+                  bCpuMsPerClient: run.instanceB.cpuMsPerClient,
+                  missing: c.missing + c.tailMissing,
+                  duplicates: c.duplicates,
+                  reorders: c.reorders,
+                  resets: c.resets,
+                  errors: c.errors + run.instanceB.problems.count + (run.timedOut ? 1 : 0),
+                  met: stormMet(run) ? 1 : 0,
+                },
+                detail: run,
+              };
+            },
+          ),
+        );
+      }
     }
     return rows;
   },
@@ -517,7 +544,8 @@ export const storm: Scenario = {
       `${c.stormRate} msg/s published throughout by a third instance (${c.payloadBytes}-byte data); after ${c.stormWarmMs / 1000} s A is SIGKILLed; ` +
       `each client reconnects to instance B with its last id (WebSocket \`lastEventId=\`, SSE \`Last-Event-ID\`) after a random delay in [0, ${c.stormJitterMs} ms). ` +
       'Times from the kill: all reconnected (`pushlet:connected` from B), all caught up (every message of its topic up to the first one published after its reconnection). ' +
-      "Redis CPU and commands (INFO deltas) and instance B's CPU over the same window. Details: bench/reconnect-storm.ts; `npm run bench:storm` runs it alone (bench/results/storm.*)."
+      "Redis CPU and commands (INFO deltas) and instance B's CPU over the same window; on NATS JetStream, nats-server's CPU from /proc in the Redis columns (no command counts). " +
+      'Details: bench/reconnect-storm.ts; `npm run bench:storm` runs it alone (bench/results/storm.*).'
     );
   },
   params: (c) => ({ ...stormOptions(c) }),

@@ -791,6 +791,30 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     await core.stop();
   });
 
+  it('is extended back by an exact broker read of a watched topic: the next resume from as far back is answered without the broker', async () => {
+    const { core, broker } = await windowCore();
+    const zero = broker.record('a', 'message', '0');
+    const old = ['1', '2', '3'].map((data) => broker.record('a', 'message', data));
+    await core.watch('a');
+    broker.record('a', 'message', '4');
+    assert.deepEqual(texts((await core.replay([{ topic: 'a', after: old[0]!.position }])).envelopes), ['2', '3', '4']);
+    assert.equal(broker.reads, 1, 'from before the topic was watched here: the broker');
+    const again = await core.replay([{ topic: 'a', after: old[0]!.position }]);
+    assert.deepEqual([texts(again.envelopes), broker.reads], [['2', '3', '4'], 1], 'the same resume again: the window, extended back');
+    assert.deepEqual(texts((await core.replay([{ topic: 'a', after: old[1]!.position }])).envelopes), ['3', '4']);
+    assert.equal(broker.reads, 1);
+    // Further back than the read reached: the broker, which extends it further.
+    assert.deepEqual(texts((await core.replay([{ topic: 'a', after: zero.position }])).envelopes), ['1', '2', '3', '4']);
+    assert.equal(broker.reads, 2);
+    // Live messages keep coming into it, in order, and nothing is kept twice.
+    broker.record('a', 'message', '5');
+    assert.deepEqual(texts((await core.replay([{ topic: 'a', after: zero.position }])).envelopes), ['1', '2', '3', '4', '5']);
+    assert.deepEqual([broker.reads, core.stats().windowMessages], [2, 5]);
+    core.unwatch('a');
+    assert.deepEqual([core.stats().windowMessages, core.stats().windowBytes], [0, 0], 'every byte released with the topic');
+    await core.stop();
+  });
+
   it('is not used after a lost link until the topic is followed again; then from the recovery on', async () => {
     const { core, broker } = await windowCore();
     await core.watch('a');

@@ -66,6 +66,8 @@ export async function startRedis(masters = 0) {
   const first = await redisInfo(infos.slice(0, 1));
   return {
     url: server?.url ?? '',
+    /** What the sample app reads to join it (a single server only). */
+    env: { REDIS_URL: server?.url ?? '' } as Record<string, string>,
     nodes: cluster?.nodes ?? [],
     pid: first.pid,
     infos,

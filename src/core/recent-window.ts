@@ -163,6 +163,26 @@ export class RecentWindow {
     return window.after(after);
   }
 
+  /**
+   * Extends `topic`'s window back to `from`, given every message of the topic in (`from`,
+   * `upTo`], oldest first (an exact broker read): what it held after `upTo` stays, so it is then
+   * complete after `from`. A reconnect storm's clients resume from nearly the same positions, on
+   * topics this instance watches only since the first of them came: one read answers the rest.
+   * Nothing changes (false) unless the window is complete after a position between `from` and
+   * `upTo`. Rebuilt in position order, so the shared eviction queue keeps its order per topic.
+   */
+  backfill(topic: string, from: Position, read: readonly Envelope[], upTo: Position): boolean {
+    const window = this.topics.get(topic);
+    const complete = window?.from;
+    if (!window || !complete || comparePositions(complete, upTo) > 0 || comparePositions(from, complete) >= 0) return false;
+    const newer = window.after(upTo);
+    this.drop(topic);
+    for (const envelope of read) this.append(envelope);
+    for (const envelope of newer) this.append(envelope);
+    this.open(topic, from);
+    return true;
+  }
+
   /** Whether `topic`'s window is complete after some position (tests). */
   isOpen(topic: string): boolean {
     return this.topics.get(topic)?.from !== undefined;

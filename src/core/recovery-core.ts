@@ -399,9 +399,12 @@ export class RecoveryCore {
       return { topics: { envelopes: local, incomplete: [], unknown: [] }, patterns: NOTHING_REPLAYED };
     }
     const expanded = patterns.length > 0 ? await this.expand(patterns) : undefined;
+    const generation = this.window?.generation;
     const all = await this.reads.call(expanded ? [...remote, ...expanded.requests] : remote);
     const reads = all.slice(0, remote.length);
-    let envelopes = inOrder(reads, total).map(envelopeOf);
+    const read = reads.map((topicRead) => topicRead.records.map(envelopeOf));
+    if (this.window && this.window.generation === generation) this.backfill(remote, reads, read);
+    let envelopes = total && read.length > 1 ? read.flat().sort((a, b) => comparePositions(a.position, b.position)) : read.flat();
     if (local.length > 0) {
       envelopes = [...local, ...envelopes];
       if (total) envelopes.sort((a, b) => comparePositions(a.position, b.position));
@@ -438,6 +441,19 @@ export class RecoveryCore {
     let last = this.topics.get(request.topic)?.position.last;
     if (last && comparePositions(this.newestKnown, last) > 0) last = this.newestKnown;
     return last && this.window!.after(request.topic, request.after, last);
+  }
+
+  /**
+   * Hands exact reads of watched topics to their windows ({@link RecentWindow.backfill}): the
+   * next client resuming from as far back is answered without the broker. Only without a break
+   * since the reads were asked for (the caller checks the window's generation).
+   */
+  private backfill(requests: readonly ReplayRequest[], reads: readonly TopicRead[], envelopes: readonly Envelope[][]): void {
+    requests.forEach((request, i) => {
+      const read = reads[i]!;
+      if (!this.topics.get(request.topic)?.confirmed || readVerdict(read, request.after) !== 'exact') return;
+      this.window!.backfill(request.topic, request.after, envelopes[i]!, read.readAt);
+    });
   }
 
   /** Whether the broker can read the newest history of a topic ({@link tail}): rewind and history. */
