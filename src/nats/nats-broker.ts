@@ -119,6 +119,9 @@ export class NatsBroker implements PushletBroker {
   private retryTimer: NodeJS.Timeout | undefined;
   private wakeRetry: (() => void) | undefined;
   private presence: NatsPresenceStore | undefined;
+  /** The subjects of the topics this instance watches, and its patterns (any: every record is decoded and the core matches). */
+  private readonly watchedSubjects = new Set<string>();
+  private readonly watchedPatterns = new Set<string>();
 
   constructor(
     private readonly options: ResolvedNatsOptions,
@@ -129,10 +132,10 @@ export class NatsBroker implements PushletBroker {
     this.description = `NATS JetStream at ${options.servers.join(',')} (stream ${options.stream})`;
     this.maxQueued = options.maxQueued;
     this.startWithoutBackend = options.startWithoutNats;
-    // Every record reaches every instance (see above): subscribing is the core's own bookkeeping.
+    // Every record reaches every instance (see above): subscribing only says which to decode.
     this.patterns = {
-      subscribe: async () => undefined,
-      unsubscribe: () => undefined,
+      subscribe: async (patterns) => void patterns.forEach((pattern) => this.watchedPatterns.add(pattern)),
+      unsubscribe: (patterns) => void patterns.forEach((pattern) => this.watchedPatterns.delete(pattern)),
       topicsAfter: (after, patterns) => this.topicsAfter(after, patterns),
     };
   }
@@ -353,10 +356,14 @@ export class NatsBroker implements PushletBroker {
     return { ms: epoch, seq: ack.seq };
   }
 
-  /** Every record reaches this instance already (see the class): the core keeps those it watches. */
-  async subscribe(): Promise<void> {}
+  /** Every record reaches this instance already (see the class): these say which are decoded and handed to the core. */
+  async subscribe(topics: readonly string[]): Promise<void> {
+    for (const topic of topics) this.watchedSubjects.add(this.subjects.topic(topic));
+  }
 
-  unsubscribe(): void {}
+  unsubscribe(topics: readonly string[]): void {
+    for (const topic of topics) this.watchedSubjects.delete(this.subjects.topic(topic));
+  }
 
   /** A record from the live consumer: in stream order, each once (the ordered consumer restarts itself after a gap). */
   private onLive(msg: JsMsg): void {
@@ -371,6 +378,8 @@ export class NatsBroker implements PushletBroker {
       return;
     }
     this.lastLive = seq;
+    // Not watched here: not decoded (the core would drop it).
+    if (this.watchedPatterns.size === 0 && !this.watchedSubjects.has(msg.subject)) return;
     const record = this.record(msg.subject, seq, msg.data, msg.headers?.get('Nats-Msg-Id') || undefined);
     if (record) this.events?.records([record]);
   }
