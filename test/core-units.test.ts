@@ -917,6 +917,23 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     await core.stop();
   });
 
+  it('keeps each message once when a broker read held it before its live copy arrived (backfill, then the live stream)', () => {
+    const window = new RecentWindow({ maxBytes: 1024 * 1024, maxCount: 10, maxAgeMs: 60_000 });
+    const now = Date.now();
+    const at = (seq: number) => Envelope.create({ ms: now, seq }, 'a', 'message', String(seq));
+    window.open('a', { ms: now, seq: 1 });
+    window.append(at(2));
+    // The read reached 3, which this instance has not received live yet.
+    assert.equal(window.backfill('a', { ms: now, seq: 0 }, [at(1), at(2), at(3)], { ms: now, seq: 3 }), true);
+    window.append(at(3));
+    window.append(at(4));
+    assert.deepEqual(
+      window.after('a', { ms: now, seq: 0 }, { ms: now, seq: 4 })?.map((envelope) => envelope.message.data),
+      ['1', '2', '3', '4'],
+    );
+    assert.equal(window.retainedCount, 4);
+  });
+
   it('with positions that are not times (JetStream sequences), ages come from each message: a stream older than maxAgeMs keeps its window', async () => {
     const window = new RecentWindow({ maxBytes: 1024 * 1024, maxCount: 10, maxAgeMs: 60_000 }, false);
     const created = Date.now() - 3_600_000;

@@ -45,6 +45,10 @@ class TopicWindow {
     return this.size > 0 ? this.entries[this.head] : undefined;
   }
 
+  get newest(): Envelope | undefined {
+    return this.size > 0 ? this.entries[this.entries.length - 1] : undefined;
+  }
+
   /** Kept messages strictly after `after`, oldest first. */
   after(after: Position): Envelope[] {
     let lo = this.head;
@@ -126,6 +130,9 @@ export class RecentWindow {
       window = new TopicWindow();
       this.topics.set(envelope.topic, window);
     }
+    // Kept already: a broker read ({@link backfill}) can hold what has yet to arrive here live.
+    const newest = window.newest;
+    if (newest && comparePositions(envelope.position, newest.position) <= 0) return;
     window.entries.push(envelope);
     this.queue.push({ window, envelope });
     this.bytes += entryBytes(envelope);
