@@ -683,6 +683,21 @@ class CountingBroker extends MemoryBroker {
   }
 }
 
+/** A remote broker whose live records lag its reads while `lagging` (NATS republishes and Redis publishes after they record). */
+class LaggingBroker extends CountingBroker {
+  lagging = false;
+  private readonly late: BrokerRecord[] = [];
+  private deliver: ((records: readonly BrokerRecord[]) => void) | undefined;
+  override async start(events: BrokerEvents): Promise<void> {
+    this.deliver = events.records;
+    await super.start({ ...events, records: (records) => (this.lagging ? this.late.push(...records) : events.records(records)) });
+  }
+  release(): void {
+    this.lagging = false;
+    this.deliver?.(this.late.splice(0));
+  }
+}
+
 describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () => {
   const WINDOW = { maxBytes: 1024 * 1024, maxCount: 1000, maxAgeMs: 60_000 };
   const HISTORY = { maxCount: 1000, maxAgeMs: 60_000, maxTopics: 100 };
@@ -746,19 +761,6 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     // (which ends where the broker stands) would replay b's newer message before a's older one
     // arrives live: the connection's ids would go back, and a client resuming from its last id
     // would get b's message twice. Read whole, both come from one snapshot, in position order.
-    class LaggingBroker extends CountingBroker {
-      lagging = false;
-      private readonly late: BrokerRecord[] = [];
-      private deliver: ((records: readonly BrokerRecord[]) => void) | undefined;
-      override async start(events: BrokerEvents): Promise<void> {
-        this.deliver = events.records;
-        await super.start({ ...events, records: (records) => (this.lagging ? this.late.push(...records) : events.records(records)) });
-      }
-      release(): void {
-        this.lagging = false;
-        this.deliver?.(this.late.splice(0));
-      }
-    }
     const broker = new LaggingBroker(HISTORY);
     const core = new RecoveryCore(broker, SILENT, WINDOW);
     const registry = new TopicRegistry(core);
@@ -785,6 +787,38 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     ]);
     broker.release();
     assert.deepEqual(data(), ['a2', 'b2']);
+    for (let i = 1; i < positions.length; i++) assert.ok(comparePositions(positions[i - 1]!, positions[i]!) < 0, 'positions (the ids) only go forward');
+    watcher.close();
+    resumed.close();
+    await core.stop();
+  });
+
+  it('is extended back only as far as the live stream has come: a read ahead of it adds nothing a later whole answer could put first', async () => {
+    const broker = new LaggingBroker(HISTORY);
+    const core = new RecoveryCore(broker, SILENT, WINDOW);
+    const registry = new TopicRegistry(core);
+    await core.start({ message: registry.message, gap: registry.gap, control: () => undefined });
+    const old = broker.record('a', 'message', 'a-old');
+    broker.record('a', 'message', 'a0');
+    const watcher = new Feed(registry, core, recordingSink().sink);
+    await watcher.add([{ topic: 'a' }, { topic: 'b' }]);
+    const b1 = broker.record('b', 'message', 'b1');
+    broker.lagging = true;
+    broker.record('b', 'message', 'b2');
+    broker.record('a', 'message', 'a2');
+    // A resume of a alone, from before a was watched: read from the broker, which has a2 already.
+    const first = await core.replay([{ topic: 'a', after: old.position }]);
+    assert.deepEqual(texts(first.envelopes), ['a0', 'a2'], 'the broker has a2 already');
+    // Both topics from b1: answered from the windows, which hold nothing past the live stream (b2 is on its way).
+    const positions: Position[] = [];
+    const { sink, data } = recordingSink();
+    const resumed = new Feed(registry, core, { ...sink, deliver: (envelope) => (positions.push(envelope.position), sink.deliver(envelope)) });
+    await resumed.add([
+      { topic: 'a', after: b1.position },
+      { topic: 'b', after: b1.position },
+    ]);
+    broker.release();
+    assert.deepEqual(data(), ['b2', 'a2']);
     for (let i = 1; i < positions.length; i++) assert.ok(comparePositions(positions[i - 1]!, positions[i]!) < 0, 'positions (the ids) only go forward');
     watcher.close();
     resumed.close();

@@ -172,20 +172,25 @@ export class RecentWindow {
 
   /**
    * Extends `topic`'s window back to `from`, given every message of the topic in (`from`,
-   * `upTo`], oldest first (an exact broker read): what it held after `upTo` stays, so it is then
-   * complete after `from`. A reconnect storm's clients resume from nearly the same positions, on
-   * topics this instance watches only since the first of them came: one read answers the rest.
-   * Nothing changes (false) unless the window is complete after a position between `from` and
-   * `upTo`. Rebuilt in position order, so the shared eviction queue keeps its order per topic.
+   * `upTo`], oldest first (an exact broker read): a reconnect storm's clients resume from nearly
+   * the same positions, on topics this instance watches only since the first of them came, so one
+   * read answers the rest. Only what the read holds up to where the window was complete is added:
+   * the rest reaches this instance live, and a window must never hold more than has arrived here
+   * (a catch-up answered from windows is one snapshot of the live stream). Nothing changes (false)
+   * unless the window is complete after a position between `from` and `upTo`. Rebuilt in position
+   * order, so the shared eviction queue keeps its order per topic.
    */
   backfill(topic: string, from: Position, read: readonly Envelope[], upTo: Position): boolean {
     const window = this.topics.get(topic);
     const complete = window?.from;
     if (!window || !complete || comparePositions(complete, upTo) > 0 || comparePositions(from, complete) >= 0) return false;
-    const newer = window.after(upTo);
+    const kept = window.after(complete);
     this.drop(topic);
-    for (const envelope of read) this.append(envelope);
-    for (const envelope of newer) this.append(envelope);
+    for (const envelope of read) {
+      if (comparePositions(envelope.position, complete) > 0) break;
+      this.append(envelope);
+    }
+    for (const envelope of kept) this.append(envelope);
     this.open(topic, from);
     return true;
   }
