@@ -710,6 +710,26 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
 
   const texts = (envelopes: readonly Envelope[]) => envelopes.map((envelope) => envelope.message.data);
 
+  /** A core with a window over a {@link LaggingBroker}, started with a registry. */
+  async function laggingCore() {
+    const broker = new LaggingBroker(HISTORY);
+    const core = new RecoveryCore(broker, SILENT, WINDOW);
+    const registry = new TopicRegistry(core);
+    await core.start({ message: registry.message, gap: registry.gap, control: () => undefined });
+    return { broker, core, registry };
+  }
+
+  /** A feed that records what it delivers; `forward()` asserts that the positions (the ids) only went forward. */
+  function orderedFeed(registry: TopicRegistry, core: RecoveryCore) {
+    const positions: Position[] = [];
+    const { sink, data } = recordingSink();
+    const feed = new Feed(registry, core, { ...sink, deliver: (envelope) => (positions.push(envelope.position), sink.deliver(envelope)) });
+    const forward = () => {
+      for (let i = 1; i < positions.length; i++) assert.ok(comparePositions(positions[i - 1]!, positions[i]!) < 0, 'positions (the ids) only go forward');
+    };
+    return { feed, data, forward };
+  }
+
   it('answers a resume from inside the window without a broker read, exactly the messages after the position', async () => {
     const { core, broker } = await windowCore();
     const before = broker.record('a', 'message', 'before');
@@ -761,10 +781,7 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     // (which ends where the broker stands) would replay b's newer message before a's older one
     // arrives live: the connection's ids would go back, and a client resuming from its last id
     // would get b's message twice. Read whole, both come from one snapshot, in position order.
-    const broker = new LaggingBroker(HISTORY);
-    const core = new RecoveryCore(broker, SILENT, WINDOW);
-    const registry = new TopicRegistry(core);
-    await core.start({ message: registry.message, gap: registry.gap, control: () => undefined });
+    const { broker, core, registry } = await laggingCore();
     const watcher = new Feed(registry, core, recordingSink().sink);
     await watcher.add([{ topic: 'a' }]);
     broker.record('a', 'message', 'a1');
@@ -772,32 +789,21 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     broker.lagging = true;
     broker.record('a', 'message', 'a2');
     broker.record('b', 'message', 'b2');
-    const positions: Position[] = [];
-    const { sink, data } = recordingSink();
-    const resumed = new Feed(registry, core, {
-      ...sink,
-      deliver: (envelope) => {
-        positions.push(envelope.position);
-        sink.deliver(envelope);
-      },
-    });
+    const { feed: resumed, data, forward } = orderedFeed(registry, core);
     await resumed.add([
       { topic: 'a', after: b1.position },
       { topic: 'b', after: b1.position },
     ]);
     broker.release();
     assert.deepEqual(data(), ['a2', 'b2']);
-    for (let i = 1; i < positions.length; i++) assert.ok(comparePositions(positions[i - 1]!, positions[i]!) < 0, 'positions (the ids) only go forward');
+    forward();
     watcher.close();
     resumed.close();
     await core.stop();
   });
 
   it('is extended back only as far as the live stream has come: a read ahead of it adds nothing a later whole answer could put first', async () => {
-    const broker = new LaggingBroker(HISTORY);
-    const core = new RecoveryCore(broker, SILENT, WINDOW);
-    const registry = new TopicRegistry(core);
-    await core.start({ message: registry.message, gap: registry.gap, control: () => undefined });
+    const { broker, core, registry } = await laggingCore();
     const old = broker.record('a', 'message', 'a-old');
     broker.record('a', 'message', 'a0');
     const watcher = new Feed(registry, core, recordingSink().sink);
@@ -810,16 +816,14 @@ describe('The recent window (core/recent-window.ts, RecoveryCore.replay)', () =>
     const first = await core.replay([{ topic: 'a', after: old.position }]);
     assert.deepEqual(texts(first.envelopes), ['a0', 'a2'], 'the broker has a2 already');
     // Both topics from b1: answered from the windows, which hold nothing past the live stream (b2 is on its way).
-    const positions: Position[] = [];
-    const { sink, data } = recordingSink();
-    const resumed = new Feed(registry, core, { ...sink, deliver: (envelope) => (positions.push(envelope.position), sink.deliver(envelope)) });
+    const { feed: resumed, data, forward } = orderedFeed(registry, core);
     await resumed.add([
       { topic: 'a', after: b1.position },
       { topic: 'b', after: b1.position },
     ]);
     broker.release();
     assert.deepEqual(data(), ['b2', 'a2']);
-    for (let i = 1; i < positions.length; i++) assert.ok(comparePositions(positions[i - 1]!, positions[i]!) < 0, 'positions (the ids) only go forward');
+    forward();
     watcher.close();
     resumed.close();
     await core.stop();
