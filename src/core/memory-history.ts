@@ -1,5 +1,6 @@
 import type { BrokerRecord, TopicRead, TopicsAfter } from '../interfaces/broker.interface.js';
 import { comparePositions, type Position } from '../protocol/ids.js';
+import { indexAfter, OldestFirst } from './oldest-first.js';
 
 export interface HistoryLimits {
   /** Messages kept per topic. */
@@ -73,27 +74,12 @@ class TopicHistory {
 
   /** Retained records strictly after `after`, oldest first. */
   after(after: Position): BrokerRecord[] {
-    let lo = this.head;
-    let hi = this.entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (comparePositions(this.entries[mid]!.position, after) <= 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.entries.slice(lo);
+    return this.entries.slice(indexAfter(this.entries, this.head, after));
   }
 
   /** The newest `limit` retained records strictly before `before` (all when none), oldest first. */
   tail(limit: number, before: Position | undefined): BrokerRecord[] {
-    let end = this.entries.length;
-    if (before) {
-      let lo = this.head;
-      while (lo < end) {
-        const mid = (lo + end) >>> 1;
-        if (comparePositions(this.entries[mid]!.position, before) < 0) lo = mid + 1;
-        else end = mid;
-      }
-    }
+    const end = before ? indexAfter(this.entries, this.head, before, true) : this.entries.length;
     return this.entries.slice(Math.max(this.head, end - limit), end);
   }
 
@@ -130,13 +116,8 @@ export class MemoryHistory {
   private newest: Position;
   private readonly totals: Totals = { bytes: 0, count: 0 };
   private readonly maxBytes: number;
-  /**
-   * Every message appended, oldest first, with its topic's history: the front is the oldest
-   * message still retained anywhere, unless stale (already evicted by count or age, or its topic
-   * dropped). Stale entries are skipped at the front and compacted away when they pile up.
-   */
-  private queue: Array<{ readonly history: TopicHistory; readonly record: BrokerRecord }> = [];
-  private queueHead = 0;
+  /** Every message appended, oldest first, with its topic's history: the bytes bound evicts from its front. */
+  private readonly order = new OldestFirst<BrokerRecord>();
 
   constructor(
     private readonly limits: HistoryLimits,
@@ -169,36 +150,10 @@ export class MemoryHistory {
       this.topics.set(topic, history);
     }
     history.push(record, this.limits.maxCount);
-    this.queue.push({ history, record });
+    this.order.push(history, record);
     this.newest = record.position;
-    while (this.totals.bytes > this.maxBytes && this.evictOldest());
-    this.compactQueue();
-  }
-
-  /** Evicts the oldest retained message of any topic; false when none is left. */
-  private evictOldest(): boolean {
-    while (this.queueHead < this.queue.length) {
-      const { history, record } = this.queue[this.queueHead]!;
-      this.queue[this.queueHead] = undefined as never;
-      this.queueHead += 1;
-      if (!history.dropped && history.oldest === record) {
-        history.evictOne();
-        return true;
-      }
-    }
-    return false;
-  }
-
-  /** Drops the queue's consumed front, and its stale entries once they outnumber the retained messages (amortised O(1)). */
-  private compactQueue(): void {
-    const length = this.queue.length - this.queueHead;
-    if (this.queueHead > 1024 && this.queueHead > length) {
-      this.queue = this.queue.slice(this.queueHead);
-      this.queueHead = 0;
-    }
-    if (length < 1024 || length < 2 * this.totals.count) return;
-    this.queue = this.queue.slice(this.queueHead).filter(({ history, record }) => !history.dropped && !isEvicted(history, record));
-    this.queueHead = 0;
+    while (this.totals.bytes > this.maxBytes && this.order.evictOldest());
+    this.order.compact(this.totals.count);
   }
 
   /**
@@ -264,8 +219,7 @@ export class MemoryHistory {
   clear(): void {
     for (const history of this.topics.values()) history.release();
     this.topics.clear();
-    this.queue = [];
-    this.queueHead = 0;
+    this.order.clear();
   }
 
   private dropOldestTopic(): void {
@@ -283,11 +237,6 @@ export class MemoryHistory {
     if (history.evicted && comparePositions(history.evicted, this.horizon) > 0) this.horizon = history.evicted;
     this.topics.delete(topic);
   }
-}
-
-/** Whether `record` has left its topic's history (every eviction takes the oldest). */
-function isEvicted(history: TopicHistory, record: BrokerRecord): boolean {
-  return history.evicted !== undefined && comparePositions(record.position, history.evicted) <= 0;
 }
 
 function later(a: Position, b: Position): Position {

@@ -1,5 +1,6 @@
 import { comparePositions, type Position } from '../protocol/ids.js';
 import type { Envelope } from './envelope.js';
+import { indexAfter, OldestFirst } from './oldest-first.js';
 
 /** How far back the recent window of each watched topic reaches (see {@link RecentWindow}). */
 export interface RecentWindowLimits {
@@ -51,14 +52,7 @@ class TopicWindow {
 
   /** Kept messages strictly after `after`, oldest first. */
   after(after: Position): Envelope[] {
-    let lo = this.head;
-    let hi = this.entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (comparePositions(this.entries[mid]!.position, after) <= 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.entries.slice(lo);
+    return this.entries.slice(indexAfter(this.entries, this.head, after));
   }
 
   /** Drops the oldest kept message; the window is complete only after it from now on. */
@@ -91,8 +85,7 @@ class TopicWindow {
 export class RecentWindow {
   private readonly topics = new Map<string, TopicWindow>();
   /** Every kept message, oldest first, with its window; stale entries (evicted by count, or dropped) are skipped. */
-  private queue: Array<{ readonly window: TopicWindow; readonly envelope: Envelope }> = [];
-  private queueHead = 0;
+  private readonly order = new OldestFirst<Envelope>();
   private bytes = 0;
   private count = 0;
   /** Advances on every {@link clear}: an opening decided before one must not happen. */
@@ -134,13 +127,17 @@ export class RecentWindow {
     const newest = window.newest;
     if (newest && comparePositions(envelope.position, newest.position) <= 0) return;
     window.entries.push(envelope);
-    this.queue.push({ window, envelope });
+    this.order.push(window, envelope);
     this.bytes += entryBytes(envelope);
     this.count += 1;
     if (window.size > this.limits.maxCount) this.release(window.evictOne());
     const cutoff = now - this.limits.maxAgeMs;
-    while (this.bytes > this.limits.maxBytes || this.frontOlderThan(cutoff)) if (!this.evictOldest()) break;
-    this.compactQueue();
+    while (this.bytes > this.limits.maxBytes || (this.order.front()?.time ?? cutoff) < cutoff) {
+      const evicted = this.order.evictOldest();
+      if (!evicted) break;
+      this.release(evicted);
+    }
+    this.order.compact(this.count);
   }
 
   /**
@@ -205,65 +202,25 @@ export class RecentWindow {
     const window = this.topics.get(topic);
     if (!window) return;
     this.topics.delete(topic);
-    window.dropped = true;
-    while (window.size > 0) this.release(window.evictOne());
+    this.empty(window);
   }
 
   /** A break: no window is complete any more, and what they held is dropped. */
   clear(): void {
     this.clears += 1;
-    for (const window of this.topics.values()) {
-      window.dropped = true;
-      while (window.size > 0) this.release(window.evictOne());
-    }
+    for (const window of this.topics.values()) this.empty(window);
     this.topics.clear();
-    this.queue = [];
-    this.queueHead = 0;
+    this.order.clear();
+  }
+
+  /** Releases everything `window` holds; its entries in the shared order become stale. */
+  private empty(window: TopicWindow): void {
+    window.dropped = true;
+    while (window.size > 0) this.release(window.evictOne());
   }
 
   private release(envelope: Envelope): void {
     this.bytes -= entryBytes(envelope);
     this.count -= 1;
   }
-
-  /** Whether the oldest message still kept anywhere is older than `cutoffMs` (stale entries at the front skipped). */
-  private frontOlderThan(cutoffMs: number): boolean {
-    while (this.queueHead < this.queue.length) {
-      const { window, envelope } = this.queue[this.queueHead]!;
-      if (!window.dropped && window.oldest === envelope) return envelope.time < cutoffMs;
-      this.queue[this.queueHead] = undefined as never;
-      this.queueHead += 1;
-    }
-    return false;
-  }
-
-  /** Evicts the oldest kept message of any topic; false when none is left. */
-  private evictOldest(): boolean {
-    while (this.queueHead < this.queue.length) {
-      const { window, envelope } = this.queue[this.queueHead]!;
-      this.queue[this.queueHead] = undefined as never;
-      this.queueHead += 1;
-      if (!window.dropped && window.oldest === envelope) {
-        this.release(window.evictOne());
-        return true;
-      }
-    }
-    return false;
-  }
-
-  /** Drops the queue's consumed front, and its stale entries once they outnumber the kept messages (amortised O(1)). */
-  private compactQueue(): void {
-    const length = this.queue.length - this.queueHead;
-    if (this.queueHead > 1024 && this.queueHead > length) {
-      this.queue = this.queue.slice(this.queueHead);
-      this.queueHead = 0;
-    }
-    if (length < 1024 || length < 2 * this.count) return;
-    this.queue = this.queue.slice(this.queueHead).filter(({ window, envelope }) => !window.dropped && !isEvicted(window, envelope));
-    this.queueHead = 0;
-  }
-}
-
-function isEvicted(window: TopicWindow, envelope: Envelope): boolean {
-  return window.evicted !== undefined && comparePositions(envelope.position, window.evicted) <= 0;
 }

@@ -337,23 +337,17 @@ export class RecoveryCore {
     return this.ordering === 'total' && this.broker.patterns !== undefined;
   }
 
-  /**
-   * Each pattern's messages after its position: the broker names the topics that may hold some,
-   * the pattern picks its own, their history is read as a topic's is. Incomplete when the
-   * broker's topic list does not reach back to the position, or any of its topics' history does not.
-   */
-  async replayPatterns(requests: readonly PatternReplayRequest[]): Promise<ReplayResult> {
-    return (await this.catchUp([], requests)).patterns;
-  }
-
-  /** Each request's topic's messages after its position (see {@link ReplayResult}). */
+  /** Each request's topic's messages after its position (see {@link ReplayResult}): {@link catchUp} without patterns. */
   async replay(requests: readonly ReplayRequest[]): Promise<ReplayResult> {
     return (await this.catchUp(requests, [])).topics;
   }
 
   /**
    * What a connection's catch-up replays: each topic's and each pattern's messages after its
-   * position ({@link replay}, {@link replayPatterns}), together.
+   * position, together (see {@link ReplayResult}). A pattern's: the broker names the topics that
+   * may hold some, the pattern picks its own, their history is read as a topic's is; incomplete
+   * when the broker's topic list does not reach back to the position, or any of its topics'
+   * history does not.
    *
    * With positions ordered across topics, a connection's id is the position of its newest
    * message, so its messages must go out in position order, and what is replayed must be one

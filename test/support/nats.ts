@@ -4,28 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './redis.js';
 import { within } from './wait.js';
+import { dirs, live } from './spawned.js';
 
 /**
  * Real `nats-server -js` processes for tests: each on a free loopback port (never the machine's
  * 4222), its JetStream store in a temporary directory. Every process started here is killed and
  * every directory removed by `stop()`, and, as a last resort, when the test process exits.
  */
-
-const live = new Set<ChildProcess>();
-const dirs = new Set<string>();
-function cleanUp(): void {
-  for (const child of live) child.kill('SIGKILL');
-  live.clear();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  dirs.clear();
-}
-process.once('exit', cleanUp);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    cleanUp();
-    process.kill(process.pid, signal);
-  });
-}
 
 const READY_LINE = /Server is ready/;
 

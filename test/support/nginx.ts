@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './redis.js';
 import { eventually, within } from './wait.js';
+import { live } from './spawned.js';
 
 /** deploy/nginx.conf of this repository (this file runs as build/test/support/nginx.js). */
 export const DEPLOY_CONFIG = resolve(dirname(fileURLToPath(import.meta.url)), '../../../deploy/nginx.conf');
@@ -15,11 +16,6 @@ export interface NginxOptions {
   /** Replaces the config's `proxy_read_timeout` and `proxy_send_timeout` (e.g. `3s`). */
   readonly timeout: string;
 }
-
-const live = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
 
 /**
  * Replaces `from` in `text`, which must occur exactly once: a change to deploy/nginx.conf that

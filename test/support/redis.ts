@@ -5,29 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { eventually, within } from './wait.js';
+import { dirs, live } from './spawned.js';
 
 /**
  * Real `redis-server` processes for tests: each on a free loopback port (never 6379), without
  * persistence, in its own temporary directory. Every process started here is killed and every
  * directory removed by `stop()`, and, as a last resort, when the test process exits.
  */
-
-const live = new Set<ChildProcess>();
-const dirs = new Set<string>();
-function cleanUp(): void {
-  for (const child of live) child.kill('SIGKILL');
-  live.clear();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  dirs.clear();
-}
-process.once('exit', cleanUp);
-// Interrupted (Ctrl-C, a runner's timeout): clean up, then die of the same signal.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    cleanUp();
-    process.kill(process.pid, signal);
-  });
-}
 
 /** A free TCP port on 127.0.0.1: listen on port 0, read the port, close. Never 6379. */
 export async function freePort(): Promise<number> {

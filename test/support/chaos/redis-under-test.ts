@@ -22,6 +22,28 @@ export interface RedisUnderTest {
 
 export const KEY_PREFIX = 'chaos:';
 
+/**
+ * One history loss: said first (`onLoss`), then the server killed, kept down `downMs` (the
+ * outage itself, a chosen length), and restarted. Its clock at the restart is this machine's
+ * (Redis's, and the stream creation that NATS ids carry): nothing stamped after it is older.
+ */
+async function outage(
+  what: string,
+  topics: Iterable<string>,
+  downMs: number,
+  onLoss: (loss: HistoryLoss) => void,
+  server: { kill(): Promise<void>; restart(): Promise<void> },
+): Promise<HistoryLoss> {
+  const loss: HistoryLoss = { what, topics: new Set(topics), killedAt: performance.now(), restartedAt: Infinity, clockAtRestart: Infinity };
+  onLoss(loss);
+  await server.kill();
+  await new Promise((resolve) => setTimeout(resolve, downMs));
+  loss.clockAtRestart = Date.now();
+  await server.restart();
+  loss.restartedAt = performance.now();
+  return loss;
+}
+
 export async function singleRedis(): Promise<RedisUnderTest> {
   const server = await RedisServer.start();
   let topics: string[] = [];
@@ -32,24 +54,8 @@ export async function singleRedis(): Promise<RedisUnderTest> {
       topics = Array.from({ length: count }, (_, i) => `t${i}`);
       return topics;
     },
-    async loseHistory(downMs, onLoss) {
-      // Broadcasts (`*`) have their history on the same server.
-      const loss: HistoryLoss = {
-        what: `redis-server :${server.port}`,
-        topics: new Set([...topics, '*']),
-        killedAt: performance.now(),
-        restartedAt: Infinity,
-        clockAtRestart: Infinity,
-      };
-      onLoss(loss);
-      await server.kill();
-      await new Promise((resolve) => setTimeout(resolve, downMs));
-      // Redis's clock is this machine's: nothing the new server stamps is older than this.
-      loss.clockAtRestart = Date.now();
-      await server.restart();
-      loss.restartedAt = performance.now();
-      return loss;
-    },
+    // Broadcasts (`*`) have their history on the same server.
+    loseHistory: (downMs, onLoss) => outage(`redis-server :${server.port}`, [...topics, '*'], downMs, onLoss, server),
     stop: () => server.stop(),
   };
 }
@@ -80,20 +86,8 @@ export async function clusterRedis(): Promise<RedisUnderTest> {
       victim += 1;
       // Broadcasts (`*`) have a stream of their own, on one of the masters.
       const broadcastPort = await cluster.masterOfSlot(await cluster.keySlot(`${KEY_PREFIX}s:{*}`));
-      const loss: HistoryLoss = {
-        what: `cluster master :${server.port}`,
-        topics: new Set([...(topicsOf.get(server.port) ?? []), ...(broadcastPort === server.port ? ['*'] : [])]),
-        killedAt: performance.now(),
-        restartedAt: Infinity,
-        clockAtRestart: Infinity,
-      };
-      onLoss(loss);
-      await server.kill();
-      await new Promise((resolve) => setTimeout(resolve, downMs));
-      // Redis's clock is this machine's: nothing the new server stamps is older than this.
-      loss.clockAtRestart = Date.now();
-      await server.restart();
-      loss.restartedAt = performance.now();
+      const topics = [...(topicsOf.get(server.port) ?? []), ...(broadcastPort === server.port ? ['*'] : [])];
+      const loss = await outage(`cluster master :${server.port}`, topics, downMs, onLoss, server);
       await eventually(() => cluster.stateOk(), 20_000, 'cluster_state:ok after restarting a master');
       return loss;
     },
@@ -112,24 +106,9 @@ export async function natsJetStream(): Promise<RedisUnderTest> {
       topics = Array.from({ length: count }, (_, i) => `t${i}`);
       return topics;
     },
-    async loseHistory(downMs, onLoss) {
-      // One stream holds every topic, broadcasts too.
-      const loss: HistoryLoss = {
-        what: `nats-server :${server.port}`,
-        topics: new Set([...topics, '*']),
-        killedAt: performance.now(),
-        restartedAt: Infinity,
-        clockAtRestart: Infinity,
-      };
-      onLoss(loss);
-      await server.kill();
-      await new Promise((resolve) => setTimeout(resolve, downMs));
-      // Ids carry the stream's creation (this machine's clock): the stream created again after the restart is not older than this.
-      loss.clockAtRestart = Date.now();
-      await server.restart({ wipe: true });
-      loss.restartedAt = performance.now();
-      return loss;
-    },
+    // One stream holds every topic, broadcasts too; the restart wipes the store (the stream is created again).
+    loseHistory: (downMs, onLoss) =>
+      outage(`nats-server :${server.port}`, [...topics, '*'], downMs, onLoss, { kill: () => server.kill(), restart: () => server.restart({ wipe: true }) }),
     stop: () => server.stop(),
   };
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../redis.js';
 import { within } from '../wait.js';
+import { dirs, live } from '../spawned.js';
 
 /**
  * Sample app instances (`node build/sample/main.js`) as separate processes, each on a free port
@@ -23,13 +24,6 @@ const MAIN = fileURLToPath(new URL('../../../sample/main.js', import.meta.url));
  * busy loops). That is starvation, not a fault of the module: the run only waits longer.
  */
 const READY_MS = 60_000;
-
-const live = new Set<ChildProcess>();
-const dirs = new Set<string>();
-process.once('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
 
 export class SampleProcess {
   private child: ChildProcess | undefined;
