@@ -22,6 +22,19 @@ const CLUSTER_SCRIPTS = [CLUSTER_PUBLISH_SCRIPT, CLUSTER_REPLAY_SCRIPT, POSITION
 /** At most this many publications per script call, and about this many bytes of data. */
 const MAX_BATCH_MESSAGES = 256;
 const MAX_BATCH_BYTES = 512 * 1024;
+/**
+ * Script calls a turn's publications are spread over, with those still in flight on the same
+ * connection (per master on a Cluster), while each call carries at least
+ * {@link MIN_SPLIT_MESSAGES}: with one call in flight, Redis and the instance take turns (one
+ * runs the script while the other waits for it), with several the instance settles one call's
+ * publications and sends the next while Redis runs the others. Redis runs one connection's calls
+ * in order, so per-topic order and the idempotence of a second copy stay as with one call.
+ * Measured with `bench/publish-throughput.ts` (100 topics, one redis-server, 3 s): with 64
+ * publications in flight, 58,000 msg/s as one call per turn vs 92,000 split (Redis CPU 9.2 vs
+ * 9.4 µs per message); 256 in flight: 89,000 vs 101,000; 1,024: 154,000 vs 159,000.
+ */
+const CALLS_IN_FLIGHT = 4;
+const MIN_SPLIT_MESSAGES = 16;
 
 /** An id more than this far ahead of Redis's clock was not handed out by it: unknown. */
 const FUTURE_TOLERANCE_MS = 1_000;
@@ -42,6 +55,8 @@ export type EpochState = 'created' | 'restarted' | 'same';
  */
 export class RedisHistory {
   private readonly markerLifetimeMs: number;
+  /** Publish calls sent and not yet answered, per connection (`''`, or a Cluster master's `host:port`). */
+  private readonly callsInFlight = new Map<string, number>();
 
   constructor(
     private readonly client: Redis | Cluster,
@@ -68,8 +83,9 @@ export class RedisHistory {
    * Records and publishes messages with as few script calls as the keys allow: one per batch on
    * a single server; on a Cluster, one per master and batch, carrying the topics of every slot
    * the master serves (as far as the client's slot map knows; see {@link appendOnMaster}).
-   * Within a call, messages are grouped by topic, each topic's in the order given; calls go out
-   * in order on the one command connection (per master). One promise per message, in order;
+   * A turn's publications are spread over several calls while few are in flight
+   * ({@link CALLS_IN_FLIGHT}). Within a call, messages are grouped by topic, each topic's in the
+   * order given; calls go out in order on the one command connection (per master). One promise per message, in order;
    * `around` wraps each call once (a timeout, say), not each message.
    */
   appendAll(messages: readonly WireMessage[], around: (call: Promise<unknown[]>) => Promise<unknown[]> = (call) => call): Array<Promise<string>> {
@@ -87,15 +103,25 @@ export class RedisHistory {
     }
     const ids = new Map<WireMessage, Promise<string>>();
     for (const [key, group] of groups) {
+      // Even parts, none under MIN_SPLIT_MESSAGES (a remainder of a few would cost a call of its own).
+      const calls = Math.max(1, Math.min(CALLS_IN_FLIGHT - (this.callsInFlight.get(key) ?? 0), Math.floor(group.length / MIN_SPLIT_MESSAGES)));
+      const perCall = Math.min(MAX_BATCH_MESSAGES, Math.ceil(group.length / calls));
       for (let from = 0; from < group.length;) {
         const batch: WireMessage[] = [];
         let bytes = 0;
-        while (from < group.length && batch.length < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
+        while (from < group.length && batch.length < perCall && bytes < MAX_BATCH_BYTES) {
           const message = group[from++]!;
           bytes += message.data.length;
           batch.push(message);
         }
         const answer = around(this.cluster ? this.appendOnMaster(key, batch) : this.appendBatch(this.client, batch));
+        this.callsInFlight.set(key, (this.callsInFlight.get(key) ?? 0) + 1);
+        const settled = () => {
+          const left = this.callsInFlight.get(key)! - 1;
+          if (left > 0) this.callsInFlight.set(key, left);
+          else this.callsInFlight.delete(key);
+        };
+        answer.then(settled, settled);
         batch.forEach((message, i) =>
           ids.set(
             message,
