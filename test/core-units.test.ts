@@ -10,6 +10,7 @@ import { MemoryBroker } from '../src/core/memory-broker.js';
 import { MemoryHistory } from '../src/core/memory-history.js';
 import { Session, type SessionContext, type SessionOutput } from '../src/core/session.js';
 import { TopicRegistry } from '../src/core/topic-registry.js';
+import { ConnectionTracker } from '../src/core/connection-tracker.js';
 import { RedisHistory } from '../src/cluster/redis-history.js';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
 import { receivePublications } from '../src/cluster/redis-codec.js';
@@ -178,6 +179,23 @@ function sessionOn(broker: RecoveryCore, registry: TopicRegistry, output: Sessio
   };
   return new Session(context, output, 'sse', '127.0.0.1', { release: () => undefined });
 }
+
+describe('ConnectionTracker (core/connection-tracker.ts)', () => {
+  const limits = { maxConnections: Infinity, maxConnectionsPerUser: Infinity };
+  it('counts client addresses only under a per-address limit (reading one is a system call)', () => {
+    assert.equal(new ConnectionTracker({ ...limits, maxConnectionsPerAddress: Infinity }).countsAddresses, false);
+    const tracker = new ConnectionTracker({ ...limits, maxConnectionsPerAddress: 1 });
+    assert.equal(tracker.countsAddresses, true);
+    const slot = tracker.acquire('ws', '10.0.0.1');
+    assert.throws(() => tracker.acquire('sse', '10.0.0.1'), /too many connections from this address/);
+    const other = tracker.acquire('sse', '10.0.0.2');
+    slot.release();
+    slot.release();
+    tracker.acquire('sse', '10.0.0.1').release();
+    other.release();
+    assert.deepEqual(tracker.snapshot(), { sse: 0, ws: 0, total: 0, addresses: 0, users: 0 });
+  });
+});
 
 describe('Session (core/session.ts)', () => {
   it('sends pushlet:connected first with a resume id, then messages with their own ids (ids ordered across topics)', async () => {

@@ -23,7 +23,6 @@ await serve(async () => {
     const requested = url.searchParams.getAll('topic');
     const subscribed = requested.length ? [...new Set(requested)] : ['default'];
     req.socket.setNoDelay(true);
-    req.socket.setKeepAlive(true);
     req.socket.setTimeout(0);
     res.writeHead(200, HEADERS);
     res.write(`event: pushlet:connected\ndata: ${JSON.stringify({ topics: subscribed })}\n\n`);

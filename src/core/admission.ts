@@ -92,7 +92,8 @@ export class Admission implements ConnectionGate {
    */
   admit(transport: PushletTransport, request: IncomingMessage | undefined, identity: PushletIdentity | null | undefined) {
     this.checkOpen(request);
-    const address = clientAddress(request);
+    // Read only where it is counted; the session reads it when it needs it (logs).
+    const address = request && this.connections.countsAddresses ? clientAddress(request) : undefined;
     const who = identity ?? (request ? this.takeIdentity(request) : undefined) ?? null;
     let slot = NO_SLOT;
     if (request) {

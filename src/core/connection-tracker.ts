@@ -21,31 +21,46 @@ export class ConnectionTracker {
 
   constructor(private readonly limits: ConnectionLimits) {}
 
-  /** Takes a slot, or throws a {@link PushletLimitError} (its `reason`: which limit) when a limit is reached. */
-  acquire(transport: PushletTransport, address: string, user?: string): ConnectionSlot {
+  /**
+   * Whether connections are counted per client address: only under a `maxConnectionsPerAddress`.
+   * Reading a socket's peer address is a system call (`getpeername`), about 2 µs on its own and
+   * several times that while the machine is busy with other connections: a connection churn paid
+   * it on every open for a count nobody read.
+   */
+  get countsAddresses(): boolean {
+    return Number.isFinite(this.limits.maxConnectionsPerAddress);
+  }
+
+  /**
+   * Takes a slot, or throws a {@link PushletLimitError} (its `reason`: which limit) when a limit
+   * is reached. `address`: the client's, when {@link countsAddresses}; not counted without it.
+   */
+  acquire(transport: PushletTransport, address: string | undefined, user?: string): ConnectionSlot {
     if (this.open.sse + this.open.ws >= this.limits.maxConnections) {
       throw new PushletLimitError(MESSAGES.tooManyConnections, 'limit');
     }
-    const fromAddress = this.perAddress.get(address) ?? 0;
-    if (fromAddress >= this.limits.maxConnectionsPerAddress) {
+    const fromAddress = address === undefined ? 0 : (this.perAddress.get(address) ?? 0);
+    if (address !== undefined && fromAddress >= this.limits.maxConnectionsPerAddress) {
       throw new PushletLimitError(MESSAGES.tooManyConnectionsFromAddress, 'address_limit');
     }
     const ofUser = user === undefined ? 0 : (this.perUser.get(user) ?? 0);
     if (user !== undefined && ofUser >= this.limits.maxConnectionsPerUser) {
       throw new PushletLimitError(MESSAGES.tooManyConnectionsOfUser, 'user_limit');
     }
-    this.perAddress.set(address, fromAddress + 1);
+    if (address !== undefined) this.perAddress.set(address, fromAddress + 1);
     if (user !== undefined) this.perUser.set(user, ofUser + 1);
     this.open[transport] += 1;
     return new Slot(this, transport, address, user);
   }
 
   /** Gives back what {@link acquire} took (through its slot's `release`, once). */
-  releaseSlot(transport: PushletTransport, address: string, user: string | undefined): void {
+  releaseSlot(transport: PushletTransport, address: string | undefined, user: string | undefined): void {
     this.open[transport] -= 1;
-    const left = (this.perAddress.get(address) ?? 1) - 1;
-    if (left > 0) this.perAddress.set(address, left);
-    else this.perAddress.delete(address);
+    if (address !== undefined) {
+      const left = (this.perAddress.get(address) ?? 1) - 1;
+      if (left > 0) this.perAddress.set(address, left);
+      else this.perAddress.delete(address);
+    }
     if (user === undefined) return;
     const leftOfUser = (this.perUser.get(user) ?? 1) - 1;
     if (leftOfUser > 0) this.perUser.set(user, leftOfUser);
@@ -70,7 +85,7 @@ class Slot implements ConnectionSlot {
   constructor(
     private readonly tracker: ConnectionTracker,
     private readonly transport: PushletTransport,
-    private readonly address: string,
+    private readonly address: string | undefined,
     private readonly user: string | undefined,
   ) {}
 

@@ -1,5 +1,6 @@
 import type { PushletMessage } from '../interfaces/message.interface.js';
 import { formatPosition, type Position } from '../protocol/ids.js';
+import { isoTime } from '../protocol/iso-time.js';
 
 /**
  * A published message together with its encodings. Each transport encodes a message once, on
@@ -62,19 +63,4 @@ export class Envelope {
   releaseEncodings(): void {
     this.encodings = undefined;
   }
-}
-
-/**
- * The timestamp of a message of millisecond `ms`. `toISOString` costs about half a microsecond,
- * as much as the rest of a publication in memory: the last one is kept, since messages come in
- * runs of the same millisecond.
- */
-let isoMs = Number.NaN;
-let isoText = '';
-function isoTime(ms: number): string {
-  if (ms !== isoMs) {
-    isoText = new Date(ms).toISOString();
-    isoMs = ms;
-  }
-  return isoText;
 }

@@ -7,6 +7,7 @@ import { comparePositions, formatPosition, parseResumeId, topicHash, type Positi
 import { ResumeCursorWriter } from './resume-cursor.js';
 import { MESSAGES } from '../pushlet.messages.js';
 import { BoundedWriter, type WriteQueue } from './bounded-writer.js';
+import { clientAddress } from './client-address.js';
 import type { ConnectionSlot } from './connection-tracker.js';
 import type { Envelope } from './envelope.js';
 import { PushletError } from './errors.js';
@@ -112,7 +113,8 @@ export class Session implements FeedSink {
     private readonly context: SessionContext,
     private readonly output: SessionOutput,
     readonly transport: PushletTransport,
-    readonly address: string,
+    /** The client's address when admission read it (see {@link address}). */
+    private knownAddress: string | undefined,
     private readonly slot: ConnectionSlot,
     readonly request?: IncomingMessage,
     /** Who the connection is (`authenticate`), `null` when anonymous; a `refresh` replaces it. */
@@ -146,6 +148,11 @@ export class Session implements FeedSink {
     const delay = Math.max(0, expiresAt - Date.now());
     this.expiry = setTimeout(() => (Date.now() >= expiresAt ? this.end('expired') : this.armExpiry()), Math.min(delay, MAX_TIMER_MS));
     this.expiry.unref();
+  }
+
+  /** The client's address ({@link clientAddress}), read when first needed: a system call per connection otherwise. */
+  get address(): string {
+    return (this.knownAddress ??= clientAddress(this.request));
   }
 
   /** When the session opened. */

@@ -1,3 +1,5 @@
+import { isoTime } from './iso-time.js';
+
 /** Which endpoint a connection came through. */
 export type PushletTransport = 'sse' | 'ws';
 
@@ -101,8 +103,8 @@ export interface TopicsData {
 }
 
 /** The JSON text of a notice, keys in message order (`undefined` ones left out). */
-export function noticeJson({ id, topic, event, data, ref }: Notice, now: Date = new Date()): string {
-  return JSON.stringify({ id, topic, event, data, timestamp: now.toISOString(), ref });
+export function noticeJson({ id, topic, event, data, ref }: Notice, now: number = Date.now()): string {
+  return JSON.stringify({ id, topic, event, data, timestamp: isoTime(now), ref });
 }
 
 export function resetNotice(topics: readonly string[], reason: string, ref?: CommandRef): Notice {

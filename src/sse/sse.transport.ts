@@ -193,8 +193,9 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     }
     this.connections.set(response, connection);
     response.on('close', this.closed);
+    // No TCP keep-alive: the heartbeat (always on) writes long before its first probe (2 h by
+    // default on Linux) and finds a dead peer itself; setting it costs a system call per stream.
     request.socket.setNoDelay(true);
-    request.socket.setKeepAlive(true);
     request.socket.setTimeout(0);
     connection.open(SSE_HEADERS);
     try {

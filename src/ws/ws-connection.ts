@@ -50,7 +50,6 @@ export interface WsConnectionHandlers {
  */
 export class WsConnection implements SessionOutput, WriteQueue {
   session!: Session;
-  readonly address: string;
   /** Resolves once the socket has closed, however that happened. */
   readonly ended: Promise<void>;
   readonly queue: WriteQueue = this;
@@ -71,7 +70,6 @@ export class WsConnection implements SessionOutput, WriteQueue {
     private readonly settings: WsConnectionSettings,
     private readonly handlers: WsConnectionHandlers,
   ) {
-    this.address = clientAddress(request);
     this.budget = new CommandBudget(settings.commandsPerSecond);
     this.meter = WS_METERS[settings.binary ? 'binary' : 'text'];
     this.raw = socket.extensions === '' ? new SocketWriter(request.socket, settings.writeBatch) : undefined;
@@ -79,6 +77,11 @@ export class WsConnection implements SessionOutput, WriteQueue {
     socket.on('close', () => this.dispose());
     socket.on('pong', () => (this.alive = true));
     socket.on('message', (data) => this.receive(data));
+  }
+
+  /** The client's address, for logs: read when asked (a system call, see ConnectionTracker.countsAddresses). */
+  get address(): string {
+    return clientAddress(this.request);
   }
 
   /** Bytes not yet taken by the kernel: `ws` queues nothing of its own without extensions. */

@@ -84,7 +84,7 @@ export function messageWithId(envelope: Envelope, id: string, binary: boolean, f
   return out;
 }
 
-export function noticeFrame(notice: Notice, now = new Date()): Buffer {
+export function noticeFrame(notice: Notice, now = Date.now()): Buffer {
   return Buffer.from(noticeJson(notice, now));
 }
 
