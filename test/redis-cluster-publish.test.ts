@@ -4,13 +4,10 @@ import clusterKeySlot from 'cluster-key-slot';
 import { Cluster } from 'ioredis';
 import { RedisHistory } from '../src/cluster/redis-history.js';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
+import { comparePositions, parsePosition } from '../src/protocol/ids.js';
 import { RedisCluster } from './support/redis.js';
 
-function compareIds(a: string, b: string): number {
-  const [ams, aseq] = a.split('-').map(Number) as [number, number];
-  const [bms, bseq] = b.split('-').map(Number) as [number, number];
-  return ams - bms || aseq - bseq;
-}
+const compareIds = (a: string, b: string) => comparePositions(parsePosition(a)!, parsePosition(b)!);
 
 const evalshaCalls = (info: string) => Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0);
 

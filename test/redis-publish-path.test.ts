@@ -3,13 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisHistory } from '../src/cluster/redis-history.js';
 import { RedisKeys } from '../src/cluster/redis-keys.js';
+import { comparePositions, parsePosition } from '../src/protocol/ids.js';
 import { RedisServer } from './support/redis.js';
 
-function compareIds(a: string, b: string): number {
-  const [ams, aseq] = a.split('-').map(Number) as [number, number];
-  const [bms, bseq] = b.split('-').map(Number) as [number, number];
-  return ams - bms || aseq - bseq;
-}
+const compareIds = (a: string, b: string) => comparePositions(parsePosition(a)!, parsePosition(b)!);
 
 /**
  * The single server's publish path (`RedisHistory.appendAll`): a turn's publications spread over
