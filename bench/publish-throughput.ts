@@ -271,7 +271,7 @@ export const publish: Scenario = {
     `One process publishes to 100 topics (100-byte messages) with 64 publications in flight for ${c.quick ? 1 : 4} s after a warm-up, ` +
     `on one redis-server (own process, free loopback port), then on a one-master and a three-master Cluster. Redis CPU from INFO (all masters), ` +
     `instance CPU from the publishing process; Redis commands per message include the scripts' inner commands. ` +
-    `Pushlet records every message in its topic's history (Redis Streams) and publishes it in one atomic script per event-loop turn (per slot on a Cluster); ` +
+    `Pushlet records every message in its topic's history (Redis Streams) and publishes it through atomic scripts carrying an event-loop turn's publications (a turn spread over up to four calls while few are in flight; per master on a Cluster); ` +
     `bare PUBLISH and the Socket.IO Redis adapter keep no history. ` +
     `Then on one nats-server -js (file storage): bare acknowledged JetStream publishes with Nats-Msg-Id against PushletService.publish through natsBroker(); ` +
     `server CPU there is the nats-server process's from /proc, and the publishing instance also reads every publication back live (its ordered consumer).`,
