@@ -171,6 +171,40 @@ describe('SSE endpoint (docs/protocol.md, Server-Sent Events)', () => {
     const { until } = await import('./support/wait.js');
     await until(() => t.pushlet.stats().connections.sse === 0 && t.pushlet.stats().topics === 0, 5_000, 'the topic is released');
   });
+
+  it("releases a stream's request once its headers are out, and leaves a request body unread", async () => {
+    const server = t.app.getHttpServer() as http.Server;
+    const seen: http.IncomingMessage[] = [];
+    const capture = (request: http.IncomingMessage) => void (request.url?.startsWith('/events') && seen.push(request));
+    server.prependListener('request', capture);
+    try {
+      const client = await open('/events?topic=released');
+      await client.waitForEvents(1, 5_000, 'pushlet:connected');
+      await until(() => seen[0]?.destroyed === true, 5_000, 'the request read to its end and destroyed');
+      assert.equal(seen[0]!.readableEnded, true);
+      const published = await t.pushlet.publish('released', 'message', 'still streaming');
+      assert.equal((await client.waitForEvents(1, 5_000, 'message'))[0]!.id, published.id);
+
+      // A GET announcing a megabyte of body and sending ten bytes: the stream starts, the body is not read.
+      const withBody = http.request(`${t.url}/events?topic=released`, { method: 'GET', headers: { 'content-length': '1000000' } });
+      withBody.write('0123456789');
+      const [response] = (await once(withBody, 'response')) as [http.IncomingMessage];
+      try {
+        assert.equal(response.statusCode, 200);
+        const chunks: string[] = [];
+        response.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk));
+        await until(() => chunks.join('').includes('pushlet:connected'), 5_000, 'pushlet:connected');
+        assert.notEqual(seen[1]!.readableFlowing, true, 'the body is left unread');
+        await t.pushlet.publish('released', 'message', 'to both');
+        await until(() => chunks.join('').includes('to both'), 5_000, 'the message on the stream with a body');
+      } finally {
+        withBody.destroy();
+      }
+      await until(() => t.pushlet.stats().connections.sse === 1, 5_000, 'the stream with a body ends with its client');
+    } finally {
+      server.off('request', capture);
+    }
+  });
 });
 
 describe('SSE heartbeat', () => {

@@ -198,12 +198,13 @@ export class SseTransport implements OnModuleInit, BeforeApplicationShutdown {
     request.socket.setNoDelay(true);
     request.socket.setTimeout(0);
     connection.open(SSE_HEADERS);
-    // The request is complete (a GET; a body would be discarded): read to its end, it is
-    // destroyed (Node's autoDestroy) and released. When the client goes, Node's HTTP server
-    // destroys the requests it still counts as incoming with an ECONNRESET error, and formats
-    // that error's stack unless the request is destroyed already: 6 % of the CPU of an SSE
-    // connection churn (`--cpu-prof`). The stream's end is the response's `close`, as before.
-    request.resume();
+    // A request without a body is complete by now: read to its end, it is destroyed (Node's
+    // autoDestroy) and released. When the client goes, Node's HTTP server destroys the requests
+    // it still counts as incoming with an ECONNRESET error, and formats that error's stack unless
+    // the request is destroyed already: 6 % of the CPU of an SSE connection churn (`--cpu-prof`).
+    // A body is left unread (TCP holds the sender back) rather than read and thrown away. The
+    // stream's end is the response's `close`, as before.
+    if (request.complete) request.resume();
     try {
       await session.start(topics, lastEventId, [], rewind);
     } catch (error) {
