@@ -29,9 +29,11 @@ const MAX_BATCH_BYTES = 512 * 1024;
  * runs the script while the other waits for it), with several the instance settles one call's
  * publications and sends the next while Redis runs the others. Redis runs one connection's calls
  * in order, so per-topic order and the idempotence of a second copy stay as with one call.
- * Measured with `bench/publish-throughput.ts` (100 topics, one redis-server, 3 s): with 64
- * publications in flight, 58,000 msg/s as one call per turn vs 92,000 split (Redis CPU 9.2 vs
- * 9.4 µs per message); 256 in flight: 89,000 vs 101,000; 1,024: 154,000 vs 159,000.
+ * Measured with `bench/publish-throughput.ts` (100 topics, one redis-server, 3 s; medians of 3
+ * alternating rounds): with 64 publications in flight, 58,529 msg/s as one call per turn vs
+ * 92,231 split (Redis CPU 9.2 vs 9.6 µs per message); 256 in flight: 88,859 vs 101,374; 1,024:
+ * 153,538 vs 159,271. With no core to spare (Redis and the instance cannot run at the same time
+ * anyway), 3 to 5 % slower (docs/performance.md, "Publishing through Redis").
  */
 const CALLS_IN_FLIGHT = 4;
 const MIN_SPLIT_MESSAGES = 16;
@@ -85,8 +87,8 @@ export class RedisHistory {
    * the master serves (as far as the client's slot map knows; see {@link appendOnMaster}).
    * A turn's publications are spread over several calls while few are in flight
    * ({@link CALLS_IN_FLIGHT}). Within a call, messages are grouped by topic, each topic's in the
-   * order given; calls go out in order on the one command connection (per master). One promise per message, in order;
-   * `around` wraps each call once (a timeout, say), not each message.
+   * order given; calls go out in order on the one command connection (per master). One promise
+   * per message, in order; `around` wraps each call once (a timeout, say), not each message.
    */
   appendAll(messages: readonly WireMessage[], around: (call: Promise<unknown[]>) => Promise<unknown[]> = (call) => call): Array<Promise<string>> {
     const groups = new Map<string, WireMessage[]>();
