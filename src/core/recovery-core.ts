@@ -399,10 +399,8 @@ export class RecoveryCore {
     const read = reads.map((topicRead) => topicRead.records.map(envelopeOf));
     if (this.window && this.window.generation === generation) this.backfill(remote, reads, read);
     let envelopes = total && read.length > 1 ? read.flat().sort((a, b) => comparePositions(a.position, b.position)) : read.flat();
-    if (local.length > 0) {
-      envelopes = [...local, ...envelopes];
-      if (total) envelopes.sort((a, b) => comparePositions(a.position, b.position));
-    }
+    // Positions per topic only: with total ordering the window answers a catch-up whole or not at all.
+    if (local.length > 0) envelopes = [...local, ...envelopes];
     const topics: ReplayResult = {
       envelopes,
       incomplete: reads.filter((read, i) => readVerdict(read, remote[i]!.after) === 'incomplete').map((read) => read.topic),
